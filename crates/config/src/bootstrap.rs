@@ -1,0 +1,172 @@
+//! The bootstrap: the whole static configuration of a proxy.
+
+use crate::cluster::Cluster;
+use crate::listener::Listener;
+use crate::{ConfigError, ConfigErrors, Ctx};
+use ferry_envoy_api::pb::envoy::config::bootstrap::v3 as pb;
+use ferry_envoy_api::{Format, Warning};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+/// A validated bootstrap.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    /// `node.id` (overridden by `--service-node`).
+    pub node_id: String,
+    /// `node.cluster` (overridden by `--service-cluster`).
+    pub node_cluster: String,
+    /// `static_resources.listeners`.
+    pub listeners: Vec<Listener>,
+    /// `static_resources.clusters`.
+    pub clusters: Vec<Cluster>,
+    /// `admin`.
+    pub admin: Option<Admin>,
+}
+
+/// The admin endpoint.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// `address`.
+    pub address: SocketAddr,
+    /// `access_log_path` (deprecated in Envoy, still honoured).
+    pub access_log_path: Option<String>,
+}
+
+/// A loaded config: the model, the decoded bootstrap (for `/config_dump`) and warnings.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The validated model.
+    pub bootstrap: Bootstrap,
+    /// The decoded bootstrap as proto3 JSON.
+    pub json: serde_json::Value,
+    /// Warnings (v2 names upgraded...).
+    pub warnings: Vec<Warning>,
+}
+
+/// Decodes and validates a bootstrap; every problem is reported, with its path.
+pub fn load(text: &str, format: Format) -> Result<Loaded, ConfigErrors> {
+    let decoded = ferry_envoy_api::decode_bootstrap(text, format).map_err(|e| {
+        ConfigErrors(vec![match e {
+            ferry_envoy_api::DecodeError::Schema { path, message } => ConfigError { path, message },
+            other => ConfigError {
+                path: String::new(),
+                message: other.to_string(),
+            },
+        }])
+    })?;
+    let mut errors = crate::support::unsupported(&decoded.dynamic);
+    let mut ctx = Ctx::default();
+    let bootstrap = from_proto(&decoded.message, &mut ctx);
+    errors.append(&mut ctx.errors);
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    let json = serde_json::to_value(&decoded.dynamic).unwrap_or(serde_json::Value::Null);
+    Ok(Loaded {
+        bootstrap,
+        json,
+        warnings: decoded.warnings,
+    })
+}
+
+fn from_proto(b: &pb::Bootstrap, ctx: &mut Ctx) -> Bootstrap {
+    let node = b.node.clone().unwrap_or_default();
+    let sr = b.static_resources.clone().unwrap_or_default();
+    let mut listeners: Vec<Listener> = Vec::new();
+    let mut clusters: Vec<Cluster> = Vec::new();
+    ctx.at("static_resources", |ctx| {
+        for (i, c) in sr.clusters.iter().enumerate() {
+            if let Some(c) = ctx.at(format!("clusters[{i}]"), |ctx| {
+                crate::cluster::from_proto(c, ctx)
+            }) {
+                if clusters.iter().any(|o| o.name == c.name) {
+                    ctx.error_at(
+                        &format!("clusters[{i}].name"),
+                        format!("duplicate cluster {}", c.name),
+                    );
+                }
+                clusters.push(c);
+            }
+        }
+        let names: HashSet<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
+        for (i, l) in sr.listeners.iter().enumerate() {
+            ctx.at(format!("listeners[{i}]"), |ctx| {
+                let Some(l) = crate::listener::from_proto(l, i, ctx) else {
+                    return;
+                };
+                check_clusters(&l, &names, ctx);
+                if listeners.iter().any(|o| o.name == l.name) {
+                    ctx.error_at("name", format!("duplicate listener {}", l.name));
+                }
+                if l.address.port() != 0 && listeners.iter().any(|o| o.address == l.address) {
+                    ctx.error_at(
+                        "address",
+                        format!("{} is already used by another listener", l.address),
+                    );
+                }
+                listeners.push(l);
+            });
+        }
+    });
+    let admin = b.admin.as_ref().and_then(|a| {
+        ctx.at("admin", |ctx| {
+            let address = ctx.at("address", |c| crate::util::socket_addr(&a.address, c))?;
+            Some(Admin {
+                address,
+                access_log_path: (!a.access_log_path.is_empty()).then(|| a.access_log_path.clone()),
+            })
+        })
+    });
+    Bootstrap {
+        node_id: node.id,
+        node_cluster: node.cluster,
+        listeners,
+        clusters,
+        admin,
+    }
+}
+
+/// Routes and TCP proxies must name clusters that exist (Envoy's `validate_clusters`
+/// default for static route configs).
+fn check_clusters(l: &Listener, names: &HashSet<&str>, ctx: &mut Ctx) {
+    use crate::listener::NetworkFilter;
+    use crate::route::{Action, ClusterSpecifier};
+    for (i, fc) in l.filter_chains.iter().enumerate() {
+        match &fc.filter {
+            NetworkFilter::Tcp(t) => {
+                for (c, _) in &t.clusters {
+                    if !names.contains(c.as_str()) {
+                        ctx.error_at(
+                            &format!("filter_chains[{i}]"),
+                            format!("tcp_proxy: unknown cluster '{c}'"),
+                        );
+                    }
+                }
+            }
+            NetworkFilter::Http(h) => {
+                for vh in &h.route_config.virtual_hosts {
+                    for r in &vh.routes {
+                        let Action::Route(ra) = &r.action else {
+                            continue;
+                        };
+                        let wanted: Vec<&str> = match &ra.cluster {
+                            ClusterSpecifier::Name(n) => vec![n.as_str()],
+                            ClusterSpecifier::Weighted(w) => {
+                                w.clusters.iter().map(|c| c.name.as_str()).collect()
+                            }
+                            ClusterSpecifier::Header(_) => vec![],
+                        };
+                        for c in wanted {
+                            if !names.contains(c) {
+                                ctx.error_at(
+                                    &format!("filter_chains[{i}]"),
+                                    format!("route config {:?}: virtual host {:?}: unknown cluster '{c}'", h.route_config.name, vh.name),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

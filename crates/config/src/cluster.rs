@@ -1,0 +1,400 @@
+//! Clusters: discovery type, endpoints with localities and priorities, load balancing
+//! policy and upstream protocol options.
+
+use crate::util::{duration, host_port, timeout};
+use crate::Ctx;
+use ferry_envoy_api::pb::envoy::config::cluster::v3 as pb;
+use ferry_envoy_api::pb::envoy::config::core::v3 as core;
+use ferry_envoy_api::pb::envoy::extensions::upstreams::http::v3 as upstream_http;
+use std::time::Duration;
+
+/// Envoy's default `connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Envoy's default `dns_refresh_rate`.
+pub const DEFAULT_DNS_REFRESH_RATE: Duration = Duration::from_secs(5);
+/// Envoy's default upstream connection idle timeout (`common_http_protocol_options.idle_timeout`).
+pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// A cluster.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// `name`.
+    pub name: String,
+    /// `type` and its DNS settings.
+    pub discovery: Discovery,
+    /// `connect_timeout` (default 5 s).
+    pub connect_timeout: Duration,
+    /// `lb_policy` with its config.
+    pub lb_policy: LbPolicy,
+    /// Endpoints, grouped by locality and priority.
+    pub localities: Vec<Locality>,
+    /// Upstream HTTP protocol.
+    pub protocol: UpstreamProtocol,
+    /// Upstream connection idle timeout (default 1 h; None = disabled).
+    pub idle_timeout: Option<Duration>,
+    /// `max_requests_per_connection` (None = unlimited).
+    pub max_requests_per_connection: Option<u32>,
+    /// `per_connection_buffer_limit_bytes` (default 1 MiB).
+    pub per_connection_buffer_limit_bytes: u32,
+}
+
+/// How a cluster finds its hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discovery {
+    /// `STATIC`: IP addresses as given.
+    Static,
+    /// `STRICT_DNS`: every address each name resolves to is a host.
+    StrictDns(Dns),
+    /// `LOGICAL_DNS`: the first address of the (single) name is the host.
+    LogicalDns(Dns),
+}
+
+/// DNS settings of a DNS cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dns {
+    /// `dns_refresh_rate` (default 5 s).
+    pub refresh_rate: Duration,
+    /// `respect_dns_ttl`.
+    pub respect_ttl: bool,
+    /// `dns_lookup_family`.
+    pub family: DnsLookupFamily,
+}
+
+/// `dns_lookup_family`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsLookupFamily {
+    /// `AUTO`: IPv6 if any, else IPv4.
+    Auto,
+    /// `V4_ONLY`.
+    V4Only,
+    /// `V6_ONLY`.
+    V6Only,
+    /// `V4_PREFERRED`: IPv4 if any, else IPv6.
+    V4Preferred,
+    /// `ALL`: both.
+    All,
+}
+
+/// `lb_policy` and its config.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LbPolicy {
+    /// `ROUND_ROBIN` (weighted).
+    RoundRobin,
+    /// `LEAST_REQUEST`, power of `choice_count` choices (default 2).
+    LeastRequest {
+        /// `least_request_lb_config.choice_count`.
+        choice_count: u32,
+    },
+    /// `RANDOM`.
+    Random,
+    /// `RING_HASH`.
+    RingHash {
+        /// `ring_hash_lb_config.minimum_ring_size` (default 1024).
+        minimum_ring_size: u64,
+        /// `ring_hash_lb_config.maximum_ring_size` (default 8M).
+        maximum_ring_size: u64,
+    },
+    /// `MAGLEV`.
+    Maglev {
+        /// `maglev_lb_config.table_size` (default 65537, prime).
+        table_size: u64,
+    },
+}
+
+/// Endpoints of one locality at one priority.
+#[derive(Debug, Clone)]
+pub struct Locality {
+    /// Region/zone/sub_zone, for display.
+    pub name: String,
+    /// `priority` (0 is highest).
+    pub priority: u32,
+    /// `load_balancing_weight` of the locality (None = not set).
+    pub weight: Option<u32>,
+    /// The endpoints.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// One endpoint as configured (a DNS name for DNS clusters).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Address or DNS name.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// `load_balancing_weight` (default 1).
+    pub weight: u32,
+    /// `hostname` (for auto_host_rewrite), if set.
+    pub hostname: Option<String>,
+}
+
+/// Which HTTP version the cluster speaks upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (Envoy's default).
+    Http1,
+    /// HTTP/2 prior knowledge (`http2_protocol_options` or explicit HTTP/2 config).
+    Http2,
+}
+
+/// Converts a cluster.
+pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
+    if c.name.is_empty() {
+        ctx.error_at("name", "is required");
+    }
+    let dns = |ctx: &mut Ctx| Dns {
+        refresh_rate: duration(&c.dns_refresh_rate, "dns_refresh_rate", ctx)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(DEFAULT_DNS_REFRESH_RATE),
+        respect_ttl: c.respect_dns_ttl,
+        family: match c.dns_lookup_family {
+            0 => DnsLookupFamily::Auto,
+            1 => DnsLookupFamily::V4Only,
+            2 => DnsLookupFamily::V6Only,
+            3 => DnsLookupFamily::V4Preferred,
+            4 => DnsLookupFamily::All,
+            other => {
+                ctx.error_at("dns_lookup_family", format!("unknown value {other}"));
+                DnsLookupFamily::Auto
+            }
+        },
+    };
+    let discovery = match &c.cluster_discovery_type {
+        None | Some(pb::cluster::ClusterDiscoveryType::Type(0)) => Discovery::Static,
+        Some(pb::cluster::ClusterDiscoveryType::Type(1)) => Discovery::StrictDns(dns(ctx)),
+        Some(pb::cluster::ClusterDiscoveryType::Type(2)) => Discovery::LogicalDns(dns(ctx)),
+        Some(pb::cluster::ClusterDiscoveryType::Type(t)) => {
+            let name = pb::cluster::DiscoveryType::try_from(*t)
+                .map(|d| d.as_str_name().to_string())
+                .unwrap_or_else(|_| t.to_string());
+            ctx.error_at("type", format!("{name} is not supported"));
+            return None;
+        }
+        Some(pb::cluster::ClusterDiscoveryType::ClusterType(_)) => {
+            ctx.error_at("cluster_type", "custom cluster types are not supported");
+            return None;
+        }
+    };
+    let lb_policy = match c.lb_policy {
+        0 => LbPolicy::RoundRobin,
+        1 => LbPolicy::LeastRequest {
+            choice_count: match &c.lb_config {
+                Some(pb::cluster::LbConfig::LeastRequestLbConfig(l)) => {
+                    let n = l.choice_count.map(|v| v.value).unwrap_or(2);
+                    if n < 2 {
+                        ctx.error_at("least_request_lb_config.choice_count", "must be at least 2");
+                    }
+                    n.max(2)
+                }
+                _ => 2,
+            },
+        },
+        2 => {
+            let (mut min, mut max) = (1024u64, 8 * 1024 * 1024u64);
+            if let Some(pb::cluster::LbConfig::RingHashLbConfig(r)) = &c.lb_config {
+                if r.hash_function != 0 {
+                    ctx.error_at(
+                        "ring_hash_lb_config.hash_function",
+                        "only XX_HASH is supported",
+                    );
+                }
+                min = r.minimum_ring_size.map(|v| v.value).unwrap_or(min);
+                max = r.maximum_ring_size.map(|v| v.value).unwrap_or(max);
+                if min > max {
+                    ctx.error_at(
+                        "ring_hash_lb_config",
+                        "minimum_ring_size must not exceed maximum_ring_size",
+                    );
+                }
+            }
+            LbPolicy::RingHash {
+                minimum_ring_size: min,
+                maximum_ring_size: max,
+            }
+        }
+        3 => LbPolicy::Random,
+        5 => LbPolicy::Maglev {
+            table_size: match &c.lb_config {
+                Some(pb::cluster::LbConfig::MaglevLbConfig(m)) => {
+                    let n = m.table_size.map(|v| v.value).unwrap_or(65537);
+                    if !is_prime(n) {
+                        ctx.error_at(
+                            "maglev_lb_config.table_size",
+                            format!("{n} is not a prime number"),
+                        );
+                    }
+                    n
+                }
+                _ => 65537,
+            },
+        },
+        other => {
+            let name = pb::cluster::LbPolicy::try_from(other)
+                .map(|d| d.as_str_name().to_string())
+                .unwrap_or_else(|_| other.to_string());
+            ctx.error_at("lb_policy", format!("{name} is not supported"));
+            LbPolicy::RoundRobin
+        }
+    };
+    if let Some(cfg) = &c.lb_config {
+        let ok = matches!(
+            (cfg, &lb_policy),
+            (
+                pb::cluster::LbConfig::LeastRequestLbConfig(_),
+                LbPolicy::LeastRequest { .. }
+            ) | (
+                pb::cluster::LbConfig::RingHashLbConfig(_),
+                LbPolicy::RingHash { .. }
+            ) | (
+                pb::cluster::LbConfig::MaglevLbConfig(_),
+                LbPolicy::Maglev { .. }
+            )
+        );
+        if !ok {
+            ctx.error("the lb config does not match lb_policy");
+        }
+    }
+
+    let mut localities = Vec::new();
+    if let Some(la) = &c.load_assignment {
+        ctx.at("load_assignment", |ctx| {
+            for (i, l) in la.endpoints.iter().enumerate() {
+                ctx.at(format!("endpoints[{i}]"), |ctx| {
+                    let mut endpoints = Vec::new();
+                    for (j, e) in l.lb_endpoints.iter().enumerate() {
+                        use ferry_envoy_api::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+                        ctx.at(format!("lb_endpoints[{j}]"), |ctx| {
+                            let Some(HostIdentifier::Endpoint(ep)) = &e.host_identifier else {
+                                ctx.error_at("endpoint", "is required");
+                                return;
+                            };
+                            let Some((host, port)) = ctx.at("endpoint.address", |c| host_port(&ep.address, c)) else {
+                                return;
+                            };
+                            let weight = e.load_balancing_weight.map(|w| w.value).unwrap_or(1);
+                            if weight == 0 {
+                                ctx.error_at("load_balancing_weight", "must be at least 1");
+                            }
+                            if matches!(discovery, Discovery::Static) && host.parse::<std::net::IpAddr>().is_err() {
+                                ctx.error_at(
+                                    "endpoint.address.socket_address.address",
+                                    format!("{host:?} is not an IP address (a STATIC cluster does not resolve names)"),
+                                );
+                                return;
+                            }
+                            endpoints.push(Endpoint {
+                                host,
+                                port,
+                                weight: weight.max(1),
+                                hostname: (!ep.hostname.is_empty()).then(|| ep.hostname.clone()),
+                            });
+                        });
+                    }
+                    let name = l
+                        .locality
+                        .as_ref()
+                        .map(|l| format!("{}/{}/{}", l.region, l.zone, l.sub_zone))
+                        .unwrap_or_default();
+                    localities.push(Locality {
+                        name,
+                        priority: l.priority,
+                        weight: l.load_balancing_weight.map(|w| w.value),
+                        endpoints,
+                    });
+                });
+            }
+        });
+    }
+    if let Discovery::LogicalDns(_) = discovery {
+        let n: usize = localities.iter().map(|l| l.endpoints.len()).sum();
+        if n != 1 {
+            ctx.error_at("load_assignment", "LOGICAL_DNS clusters must have a single locality_lb_endpoint and a single lb_endpoint");
+        }
+    }
+
+    // Protocol options: the typed extension (v3) or the legacy cluster fields.
+    let mut protocol = UpstreamProtocol::Http1;
+    let mut common: Option<core::HttpProtocolOptions> = c.common_http_protocol_options.clone();
+    if c.http2_protocol_options.is_some() {
+        protocol = UpstreamProtocol::Http2;
+    }
+    for (key, any) in &c.typed_extension_protocol_options {
+        ctx.at(format!("typed_extension_protocol_options[{key}]"), |ctx| {
+            if key != "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" {
+                return; // named by the support walk
+            }
+            let opts: upstream_http::HttpProtocolOptions = match ferry_envoy_api::unpack(any) {
+                Ok(o) => o,
+                Err(e) => {
+                    ctx.error(e.to_string());
+                    return;
+                }
+            };
+            use upstream_http::http_protocol_options::explicit_http_config::ProtocolConfig;
+            use upstream_http::http_protocol_options::UpstreamProtocolOptions;
+            match &opts.upstream_protocol_options {
+                Some(UpstreamProtocolOptions::ExplicitHttpConfig(e)) => match &e.protocol_config {
+                    Some(ProtocolConfig::Http2ProtocolOptions(_)) => {
+                        protocol = UpstreamProtocol::Http2
+                    }
+                    Some(ProtocolConfig::HttpProtocolOptions(_)) => {
+                        protocol = UpstreamProtocol::Http1
+                    }
+                    _ => ctx.error_at(
+                        "explicit_http_config",
+                        "only http_protocol_options and http2_protocol_options are supported",
+                    ),
+                },
+                None => {}
+                Some(_) => ctx.error("only explicit_http_config is supported"),
+            }
+            if opts.common_http_protocol_options.is_some() {
+                common = opts.common_http_protocol_options.clone();
+            }
+        });
+    }
+    let mut idle_timeout = Some(DEFAULT_UPSTREAM_IDLE_TIMEOUT);
+    let mut max_requests_per_connection = c
+        .max_requests_per_connection
+        .map(|v| v.value)
+        .filter(|v| *v > 0);
+    if let Some(common) = &common {
+        idle_timeout = timeout(
+            &common.idle_timeout,
+            idle_timeout,
+            "common_http_protocol_options.idle_timeout",
+            ctx,
+        );
+        if let Some(m) = common.max_requests_per_connection {
+            max_requests_per_connection = Some(m.value).filter(|v| *v > 0);
+        }
+    }
+    Some(Cluster {
+        name: c.name.clone(),
+        discovery,
+        connect_timeout: duration(&c.connect_timeout, "connect_timeout", ctx)
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        lb_policy,
+        localities,
+        protocol,
+        idle_timeout,
+        max_requests_per_connection,
+        per_connection_buffer_limit_bytes: c
+            .per_connection_buffer_limit_bytes
+            .map(|v| v.value)
+            .unwrap_or(1024 * 1024),
+    })
+}
+
+fn is_prime(n: u64) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let mut i = 2;
+    while i * i <= n {
+        if n % i == 0 {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}

@@ -1,0 +1,270 @@
+//! The HTTP connection manager (`envoy.filters.network.http_connection_manager`).
+
+use crate::access_log::AccessLog;
+use crate::route::RouteConfig;
+use crate::util::{duration, timeout};
+use crate::Ctx;
+use ferry_envoy_api::pb::envoy::extensions::filters::network::http_connection_manager::v3 as pb;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Envoy's default `stream_idle_timeout`.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Envoy's default downstream connection `idle_timeout`.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Envoy's default `drain_timeout`.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Envoy's default `max_request_headers_kb`.
+pub const DEFAULT_MAX_REQUEST_HEADERS_KB: u32 = 60;
+/// Envoy's default `max_headers_count`.
+pub const DEFAULT_MAX_HEADERS_COUNT: u32 = 100;
+/// Envoy's default `server_name`.
+pub const DEFAULT_SERVER_NAME: &str = "envoy";
+
+/// `codec_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodecType {
+    /// HTTP/1.1 or HTTP/2 prior knowledge, detected from the first bytes.
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only.
+    Http2,
+}
+
+/// `server_header_transformation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerHeader {
+    /// `OVERWRITE`: always `server_name`.
+    Overwrite,
+    /// `APPEND_IF_ABSENT`: `server_name` unless the upstream sent one.
+    AppendIfAbsent,
+    /// `PASS_THROUGH`: never set.
+    PassThrough,
+}
+
+/// A validated HTTP connection manager.
+#[derive(Debug, Clone)]
+pub struct HttpConnectionManager {
+    /// `stat_prefix`.
+    pub stat_prefix: String,
+    /// `codec_type`.
+    pub codec_type: CodecType,
+    /// `route_config` (inline).
+    pub route_config: Arc<RouteConfig>,
+    /// `server_name` (default "envoy").
+    pub server_name: http::HeaderValue,
+    /// `server_header_transformation`.
+    pub server_header: ServerHeader,
+    /// `use_remote_address`.
+    pub use_remote_address: bool,
+    /// `xff_num_trusted_hops`.
+    pub xff_num_trusted_hops: u32,
+    /// `skip_xff_append`.
+    pub skip_xff_append: bool,
+    /// `via`: appended to `via` on requests and responses when set.
+    pub via: Option<http::HeaderValue>,
+    /// `generate_request_id` (default true).
+    pub generate_request_id: bool,
+    /// `preserve_external_request_id`.
+    pub preserve_external_request_id: bool,
+    /// `always_set_request_id_in_response`.
+    pub always_set_request_id_in_response: bool,
+    /// `max_request_headers_kb` (default 60).
+    pub max_request_headers_kb: u32,
+    /// `common_http_protocol_options.max_headers_count` (default 100).
+    pub max_headers_count: u32,
+    /// `stream_idle_timeout` (default 5 min; None = disabled).
+    pub stream_idle_timeout: Option<Duration>,
+    /// `request_timeout` (default disabled).
+    pub request_timeout: Option<Duration>,
+    /// `common_http_protocol_options.idle_timeout` (default 1 h; None = disabled).
+    pub idle_timeout: Option<Duration>,
+    /// `common_http_protocol_options.max_connection_duration` (default none).
+    pub max_connection_duration: Option<Duration>,
+    /// `drain_timeout` (default 5 s).
+    pub drain_timeout: Duration,
+    /// `upgrade_configs` enabled upgrade types, lower-cased (e.g. `websocket`).
+    pub upgrades: Vec<String>,
+    /// `access_log`.
+    pub access_logs: Vec<AccessLog>,
+    /// HTTP/2 `max_concurrent_streams` (default 2147483647 in Envoy).
+    pub http2_max_concurrent_streams: Option<u32>,
+}
+
+/// Converts an HCM.
+pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpConnectionManager> {
+    use pb::http_connection_manager::RouteSpecifier;
+    if h.stat_prefix.is_empty() {
+        ctx.error_at("stat_prefix", "is required");
+    }
+    let codec_type = match h.codec_type {
+        0 => CodecType::Auto,
+        1 => CodecType::Http1,
+        2 => CodecType::Http2,
+        _ => {
+            ctx.error_at("codec_type", "HTTP3 is not supported");
+            CodecType::Auto
+        }
+    };
+    let route_config = match &h.route_specifier {
+        Some(RouteSpecifier::RouteConfig(rc)) => {
+            ctx.at("route_config", |c| crate::route::from_proto(rc, c))
+        }
+        Some(RouteSpecifier::Rds(_)) => {
+            ctx.error_at("rds", "is not supported yet (use route_config)");
+            return None;
+        }
+        Some(RouteSpecifier::ScopedRoutes(_)) => {
+            ctx.error_at("scoped_routes", "is not supported");
+            return None;
+        }
+        None => {
+            ctx.error("route_config is required");
+            return None;
+        }
+    };
+    // http_filters: the router must be present and last (Envoy's rule).
+    if h.http_filters.is_empty() {
+        ctx.error_at(
+            "http_filters",
+            "the router filter (envoy.filters.http.router) is required",
+        );
+    }
+    for (i, f) in h.http_filters.iter().enumerate() {
+        let last = i + 1 == h.http_filters.len();
+        let is_router = f.name == "envoy.filters.http.router"
+            || matches!(&f.config_type, Some(pb::http_filter::ConfigType::TypedConfig(a)) if a.type_url.ends_with("envoy.extensions.filters.http.router.v3.Router"));
+        if last && !is_router {
+            ctx.error_at(
+                &format!("http_filters[{i}]"),
+                "the last filter must be the router (envoy.filters.http.router)",
+            );
+        }
+        if !last && is_router {
+            ctx.error_at(
+                &format!("http_filters[{i}]"),
+                "the router must be the last filter",
+            );
+        }
+    }
+    let server_name = if h.server_name.is_empty() {
+        http::HeaderValue::from_static(DEFAULT_SERVER_NAME)
+    } else {
+        match http::HeaderValue::from_str(&h.server_name) {
+            Ok(v) => v,
+            Err(_) => {
+                ctx.error_at("server_name", "is not a valid header value");
+                http::HeaderValue::from_static(DEFAULT_SERVER_NAME)
+            }
+        }
+    };
+    let server_header = match h.server_header_transformation {
+        0 => ServerHeader::Overwrite,
+        1 => ServerHeader::AppendIfAbsent,
+        2 => ServerHeader::PassThrough,
+        other => {
+            ctx.error_at(
+                "server_header_transformation",
+                format!("unknown value {other}"),
+            );
+            ServerHeader::Overwrite
+        }
+    };
+    let via = if h.via.is_empty() {
+        None
+    } else {
+        match http::HeaderValue::from_str(&h.via) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                ctx.error_at("via", "is not a valid header value");
+                None
+            }
+        }
+    };
+    let common = h.common_http_protocol_options.clone().unwrap_or_default();
+    let max_request_headers_kb = h
+        .max_request_headers_kb
+        .map(|v| v.value)
+        .unwrap_or(DEFAULT_MAX_REQUEST_HEADERS_KB);
+    if !(1..=8192).contains(&max_request_headers_kb) {
+        ctx.error_at("max_request_headers_kb", "must be in [1, 8192]");
+    }
+    let max_headers_count = common
+        .max_headers_count
+        .map(|v| v.value)
+        .unwrap_or(DEFAULT_MAX_HEADERS_COUNT);
+    if max_headers_count < 1 {
+        ctx.error_at(
+            "common_http_protocol_options.max_headers_count",
+            "must be at least 1",
+        );
+    }
+    let (idle_timeout, max_connection_duration) = ctx.at("common_http_protocol_options", |c| {
+        if common.max_requests_per_connection.is_some() {
+            c.error_at(
+                "max_requests_per_connection",
+                "is not supported on downstream connections",
+            );
+        }
+        (
+            timeout(
+                &common.idle_timeout,
+                Some(DEFAULT_IDLE_TIMEOUT),
+                "idle_timeout",
+                c,
+            ),
+            timeout(
+                &common.max_connection_duration,
+                None,
+                "max_connection_duration",
+                c,
+            ),
+        )
+    });
+    let mut upgrades = Vec::new();
+    for (i, u) in h.upgrade_configs.iter().enumerate() {
+        if u.upgrade_type.is_empty() {
+            ctx.error_at(&format!("upgrade_configs[{i}].upgrade_type"), "is required");
+        }
+        if u.enabled.map(|b| b.value).unwrap_or(true) {
+            upgrades.push(u.upgrade_type.to_ascii_lowercase());
+        }
+    }
+    let access_logs = ctx.at("access_log", |c| {
+        crate::access_log::from_proto(&h.access_log, c)
+    });
+    Some(HttpConnectionManager {
+        stat_prefix: h.stat_prefix.clone(),
+        codec_type,
+        route_config: Arc::new(route_config),
+        server_name,
+        server_header,
+        use_remote_address: h.use_remote_address.map(|b| b.value).unwrap_or(false),
+        xff_num_trusted_hops: h.xff_num_trusted_hops,
+        skip_xff_append: h.skip_xff_append,
+        via,
+        generate_request_id: h.generate_request_id.map(|b| b.value).unwrap_or(true),
+        preserve_external_request_id: h.preserve_external_request_id,
+        always_set_request_id_in_response: h.always_set_request_id_in_response,
+        max_request_headers_kb,
+        max_headers_count,
+        stream_idle_timeout: timeout(
+            &h.stream_idle_timeout,
+            Some(DEFAULT_STREAM_IDLE_TIMEOUT),
+            "stream_idle_timeout",
+            ctx,
+        ),
+        request_timeout: timeout(&h.request_timeout, None, "request_timeout", ctx),
+        idle_timeout,
+        max_connection_duration,
+        drain_timeout: duration(&h.drain_timeout, "drain_timeout", ctx)
+            .unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+        upgrades,
+        access_logs,
+        http2_max_concurrent_streams: h
+            .http2_protocol_options
+            .as_ref()
+            .and_then(|o| o.max_concurrent_streams.map(|v| v.value)),
+    })
+}

@@ -1,0 +1,27 @@
+//! The validated runtime model of the proxy.
+//!
+//! Envoy's v3 API (decoded by `ferry-envoy-api`) is translated once into the immutable
+//! values defined here. Two passes, both collecting every problem rather than the first:
+//! 1. [`support`] walks the decoded message reflectively and names every field or
+//!    extension that is set but that ferry does not implement (never silently ignored);
+//! 2. the `from_*` functions convert the typed messages into the model, checking values
+//!    (enum values we do not implement, missing required fields, bad regexes...).
+//!
+//! Rule: if ferry accepts a config written for Envoy, it behaves as Envoy does.
+
+// Deprecated Envoy fields that Envoy still honours are honoured here too.
+#![allow(deprecated)]
+
+pub mod access_log;
+pub mod bootstrap;
+pub mod cluster;
+mod error;
+pub mod hcm;
+pub mod listener;
+pub mod route;
+pub mod support;
+mod util;
+
+pub use bootstrap::{load, Bootstrap, Loaded};
+pub use error::{ConfigError, ConfigErrors, Ctx};
+pub use ferry_envoy_api::{Format, Warning};

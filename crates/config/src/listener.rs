@@ -1,0 +1,233 @@
+//! Listeners, filter chains and their network filters.
+
+use crate::hcm::HttpConnectionManager;
+use crate::util::{duration, socket_addr};
+use crate::Ctx;
+use ferry_envoy_api::pb::envoy::config::listener::v3 as pb;
+use ferry_envoy_api::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Envoy's default `per_connection_buffer_limit_bytes`.
+pub const DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
+/// Envoy's default TCP proxy `idle_timeout`.
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// A listener.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// `name` (generated when empty, as Envoy does).
+    pub name: String,
+    /// `address`.
+    pub address: SocketAddr,
+    /// `filter_chains`.
+    pub filter_chains: Vec<FilterChain>,
+    /// `default_filter_chain`.
+    pub default_filter_chain: Option<FilterChain>,
+    /// `per_connection_buffer_limit_bytes`.
+    pub buffer_limit: u32,
+}
+
+/// A filter chain.
+#[derive(Debug, Clone)]
+pub struct FilterChain {
+    /// `name`.
+    pub name: String,
+    /// `filter_chain_match`.
+    pub matcher: FilterChainMatch,
+    /// The terminal network filter.
+    pub filter: NetworkFilter,
+}
+
+/// `filter_chain_match`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilterChainMatch {
+    /// `destination_port`.
+    pub destination_port: Option<u16>,
+    /// `server_names` (lower-cased; `*.x` wildcards allowed).
+    pub server_names: Vec<String>,
+    /// `transport_protocol` (`raw_buffer` or `tls`; empty = any).
+    pub transport_protocol: String,
+    /// `application_protocols`.
+    pub application_protocols: Vec<String>,
+}
+
+/// The network filter that handles a connection.
+#[derive(Debug, Clone)]
+pub enum NetworkFilter {
+    /// `envoy.filters.network.http_connection_manager`.
+    Http(Arc<HttpConnectionManager>),
+    /// `envoy.filters.network.tcp_proxy`.
+    Tcp(Arc<TcpProxy>),
+}
+
+/// `envoy.filters.network.tcp_proxy`.
+#[derive(Debug, Clone)]
+pub struct TcpProxy {
+    /// `stat_prefix`.
+    pub stat_prefix: String,
+    /// (cluster, weight); one entry for `cluster`.
+    pub clusters: Vec<(String, u32)>,
+    /// `idle_timeout` (default 1 h; None = disabled).
+    pub idle_timeout: Option<Duration>,
+    /// `access_log`.
+    pub access_logs: Vec<crate::access_log::AccessLog>,
+}
+
+/// Converts a listener; `index` names it when it has no name.
+pub fn from_proto(l: &pb::Listener, index: usize, ctx: &mut Ctx) -> Option<Listener> {
+    let address = ctx.at("address", |c| socket_addr(&l.address, c))?;
+    let name = if l.name.is_empty() {
+        format!("listener_{index}")
+    } else {
+        l.name.clone()
+    };
+    let mut filter_chains = Vec::new();
+    for (i, fc) in l.filter_chains.iter().enumerate() {
+        if let Some(fc) = ctx.at(format!("filter_chains[{i}]"), |c| filter_chain(fc, c)) {
+            filter_chains.push(fc);
+        }
+    }
+    let default_filter_chain = match &l.default_filter_chain {
+        Some(fc) => ctx.at("default_filter_chain", |c| filter_chain(fc, c)),
+        None => None,
+    };
+    if l.filter_chains.is_empty() && l.default_filter_chain.is_none() {
+        ctx.error_at("filter_chains", "at least one filter chain is required");
+    }
+    for i in 0..filter_chains.len() {
+        for j in 0..i {
+            if filter_chains[i].matcher == filter_chains[j].matcher {
+                ctx.error_at(
+                    &format!("filter_chains[{i}]"),
+                    format!("multiple filter chains with the same matching rules are defined (also filter_chains[{j}])"),
+                );
+            }
+        }
+    }
+    Some(Listener {
+        name,
+        address,
+        filter_chains,
+        default_filter_chain,
+        buffer_limit: l
+            .per_connection_buffer_limit_bytes
+            .map(|v| v.value)
+            .unwrap_or(DEFAULT_BUFFER_LIMIT),
+    })
+}
+
+fn filter_chain(fc: &pb::FilterChain, ctx: &mut Ctx) -> Option<FilterChain> {
+    let m = fc.filter_chain_match.clone().unwrap_or_default();
+    let matcher = FilterChainMatch {
+        destination_port: match m.destination_port.map(|v| v.value) {
+            Some(p) if (1..=65535).contains(&p) => Some(p as u16),
+            Some(p) => {
+                ctx.error_at(
+                    "filter_chain_match.destination_port",
+                    format!("{p} is not a port"),
+                );
+                None
+            }
+            None => None,
+        },
+        server_names: m
+            .server_names
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect(),
+        transport_protocol: m.transport_protocol.clone(),
+        application_protocols: m.application_protocols.clone(),
+    };
+    if fc.filters.is_empty() {
+        ctx.error_at("filters", "a terminal network filter is required");
+        return None;
+    }
+    if fc.filters.len() > 1 {
+        ctx.error_at("filters", "only one (terminal) network filter is supported");
+    }
+    let f = fc.filters.last()?;
+    let idx = fc.filters.len() - 1;
+    let filter = ctx.at(format!("filters[{idx}]"), |c| network_filter(f, c))?;
+    Some(FilterChain {
+        name: fc.name.clone(),
+        matcher,
+        filter,
+    })
+}
+
+fn network_filter(f: &pb::Filter, ctx: &mut Ctx) -> Option<NetworkFilter> {
+    let Some(pb::filter::ConfigType::TypedConfig(any)) = &f.config_type else {
+        ctx.error_at("typed_config", "is required");
+        return None;
+    };
+    let ty = any.type_url.rsplit('/').next().unwrap_or_default();
+    ctx.at("typed_config", |c| match ty {
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager" => {
+            let h = match ferry_envoy_api::unpack(any) {
+                Ok(h) => h,
+                Err(e) => {
+                    c.error(e.to_string());
+                    return None;
+                }
+            };
+            Some(NetworkFilter::Http(Arc::new(crate::hcm::from_proto(
+                &h, c,
+            )?)))
+        }
+        "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy" => {
+            let t: tcp::TcpProxy = match ferry_envoy_api::unpack(any) {
+                Ok(t) => t,
+                Err(e) => {
+                    c.error(e.to_string());
+                    return None;
+                }
+            };
+            Some(NetworkFilter::Tcp(Arc::new(tcp_proxy(&t, c)?)))
+        }
+        // Named by the support walk.
+        _ => None,
+    })
+}
+
+fn tcp_proxy(t: &tcp::TcpProxy, ctx: &mut Ctx) -> Option<TcpProxy> {
+    use tcp::tcp_proxy::ClusterSpecifier as C;
+    if t.stat_prefix.is_empty() {
+        ctx.error_at("stat_prefix", "is required");
+    }
+    let clusters = match &t.cluster_specifier {
+        Some(C::Cluster(c)) => vec![(c.clone(), 1)],
+        Some(C::WeightedClusters(w)) => {
+            let v: Vec<(String, u32)> = w
+                .clusters
+                .iter()
+                .map(|c| (c.name.clone(), c.weight))
+                .collect();
+            if v.is_empty() || v.iter().map(|(_, w)| *w as u64).sum::<u64>() == 0 {
+                ctx.error_at(
+                    "weighted_clusters",
+                    "at least one cluster with a weight is required",
+                );
+                return None;
+            }
+            v
+        }
+        None => {
+            ctx.error("cluster or weighted_clusters is required");
+            return None;
+        }
+    };
+    let idle_timeout = match &t.idle_timeout {
+        None => Some(DEFAULT_TCP_IDLE_TIMEOUT),
+        Some(_) => duration(&t.idle_timeout, "idle_timeout", ctx).filter(|d| !d.is_zero()),
+    };
+    Some(TcpProxy {
+        stat_prefix: t.stat_prefix.clone(),
+        clusters,
+        idle_timeout,
+        access_logs: ctx.at("access_log", |c| {
+            crate::access_log::from_proto(&t.access_log, c)
+        }),
+    })
+}

@@ -1,0 +1,940 @@
+//! Route configuration: virtual hosts, route matches and actions, precompiled.
+
+use crate::util::{timeout, HeaderMutations};
+use crate::Ctx;
+use ferry_envoy_api::pb::envoy::config::route::v3 as pb;
+use ferry_envoy_api::pb::envoy::r#type::matcher::v3 as matcher;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Envoy's default route timeout.
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A route configuration (`RouteConfiguration`).
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// `name`.
+    pub name: String,
+    /// `virtual_hosts`, in config order.
+    pub virtual_hosts: Vec<VirtualHost>,
+    /// Domain index into `virtual_hosts`.
+    pub domains: DomainIndex,
+    /// Header mutations at route-config level.
+    pub headers: HeaderMutations,
+}
+
+/// Virtual host lookup by `Host`, with Envoy's precedence: exact, then the longest
+/// `*.suffix` wildcard, then the longest `prefix.*` wildcard, then `*`.
+#[derive(Debug, Clone, Default)]
+pub struct DomainIndex {
+    exact: HashMap<String, usize>,
+    /// (suffix including the leading `.` or `-`, vhost), longest first.
+    suffixes: Vec<(String, usize)>,
+    /// (prefix, vhost), longest first.
+    prefixes: Vec<(String, usize)>,
+    default: Option<usize>,
+}
+
+impl DomainIndex {
+    /// The virtual host for a lower-cased host. Tries the host as given, then without
+    /// its port (Envoy ignores the port when no domain names one).
+    pub fn find(&self, host: &str) -> Option<usize> {
+        self.find_exactly(host).or_else(|| {
+            let stripped = strip_port(host);
+            (stripped.len() != host.len())
+                .then(|| self.find_exactly(stripped))
+                .flatten()
+        })
+    }
+
+    fn find_exactly(&self, host: &str) -> Option<usize> {
+        if let Some(i) = self.exact.get(host) {
+            return Some(*i);
+        }
+        // Wildcards must match at least one character.
+        for (suffix, i) in &self.suffixes {
+            if host.len() > suffix.len() && host.ends_with(suffix.as_str()) {
+                return Some(*i);
+            }
+        }
+        for (prefix, i) in &self.prefixes {
+            if host.len() > prefix.len() && host.starts_with(prefix.as_str()) {
+                return Some(*i);
+            }
+        }
+        self.default
+    }
+}
+
+/// `host:port` → `host`, leaving IPv6 literals (`[::1]:80` → `[::1]`) intact.
+pub fn strip_port(host: &str) -> &str {
+    if let Some(end) = host.rfind(']') {
+        return &host[..=end];
+    }
+    match host.rfind(':') {
+        Some(i) if host[i + 1..].chars().all(|c| c.is_ascii_digit()) => &host[..i],
+        _ => host,
+    }
+}
+
+/// A virtual host.
+#[derive(Debug, Clone)]
+pub struct VirtualHost {
+    /// `name`.
+    pub name: String,
+    /// `routes`, first match wins.
+    pub routes: Vec<Route>,
+    /// Header mutations at virtual-host level.
+    pub headers: HeaderMutations,
+}
+
+/// A route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// `name`.
+    pub name: String,
+    /// `match`.
+    pub matcher: RouteMatch,
+    /// `route` / `redirect` / `direct_response`.
+    pub action: Action,
+    /// Header mutations at route level.
+    pub headers: HeaderMutations,
+}
+
+/// `RouteMatch`.
+#[derive(Debug, Clone)]
+pub struct RouteMatch {
+    /// The path specifier.
+    pub path: PathMatch,
+    /// `case_sensitive` (default true), for prefix and path.
+    pub case_sensitive: bool,
+    /// `headers`: all must match.
+    pub headers: Vec<HeaderMatcher>,
+    /// `query_parameters`: all must match.
+    pub query_parameters: Vec<QueryParameterMatcher>,
+    /// `grpc`: only requests with `content-type: application/grpc*`.
+    pub grpc: bool,
+}
+
+/// The path part of a route match.
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    /// `prefix`.
+    Prefix(String),
+    /// `path` (exact).
+    Exact(String),
+    /// `safe_regex` (matches the whole path, without the query).
+    Regex(regex::Regex),
+    /// `path_separated_prefix`: the prefix, then end of path, `?` or `/`.
+    SeparatedPrefix(String),
+}
+
+/// `HeaderMatcher`.
+#[derive(Debug, Clone)]
+pub struct HeaderMatcher {
+    /// Lower-cased header name (`:method`, `:path`, `:authority`, `:scheme` allowed).
+    pub name: String,
+    /// The match.
+    pub kind: HeaderMatchKind,
+    /// `invert_match`.
+    pub invert: bool,
+}
+
+/// How a header value is matched.
+#[derive(Debug, Clone)]
+pub enum HeaderMatchKind {
+    /// `present_match` (or no specifier: presence).
+    Present(bool),
+    /// `range_match`: an integer value in [start, end).
+    Range(i64, i64),
+    /// A string match (`exact_match`, `prefix_match`, ..., `string_match`).
+    String(StringMatcher),
+}
+
+/// `StringMatcher`.
+#[derive(Debug, Clone)]
+pub enum StringMatcher {
+    /// `exact` (ignore_case).
+    Exact(String, bool),
+    /// `prefix` (ignore_case).
+    Prefix(String, bool),
+    /// `suffix` (ignore_case).
+    Suffix(String, bool),
+    /// `contains` (ignore_case).
+    Contains(String, bool),
+    /// `safe_regex` (whole value).
+    Regex(regex::Regex),
+}
+
+impl StringMatcher {
+    /// Whether `value` matches.
+    pub fn matches(&self, value: &str) -> bool {
+        fn lower(s: &str, ic: bool) -> std::borrow::Cow<'_, str> {
+            if ic {
+                std::borrow::Cow::Owned(s.to_ascii_lowercase())
+            } else {
+                std::borrow::Cow::Borrowed(s)
+            }
+        }
+        match self {
+            StringMatcher::Exact(s, ic) => {
+                if *ic {
+                    value.eq_ignore_ascii_case(s)
+                } else {
+                    value == s
+                }
+            }
+            StringMatcher::Prefix(s, ic) => lower(value, *ic).starts_with(s.as_str()),
+            StringMatcher::Suffix(s, ic) => lower(value, *ic).ends_with(s.as_str()),
+            StringMatcher::Contains(s, ic) => lower(value, *ic).contains(s.as_str()),
+            StringMatcher::Regex(r) => r.is_match(value),
+        }
+    }
+}
+
+/// `QueryParameterMatcher`.
+#[derive(Debug, Clone)]
+pub struct QueryParameterMatcher {
+    /// Parameter name.
+    pub name: String,
+    /// None: present.
+    pub value: Option<StringMatcher>,
+}
+
+/// What a matched route does.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Forward upstream.
+    Route(RouteAction),
+    /// Answer with a redirect.
+    Redirect(Redirect),
+    /// Answer directly.
+    DirectResponse(DirectResponse),
+}
+
+/// `RouteAction`.
+#[derive(Debug, Clone)]
+pub struct RouteAction {
+    /// Which cluster.
+    pub cluster: ClusterSpecifier,
+    /// `prefix_rewrite`.
+    pub prefix_rewrite: Option<String>,
+    /// `regex_rewrite`: (pattern, substitution with `\N` groups).
+    pub regex_rewrite: Option<(regex::Regex, String)>,
+    /// Host rewriting.
+    pub host_rewrite: HostRewrite,
+    /// `timeout` (default 15 s; zero disables).
+    pub timeout: Option<Duration>,
+    /// `idle_timeout` (stream idle timeout override; zero disables).
+    pub idle_timeout: Option<Option<Duration>>,
+    /// `hash_policy`, for RING_HASH and MAGLEV clusters.
+    pub hash_policy: Vec<HashPolicy>,
+    /// `cluster_not_found_response_code` (503 default, or 404, or 500).
+    pub cluster_not_found_status: http::StatusCode,
+}
+
+/// How the upstream cluster is chosen.
+#[derive(Debug, Clone)]
+pub enum ClusterSpecifier {
+    /// `cluster`.
+    Name(String),
+    /// `cluster_header`: the cluster named by this request header.
+    Header(http::HeaderName),
+    /// `weighted_clusters`.
+    Weighted(WeightedClusters),
+}
+
+/// `weighted_clusters`.
+#[derive(Debug, Clone)]
+pub struct WeightedClusters {
+    /// The clusters with their weights and header mutations.
+    pub clusters: Vec<WeightedCluster>,
+    /// Sum of the weights (`total_weight` when given, which must equal it).
+    pub total: u64,
+}
+
+/// One cluster of `weighted_clusters`.
+#[derive(Debug, Clone)]
+pub struct WeightedCluster {
+    /// Cluster name.
+    pub name: String,
+    /// Weight.
+    pub weight: u64,
+    /// Per-cluster header mutations.
+    pub headers: HeaderMutations,
+}
+
+/// Host header rewriting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostRewrite {
+    /// Keep the host.
+    None,
+    /// `host_rewrite_literal`.
+    Literal(String),
+    /// `auto_host_rewrite`: the upstream host's hostname (or address).
+    Auto,
+}
+
+/// `hash_policy` entry.
+#[derive(Debug, Clone)]
+pub struct HashPolicy {
+    /// What is hashed.
+    pub kind: HashPolicyKind,
+    /// `terminal`: stop at this policy when it produced a hash.
+    pub terminal: bool,
+}
+
+/// The input of a hash policy.
+#[derive(Debug, Clone)]
+pub enum HashPolicyKind {
+    /// A request header's value.
+    Header(http::HeaderName),
+    /// A cookie's value (`ttl` set: generated when missing; unsupported here — see docs).
+    Cookie {
+        /// Cookie name.
+        name: String,
+        /// `ttl`: when set, Envoy generates the cookie if absent.
+        ttl: Option<Duration>,
+        /// `path` of a generated cookie.
+        path: String,
+    },
+    /// The downstream source IP.
+    SourceIp,
+    /// A query parameter.
+    QueryParameter(String),
+}
+
+/// `RedirectAction`.
+#[derive(Debug, Clone)]
+pub struct Redirect {
+    /// `https_redirect` / `scheme_redirect`.
+    pub scheme: Option<String>,
+    /// `host_redirect`.
+    pub host: Option<String>,
+    /// `port_redirect`.
+    pub port: Option<u16>,
+    /// How the path changes.
+    pub path: RedirectPath,
+    /// `response_code` (301 default).
+    pub status: http::StatusCode,
+    /// `strip_query`.
+    pub strip_query: bool,
+}
+
+/// The path of a redirect.
+#[derive(Debug, Clone)]
+pub enum RedirectPath {
+    /// Keep the path.
+    Keep,
+    /// `path_redirect`.
+    Path(String),
+    /// `prefix_rewrite`: replaces the matched prefix.
+    PrefixRewrite(String),
+    /// `regex_rewrite`.
+    Regex(regex::Regex, String),
+}
+
+/// `DirectResponseAction`.
+#[derive(Debug, Clone)]
+pub struct DirectResponse {
+    /// `status`.
+    pub status: http::StatusCode,
+    /// `body`, if any.
+    pub body: Option<bytes_body::Body>,
+}
+
+/// The body of a direct response, shared between requests.
+pub mod bytes_body {
+    /// Immutable body bytes.
+    pub type Body = std::sync::Arc<[u8]>;
+}
+
+/// Compiles an Envoy regex (RE2 syntax; Envoy matches the whole input).
+pub fn full_regex(re: &str, ctx: &mut Ctx) -> Option<regex::Regex> {
+    match regex::Regex::new(&format!("^(?:{re})$")) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            ctx.error(format!("invalid regex {re:?}: {e}"));
+            None
+        }
+    }
+}
+
+/// Compiles a regex for search-and-replace (not anchored).
+fn search_regex(re: &str, ctx: &mut Ctx) -> Option<regex::Regex> {
+    match regex::Regex::new(re) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            ctx.error(format!("invalid regex {re:?}: {e}"));
+            None
+        }
+    }
+}
+
+fn regex_matcher(m: &Option<matcher::RegexMatcher>, ctx: &mut Ctx) -> Option<regex::Regex> {
+    match m {
+        Some(m) => ctx.at("regex", |c| full_regex(&m.regex, c)),
+        None => {
+            ctx.error("is required");
+            None
+        }
+    }
+}
+
+/// Converts a `StringMatcher`.
+pub fn string_matcher(m: &matcher::StringMatcher, ctx: &mut Ctx) -> Option<StringMatcher> {
+    use matcher::string_matcher::MatchPattern as P;
+    let ic = m.ignore_case;
+    let low = |s: &String| {
+        if ic {
+            s.to_ascii_lowercase()
+        } else {
+            s.clone()
+        }
+    };
+    Some(match &m.match_pattern {
+        Some(P::Exact(s)) => StringMatcher::Exact(s.clone(), ic),
+        Some(P::Prefix(s)) => StringMatcher::Prefix(low(s), ic),
+        Some(P::Suffix(s)) => StringMatcher::Suffix(low(s), ic),
+        Some(P::Contains(s)) => StringMatcher::Contains(low(s), ic),
+        Some(P::SafeRegex(r)) => {
+            let mut pattern = r.regex.clone();
+            if ic {
+                pattern = format!("(?i:{pattern})");
+            }
+            StringMatcher::Regex(ctx.at("safe_regex.regex", |c| full_regex(&pattern, c))?)
+        }
+        Some(_) => {
+            ctx.error("only exact, prefix, suffix, contains and safe_regex are supported");
+            return None;
+        }
+        None => {
+            ctx.error("a match pattern is required");
+            return None;
+        }
+    })
+}
+
+/// Converts a `RouteConfiguration`.
+pub fn from_proto(rc: &pb::RouteConfiguration, ctx: &mut Ctx) -> RouteConfig {
+    let mut virtual_hosts = Vec::new();
+    let mut domains = DomainIndex::default();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for (i, vh) in rc.virtual_hosts.iter().enumerate() {
+        ctx.at(format!("virtual_hosts[{i}]"), |c| {
+            let idx = virtual_hosts.len();
+            if vh.domains.is_empty() {
+                c.error_at("domains", "at least one domain is required");
+            }
+            for (j, d) in vh.domains.iter().enumerate() {
+                let d = d.to_ascii_lowercase();
+                if let Some(other) = seen.insert(d.clone(), vh.name.clone()) {
+                    c.error_at(
+                        &format!("domains[{j}]"),
+                        format!("only unique values for domains are permitted: {d:?} is also in virtual host {other:?}"),
+                    );
+                    continue;
+                }
+                if d == "*" {
+                    domains.default = Some(idx);
+                } else if let Some(rest) = d.strip_prefix('*') {
+                    domains.suffixes.push((rest.to_string(), idx));
+                } else if let Some(rest) = d.strip_suffix('*') {
+                    domains.prefixes.push((rest.to_string(), idx));
+                } else {
+                    domains.exact.insert(d, idx);
+                }
+            }
+            let routes = vh
+                .routes
+                .iter()
+                .enumerate()
+                .filter_map(|(j, r)| c.at(format!("routes[{j}]"), |c| route(r, c)))
+                .collect();
+            let headers = HeaderMutations::from_proto(
+                &vh.request_headers_to_add,
+                &vh.request_headers_to_remove,
+                &vh.response_headers_to_add,
+                &vh.response_headers_to_remove,
+                c,
+            );
+            virtual_hosts.push(VirtualHost {
+                name: vh.name.clone(),
+                routes,
+                headers,
+            });
+        });
+    }
+    domains.suffixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    domains.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    RouteConfig {
+        name: rc.name.clone(),
+        virtual_hosts,
+        domains,
+        headers: HeaderMutations::from_proto(
+            &rc.request_headers_to_add,
+            &rc.request_headers_to_remove,
+            &rc.response_headers_to_add,
+            &rc.response_headers_to_remove,
+            ctx,
+        ),
+    }
+}
+
+fn route(r: &pb::Route, ctx: &mut Ctx) -> Option<Route> {
+    use pb::route::Action as A;
+    let matcher = match &r.r#match {
+        Some(m) => ctx.at("match", |c| route_match(m, c))?,
+        None => {
+            ctx.error_at("match", "is required");
+            return None;
+        }
+    };
+    let action = match &r.action {
+        Some(A::Route(ra)) => Action::Route(ctx.at("route", |c| route_action(ra, c))?),
+        Some(A::Redirect(rd)) => Action::Redirect(ctx.at("redirect", |c| redirect(rd, c))?),
+        Some(A::DirectResponse(d)) => {
+            Action::DirectResponse(ctx.at("direct_response", |c| direct_response(d, c))?)
+        }
+        Some(_) => {
+            ctx.error("only route, redirect and direct_response actions are supported");
+            return None;
+        }
+        None => {
+            ctx.error("an action (route, redirect or direct_response) is required");
+            return None;
+        }
+    };
+    let headers = HeaderMutations::from_proto(
+        &r.request_headers_to_add,
+        &r.request_headers_to_remove,
+        &r.response_headers_to_add,
+        &r.response_headers_to_remove,
+        ctx,
+    );
+    Some(Route {
+        name: r.name.clone(),
+        matcher,
+        action,
+        headers,
+    })
+}
+
+fn route_match(m: &pb::RouteMatch, ctx: &mut Ctx) -> Option<RouteMatch> {
+    use pb::route_match::PathSpecifier as P;
+    let case_sensitive = m.case_sensitive.map(|b| b.value).unwrap_or(true);
+    let fold = |s: &String| {
+        if case_sensitive {
+            s.clone()
+        } else {
+            s.to_ascii_lowercase()
+        }
+    };
+    let path = match &m.path_specifier {
+        Some(P::Prefix(p)) => PathMatch::Prefix(fold(p)),
+        Some(P::Path(p)) => PathMatch::Exact(fold(p)),
+        Some(P::SafeRegex(r)) => {
+            PathMatch::Regex(ctx.at("safe_regex.regex", |c| full_regex(&r.regex, c))?)
+        }
+        Some(P::PathSeparatedPrefix(p)) => {
+            if p.contains(['?', '#']) || (p.ends_with('/') && p.len() > 1) {
+                ctx.error_at(
+                    "path_separated_prefix",
+                    "must not contain ? or # nor end in /",
+                );
+            }
+            PathMatch::SeparatedPrefix(fold(p))
+        }
+        Some(_) => {
+            ctx.error("only prefix, path, safe_regex and path_separated_prefix are supported");
+            return None;
+        }
+        None => {
+            ctx.error(
+                "a path specifier (prefix, path, safe_regex, path_separated_prefix) is required",
+            );
+            return None;
+        }
+    };
+    let mut headers = Vec::new();
+    for (i, h) in m.headers.iter().enumerate() {
+        if let Some(h) = ctx.at(format!("headers[{i}]"), |c| header_matcher(h, c)) {
+            headers.push(h);
+        }
+    }
+    let mut query_parameters = Vec::new();
+    for (i, q) in m.query_parameters.iter().enumerate() {
+        use pb::query_parameter_matcher::QueryParameterMatchSpecifier as Q;
+        ctx.at(format!("query_parameters[{i}]"), |c| {
+            let value = match &q.query_parameter_match_specifier {
+                Some(Q::StringMatch(s)) => Some(c.at("string_match", |c| string_matcher(s, c))?),
+                Some(Q::PresentMatch(_)) | None => None,
+            };
+            query_parameters.push(QueryParameterMatcher {
+                name: q.name.clone(),
+                value,
+            });
+            Some(())
+        });
+    }
+    Some(RouteMatch {
+        path,
+        case_sensitive,
+        headers,
+        query_parameters,
+        grpc: m.grpc.is_some(),
+    })
+}
+
+fn header_matcher(h: &pb::HeaderMatcher, ctx: &mut Ctx) -> Option<HeaderMatcher> {
+    use pb::header_matcher::HeaderMatchSpecifier as H;
+    let kind = match &h.header_match_specifier {
+        None => HeaderMatchKind::Present(true),
+        Some(H::PresentMatch(b)) => HeaderMatchKind::Present(*b),
+        Some(H::ExactMatch(s)) => HeaderMatchKind::String(StringMatcher::Exact(s.clone(), false)),
+        Some(H::PrefixMatch(s)) => HeaderMatchKind::String(StringMatcher::Prefix(s.clone(), false)),
+        Some(H::SuffixMatch(s)) => HeaderMatchKind::String(StringMatcher::Suffix(s.clone(), false)),
+        Some(H::ContainsMatch(s)) => {
+            HeaderMatchKind::String(StringMatcher::Contains(s.clone(), false))
+        }
+        Some(H::SafeRegexMatch(r)) => HeaderMatchKind::String(StringMatcher::Regex(
+            ctx.at("safe_regex_match", |c| regex_matcher(&Some(r.clone()), c))?,
+        )),
+        Some(H::RangeMatch(r)) => {
+            if r.start >= r.end {
+                ctx.error_at("range_match", "start must be less than end");
+            }
+            HeaderMatchKind::Range(r.start, r.end)
+        }
+        Some(H::StringMatch(s)) => {
+            HeaderMatchKind::String(ctx.at("string_match", |c| string_matcher(s, c))?)
+        }
+    };
+    if h.name.is_empty() {
+        ctx.error_at("name", "is required");
+    }
+    Some(HeaderMatcher {
+        name: h.name.to_ascii_lowercase(),
+        kind,
+        invert: h.invert_match,
+    })
+}
+
+fn route_action(ra: &pb::RouteAction, ctx: &mut Ctx) -> Option<RouteAction> {
+    use pb::route_action::ClusterSpecifier as C;
+    use pb::route_action::HostRewriteSpecifier as HR;
+    let cluster = match &ra.cluster_specifier {
+        Some(C::Cluster(name)) => {
+            if name.is_empty() {
+                ctx.error_at("cluster", "must not be empty");
+            }
+            ClusterSpecifier::Name(name.clone())
+        }
+        Some(C::ClusterHeader(h)) => {
+            match http::HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()) {
+                Ok(h) => ClusterSpecifier::Header(h),
+                Err(_) => {
+                    ctx.error_at("cluster_header", format!("invalid header name {h:?}"));
+                    return None;
+                }
+            }
+        }
+        Some(C::WeightedClusters(w)) => {
+            ClusterSpecifier::Weighted(ctx.at("weighted_clusters", |c| weighted(w, c))?)
+        }
+        Some(_) => {
+            ctx.error("cluster_specifier_plugin is not supported");
+            return None;
+        }
+        None => {
+            ctx.error("one of cluster, cluster_header or weighted_clusters is required");
+            return None;
+        }
+    };
+    let regex_rewrite = match &ra.regex_rewrite {
+        Some(r) => ctx.at("regex_rewrite", |c| {
+            let pattern = c.at("pattern", |c| match &r.pattern {
+                Some(p) => search_regex(&p.regex, c),
+                None => {
+                    c.error("is required");
+                    None
+                }
+            })?;
+            Some((pattern, convert_substitution(&r.substitution)))
+        }),
+        None => None,
+    };
+    let host_rewrite = match &ra.host_rewrite_specifier {
+        None => HostRewrite::None,
+        Some(HR::HostRewriteLiteral(h)) => HostRewrite::Literal(h.clone()),
+        Some(HR::AutoHostRewrite(b)) => {
+            if b.value {
+                HostRewrite::Auto
+            } else {
+                HostRewrite::None
+            }
+        }
+        Some(_) => {
+            ctx.error("only host_rewrite_literal and auto_host_rewrite are supported");
+            HostRewrite::None
+        }
+    };
+    let mut hash_policy = Vec::new();
+    for (i, h) in ra.hash_policy.iter().enumerate() {
+        use pb::route_action::hash_policy::PolicySpecifier as P;
+        ctx.at(format!("hash_policy[{i}]"), |c| {
+            let kind = match &h.policy_specifier {
+                Some(P::Header(hd)) => match http::HeaderName::from_bytes(
+                    hd.header_name.to_ascii_lowercase().as_bytes(),
+                ) {
+                    Ok(n) => HashPolicyKind::Header(n),
+                    Err(_) => {
+                        c.error_at("header.header_name", "invalid header name");
+                        return;
+                    }
+                },
+                Some(P::Cookie(ck)) => HashPolicyKind::Cookie {
+                    name: ck.name.clone(),
+                    ttl: c.at("cookie", |c| crate::util::duration(&ck.ttl, "ttl", c)),
+                    path: ck.path.clone(),
+                },
+                Some(P::ConnectionProperties(cp)) => {
+                    if !cp.source_ip {
+                        return;
+                    }
+                    HashPolicyKind::SourceIp
+                }
+                Some(P::QueryParameter(q)) => HashPolicyKind::QueryParameter(q.name.clone()),
+                Some(_) => {
+                    c.error("filter_state hashing is not supported");
+                    return;
+                }
+                None => {
+                    c.error("a policy specifier is required");
+                    return;
+                }
+            };
+            hash_policy.push(HashPolicy {
+                kind,
+                terminal: h.terminal,
+            });
+        });
+    }
+    let cluster_not_found_status = match ra.cluster_not_found_response_code {
+        0 => http::StatusCode::SERVICE_UNAVAILABLE,
+        1 => http::StatusCode::NOT_FOUND,
+        2 => http::StatusCode::INTERNAL_SERVER_ERROR,
+        other => {
+            ctx.error_at(
+                "cluster_not_found_response_code",
+                format!("unknown value {other}"),
+            );
+            http::StatusCode::SERVICE_UNAVAILABLE
+        }
+    };
+    Some(RouteAction {
+        cluster,
+        prefix_rewrite: (!ra.prefix_rewrite.is_empty()).then(|| ra.prefix_rewrite.clone()),
+        regex_rewrite,
+        host_rewrite,
+        timeout: timeout(&ra.timeout, Some(DEFAULT_ROUTE_TIMEOUT), "timeout", ctx),
+        idle_timeout: ra
+            .idle_timeout
+            .as_ref()
+            .map(|_| timeout(&ra.idle_timeout, None, "idle_timeout", ctx)),
+        hash_policy,
+        cluster_not_found_status,
+    })
+}
+
+/// Envoy (RE2) writes groups as `\1`; the regex crate as `${1}`.
+fn convert_substitution(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.peek() {
+                Some(d) if d.is_ascii_digit() => {
+                    out.push_str(&format!("${{{d}}}"));
+                    chars.next();
+                }
+                Some('\\') => {
+                    out.push('\\');
+                    chars.next();
+                }
+                _ => out.push('\\'),
+            },
+            '$' => out.push_str("$$"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn weighted(w: &pb::WeightedCluster, ctx: &mut Ctx) -> Option<WeightedClusters> {
+    let mut clusters = Vec::new();
+    for (i, cw) in w.clusters.iter().enumerate() {
+        ctx.at(format!("clusters[{i}]"), |c| {
+            if cw.name.is_empty() {
+                c.error_at("name", "is required (cluster_header is not supported)");
+            }
+            let headers = HeaderMutations::from_proto(
+                &cw.request_headers_to_add,
+                &cw.request_headers_to_remove,
+                &cw.response_headers_to_add,
+                &cw.response_headers_to_remove,
+                c,
+            );
+            clusters.push(WeightedCluster {
+                name: cw.name.clone(),
+                weight: cw.weight.map(|v| v.value as u64).unwrap_or(0),
+                headers,
+            });
+        });
+    }
+    if clusters.is_empty() {
+        ctx.error_at("clusters", "at least one cluster is required");
+        return None;
+    }
+    let sum: u64 = clusters.iter().map(|c| c.weight).sum();
+    if let Some(total) = w.total_weight {
+        if total.value as u64 != sum {
+            ctx.error_at(
+                "total_weight",
+                format!(
+                    "sum of weights in the weighted_cluster ({sum}) should match total_weight ({})",
+                    total.value
+                ),
+            );
+        }
+    }
+    if sum == 0 {
+        ctx.error_at("clusters", "sum of weights must be greater than 0");
+        return None;
+    }
+    Some(WeightedClusters {
+        clusters,
+        total: sum,
+    })
+}
+
+fn redirect(r: &pb::RedirectAction, ctx: &mut Ctx) -> Option<Redirect> {
+    use pb::redirect_action::PathRewriteSpecifier as P;
+    use pb::redirect_action::SchemeRewriteSpecifier as S;
+    let scheme = match &r.scheme_rewrite_specifier {
+        Some(S::HttpsRedirect(true)) => Some("https".to_string()),
+        Some(S::HttpsRedirect(false)) | None => None,
+        Some(S::SchemeRedirect(s)) => Some(s.to_ascii_lowercase()),
+    };
+    let path = match &r.path_rewrite_specifier {
+        None => RedirectPath::Keep,
+        Some(P::PathRedirect(p)) => RedirectPath::Path(p.clone()),
+        Some(P::PrefixRewrite(p)) => RedirectPath::PrefixRewrite(p.clone()),
+        Some(P::RegexRewrite(rr)) => {
+            let re = ctx.at("regex_rewrite.pattern", |c| match &rr.pattern {
+                Some(p) => search_regex(&p.regex, c),
+                None => {
+                    c.error("is required");
+                    None
+                }
+            })?;
+            RedirectPath::Regex(re, convert_substitution(&rr.substitution))
+        }
+        Some(_) => {
+            ctx.error("path_rewrite is not supported");
+            RedirectPath::Keep
+        }
+    };
+    let status = match r.response_code {
+        0 => http::StatusCode::MOVED_PERMANENTLY,
+        1 => http::StatusCode::FOUND,
+        2 => http::StatusCode::SEE_OTHER,
+        3 => http::StatusCode::TEMPORARY_REDIRECT,
+        4 => http::StatusCode::PERMANENT_REDIRECT,
+        other => {
+            ctx.error_at("response_code", format!("unknown value {other}"));
+            http::StatusCode::MOVED_PERMANENTLY
+        }
+    };
+    let port = match r.port_redirect {
+        0 => None,
+        p if p <= 65535 => Some(p as u16),
+        p => {
+            ctx.error_at("port_redirect", format!("{p} is not a port"));
+            None
+        }
+    };
+    Some(Redirect {
+        scheme,
+        host: (!r.host_redirect.is_empty()).then(|| r.host_redirect.clone()),
+        port,
+        path,
+        status,
+        strip_query: r.strip_query,
+    })
+}
+
+fn direct_response(d: &pb::DirectResponseAction, ctx: &mut Ctx) -> Option<DirectResponse> {
+    use ferry_envoy_api::pb::envoy::config::core::v3::data_source::Specifier;
+    let status = match http::StatusCode::from_u16(d.status as u16) {
+        Ok(s) if (200..600).contains(&d.status) => s,
+        _ => {
+            ctx.error_at(
+                "status",
+                format!("{} is not a status in [200, 600)", d.status),
+            );
+            return None;
+        }
+    };
+    let body = match &d.body {
+        None => None,
+        Some(b) => ctx.at("body", |c| match &b.specifier {
+            Some(Specifier::InlineString(s)) => Some(std::sync::Arc::from(s.as_bytes())),
+            Some(Specifier::InlineBytes(v)) => Some(std::sync::Arc::from(v.as_slice())),
+            Some(Specifier::Filename(f)) => match std::fs::read(f) {
+                Ok(v) => Some(std::sync::Arc::from(v.as_slice())),
+                Err(e) => {
+                    c.error_at("filename", format!("{f}: {e}"));
+                    None
+                }
+            },
+            _ => {
+                c.error("only inline_string, inline_bytes and filename are supported");
+                None
+            }
+        }),
+    };
+    Some(DirectResponse { status, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substitution_groups() {
+        assert_eq!(convert_substitution(r"/v2/\1/x$"), "/v2/${1}/x$$");
+    }
+
+    #[test]
+    fn strips_ports() {
+        assert_eq!(strip_port("a.com:80"), "a.com");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
+        assert_eq!(strip_port("a.com"), "a.com");
+    }
+
+    #[test]
+    fn domain_precedence() {
+        let mut idx = DomainIndex::default();
+        idx.exact.insert("a.example.com".into(), 0);
+        idx.suffixes.push((".example.com".into(), 1));
+        idx.prefixes.push(("a.".into(), 2));
+        idx.default = Some(3);
+        assert_eq!(idx.find("a.example.com"), Some(0));
+        assert_eq!(idx.find("b.example.com"), Some(1));
+        assert_eq!(idx.find("a.other"), Some(2));
+        assert_eq!(idx.find("zzz"), Some(3));
+        assert_eq!(idx.find("a.example.com:8080"), Some(0));
+    }
+}

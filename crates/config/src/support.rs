@@ -1,0 +1,299 @@
+//! What ferry implements, field by field, and the walk that names everything else.
+//!
+//! The decoded config is walked reflectively: every field that is set must be listed in
+//! [`SUPPORTED`] for its message type, and every `Any` must hold one of
+//! [`SUPPORTED_TYPES`]. Anything else is reported with its path — never ignored. The
+//! same table generates the field list in `docs/envoy-compat.md`.
+
+use crate::ConfigError;
+use ferry_envoy_api::prost_reflect::{MapKey, ReflectMessage, Value};
+use ferry_envoy_api::{pool, DynamicMessage};
+
+/// Supported fields, per message type. Types not listed support no fields, except the
+/// `google.protobuf` well-known types, which are values.
+pub const SUPPORTED: &[(&str, &[&str])] = &[
+    ("envoy.config.bootstrap.v3.Bootstrap", &["node", "static_resources", "admin"]),
+    ("envoy.config.bootstrap.v3.Bootstrap.StaticResources", &["listeners", "clusters"]),
+    ("envoy.config.bootstrap.v3.Admin", &["access_log_path", "address"]),
+    ("envoy.config.core.v3.Node", &["id", "cluster", "metadata", "locality"]),
+    ("envoy.config.core.v3.Locality", &["region", "zone", "sub_zone"]),
+    ("envoy.config.core.v3.Address", &["socket_address"]),
+    ("envoy.config.core.v3.SocketAddress", &["protocol", "address", "port_value", "ipv4_compat"]),
+    // Listeners
+    (
+        "envoy.config.listener.v3.Listener",
+        &["name", "address", "stat_prefix", "filter_chains", "default_filter_chain", "per_connection_buffer_limit_bytes", "traffic_direction", "metadata"],
+    ),
+    ("envoy.config.listener.v3.FilterChain", &["filter_chain_match", "filters", "name", "metadata"]),
+    (
+        "envoy.config.listener.v3.FilterChainMatch",
+        &["destination_port", "server_names", "transport_protocol", "application_protocols"],
+    ),
+    ("envoy.config.listener.v3.Filter", &["name", "typed_config"]),
+    // HTTP connection manager
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        &[
+            "codec_type", "stat_prefix", "route_config", "http_filters", "common_http_protocol_options",
+            "http_protocol_options", "http2_protocol_options", "server_name", "server_header_transformation",
+            "max_request_headers_kb", "stream_idle_timeout", "request_timeout", "drain_timeout", "access_log",
+            "use_remote_address", "xff_num_trusted_hops", "skip_xff_append", "via", "generate_request_id",
+            "preserve_external_request_id", "always_set_request_id_in_response", "upgrade_configs",
+        ],
+    ),
+    ("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", &["name", "typed_config"]),
+    ("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig", &["upgrade_type", "enabled"]),
+    ("envoy.extensions.filters.http.router.v3.Router", &[]),
+    (
+        "envoy.config.core.v3.HttpProtocolOptions",
+        &["idle_timeout", "max_connection_duration", "max_headers_count", "max_requests_per_connection"],
+    ),
+    ("envoy.config.core.v3.Http1ProtocolOptions", &[]),
+    (
+        "envoy.config.core.v3.Http2ProtocolOptions",
+        &["max_concurrent_streams", "initial_stream_window_size", "initial_connection_window_size"],
+    ),
+    // Routes
+    (
+        "envoy.config.route.v3.RouteConfiguration",
+        &["name", "virtual_hosts", "request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove", "validate_clusters"],
+    ),
+    (
+        "envoy.config.route.v3.VirtualHost",
+        &["name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"],
+    ),
+    (
+        "envoy.config.route.v3.Route",
+        &["name", "match", "route", "redirect", "direct_response", "request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"],
+    ),
+    (
+        "envoy.config.route.v3.RouteMatch",
+        &["prefix", "path", "safe_regex", "path_separated_prefix", "case_sensitive", "headers", "query_parameters", "grpc"],
+    ),
+    ("envoy.config.route.v3.RouteMatch.GrpcRouteMatchOptions", &[]),
+    (
+        "envoy.config.route.v3.HeaderMatcher",
+        &["name", "exact_match", "safe_regex_match", "range_match", "present_match", "prefix_match", "suffix_match", "contains_match", "string_match", "invert_match"],
+    ),
+    ("envoy.config.route.v3.QueryParameterMatcher", &["name", "string_match", "present_match"]),
+    ("envoy.type.matcher.v3.StringMatcher", &["exact", "prefix", "suffix", "safe_regex", "contains", "ignore_case"]),
+    ("envoy.type.matcher.v3.RegexMatcher", &["google_re2", "regex"]),
+    ("envoy.type.matcher.v3.RegexMatcher.GoogleRE2", &["max_program_size"]),
+    ("envoy.type.matcher.v3.RegexMatchAndSubstitute", &["pattern", "substitution"]),
+    ("envoy.type.v3.Int64Range", &["start", "end"]),
+    (
+        "envoy.config.route.v3.RouteAction",
+        &["cluster", "cluster_header", "weighted_clusters", "prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "auto_host_rewrite", "timeout", "idle_timeout", "hash_policy", "cluster_not_found_response_code"],
+    ),
+    ("envoy.config.route.v3.WeightedCluster", &["clusters", "total_weight"]),
+    (
+        "envoy.config.route.v3.WeightedCluster.ClusterWeight",
+        &["name", "weight", "request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"],
+    ),
+    ("envoy.config.route.v3.RouteAction.HashPolicy", &["header", "cookie", "connection_properties", "query_parameter", "terminal"]),
+    ("envoy.config.route.v3.RouteAction.HashPolicy.Header", &["header_name"]),
+    ("envoy.config.route.v3.RouteAction.HashPolicy.Cookie", &["name", "ttl", "path"]),
+    ("envoy.config.route.v3.RouteAction.HashPolicy.ConnectionProperties", &["source_ip"]),
+    ("envoy.config.route.v3.RouteAction.HashPolicy.QueryParameter", &["name"]),
+    (
+        "envoy.config.route.v3.RedirectAction",
+        &["https_redirect", "scheme_redirect", "host_redirect", "port_redirect", "path_redirect", "prefix_rewrite", "regex_rewrite", "response_code", "strip_query"],
+    ),
+    ("envoy.config.route.v3.DirectResponseAction", &["status", "body"]),
+    ("envoy.config.core.v3.DataSource", &["filename", "inline_bytes", "inline_string"]),
+    ("envoy.config.core.v3.HeaderValueOption", &["header", "append", "append_action", "keep_empty_value"]),
+    ("envoy.config.core.v3.HeaderValue", &["key", "value", "raw_value"]),
+    // TCP proxy
+    ("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy", &["stat_prefix", "cluster", "weighted_clusters", "idle_timeout", "access_log"]),
+    ("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster", &["clusters"]),
+    ("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight", &["name", "weight"]),
+    // Access logs
+    ("envoy.config.accesslog.v3.AccessLog", &["name", "typed_config"]),
+    ("envoy.extensions.access_loggers.file.v3.FileAccessLog", &["path", "format", "json_format", "log_format"]),
+    ("envoy.extensions.access_loggers.stream.v3.StdoutAccessLog", &["log_format"]),
+    ("envoy.extensions.access_loggers.stream.v3.StderrAccessLog", &["log_format"]),
+    ("envoy.config.core.v3.SubstitutionFormatString", &["text_format", "json_format", "text_format_source"]),
+    // Clusters
+    (
+        "envoy.config.cluster.v3.Cluster",
+        &[
+            "name", "type", "connect_timeout", "lb_policy", "load_assignment", "dns_refresh_rate", "respect_dns_ttl",
+            "dns_lookup_family", "typed_extension_protocol_options", "http2_protocol_options", "http_protocol_options",
+            "common_http_protocol_options", "max_requests_per_connection", "per_connection_buffer_limit_bytes",
+            "ring_hash_lb_config", "maglev_lb_config", "least_request_lb_config", "metadata",
+        ],
+    ),
+    ("envoy.config.cluster.v3.Cluster.RingHashLbConfig", &["minimum_ring_size", "maximum_ring_size", "hash_function"]),
+    ("envoy.config.cluster.v3.Cluster.MaglevLbConfig", &["table_size"]),
+    ("envoy.config.cluster.v3.Cluster.LeastRequestLbConfig", &["choice_count"]),
+    ("envoy.config.endpoint.v3.ClusterLoadAssignment", &["cluster_name", "endpoints"]),
+    ("envoy.config.endpoint.v3.LocalityLbEndpoints", &["locality", "lb_endpoints", "load_balancing_weight", "priority"]),
+    ("envoy.config.endpoint.v3.LbEndpoint", &["endpoint", "load_balancing_weight", "health_status", "metadata"]),
+    ("envoy.config.endpoint.v3.Endpoint", &["address", "hostname"]),
+    ("envoy.extensions.upstreams.http.v3.HttpProtocolOptions", &["explicit_http_config", "common_http_protocol_options"]),
+    ("envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig", &["http_protocol_options", "http2_protocol_options"]),
+    ("envoy.config.core.v3.Metadata", &["filter_metadata"]),
+];
+
+/// Extension config types that ferry implements, by where they may appear.
+pub const SUPPORTED_TYPES: &[(&str, &str)] = &[
+    (
+        "envoy.filters.network.http_connection_manager",
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+    ),
+    (
+        "envoy.filters.network.tcp_proxy",
+        "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+    ),
+    (
+        "envoy.filters.http.router",
+        "envoy.extensions.filters.http.router.v3.Router",
+    ),
+    (
+        "envoy.access_loggers.file",
+        "envoy.extensions.access_loggers.file.v3.FileAccessLog",
+    ),
+    (
+        "envoy.access_loggers.stdout",
+        "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+    ),
+    (
+        "envoy.access_loggers.stderr",
+        "envoy.extensions.access_loggers.stream.v3.StderrAccessLog",
+    ),
+    (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+    ),
+];
+
+fn supported_fields(message: &str) -> Option<&'static [&'static str]> {
+    SUPPORTED
+        .iter()
+        .find(|(m, _)| *m == message)
+        .map(|(_, f)| *f)
+}
+
+/// Every field or extension set in `msg` that ferry does not implement.
+pub fn unsupported(msg: &DynamicMessage) -> Vec<ConfigError> {
+    let mut out = Vec::new();
+    walk(msg, "", &mut out);
+    out
+}
+
+fn join(path: &str, seg: &str) -> String {
+    if path.is_empty() {
+        seg.to_string()
+    } else if seg.starts_with('[') {
+        format!("{path}{seg}")
+    } else {
+        format!("{path}.{seg}")
+    }
+}
+
+/// The extension name in a `{name, typed_config}` message, if it has one.
+fn extension_name(msg: &DynamicMessage) -> Option<String> {
+    let name = msg.get_field_by_name("name")?;
+    let s = name.as_str()?.to_string();
+    (!s.is_empty() && msg.descriptor().get_field_by_name("typed_config").is_some()).then_some(s)
+}
+
+fn walk(msg: &DynamicMessage, path: &str, out: &mut Vec<ConfigError>) {
+    let desc = msg.descriptor();
+    let full = desc.full_name();
+    if full.starts_with("google.protobuf.") {
+        if full == "google.protobuf.Any" {
+            walk_any(msg, path, None, out);
+        }
+        return;
+    }
+    let allowed = supported_fields(full).unwrap_or(&[]);
+    for (field, value) in msg.fields() {
+        let fpath = join(path, field.name());
+        if !allowed.contains(&field.name()) {
+            let what = match value {
+                Value::Message(m) => extension_name(m).map(|n| format!("{n} is not supported")),
+                _ => None,
+            };
+            out.push(ConfigError {
+                path: fpath,
+                message: what.unwrap_or_else(|| "field is not supported".to_string()),
+            });
+            continue;
+        }
+        // A `{name, typed_config}` element: judge the extension by its config type.
+        if field.name() == "typed_config" {
+            if let Value::Message(any) = value {
+                let name = extension_name(msg);
+                walk_any(any, path, name.as_deref(), out);
+            }
+            continue;
+        }
+        walk_value(value, &fpath, out);
+    }
+}
+
+fn walk_value(value: &Value, path: &str, out: &mut Vec<ConfigError>) {
+    match value {
+        Value::Message(m) => walk(m, path, out),
+        Value::List(items) => {
+            for (i, v) in items.iter().enumerate() {
+                walk_value(v, &format!("{path}[{i}]"), out);
+            }
+        }
+        Value::Map(entries) => {
+            for (k, v) in entries {
+                let key = match k {
+                    MapKey::String(s) => s.clone(),
+                    other => format!("{other:?}"),
+                };
+                // typed_extension_protocol_options: the key names the extension.
+                if let Value::Message(m) = v {
+                    if m.descriptor().full_name() == "google.protobuf.Any" {
+                        walk_any(m, &format!("{path}[{key}]"), Some(&key), out);
+                        continue;
+                    }
+                }
+                walk_value(v, &format!("{path}[{key}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// An `Any`: supported only if its type is; `owner_path` is where an error is reported
+/// (the element that names the extension), `name` the extension's name.
+fn walk_any(
+    any: &DynamicMessage,
+    owner_path: &str,
+    name: Option<&str>,
+    out: &mut Vec<ConfigError>,
+) {
+    let url = any
+        .get_field_by_name("type_url")
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let ty = url.rsplit('/').next().unwrap_or_default().to_string();
+    if !SUPPORTED_TYPES.iter().any(|(_, t)| *t == ty) {
+        let what = name.map(str::to_string).unwrap_or_else(|| ty.clone());
+        out.push(ConfigError {
+            path: owner_path.to_string(),
+            message: format!("{what} is not supported"),
+        });
+        return;
+    }
+    let Some(desc) = pool().get_message_by_name(&ty) else {
+        return;
+    };
+    let bytes = any
+        .get_field_by_name("value")
+        .and_then(|v| v.as_bytes().cloned())
+        .unwrap_or_default();
+    match DynamicMessage::decode(desc, bytes) {
+        Ok(inner) => walk(&inner, &join(owner_path, "typed_config"), out),
+        Err(e) => out.push(ConfigError {
+            path: join(owner_path, "typed_config"),
+            message: format!("cannot decode {ty}: {e}"),
+        }),
+    }
+}

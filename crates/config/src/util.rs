@@ -1,0 +1,223 @@
+//! Small conversions shared by the model: durations, wrappers, header options.
+
+use crate::Ctx;
+use ferry_envoy_api::pb::envoy::config::core::v3 as core;
+use ferry_envoy_api::pb::google::protobuf as pbwkt;
+use std::time::Duration;
+
+/// A protobuf Duration as a std Duration; negative values are errors.
+pub fn duration(d: &Option<pbwkt::Duration>, field: &str, ctx: &mut Ctx) -> Option<Duration> {
+    let d = d.as_ref()?;
+    if d.seconds < 0 || d.nanos < 0 {
+        ctx.error_at(field, "must not be negative");
+        return None;
+    }
+    Some(Duration::new(d.seconds as u64, d.nanos as u32))
+}
+
+/// Envoy's convention for timeouts: unset = `default`, zero = disabled (None).
+pub fn timeout(
+    d: &Option<pbwkt::Duration>,
+    default: Option<Duration>,
+    field: &str,
+    ctx: &mut Ctx,
+) -> Option<Duration> {
+    match d {
+        None => default,
+        Some(_) => duration(d, field, ctx).filter(|d| !d.is_zero()),
+    }
+}
+
+/// How a header is added, as Envoy's `HeaderValueOption.append_action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendAction {
+    /// Append a value (a new header line) or add the header.
+    AppendIfExistsOrAdd,
+    /// Add only if absent.
+    AddIfAbsent,
+    /// Replace existing values or add.
+    OverwriteIfExistsOrAdd,
+    /// Replace only if present.
+    OverwriteIfExists,
+}
+
+/// A header to add, with a value that may contain `%VARIABLE%` substitutions.
+#[derive(Debug, Clone)]
+pub struct HeaderToAdd {
+    /// Lower-cased header name.
+    pub name: http::HeaderName,
+    /// The value template.
+    pub value: crate::access_log::Template,
+    /// `append_action` (or the deprecated `append`).
+    pub action: AppendAction,
+    /// `keep_empty_value`: add even if the value formats to "".
+    pub keep_empty_value: bool,
+}
+
+/// Header mutations of one level (route config, virtual host, route, weighted cluster).
+#[derive(Debug, Clone, Default)]
+pub struct HeaderMutations {
+    /// `request_headers_to_add`.
+    pub request_add: Vec<HeaderToAdd>,
+    /// `request_headers_to_remove`.
+    pub request_remove: Vec<http::HeaderName>,
+    /// `response_headers_to_add`.
+    pub response_add: Vec<HeaderToAdd>,
+    /// `response_headers_to_remove`.
+    pub response_remove: Vec<http::HeaderName>,
+}
+
+impl HeaderMutations {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.request_add.is_empty()
+            && self.request_remove.is_empty()
+            && self.response_add.is_empty()
+            && self.response_remove.is_empty()
+    }
+
+    /// Builds the four lists, with errors at their field names.
+    pub fn from_proto(
+        request_add: &[core::HeaderValueOption],
+        request_remove: &[String],
+        response_add: &[core::HeaderValueOption],
+        response_remove: &[String],
+        ctx: &mut Ctx,
+    ) -> HeaderMutations {
+        HeaderMutations {
+            request_add: ctx.at("request_headers_to_add", |c| headers_to_add(request_add, c)),
+            request_remove: ctx.at("request_headers_to_remove", |c| {
+                header_names(request_remove, c)
+            }),
+            response_add: ctx.at("response_headers_to_add", |c| {
+                headers_to_add(response_add, c)
+            }),
+            response_remove: ctx.at("response_headers_to_remove", |c| {
+                header_names(response_remove, c)
+            }),
+        }
+    }
+}
+
+fn header_names(names: &[String], ctx: &mut Ctx) -> Vec<http::HeaderName> {
+    let mut out = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        match http::HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes()) {
+            Ok(h) => out.push(h),
+            Err(_) => ctx.at(format!("[{i}]"), |c| {
+                c.error(format!("invalid header name {n:?}"))
+            }),
+        }
+    }
+    out
+}
+
+fn headers_to_add(opts: &[core::HeaderValueOption], ctx: &mut Ctx) -> Vec<HeaderToAdd> {
+    let mut out = Vec::new();
+    for (i, o) in opts.iter().enumerate() {
+        ctx.at(format!("[{i}]"), |c| {
+            let Some(h) = &o.header else {
+                c.error_at("header", "is required");
+                return;
+            };
+            let name = match http::HeaderName::from_bytes(h.key.to_ascii_lowercase().as_bytes()) {
+                Ok(n) => n,
+                Err(_) => {
+                    c.error_at("header.key", format!("invalid header name {:?}", h.key));
+                    return;
+                }
+            };
+            let raw;
+            let value_text = if h.raw_value.is_empty() {
+                h.value.as_str()
+            } else {
+                raw = String::from_utf8_lossy(&h.raw_value).into_owned();
+                raw.as_str()
+            };
+            let value = c.at("header.value", |c| {
+                crate::access_log::Template::parse(value_text, c)
+            });
+            let action = match (o.append, o.append_action) {
+                (Some(_), a) if a != 0 => {
+                    c.error("only one of append and append_action may be set");
+                    AppendAction::AppendIfExistsOrAdd
+                }
+                (Some(b), _) => {
+                    if b.value {
+                        AppendAction::AppendIfExistsOrAdd
+                    } else {
+                        AppendAction::OverwriteIfExistsOrAdd
+                    }
+                }
+                (None, 0) => AppendAction::AppendIfExistsOrAdd,
+                (None, 1) => AppendAction::AddIfAbsent,
+                (None, 2) => AppendAction::OverwriteIfExistsOrAdd,
+                (None, 3) => AppendAction::OverwriteIfExists,
+                (None, other) => {
+                    c.error_at("append_action", format!("unknown value {other}"));
+                    AppendAction::AppendIfExistsOrAdd
+                }
+            };
+            out.push(HeaderToAdd {
+                name,
+                value,
+                action,
+                keep_empty_value: o.keep_empty_value,
+            });
+        });
+    }
+    out
+}
+
+/// The socket address of an `Address`, resolved for listening or for a STATIC host.
+pub fn socket_addr(addr: &Option<core::Address>, ctx: &mut Ctx) -> Option<std::net::SocketAddr> {
+    let (host, port) = host_port(addr, ctx)?;
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => Some(std::net::SocketAddr::new(ip, port)),
+        Err(_) => {
+            ctx.error_at(
+                "socket_address.address",
+                format!("{host:?} is not an IP address"),
+            );
+            None
+        }
+    }
+}
+
+/// The (host, port) of a `socket_address`.
+pub fn host_port(addr: &Option<core::Address>, ctx: &mut Ctx) -> Option<(String, u16)> {
+    use core::address::Address as A;
+    use core::socket_address::PortSpecifier;
+    let Some(addr) = addr else {
+        ctx.error("is required");
+        return None;
+    };
+    match &addr.address {
+        Some(A::SocketAddress(sa)) => {
+            if sa.protocol != 0 {
+                ctx.error_at("socket_address.protocol", "only TCP is supported");
+            }
+            let port = match sa.port_specifier {
+                Some(PortSpecifier::PortValue(p)) if p <= 65535 => p as u16,
+                Some(PortSpecifier::PortValue(p)) => {
+                    ctx.error_at("socket_address.port_value", format!("{p} is not a port"));
+                    return None;
+                }
+                Some(PortSpecifier::NamedPort(_)) => {
+                    ctx.error_at("socket_address.named_port", "is not supported");
+                    return None;
+                }
+                None => 0,
+            };
+            Some((sa.address.clone(), port))
+        }
+        Some(_) => {
+            ctx.error("only socket_address is supported");
+            None
+        }
+        None => {
+            ctx.error("socket_address is required");
+            None
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Envoy's v3 API as ferry reads it: the generated protobuf types (from
+//! `envoy-types`), a descriptor pool compiled from Envoy's own .proto files, and the
+//! decoding of YAML/JSON bootstraps through the proto3 JSON mapping, with `@type`
+//! resolution for `Any` and the upgrade of legacy v2 names. No logic beyond decoding.
+
+mod decode;
+mod upgrade;
+
+pub use decode::{decode_bootstrap, decode_message, unpack, DecodeError, Decoded, Format};
+pub use envoy_types::pb;
+pub use prost_reflect::{self, DescriptorPool, DynamicMessage, MessageDescriptor};
+pub use upgrade::{legacy_filter_name, type_url_for_name};
+
+use std::sync::OnceLock;
+
+/// The descriptor set compiled by build.rs from Envoy's .proto files.
+static DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy.bin"));
+
+/// The pool of every Envoy v3 message and extension ferry can decode, built once.
+///
+/// Immutable after construction, so sharing it is safe; it holds no runtime state.
+pub fn pool() -> &'static DescriptorPool {
+    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
+    POOL.get_or_init(|| match DescriptorPool::decode(DESCRIPTOR_SET) {
+        Ok(pool) => pool,
+        // The set is produced by our own build script; failing to read it is a build bug.
+        Err(e) => panic!("embedded Envoy descriptor set is corrupt: {e}"),
+    })
+}
+
+/// The type URL prefix that Envoy uses in `typed_config`.
+pub const TYPE_URL_PREFIX: &str = "type.googleapis.com/";
+
+/// A warning produced while loading a config (for example a legacy v2 name upgraded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// Field path in the config, e.g. `static_resources.listeners[0].filter_chains[0]`.
+    pub path: String,
+    /// What was done.
+    pub message: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
