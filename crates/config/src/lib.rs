@@ -25,3 +25,4 @@ mod util;
 pub use bootstrap::{load, Bootstrap, Loaded};
 pub use error::{ConfigError, ConfigErrors, Ctx};
 pub use ferry_envoy_api::{Format, Warning};
+pub use util::{AppendAction, HeaderMutations, HeaderToAdd};

@@ -297,3 +297,53 @@ fn walk_any(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// docs/envoy-compat.md lists every supported message and extension.
+    #[test]
+    fn compat_doc_lists_the_table() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/envoy-compat.md"
+        ))
+        .unwrap();
+        for (message, fields) in SUPPORTED {
+            let line = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("- `{message}`:")))
+                .unwrap_or_else(|| panic!("docs/envoy-compat.md does not list {message}"));
+            for f in *fields {
+                assert!(
+                    line.contains(&format!("`{f}`")),
+                    "docs/envoy-compat.md: {message} lacks {f}"
+                );
+            }
+        }
+        for (name, ty) in SUPPORTED_TYPES {
+            assert!(
+                doc.contains(&format!("| `{name}` | `{ty}` |")),
+                "docs/envoy-compat.md lacks {name}"
+            );
+        }
+    }
+
+    /// Every listed message and field exists in Envoy's API (no typos in the table).
+    #[test]
+    fn table_names_real_fields() {
+        for (message, fields) in SUPPORTED {
+            let desc = pool()
+                .get_message_by_name(message)
+                .unwrap_or_else(|| panic!("no message {message}"));
+            for f in *fields {
+                assert!(
+                    desc.get_field_by_name(f).is_some(),
+                    "{message} has no field {f}"
+                );
+            }
+        }
+    }
+}

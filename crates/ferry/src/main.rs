@@ -1,20 +1,205 @@
+//! `ferry`: the ferrymesh binary. Thin: it parses flags and calls the crates.
+
+mod demo;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ferry",
+    version,
+    about = "ferrymesh: an Envoy-compatible proxy and an App Mesh-style control plane"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the proxy on an Envoy v3 (or legacy v2) bootstrap file, as Envoy does.
+    Proxy(ProxyArgs),
+    /// Check a bootstrap file; print every problem with its field path.
+    Validate {
+        /// The bootstrap file (YAML, or JSON for `.json`).
+        file: PathBuf,
+    },
+    /// Run the local demo: the founding document's configuration in front of a built-in backend.
+    Demo(demo::DemoArgs),
+}
+
+/// Envoy's command line, as far as ferry implements it.
+#[derive(Parser, Debug)]
+struct ProxyArgs {
+    /// Path to the bootstrap file (`-c`, `--config-path`).
+    #[arg(short = 'c', long = "config-path")]
+    config_path: Option<PathBuf>,
+    /// Bootstrap as a YAML string, merged over the file (here: used when no file is given).
+    #[arg(long = "config-yaml")]
+    config_yaml: Option<String>,
+    /// Log level: trace, debug, info, warning/warn, error, critical, off.
+    #[arg(short = 'l', long = "log-level", default_value = "info")]
+    log_level: String,
+    /// Overrides `node.id`.
+    #[arg(long = "service-node")]
+    service_node: Option<String>,
+    /// Overrides `node.cluster`.
+    #[arg(long = "service-cluster")]
+    service_cluster: Option<String>,
+    /// `serve` (default) or `validate`.
+    #[arg(long = "mode", default_value = "serve")]
+    mode: String,
+    /// Worker threads; default: the CPUs available to this process (cgroup quota and affinity).
+    #[arg(long = "concurrency")]
+    concurrency: Option<usize>,
+    /// Seconds to let in-flight requests finish after SIGTERM.
+    #[arg(long = "drain-time-s", default_value_t = 600)]
+    drain_time_s: u64,
+    /// Accepted for Envoy compatibility (ferry needs no shared memory).
+    #[arg(long = "base-id")]
+    base_id: Option<u64>,
+    /// Accepted for Envoy compatibility.
+    #[arg(long = "use-dynamic-base-id")]
+    use_dynamic_base_id: bool,
+}
+
 fn main() {
-    let path = std::env::args().nth(1).unwrap_or_default();
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    match ferry_config::load(&text, ferry_config::Format::from_path(path.as_ref())) {
-        Ok(l) => {
-            for w in &l.warnings {
-                eprintln!("warning: {w}");
-            }
-            println!(
-                "ok: {} listeners {} clusters",
-                l.bootstrap.listeners.len(),
-                l.bootstrap.clusters.len()
-            );
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Validate { file } => Ok(validate(&file)),
+        Command::Proxy(args) => proxy(args),
+        Command::Demo(args) => demo::run(args),
+    }
+}
+
+fn init_logging(level: &str) {
+    let level = match level {
+        "warning" => "warn",
+        "critical" => "error",
+        other => other,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Loads a config from a file, printing warnings; errors are printed one per line.
+fn load_file(path: &std::path::Path) -> Result<ferry_config::Loaded, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    load_text(&text, ferry_config::Format::from_path(path))
+}
+
+fn load_text(text: &str, format: ferry_config::Format) -> Result<ferry_config::Loaded, String> {
+    let loaded = ferry_config::load(text, format).map_err(|e| e.to_string())?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(loaded)
+}
+
+fn validate(file: &std::path::Path) -> i32 {
+    match load_file(file) {
+        Ok(_) => {
+            println!("configuration '{}' OK", file.display());
+            0
         }
         Err(e) => {
             println!("{e}");
-            std::process::exit(1)
+            1
         }
     }
+}
+
+/// The CPUs this process may use: std reads the affinity mask and the cgroup quota.
+fn available_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn proxy(args: ProxyArgs) -> anyhow::Result<i32> {
+    init_logging(&args.log_level);
+    let loaded = match (&args.config_path, &args.config_yaml) {
+        (Some(p), _) => load_file(p),
+        (None, Some(y)) => load_text(y, ferry_config::Format::Yaml),
+        (None, None) => bail!("a bootstrap is required: -c FILE or --config-yaml STRING"),
+    };
+    let loaded = match loaded {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(1);
+        }
+    };
+    if args.mode == "validate" {
+        println!("configuration OK");
+        return Ok(0);
+    }
+    if args.mode != "serve" {
+        bail!("--mode {} is not supported (serve, validate)", args.mode);
+    }
+    let concurrency = args
+        .concurrency
+        .filter(|n| *n > 0)
+        .unwrap_or_else(available_cpus);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(concurrency)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let options = ferry_proxy::ServerOptions {
+        service_node: args.service_node,
+        service_cluster: args.service_cluster,
+        drain_time: Duration::from_secs(args.drain_time_s),
+        concurrency,
+    };
+    runtime.block_on(serve(loaded, options))
+}
+
+/// Serves until SIGTERM/SIGINT (drain, then exit 0) or `/quitquitquit` (exit 0).
+pub(crate) async fn serve(
+    loaded: ferry_config::Loaded,
+    options: ferry_proxy::ServerOptions,
+) -> anyhow::Result<i32> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let server = ferry_proxy::Server::start(loaded, options).await?;
+    for (name, addr) in &server.bound {
+        tracing::info!(listener = %name, %addr, "listening");
+    }
+    if let Some(a) = server.admin_addr {
+        tracing::info!(%a, "admin listening");
+    }
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {
+            tracing::info!("SIGTERM: draining");
+            server.drain_and_wait().await;
+        }
+        _ = int.recv() => {
+            tracing::info!("SIGINT: draining");
+            server.drain_and_wait().await;
+        }
+        _ = server.shutdown_requested() => {
+            tracing::info!("quitquitquit: exiting");
+        }
+    }
+    Ok(0)
 }

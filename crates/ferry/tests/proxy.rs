@@ -1,0 +1,226 @@
+//! Integration tests of `ferry proxy` with real sockets, real backends and real clients
+//! (hyper in-process, curl for HTTP/1.1 and h2c).
+
+use ferry_test_util::diff::send;
+use ferry_test_util::{backend, rewrite_bootstrap, start_ferry, Request};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+const SEED: &str = include_str!("../../../../shared/fixtures/seed-front-proxy-v2.yaml");
+
+async fn seed_with(backend: SocketAddr) -> ferry_test_util::Proxy {
+    let mut map = BTreeMap::new();
+    map.insert("local_service".to_string(), backend);
+    let rw = rewrite_bootstrap(SEED, &map).unwrap_or_else(|e| panic!("{e:#}"));
+    start_ferry(&rw.yaml)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+fn port(p: &ferry_test_util::Proxy) -> u16 {
+    p.listener_port().unwrap_or_else(|| panic!("no listener"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_v2_config_proxies_service_to_backend() {
+    let be = backend::start("seed").await;
+    let proxy = seed_with(be.addr()).await;
+    let o = send(port(&proxy), &Request::get("/service/hello"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(o.status, 200, "{}", o.body_text());
+    assert_eq!(o.header("x-backend"), Some("seed"));
+    assert_eq!(o.header("server"), Some("envoy"));
+    assert!(o.header("x-envoy-upstream-service-time").is_some());
+    let echo = o.echo().unwrap_or_else(|| panic!("no echo"));
+    assert_eq!(echo["path"], "/service/hello");
+    assert_eq!(echo["headers"]["x-forwarded-proto"], "http");
+    assert_eq!(echo["headers"]["x-envoy-expected-rq-timeout-ms"], "15000");
+    assert!(echo["headers"]["x-request-id"]
+        .as_str()
+        .is_some_and(|s| s.len() == 36));
+    // No route: 404 with Envoy's empty body.
+    let o = send(port(&proxy), &Request::get("/other"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(o.status, 404);
+    assert!(o.body.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_http1_and_h2c_prior_knowledge() {
+    let be = backend::start("curl").await;
+    let proxy = seed_with(be.addr()).await;
+    let url = format!("http://127.0.0.1:{}/service/curl", port(&proxy));
+    for extra in [&["--http1.1"][..], &["--http2-prior-knowledge"][..]] {
+        let out = Command::new("curl")
+            .args(["-s", "-i", "--max-time", "10"])
+            .args(extra)
+            .arg(&url)
+            .output()
+            .unwrap_or_else(|e| panic!("curl: {e} (scripts/install-test-deps.sh installs it)"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let first = text.lines().next().unwrap_or_default();
+        if extra[0] == "--http1.1" {
+            assert!(first.starts_with("HTTP/1.1 200"), "{text}");
+        } else {
+            assert!(first.starts_with("HTTP/2 200"), "{text}");
+        }
+        assert!(text.contains("x-backend: curl"), "{text}");
+        assert!(text.contains("\"path\":\"/service/curl\""), "{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_reuses_upstream_connection() {
+    let be = backend::start("ka").await;
+    let proxy = seed_with(be.addr()).await;
+    for _ in 0..5 {
+        let o = send(port(&proxy), &Request::get("/service/ka"))
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(o.status, 200);
+    }
+    assert_eq!(be.requests(), 5);
+    assert_eq!(
+        be.connections(),
+        1,
+        "upstream HTTP/1.1 connection should be reused"
+    );
+}
+
+/// Raw bytes in, raw bytes out: what the codec answers to bad input.
+fn raw(port: u16, bytes: &[u8]) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.write_all(bytes).unwrap_or_else(|e| panic!("{e}"));
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_400_and_close_and_the_proxy_keeps_serving() {
+    let be = backend::start("bad").await;
+    let proxy = seed_with(be.addr()).await;
+    let p = port(&proxy);
+    let cases: &[(&str, &[u8], &str)] = &[
+        ("bad request line", b"GARBAGE\r\n\r\n", "HTTP/1.1 400"),
+        ("invalid header name", b"GET /service HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n", "HTTP/1.1 400"),
+        (
+            "content-length and transfer-encoding",
+            b"POST /service HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "HTTP/1.1 400",
+        ),
+        ("oversized chunk", b"POST /service HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFFFF\r\n", "HTTP/1.1 400"),
+    ];
+    for (name, bytes, want) in cases {
+        let reply = tokio::task::spawn_blocking(move || raw(p, bytes))
+            .await
+            .unwrap_or_default();
+        assert!(reply.starts_with(want), "{name}: got {reply:?}");
+    }
+    let big = format!(
+        "GET /service HTTP/1.1\r\nHost: a\r\nx-big: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let reply = tokio::task::spawn_blocking(move || raw(p, big.as_bytes()))
+        .await
+        .unwrap_or_default();
+    assert!(
+        reply.starts_with("HTTP/1.1 431"),
+        "oversized headers: got {reply:?}"
+    );
+    let o = send(p, &Request::get("/service/still-up"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(o.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_failures_get_envoys_local_replies() {
+    let be = backend::start("fail").await;
+    let proxy = seed_with(be.addr()).await;
+    let p = port(&proxy);
+    // Reset before headers: 503 UC.
+    let o = send(p, &Request::get("/service/reset"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(o.status, 503);
+    assert!(
+        o.body_text()
+            .starts_with("upstream connect error or disconnect/reset before headers"),
+        "{}",
+        o.body_text()
+    );
+    // Connect failure: point the cluster at a closed port.
+    let closed: SocketAddr = format!("127.0.0.1:{}", ferry_test_util::free_port())
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let proxy2 = seed_with(closed).await;
+    let o = send(port(&proxy2), &Request::get("/service"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(o.status, 503);
+    assert!(
+        o.body_text().contains("remote connection failure"),
+        "{}",
+        o.body_text()
+    );
+    // The first proxy is still serving.
+    let o = send(p, &Request::get("/service/ok"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(o.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_lets_an_in_flight_request_finish() {
+    let be = backend::start("drain").await;
+    let proxy = seed_with(be.addr()).await;
+    let p = port(&proxy);
+    let pid = proxy.pid();
+    let inflight = tokio::spawn(async move { send(p, &Request::get("/service/delay/1500")).await });
+    // Wait until the backend has the request, then ask ferry to stop.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while be.requests() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "request never reached the backend"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success());
+    let o = inflight
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        o.status, 200,
+        "in-flight request must complete during drain"
+    );
+    // New connections are refused once draining.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", p))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "listener still accepting after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(proxy);
+}

@@ -1,0 +1,195 @@
+//! The admin endpoint (Envoy's `admin.address`): readiness, server info, listeners,
+//! clusters, config dump, health check failing, draining and quitting. It answers
+//! only on the address configured.
+
+use crate::server::Server;
+use bytes::Bytes;
+use ferry_upstream::Body;
+use http::{Method, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Serves admin until the process exits (admin keeps answering while draining).
+pub(crate) async fn serve(server: Arc<Server>, listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let server = server.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let server = server.clone();
+                async move { Ok::<_, Infallible>(handle(&server, req.method(), req.uri().path())) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn text(status: StatusCode, body: String, content_type: &str) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn ok(body: String) -> Response<Body> {
+    text(StatusCode::OK, body, "text/plain; charset=UTF-8")
+}
+
+fn json(v: &serde_json::Value) -> Response<Body> {
+    let body = serde_json::to_string_pretty(v).unwrap_or_default();
+    text(StatusCode::OK, body, "application/json")
+}
+
+/// Answers one admin request.
+pub fn handle(server: &Server, method: &Method, path: &str) -> Response<Body> {
+    let post_only = |f: &dyn Fn() -> Response<Body>| {
+        if method == Method::POST {
+            f()
+        } else {
+            text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("Method {method} not allowed, POST required.\n"),
+                "text/plain; charset=UTF-8",
+            )
+        }
+    };
+    match path {
+        "/ready" => {
+            if server.is_draining() || server.health_failed.load(Ordering::Relaxed) {
+                text(StatusCode::SERVICE_UNAVAILABLE, "DRAINING\n".into(), "text/plain; charset=UTF-8")
+            } else {
+                ok("LIVE\n".into())
+            }
+        }
+        "/server_info" => json(&server_info(server)),
+        "/listeners" => {
+            let mut s = String::new();
+            for (name, addr) in &server.bound {
+                let _ = writeln!(s, "{name}::{addr}");
+            }
+            ok(s)
+        }
+        "/clusters" => ok(clusters(server)),
+        "/config_dump" => {
+            let snap = server.snapshot.load();
+            json(&serde_json::json!({
+                "configs": [{
+                    "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
+                    "bootstrap": (*snap.config_json).clone(),
+                }]
+            }))
+        }
+        "/healthcheck/fail" => post_only(&|| {
+            server.health_failed.store(true, Ordering::Relaxed);
+            ok("OK\n".into())
+        }),
+        "/healthcheck/ok" => post_only(&|| {
+            server.health_failed.store(false, Ordering::Relaxed);
+            ok("OK\n".into())
+        }),
+        "/drain_listeners" => post_only(&|| {
+            server.drain_listeners();
+            ok("OK\n".into())
+        }),
+        "/quitquitquit" => post_only(&|| {
+            server.request_shutdown();
+            ok("OK\n".into())
+        }),
+        "/" | "/help" => ok(
+            "admin commands are:\n  /clusters\n  /config_dump\n  /drain_listeners\n  /healthcheck/fail\n  /healthcheck/ok\n  /listeners\n  /quitquitquit\n  /ready\n  /server_info\n"
+                .into(),
+        ),
+        _ => text(StatusCode::NOT_FOUND, "invalid path. admin commands are: /clusters /config_dump /drain_listeners /healthcheck/fail /healthcheck/ok /listeners /quitquitquit /ready /server_info\n".into(), "text/plain; charset=UTF-8"),
+    }
+}
+
+fn server_info(server: &Server) -> serde_json::Value {
+    let snap = server.snapshot.load();
+    let state = if server.is_draining() || server.health_failed.load(Ordering::Relaxed) {
+        "DRAINING"
+    } else {
+        "LIVE"
+    };
+    serde_json::json!({
+        "version": format!("ferry/{}", env!("CARGO_PKG_VERSION")),
+        "state": state,
+        "uptime_current_epoch": format!("{}s", server.started.elapsed().as_secs()),
+        "command_line_options": {
+            "concurrency": server.options.concurrency,
+            "service_node": snap.bootstrap.node_id,
+            "service_cluster": snap.bootstrap.node_cluster,
+            "drain_time": format!("{}s", server.options.drain_time.as_secs()),
+        },
+        "node": { "id": snap.bootstrap.node_id, "cluster": snap.bootstrap.node_cluster },
+    })
+}
+
+/// Envoy's text format: `cluster::host:port::stat::value`.
+fn clusters(server: &Server) -> String {
+    let snap = server.snapshot.load();
+    let mut s = String::new();
+    for c in snap.clusters.clusters() {
+        let name = &c.config.name;
+        let _ = writeln!(s, "{name}::observability_name::{name}");
+        for h in c.hosts().iter() {
+            let a = h.address;
+            let st = &h.stats;
+            let _ = writeln!(
+                s,
+                "{name}::{a}::cx_active::{}",
+                st.cx_active.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                s,
+                "{name}::{a}::cx_connect_fail::{}",
+                st.cx_connect_fail.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                s,
+                "{name}::{a}::cx_total::{}",
+                st.cx_total.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                s,
+                "{name}::{a}::rq_active::{}",
+                st.rq_active.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                s,
+                "{name}::{a}::rq_error::{}",
+                st.rq_error.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                s,
+                "{name}::{a}::rq_success::{}",
+                st.rq_success.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                s,
+                "{name}::{a}::rq_total::{}",
+                st.rq_total.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(s, "{name}::{a}::hostname::{}", h.hostname);
+            let _ = writeln!(s, "{name}::{a}::health_flags::healthy");
+            let _ = writeln!(s, "{name}::{a}::weight::{}", h.weight);
+            let _ = writeln!(s, "{name}::{a}::region::{}", h.locality);
+            let _ = writeln!(s, "{name}::{a}::priority::{}", h.priority);
+        }
+    }
+    s
+}

@@ -1,0 +1,184 @@
+//! Body wrappers: count request bytes, and write the access log when the response
+//! body ends (or is abandoned).
+
+use crate::access_log::{Logger, StreamInfo};
+use bytes::Bytes;
+use ferry_upstream::{Body, BoxError};
+use http_body::{Body as _, Frame, SizeHint};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// Shared counters of the request body.
+#[derive(Debug, Default)]
+pub struct RequestTap {
+    /// Bytes received.
+    pub bytes: AtomicU64,
+    /// Nanoseconds from stream start to the end of the request body (0: not yet).
+    pub done_nanos: AtomicU64,
+}
+
+pin_project_lite::pin_project! {
+    /// The downstream request body as forwarded upstream, counted.
+    pub struct CountedRequest {
+        #[pin]
+        inner: hyper::body::Incoming,
+        tap: Arc<RequestTap>,
+        start: Instant,
+    }
+}
+
+impl CountedRequest {
+    /// Wraps `inner`.
+    pub fn new(inner: hyper::body::Incoming, tap: Arc<RequestTap>, start: Instant) -> Self {
+        CountedRequest { inner, tap, start }
+    }
+}
+
+impl http_body::Body for CountedRequest {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    this.tap.bytes.fetch_add(d.len() as u64, Ordering::Relaxed);
+                }
+                Poll::Ready(Some(Ok(f)))
+            }
+            Poll::Ready(None) => {
+                let n = this.start.elapsed().as_nanos().max(1) as u64;
+                this.tap.done_nanos.store(n, Ordering::Relaxed);
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// What is logged when a response ends.
+pub struct LogOnEnd {
+    /// The stream so far.
+    pub info: StreamInfo,
+    /// The loggers.
+    pub loggers: Arc<[Logger]>,
+    /// Stream start.
+    pub start: Instant,
+    /// The request counters.
+    pub tap: Arc<RequestTap>,
+}
+
+impl LogOnEnd {
+    fn finish(mut self, bytes_sent: u64, trailers: Option<&http::HeaderMap>) {
+        self.info.bytes_sent = bytes_sent;
+        self.info.duration = Some(self.start.elapsed());
+        self.info.bytes_received = self.tap.bytes.load(Ordering::Relaxed);
+        let done = self.tap.done_nanos.load(Ordering::Relaxed);
+        if done > 0 {
+            self.info.request_duration = Some(std::time::Duration::from_nanos(done));
+        }
+        if let Some(t) = trailers {
+            self.info.response_trailers = t.clone();
+        }
+        for l in self.loggers.iter() {
+            l.log(&self.info);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that writes the access log at its end.
+    pub struct LoggedResponse {
+        #[pin]
+        inner: Body,
+        sent: u64,
+        log: Option<LogOnEnd>,
+    }
+    impl PinnedDrop for LoggedResponse {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(log) = this.log.take() {
+                // Abandoned before its end: the client went away (DC). An empty body
+                // may be dropped without ever being polled; that is a normal end.
+                let mut log = log;
+                if !this.inner.is_end_stream() {
+                    log.info.response_flags.push("DC");
+                }
+                log.finish(*this.sent, None);
+            }
+        }
+    }
+}
+
+impl LoggedResponse {
+    /// Wraps `inner`; `log` is None when no access log is configured.
+    pub fn new(inner: Body, log: Option<LogOnEnd>) -> Self {
+        LoggedResponse {
+            inner,
+            sent: 0,
+            log,
+        }
+    }
+}
+
+impl http_body::Body for LoggedResponse {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    *this.sent += d.len() as u64;
+                }
+                if let Some(t) = f.trailers_ref() {
+                    if let Some(log) = this.log.take() {
+                        log.finish(*this.sent, Some(t));
+                    }
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(log) = this.log.take() {
+                    log.finish(*this.sent, None);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(mut log) = this.log.take() {
+                    log.info.response_flags.push("UR");
+                    log.finish(*this.sent, None);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,136 @@
+//! Local replies: the responses ferry makes itself, with Envoy's codes, bodies and
+//! response flags. One place maps a failure to what the client sees.
+
+use bytes::Bytes;
+use ferry_upstream::{Body, UpstreamError};
+use http_body_util::{BodyExt, Empty, Full};
+
+/// Why the proxy answered locally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalReason {
+    /// No virtual host or route matched: 404, NR.
+    NoRoute,
+    /// The route's cluster does not exist: `cluster_not_found_response_code`, NC.
+    NoCluster(http::StatusCode),
+    /// The cluster has no host to pick: 503, UH.
+    NoHealthyUpstream,
+    /// Connecting upstream failed: 503, UF.
+    ConnectFailure,
+    /// The upstream closed or reset before response headers: 503, UC.
+    UpstreamReset,
+    /// The route timeout elapsed before response headers: 504, UT.
+    UpstreamTimeout,
+    /// An upgrade the HCM does not allow: 403.
+    UpgradeFailed,
+}
+
+impl LocalReason {
+    /// The status code.
+    pub fn status(self) -> http::StatusCode {
+        match self {
+            LocalReason::NoRoute => http::StatusCode::NOT_FOUND,
+            LocalReason::NoCluster(s) => s,
+            LocalReason::NoHealthyUpstream
+            | LocalReason::ConnectFailure
+            | LocalReason::UpstreamReset => http::StatusCode::SERVICE_UNAVAILABLE,
+            LocalReason::UpstreamTimeout => http::StatusCode::GATEWAY_TIMEOUT,
+            LocalReason::UpgradeFailed => http::StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// Envoy's response flag.
+    pub fn flag(self) -> Option<&'static str> {
+        match self {
+            LocalReason::NoRoute => Some("NR"),
+            LocalReason::NoCluster(_) => Some("NC"),
+            LocalReason::NoHealthyUpstream => Some("UH"),
+            LocalReason::ConnectFailure => Some("UF"),
+            LocalReason::UpstreamReset => Some("UC"),
+            LocalReason::UpstreamTimeout => Some("UT"),
+            LocalReason::UpgradeFailed => None,
+        }
+    }
+
+    /// Envoy's `%RESPONSE_CODE_DETAILS%`.
+    pub fn details(self) -> &'static str {
+        match self {
+            LocalReason::NoRoute => "route_not_found",
+            LocalReason::NoCluster(_) => "cluster_not_found",
+            LocalReason::NoHealthyUpstream => "no_healthy_upstream",
+            LocalReason::ConnectFailure => {
+                "upstream_reset_before_response_started{remote_connection_failure}"
+            }
+            LocalReason::UpstreamReset => {
+                "upstream_reset_before_response_started{connection_termination}"
+            }
+            LocalReason::UpstreamTimeout => "upstream_response_timeout",
+            LocalReason::UpgradeFailed => "upgrade_failed",
+        }
+    }
+
+    /// The body Envoy sends (`None`: empty).
+    pub fn body(self, failure: Option<&str>) -> Option<String> {
+        match self {
+            LocalReason::NoRoute | LocalReason::NoCluster(_) | LocalReason::UpgradeFailed => None,
+            LocalReason::NoHealthyUpstream => Some("no healthy upstream".into()),
+            LocalReason::UpstreamTimeout => Some("upstream request timeout".into()),
+            LocalReason::ConnectFailure => Some(match failure {
+                Some(f) => format!(
+                    "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, transport failure reason: {f}"
+                ),
+                None => "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure".into(),
+            }),
+            LocalReason::UpstreamReset => {
+                Some("upstream connect error or disconnect/reset before headers. reset reason: connection termination".into())
+            }
+        }
+    }
+
+    /// Classifies an upstream error.
+    pub fn from_upstream(e: &UpstreamError) -> LocalReason {
+        match e.response_flag() {
+            "UF" => LocalReason::ConnectFailure,
+            _ => LocalReason::UpstreamReset,
+        }
+    }
+}
+
+/// Envoy's wording of a connect failure's transport reason.
+pub fn transport_failure(e: &UpstreamError) -> Option<String> {
+    match e {
+        UpstreamError::ConnectFailure(io) => {
+            Some(format!("delayed connect error: {}", io_reason(io)))
+        }
+        UpstreamError::ConnectTimeout => Some("connection timeout".into()),
+        _ => None,
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "Connection refused".into(),
+        std::io::ErrorKind::TimedOut => "Connection timed out".into(),
+        _ => match e.raw_os_error() {
+            Some(code) => format!("{code}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+/// Builds a local reply response.
+pub fn response(status: http::StatusCode, body: Option<Bytes>) -> http::Response<Body> {
+    let mut b = http::Response::builder().status(status);
+    let body = match body {
+        Some(bytes) if !bytes.is_empty() => {
+            b = b
+                .header(http::header::CONTENT_LENGTH, bytes.len())
+                .header(http::header::CONTENT_TYPE, "text/plain");
+            Full::new(bytes).map_err(|never| match never {}).boxed()
+        }
+        _ => Empty::new().map_err(|never| match never {}).boxed(),
+    };
+    match b.body(body) {
+        Ok(r) => r,
+        Err(_) => http::Response::new(Empty::new().map_err(|never| match never {}).boxed()),
+    }
+}

@@ -1,0 +1,621 @@
+//! The router: for one request, choose the route and cluster, rewrite, forward upstream
+//! and stream the response back — or answer locally (Envoy's codes and flags).
+
+use crate::access_log::StreamInfo;
+use crate::http::body::{CountedRequest, LogOnEnd, LoggedResponse, RequestTap};
+use crate::http::headers::{self, Side};
+use crate::http::local_reply::{self, LocalReason};
+use crate::http::route_match::{self, RequestView};
+use crate::network::hcm::{ConnInfo, HcmRuntime};
+use bytes::Bytes;
+use ferry_config::hcm::ServerHeader;
+use ferry_config::route::{
+    Action, ClusterSpecifier, HashPolicyKind, HostRewrite, PathMatch, Redirect, RedirectPath,
+    Route, RouteAction, WeightedCluster,
+};
+use ferry_upstream::Body;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+const X_REQUEST_ID: &str = "x-request-id";
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+const X_ENVOY_ORIGINAL_PATH: &str = "x-envoy-original-path";
+const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: &str = "x-envoy-expected-rq-timeout-ms";
+const X_ENVOY_UPSTREAM_SERVICE_TIME: &str = "x-envoy-upstream-service-time";
+
+/// Handles one request to completion of its response headers; the body streams after.
+pub async fn handle(
+    hcm: Arc<HcmRuntime>,
+    conn: Arc<ConnInfo>,
+    mut req: Request<hyper::body::Incoming>,
+) -> Response<Body> {
+    let start = Instant::now();
+    let tap = Arc::new(RequestTap::default());
+    let cfg = &hcm.config;
+    let protocol = match req.version() {
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    };
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let method = req.method().as_str().to_string();
+
+    // Standard request headers (Envoy's ConnectionManagerUtility::mutateRequestHeaders).
+    {
+        let h = req.headers_mut();
+        if cfg.use_remote_address && !cfg.skip_xff_append {
+            let ip = conn.peer.ip().to_string();
+            append_xff(h, &ip);
+        }
+        if cfg.use_remote_address || !h.contains_key(X_FORWARDED_PROTO) {
+            h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        }
+        let external = cfg.use_remote_address && !cfg.preserve_external_request_id;
+        if cfg.generate_request_id && (external || !h.contains_key(X_REQUEST_ID)) {
+            if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+                h.insert(X_REQUEST_ID, v);
+            }
+        }
+    }
+
+    let mut info = StreamInfo {
+        start_time: Some(SystemTime::now()),
+        method,
+        path,
+        authority,
+        scheme: "http",
+        protocol,
+        downstream_remote: Some(conn.peer),
+        downstream_local: Some(conn.local),
+        connection_id: conn.id,
+        ..Default::default()
+    };
+    let request_id = req.headers().get(X_REQUEST_ID).cloned();
+
+    let view = RequestView {
+        method: &info.method,
+        path: &info.path,
+        authority: &info.authority,
+        scheme: info.scheme,
+        headers: req.headers(),
+    };
+    let rc = cfg.route_config.clone();
+    let found = route_match::find(&rc, &view);
+    let (vh, route) = match found {
+        Some((vh, Some(route))) => (vh, route),
+        _ => return finish_local(&hcm, info, &req, LocalReason::NoRoute, None, start, tap),
+    };
+    if !route.name.is_empty() {
+        info.route_name = Some(route.name.clone());
+    }
+
+    match &route.action {
+        Action::DirectResponse(d) => {
+            let mut resp =
+                local_reply::response(d.status, d.body.as_ref().map(|b| Bytes::copy_from_slice(b)));
+            info.request_headers = req.headers().clone();
+            headers::apply_all(
+                [
+                    Some(&route.headers),
+                    Some(&vh.headers),
+                    Some(&rc.headers),
+                    None,
+                ],
+                Side::Response,
+                resp.headers_mut(),
+                &info,
+            );
+            info.response_code_details = Some("direct_response");
+            finish_response(&hcm, info, resp, request_id, start, tap)
+        }
+        Action::Redirect(r) => {
+            let location = redirect_location(r, route, &info, req.headers());
+            let mut resp = local_reply::response(r.status, None);
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(http::header::LOCATION, v);
+            }
+            info.request_headers = req.headers().clone();
+            headers::apply_all(
+                [
+                    Some(&route.headers),
+                    Some(&vh.headers),
+                    Some(&rc.headers),
+                    None,
+                ],
+                Side::Response,
+                resp.headers_mut(),
+                &info,
+            );
+            info.response_code_details = Some("direct_response");
+            finish_response(&hcm, info, resp, request_id, start, tap)
+        }
+        Action::Route(ra) => {
+            forward(
+                hcm.clone(),
+                conn,
+                req,
+                info,
+                route,
+                vh,
+                &rc,
+                ra,
+                request_id,
+                start,
+                tap,
+            )
+            .await
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    hcm: Arc<HcmRuntime>,
+    conn: Arc<ConnInfo>,
+    mut req: Request<hyper::body::Incoming>,
+    mut info: StreamInfo,
+    route: &Route,
+    vh: &ferry_config::route::VirtualHost,
+    rc: &ferry_config::route::RouteConfig,
+    ra: &RouteAction,
+    request_id: Option<HeaderValue>,
+    start: Instant,
+    tap: Arc<RequestTap>,
+) -> Response<Body> {
+    // Cluster.
+    let mut weighted: Option<&WeightedCluster> = None;
+    let cluster_name: Option<String> = match &ra.cluster {
+        ClusterSpecifier::Name(n) => Some(n.clone()),
+        ClusterSpecifier::Header(h) => req
+            .headers()
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        ClusterSpecifier::Weighted(w) => {
+            let mut pick = rand::random_range(0..w.total);
+            for c in &w.clusters {
+                if pick < c.weight {
+                    weighted = Some(c);
+                    break;
+                }
+                pick -= c.weight;
+            }
+            weighted.map(|c| c.name.clone())
+        }
+    };
+    let cluster = cluster_name
+        .as_deref()
+        .and_then(|n| hcm.clusters.get(n))
+        .cloned();
+    let Some(cluster) = cluster else {
+        return finish_local(
+            &hcm,
+            info,
+            &req,
+            LocalReason::NoCluster(ra.cluster_not_found_status),
+            None,
+            start,
+            tap,
+        );
+    };
+    info.upstream_cluster = Some(cluster.config.name.clone());
+
+    // Upgrades (WebSocket...).
+    let upgrade = upgrade_type(req.headers());
+    if let Some(u) = &upgrade {
+        if !hcm.config.upgrades.iter().any(|a| a == u) {
+            return finish_local(
+                &hcm,
+                info,
+                &req,
+                LocalReason::UpgradeFailed,
+                None,
+                start,
+                tap,
+            );
+        }
+    }
+
+    let hash = request_hash(ra, &req, &info, &conn);
+    let Some(host) = cluster.choose_host(hash) else {
+        return finish_local(
+            &hcm,
+            info,
+            &req,
+            LocalReason::NoHealthyUpstream,
+            None,
+            start,
+            tap,
+        );
+    };
+    info.upstream_host = Some(host.address);
+
+    // Path and host rewrites.
+    let original_path = info.path.clone();
+    let mut new_path = original_path.clone();
+    if let Some(prefix) = &ra.prefix_rewrite {
+        if let PathMatch::Prefix(p) | PathMatch::SeparatedPrefix(p) = &route.matcher.path {
+            if new_path.len() >= p.len() {
+                new_path = format!("{prefix}{}", &new_path[p.len()..]);
+            }
+        } else if let PathMatch::Exact(_) = &route.matcher.path {
+            let query = new_path
+                .find('?')
+                .map(|i| new_path[i..].to_string())
+                .unwrap_or_default();
+            new_path = format!("{prefix}{query}");
+        }
+    } else if let Some((re, sub)) = &ra.regex_rewrite {
+        let (p, q) = match new_path.find('?') {
+            Some(i) => (new_path[..i].to_string(), new_path[i..].to_string()),
+            None => (new_path.clone(), String::new()),
+        };
+        new_path = format!("{}{q}", re.replace_all(&p, sub.as_str()));
+    }
+    let mut authority = info.authority.clone();
+    match &ra.host_rewrite {
+        HostRewrite::None => {}
+        HostRewrite::Literal(h) => authority = h.clone(),
+        HostRewrite::Auto => authority = host.hostname.clone(),
+    }
+
+    // The upstream request.
+    let upgrade_conn = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    info.request_headers = parts.headers.clone();
+    let h = &mut parts.headers;
+    let upgrade_headers = upgrade.as_ref().map(|_| {
+        (
+            h.get(http::header::UPGRADE).cloned(),
+            h.get(http::header::CONNECTION).cloned(),
+        )
+    });
+    headers::strip_hop_by_hop(h);
+    if let Some((u, c)) = upgrade_headers {
+        if let Some(u) = u {
+            h.insert(http::header::UPGRADE, u);
+        }
+        if let Some(c) = c {
+            h.insert(http::header::CONNECTION, c);
+        }
+    }
+    if let Some(via) = &hcm.config.via {
+        append_via(h, via);
+    }
+    if new_path != original_path {
+        if let Ok(v) = HeaderValue::from_str(original_path.split('?').next().unwrap_or_default()) {
+            h.insert(X_ENVOY_ORIGINAL_PATH, v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&authority) {
+        h.insert(http::header::HOST, v);
+    }
+    if let Some(t) = ra.timeout {
+        if let Ok(v) = HeaderValue::from_str(&t.as_millis().to_string()) {
+            h.insert(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, v);
+        }
+    }
+    headers::apply_all(
+        [
+            headers::of_weighted(weighted),
+            Some(&route.headers),
+            Some(&vh.headers),
+            Some(&rc.headers),
+        ],
+        Side::Request,
+        h,
+        &info,
+    );
+    parts.uri = match new_path.parse() {
+        Ok(u) => u,
+        Err(_) => {
+            return finish_local(
+                &hcm,
+                info,
+                &Request::from_parts(parts, ()),
+                LocalReason::NoRoute,
+                None,
+                start,
+                tap,
+            )
+        }
+    };
+    parts.version = http::Version::HTTP_11;
+
+    if let (Some(on_upgrade), Some(_)) = (upgrade_conn, &upgrade) {
+        let up_req = Request::from_parts(parts, ());
+        return match crate::http::upgrade::proxy(&cluster, &host, up_req, on_upgrade, ra.timeout)
+            .await
+        {
+            Ok(resp) => {
+                info.response_code = Some(resp.status().as_u16());
+                info.response_headers = resp.headers().clone();
+                finish_response(&hcm, info, resp, request_id, start, tap)
+            }
+            Err(e) => {
+                let reason = LocalReason::from_upstream(&e);
+                let failure = local_reply::transport_failure(&e);
+                info.upstream_failure = failure.clone();
+                let dummy = Request::new(());
+                finish_local(&hcm, info, &dummy, reason, failure, start, tap)
+            }
+        };
+    }
+
+    let body = CountedRequest::new(body, tap.clone(), start).boxed();
+    let up_req = Request::from_parts(parts, body);
+    let sent = host.send(&cluster, up_req);
+    let result = match ra.timeout {
+        Some(t) => match tokio::time::timeout(t, sent).await {
+            Ok(r) => r,
+            Err(_) => {
+                let dummy = Request::new(());
+                return finish_local(
+                    &hcm,
+                    info,
+                    &dummy,
+                    LocalReason::UpstreamTimeout,
+                    None,
+                    start,
+                    tap,
+                );
+            }
+        },
+        None => sent.await,
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let reason = LocalReason::from_upstream(&e);
+            let failure = local_reply::transport_failure(&e);
+            info.upstream_failure = failure.clone();
+            let dummy = Request::new(());
+            return finish_local(&hcm, info, &dummy, reason, failure, start, tap);
+        }
+    };
+    info.response_duration = Some(start.elapsed());
+    let (mut rparts, rbody) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut rparts.headers);
+    if let Ok(v) = HeaderValue::from_str(&start.elapsed().as_millis().to_string()) {
+        rparts.headers.insert(X_ENVOY_UPSTREAM_SERVICE_TIME, v);
+    }
+    headers::apply_all(
+        [
+            headers::of_weighted(weighted),
+            Some(&route.headers),
+            Some(&vh.headers),
+            Some(&rc.headers),
+        ],
+        Side::Response,
+        &mut rparts.headers,
+        &info,
+    );
+    info.response_code_details = Some("via_upstream");
+    let resp = Response::from_parts(
+        rparts,
+        rbody
+            .map_err(|e| Box::new(e) as ferry_upstream::BoxError)
+            .boxed(),
+    );
+    finish_response(&hcm, info, resp, request_id, start, tap)
+}
+
+fn append_xff(h: &mut HeaderMap, ip: &str) {
+    let value = match h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(existing) if !existing.is_empty() => format!("{existing},{ip}"),
+        _ => ip.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        h.insert(X_FORWARDED_FOR, v);
+    }
+}
+
+/// The upgrade requested (`connection: upgrade` + `upgrade: X`), lower-cased.
+fn upgrade_type(h: &HeaderMap) -> Option<String> {
+    let conn_upgrade = h
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
+    if !conn_upgrade {
+        return None;
+    }
+    h.get(http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase())
+}
+
+/// The request hash for RING_HASH / MAGLEV, from the route's `hash_policy`.
+fn request_hash<B>(
+    ra: &RouteAction,
+    req: &Request<B>,
+    info: &StreamInfo,
+    conn: &ConnInfo,
+) -> Option<u64> {
+    use xxhash_rust::xxh64::xxh64;
+    let mut hash: Option<u64> = None;
+    for p in &ra.hash_policy {
+        let h = match &p.kind {
+            HashPolicyKind::Header(name) => req.headers().get(name).map(|v| xxh64(v.as_bytes(), 0)),
+            HashPolicyKind::Cookie { name, .. } => {
+                cookie(req.headers(), name).map(|v| xxh64(v.as_bytes(), 0))
+            }
+            HashPolicyKind::SourceIp => Some(xxh64(conn.peer.ip().to_string().as_bytes(), 0)),
+            HashPolicyKind::QueryParameter(name) => info.path.split_once('?').and_then(|(_, q)| {
+                q.split('&').find_map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    (k == name).then(|| xxh64(v.as_bytes(), 0))
+                })
+            }),
+        };
+        if let Some(h) = h {
+            hash = Some(match hash {
+                Some(prev) => prev.rotate_left(1) ^ h,
+                None => h,
+            });
+            if p.terminal {
+                break;
+            }
+        }
+    }
+    hash
+}
+
+fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
+}
+
+fn redirect_location(r: &Redirect, route: &Route, info: &StreamInfo, h: &HeaderMap) -> String {
+    let orig_scheme = h
+        .get(X_FORWARDED_PROTO)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(info.scheme)
+        .to_string();
+    let scheme = r.scheme.clone().unwrap_or_else(|| orig_scheme.clone());
+    let mut host = r.host.clone().unwrap_or_else(|| info.authority.clone());
+    if let Some(port) = r.port {
+        host = format!("{}:{port}", ferry_config::route::strip_port(&host));
+    } else if scheme != orig_scheme {
+        // Changing scheme drops the old scheme's default port.
+        let bare = ferry_config::route::strip_port(&host);
+        let port = &host[bare.len()..];
+        if port == ":80" || port == ":443" {
+            host = bare.to_string();
+        }
+    }
+    let (path, query) = match info.path.find('?') {
+        Some(i) => (&info.path[..i], &info.path[i..]),
+        None => (info.path.as_str(), ""),
+    };
+    let query = if r.strip_query { "" } else { query };
+    let new_path = match &r.path {
+        RedirectPath::Keep => format!("{path}{query}"),
+        RedirectPath::Path(p) => {
+            if p.contains('?') || query.is_empty() {
+                p.clone()
+            } else {
+                format!("{p}{query}")
+            }
+        }
+        RedirectPath::PrefixRewrite(pre) => {
+            let matched = match &route.matcher.path {
+                PathMatch::Prefix(p) | PathMatch::SeparatedPrefix(p) => p.len().min(path.len()),
+                _ => 0,
+            };
+            format!("{pre}{}{query}", &path[matched..])
+        }
+        RedirectPath::Regex(re, sub) => format!("{}{query}", re.replace_all(path, sub.as_str())),
+    };
+    format!("{scheme}://{host}{new_path}")
+}
+
+/// Answers locally with Envoy's status, body and flag.
+fn finish_local<B>(
+    hcm: &HcmRuntime,
+    mut info: StreamInfo,
+    req: &Request<B>,
+    reason: LocalReason,
+    failure: Option<String>,
+    start: Instant,
+    tap: Arc<RequestTap>,
+) -> Response<Body> {
+    let body = reason.body(failure.as_deref()).map(Bytes::from);
+    let resp = local_reply::response(reason.status(), body);
+    if let Some(f) = reason.flag() {
+        info.response_flags.push(f);
+    }
+    info.response_code_details = Some(reason.details());
+    if info.request_headers.is_empty() {
+        info.request_headers = req.headers().clone();
+    }
+    let request_id = info.request_headers.get(X_REQUEST_ID).cloned();
+    finish_response(hcm, info, resp, request_id, start, tap)
+}
+
+/// Adds the headers every response gets and wraps the body for the access log.
+fn finish_response(
+    hcm: &HcmRuntime,
+    mut info: StreamInfo,
+    mut resp: Response<Body>,
+    request_id: Option<HeaderValue>,
+    start: Instant,
+    tap: Arc<RequestTap>,
+) -> Response<Body> {
+    let cfg = &hcm.config;
+    let h = resp.headers_mut();
+    match cfg.server_header {
+        ServerHeader::Overwrite => {
+            h.insert(http::header::SERVER, cfg.server_name.clone());
+        }
+        ServerHeader::AppendIfAbsent => {
+            if !h.contains_key(http::header::SERVER) {
+                h.insert(http::header::SERVER, cfg.server_name.clone());
+            }
+        }
+        ServerHeader::PassThrough => {}
+    }
+    if let Some(via) = &cfg.via {
+        append_via(h, via);
+    }
+    if cfg.always_set_request_id_in_response {
+        if let Some(id) = request_id {
+            h.insert(X_REQUEST_ID, id);
+        }
+    }
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // The connection is handed over; nothing to log at body end.
+        info.response_code = Some(101);
+    }
+    info.response_code = Some(resp.status().as_u16());
+    if hcm.loggers.is_empty() {
+        return resp;
+    }
+    info.response_headers = resp.headers().clone();
+    let (parts, body) = resp.into_parts();
+    let log = LogOnEnd {
+        info,
+        loggers: hcm.loggers.clone(),
+        start,
+        tap,
+    };
+    Response::from_parts(parts, LoggedResponse::new(body, Some(log)).boxed())
+}
+
+fn append_via(h: &mut HeaderMap, via: &HeaderValue) {
+    let value = match h.get(http::header::VIA).and_then(|v| v.to_str().ok()) {
+        Some(existing) => format!("{existing}, {}", via.to_str().unwrap_or_default()),
+        None => via.to_str().unwrap_or_default().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        h.insert(http::header::VIA, v);
+    }
+}

@@ -1,0 +1,23 @@
+//! The ferry data plane.
+//!
+//! ```text
+//! accept (listener) → filter-chain match → network filter
+//!    tcp_proxy ───────────────────────────────► upstream TCP
+//!    http_connection_manager: codec (HTTP/1.1 | HTTP/2 | auto) → per stream:
+//!      router: route match (vhost → route) → cluster → LB pick → pool → upstream
+//!    access log written when the response body ends
+//! ```
+//!
+//! Config arrives as an immutable [`Snapshot`], published through an `ArcSwap`; a
+//! connection keeps the snapshot it was accepted with.
+
+pub mod access_log;
+pub mod admin;
+pub mod http;
+pub mod listener;
+pub mod network;
+mod server;
+mod snapshot;
+
+pub use server::{Server, ServerOptions};
+pub use snapshot::Snapshot;

@@ -1,0 +1,142 @@
+//! Listeners: bind, accept, pick the filter chain, hand the connection to its network filter.
+
+mod filter_chain;
+
+pub use filter_chain::{select, ConnectionFacts};
+
+use crate::network::{hcm::HcmRuntime, tcp_proxy::TcpProxyRuntime};
+use crate::server::Server;
+use crate::Snapshot;
+use ferry_config::listener::{FilterChain, Listener, NetworkFilter};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+
+/// Binds a listening socket as Envoy does (SO_REUSEADDR; IPv6 sockets are v6-only
+/// unless the address is `::`, where Envoy accepts v4-mapped connections too).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(!addr.ip().is_unspecified())?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// A filter chain with its network filter built for serving.
+pub(crate) struct ChainRuntime {
+    pub(crate) config: FilterChain,
+    pub(crate) filter: NetworkRuntime,
+}
+
+/// The runtime of a network filter.
+pub(crate) enum NetworkRuntime {
+    Http(Arc<HcmRuntime>),
+    Tcp(Arc<TcpProxyRuntime>),
+}
+
+/// A listener ready to serve: its chains built against a snapshot.
+pub struct ListenerRuntime {
+    pub(crate) name: String,
+    pub(crate) buffer_limit: u32,
+    pub(crate) chains: Vec<ChainRuntime>,
+    pub(crate) default_chain: Option<ChainRuntime>,
+}
+
+impl ListenerRuntime {
+    /// Builds the runtime of every filter chain.
+    pub fn new(l: &Listener, snapshot: &Snapshot) -> ListenerRuntime {
+        let build = |fc: &FilterChain| ChainRuntime {
+            config: fc.clone(),
+            filter: match &fc.filter {
+                NetworkFilter::Http(h) => {
+                    NetworkRuntime::Http(Arc::new(HcmRuntime::new(h.clone(), snapshot)))
+                }
+                NetworkFilter::Tcp(t) => {
+                    NetworkRuntime::Tcp(Arc::new(TcpProxyRuntime::new(t.clone(), snapshot)))
+                }
+            },
+        };
+        ListenerRuntime {
+            name: l.name.clone(),
+            buffer_limit: l.buffer_limit,
+            chains: l.filter_chains.iter().map(build).collect(),
+            default_chain: l.default_filter_chain.as_ref().map(build),
+        }
+    }
+}
+
+/// Accepts until draining starts.
+pub(crate) async fn serve(server: Arc<Server>, rt: ListenerRuntime, listener: TcpListener) {
+    let rt = Arc::new(rt);
+    let mut drain = server.drain_signal();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = drain.wait_for(|d| *d) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: keep the listener, try again shortly.
+                tracing::warn!(listener = %rt.name, error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let server = server.clone();
+        let rt = rt.clone();
+        server.active_connections.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            handle(&server, &rt, stream, peer).await;
+            if server.active_connections.fetch_sub(1, Ordering::SeqCst) == 1 {
+                server.connections_closed.notify_waiters();
+            }
+        });
+    }
+    tracing::info!(listener = %rt.name, "listener stopped accepting (draining)");
+}
+
+async fn handle(server: &Arc<Server>, rt: &ListenerRuntime, stream: TcpStream, peer: SocketAddr) {
+    let local = match stream.local_addr() {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    // Without a TLS inspector, connections are plain text with no SNI or ALPN.
+    let facts = ConnectionFacts {
+        destination_port: local.port(),
+        server_name: None,
+        transport_protocol: "raw_buffer",
+        application_protocols: &[],
+    };
+    let chain = match select(rt.chains.iter().map(|c| &c.config.matcher), &facts) {
+        Some(i) => &rt.chains[i],
+        None => match &rt.default_chain {
+            Some(c) => c,
+            None => {
+                tracing::debug!(listener = %rt.name, %peer, "no filter chain matches; closing");
+                return;
+            }
+        },
+    };
+    match &chain.filter {
+        NetworkRuntime::Http(h) => {
+            crate::network::hcm::serve(server, h.clone(), stream, peer, local, rt.buffer_limit)
+                .await
+        }
+        NetworkRuntime::Tcp(t) => {
+            crate::network::tcp_proxy::serve(server, t.clone(), stream, peer, local).await
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! `envoy.filters.network.http_connection_manager`: the HTTP codec for one downstream
+//! connection (HTTP/1.1, HTTP/2 prior knowledge, or either by detection), its limits
+//! and timeouts, and graceful close on drain.
+
+use crate::access_log::Logger;
+use crate::server::Server;
+use crate::Snapshot;
+use ferry_config::hcm::{CodecType, HttpConnectionManager};
+use ferry_upstream::ClusterManager;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// An HCM ready to serve: its config, clusters and access loggers.
+pub struct HcmRuntime {
+    /// The validated config.
+    pub config: Arc<HttpConnectionManager>,
+    /// Clusters of the snapshot.
+    pub clusters: Arc<ClusterManager>,
+    /// Access loggers.
+    pub loggers: Arc<[Logger]>,
+}
+
+impl HcmRuntime {
+    /// Builds the runtime (starts access log writers).
+    pub fn new(config: Arc<HttpConnectionManager>, snapshot: &Snapshot) -> HcmRuntime {
+        let loggers: Vec<Logger> = config.access_logs.iter().map(Logger::new).collect();
+        HcmRuntime {
+            config,
+            clusters: snapshot.clusters.clone(),
+            loggers: loggers.into(),
+        }
+    }
+}
+
+/// Facts about the downstream connection a stream arrived on.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Our address.
+    pub local: SocketAddr,
+    /// Connection id.
+    pub id: u64,
+}
+
+static CONNECTION_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// Serves one downstream connection until it closes.
+pub(crate) async fn serve(
+    server: &Arc<Server>,
+    hcm: Arc<HcmRuntime>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    buffer_limit: u32,
+) {
+    let cfg = hcm.config.clone();
+    let conn = Arc::new(ConnInfo {
+        peer,
+        local,
+        id: CONNECTION_IDS.fetch_add(1, Ordering::Relaxed),
+    });
+    let svc = hyper::service::service_fn(move |req| {
+        let hcm = hcm.clone();
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(crate::http::router::handle(hcm, conn, req).await) }
+    });
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    match cfg.codec_type {
+        CodecType::Auto => {}
+        CodecType::Http1 => builder = builder.http1_only(),
+        CodecType::Http2 => builder = builder.http2_only(),
+    }
+    let header_bytes = (cfg.max_request_headers_kb as usize) * 1024;
+    {
+        let mut h1 = builder.http1();
+        h1.timer(TokioTimer::new())
+            .max_buf_size(header_bytes.max(8192))
+            .max_headers(cfg.max_headers_count as usize)
+            .keep_alive(true);
+        if let Some(idle) = cfg.idle_timeout {
+            // Waiting for the next request's headers is what an idle keep-alive
+            // connection does.
+            h1.header_read_timeout(idle);
+        }
+    }
+    {
+        let mut h2 = builder.http2();
+        // `per_connection_buffer_limit_bytes` bounds what a stream may have in flight
+        // toward us before the peer must wait (HTTP/2 flow control).
+        h2.timer(TokioTimer::new())
+            .max_header_list_size(header_bytes as u32)
+            .initial_stream_window_size(buffer_limit.max(65_535))
+            .initial_connection_window_size(buffer_limit.max(65_535));
+        if let Some(n) = cfg.http2_max_concurrent_streams {
+            h2.max_concurrent_streams(n);
+        }
+    }
+    let io = TokioIo::new(stream);
+    let conn_fut = builder.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(conn_fut);
+    let mut drain = server.drain_signal();
+    let max_duration = async {
+        match cfg.max_connection_duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(max_duration);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            res = conn_fut.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(%peer, error = %e, "downstream connection ended with an error");
+                }
+                return;
+            }
+            _ = drain.wait_for(|d| *d), if !closing => {
+                closing = true;
+                conn_fut.as_mut().graceful_shutdown();
+            }
+            _ = &mut max_duration, if !closing => {
+                closing = true;
+                conn_fut.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}

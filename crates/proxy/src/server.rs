@@ -1,0 +1,198 @@
+//! The server: starts listeners and admin for a snapshot, drains on request.
+
+use crate::listener::ListenerRuntime;
+use crate::Snapshot;
+use arc_swap::ArcSwap;
+use ferry_config::Loaded;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+
+/// Options from the command line.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// `--service-node`: overrides `node.id`.
+    pub service_node: Option<String>,
+    /// `--service-cluster`: overrides `node.cluster`.
+    pub service_cluster: Option<String>,
+    /// `--drain-time-s`: how long in-flight work may take after a drain starts.
+    pub drain_time: Duration,
+    /// Worker threads the process runs (for `/server_info`).
+    pub concurrency: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            service_node: None,
+            service_cluster: None,
+            drain_time: Duration::from_secs(600),
+            concurrency: 1,
+        }
+    }
+}
+
+/// Shared state of a running server.
+pub struct Server {
+    /// The current snapshot (static config: set once).
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Options it was started with.
+    pub options: ServerOptions,
+    /// Addresses the listeners are bound to, by listener name (port 0 resolved).
+    pub bound: Vec<(String, SocketAddr)>,
+    /// The admin address, if any.
+    pub admin_addr: Option<SocketAddr>,
+    /// Set by `/healthcheck/fail`.
+    pub health_failed: AtomicBool,
+    /// When the server started.
+    pub started: Instant,
+    /// Draining: listeners stop accepting, connections close when idle.
+    drain_tx: watch::Sender<bool>,
+    /// Shutdown requested (`/quitquitquit`, SIGTERM after drain).
+    shutdown: Notify,
+    shutdown_requested: AtomicBool,
+    /// Open downstream connections.
+    pub(crate) active_connections: AtomicUsize,
+    pub(crate) connections_closed: Notify,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("bound", &self.bound)
+            .finish()
+    }
+}
+
+/// Error starting a server.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener or the admin address could not be bound.
+    #[error("cannot bind {name} to {addr}: {source}")]
+    Bind {
+        /// Listener name.
+        name: String,
+        /// Address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl Server {
+    /// Binds every listener and the admin endpoint, then serves them on the current
+    /// tokio runtime.
+    pub async fn start(loaded: Loaded, options: ServerOptions) -> Result<Arc<Server>, StartError> {
+        let mut bootstrap = loaded.bootstrap;
+        if let Some(n) = &options.service_node {
+            bootstrap.node_id = n.clone();
+        }
+        if let Some(c) = &options.service_cluster {
+            bootstrap.node_cluster = c.clone();
+        }
+        let clusters = ferry_upstream::ClusterManager::new(&bootstrap.clusters);
+        let snapshot = Snapshot {
+            bootstrap: Arc::new(bootstrap),
+            clusters,
+            config_json: Arc::new(loaded.json),
+        };
+        let mut sockets = Vec::new();
+        for l in &snapshot.bootstrap.listeners {
+            let sock = crate::listener::bind(l.address).map_err(|source| StartError::Bind {
+                name: l.name.clone(),
+                addr: l.address,
+                source,
+            })?;
+            sockets.push((l.clone(), sock));
+        }
+        let admin = match &snapshot.bootstrap.admin {
+            Some(a) => Some((
+                a.clone(),
+                crate::listener::bind(a.address).map_err(|source| StartError::Bind {
+                    name: "admin".into(),
+                    addr: a.address,
+                    source,
+                })?,
+            )),
+            None => None,
+        };
+        let (drain_tx, _) = watch::channel(false);
+        let bound = sockets
+            .iter()
+            .map(|(l, s)| (l.name.clone(), s.local_addr().unwrap_or(l.address)))
+            .collect();
+        let server = Arc::new(Server {
+            snapshot: ArcSwap::from_pointee(snapshot.clone()),
+            options,
+            bound,
+            admin_addr: admin.as_ref().and_then(|(_, s)| s.local_addr().ok()),
+            health_failed: AtomicBool::new(false),
+            started: Instant::now(),
+            drain_tx,
+            shutdown: Notify::new(),
+            shutdown_requested: AtomicBool::new(false),
+            active_connections: AtomicUsize::new(0),
+            connections_closed: Notify::new(),
+        });
+        for (l, sock) in sockets {
+            let rt = ListenerRuntime::new(&l, &snapshot);
+            tokio::spawn(crate::listener::serve(server.clone(), rt, sock));
+        }
+        if let Some((_, sock)) = admin {
+            tokio::spawn(crate::admin::serve(server.clone(), sock));
+        }
+        Ok(server)
+    }
+
+    /// A receiver that turns true when draining starts.
+    pub fn drain_signal(&self) -> watch::Receiver<bool> {
+        self.drain_tx.subscribe()
+    }
+
+    /// Whether draining has started.
+    pub fn is_draining(&self) -> bool {
+        *self.drain_tx.borrow()
+    }
+
+    /// Starts draining: listeners stop accepting, HTTP connections close after their
+    /// in-flight requests (HTTP/1.1 `connection: close`, HTTP/2 GOAWAY).
+    pub fn drain_listeners(&self) {
+        self.drain_tx.send_replace(true);
+    }
+
+    /// Asks the process to exit (`/quitquitquit`).
+    pub fn request_shutdown(&self) {
+        self.shutdown_requested.store(true, Ordering::SeqCst);
+        self.shutdown.notify_waiters();
+        self.shutdown.notify_one();
+    }
+
+    /// Resolves when shutdown is requested.
+    pub async fn shutdown_requested(&self) {
+        if self.shutdown_requested.load(Ordering::SeqCst) {
+            return;
+        }
+        self.shutdown.notified().await;
+    }
+
+    /// Drains, then waits up to the drain time for connections to close.
+    pub async fn drain_and_wait(&self) {
+        self.drain_listeners();
+        let deadline = tokio::time::Instant::now() + self.options.drain_time;
+        loop {
+            let notified = self.connections_closed.notified();
+            if self.active_connections.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                tracing::warn!(
+                    open = self.active_connections.load(Ordering::SeqCst),
+                    "drain time elapsed with connections still open"
+                );
+                return;
+            }
+        }
+    }
+}
