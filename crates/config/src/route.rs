@@ -354,10 +354,16 @@ pub fn full_regex(re: &str, ctx: &mut Ctx) -> Option<regex::Regex> {
     match regex::Regex::new(&format!("^(?:{re})$")) {
         Ok(r) => Some(r),
         Err(e) => {
-            ctx.error(format!("invalid regex {re:?}: {e}"));
+            ctx.error(format!("invalid regex {re:?}: {}", regex_error(&e)));
             None
         }
     }
+}
+
+/// The last line of a regex error (the crate's message spans lines).
+fn regex_error(e: &regex::Error) -> String {
+    let s = e.to_string();
+    s.lines().last().unwrap_or_default().trim().to_string()
 }
 
 /// Compiles a regex for search-and-replace (not anchored).
@@ -365,7 +371,7 @@ fn search_regex(re: &str, ctx: &mut Ctx) -> Option<regex::Regex> {
     match regex::Regex::new(re) {
         Ok(r) => Some(r),
         Err(e) => {
-            ctx.error(format!("invalid regex {re:?}: {e}"));
+            ctx.error(format!("invalid regex {re:?}: {}", regex_error(&e)));
             None
         }
     }

@@ -123,6 +123,8 @@ static_resources:
               domains: ["*"]
               routes:
               - match: { safe_regex: { regex: "(" } }
+                route: { cluster: c }
+              - match: { prefix: "/" }
                 route: { cluster: missing }
           http_filters:
           - name: envoy.filters.http.lua

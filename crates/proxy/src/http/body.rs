@@ -18,6 +18,20 @@ pub struct RequestTap {
     pub bytes: AtomicU64,
     /// Nanoseconds from stream start to the end of the request body (0: not yet).
     pub done_nanos: AtomicU64,
+    /// The request body failed: 1 malformed (codec error), 2 the client went away.
+    pub failed: std::sync::atomic::AtomicU8,
+}
+
+impl RequestTap {
+    /// Whether the downstream sent a malformed body.
+    pub fn malformed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed) == 1
+    }
+
+    /// Whether the downstream went away mid-body.
+    pub fn aborted(&self) -> bool {
+        self.failed.load(Ordering::Relaxed) == 2
+    }
 }
 
 pin_project_lite::pin_project! {
@@ -58,7 +72,15 @@ impl http_body::Body for CountedRequest {
                 this.tap.done_nanos.store(n, Ordering::Relaxed);
                 Poll::Ready(None)
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Some(Err(e))) => {
+                let kind = if e.is_parse() || e.is_parse_too_large() {
+                    1
+                } else {
+                    2
+                };
+                this.tap.failed.store(kind, Ordering::Relaxed);
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
             Poll::Pending => Poll::Pending,
         }
     }

@@ -22,6 +22,10 @@ pub enum LocalReason {
     UpstreamTimeout,
     /// An upgrade the HCM does not allow: 403.
     UpgradeFailed,
+    /// A malformed request (conflicting framing, a bad chunk): 400, DPE.
+    BadRequest,
+    /// The client went away before the response started: DC (nobody reads the reply).
+    DownstreamReset,
 }
 
 impl LocalReason {
@@ -35,6 +39,8 @@ impl LocalReason {
             | LocalReason::UpstreamReset => http::StatusCode::SERVICE_UNAVAILABLE,
             LocalReason::UpstreamTimeout => http::StatusCode::GATEWAY_TIMEOUT,
             LocalReason::UpgradeFailed => http::StatusCode::FORBIDDEN,
+            LocalReason::BadRequest => http::StatusCode::BAD_REQUEST,
+            LocalReason::DownstreamReset => http::StatusCode::BAD_REQUEST,
         }
     }
 
@@ -48,6 +54,8 @@ impl LocalReason {
             LocalReason::UpstreamReset => Some("UC"),
             LocalReason::UpstreamTimeout => Some("UT"),
             LocalReason::UpgradeFailed => None,
+            LocalReason::BadRequest => Some("DPE"),
+            LocalReason::DownstreamReset => Some("DC"),
         }
     }
 
@@ -65,23 +73,26 @@ impl LocalReason {
             }
             LocalReason::UpstreamTimeout => "upstream_response_timeout",
             LocalReason::UpgradeFailed => "upgrade_failed",
+            LocalReason::BadRequest => "http1.codec_error",
+            LocalReason::DownstreamReset => "downstream_remote_disconnect",
         }
     }
 
     /// The body Envoy sends (`None`: empty).
-    pub fn body(self, failure: Option<&str>) -> Option<String> {
+    pub fn body(self) -> Option<&'static str> {
         match self {
             LocalReason::NoRoute | LocalReason::NoCluster(_) | LocalReason::UpgradeFailed => None,
-            LocalReason::NoHealthyUpstream => Some("no healthy upstream".into()),
-            LocalReason::UpstreamTimeout => Some("upstream request timeout".into()),
-            LocalReason::ConnectFailure => Some(match failure {
-                Some(f) => format!(
-                    "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, transport failure reason: {f}"
-                ),
-                None => "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure".into(),
-            }),
+            LocalReason::BadRequest => Some("Bad Request"),
+            LocalReason::DownstreamReset => None,
+            LocalReason::NoHealthyUpstream => Some("no healthy upstream"),
+            LocalReason::UpstreamTimeout => Some("upstream request timeout"),
+            // Envoy 1.40 keeps the transport failure reason for the access log
+            // (%UPSTREAM_TRANSPORT_FAILURE_REASON%), not the body.
+            LocalReason::ConnectFailure => {
+                Some("upstream connect error or disconnect/reset before headers. reset reason: remote connection failure")
+            }
             LocalReason::UpstreamReset => {
-                Some("upstream connect error or disconnect/reset before headers. reset reason: connection termination".into())
+                Some("upstream connect error or disconnect/reset before headers. reset reason: connection termination")
             }
         }
     }

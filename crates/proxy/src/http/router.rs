@@ -23,6 +23,7 @@ const X_REQUEST_ID: &str = "x-request-id";
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const X_ENVOY_ORIGINAL_PATH: &str = "x-envoy-original-path";
+const X_ENVOY_ORIGINAL_HOST: &str = "x-envoy-original-host";
 const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: &str = "x-envoy-expected-rq-timeout-ms";
 const X_ENVOY_UPSTREAM_SERVICE_TIME: &str = "x-envoy-upstream-service-time";
 
@@ -58,6 +59,29 @@ pub async fn handle(
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
     let method = req.method().as_str().to_string();
+    if conn.conflicts.next_request_conflicts() {
+        // Content-Length with Transfer-Encoding: Envoy refuses the request (smuggling).
+        let info = StreamInfo {
+            start_time: Some(SystemTime::now()),
+            method,
+            path,
+            authority,
+            protocol,
+            downstream_remote: Some(conn.peer),
+            downstream_local: Some(conn.local),
+            ..Default::default()
+        };
+        return finish_local(
+            &hcm,
+            info,
+            req.headers(),
+            [None; 4],
+            LocalReason::BadRequest,
+            None,
+            start,
+            tap,
+        );
+    }
 
     // Standard request headers (Envoy's ConnectionManagerUtility::mutateRequestHeaders).
     {
@@ -102,7 +126,18 @@ pub async fn handle(
     let found = route_match::find(&rc, &view);
     let (vh, route) = match found {
         Some((vh, Some(route))) => (vh, route),
-        _ => return finish_local(&hcm, info, &req, LocalReason::NoRoute, None, start, tap),
+        _ => {
+            return finish_local(
+                &hcm,
+                info,
+                req.headers(),
+                [None; 4],
+                LocalReason::NoRoute,
+                None,
+                start,
+                tap,
+            )
+        }
     };
     if !route.name.is_empty() {
         info.route_name = Some(route.name.clone());
@@ -181,6 +216,13 @@ async fn forward(
     start: Instant,
     tap: Arc<RequestTap>,
 ) -> Response<Body> {
+    // Local replies once a route matched carry its response header mutations.
+    let levels = [
+        Some(&route.headers),
+        Some(&vh.headers),
+        Some(&rc.headers),
+        None,
+    ];
     // Cluster.
     let mut weighted: Option<&WeightedCluster> = None;
     let cluster_name: Option<String> = match &ra.cluster {
@@ -210,7 +252,8 @@ async fn forward(
         return finish_local(
             &hcm,
             info,
-            &req,
+            req.headers(),
+            levels,
             LocalReason::NoCluster(ra.cluster_not_found_status),
             None,
             start,
@@ -226,7 +269,8 @@ async fn forward(
             return finish_local(
                 &hcm,
                 info,
-                &req,
+                req.headers(),
+                levels,
                 LocalReason::UpgradeFailed,
                 None,
                 start,
@@ -240,7 +284,8 @@ async fn forward(
         return finish_local(
             &hcm,
             info,
-            &req,
+            req.headers(),
+            levels,
             LocalReason::NoHealthyUpstream,
             None,
             start,
@@ -302,8 +347,13 @@ async fn forward(
         append_via(h, via);
     }
     if new_path != original_path {
-        if let Ok(v) = HeaderValue::from_str(original_path.split('?').next().unwrap_or_default()) {
+        if let Ok(v) = HeaderValue::from_str(&original_path) {
             h.insert(X_ENVOY_ORIGINAL_PATH, v);
+        }
+    }
+    if authority != info.authority {
+        if let Ok(v) = HeaderValue::from_str(&info.authority) {
+            h.insert(X_ENVOY_ORIGINAL_HOST, v);
         }
     }
     if let Ok(v) = HeaderValue::from_str(&authority) {
@@ -331,7 +381,8 @@ async fn forward(
             return finish_local(
                 &hcm,
                 info,
-                &Request::from_parts(parts, ()),
+                &HeaderMap::new(),
+                levels,
                 LocalReason::NoRoute,
                 None,
                 start,
@@ -354,9 +405,16 @@ async fn forward(
             Err(e) => {
                 let reason = LocalReason::from_upstream(&e);
                 let failure = local_reply::transport_failure(&e);
-                info.upstream_failure = failure.clone();
-                let dummy = Request::new(());
-                finish_local(&hcm, info, &dummy, reason, failure, start, tap)
+                finish_local(
+                    &hcm,
+                    info,
+                    &HeaderMap::new(),
+                    levels,
+                    reason,
+                    failure,
+                    start,
+                    tap,
+                )
             }
         };
     }
@@ -368,11 +426,11 @@ async fn forward(
         Some(t) => match tokio::time::timeout(t, sent).await {
             Ok(r) => r,
             Err(_) => {
-                let dummy = Request::new(());
                 return finish_local(
                     &hcm,
                     info,
-                    &dummy,
+                    &HeaderMap::new(),
+                    levels,
                     LocalReason::UpstreamTimeout,
                     None,
                     start,
@@ -385,11 +443,25 @@ async fn forward(
     let resp = match result {
         Ok(r) => r,
         Err(e) => {
-            let reason = LocalReason::from_upstream(&e);
+            // A malformed request body is the client's fault: 400, as Envoy's codec.
+            let reason = if tap.malformed() {
+                LocalReason::BadRequest
+            } else if tap.aborted() {
+                LocalReason::DownstreamReset
+            } else {
+                LocalReason::from_upstream(&e)
+            };
             let failure = local_reply::transport_failure(&e);
-            info.upstream_failure = failure.clone();
-            let dummy = Request::new(());
-            return finish_local(&hcm, info, &dummy, reason, failure, start, tap);
+            return finish_local(
+                &hcm,
+                info,
+                &HeaderMap::new(),
+                levels,
+                reason,
+                failure,
+                start,
+                tap,
+            );
         }
     };
     info.response_duration = Some(start.elapsed());
@@ -539,24 +611,28 @@ fn redirect_location(r: &Redirect, route: &Route, info: &StreamInfo, h: &HeaderM
 }
 
 /// Answers locally with Envoy's status, body and flag.
-fn finish_local<B>(
+#[allow(clippy::too_many_arguments)]
+fn finish_local(
     hcm: &HcmRuntime,
     mut info: StreamInfo,
-    req: &Request<B>,
+    request_headers: &HeaderMap,
+    levels: [Option<&ferry_config::HeaderMutations>; 4],
     reason: LocalReason,
     failure: Option<String>,
     start: Instant,
     tap: Arc<RequestTap>,
 ) -> Response<Body> {
-    let body = reason.body(failure.as_deref()).map(Bytes::from);
-    let resp = local_reply::response(reason.status(), body);
+    let body = reason.body().map(|b| Bytes::from_static(b.as_bytes()));
+    info.upstream_failure = failure;
+    let mut resp = local_reply::response(reason.status(), body);
     if let Some(f) = reason.flag() {
         info.response_flags.push(f);
     }
     info.response_code_details = Some(reason.details());
     if info.request_headers.is_empty() {
-        info.request_headers = req.headers().clone();
+        info.request_headers = request_headers.clone();
     }
+    headers::apply_all(levels, Side::Response, resp.headers_mut(), &info);
     let request_id = info.request_headers.get(X_REQUEST_ID).cloned();
     finish_response(hcm, info, resp, request_id, start, tap)
 }

@@ -45,6 +45,8 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// Connection id.
     pub id: u64,
+    /// Requests whose HTTP/1.1 framing conflicts (Content-Length with Transfer-Encoding).
+    pub conflicts: Arc<super::h1_guard::Conflicts>,
 }
 
 static CONNECTION_IDS: AtomicU64 = AtomicU64::new(1);
@@ -59,10 +61,12 @@ pub(crate) async fn serve(
     buffer_limit: u32,
 ) {
     let cfg = hcm.config.clone();
+    let conflicts = Arc::new(super::h1_guard::Conflicts::default());
     let conn = Arc::new(ConnInfo {
         peer,
         local,
         id: CONNECTION_IDS.fetch_add(1, Ordering::Relaxed),
+        conflicts: conflicts.clone(),
     });
     let svc = hyper::service::service_fn(move |req| {
         let hcm = hcm.clone();
@@ -101,7 +105,7 @@ pub(crate) async fn serve(
             h2.max_concurrent_streams(n);
         }
     }
-    let io = TokioIo::new(stream);
+    let io = TokioIo::new(super::h1_guard::H1Guard::new(stream, conflicts));
     let conn_fut = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn_fut);
     let mut drain = server.drain_signal();
