@@ -313,7 +313,7 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
 
     // Protocol options: the typed extension (v3) or the legacy cluster fields.
     let mut protocol = UpstreamProtocol::Http1;
-    let mut common: Option<core::HttpProtocolOptions> = c.common_http_protocol_options.clone();
+    let mut common: Option<core::HttpProtocolOptions> = c.common_http_protocol_options;
     if c.http2_protocol_options.is_some() {
         protocol = UpstreamProtocol::Http2;
     }
@@ -348,7 +348,7 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
                 Some(_) => ctx.error("only explicit_http_config is supported"),
             }
             if opts.common_http_protocol_options.is_some() {
-                common = opts.common_http_protocol_options.clone();
+                common = opts.common_http_protocol_options;
             }
         });
     }
@@ -391,7 +391,7 @@ fn is_prime(n: u64) -> bool {
     }
     let mut i = 2;
     while i * i <= n {
-        if n % i == 0 {
+        if n.is_multiple_of(i) {
             return false;
         }
         i += 1;

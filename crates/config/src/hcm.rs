@@ -182,7 +182,7 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
             }
         }
     };
-    let common = h.common_http_protocol_options.clone().unwrap_or_default();
+    let common = h.common_http_protocol_options.unwrap_or_default();
     let max_request_headers_kb = h
         .max_request_headers_kb
         .map(|v| v.value)
