@@ -204,6 +204,8 @@ static_resources:
                 route: { cluster: dead }
               - match: { prefix: "/ut" }
                 route: { cluster: backend, timeout: 0.2s }
+              - match: { prefix: "/si" }
+                route: { cluster: backend, timeout: 0s, idle_timeout: 0.3s }
               - match: { prefix: "/nc404" }
                 route: { cluster_header: x-cluster, cluster_not_found_response_code: NOT_FOUND }
               - match: { prefix: "/nc" }
@@ -220,6 +222,26 @@ static_resources:
                       weight: 0
               - match: { prefix: "/" }
                 route: { cluster: backend }
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  - name: idle
+    address: { socket_address: { address: 127.0.0.1, port_value: 1 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: idle
+          stream_idle_timeout: 0.3s
+          route_config:
+            virtual_hosts:
+            - name: main
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                route: { cluster: backend, timeout: 0s }
           http_filters:
           - name: envoy.filters.http.router
             typed_config:
@@ -256,6 +278,8 @@ async fn failures_match_envoy() {
         Request::get("/uf"),
         Request::get("/uf").http2(),
         Request::get("/ut/delay/2000"),
+        Request::get("/si/delay/2000"),
+        Request::get("/idle/delay/2000").listener(1),
         Request::get("/uc/reset"),
         Request::get("/nc"),
         Request::get("/nc").header("x-cluster", "nope"),

@@ -5,6 +5,7 @@ use crate::access_log::{Logger, StreamInfo};
 use bytes::Bytes;
 use ferry_upstream::{Body, BoxError};
 use http_body::{Body as _, Frame, SizeHint};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,6 +21,8 @@ pub struct RequestTap {
     pub done_nanos: AtomicU64,
     /// The request body failed: 1 malformed (codec error), 2 the client went away.
     pub failed: std::sync::atomic::AtomicU8,
+    /// Nanoseconds from stream start to the last request body frame.
+    pub last_activity_nanos: AtomicU64,
 }
 
 impl RequestTap {
@@ -47,6 +50,11 @@ pin_project_lite::pin_project! {
 impl CountedRequest {
     /// Wraps `inner`.
     pub fn new(inner: hyper::body::Incoming, tap: Arc<RequestTap>, start: Instant) -> Self {
+        // A request without a body is complete with its headers; nobody polls it.
+        if inner.is_end_stream() {
+            let n = start.elapsed().as_nanos().max(1) as u64;
+            tap.done_nanos.store(n, Ordering::Relaxed);
+        }
         CountedRequest { inner, tap, start }
     }
 }
@@ -65,6 +73,8 @@ impl http_body::Body for CountedRequest {
                 if let Some(d) = f.data_ref() {
                     this.tap.bytes.fetch_add(d.len() as u64, Ordering::Relaxed);
                 }
+                let n = this.start.elapsed().as_nanos() as u64;
+                this.tap.last_activity_nanos.store(n, Ordering::Relaxed);
                 Poll::Ready(Some(Ok(f)))
             }
             Poll::Ready(None) => {
@@ -194,6 +204,85 @@ impl http_body::Body for LoggedResponse {
             Poll::Pending => {}
         }
         polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Why a response body was cut short by a timer.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyTimeout {
+    /// The route timeout elapsed while the body was streaming (UT).
+    #[error("upstream request timeout")]
+    Route,
+    /// No body frame for the stream idle timeout (SI).
+    #[error("stream idle timeout")]
+    Idle,
+}
+
+pin_project_lite::pin_project! {
+    /// An upstream response body bounded by the route timeout (a deadline) and the
+    /// stream idle timeout (reset on every frame). When one fires the body fails, and
+    /// the codec resets the downstream stream — Envoy's behaviour once headers are sent.
+    pub struct TimedResponse {
+        #[pin]
+        inner: Body,
+        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+        idle: Option<(std::time::Duration, Pin<Box<tokio::time::Sleep>>)>,
+    }
+}
+
+impl TimedResponse {
+    /// Wraps `inner`; `deadline` for the route timeout, `idle` for the stream idle timeout.
+    pub fn new(
+        inner: Body,
+        deadline: Option<tokio::time::Instant>,
+        idle: Option<std::time::Duration>,
+    ) -> Self {
+        TimedResponse {
+            inner,
+            deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+            idle: idle.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
+        }
+    }
+}
+
+impl http_body::Body for TimedResponse {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Pending => {}
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some((d, sleep)) = this.idle.as_mut() {
+                    sleep.as_mut().reset(tokio::time::Instant::now() + *d);
+                }
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            other => return other,
+        }
+        if let Some(deadline) = this.deadline.as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Some(Err(Box::new(BodyTimeout::Route))));
+            }
+        }
+        if let Some((_, sleep)) = this.idle.as_mut() {
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Some(Err(Box::new(BodyTimeout::Idle))));
+            }
+        }
+        Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {

@@ -26,6 +26,14 @@ pub enum LocalReason {
     BadRequest,
     /// The client went away before the response started: DC (nobody reads the reply).
     DownstreamReset,
+    /// `stream_idle_timeout` before the response started: SI; 504 while waiting on the
+    /// upstream (request complete), 408 while waiting on the client.
+    StreamIdleTimeout {
+        /// Whether the request had been received in full.
+        request_complete: bool,
+    },
+    /// `request_timeout`: the request was not complete in time: 408.
+    RequestTimeout,
 }
 
 impl LocalReason {
@@ -41,6 +49,13 @@ impl LocalReason {
             LocalReason::UpgradeFailed => http::StatusCode::FORBIDDEN,
             LocalReason::BadRequest => http::StatusCode::BAD_REQUEST,
             LocalReason::DownstreamReset => http::StatusCode::BAD_REQUEST,
+            LocalReason::StreamIdleTimeout {
+                request_complete: true,
+            } => http::StatusCode::GATEWAY_TIMEOUT,
+            LocalReason::StreamIdleTimeout {
+                request_complete: false,
+            }
+            | LocalReason::RequestTimeout => http::StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -56,6 +71,8 @@ impl LocalReason {
             LocalReason::UpgradeFailed => None,
             LocalReason::BadRequest => Some("DPE"),
             LocalReason::DownstreamReset => Some("DC"),
+            LocalReason::StreamIdleTimeout { .. } => Some("SI"),
+            LocalReason::RequestTimeout => None,
         }
     }
 
@@ -75,6 +92,8 @@ impl LocalReason {
             LocalReason::UpgradeFailed => "upgrade_failed",
             LocalReason::BadRequest => "http1.codec_error",
             LocalReason::DownstreamReset => "downstream_remote_disconnect",
+            LocalReason::StreamIdleTimeout { .. } => "stream_idle_timeout",
+            LocalReason::RequestTimeout => "request_overall_timeout",
         }
     }
 
@@ -84,6 +103,8 @@ impl LocalReason {
             LocalReason::NoRoute | LocalReason::NoCluster(_) | LocalReason::UpgradeFailed => None,
             LocalReason::BadRequest => Some("Bad Request"),
             LocalReason::DownstreamReset => None,
+            LocalReason::StreamIdleTimeout { .. } => Some("stream timeout"),
+            LocalReason::RequestTimeout => Some("request timeout"),
             LocalReason::NoHealthyUpstream => Some("no healthy upstream"),
             LocalReason::UpstreamTimeout => Some("upstream request timeout"),
             // Envoy 1.40 keeps the transport failure reason for the access log

@@ -2,7 +2,7 @@
 //! and stream the response back — or answer locally (Envoy's codes and flags).
 
 use crate::access_log::StreamInfo;
-use crate::http::body::{CountedRequest, LogOnEnd, LoggedResponse, RequestTap};
+use crate::http::body::{CountedRequest, LogOnEnd, LoggedResponse, RequestTap, TimedResponse};
 use crate::http::headers::{self, Side};
 use crate::http::local_reply::{self, LocalReason};
 use crate::http::route_match::{self, RequestView};
@@ -422,23 +422,34 @@ async fn forward(
     let body = CountedRequest::new(body, tap.clone(), start).boxed();
     let up_req = Request::from_parts(parts, body);
     let sent = host.send(&cluster, up_req);
-    let result = match ra.timeout {
-        Some(t) => match tokio::time::timeout(t, sent).await {
-            Ok(r) => r,
-            Err(_) => {
-                return finish_local(
-                    &hcm,
-                    info,
-                    &HeaderMap::new(),
-                    levels,
-                    LocalReason::UpstreamTimeout,
-                    None,
-                    start,
-                    tap,
-                );
-            }
-        },
-        None => sent.await,
+    let route_deadline = ra.timeout.map(|t| tokio::time::Instant::now() + t);
+    let idle = match ra.idle_timeout {
+        Some(per_route) => per_route,
+        None => hcm.config.stream_idle_timeout,
+    };
+    let result = match wait_for_headers(
+        sent,
+        route_deadline,
+        idle,
+        hcm.config.request_timeout,
+        &tap,
+        start,
+    )
+    .await
+    {
+        Waited::Response(r) => r,
+        Waited::Timeout(reason) => {
+            return finish_local(
+                &hcm,
+                info,
+                &HeaderMap::new(),
+                levels,
+                reason,
+                None,
+                start,
+                tap,
+            );
+        }
     };
     let resp = match result {
         Ok(r) => r,
@@ -482,12 +493,15 @@ async fn forward(
         &info,
     );
     info.response_code_details = Some("via_upstream");
-    let resp = Response::from_parts(
-        rparts,
+    let rbody = rbody
+        .map_err(|e| Box::new(e) as ferry_upstream::BoxError)
+        .boxed();
+    let rbody = if route_deadline.is_some() || idle.is_some() {
+        TimedResponse::new(rbody, route_deadline, idle).boxed()
+    } else {
         rbody
-            .map_err(|e| Box::new(e) as ferry_upstream::BoxError)
-            .boxed(),
-    );
+    };
+    let resp = Response::from_parts(rparts, rbody);
     finish_response(&hcm, info, resp, request_id, start, tap)
 }
 
@@ -693,5 +707,61 @@ fn append_via(h: &mut HeaderMap, via: &HeaderValue) {
     };
     if let Ok(v) = HeaderValue::from_str(&value) {
         h.insert(http::header::VIA, v);
+    }
+}
+
+/// The outcome of waiting for upstream response headers.
+enum Waited {
+    Response(Result<http::Response<hyper::body::Incoming>, ferry_upstream::UpstreamError>),
+    Timeout(LocalReason),
+}
+
+/// Waits for the upstream's response headers, bounded by Envoy's three timers: the
+/// route timeout (504 UT), the stream idle timeout (408 SI; request body frames count
+/// as activity) and the HCM request timeout (408 while the request is incomplete).
+async fn wait_for_headers(
+    sent: impl std::future::Future<
+        Output = Result<http::Response<hyper::body::Incoming>, ferry_upstream::UpstreamError>,
+    >,
+    route_deadline: Option<tokio::time::Instant>,
+    idle: Option<std::time::Duration>,
+    request_timeout: Option<std::time::Duration>,
+    tap: &RequestTap,
+    start: Instant,
+) -> Waited {
+    use std::sync::atomic::Ordering;
+    let start_t = tokio::time::Instant::from_std(start);
+    tokio::pin!(sent);
+    let far = tokio::time::Instant::now() + std::time::Duration::from_secs(86400 * 365);
+    loop {
+        let idle_at = idle.map(|d| {
+            let last = tap.last_activity_nanos.load(Ordering::Relaxed);
+            start_t + std::time::Duration::from_nanos(last) + d
+        });
+        let request_at = match request_timeout {
+            Some(t) if tap.done_nanos.load(Ordering::Relaxed) == 0 => Some(start_t + t),
+            _ => None,
+        };
+        tokio::select! {
+            r = &mut sent => return Waited::Response(r),
+            _ = tokio::time::sleep_until(route_deadline.unwrap_or(far)) => {
+                return Waited::Timeout(LocalReason::UpstreamTimeout);
+            }
+            _ = tokio::time::sleep_until(idle_at.unwrap_or(far)) => {
+                // Body frames may have arrived meanwhile: re-check before giving up.
+                let last = tap.last_activity_nanos.load(Ordering::Relaxed);
+                if let Some(d) = idle {
+                    if start_t + std::time::Duration::from_nanos(last) + d <= tokio::time::Instant::now() {
+                        let request_complete = tap.done_nanos.load(Ordering::Relaxed) != 0;
+                        return Waited::Timeout(LocalReason::StreamIdleTimeout { request_complete });
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(request_at.unwrap_or(far)) => {
+                if tap.done_nanos.load(Ordering::Relaxed) == 0 {
+                    return Waited::Timeout(LocalReason::RequestTimeout);
+                }
+            }
+        }
     }
 }
