@@ -224,3 +224,97 @@ async fn sigterm_drains_and_lets_an_in_flight_request_finish() {
     }
     drop(proxy);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_closes_idle_keep_alive_connections() {
+    let be = backend::start("idle").await;
+    let proxy = seed_with(be.addr()).await;
+    let p = port(&proxy);
+    let pid = proxy.pid();
+    // A keep-alive connection that has finished its request and sits idle.
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut s =
+            std::net::TcpStream::connect(("127.0.0.1", p)).unwrap_or_else(|e| panic!("{e}"));
+        s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+        s.write_all(b"GET /service/ka HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = Vec::new();
+        // Read the response (content-length framed), then wait for the close.
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return (got, true),
+                Ok(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    if String::from_utf8_lossy(&got).contains("\"path\":\"/service/ka\"") {
+                        let _ = Command::new("kill")
+                            .args(["-TERM", &pid.to_string()])
+                            .status();
+                    }
+                }
+                Err(_) => return (got, false),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(String::from_utf8_lossy(&closed.0).starts_with("HTTP/1.1 200"));
+    assert!(
+        closed.1,
+        "the idle keep-alive connection was not closed by the drain"
+    );
+    drop(proxy);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_follow_the_cpus_available_to_the_process() {
+    // Under `taskset -c 0` only one CPU is available, whatever the host has.
+    let has_taskset = Command::new("taskset")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(has_taskset, "taskset (util-linux) is needed");
+    let be = backend::start("cpu").await;
+    let mut map = BTreeMap::new();
+    map.insert("local_service".to_string(), be.addr());
+    let rw = rewrite_bootstrap(SEED, &map).unwrap_or_else(|e| panic!("{e:#}"));
+    let dir = std::env::temp_dir().join(format!("ferry-cpu-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join("seed.yaml");
+    std::fs::write(&path, &rw.yaml).unwrap_or_else(|e| panic!("{e}"));
+    for (args, want) in [(vec![], 1u64), (vec!["--concurrency", "3"], 3)] {
+        let mut child = Command::new("taskset")
+            .args([
+                "-c",
+                "0",
+                env!("CARGO_BIN_EXE_ferry"),
+                "proxy",
+                "-l",
+                "warn",
+                "-c",
+            ])
+            .arg(&path)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let info = loop {
+            match ferry_test_util::proc::admin_get(rw.admin_port, "/server_info").await {
+                Ok((200, body)) => break body,
+                _ => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "admin never answered"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        let v: serde_json::Value =
+            serde_json::from_str(&info).unwrap_or_else(|e| panic!("{e}: {info}"));
+        assert_eq!(v["command_line_options"]["concurrency"], want, "{info}");
+    }
+}
