@@ -1,0 +1,110 @@
+//! The cluster manager: builds every cluster from config, runs their DNS refresh and
+//! idle-connection reaper tasks, and looks clusters up by name.
+
+use crate::discovery::{dns, static_};
+use crate::Cluster;
+use ferry_config::cluster::{Cluster as ClusterConfig, Discovery};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::AbortHandle;
+
+/// All clusters of a proxy.
+pub struct ClusterManager {
+    clusters: Vec<Arc<Cluster>>,
+    by_name: HashMap<String, usize>,
+    /// Background tasks, aborted when the manager is dropped.
+    tasks: Vec<AbortHandle>,
+}
+
+impl std::fmt::Debug for ClusterManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterManager")
+            .field("clusters", &self.clusters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ClusterManager {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// How often idle pooled connections are looked for: a quarter of the idle timeout,
+/// between 100 ms and 1 min.
+fn reap_period(idle_timeout: Duration) -> Duration {
+    (idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(60))
+}
+
+impl ClusterManager {
+    /// Builds all clusters; spawns DNS refresh tasks for `STRICT_DNS`/`LOGICAL_DNS`
+    /// clusters (and idle-connection reapers) on the current tokio runtime. The tasks
+    /// stop when the manager is dropped.
+    pub fn new(clusters: &[ClusterConfig]) -> Arc<ClusterManager> {
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        if runtime.is_none() {
+            tracing::error!(
+                "cluster manager built outside a tokio runtime: DNS clusters will not resolve"
+            );
+        }
+        let mut manager = ClusterManager {
+            clusters: Vec::with_capacity(clusters.len()),
+            by_name: HashMap::new(),
+            tasks: Vec::new(),
+        };
+        for config in clusters {
+            if manager.by_name.contains_key(&config.name) {
+                tracing::warn!(cluster = %config.name, "duplicate cluster name; the first one is used");
+                continue;
+            }
+            let cluster = match &config.discovery {
+                Discovery::Static => {
+                    let hosts = static_::hosts(config);
+                    Arc::new(Cluster::new(config.clone(), hosts, true))
+                }
+                Discovery::StrictDns(d) | Discovery::LogicalDns(d) => {
+                    let logical = matches!(config.discovery, Discovery::LogicalDns(_));
+                    let cluster = Arc::new(Cluster::new(config.clone(), Vec::new(), false));
+                    if let Some(rt) = &runtime {
+                        let task = rt.spawn(dns::run(Arc::downgrade(&cluster), d.clone(), logical));
+                        manager.tasks.push(task.abort_handle());
+                    }
+                    cluster
+                }
+            };
+            if let (Some(rt), Some(idle)) = (&runtime, config.idle_timeout) {
+                let weak = Arc::downgrade(&cluster);
+                let task = rt.spawn(async move {
+                    let mut interval = tokio::time::interval(reap_period(idle));
+                    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        interval.tick().await;
+                        let Some(cluster) = weak.upgrade() else {
+                            return;
+                        };
+                        cluster.reap_connections();
+                    }
+                });
+                manager.tasks.push(task.abort_handle());
+            }
+            manager
+                .by_name
+                .insert(config.name.clone(), manager.clusters.len());
+            manager.clusters.push(cluster);
+        }
+        Arc::new(manager)
+    }
+
+    /// The cluster called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Cluster>> {
+        self.by_name.get(name).and_then(|i| self.clusters.get(*i))
+    }
+
+    /// All clusters, in config order.
+    pub fn clusters(&self) -> impl Iterator<Item = &Arc<Cluster>> {
+        self.clusters.iter()
+    }
+}

@@ -1,0 +1,72 @@
+//! Upstream errors and their mapping to Envoy response flags (one place).
+
+/// Why an upstream request or connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The TCP connection could not be established (Envoy flag `UF`).
+    #[error("upstream connect error: {0}")]
+    ConnectFailure(std::io::Error),
+    /// The TCP connection was not established within `connect_timeout` (`UF`).
+    #[error("upstream connect timeout")]
+    ConnectTimeout,
+    /// The upstream connection or stream went away before the response headers.
+    /// The message starts with [`CONNECTION_TERMINATED`] when the connection closed
+    /// (`UC`); otherwise the stream was reset (`UR`).
+    #[error("upstream reset before response: {0}")]
+    ResetBeforeResponse(String),
+    /// The upstream spoke something we could not understand, or the request could not be sent.
+    #[error("upstream protocol error: {0}")]
+    Protocol(String),
+}
+
+/// Prefix of a [`UpstreamError::ResetBeforeResponse`] message meaning the connection closed (`UC`).
+pub const CONNECTION_TERMINATED: &str = "connection termination";
+
+impl UpstreamError {
+    /// The Envoy response flag for this error: `UF`, `UC` or `UR`.
+    pub fn response_flag(&self) -> &'static str {
+        match self {
+            UpstreamError::ConnectFailure(_) | UpstreamError::ConnectTimeout => "UF",
+            UpstreamError::ResetBeforeResponse(m) if m.starts_with(CONNECTION_TERMINATED) => "UC",
+            UpstreamError::ResetBeforeResponse(_) | UpstreamError::Protocol(_) => "UR",
+        }
+    }
+
+    /// Classifies a hyper client error that happened after the request was handed to a connection.
+    pub(crate) fn from_hyper(e: &hyper::Error) -> Self {
+        if e.is_parse() || e.is_parse_status() || e.is_user() {
+            UpstreamError::Protocol(e.to_string())
+        } else if e.is_incomplete_message() || e.is_canceled() || e.is_closed() || io_source(e) {
+            UpstreamError::ResetBeforeResponse(format!("{CONNECTION_TERMINATED}: {e}"))
+        } else {
+            UpstreamError::ResetBeforeResponse(format!("remote reset: {e}"))
+        }
+    }
+}
+
+fn io_source(e: &hyper::Error) -> bool {
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(UpstreamError::ConnectFailure(refused).response_flag(), "UF");
+        assert_eq!(UpstreamError::ConnectTimeout.response_flag(), "UF");
+        let uc = UpstreamError::ResetBeforeResponse(format!("{CONNECTION_TERMINATED}: x"));
+        assert_eq!(uc.response_flag(), "UC");
+        let ur = UpstreamError::ResetBeforeResponse("remote reset: x".into());
+        assert_eq!(ur.response_flag(), "UR");
+    }
+}

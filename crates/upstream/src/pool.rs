@@ -1,0 +1,337 @@
+//! Per-host upstream connection pools: HTTP/1.1 keep-alive connections and one shared
+//! HTTP/2 connection, over tokio TCP streams with `TCP_NODELAY`.
+//!
+//! HTTP/1.1: every live connection of the host stays in a short `parking_lot` list;
+//! a connection is free when hyper says its `SendRequest` is ready, which happens
+//! only after the previous response body was read to its end (an abandoned body
+//! closes the connection). HTTP/2: one `SendRequest` cloned per request, replaced
+//! when closed or when `max_requests_per_connection` is reached; establishing it is
+//! serialised by an async mutex so that a burst opens a single connection.
+//! Idle connections are dropped after `idle_timeout` on checkout and by
+//! [`Pool::reap`], which the cluster manager runs periodically (idle time is counted
+//! from when a connection is first seen free, so it may run up to one reap period late).
+//!
+//! Known limit: on a multi-threaded runtime a request sent right after the previous
+//! response body ended can, rarely (about 1% in a tight loop), find that connection
+//! not yet free and open another one; both then stay pooled and are reused.
+
+use crate::{Body, Host, UpstreamError};
+use ferry_config::cluster::{Cluster as ClusterConfig, UpstreamProtocol};
+use http::uri::{Authority, Scheme};
+use http::{header, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use parking_lot::Mutex;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Weak;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// The connections of one host.
+#[derive(Default)]
+pub(crate) struct Pool {
+    http1: Mutex<Vec<H1Conn>>,
+    http2: Mutex<Option<H2Conn>>,
+    http2_connecting: tokio::sync::Mutex<()>,
+}
+
+struct H1Conn {
+    sender: http1::SendRequest<Body>,
+    requests: u32,
+    /// When the connection was first seen ready again after a request (None while busy).
+    idle_since: Option<Instant>,
+}
+
+struct H2Conn {
+    sender: http2::SendRequest<Body>,
+    requests: u32,
+    last_used: Instant,
+}
+
+/// The outcome of looking for a free HTTP/1.1 connection.
+// Lives on the stack for one call; boxing the request would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Checkout<F> {
+    /// The request was dispatched on a pooled connection.
+    Sent(F),
+    /// No pooled connection was free; the request is given back.
+    NoneFree(Request<Body>),
+}
+
+type Responded = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<Body>>>;
+
+/// Opens a TCP connection to the host with `TCP_NODELAY`, counting `cx_total` and `cx_connect_fail`.
+pub(crate) async fn connect(host: &Host, timeout: Duration) -> Result<TcpStream, UpstreamError> {
+    host.stats.cx_total.fetch_add(1, Ordering::Relaxed);
+    let result = match tokio::time::timeout(timeout, TcpStream::connect(host.address)).await {
+        Ok(Ok(stream)) => {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(address = %host.address, error = %e, "cannot set TCP_NODELAY");
+            }
+            Ok(stream)
+        }
+        Ok(Err(e)) => Err(UpstreamError::ConnectFailure(e)),
+        Err(_) => Err(UpstreamError::ConnectTimeout),
+    };
+    if result.is_err() {
+        host.stats.cx_connect_fail.fetch_add(1, Ordering::Relaxed);
+    }
+    result
+}
+
+/// Runs a connection task, keeping `cx_active` while it lives.
+fn spawn_connection<F>(host: &Host, conn: F)
+where
+    F: Future<Output = Result<(), hyper::Error>> + Send + 'static,
+{
+    host.stats.cx_active.fetch_add(1, Ordering::Relaxed);
+    let weak: Weak<Host> = host.this.clone();
+    let address = host.address;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%address, error = %e, "upstream connection closed with an error");
+        }
+        if let Some(host) = weak.upgrade() {
+            host.stats.cx_active.fetch_sub(1, Ordering::Relaxed);
+        }
+    });
+}
+
+impl Pool {
+    /// Sends a request on a pooled or new connection of `host`.
+    pub(crate) async fn send(
+        &self,
+        host: &Host,
+        config: &ClusterConfig,
+        req: Request<Body>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        match config.protocol {
+            UpstreamProtocol::Http1 => {
+                self.send_http1(host, config, prepare_http1(req, host))
+                    .await
+            }
+            UpstreamProtocol::Http2 => {
+                self.send_http2(host, config, prepare_http2(req, host)?)
+                    .await
+            }
+        }
+    }
+
+    async fn send_http1(
+        &self,
+        host: &Host,
+        config: &ClusterConfig,
+        req: Request<Body>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        // A pooled connection, if one is free. A connection whose response body was
+        // just read to its end becomes ready a moment later on its connection task
+        // (on another worker thread): when every pooled connection is busy, yield once
+        // before opening a new one so that back-to-back requests reuse it.
+        let req = match self.checkout_http1(config, req) {
+            Checkout::NoneFree(req) if !self.http1.lock().is_empty() => {
+                tokio::task::yield_now().await;
+                self.checkout_http1(config, req)
+            }
+            other => other,
+        };
+        let req = match req {
+            Checkout::Sent(sent) => match sent.await {
+                Ok(resp) => return Ok(resp),
+                Err(mut e) => match e.take_message() {
+                    // The connection closed before the request was written: use a new one.
+                    Some(back) => back,
+                    None => return Err(UpstreamError::from_hyper(e.error())),
+                },
+            },
+            Checkout::NoneFree(req) => req,
+        };
+        // A new connection.
+        let stream = connect(host, config.connect_timeout).await?;
+        let (mut sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        spawn_connection(host, conn);
+        let sent = sender.try_send_request(req);
+        if config.max_requests_per_connection != Some(1) {
+            self.http1.lock().push(H1Conn {
+                sender,
+                requests: 1,
+                idle_since: None,
+            });
+        }
+        sent.await.map_err(|e| UpstreamError::from_hyper(e.error()))
+    }
+
+    /// Dispatches `req` on a free pooled connection; gives `req` back when none is free.
+    fn checkout_http1(
+        &self,
+        config: &ClusterConfig,
+        req: Request<Body>,
+    ) -> Checkout<impl Future<Output = Responded>> {
+        let now = Instant::now();
+        let mut conns = self.http1.lock();
+        prune_http1(&mut conns, now, config.idle_timeout);
+        let Some(i) = conns.iter().position(|c| c.sender.is_ready()) else {
+            return Checkout::NoneFree(req);
+        };
+        let conn = &mut conns[i];
+        conn.requests += 1;
+        conn.idle_since = None;
+        let sent = conn.sender.try_send_request(req);
+        if config
+            .max_requests_per_connection
+            .is_some_and(|max| conn.requests >= max)
+        {
+            // Dropping the sender closes the connection after this response.
+            conns.swap_remove(i);
+        }
+        Checkout::Sent(sent)
+    }
+
+    async fn send_http2(
+        &self,
+        host: &Host,
+        config: &ClusterConfig,
+        req: Request<Body>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let mut req = req;
+        if let Some(mut sender) = self.checkout_http2(config) {
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok(resp),
+                Err(mut e) => match e.take_message() {
+                    Some(back) => req = back,
+                    None => return Err(UpstreamError::from_hyper(e.error())),
+                },
+            }
+        }
+        let mut sender = {
+            let _connecting = self.http2_connecting.lock().await;
+            match self.checkout_http2(config) {
+                Some(sender) => sender,
+                None => {
+                    let stream = connect(host, config.connect_timeout).await?;
+                    let (sender, conn) =
+                        http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                            .await
+                            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                    spawn_connection(host, conn);
+                    if config.max_requests_per_connection != Some(1) {
+                        *self.http2.lock() = Some(H2Conn {
+                            sender: sender.clone(),
+                            requests: 1,
+                            last_used: Instant::now(),
+                        });
+                    }
+                    sender
+                }
+            }
+        };
+        sender
+            .try_send_request(req)
+            .await
+            .map_err(|e| UpstreamError::from_hyper(e.error()))
+    }
+
+    /// A clone of the shared HTTP/2 connection's sender, if it is usable.
+    fn checkout_http2(&self, config: &ClusterConfig) -> Option<http2::SendRequest<Body>> {
+        let now = Instant::now();
+        let mut slot = self.http2.lock();
+        prune_http2(&mut slot, now, config.idle_timeout);
+        let conn = slot.as_mut()?;
+        conn.requests += 1;
+        conn.last_used = now;
+        let sender = conn.sender.clone();
+        if config
+            .max_requests_per_connection
+            .is_some_and(|max| conn.requests >= max)
+        {
+            *slot = None;
+        }
+        Some(sender)
+    }
+
+    /// Drops closed connections and those idle for longer than `idle_timeout`.
+    pub(crate) fn reap(&self, idle_timeout: Option<Duration>) {
+        let now = Instant::now();
+        prune_http1(&mut self.http1.lock(), now, idle_timeout);
+        prune_http2(&mut self.http2.lock(), now, idle_timeout);
+    }
+}
+
+fn prune_http1(conns: &mut Vec<H1Conn>, now: Instant, idle_timeout: Option<Duration>) {
+    conns.retain_mut(|c| {
+        if c.sender.is_closed() {
+            return false;
+        }
+        if !c.sender.is_ready() {
+            c.idle_since = None;
+            return true;
+        }
+        let since = *c.idle_since.get_or_insert(now);
+        idle_timeout.is_none_or(|t| now.duration_since(since) < t)
+    });
+}
+
+fn prune_http2(slot: &mut Option<H2Conn>, now: Instant, idle_timeout: Option<Duration>) {
+    let keep = slot.as_ref().is_some_and(|c| {
+        !c.sender.is_closed() && idle_timeout.is_none_or(|t| now.duration_since(c.last_used) < t)
+    });
+    if !keep {
+        *slot = None;
+    }
+}
+
+/// HTTP/1.1 request: origin-form URI and a `Host` header.
+fn prepare_http1(req: Request<Body>, host: &Host) -> Request<Body> {
+    let (mut parts, body) = req.into_parts();
+    parts.version = Version::HTTP_11;
+    if !parts.headers.contains_key(header::HOST) {
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| host.address.to_string());
+        if let Ok(v) = header::HeaderValue::from_str(&authority) {
+            parts.headers.insert(header::HOST, v);
+        }
+    }
+    if parts.uri.authority().is_some() {
+        let pq = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        parts.uri = Uri::from(pq);
+    }
+    Request::from_parts(parts, body)
+}
+
+/// HTTP/2 request: absolute URI (scheme `http`, authority from `Host` or the address).
+fn prepare_http2(req: Request<Body>, host: &Host) -> Result<Request<Body>, UpstreamError> {
+    let (mut parts, body) = req.into_parts();
+    parts.version = Version::HTTP_2;
+    let authority = match parts.headers.remove(header::HOST) {
+        Some(v) => Authority::try_from(v.as_bytes())
+            .map_err(|e| UpstreamError::Protocol(format!("invalid host header: {e}")))?,
+        None => match parts.uri.authority() {
+            Some(a) => a.clone(),
+            None => Authority::try_from(host.address.to_string().as_str())
+                .map_err(|e| UpstreamError::Protocol(e.to_string()))?,
+        },
+    };
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(parts.uri.scheme().cloned().unwrap_or(Scheme::HTTP));
+    uri.authority = Some(authority);
+    uri.path_and_query = Some(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    parts.uri = Uri::from_parts(uri).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+    Ok(Request::from_parts(parts, body))
+}

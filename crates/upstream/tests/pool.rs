@@ -1,0 +1,385 @@
+//! Connection pool and DNS discovery against real hyper servers on 127.0.0.1:0.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use bytes::Bytes;
+use ferry_config::cluster::{
+    Cluster as ClusterConfig, Discovery, Dns, DnsLookupFamily, Endpoint, LbPolicy, Locality,
+    UpstreamProtocol,
+};
+use ferry_upstream::{Body, ClusterManager, UpstreamError};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Fails a test that would otherwise hang.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+struct Server {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+}
+
+/// A server answering every request with "<authority or host header> <path>".
+/// With `barrier: Some(n)`, the first `n` requests wait until all `n` are in flight.
+async fn server(protocol: UpstreamProtocol, barrier: Option<usize>) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = connections.clone();
+    let barrier = barrier.map(|n| (n, Arc::new(tokio::sync::Barrier::new(n))));
+    let requests = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            let barrier = barrier.clone();
+            let requests = requests.clone();
+            let svc = service_fn(move |req: hyper::Request<Incoming>| {
+                let barrier = barrier.clone();
+                let nth = requests.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if let Some((n, b)) = barrier {
+                        if nth < n {
+                            b.wait().await;
+                        }
+                    }
+                    let host = req
+                        .uri()
+                        .authority()
+                        .map(|a| a.to_string())
+                        .or_else(|| {
+                            req.headers()
+                                .get("host")
+                                .map(|h| h.to_str().unwrap().to_string())
+                        })
+                        .unwrap_or_default();
+                    let text = format!("{host} {}", req.uri().path());
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(text))))
+                }
+            });
+            let io = TokioIo::new(stream);
+            tokio::spawn(async move {
+                let _ = match protocol {
+                    UpstreamProtocol::Http1 => {
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, svc)
+                            .await
+                    }
+                    UpstreamProtocol::Http2 => {
+                        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                            .serve_connection(io, svc)
+                            .await
+                    }
+                };
+            });
+        }
+    });
+    Server { addr, connections }
+}
+
+fn config(
+    host: &str,
+    port: u16,
+    discovery: Discovery,
+    protocol: UpstreamProtocol,
+    max_requests_per_connection: Option<u32>,
+) -> ClusterConfig {
+    ClusterConfig {
+        name: "backend".into(),
+        discovery,
+        connect_timeout: Duration::from_secs(5),
+        lb_policy: LbPolicy::RoundRobin,
+        localities: vec![Locality {
+            name: String::new(),
+            priority: 0,
+            weight: None,
+            endpoints: vec![Endpoint {
+                host: host.into(),
+                port,
+                weight: 1,
+                hostname: None,
+            }],
+        }],
+        protocol,
+        idle_timeout: Some(Duration::from_secs(3600)),
+        max_requests_per_connection,
+        per_connection_buffer_limit_bytes: 1 << 20,
+    }
+}
+
+fn request(path: &str) -> http::Request<Body> {
+    http::Request::get(path)
+        .body(Empty::new().map_err(|e| match e {}).boxed())
+        .unwrap()
+}
+
+/// Sends `path` through the cluster's chosen host and reads the whole response body.
+async fn get(cm: &ClusterManager, path: &str) -> Result<String, UpstreamError> {
+    get_req(cm, request(path)).await
+}
+
+async fn get_req(cm: &ClusterManager, req: http::Request<Body>) -> Result<String, UpstreamError> {
+    let cluster = cm.get("backend").unwrap();
+    let host = cluster.choose_host(None).unwrap();
+    let resp = tokio::time::timeout(DEADLINE, host.send(cluster, req))
+        .await
+        .expect("deadline")?;
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Ok(String::from_utf8(body.to_vec()).unwrap())
+}
+
+fn static_manager(s: &Server, protocol: UpstreamProtocol, max: Option<u32>) -> Arc<ClusterManager> {
+    ClusterManager::new(&[config(
+        "127.0.0.1",
+        s.addr.port(),
+        Discovery::Static,
+        protocol,
+        max,
+    )])
+}
+
+#[tokio::test]
+async fn http1_keep_alive_reuses_one_connection() {
+    let s = server(UpstreamProtocol::Http1, None).await;
+    let cm = static_manager(&s, UpstreamProtocol::Http1, None);
+    for i in 0..10 {
+        let body = get(&cm, &format!("/r{i}")).await.unwrap();
+        // The Host header defaults to the host address.
+        assert_eq!(body, format!("{} /r{i}", s.addr));
+    }
+    assert_eq!(s.connections.load(Ordering::SeqCst), 1);
+    let host = cm.get("backend").unwrap().hosts()[0].clone();
+    assert_eq!(host.stats.rq_total.load(Ordering::SeqCst), 10);
+    assert_eq!(host.stats.rq_success.load(Ordering::SeqCst), 10);
+    assert_eq!(host.stats.rq_active.load(Ordering::SeqCst), 0);
+    assert_eq!(host.stats.cx_total.load(Ordering::SeqCst), 1);
+    assert_eq!(host.stats.cx_active.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn http1_concurrent_requests_open_parallel_connections() {
+    let s = server(UpstreamProtocol::Http1, Some(3)).await;
+    let cm = static_manager(&s, UpstreamProtocol::Http1, None);
+    let (a, b, c) = tokio::join!(get(&cm, "/a"), get(&cm, "/b"), get(&cm, "/c"));
+    assert!(a.is_ok() && b.is_ok() && c.is_ok());
+    assert_eq!(s.connections.load(Ordering::SeqCst), 3);
+    // All three are idle now and reused.
+    for _ in 0..6 {
+        get(&cm, "/again").await.unwrap();
+    }
+    assert_eq!(s.connections.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn http1_max_requests_per_connection() {
+    let s = server(UpstreamProtocol::Http1, None).await;
+    let cm = static_manager(&s, UpstreamProtocol::Http1, Some(2));
+    for _ in 0..10 {
+        get(&cm, "/").await.unwrap();
+    }
+    assert_eq!(s.connections.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn http1_idle_connections_past_idle_timeout_are_not_reused() {
+    let s = server(UpstreamProtocol::Http1, None).await;
+    let mut c = config(
+        "127.0.0.1",
+        s.addr.port(),
+        Discovery::Static,
+        UpstreamProtocol::Http1,
+        None,
+    );
+    c.idle_timeout = Some(Duration::ZERO);
+    let cm = ClusterManager::new(&[c]);
+    for _ in 0..3 {
+        get(&cm, "/").await.unwrap();
+    }
+    assert_eq!(s.connections.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn http2_multiplexes_concurrent_requests_on_one_connection() {
+    const N: usize = 10;
+    let s = server(UpstreamProtocol::Http2, Some(N)).await;
+    let cm = static_manager(&s, UpstreamProtocol::Http2, None);
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..N {
+        let cm = cm.clone();
+        set.spawn(async move {
+            let mut req = request(&format!("/s{i}"));
+            req.headers_mut()
+                .insert("host", "example.com".parse().unwrap());
+            get_req(&cm, req).await
+        });
+    }
+    // The server answers only once all N requests are in flight at once.
+    while let Some(r) = set.join_next().await {
+        let body = r.unwrap().unwrap();
+        assert!(body.starts_with("example.com /s"), "{body}");
+    }
+    assert_eq!(s.connections.load(Ordering::SeqCst), 1);
+    // Later requests keep using it; without a Host header the authority is the address.
+    assert_eq!(get(&cm, "/x").await.unwrap(), format!("{} /x", s.addr));
+    assert_eq!(s.connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn http2_max_requests_per_connection() {
+    let s = server(UpstreamProtocol::Http2, None).await;
+    let cm = static_manager(&s, UpstreamProtocol::Http2, Some(2));
+    for _ in 0..10 {
+        get(&cm, "/").await.unwrap();
+    }
+    assert_eq!(s.connections.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn connect_failure_to_closed_port() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let cm = ClusterManager::new(&[config(
+        "127.0.0.1",
+        port,
+        Discovery::Static,
+        UpstreamProtocol::Http1,
+        None,
+    )]);
+    let err = get(&cm, "/").await.unwrap_err();
+    assert!(matches!(err, UpstreamError::ConnectFailure(_)), "{err:?}");
+    assert_eq!(err.response_flag(), "UF");
+    let cluster = cm.get("backend").unwrap();
+    let host = cluster.hosts()[0].clone();
+    assert_eq!(host.stats.cx_connect_fail.load(Ordering::SeqCst), 1);
+    assert_eq!(host.stats.rq_error.load(Ordering::SeqCst), 1);
+    let tcp = host.connect_tcp(cluster).await.unwrap_err();
+    assert!(matches!(tcp, UpstreamError::ConnectFailure(_)), "{tcp:?}");
+}
+
+#[tokio::test]
+async fn connection_closed_before_response_is_uc() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            drop(stream);
+        }
+    });
+    let cm = ClusterManager::new(&[config(
+        "127.0.0.1",
+        port,
+        Discovery::Static,
+        UpstreamProtocol::Http1,
+        None,
+    )]);
+    let err = get(&cm, "/").await.unwrap_err();
+    assert!(
+        matches!(err, UpstreamError::ResetBeforeResponse(_)),
+        "{err:?}"
+    );
+    assert_eq!(err.response_flag(), "UC");
+}
+
+#[tokio::test]
+async fn connect_tcp() {
+    let s = server(UpstreamProtocol::Http1, None).await;
+    let cm = static_manager(&s, UpstreamProtocol::Http1, None);
+    let cluster = cm.get("backend").unwrap();
+    let host = cluster.choose_host(None).unwrap();
+    let stream = host.connect_tcp(cluster).await.unwrap();
+    assert_eq!(stream.peer_addr().unwrap(), s.addr);
+    assert!(stream.nodelay().unwrap());
+}
+
+fn dns(family: DnsLookupFamily) -> Dns {
+    Dns {
+        refresh_rate: Duration::from_secs(5),
+        respect_ttl: false,
+        family,
+    }
+}
+
+#[tokio::test]
+async fn strict_dns_localhost() {
+    let s = server(UpstreamProtocol::Http1, None).await;
+    let cm = ClusterManager::new(&[config(
+        "localhost",
+        s.addr.port(),
+        Discovery::StrictDns(dns(DnsLookupFamily::V4Only)),
+        UpstreamProtocol::Http1,
+        None,
+    )]);
+    let cluster = cm.get("backend").unwrap();
+    tokio::time::timeout(DEADLINE, cluster.ready())
+        .await
+        .unwrap();
+    let hosts = cluster.hosts();
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(hosts[0].address, s.addr);
+    assert_eq!(hosts[0].hostname, "localhost");
+    assert_eq!(get(&cm, "/dns").await.unwrap(), format!("{} /dns", s.addr));
+}
+
+#[tokio::test]
+async fn logical_dns_localhost_auto() {
+    let s = server(UpstreamProtocol::Http1, None).await;
+    let cm = ClusterManager::new(&[config(
+        "localhost",
+        s.addr.port(),
+        Discovery::LogicalDns(dns(DnsLookupFamily::Auto)),
+        UpstreamProtocol::Http1,
+        None,
+    )]);
+    let cluster = cm.get("backend").unwrap();
+    tokio::time::timeout(DEADLINE, cluster.ready())
+        .await
+        .unwrap();
+    let hosts = cluster.hosts();
+    assert_eq!(hosts.len(), 1);
+    assert!(hosts[0].address.ip().is_loopback());
+    assert_eq!(hosts[0].address.port(), s.addr.port());
+}
+
+#[tokio::test]
+async fn dns_failure_is_ready_without_hosts() {
+    let cm = ClusterManager::new(&[config(
+        "no-such-host.invalid",
+        80,
+        Discovery::StrictDns(dns(DnsLookupFamily::Auto)),
+        UpstreamProtocol::Http1,
+        None,
+    )]);
+    let cluster = cm.get("backend").unwrap();
+    tokio::time::timeout(DEADLINE, cluster.ready())
+        .await
+        .unwrap();
+    assert!(cluster.hosts().is_empty());
+    assert!(cluster.choose_host(None).is_none());
+}
+
+#[tokio::test]
+async fn static_cluster_is_ready_immediately() {
+    let cm = ClusterManager::new(&[config(
+        "127.0.0.1",
+        80,
+        Discovery::Static,
+        UpstreamProtocol::Http1,
+        None,
+    )]);
+    assert!(cm.get("missing").is_none());
+    assert_eq!(cm.clusters().count(), 1);
+    let cluster = cm.get("backend").unwrap();
+    cluster.ready().await;
+    assert_eq!(cluster.hosts()[0].hostname, "127.0.0.1");
+}
