@@ -78,13 +78,13 @@ async fn curl_http1_and_h2c_prior_knowledge() {
 async fn keep_alive_reuses_upstream_connection() {
     let be = backend::start("ka").await;
     let proxy = seed_with(be.addr()).await;
-    for _ in 0..5 {
+    for _ in 0..50 {
         let o = send(port(&proxy), &Request::get("/service/ka"))
             .await
             .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(o.status, 200);
     }
-    assert_eq!(be.requests(), 5);
+    assert_eq!(be.requests(), 50);
     assert_eq!(
         be.connections(),
         1,

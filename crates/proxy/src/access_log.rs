@@ -165,7 +165,6 @@ fn format_time(t: SystemTime, fmt: Option<&str>) -> String {
                 .replace("%E3S", "%S%.3f")
                 .replace("%E6S", "%S%.6f")
                 .replace("%E9S", "%S%.9f")
-                .replace("%3f", "%3f")
                 .replace("%Es", "%s");
             let mut out = String::new();
             use std::fmt::Write;

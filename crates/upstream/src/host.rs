@@ -57,11 +57,64 @@ impl std::fmt::Debug for Host {
 }
 
 /// Decrements `rq_active` even when the send future is dropped (e.g. a route timeout).
-struct ActiveGuard<'a>(&'a AtomicU64);
+/// What happens when a response ends (or is dropped): the request stops being active
+/// and, for HTTP/1.1, its connection is marked finished so the next checkout waits for
+/// it rather than opening another.
+struct EndOfResponse {
+    host: std::sync::Weak<Host>,
+    finished: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
 
-impl Drop for ActiveGuard<'_> {
+impl Drop for EndOfResponse {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        if let Some(host) = self.host.upgrade() {
+            host.stats.rq_active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An upstream response body that reports its end.
+    struct Tracked {
+        #[pin]
+        inner: hyper::body::Incoming,
+        end: Option<EndOfResponse>,
+    }
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = crate::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, crate::BoxError>>> {
+        use std::task::Poll;
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => {
+                if let Some(end) = this.end.take() {
+                    if let Some(f) = &end.finished {
+                        f.store(true, Ordering::Release);
+                    }
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                this.end.take();
+            }
+            _ => {}
+        }
+        polled.map(|o| o.map(|r| r.map_err(|e| Box::new(e) as crate::BoxError)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -92,24 +145,42 @@ impl Host {
     /// Respects the cluster's `connect_timeout`, `idle_timeout` and
     /// `max_requests_per_connection`. The request URI should be origin-form; the
     /// authority for HTTP/2 is taken from the `Host` header or the host address.
-    /// Returns the response headers with the streaming body.
+    /// Returns the response headers with the streaming body; when the body ends, the
+    /// request stops counting as active and an HTTP/1.1 connection becomes reusable.
     pub async fn send(
         &self,
         cluster: &Cluster,
         req: http::Request<Body>,
-    ) -> Result<http::Response<hyper::body::Incoming>, UpstreamError> {
+    ) -> Result<http::Response<Body>, UpstreamError> {
         self.stats.rq_total.fetch_add(1, Ordering::Relaxed);
         self.stats.rq_active.fetch_add(1, Ordering::Relaxed);
-        let guard = ActiveGuard(&self.stats.rq_active);
         let result = self.pool.send(self, &cluster.config, req).await;
-        drop(guard);
         match &result {
-            Ok(resp) if !resp.status().is_server_error() => {
+            Ok((resp, _)) if !resp.status().is_server_error() => {
                 self.stats.rq_success.fetch_add(1, Ordering::Relaxed)
             }
             _ => self.stats.rq_error.fetch_add(1, Ordering::Relaxed),
         };
-        result
+        match result {
+            Ok((resp, finished)) => {
+                let (parts, body) = resp.into_parts();
+                let body = Tracked {
+                    inner: body,
+                    end: Some(EndOfResponse {
+                        host: self.this.clone(),
+                        finished,
+                    }),
+                };
+                Ok(http::Response::from_parts(
+                    parts,
+                    http_body_util::BodyExt::boxed(body),
+                ))
+            }
+            Err(e) => {
+                self.stats.rq_active.fetch_sub(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
     }
 
     /// A raw TCP connection (for `tcp_proxy`), with the cluster's `connect_timeout`.

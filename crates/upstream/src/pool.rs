@@ -11,9 +11,10 @@
 //! [`Pool::reap`], which the cluster manager runs periodically (idle time is counted
 //! from when a connection is first seen free, so it may run up to one reap period late).
 //!
-//! Known limit: on a multi-threaded runtime a request sent right after the previous
-//! response body ended can, rarely (about 1% in a tight loop), find that connection
-//! not yet free and open another one; both then stay pooled and are reused.
+//! A response body that has ended marks its connection `finished`; hyper's connection
+//! task (maybe on another worker thread) makes the sender ready a moment later. A
+//! checkout that finds no ready connection but a finished one waits for that one to
+//! become ready instead of opening another, so back-to-back requests reuse it.
 
 use crate::{Body, Host, UpstreamError};
 use ferry_config::cluster::{Cluster as ClusterConfig, UpstreamProtocol};
@@ -24,8 +25,8 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
 use std::future::Future;
-use std::sync::atomic::Ordering;
-use std::sync::Weak;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -43,6 +44,8 @@ struct H1Conn {
     requests: u32,
     /// When the connection was first seen ready again after a request (None while busy).
     idle_since: Option<Instant>,
+    /// Set when the current response body has been read to its end.
+    finished: Arc<AtomicBool>,
 }
 
 struct H2Conn {
@@ -55,11 +58,16 @@ struct H2Conn {
 // Lives on the stack for one call; boxing the request would cost an allocation per request.
 #[allow(clippy::large_enum_variant)]
 enum Checkout<F> {
-    /// The request was dispatched on a pooled connection.
-    Sent(F),
+    /// The request was dispatched on a pooled connection (with its `finished` flag).
+    Sent(F, Arc<AtomicBool>),
+    /// No connection was ready, but this one's response has ended: wait for it.
+    Finishing(H1Conn, Request<Body>),
     /// No pooled connection was free; the request is given back.
     NoneFree(Request<Body>),
 }
+
+/// The longest a checkout waits for a finished connection to become ready.
+const FINISHING_WAIT: Duration = Duration::from_millis(100);
 
 type Responded = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<Body>>>;
 
@@ -107,16 +115,17 @@ impl Pool {
         host: &Host,
         config: &ClusterConfig,
         req: Request<Body>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<(Response<Incoming>, Option<Arc<AtomicBool>>), UpstreamError> {
         match config.protocol {
             UpstreamProtocol::Http1 => {
                 self.send_http1(host, config, prepare_http1(req, host))
                     .await
             }
-            UpstreamProtocol::Http2 => {
+            UpstreamProtocol::Http2 => Ok((
                 self.send_http2(host, config, prepare_http2(req, host)?)
-                    .await
-            }
+                    .await?,
+                None,
+            )),
         }
     }
 
@@ -125,47 +134,82 @@ impl Pool {
         host: &Host,
         config: &ClusterConfig,
         req: Request<Body>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        // A pooled connection, if one is free. A connection whose response body was
-        // just read to its end becomes ready a moment later on its connection task
-        // (on another worker thread): when every pooled connection is busy, yield once
-        // before opening a new one so that back-to-back requests reuse it.
+    ) -> Result<(Response<Incoming>, Option<Arc<AtomicBool>>), UpstreamError> {
         let req = match self.checkout_http1(config, req) {
-            Checkout::NoneFree(req) if !self.http1.lock().is_empty() => {
-                tokio::task::yield_now().await;
-                self.checkout_http1(config, req)
-            }
-            other => other,
-        };
-        let req = match req {
-            Checkout::Sent(sent) => match sent.await {
-                Ok(resp) => return Ok(resp),
+            Checkout::Sent(sent, finished) => match sent.await {
+                Ok(resp) => return Ok((resp, Some(finished))),
                 Err(mut e) => match e.take_message() {
                     // The connection closed before the request was written: use a new one.
                     Some(back) => back,
                     None => return Err(UpstreamError::from_hyper(e.error())),
                 },
             },
+            Checkout::Finishing(mut conn, req) => {
+                match tokio::time::timeout(FINISHING_WAIT, conn.sender.ready()).await {
+                    Ok(Ok(())) => {
+                        let (sent, finished) = self.dispatch(config, conn, req);
+                        match sent.await {
+                            Ok(resp) => return Ok((resp, Some(finished))),
+                            Err(mut e) => match e.take_message() {
+                                Some(back) => back,
+                                None => return Err(UpstreamError::from_hyper(e.error())),
+                            },
+                        }
+                    }
+                    // Closed, or still busy after all: keep it pooled if open, use a new one.
+                    Ok(Err(_)) => req,
+                    Err(_) => {
+                        self.http1.lock().push(conn);
+                        req
+                    }
+                }
+            }
             Checkout::NoneFree(req) => req,
         };
         // A new connection.
         let stream = connect(host, config.connect_timeout).await?;
-        let (mut sender, conn) = http1::handshake(TokioIo::new(stream))
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
         spawn_connection(host, conn);
-        let sent = sender.try_send_request(req);
-        if config.max_requests_per_connection != Some(1) {
-            self.http1.lock().push(H1Conn {
-                sender,
-                requests: 1,
-                idle_since: None,
-            });
-        }
-        sent.await.map_err(|e| UpstreamError::from_hyper(e.error()))
+        let conn = H1Conn {
+            sender,
+            requests: 0,
+            idle_since: None,
+            finished: Arc::new(AtomicBool::new(false)),
+        };
+        let (sent, finished) = self.dispatch(config, conn, req);
+        let resp = sent
+            .await
+            .map_err(|e| UpstreamError::from_hyper(e.error()))?;
+        Ok((resp, Some(finished)))
     }
 
-    /// Dispatches `req` on a free pooled connection; gives `req` back when none is free.
+    /// Sends `req` on `conn` (which must be ready) and puts the connection back in the
+    /// pool unless it has reached `max_requests_per_connection`.
+    fn dispatch(
+        &self,
+        config: &ClusterConfig,
+        mut conn: H1Conn,
+        req: Request<Body>,
+    ) -> (impl Future<Output = Responded>, Arc<AtomicBool>) {
+        conn.requests += 1;
+        conn.idle_since = None;
+        conn.finished = Arc::new(AtomicBool::new(false));
+        let finished = conn.finished.clone();
+        let sent = conn.sender.try_send_request(req);
+        if config
+            .max_requests_per_connection
+            .is_none_or(|max| conn.requests < max)
+        {
+            self.http1.lock().push(conn);
+        }
+        // Otherwise dropping the sender closes the connection after this response.
+        (sent, finished)
+    }
+
+    /// Dispatches `req` on a ready pooled connection; otherwise hands out a connection
+    /// whose response has just ended, or gives `req` back.
     fn checkout_http1(
         &self,
         config: &ClusterConfig,
@@ -174,21 +218,19 @@ impl Pool {
         let now = Instant::now();
         let mut conns = self.http1.lock();
         prune_http1(&mut conns, now, config.idle_timeout);
-        let Some(i) = conns.iter().position(|c| c.sender.is_ready()) else {
-            return Checkout::NoneFree(req);
-        };
-        let conn = &mut conns[i];
-        conn.requests += 1;
-        conn.idle_since = None;
-        let sent = conn.sender.try_send_request(req);
-        if config
-            .max_requests_per_connection
-            .is_some_and(|max| conn.requests >= max)
-        {
-            // Dropping the sender closes the connection after this response.
-            conns.swap_remove(i);
+        if let Some(i) = conns.iter().position(|c| c.sender.is_ready()) {
+            let conn = conns.swap_remove(i);
+            drop(conns);
+            let (sent, finished) = self.dispatch(config, conn, req);
+            return Checkout::Sent(sent, finished);
         }
-        Checkout::Sent(sent)
+        match conns
+            .iter()
+            .position(|c| c.finished.load(Ordering::Acquire))
+        {
+            Some(i) => Checkout::Finishing(conns.swap_remove(i), req),
+            None => Checkout::NoneFree(req),
+        }
     }
 
     async fn send_http2(

@@ -493,9 +493,6 @@ async fn forward(
         &info,
     );
     info.response_code_details = Some("via_upstream");
-    let rbody = rbody
-        .map_err(|e| Box::new(e) as ferry_upstream::BoxError)
-        .boxed();
     let rbody = if route_deadline.is_some() || idle.is_some() {
         TimedResponse::new(rbody, route_deadline, idle).boxed()
     } else {
@@ -712,7 +709,7 @@ fn append_via(h: &mut HeaderMap, via: &HeaderValue) {
 
 /// The outcome of waiting for upstream response headers.
 enum Waited {
-    Response(Result<http::Response<hyper::body::Incoming>, ferry_upstream::UpstreamError>),
+    Response(Result<http::Response<Body>, ferry_upstream::UpstreamError>),
     Timeout(LocalReason),
 }
 
@@ -720,9 +717,7 @@ enum Waited {
 /// route timeout (504 UT), the stream idle timeout (408 SI; request body frames count
 /// as activity) and the HCM request timeout (408 while the request is incomplete).
 async fn wait_for_headers(
-    sent: impl std::future::Future<
-        Output = Result<http::Response<hyper::body::Incoming>, ferry_upstream::UpstreamError>,
-    >,
+    sent: impl std::future::Future<Output = Result<http::Response<Body>, ferry_upstream::UpstreamError>>,
     route_deadline: Option<tokio::time::Instant>,
     idle: Option<std::time::Duration>,
     request_timeout: Option<std::time::Duration>,
