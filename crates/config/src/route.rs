@@ -471,8 +471,12 @@ pub fn from_proto(rc: &pb::RouteConfiguration, ctx: &mut Ctx) -> RouteConfig {
             });
         });
     }
-    domains.suffixes.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
-    domains.prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+    domains
+        .suffixes
+        .sort_by_key(|s| std::cmp::Reverse(s.0.len()));
+    domains
+        .prefixes
+        .sort_by_key(|p| std::cmp::Reverse(p.0.len()));
     RouteConfig {
         name: rc.name.clone(),
         virtual_hosts,
