@@ -24,5 +24,7 @@ mod util;
 
 pub use bootstrap::{load, Bootstrap, Loaded};
 pub use error::{ConfigError, ConfigErrors, Ctx};
+/// The decoding layer, for callers that merge documents before loading them.
+pub use ferry_envoy_api as envoy_api;
 pub use ferry_envoy_api::{Format, Warning};
 pub use util::{AppendAction, HeaderMutations, HeaderToAdd};

@@ -74,16 +74,9 @@ pub fn decode_bootstrap(
     decode_message(text, format, "envoy.config.bootstrap.v3.Bootstrap")
 }
 
-/// Decodes any message of the pool, by its full name, from YAML or JSON text.
-pub fn decode_message<T: prost::Message + Default>(
-    text: &str,
-    format: Format,
-    full_name: &str,
-) -> Result<Decoded<T>, DecodeError> {
-    let desc = pool()
-        .get_message_by_name(full_name)
-        .ok_or_else(|| DecodeError::UnknownType(full_name.to_string()))?;
-    let mut value: serde_json::Value = match format {
+/// Parses YAML or JSON text into a JSON tree (no schema applied yet).
+pub fn parse_document(text: &str, format: Format) -> Result<serde_json::Value, DecodeError> {
+    let value: serde_json::Value = match format {
         Format::Yaml => serde_yaml::from_str(text).map_err(|e| DecodeError::Syntax {
             format,
             message: e.to_string(),
@@ -93,6 +86,40 @@ pub fn decode_message<T: prost::Message + Default>(
             message: e.to_string(),
         })?,
     };
+    Ok(value)
+}
+
+/// Merges `overlay` into `base` as protobuf's `MergeFrom` does (Envoy's `--config-yaml`
+/// over `-c`): messages merge field by field, repeated fields are appended, scalars
+/// are replaced.
+pub fn merge(base: &mut serde_json::Value, overlay: serde_json::Value) {
+    use serde_json::Value;
+    match (base, overlay) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (Value::Array(b), Value::Array(o)) => b.extend(o),
+        (b, o) => *b = o,
+    }
+}
+
+/// Decodes any message of the pool, by its full name, from YAML or JSON text.
+pub fn decode_message<T: prost::Message + Default>(
+    text: &str,
+    format: Format,
+    full_name: &str,
+) -> Result<Decoded<T>, DecodeError> {
+    let desc = pool()
+        .get_message_by_name(full_name)
+        .ok_or_else(|| DecodeError::UnknownType(full_name.to_string()))?;
+    let mut value = parse_document(text, format)?;
     if value.is_null() {
         value = serde_json::Value::Object(Default::default());
     }
@@ -155,4 +182,37 @@ pub fn unpack<T: prost::Message + Default + prost::Name>(
         type_name: want,
         message: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn merge_appends_lists_and_replaces_scalars() {
+        let mut a = serde_json::json!({"a": {"x": 1, "l": [1]}, "s": "old"});
+        merge(
+            &mut a,
+            serde_json::json!({"a": {"y": 2, "l": [2]}, "s": "new"}),
+        );
+        assert_eq!(
+            a,
+            serde_json::json!({"a": {"x": 1, "y": 2, "l": [1, 2]}, "s": "new"})
+        );
+    }
+
+    #[test]
+    fn schema_errors_carry_the_path() {
+        let err = decode_bootstrap(
+            "static_resources:\n  clusters:\n  - name: a\n    connect_timeout: soon\n",
+            Format::Yaml,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("static_resources.clusters[0].connect_timeout"),
+            "{text}"
+        );
+    }
 }

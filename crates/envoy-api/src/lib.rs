@@ -6,7 +6,9 @@
 mod decode;
 mod upgrade;
 
-pub use decode::{decode_bootstrap, decode_message, unpack, DecodeError, Decoded, Format};
+pub use decode::{
+    decode_bootstrap, decode_message, merge, parse_document, unpack, DecodeError, Decoded, Format,
+};
 pub use envoy_types::pb;
 pub use prost_reflect::{self, DescriptorPool, DynamicMessage, MessageDescriptor};
 pub use upgrade::{legacy_filter_name, type_url_for_name};

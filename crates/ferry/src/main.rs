@@ -114,6 +114,18 @@ fn load_text(text: &str, format: ferry_config::Format) -> Result<ferry_config::L
     Ok(loaded)
 }
 
+/// `-c FILE --config-yaml STRING`: the string is merged over the file, as Envoy does.
+fn merged(path: &std::path::Path, overlay: &str) -> Result<ferry_config::Loaded, String> {
+    use ferry_config::envoy_api::{merge, parse_document};
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut base =
+        parse_document(&text, ferry_config::Format::from_path(path)).map_err(|e| e.to_string())?;
+    let over = parse_document(overlay, ferry_config::Format::Yaml)
+        .map_err(|e| format!("--config-yaml: {e}"))?;
+    merge(&mut base, over);
+    load_text(&base.to_string(), ferry_config::Format::Json)
+}
+
 fn validate(file: &std::path::Path) -> i32 {
     match load_file(file) {
         Ok(_) => {
@@ -137,8 +149,9 @@ fn available_cpus() -> usize {
 fn proxy(args: ProxyArgs) -> anyhow::Result<i32> {
     init_logging(&args.log_level);
     let loaded = match (&args.config_path, &args.config_yaml) {
-        (Some(p), _) => load_file(p),
+        (Some(p), None) => load_file(p),
         (None, Some(y)) => load_text(y, ferry_config::Format::Yaml),
+        (Some(p), Some(y)) => merged(p, y),
         (None, None) => bail!("a bootstrap is required: -c FILE or --config-yaml STRING"),
     };
     let loaded = match loaded {

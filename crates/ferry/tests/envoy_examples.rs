@@ -184,3 +184,33 @@ fn rand_suffix() -> u64 {
     h.write_u64(0);
     h.finish()
 }
+
+#[test]
+fn config_yaml_is_merged_over_the_file_and_mode_validate_checks_only() {
+    let seed = shared().join("fixtures/seed-front-proxy-v2.yaml");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["proxy", "--mode", "validate", "-c"])
+            .arg(&seed)
+            .args(extra)
+            .output()
+            .unwrap_or_else(|e| panic!("running ferry: {e}"))
+    };
+    let ok = run(&["--config-yaml", "node: { id: from-overlay }"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // The overlay appends a second cluster with a bad policy: the merged config fails.
+    let bad = run(&[
+        "--config-yaml",
+        "static_resources: { clusters: [ { name: extra, lb_policy: CLUSTER_PROVIDED } ] }",
+    ]);
+    assert!(!bad.status.success());
+    let text = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        text.contains("static_resources.clusters[1].lb_policy: CLUSTER_PROVIDED is not supported"),
+        "{text}"
+    );
+}
