@@ -147,7 +147,9 @@ pub async fn handle(
         Action::DirectResponse(d) => {
             let mut resp =
                 local_reply::response(d.status, d.body.as_ref().map(|b| Bytes::copy_from_slice(b)));
-            info.request_headers = req.headers().clone();
+            if hcm.keep_request_headers {
+                info.request_headers = req.headers().clone();
+            }
             headers::apply_all(
                 [
                     Some(&route.headers),
@@ -168,7 +170,9 @@ pub async fn handle(
             if let Ok(v) = HeaderValue::from_str(&location) {
                 resp.headers_mut().insert(http::header::LOCATION, v);
             }
-            info.request_headers = req.headers().clone();
+            if hcm.keep_request_headers {
+                info.request_headers = req.headers().clone();
+            }
             headers::apply_all(
                 [
                     Some(&route.headers),
@@ -326,7 +330,9 @@ async fn forward(
     // The upstream request.
     let upgrade_conn = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    info.request_headers = parts.headers.clone();
+    if hcm.keep_request_headers {
+        info.request_headers = parts.headers.clone();
+    }
     let h = &mut parts.headers;
     let upgrade_headers = upgrade.as_ref().map(|_| {
         (
@@ -640,7 +646,7 @@ fn finish_local(
         info.response_flags.push(f);
     }
     info.response_code_details = Some(reason.details());
-    if info.request_headers.is_empty() {
+    if hcm.keep_request_headers && info.request_headers.is_empty() {
         info.request_headers = request_headers.clone();
     }
     headers::apply_all(levels, Side::Response, resp.headers_mut(), &info);

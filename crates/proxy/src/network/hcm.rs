@@ -22,13 +22,18 @@ pub struct HcmRuntime {
     pub clusters: Arc<ClusterManager>,
     /// Access loggers.
     pub loggers: Arc<[Logger]>,
+    /// Whether a stream must keep a copy of its request headers: an access log, or a
+    /// header value template that reads `%REQ(...)%`. Decided once, not per request.
+    pub keep_request_headers: bool,
 }
 
 impl HcmRuntime {
     /// Builds the runtime (starts access log writers).
     pub fn new(config: Arc<HttpConnectionManager>, snapshot: &Snapshot) -> HcmRuntime {
         let loggers: Vec<Logger> = config.access_logs.iter().map(Logger::new).collect();
+        let keep_request_headers = !loggers.is_empty() || templates_read_request_headers(&config);
         HcmRuntime {
+            keep_request_headers,
             config,
             clusters: snapshot.clusters.clone(),
             loggers: loggers.into(),
@@ -135,4 +140,29 @@ pub(crate) async fn serve(
             }
         }
     }
+}
+
+/// Whether any header mutation of the route configuration renders `%REQ(...)%`.
+fn templates_read_request_headers(cfg: &HttpConnectionManager) -> bool {
+    use ferry_config::access_log::{Operator, Piece};
+    use ferry_config::route::{Action, ClusterSpecifier};
+    use ferry_config::HeaderMutations;
+    let reads = |m: &HeaderMutations| {
+        m.request_add.iter().chain(m.response_add.iter()).any(|h| {
+            h.value
+                .pieces
+                .iter()
+                .any(|p| matches!(p, Piece::Op(Operator::Req(..), _)))
+        })
+    };
+    let rc = &cfg.route_config;
+    reads(&rc.headers)
+        || rc.virtual_hosts.iter().any(|vh| {
+            reads(&vh.headers)
+                || vh.routes.iter().any(|r| {
+                    reads(&r.headers)
+                        || matches!(&r.action, Action::Route(ra) if matches!(&ra.cluster,
+                            ClusterSpecifier::Weighted(w) if w.clusters.iter().any(|c| reads(&c.headers))))
+                })
+        })
 }
