@@ -2,7 +2,7 @@
 
 use crate::access_log::AccessLog;
 use crate::route::RouteConfig;
-use crate::util::{duration, timeout};
+use crate::util::timeout;
 use crate::Ctx;
 use ferry_envoy_api::pb::envoy::extensions::filters::network::http_connection_manager::v3 as pb;
 use std::sync::Arc;
@@ -12,8 +12,6 @@ use std::time::Duration;
 pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Envoy's default downstream connection `idle_timeout`.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
-/// Envoy's default `drain_timeout`.
-pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Envoy's default `max_request_headers_kb`.
 pub const DEFAULT_MAX_REQUEST_HEADERS_KB: u32 = 60;
 /// Envoy's default `max_headers_count`.
@@ -82,14 +80,16 @@ pub struct HttpConnectionManager {
     pub idle_timeout: Option<Duration>,
     /// `common_http_protocol_options.max_connection_duration` (default none).
     pub max_connection_duration: Option<Duration>,
-    /// `drain_timeout` (default 5 s).
-    pub drain_timeout: Duration,
     /// `upgrade_configs` enabled upgrade types, lower-cased (e.g. `websocket`).
     pub upgrades: Vec<String>,
     /// `access_log`.
     pub access_logs: Vec<AccessLog>,
-    /// HTTP/2 `max_concurrent_streams` (default 2147483647 in Envoy).
+    /// `http2_protocol_options.max_concurrent_streams`.
     pub http2_max_concurrent_streams: Option<u32>,
+    /// `http2_protocol_options.initial_stream_window_size`.
+    pub http2_initial_stream_window_size: Option<u32>,
+    /// `http2_protocol_options.initial_connection_window_size`.
+    pub http2_initial_connection_window_size: Option<u32>,
 }
 
 /// Converts an HCM.
@@ -258,13 +258,19 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
         request_timeout: timeout(&h.request_timeout, None, "request_timeout", ctx),
         idle_timeout,
         max_connection_duration,
-        drain_timeout: duration(&h.drain_timeout, "drain_timeout", ctx)
-            .unwrap_or(DEFAULT_DRAIN_TIMEOUT),
         upgrades,
         access_logs,
         http2_max_concurrent_streams: h
             .http2_protocol_options
             .as_ref()
             .and_then(|o| o.max_concurrent_streams.map(|v| v.value)),
+        http2_initial_stream_window_size: h
+            .http2_protocol_options
+            .as_ref()
+            .and_then(|o| o.initial_stream_window_size.map(|v| v.value)),
+        http2_initial_connection_window_size: h
+            .http2_protocol_options
+            .as_ref()
+            .and_then(|o| o.initial_connection_window_size.map(|v| v.value)),
     })
 }

@@ -36,15 +36,10 @@ pub struct DomainIndex {
 }
 
 impl DomainIndex {
-    /// The virtual host for a lower-cased host. Tries the host as given, then without
-    /// its port (Envoy ignores the port when no domain names one).
+    /// The virtual host for a lower-cased `:authority`. The port, when present, is part
+    /// of the match (Envoy's default: `ignore_port_in_host_matching` is off).
     pub fn find(&self, host: &str) -> Option<usize> {
-        self.find_exactly(host).or_else(|| {
-            let stripped = strip_port(host);
-            (stripped.len() != host.len())
-                .then(|| self.find_exactly(stripped))
-                .flatten()
-        })
+        self.find_exactly(host)
     }
 
     fn find_exactly(&self, host: &str) -> Option<usize> {
@@ -289,14 +284,10 @@ pub struct HashPolicy {
 pub enum HashPolicyKind {
     /// A request header's value.
     Header(http::HeaderName),
-    /// A cookie's value (`ttl` set: generated when missing; unsupported here — see docs).
+    /// An existing cookie's value.
     Cookie {
         /// Cookie name.
         name: String,
-        /// `ttl`: when set, Envoy generates the cookie if absent.
-        ttl: Option<Duration>,
-        /// `path` of a generated cookie.
-        path: String,
     },
     /// The downstream source IP.
     SourceIp,
@@ -403,12 +394,9 @@ pub fn string_matcher(m: &matcher::StringMatcher, ctx: &mut Ctx) -> Option<Strin
         Some(P::Prefix(s)) => StringMatcher::Prefix(low(s), ic),
         Some(P::Suffix(s)) => StringMatcher::Suffix(low(s), ic),
         Some(P::Contains(s)) => StringMatcher::Contains(low(s), ic),
+        // `ignore_case` has no effect on `safe_regex` (Envoy).
         Some(P::SafeRegex(r)) => {
-            let mut pattern = r.regex.clone();
-            if ic {
-                pattern = format!("(?i:{pattern})");
-            }
-            StringMatcher::Regex(ctx.at("safe_regex.regex", |c| full_regex(&pattern, c))?)
+            StringMatcher::Regex(ctx.at("safe_regex.regex", |c| full_regex(&r.regex, c))?)
         }
         Some(_) => {
             ctx.error("only exact, prefix, suffix, contains and safe_regex are supported");
@@ -703,11 +691,13 @@ fn route_action(ra: &pb::RouteAction, ctx: &mut Ctx) -> Option<RouteAction> {
                         return;
                     }
                 },
-                Some(P::Cookie(ck)) => HashPolicyKind::Cookie {
-                    name: ck.name.clone(),
-                    ttl: c.at("cookie", |c| crate::util::duration(&ck.ttl, "ttl", c)),
-                    path: ck.path.clone(),
-                },
+                Some(P::Cookie(ck)) => {
+                    if ck.ttl.is_some() {
+                        // With a ttl Envoy generates the cookie when it is missing.
+                        c.error_at("cookie.ttl", "generating hash cookies is not supported (hash an existing cookie: leave ttl unset)");
+                    }
+                    HashPolicyKind::Cookie { name: ck.name.clone() }
+                }
                 Some(P::ConnectionProperties(cp)) => {
                     if !cp.source_ip {
                         return;
@@ -945,6 +935,8 @@ mod tests {
         assert_eq!(idx.find("b.example.com"), Some(1));
         assert_eq!(idx.find("a.other"), Some(2));
         assert_eq!(idx.find("zzz"), Some(3));
-        assert_eq!(idx.find("a.example.com:8080"), Some(0));
+        // The port takes part in matching: not the exact domain, but the `a.` prefix.
+        assert_eq!(idx.find("a.example.com:8080"), Some(2));
+        assert_eq!(idx.find("b.example.com:8080"), Some(3));
     }
 }

@@ -36,7 +36,7 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
         &[
             "codec_type", "stat_prefix", "route_config", "http_filters", "common_http_protocol_options",
             "http_protocol_options", "http2_protocol_options", "server_name", "server_header_transformation",
-            "max_request_headers_kb", "stream_idle_timeout", "request_timeout", "drain_timeout", "access_log",
+            "max_request_headers_kb", "stream_idle_timeout", "request_timeout", "access_log",
             "use_remote_address", "xff_num_trusted_hops", "skip_xff_append", "via", "generate_request_id",
             "preserve_external_request_id", "always_set_request_id_in_response", "upgrade_configs",
         ],

@@ -99,9 +99,20 @@ impl HeaderMutations {
     }
 }
 
+/// Envoy refuses header mutations of pseudo-headers and `host`.
+fn modifiable(name: &str) -> bool {
+    !name.starts_with(':') && !name.eq_ignore_ascii_case("host")
+}
+
 fn header_names(names: &[String], ctx: &mut Ctx) -> Vec<http::HeaderName> {
     let mut out = Vec::new();
     for (i, n) in names.iter().enumerate() {
+        if !modifiable(n) {
+            ctx.at(format!("[{i}]"), |c| {
+                c.error(format!("{n:?} cannot be removed"))
+            });
+            continue;
+        }
         match http::HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes()) {
             Ok(h) => out.push(h),
             Err(_) => ctx.at(format!("[{i}]"), |c| {
@@ -120,6 +131,10 @@ fn headers_to_add(opts: &[core::HeaderValueOption], ctx: &mut Ctx) -> Vec<Header
                 c.error_at("header", "is required");
                 return;
             };
+            if !modifiable(&h.key) {
+                c.error_at("header.key", format!("{:?} cannot be modified", h.key));
+                return;
+            }
             let name = match http::HeaderName::from_bytes(h.key.to_ascii_lowercase().as_bytes()) {
                 Ok(n) => n,
                 Err(_) => {

@@ -191,7 +191,6 @@ async fn check_with_backend_down(flavor: ferry_test_util::Flavor) -> tonic::Stat
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: local replies to gRPC requests are plain HTTP 503 text/plain, not Envoy's trailers-only grpc-status 14 (proxy/src/http/router.rs finish_local)"]
 async fn upstream_connect_failure_is_a_grpc_unavailable() {
     // Envoy answers a gRPC request's local reply as gRPC: HTTP 200 with
     // grpc-status 14 (UNAVAILABLE) and the reason in grpc-message.

@@ -152,6 +152,10 @@ pub struct StreamInfo {
     pub connection_id: u64,
     /// Upstream transport failure reason.
     pub upstream_failure: Option<String>,
+    /// The stream's `x-request-id` (for `always_set_request_id_in_response`).
+    pub request_id: Option<http::HeaderValue>,
+    /// A gRPC request (`content-type: application/grpc*`): local replies take gRPC form.
+    pub is_grpc: bool,
 }
 
 /// Envoy's START_TIME default format.

@@ -252,24 +252,3 @@ async fn a_dead_listener_is_no_response() -> TestResult {
     assert_eq!(NO_RESPONSE, 0);
     Ok(())
 }
-
-/// The same scenario through Envoy and ferry. Ignored until `ferry proxy`
-/// serves it: `cargo build -p ferry && cargo test -p ferry-test-util -- --ignored`
-/// (or point `FERRY_BIN` at the binary).
-#[tokio::test]
-#[ignore = "needs the ferry binary (cargo build -p ferry)"]
-async fn envoy_against_ferry() -> TestResult {
-    if !require_envoy() {
-        return Ok(());
-    }
-    let requests = [
-        Request::get("/direct"),
-        Request::get("/nowhere"),
-        Request::get("/app/x?q=1"),
-        Request::get("/old/path"),
-        Request::get("/app/x").http2(),
-    ];
-    let differences = ferry_test_util::run_scenario(SCENARIO, &requests, &["backend"]).await?;
-    assert_eq!(differences, Vec::<String>::new());
-    Ok(())
-}

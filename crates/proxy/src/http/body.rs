@@ -23,6 +23,25 @@ pub struct RequestTap {
     pub failed: std::sync::atomic::AtomicU8,
     /// Nanoseconds from stream start to the last request body frame.
     pub last_activity_nanos: AtomicU64,
+    /// Signalled when the request body ends (arms the route timeout).
+    pub completed: tokio::sync::Notify,
+}
+
+impl RequestTap {
+    /// Records the end of the request body.
+    fn complete(&self, start: Instant) {
+        let n = start.elapsed().as_nanos().max(1) as u64;
+        self.done_nanos.store(n, Ordering::Relaxed);
+        self.completed.notify_one();
+    }
+
+    /// When the request body ended, if it has.
+    pub fn completed_at(&self, start: Instant) -> Option<Instant> {
+        match self.done_nanos.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(start + std::time::Duration::from_nanos(n)),
+        }
+    }
 }
 
 impl RequestTap {
@@ -52,8 +71,7 @@ impl CountedRequest {
     pub fn new(inner: hyper::body::Incoming, tap: Arc<RequestTap>, start: Instant) -> Self {
         // A request without a body is complete with its headers; nobody polls it.
         if inner.is_end_stream() {
-            let n = start.elapsed().as_nanos().max(1) as u64;
-            tap.done_nanos.store(n, Ordering::Relaxed);
+            tap.complete(start);
         }
         CountedRequest { inner, tap, start }
     }
@@ -78,8 +96,7 @@ impl http_body::Body for CountedRequest {
                 Poll::Ready(Some(Ok(f)))
             }
             Poll::Ready(None) => {
-                let n = this.start.elapsed().as_nanos().max(1) as u64;
-                this.tap.done_nanos.store(n, Ordering::Relaxed);
+                this.tap.complete(*this.start);
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(e))) => {

@@ -6,46 +6,43 @@ use ferry_config::route::WeightedCluster;
 use ferry_config::{AppendAction, HeaderMutations, HeaderToAdd};
 use http::{HeaderMap, HeaderValue};
 
-/// Headers that describe one connection and are never forwarded.
-pub const HOP_BY_HOP: &[http::HeaderName] = &[
-    http::header::CONNECTION,
-    http::header::TRANSFER_ENCODING,
-    http::header::UPGRADE,
-    http::header::TE,
-    http::header::PROXY_AUTHENTICATE,
-    http::header::PROXY_AUTHORIZATION,
-    http::header::TRAILER,
+/// The connection-specific headers Envoy removes before forwarding (in either
+/// direction). Envoy does not remove headers merely named in `connection`, so a client
+/// cannot strip what the proxy adds (`x-forwarded-for`...).
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
 ];
 
-/// Removes hop-by-hop headers, including those named in `connection`.
+/// Removes connection-specific headers; `te` survives only as `trailers`.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let named: Vec<String> = h
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
-        .filter(|s| !s.is_empty())
-        .collect();
-    for n in named {
-        if n != "te" {
-            h.remove(n.as_str());
-        }
+    for name in HOP_BY_HOP {
+        h.remove(*name);
     }
-    let keep_te_trailers = h
-        .get(http::header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
+    if let Some(te) = h.remove(http::header::TE) {
+        let trailers = te.to_str().is_ok_and(|v| {
             v.split(',')
                 .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
         });
-    for name in HOP_BY_HOP {
-        h.remove(name);
+        if trailers {
+            h.insert(http::header::TE, HeaderValue::from_static("trailers"));
+        }
     }
-    h.remove("keep-alive");
-    h.remove("proxy-connection");
-    if keep_te_trailers {
-        h.insert(http::header::TE, HeaderValue::from_static("trailers"));
-    }
+}
+
+/// All values of a header joined with `,` (Envoy joins repeated inline headers), or
+/// None when absent.
+pub fn joined(h: &HeaderMap, name: &str) -> Option<String> {
+    let mut values = h.get_all(name).iter().filter_map(|v| v.to_str().ok());
+    let first = values.next()?.to_string();
+    Some(values.fold(first, |mut acc, v| {
+        acc.push(',');
+        acc.push_str(v);
+        acc
+    }))
 }
 
 /// Which side of the stream a mutation applies to.

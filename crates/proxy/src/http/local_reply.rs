@@ -166,3 +166,27 @@ pub fn response(status: http::StatusCode, body: Option<Bytes>) -> http::Response
         Err(_) => http::Response::new(Empty::new().map_err(|never| match never {}).boxed()),
     }
 }
+
+/// A local reply to a gRPC request, as Envoy sends it: HTTP 200, trailers-only, with
+/// `grpc-status` mapped from the HTTP status and `grpc-message` from the body.
+pub fn grpc_response(status: http::StatusCode, message: Option<&str>) -> http::Response<Body> {
+    let code = match status.as_u16() {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    };
+    let mut resp = response(http::StatusCode::OK, None);
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    h.insert("grpc-status", http::HeaderValue::from(code));
+    if let Some(m) = message.and_then(|m| http::HeaderValue::from_str(m).ok()) {
+        h.insert("grpc-message", m);
+    }
+    resp
+}

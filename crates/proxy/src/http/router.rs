@@ -14,7 +14,7 @@ use ferry_config::route::{
     Route, RouteAction, WeightedCluster,
 };
 use ferry_upstream::Body;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -113,7 +113,11 @@ pub async fn handle(
         connection_id: conn.id,
         ..Default::default()
     };
-    let request_id = req.headers().get(X_REQUEST_ID).cloned();
+    info.request_id = req.headers().get(X_REQUEST_ID).cloned();
+    info.is_grpc = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
 
     let view = RequestView {
         method: &info.method,
@@ -162,7 +166,7 @@ pub async fn handle(
                 &info,
             );
             info.response_code_details = Some("direct_response");
-            finish_response(&hcm, info, resp, request_id, start, tap)
+            finish_response(&hcm, info, resp, start, tap)
         }
         Action::Redirect(r) => {
             let location = redirect_location(r, route, &info, req.headers());
@@ -185,23 +189,10 @@ pub async fn handle(
                 &info,
             );
             info.response_code_details = Some("direct_response");
-            finish_response(&hcm, info, resp, request_id, start, tap)
+            finish_response(&hcm, info, resp, start, tap)
         }
         Action::Route(ra) => {
-            forward(
-                hcm.clone(),
-                conn,
-                req,
-                info,
-                route,
-                vh,
-                &rc,
-                ra,
-                request_id,
-                start,
-                tap,
-            )
-            .await
+            forward(hcm.clone(), conn, req, info, route, vh, &rc, ra, start, tap).await
         }
     }
 }
@@ -216,7 +207,6 @@ async fn forward(
     vh: &ferry_config::route::VirtualHost,
     rc: &ferry_config::route::RouteConfig,
     ra: &RouteAction,
-    request_id: Option<HeaderValue>,
     start: Instant,
     tap: Arc<RequestTap>,
 ) -> Response<Body> {
@@ -302,16 +292,16 @@ async fn forward(
     let original_path = info.path.clone();
     let mut new_path = original_path.clone();
     if let Some(prefix) = &ra.prefix_rewrite {
-        if let PathMatch::Prefix(p) | PathMatch::SeparatedPrefix(p) = &route.matcher.path {
-            if new_path.len() >= p.len() {
-                new_path = format!("{prefix}{}", &new_path[p.len()..]);
+        // The matched prefix is replaced; for `path` and `safe_regex` matches, the whole
+        // path (the query string stays).
+        let matched = match &route.matcher.path {
+            PathMatch::Prefix(p) | PathMatch::SeparatedPrefix(p) => p.len(),
+            PathMatch::Exact(_) | PathMatch::Regex(_) => {
+                new_path.find('?').unwrap_or(new_path.len())
             }
-        } else if let PathMatch::Exact(_) = &route.matcher.path {
-            let query = new_path
-                .find('?')
-                .map(|i| new_path[i..].to_string())
-                .unwrap_or_default();
-            new_path = format!("{prefix}{query}");
+        };
+        if new_path.len() >= matched {
+            new_path = format!("{prefix}{}", &new_path[matched..]);
         }
     } else if let Some((re, sub)) = &ra.regex_rewrite {
         let (p, q) = match new_path.find('?') {
@@ -324,7 +314,12 @@ async fn forward(
     match &ra.host_rewrite {
         HostRewrite::None => {}
         HostRewrite::Literal(h) => authority = h.clone(),
-        HostRewrite::Auto => authority = host.hostname.clone(),
+        // Envoy rewrites only to a hostname (an endpoint `hostname` or a DNS name).
+        HostRewrite::Auto => {
+            if host.hostname.parse::<std::net::IpAddr>().is_err() {
+                authority = host.hostname.clone();
+            }
+        }
     }
 
     // The upstream request.
@@ -406,7 +401,7 @@ async fn forward(
             Ok(resp) => {
                 info.response_code = Some(resp.status().as_u16());
                 info.response_headers = resp.headers().clone();
-                finish_response(&hcm, info, resp, request_id, start, tap)
+                finish_response(&hcm, info, resp, start, tap)
             }
             Err(e) => {
                 let reason = LocalReason::from_upstream(&e);
@@ -428,14 +423,13 @@ async fn forward(
     let body = CountedRequest::new(body, tap.clone(), start).boxed();
     let up_req = Request::from_parts(parts, body);
     let sent = host.send(&cluster, up_req);
-    let route_deadline = ra.timeout.map(|t| tokio::time::Instant::now() + t);
     let idle = match ra.idle_timeout {
         Some(per_route) => per_route,
         None => hcm.config.stream_idle_timeout,
     };
-    let result = match wait_for_headers(
+    let (result, route_deadline) = match wait_for_headers(
         sent,
-        route_deadline,
+        ra.timeout,
         idle,
         hcm.config.request_timeout,
         &tap,
@@ -443,8 +437,8 @@ async fn forward(
     )
     .await
     {
-        Waited::Response(r) => r,
-        Waited::Timeout(reason) => {
+        (Waited::Response(r), deadline) => (r, deadline),
+        (Waited::Timeout(reason), _) => {
             return finish_local(
                 &hcm,
                 info,
@@ -505,11 +499,11 @@ async fn forward(
         rbody
     };
     let resp = Response::from_parts(rparts, rbody);
-    finish_response(&hcm, info, resp, request_id, start, tap)
+    finish_response(&hcm, info, resp, start, tap)
 }
 
 fn append_xff(h: &mut HeaderMap, ip: &str) {
-    let value = match h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+    let value = match headers::joined(h, X_FORWARDED_FOR) {
         Some(existing) if !existing.is_empty() => format!("{existing},{ip}"),
         _ => ip.to_string(),
     };
@@ -548,7 +542,7 @@ fn request_hash<B>(
     for p in &ra.hash_policy {
         let h = match &p.kind {
             HashPolicyKind::Header(name) => req.headers().get(name).map(|v| xxh64(v.as_bytes(), 0)),
-            HashPolicyKind::Cookie { name, .. } => {
+            HashPolicyKind::Cookie { name } => {
                 cookie(req.headers(), name).map(|v| xxh64(v.as_bytes(), 0))
             }
             HashPolicyKind::SourceIp => Some(xxh64(conn.peer.ip().to_string().as_bytes(), 0)),
@@ -590,16 +584,27 @@ fn redirect_location(r: &Redirect, route: &Route, info: &StreamInfo, h: &HeaderM
         .unwrap_or(info.scheme)
         .to_string();
     let scheme = r.scheme.clone().unwrap_or_else(|| orig_scheme.clone());
-    let mut host = r.host.clone().unwrap_or_else(|| info.authority.clone());
+    let mut host = match &r.host {
+        Some(h) => h.clone(),
+        None => {
+            // Envoy drops the request host's port when it is the default port of the
+            // original scheme and the scheme changes.
+            let bare = ferry_config::route::strip_port(&info.authority);
+            let port = &info.authority[bare.len()..];
+            let default_port = if orig_scheme == "https" {
+                ":443"
+            } else {
+                ":80"
+            };
+            if r.scheme.is_some() && scheme != orig_scheme && port == default_port {
+                bare.to_string()
+            } else {
+                info.authority.clone()
+            }
+        }
+    };
     if let Some(port) = r.port {
         host = format!("{}:{port}", ferry_config::route::strip_port(&host));
-    } else if scheme != orig_scheme {
-        // Changing scheme drops the old scheme's default port.
-        let bare = ferry_config::route::strip_port(&host);
-        let port = &host[bare.len()..];
-        if port == ":80" || port == ":443" {
-            host = bare.to_string();
-        }
     }
     let (path, query) = match info.path.find('?') {
         Some(i) => (&info.path[..i], &info.path[i..]),
@@ -618,7 +623,7 @@ fn redirect_location(r: &Redirect, route: &Route, info: &StreamInfo, h: &HeaderM
         RedirectPath::PrefixRewrite(pre) => {
             let matched = match &route.matcher.path {
                 PathMatch::Prefix(p) | PathMatch::SeparatedPrefix(p) => p.len().min(path.len()),
-                _ => 0,
+                PathMatch::Exact(_) | PathMatch::Regex(_) => path.len(),
             };
             format!("{pre}{}{query}", &path[matched..])
         }
@@ -639,9 +644,15 @@ fn finish_local(
     start: Instant,
     tap: Arc<RequestTap>,
 ) -> Response<Body> {
-    let body = reason.body().map(|b| Bytes::from_static(b.as_bytes()));
     info.upstream_failure = failure;
-    let mut resp = local_reply::response(reason.status(), body);
+    let mut resp = if info.is_grpc {
+        local_reply::grpc_response(reason.status(), reason.body())
+    } else {
+        local_reply::response(
+            reason.status(),
+            reason.body().map(|b| Bytes::from_static(b.as_bytes())),
+        )
+    };
     if let Some(f) = reason.flag() {
         info.response_flags.push(f);
     }
@@ -650,8 +661,7 @@ fn finish_local(
         info.request_headers = request_headers.clone();
     }
     headers::apply_all(levels, Side::Response, resp.headers_mut(), &info);
-    let request_id = info.request_headers.get(X_REQUEST_ID).cloned();
-    finish_response(hcm, info, resp, request_id, start, tap)
+    finish_response(hcm, info, resp, start, tap)
 }
 
 /// Adds the headers every response gets and wraps the body for the access log.
@@ -659,7 +669,6 @@ fn finish_response(
     hcm: &HcmRuntime,
     mut info: StreamInfo,
     mut resp: Response<Body>,
-    request_id: Option<HeaderValue>,
     start: Instant,
     tap: Arc<RequestTap>,
 ) -> Response<Body> {
@@ -680,13 +689,9 @@ fn finish_response(
         append_via(h, via);
     }
     if cfg.always_set_request_id_in_response {
-        if let Some(id) = request_id {
-            h.insert(X_REQUEST_ID, id);
+        if let Some(id) = &info.request_id {
+            h.insert(X_REQUEST_ID, id.clone());
         }
-    }
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        // The connection is handed over; nothing to log at body end.
-        info.response_code = Some(101);
     }
     info.response_code = Some(resp.status().as_u16());
     if hcm.loggers.is_empty() {
@@ -704,7 +709,7 @@ fn finish_response(
 }
 
 fn append_via(h: &mut HeaderMap, via: &HeaderValue) {
-    let value = match h.get(http::header::VIA).and_then(|v| v.to_str().ok()) {
+    let value = match headers::joined(h, "via") {
         Some(existing) => format!("{existing}, {}", via.to_str().unwrap_or_default()),
         None => via.to_str().unwrap_or_default().to_string(),
     };
@@ -720,49 +725,53 @@ enum Waited {
 }
 
 /// Waits for the upstream's response headers, bounded by Envoy's three timers: the
-/// route timeout (504 UT), the stream idle timeout (408 SI; request body frames count
-/// as activity) and the HCM request timeout (408 while the request is incomplete).
+/// route timeout (504 UT; it runs from the end of the request), the stream idle timeout
+/// (SI; request body frames count as activity) and the HCM request timeout (408 while
+/// the request is incomplete). Returns the route deadline, once armed, for the body.
 async fn wait_for_headers(
     sent: impl std::future::Future<Output = Result<http::Response<Body>, ferry_upstream::UpstreamError>>,
-    route_deadline: Option<tokio::time::Instant>,
+    route_timeout: Option<std::time::Duration>,
     idle: Option<std::time::Duration>,
     request_timeout: Option<std::time::Duration>,
     tap: &RequestTap,
     start: Instant,
-) -> Waited {
+) -> (Waited, Option<tokio::time::Instant>) {
     use std::sync::atomic::Ordering;
     let start_t = tokio::time::Instant::from_std(start);
     tokio::pin!(sent);
-    let far = tokio::time::Instant::now() + std::time::Duration::from_secs(86400 * 365);
     loop {
+        let completed = tap.completed_at(start).map(tokio::time::Instant::from_std);
+        let route_at = route_timeout.zip(completed).map(|(t, done)| done + t);
         let idle_at = idle.map(|d| {
             let last = tap.last_activity_nanos.load(Ordering::Relaxed);
             start_t + std::time::Duration::from_nanos(last) + d
         });
-        let request_at = match request_timeout {
-            Some(t) if tap.done_nanos.load(Ordering::Relaxed) == 0 => Some(start_t + t),
-            _ => None,
-        };
+        let request_at = request_timeout
+            .filter(|_| completed.is_none())
+            .map(|t| start_t + t);
+        let now = tokio::time::Instant::now();
         tokio::select! {
-            r = &mut sent => return Waited::Response(r),
-            _ = tokio::time::sleep_until(route_deadline.unwrap_or(far)) => {
-                return Waited::Timeout(LocalReason::UpstreamTimeout);
+            r = &mut sent => return (Waited::Response(r), route_at),
+            _ = tokio::time::sleep_until(route_at.unwrap_or(now)), if route_at.is_some() => {
+                return (Waited::Timeout(LocalReason::UpstreamTimeout), route_at);
             }
-            _ = tokio::time::sleep_until(idle_at.unwrap_or(far)) => {
+            _ = tokio::time::sleep_until(idle_at.unwrap_or(now)), if idle_at.is_some() => {
                 // Body frames may have arrived meanwhile: re-check before giving up.
-                let last = tap.last_activity_nanos.load(Ordering::Relaxed);
-                if let Some(d) = idle {
-                    if start_t + std::time::Duration::from_nanos(last) + d <= tokio::time::Instant::now() {
-                        let request_complete = tap.done_nanos.load(Ordering::Relaxed) != 0;
-                        return Waited::Timeout(LocalReason::StreamIdleTimeout { request_complete });
-                    }
+                if idle_at.is_some_and(|_| {
+                    let last = tap.last_activity_nanos.load(Ordering::Relaxed);
+                    idle.is_some_and(|d| start_t + std::time::Duration::from_nanos(last) + d <= tokio::time::Instant::now())
+                }) {
+                    let request_complete = tap.completed_at(start).is_some();
+                    return (Waited::Timeout(LocalReason::StreamIdleTimeout { request_complete }), route_at);
                 }
             }
-            _ = tokio::time::sleep_until(request_at.unwrap_or(far)) => {
-                if tap.done_nanos.load(Ordering::Relaxed) == 0 {
-                    return Waited::Timeout(LocalReason::RequestTimeout);
+            _ = tokio::time::sleep_until(request_at.unwrap_or(now)), if request_at.is_some() => {
+                if tap.completed_at(start).is_none() {
+                    return (Waited::Timeout(LocalReason::RequestTimeout), route_at);
                 }
             }
+            // The request just ended: arm the route timeout.
+            _ = tap.completed.notified(), if completed.is_none() => {}
         }
     }
 }

@@ -92,20 +92,25 @@ pub(crate) async fn serve(
             .max_buf_size(header_bytes.max(8192))
             .max_headers(cfg.max_headers_count as usize)
             .keep_alive(true);
-        if let Some(idle) = cfg.idle_timeout {
-            // Waiting for the next request's headers is what an idle keep-alive
-            // connection does.
-            h1.header_read_timeout(idle);
-        }
+        // Waiting for the next request's headers is what an idle keep-alive
+        // connection does. `None` disables hyper's own 30 s default.
+        h1.header_read_timeout(cfg.idle_timeout);
     }
     {
         let mut h2 = builder.http2();
         // `per_connection_buffer_limit_bytes` bounds what a stream may have in flight
         // toward us before the peer must wait (HTTP/2 flow control).
+        // HTTP/2 windows must lie in [65535, 2^31-1].
+        let window = |w: u32| w.clamp(65_535, (1 << 31) - 1);
         h2.timer(TokioTimer::new())
             .max_header_list_size(header_bytes as u32)
-            .initial_stream_window_size(buffer_limit.max(65_535))
-            .initial_connection_window_size(buffer_limit.max(65_535));
+            .initial_stream_window_size(window(
+                cfg.http2_initial_stream_window_size.unwrap_or(buffer_limit),
+            ))
+            .initial_connection_window_size(window(
+                cfg.http2_initial_connection_window_size
+                    .unwrap_or(buffer_limit),
+            ));
         if let Some(n) = cfg.http2_max_concurrent_streams {
             h2.max_concurrent_streams(n);
         }
