@@ -186,3 +186,32 @@ async fn upstream_connect_failure_closes_the_downstream_connection() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(back.is_empty(), "{back:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_timeout_closes_a_quiet_connection_but_not_a_busy_one() {
+    let echo = echo_server().await;
+    let unused = echo_server().await;
+    let proxy = ferry(
+        "cluster: first\n          idle_timeout: 0.5s",
+        echo.addr,
+        unused.addr,
+    )
+    .await;
+    let port = proxy.listener_port().unwrap_or_default();
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    // Traffic keeps it open past several idle periods.
+    for i in 0..6 {
+        let msg = format!("tick {i}");
+        assert_eq!(round_trip(&mut s, msg.as_bytes()).await, msg.as_bytes());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Then silence: ferry closes it (EOF), without the client closing anything.
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(DEADLINE, s.read(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("idle connection was not closed"))
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+}

@@ -7,6 +7,7 @@ use crate::Snapshot;
 use ferry_config::listener::TcpProxy;
 use ferry_upstream::ClusterManager;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -52,7 +53,7 @@ impl TcpProxyRuntime {
 pub(crate) async fn serve(
     _server: &Arc<Server>,
     rt: Arc<TcpProxyRuntime>,
-    mut downstream: tokio::net::TcpStream,
+    downstream: tokio::net::TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
 ) {
@@ -74,7 +75,7 @@ pub(crate) async fn serve(
         return log(&rt, info, start);
     };
     info.upstream_host = Some(host.address);
-    let mut upstream = match host.connect_tcp(&cluster).await {
+    let upstream = match host.connect_tcp(&cluster).await {
         Ok(s) => s,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "tcp_proxy upstream connect failed");
@@ -83,41 +84,64 @@ pub(crate) async fn serve(
         }
     };
     let _ = upstream.set_nodelay(true);
-    let (mut dr, mut dw) = downstream.split();
-    let (mut ur, mut uw) = upstream.split();
-    let mut down_buf = vec![0u8; 16 * 1024];
-    let mut up_buf = vec![0u8; 16 * 1024];
-    let (mut down_open, mut up_open) = (true, true);
-    let idle = rt.config.idle_timeout;
-    while down_open || up_open {
-        let idle_sleep = async {
-            match idle {
-                Some(d) => tokio::time::sleep(d).await,
-                None => std::future::pending().await,
-            }
+    // The two directions run independently (a peer that stops reading stalls only its
+    // own direction); a watchdog closes both after `idle_timeout` without traffic.
+    let activity = Arc::new(AtomicU64::new(0));
+    let (dr, dw) = downstream.into_split();
+    let (ur, uw) = upstream.into_split();
+    let up = pipe(dr, uw, activity.clone(), start);
+    let down = pipe(ur, dw, activity.clone(), start);
+    let both = async { tokio::join!(up, down) };
+    let watchdog = async {
+        let Some(idle) = rt.config.idle_timeout else {
+            return std::future::pending().await;
         };
-        tokio::select! {
-            r = dr.read(&mut down_buf), if down_open => match r {
-                Ok(0) | Err(_) => { down_open = false; let _ = uw.shutdown().await; }
-                Ok(n) => {
-                    info.bytes_received += n as u64;
-                    if uw.write_all(&down_buf[..n]).await.is_err() { break; }
-                }
-            },
-            r = ur.read(&mut up_buf), if up_open => match r {
-                Ok(0) | Err(_) => { up_open = false; let _ = dw.shutdown().await; }
-                Ok(n) => {
-                    info.bytes_sent += n as u64;
-                    if dw.write_all(&up_buf[..n]).await.is_err() { break; }
-                }
-            },
-            _ = idle_sleep => {
-                tracing::debug!(%peer, "tcp_proxy idle timeout");
-                break;
+        loop {
+            let last = start + std::time::Duration::from_nanos(activity.load(Ordering::Relaxed));
+            let deadline = last.max(start) + idle;
+            if deadline <= Instant::now() {
+                return;
             }
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    };
+    tokio::select! {
+        (received, sent) = both => {
+            info.bytes_received = received;
+            info.bytes_sent = sent;
+        }
+        () = watchdog => {
+            tracing::debug!(%peer, "tcp_proxy idle timeout");
         }
     }
     log(&rt, info, start);
+}
+
+/// Copies one direction until EOF or an error, then half-closes the writer. Returns the
+/// bytes copied; records activity (nanoseconds since `start`) for the idle watchdog.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    activity: Arc<AtomicU64>,
+    start: Instant,
+) -> u64 {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut total = 0u64;
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                activity.store(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                if to.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+                total += n as u64;
+                activity.store(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            }
+        }
+    }
+    let _ = to.shutdown().await;
+    total
 }
 
 fn log(rt: &TcpProxyRuntime, mut info: StreamInfo, start: Instant) {
