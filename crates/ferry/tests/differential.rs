@@ -109,6 +109,7 @@ fn requests() -> Vec<Request> {
         Request::get("/strip/rest?x=y"),
         Request::get("/api/users"),
         Request::get("/api/users").header("x-version", "2"),
+        Request::get("/api/xff").header("x-forwarded-for", "10.9.8.7, 10.1.1.1"),
         Request::get("/api/users?x=1").http2(),
         Request::get("/re/123"),
         Request::get("/case/ok"),

@@ -142,8 +142,11 @@ pub struct StreamInfo {
     pub upstream_host: Option<SocketAddr>,
     /// Upstream cluster name.
     pub upstream_cluster: Option<String>,
-    /// Downstream peer.
+    /// The downstream remote address (the trusted client address from
+    /// `x-forwarded-for` unless `use_remote_address`).
     pub downstream_remote: Option<SocketAddr>,
+    /// The downstream peer of the connection.
+    pub downstream_direct_remote: Option<SocketAddr>,
     /// Downstream local address.
     pub downstream_local: Option<SocketAddr>,
     /// Matched route name.

@@ -108,7 +108,8 @@ pub async fn handle(
         authority,
         scheme: "http",
         protocol,
-        downstream_remote: Some(conn.peer),
+        downstream_remote: Some(trusted_client_address(cfg, req.headers(), conn.peer)),
+        downstream_direct_remote: Some(conn.peer),
         downstream_local: Some(conn.local),
         connection_id: conn.id,
         ..Default::default()
@@ -398,14 +399,30 @@ async fn forward(
         return match crate::http::upgrade::proxy(&cluster, &host, up_req, on_upgrade, ra.timeout)
             .await
         {
-            Ok(resp) => {
-                info.response_code = Some(resp.status().as_u16());
-                info.response_headers = resp.headers().clone();
+            Ok(mut resp) => {
+                headers::apply_all(
+                    [
+                        headers::of_weighted(weighted),
+                        Some(&route.headers),
+                        Some(&vh.headers),
+                        Some(&rc.headers),
+                    ],
+                    Side::Response,
+                    resp.headers_mut(),
+                    &info,
+                );
                 finish_response(&hcm, info, resp, start, tap)
             }
             Err(e) => {
-                let reason = LocalReason::from_upstream(&e);
-                let failure = local_reply::transport_failure(&e);
+                let (reason, failure) = match &e {
+                    crate::http::upgrade::UpgradeError::Timeout => {
+                        (LocalReason::UpstreamTimeout, None)
+                    }
+                    crate::http::upgrade::UpgradeError::Upstream(e) => (
+                        LocalReason::from_upstream(e),
+                        local_reply::transport_failure(e),
+                    ),
+                };
                 finish_local(
                     &hcm,
                     info,
@@ -774,4 +791,28 @@ async fn wait_for_headers(
             _ = tap.completed.notified(), if completed.is_none() => {}
         }
     }
+}
+
+/// The downstream remote address as Envoy determines it: the peer when
+/// `use_remote_address` is set; otherwise the `x-forwarded-for` entry
+/// `xff_num_trusted_hops` from the right (the peer when there is none).
+fn trusted_client_address(
+    cfg: &ferry_config::hcm::HttpConnectionManager,
+    h: &HeaderMap,
+    peer: std::net::SocketAddr,
+) -> std::net::SocketAddr {
+    if cfg.use_remote_address {
+        return peer;
+    }
+    let Some(xff) = headers::joined(h, X_FORWARDED_FOR) else {
+        return peer;
+    };
+    let entries: Vec<&str> = xff.split(',').map(str::trim).collect();
+    let hops = cfg.xff_num_trusted_hops as usize;
+    entries
+        .len()
+        .checked_sub(1 + hops)
+        .and_then(|i| entries[i].parse::<std::net::IpAddr>().ok())
+        .map(|ip| std::net::SocketAddr::new(ip, 0))
+        .unwrap_or(peer)
 }

@@ -7,6 +7,17 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::time::Duration;
 
+/// Why an upgrade request got no upstream response.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    /// The route timeout elapsed before the upstream answered (UT).
+    #[error("upstream request timeout")]
+    Timeout,
+    /// Connecting or talking to the upstream failed.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
 /// Sends the upgrade request and, on 101, splices downstream and upstream.
 pub async fn proxy(
     cluster: &Cluster,
@@ -14,7 +25,7 @@ pub async fn proxy(
     req: http::Request<()>,
     downstream: OnUpgrade,
     timeout: Option<Duration>,
-) -> Result<http::Response<Body>, UpstreamError> {
+) -> Result<http::Response<Body>, UpgradeError> {
     let stream = host.connect_tcp(cluster).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -28,7 +39,7 @@ pub async fn proxy(
     let mut resp = match timeout {
         Some(t) => tokio::time::timeout(t, send)
             .await
-            .map_err(|_| UpstreamError::ResetBeforeResponse("timeout".into()))?,
+            .map_err(|_| UpgradeError::Timeout)?,
         None => send.await,
     }
     .map_err(|e| UpstreamError::ResetBeforeResponse(e.to_string()))?;
