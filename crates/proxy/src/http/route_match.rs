@@ -61,13 +61,31 @@ impl RequestView<'_> {
 }
 
 /// The virtual host and route for a request.
-pub fn find<'c>(
-    rc: &'c RouteConfig,
-    req: &RequestView<'_>,
-) -> Option<(&'c VirtualHost, Option<&'c Route>)> {
-    let vh = &rc.virtual_hosts[rc.domains.find(req.authority)?];
-    let route = vh.routes.iter().find(|r| matches(&r.matcher, req));
-    Some((vh, route))
+pub fn find<'c>(rc: &'c RouteConfig, req: &RequestView<'_>) -> Option<Found<'c>> {
+    let vh_index = rc.domains.find(req.authority)?;
+    let vh = rc.virtual_hosts.get(vh_index)?;
+    let route = vh
+        .routes
+        .iter()
+        .enumerate()
+        .find(|(_, r)| matches(&r.matcher, req));
+    Some(Found {
+        vh_index,
+        vh,
+        route,
+    })
+}
+
+/// The virtual host a request belongs to and the route it matched, with their indexes
+/// (which address the per-route runtime state).
+#[derive(Debug)]
+pub struct Found<'c> {
+    /// Index of the virtual host in the route configuration.
+    pub vh_index: usize,
+    /// The virtual host.
+    pub vh: &'c VirtualHost,
+    /// (index, route) of the first matching route.
+    pub route: Option<(usize, &'c Route)>,
 }
 
 /// Whether a route's match holds.

@@ -6,7 +6,13 @@ use crate::http::body::{CountedRequest, LogOnEnd, LoggedResponse, RequestTap, Ti
 use crate::http::headers::{self, Side};
 use crate::http::local_reply::{self, LocalReason};
 use crate::http::route_match::{self, RequestView};
-use crate::network::hcm::{ConnInfo, HcmRuntime};
+use crate::network::hcm::{ConnInfo, HcmRuntime, RouteTarget};
+
+/// For a route the runtime has no entry for (cannot happen: both come from one config).
+static NO_TARGET: RouteTarget = RouteTarget {
+    clusters: Vec::new(),
+    expected_timeout: None,
+};
 use bytes::Bytes;
 use ferry_config::hcm::ServerHeader;
 use ferry_config::route::{
@@ -129,8 +135,12 @@ pub async fn handle(
     };
     let rc = cfg.route_config.clone();
     let found = route_match::find(&rc, &view);
-    let (vh, route) = match found {
-        Some((vh, Some(route))) => (vh, route),
+    let (vh_index, route_index, vh, route) = match found {
+        Some(route_match::Found {
+            vh_index,
+            vh,
+            route: Some((route_index, route)),
+        }) => (vh_index, route_index, vh, route),
         _ => {
             return finish_local(
                 &hcm,
@@ -193,7 +203,25 @@ pub async fn handle(
             finish_response(&hcm, info, resp, start, tap)
         }
         Action::Route(ra) => {
-            forward(hcm.clone(), conn, req, info, route, vh, &rc, ra, start, tap).await
+            let target = hcm
+                .routes
+                .get(vh_index)
+                .and_then(|r| r.get(route_index))
+                .unwrap_or(&NO_TARGET);
+            forward(
+                hcm.clone(),
+                conn,
+                req,
+                info,
+                route,
+                vh,
+                &rc,
+                ra,
+                target,
+                start,
+                tap,
+            )
+            .await
         }
     }
 }
@@ -208,6 +236,7 @@ async fn forward(
     vh: &ferry_config::route::VirtualHost,
     rc: &ferry_config::route::RouteConfig,
     ra: &RouteAction,
+    target: &RouteTarget,
     start: Instant,
     tap: Arc<RequestTap>,
 ) -> Response<Body> {
@@ -220,29 +249,29 @@ async fn forward(
     ];
     // Cluster.
     let mut weighted: Option<&WeightedCluster> = None;
-    let cluster_name: Option<String> = match &ra.cluster {
-        ClusterSpecifier::Name(n) => Some(n.clone()),
+    let cluster = match &ra.cluster {
+        ClusterSpecifier::Name(_) => target.clusters.first().cloned().flatten(),
+        // Names only known per request: the one lookup by name that cannot be avoided.
         ClusterSpecifier::Header(h) => req
             .headers()
             .get(h)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+            .and_then(|n| hcm.clusters.get(n))
+            .cloned(),
         ClusterSpecifier::Weighted(w) => {
             let mut pick = rand::random_range(0..w.total);
-            for c in &w.clusters {
+            let mut chosen = None;
+            for (i, c) in w.clusters.iter().enumerate() {
                 if pick < c.weight {
                     weighted = Some(c);
+                    chosen = target.clusters.get(i).cloned().flatten();
                     break;
                 }
                 pick -= c.weight;
             }
-            weighted.map(|c| c.name.clone())
+            chosen
         }
     };
-    let cluster = cluster_name
-        .as_deref()
-        .and_then(|n| hcm.clusters.get(n))
-        .cloned();
     let Some(cluster) = cluster else {
         return finish_local(
             &hcm,
@@ -361,10 +390,8 @@ async fn forward(
     if let Ok(v) = HeaderValue::from_str(&authority) {
         h.insert(http::header::HOST, v);
     }
-    if let Some(t) = ra.timeout {
-        if let Ok(v) = HeaderValue::from_str(&t.as_millis().to_string()) {
-            h.insert(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, v);
-        }
+    if let Some(v) = &target.expected_timeout {
+        h.insert(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, v.clone());
     }
     headers::apply_all(
         [

@@ -25,6 +25,19 @@ pub struct HcmRuntime {
     /// Whether a stream must keep a copy of its request headers: an access log, or a
     /// header value template that reads `%REQ(...)%`. Decided once, not per request.
     pub keep_request_headers: bool,
+    /// Per virtual host, per route: what the route resolves to, resolved once here so
+    /// that no request looks a cluster up by name.
+    pub routes: Vec<Vec<RouteTarget>>,
+}
+
+/// A route's upstream side, resolved against the snapshot's clusters.
+#[derive(Debug, Default)]
+pub struct RouteTarget {
+    /// `cluster`: one entry; `weighted_clusters`: one per entry, in order (None: the
+    /// cluster does not exist); `cluster_header`: empty (looked up per request).
+    pub clusters: Vec<Option<Arc<ferry_upstream::Cluster>>>,
+    /// `x-envoy-expected-rq-timeout-ms` for the route timeout.
+    pub expected_timeout: Option<http::HeaderValue>,
 }
 
 impl HcmRuntime {
@@ -32,8 +45,10 @@ impl HcmRuntime {
     pub fn new(config: Arc<HttpConnectionManager>, snapshot: &Snapshot) -> HcmRuntime {
         let loggers: Vec<Logger> = config.access_logs.iter().map(Logger::new).collect();
         let keep_request_headers = !loggers.is_empty() || templates_read_request_headers(&config);
+        let routes = resolve_routes(&config, &snapshot.clusters);
         HcmRuntime {
             keep_request_headers,
+            routes,
             config,
             clusters: snapshot.clusters.clone(),
             loggers: loggers.into(),
@@ -170,4 +185,34 @@ fn templates_read_request_headers(cfg: &HttpConnectionManager) -> bool {
                             ClusterSpecifier::Weighted(w) if w.clusters.iter().any(|c| reads(&c.headers))))
                 })
         })
+}
+
+fn resolve_routes(cfg: &HttpConnectionManager, clusters: &ClusterManager) -> Vec<Vec<RouteTarget>> {
+    use ferry_config::route::{Action, ClusterSpecifier};
+    cfg.route_config
+        .virtual_hosts
+        .iter()
+        .map(|vh| {
+            vh.routes
+                .iter()
+                .map(|r| match &r.action {
+                    Action::Route(ra) => RouteTarget {
+                        clusters: match &ra.cluster {
+                            ClusterSpecifier::Name(n) => vec![clusters.get(n).cloned()],
+                            ClusterSpecifier::Weighted(w) => w
+                                .clusters
+                                .iter()
+                                .map(|c| clusters.get(&c.name).cloned())
+                                .collect(),
+                            ClusterSpecifier::Header(_) => Vec::new(),
+                        },
+                        expected_timeout: ra.timeout.and_then(|t| {
+                            http::HeaderValue::from_str(&t.as_millis().to_string()).ok()
+                        }),
+                    },
+                    _ => RouteTarget::default(),
+                })
+                .collect()
+        })
+        .collect()
 }
