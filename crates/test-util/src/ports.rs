@@ -19,15 +19,55 @@ fn handed_out() -> &'static Mutex<HashSet<u16>> {
 }
 
 /// A free TCP port on 127.0.0.1 that this process has not handed out before.
+///
+/// Ports come from below the kernel's ephemeral range: a port picked by binding port 0
+/// and released can be taken by any outgoing connection's ephemeral port before the
+/// proxy binds it, which made proxies fail with "address in use" now and then.
 pub fn try_free_port() -> std::io::Result<u16> {
-    for _ in 0..64 {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let (low, high) = candidate_range();
+    let span = u64::from(high - low);
+    let mut next = random_seed() % span;
+    for _ in 0..512 {
+        let port = low + (next % span) as u16;
+        next = next
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407)
+            >> 11;
         let mut seen = handed_out().lock().unwrap_or_else(|e| e.into_inner());
-        if seen.insert(port) {
+        if seen.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            seen.insert(port);
             return Ok(port);
         }
     }
-    Err(std::io::Error::other("no unused port after 64 tries"))
+    Err(std::io::Error::other("no unused port after 512 tries"))
+}
+
+/// Ports below the ephemeral range (`ip_local_port_range`), above the well-known ones.
+fn candidate_range() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u16>().ok())
+        })
+        .unwrap_or(32768);
+    if ephemeral_low > 12_000 {
+        (10_000, ephemeral_low)
+    } else {
+        // An unusual range: fall back to above it.
+        (61_000, 65_000)
+    }
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 /// A free TCP port on 127.0.0.1 (bound on port 0, read, released).
