@@ -28,7 +28,7 @@ pub struct Host {
 /// Per-host counters and gauges, as Envoy's admin `/clusters` reports them.
 #[derive(Debug, Default)]
 pub struct HostStats {
-    /// Requests in flight (until the response headers arrive or the request fails).
+    /// Requests in flight (until the response body ends or the request fails).
     pub rq_active: AtomicU64,
     /// Requests sent.
     pub rq_total: AtomicU64,
@@ -42,6 +42,22 @@ pub struct HostStats {
     pub cx_total: AtomicU64,
     /// Connection attempts that failed or timed out.
     pub cx_connect_fail: AtomicU64,
+}
+
+impl HostStats {
+    /// Every counter with its Envoy name, for admin `/clusters`.
+    pub fn counters(&self) -> [(&'static str, u64); 7] {
+        let v = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("cx_active", v(&self.cx_active)),
+            ("cx_connect_fail", v(&self.cx_connect_fail)),
+            ("cx_total", v(&self.cx_total)),
+            ("rq_active", v(&self.rq_active)),
+            ("rq_error", v(&self.rq_error)),
+            ("rq_success", v(&self.rq_success)),
+            ("rq_total", v(&self.rq_total)),
+        ]
+    }
 }
 
 impl std::fmt::Debug for Host {

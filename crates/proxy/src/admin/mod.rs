@@ -148,42 +148,9 @@ fn clusters(server: &Server) -> String {
         let _ = writeln!(s, "{name}::observability_name::{name}");
         for h in c.hosts().iter() {
             let a = h.address;
-            let st = &h.stats;
-            let _ = writeln!(
-                s,
-                "{name}::{a}::cx_active::{}",
-                st.cx_active.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                s,
-                "{name}::{a}::cx_connect_fail::{}",
-                st.cx_connect_fail.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                s,
-                "{name}::{a}::cx_total::{}",
-                st.cx_total.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                s,
-                "{name}::{a}::rq_active::{}",
-                st.rq_active.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                s,
-                "{name}::{a}::rq_error::{}",
-                st.rq_error.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                s,
-                "{name}::{a}::rq_success::{}",
-                st.rq_success.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                s,
-                "{name}::{a}::rq_total::{}",
-                st.rq_total.load(Ordering::Relaxed)
-            );
+            for (stat, value) in h.stats.counters() {
+                let _ = writeln!(s, "{name}::{a}::{stat}::{value}");
+            }
             let _ = writeln!(s, "{name}::{a}::hostname::{}", h.hostname);
             let _ = writeln!(s, "{name}::{a}::health_flags::healthy");
             let _ = writeln!(s, "{name}::{a}::weight::{}", h.weight);

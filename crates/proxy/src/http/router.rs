@@ -158,26 +158,18 @@ pub async fn handle(
         info.route_name = Some(route.name.clone());
     }
 
+    // Mutations of the matched route, most specific first.
+    let levels = [
+        Some(&route.headers),
+        Some(&vh.headers),
+        Some(&rc.headers),
+        None,
+    ];
     match &route.action {
         Action::DirectResponse(d) => {
-            let mut resp =
-                local_reply::response(d.status, d.body.as_ref().map(|b| Bytes::copy_from_slice(b)));
-            if hcm.keep_request_headers {
-                info.request_headers = req.headers().clone();
-            }
-            headers::apply_all(
-                [
-                    Some(&route.headers),
-                    Some(&vh.headers),
-                    Some(&rc.headers),
-                    None,
-                ],
-                Side::Response,
-                resp.headers_mut(),
-                &info,
-            );
-            info.response_code_details = Some("direct_response");
-            finish_response(&hcm, info, resp, start, tap)
+            let body = d.body.as_ref().map(|b| Bytes::copy_from_slice(b));
+            let resp = local_reply::response(d.status, body);
+            finish_direct(&hcm, info, req.headers(), levels, resp, start, tap)
         }
         Action::Redirect(r) => {
             let location = redirect_location(r, route, &info, req.headers());
@@ -185,22 +177,7 @@ pub async fn handle(
             if let Ok(v) = HeaderValue::from_str(&location) {
                 resp.headers_mut().insert(http::header::LOCATION, v);
             }
-            if hcm.keep_request_headers {
-                info.request_headers = req.headers().clone();
-            }
-            headers::apply_all(
-                [
-                    Some(&route.headers),
-                    Some(&vh.headers),
-                    Some(&rc.headers),
-                    None,
-                ],
-                Side::Response,
-                resp.headers_mut(),
-                &info,
-            );
-            info.response_code_details = Some("direct_response");
-            finish_response(&hcm, info, resp, start, tap)
+            finish_direct(&hcm, info, req.headers(), levels, resp, start, tap)
         }
         Action::Route(ra) => {
             let target = hcm
@@ -218,6 +195,7 @@ pub async fn handle(
                 &rc,
                 ra,
                 target,
+                levels,
                 start,
                 tap,
             )
@@ -237,16 +215,11 @@ async fn forward(
     rc: &ferry_config::route::RouteConfig,
     ra: &RouteAction,
     target: &RouteTarget,
+    // Local replies once a route matched carry its response header mutations.
+    levels: [Option<&ferry_config::HeaderMutations>; 4],
     start: Instant,
     tap: Arc<RequestTap>,
 ) -> Response<Body> {
-    // Local replies once a route matched carry its response header mutations.
-    let levels = [
-        Some(&route.headers),
-        Some(&vh.headers),
-        Some(&rc.headers),
-        None,
-    ];
     // Cluster.
     let mut weighted: Option<&WeightedCluster> = None;
     let cluster = match &ra.cluster {
@@ -674,6 +647,25 @@ fn redirect_location(r: &Redirect, route: &Route, info: &StreamInfo, h: &HeaderM
         RedirectPath::Regex(re, sub) => format!("{}{query}", re.replace_all(path, sub.as_str())),
     };
     format!("{scheme}://{host}{new_path}")
+}
+
+/// A direct response or redirect: the route's response header mutations, then the
+/// headers every response gets.
+fn finish_direct(
+    hcm: &HcmRuntime,
+    mut info: StreamInfo,
+    request_headers: &HeaderMap,
+    levels: [Option<&ferry_config::HeaderMutations>; 4],
+    mut resp: Response<Body>,
+    start: Instant,
+    tap: Arc<RequestTap>,
+) -> Response<Body> {
+    if hcm.keep_request_headers {
+        info.request_headers = request_headers.clone();
+    }
+    headers::apply_all(levels, Side::Response, resp.headers_mut(), &info);
+    info.response_code_details = Some("direct_response");
+    finish_response(hcm, info, resp, start, tap)
 }
 
 /// Answers locally with Envoy's status, body and flag.
