@@ -301,3 +301,97 @@ async fn failures_match_envoy() {
         diffs.join("\n")
     );
 }
+
+const EDGE_HEADERS: &str = r#"
+static_resources:
+  listeners:
+  - name: edge
+    address: { socket_address: { address: 127.0.0.1, port_value: 1 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: edge
+          use_remote_address: true
+          server_name: ferry-edge
+          via: edge-proxy
+          always_set_request_id_in_response: true
+          route_config:
+            virtual_hosts:
+            - name: main
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/auto" }
+                route: { cluster: backend, auto_host_rewrite: true }
+              - match: { prefix: "/" }
+                route: { cluster: backend }
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  - name: passthrough
+    address: { socket_address: { address: 127.0.0.1, port_value: 1 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: inner
+          server_header_transformation: PASS_THROUGH
+          generate_request_id: false
+          route_config:
+            virtual_hosts:
+            - name: main
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                route: { cluster: backend }
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: backend
+    load_assignment:
+      cluster_name: backend
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 1 } } }
+admin:
+  address: { socket_address: { address: 127.0.0.1, port_value: 1 } }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_headers_match_envoy() {
+    if !require_envoy() {
+        return;
+    }
+    let reqs = vec![
+        Request::get("/svc/echo"),
+        Request::get("/svc/echo")
+            .header("x-forwarded-for", "10.0.0.9")
+            .header("x-request-id", "external"),
+        Request::get("/svc/echo")
+            .header("x-envoy-retry-on", "5xx")
+            .header("x-envoy-original-path", "/spoofed")
+            .header("x-envoy-internal", "true")
+            .header("x-envoy-custom", "kept"),
+        Request::get("/svc/echo")
+            .header("via", "1.1 client-proxy")
+            .http2(),
+        Request::get("/svc/headers?server=backend-server"),
+        Request::get("/auto/x"),
+        Request::get("/nowhere/status/404"),
+        Request::get("/svc/echo").listener(1),
+        Request::get("/svc/headers?server=backend-server").listener(1),
+    ];
+    let diffs = run_scenario(EDGE_HEADERS, &reqs, &["backend"])
+        .await
+        .unwrap_or_else(|e| panic!("scenario failed to run: {e:#}"));
+    assert!(
+        diffs.is_empty(),
+        "ferry differs from Envoy:\n{}",
+        diffs.join("\n")
+    );
+}

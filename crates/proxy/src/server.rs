@@ -97,6 +97,7 @@ impl Server {
             bootstrap: Arc::new(bootstrap),
             clusters,
             config_json: Arc::new(loaded.json),
+            local_address: crate::snapshot::local_address(),
         };
         let mut sockets = Vec::new();
         for l in &snapshot.bootstrap.listeners {

@@ -13,6 +13,38 @@ pub struct Snapshot {
     pub clusters: Arc<ClusterManager>,
     /// The decoded bootstrap as JSON, for `/config_dump`.
     pub config_json: Arc<serde_json::Value>,
+    /// This host's address (Envoy's local_info address: the first non-loopback
+    /// interface address), appended to `x-forwarded-for` for loopback peers.
+    pub local_address: Option<std::net::IpAddr>,
+}
+
+/// The first non-loopback, non-link-local interface address, IPv4 first, as Envoy's
+/// `Network::Utility::getLocalAddress` picks it.
+pub fn local_address() -> Option<std::net::IpAddr> {
+    let addrs: Vec<std::net::IpAddr> = nix::ifaddrs::getifaddrs()
+        .ok()?
+        .filter_map(|ifa| {
+            let a = ifa.address?;
+            if let Some(v4) = a.as_sockaddr_in() {
+                Some(std::net::IpAddr::V4(v4.ip()))
+            } else {
+                a.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip()))
+            }
+        })
+        .filter(|ip| match ip {
+            std::net::IpAddr::V4(v4) => {
+                !v4.is_loopback() && !v4.is_link_local() && !v4.is_unspecified()
+            }
+            std::net::IpAddr::V6(v6) => {
+                !v6.is_loopback() && !v6.is_unspecified() && (v6.segments()[0] & 0xffc0) != 0xfe80
+            }
+        })
+        .collect();
+    addrs
+        .iter()
+        .find(|ip| ip.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
 }
 
 impl std::fmt::Debug for Snapshot {

@@ -30,6 +30,31 @@ const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const X_ENVOY_ORIGINAL_PATH: &str = "x-envoy-original-path";
 const X_ENVOY_ORIGINAL_HOST: &str = "x-envoy-original-host";
+const X_ENVOY_EXTERNAL_ADDRESS: &str = "x-envoy-external-address";
+
+/// Control headers Envoy removes from external requests at the edge.
+const EDGE_STRIPPED: &[&str] = &[
+    "x-envoy-decorator-operation",
+    "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-external-address",
+    "x-envoy-force-trace",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-internal",
+    "x-envoy-ip-tags",
+    "x-envoy-max-retries",
+    "x-envoy-original-path",
+    "x-envoy-retriable-header-names",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-retry-on",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-stream-duration-ms",
+];
 const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: &str = "x-envoy-expected-rq-timeout-ms";
 const X_ENVOY_UPSTREAM_SERVICE_TIME: &str = "x-envoy-upstream-service-time";
 
@@ -90,11 +115,26 @@ pub async fn handle(
     }
 
     // Standard request headers (Envoy's ConnectionManagerUtility::mutateRequestHeaders).
+    // With use_remote_address this proxy is the edge: every request is external (no
+    // internal_address_config), so client-supplied control headers are removed.
     {
         let h = req.headers_mut();
-        if cfg.use_remote_address && !cfg.skip_xff_append {
-            let ip = conn.peer.ip().to_string();
-            append_xff(h, &ip);
+        if cfg.use_remote_address {
+            for name in EDGE_STRIPPED {
+                h.remove(*name);
+            }
+            let peer_ip = conn.peer.ip();
+            if let Ok(v) = HeaderValue::from_str(&peer_ip.to_string()) {
+                h.insert(X_ENVOY_EXTERNAL_ADDRESS, v);
+            }
+            if !cfg.skip_xff_append {
+                // A loopback peer is recorded as this host's own address (Envoy).
+                let ip = match (peer_ip.is_loopback(), hcm.local_address) {
+                    (true, Some(local)) => local,
+                    _ => peer_ip,
+                };
+                append_xff(h, &ip.to_string());
+            }
         }
         if cfg.use_remote_address || !h.contains_key(X_FORWARDED_PROTO) {
             h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));

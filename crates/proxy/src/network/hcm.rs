@@ -28,6 +28,8 @@ pub struct HcmRuntime {
     /// Per virtual host, per route: what the route resolves to, resolved once here so
     /// that no request looks a cluster up by name.
     pub routes: Vec<Vec<RouteTarget>>,
+    /// This host's address, appended to `x-forwarded-for` for loopback peers.
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 /// A route's upstream side, resolved against the snapshot's clusters.
@@ -49,6 +51,7 @@ impl HcmRuntime {
         HcmRuntime {
             keep_request_headers,
             routes,
+            local_address: snapshot.local_address,
             config,
             clusters: snapshot.clusters.clone(),
             loggers: loggers.into(),

@@ -1,0 +1,242 @@
+//! HCM limits and timeouts, and an upstream that dies mid-response, through a running
+//! ferry with real sockets.
+
+use ferry_test_util::diff::send;
+use ferry_test_util::{backend, rewrite_bootstrap, start_ferry, Request};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+fn bootstrap(hcm_extra: &str) -> String {
+    format!(
+        r#"
+static_resources:
+  listeners:
+  - name: main
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 1 }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+{hcm_extra}
+          route_config:
+            virtual_hosts:
+            - name: main
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: backend }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: backend
+    load_assignment:
+      cluster_name: backend
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 1 }} }} }}
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 1 }} }}
+"#
+    )
+}
+
+async fn ferry(hcm_extra: &str, backend: SocketAddr) -> ferry_test_util::Proxy {
+    let mut map = BTreeMap::new();
+    map.insert("backend".to_string(), backend);
+    let rw = rewrite_bootstrap(&bootstrap(hcm_extra), &map).unwrap_or_else(|e| panic!("{e:#}"));
+    start_ferry(&rw.yaml)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+fn port(p: &ferry_test_util::Proxy) -> u16 {
+    p.listener_port().unwrap_or_else(|| panic!("no listener"))
+}
+
+/// Reads until the peer closes; panics if it has not closed by the deadline.
+async fn read_to_close(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(DEADLINE, s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    assert!(
+        closed.is_ok(),
+        "the connection was not closed; received:\n{text}"
+    );
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_headers_get_431() {
+    let be = backend::start("limits").await;
+    let proxy = ferry(
+        "          common_http_protocol_options: { max_headers_count: 10 }",
+        be.addr(),
+    )
+    .await;
+    let mut req = Request::get("/few");
+    for i in 0..5 {
+        req = req.header(&format!("x-h{i}"), "v");
+    }
+    let o = send(port(&proxy), &req)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(o.status, 200);
+    let mut req = Request::get("/many");
+    for i in 0..20 {
+        req = req.header(&format!("x-h{i}"), "v");
+    }
+    let o = send(port(&proxy), &req)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(o.status, 431);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_timeout_answers_408_to_a_slow_body() {
+    let be = backend::start("slow").await;
+    let proxy = ferry("          request_timeout: 0.3s", be.addr()).await;
+    let mut s = TcpStream::connect(("127.0.0.1", port(&proxy)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Promise 100 bytes, send 5, then stall.
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nhello")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let reply = read_to_close(&mut s).await;
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.ends_with("request timeout"), "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
+    let be = backend::start("idle").await;
+    let proxy = ferry(
+        "          common_http_protocol_options: { idle_timeout: 0.3s }",
+        be.addr(),
+    )
+    .await;
+    let mut s = TcpStream::connect(("127.0.0.1", port(&proxy)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.write_all(b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The response arrives, then, with no further request, ferry closes the connection.
+    let reply = read_to_close(&mut s).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("\"path\":\"/one\""), "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connection_duration_closes_gracefully() {
+    let be = backend::start("dur").await;
+    let proxy = ferry(
+        "          common_http_protocol_options: { max_connection_duration: 0.3s }",
+        be.addr(),
+    )
+    .await;
+    let mut s = TcpStream::connect(("127.0.0.1", port(&proxy)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.write_all(b"GET /d HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let reply = read_to_close(&mut s).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+/// A backend that answers headers and part of the body, then closes.
+async fn dies_mid_response() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = l.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nonly part of it")
+                    .await;
+                // Dropping the socket ends the response 985 bytes early.
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_reset_after_headers_resets_the_downstream_and_ferry_keeps_serving() {
+    let dying = dies_mid_response().await;
+    let proxy = ferry("", dying).await;
+    let mut s = TcpStream::connect(("127.0.0.1", port(&proxy)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.write_all(b"GET /partial HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let reply = read_to_close(&mut s).await;
+    // Headers were already forwarded: the status stands, the body is cut short and the
+    // connection closed (Envoy resets the stream; HTTP/1.1 has only the close).
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert!(body.len() < 1000, "{reply}");
+    // The process still serves new connections.
+    let mut s = TcpStream::connect(("127.0.0.1", port(&proxy)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.write_all(b"GET /again HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let reply = read_to_close(&mut s).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_bootstraps_load_like_yaml() {
+    let be = backend::start("json").await;
+    let mut map = BTreeMap::new();
+    map.insert("backend".to_string(), be.addr());
+    let rw = rewrite_bootstrap(&bootstrap(""), &map).unwrap_or_else(|e| panic!("{e:#}"));
+    let value: serde_json::Value = serde_yaml::from_str(&rw.yaml).unwrap_or_else(|e| panic!("{e}"));
+    let dir = std::env::temp_dir().join(format!("ferry-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join("bootstrap.json");
+    std::fs::write(&path, value.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("validate")
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // A JSON syntax error names the format and position.
+    std::fs::write(&path, "{\"static_resources\": ").unwrap_or_else(|e| panic!("{e}"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("validate")
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Json syntax"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
