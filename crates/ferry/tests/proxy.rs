@@ -318,3 +318,36 @@ async fn workers_follow_the_cpus_available_to_the_process() {
         assert_eq!(v["command_line_options"]["concurrency"], want, "{info}");
     }
 }
+
+#[test]
+fn demo_once_proxies_through_the_seed_configuration() {
+    // The README's first command, as a smoke run on free ports. The first request goes
+    // out as soon as the listener opens: the STRICT_DNS cluster must be warm by then.
+    let ports: Vec<String> = (0..3)
+        .map(|_| ferry_test_util::free_port().to_string())
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "demo",
+            "--once",
+            "--port",
+            &ports[0],
+            "--admin-port",
+            &ports[1],
+            "--backend-port",
+            &ports[2],
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("GET /service -> 200 OK hello from the ferry demo backend"),
+        "{stdout}"
+    );
+}

@@ -10,6 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
+/// The longest start-up waits for a cluster's first host set.
+const CLUSTER_WARMING_LIMIT: Duration = Duration::from_secs(15);
+
 /// Options from the command line.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -93,6 +96,16 @@ impl Server {
             bootstrap.node_cluster = c.clone();
         }
         let clusters = ferry_upstream::ClusterManager::new(&bootstrap.clusters);
+        // Envoy's cluster warming: listeners open once every cluster has its first host
+        // set (a DNS cluster after its first resolution attempt, successful or not).
+        for c in clusters.clusters() {
+            if tokio::time::timeout(CLUSTER_WARMING_LIMIT, c.ready())
+                .await
+                .is_err()
+            {
+                tracing::warn!(cluster = %c.config.name, "cluster not ready in time; starting anyway");
+            }
+        }
         let snapshot = Snapshot {
             bootstrap: Arc::new(bootstrap),
             clusters,
