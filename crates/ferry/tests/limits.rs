@@ -240,3 +240,36 @@ async fn json_bootstraps_load_like_yaml() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_are_closed_after_idle_timeout() {
+    use http_body_util::BodyExt;
+    let be = backend::start("h2idle").await;
+    let proxy = ferry(
+        "          common_http_protocol_options: { idle_timeout: 0.3s }",
+        be.addr(),
+    )
+    .await;
+    let stream = TcpStream::connect(("127.0.0.1", port(&proxy)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get("http://h2.test/h2")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let resp = send
+        .send_request(req)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status(), 200);
+    let _ = resp.into_body().collect().await;
+    // No more streams: ferry sends GOAWAY and the connection ends on its own.
+    let ended = tokio::time::timeout(DEADLINE, conn).await;
+    assert!(ended.is_ok(), "the idle HTTP/2 connection was not closed");
+}

@@ -310,3 +310,39 @@ impl http_body::Body for TimedResponse {
         self.inner.size_hint()
     }
 }
+
+pin_project_lite::pin_project! {
+    /// A response body that holds a guard until it ends or is dropped.
+    pub struct Guarded<G> {
+        #[pin]
+        inner: Body,
+        guard: G,
+    }
+}
+
+impl<G> Guarded<G> {
+    /// Wraps `inner`, keeping `guard` alive as long as the body.
+    pub fn new(inner: Body, guard: G) -> Self {
+        Guarded { inner, guard }
+    }
+}
+
+impl<G> http_body::Body for Guarded<G> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

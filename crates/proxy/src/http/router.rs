@@ -7,12 +7,6 @@ use crate::http::headers::{self, Side};
 use crate::http::local_reply::{self, LocalReason};
 use crate::http::route_match::{self, RequestView};
 use crate::network::hcm::{ConnInfo, HcmRuntime, RouteTarget};
-
-/// For a route the runtime has no entry for (cannot happen: both come from one config).
-static NO_TARGET: RouteTarget = RouteTarget {
-    clusters: Vec::new(),
-    expected_timeout: None,
-};
 use bytes::Bytes;
 use ferry_config::hcm::ServerHeader;
 use ferry_config::route::{
@@ -58,14 +52,42 @@ const EDGE_STRIPPED: &[&str] = &[
 const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: &str = "x-envoy-expected-rq-timeout-ms";
 const X_ENVOY_UPSTREAM_SERVICE_TIME: &str = "x-envoy-upstream-service-time";
 
+/// For a route the runtime has no entry for (cannot happen: both come from one config).
+static NO_TARGET: RouteTarget = RouteTarget {
+    clusters: Vec::new(),
+    expected_timeout: None,
+};
+
 /// Handles one request to completion of its response headers; the body streams after.
 pub async fn handle(
     hcm: Arc<HcmRuntime>,
     conn: Arc<ConnInfo>,
-    mut req: Request<hyper::body::Incoming>,
+    req: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
     let start = Instant::now();
     let tap = Arc::new(RequestTap::default());
+    let cfg = &hcm.config;
+    // HTTP/2 streams are counted for the connection idle timeout until their response
+    // body ends.
+    let stream_guard = (req.version() == http::Version::HTTP_2 && cfg.idle_timeout.is_some())
+        .then(|| conn.open_h2_stream());
+    let resp = route_request(&hcm, &conn, req, start, tap).await;
+    match stream_guard {
+        None => resp,
+        Some(guard) => {
+            let (parts, body) = resp.into_parts();
+            Response::from_parts(parts, crate::http::body::Guarded::new(body, guard).boxed())
+        }
+    }
+}
+
+async fn route_request(
+    hcm: &Arc<HcmRuntime>,
+    conn: &Arc<ConnInfo>,
+    mut req: Request<hyper::body::Incoming>,
+    start: Instant,
+    tap: Arc<RequestTap>,
+) -> Response<Body> {
     let cfg = &hcm.config;
     let protocol = match req.version() {
         http::Version::HTTP_2 => "HTTP/2",
@@ -103,7 +125,7 @@ pub async fn handle(
             ..Default::default()
         };
         return finish_local(
-            &hcm,
+            hcm,
             info,
             req.headers(),
             [None; 4],
@@ -183,7 +205,7 @@ pub async fn handle(
         }) => (vh_index, route_index, vh, route),
         _ => {
             return finish_local(
-                &hcm,
+                hcm,
                 info,
                 req.headers(),
                 [None; 4],
@@ -209,7 +231,7 @@ pub async fn handle(
         Action::DirectResponse(d) => {
             let body = d.body.as_ref().map(|b| Bytes::copy_from_slice(b));
             let resp = local_reply::response(d.status, body);
-            finish_direct(&hcm, info, req.headers(), levels, resp, start, tap)
+            finish_direct(hcm, info, req.headers(), levels, resp, start, tap)
         }
         Action::Redirect(r) => {
             let location = redirect_location(r, route, &info, req.headers());
@@ -217,7 +239,7 @@ pub async fn handle(
             if let Ok(v) = HeaderValue::from_str(&location) {
                 resp.headers_mut().insert(http::header::LOCATION, v);
             }
-            finish_direct(&hcm, info, req.headers(), levels, resp, start, tap)
+            finish_direct(hcm, info, req.headers(), levels, resp, start, tap)
         }
         Action::Route(ra) => {
             let target = hcm
@@ -227,7 +249,7 @@ pub async fn handle(
                 .unwrap_or(&NO_TARGET);
             forward(
                 hcm.clone(),
-                conn,
+                conn.clone(),
                 req,
                 info,
                 route,

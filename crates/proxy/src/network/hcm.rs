@@ -11,8 +11,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// An HCM ready to serve: its config, clusters and access loggers.
 pub struct HcmRuntime {
@@ -70,9 +72,68 @@ pub struct ConnInfo {
     pub id: u64,
     /// Requests whose HTTP/1.1 framing conflicts (Content-Length with Transfer-Encoding).
     pub conflicts: Arc<super::h1_guard::Conflicts>,
+    /// HTTP/2 streams in flight, for the connection idle timeout.
+    pub streams: StreamCount,
+}
+
+/// Open HTTP/2 streams of a connection and when the last one ended. (HTTP/1.1 idleness
+/// is the codec's wait for the next request's headers.)
+#[derive(Debug)]
+pub struct StreamCount {
+    opened: Instant,
+    active: AtomicUsize,
+    last_end_nanos: AtomicU64,
+    saw_h2: std::sync::atomic::AtomicBool,
+}
+
+impl StreamCount {
+    fn new() -> Self {
+        StreamCount {
+            opened: Instant::now(),
+            active: AtomicUsize::new(0),
+            last_end_nanos: AtomicU64::new(0),
+            saw_h2: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// When the connection became idle, if it is (no stream in flight).
+    fn idle_since(&self) -> Option<Instant> {
+        if self.active.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        Some(self.opened + Duration::from_nanos(self.last_end_nanos.load(Ordering::Relaxed)))
+    }
+}
+
+/// Ends a stream's count when dropped (with the response body).
+#[derive(Debug)]
+pub struct StreamGuard(Arc<ConnInfo>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let s = &self.0.streams;
+        s.last_end_nanos
+            .store(s.opened.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        s.active.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 static CONNECTION_IDS: AtomicU64 = AtomicU64::new(1);
+
+impl ConnInfo {
+    /// An HTTP/2 stream starts; the returned guard ends it when dropped.
+    pub fn open_h2_stream(self: &Arc<ConnInfo>) -> StreamGuard {
+        self.streams.saw_h2.store(true, Ordering::Relaxed);
+        self.streams.active.fetch_add(1, Ordering::Relaxed);
+        StreamGuard(self.clone())
+    }
+
+    /// Whether the connection has carried an HTTP/2 stream (an HTTP/1.1 connection's
+    /// idleness is left to the codec).
+    fn saw_http2(&self) -> bool {
+        self.streams.saw_h2.load(Ordering::Relaxed)
+    }
+}
 
 /// Serves one downstream connection until it closes.
 pub(crate) async fn serve(
@@ -90,7 +151,9 @@ pub(crate) async fn serve(
         local,
         id: CONNECTION_IDS.fetch_add(1, Ordering::Relaxed),
         conflicts: conflicts.clone(),
+        streams: StreamCount::new(),
     });
+    let idle_conn = conn.clone();
     let svc = hyper::service::service_fn(move |req| {
         let hcm = hcm.clone();
         let conn = conn.clone();
@@ -144,6 +207,28 @@ pub(crate) async fn serve(
         }
     };
     tokio::pin!(max_duration);
+    // HTTP/2: close (GOAWAY) after `idle_timeout` without a stream in flight.
+    let h2_idle = async {
+        let Some(idle) = cfg
+            .idle_timeout
+            .filter(|_| cfg.codec_type != CodecType::Http1)
+        else {
+            return std::future::pending().await;
+        };
+        loop {
+            match idle_conn.streams.idle_since() {
+                Some(since) if since + idle <= Instant::now() && idle_conn.saw_http2() => return,
+                Some(since) => {
+                    tokio::time::sleep_until(
+                        (since + idle).max(Instant::now() + Duration::from_millis(1)),
+                    )
+                    .await
+                }
+                None => tokio::time::sleep(idle).await,
+            }
+        }
+    };
+    tokio::pin!(h2_idle);
     let mut closing = false;
     loop {
         tokio::select! {
@@ -158,6 +243,10 @@ pub(crate) async fn serve(
                 conn_fut.as_mut().graceful_shutdown();
             }
             _ = &mut max_duration, if !closing => {
+                closing = true;
+                conn_fut.as_mut().graceful_shutdown();
+            }
+            _ = &mut h2_idle, if !closing => {
                 closing = true;
                 conn_fut.as_mut().graceful_shutdown();
             }
