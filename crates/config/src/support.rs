@@ -2,7 +2,7 @@
 //!
 //! The decoded config is walked reflectively: every field that is set must be listed in
 //! [`SUPPORTED`] for its message type, and every `Any` must hold one of
-//! [`SUPPORTED_TYPES`]. Anything else is reported with its path — never ignored. The
+//! [`SUPPORTED_EXTENSIONS`]. Anything else is reported with its path — never ignored. The
 //! same table generates the field list in `docs/envoy-compat.md`.
 
 use crate::ConfigError;
@@ -135,37 +135,27 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
     ("envoy.config.core.v3.Metadata", &["filter_metadata"]),
 ];
 
-/// Extension config types that ferry implements, by where they may appear.
-pub const SUPPORTED_TYPES: &[(&str, &str)] = &[
-    (
-        "envoy.filters.network.http_connection_manager",
-        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-    ),
-    (
-        "envoy.filters.network.tcp_proxy",
-        "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
-    ),
-    (
-        "envoy.filters.http.router",
-        "envoy.extensions.filters.http.router.v3.Router",
-    ),
-    (
-        "envoy.access_loggers.file",
-        "envoy.extensions.access_loggers.file.v3.FileAccessLog",
-    ),
-    (
-        "envoy.access_loggers.stdout",
-        "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-    ),
-    (
-        "envoy.access_loggers.stderr",
-        "envoy.extensions.access_loggers.stream.v3.StderrAccessLog",
-    ),
-    (
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-    ),
+/// Extensions that ferry implements, by name. Their config types come from the one
+/// name → type table in `ferry-envoy-api` ([`extension_type`]).
+pub const SUPPORTED_EXTENSIONS: &[&str] = &[
+    "envoy.filters.network.http_connection_manager",
+    "envoy.filters.network.tcp_proxy",
+    "envoy.filters.http.router",
+    "envoy.access_loggers.file",
+    "envoy.access_loggers.stdout",
+    "envoy.access_loggers.stderr",
+    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
 ];
+
+/// The config type of a supported extension (`typed_extension_protocol_options` keys are
+/// the type itself).
+pub fn extension_type(name: &str) -> &str {
+    ferry_envoy_api::type_url_for_name(name).unwrap_or(name)
+}
+
+fn supported_type(ty: &str) -> bool {
+    SUPPORTED_EXTENSIONS.iter().any(|n| extension_type(n) == ty)
+}
 
 fn supported_fields(message: &str) -> Option<&'static [&'static str]> {
     SUPPORTED
@@ -274,7 +264,7 @@ fn walk_any(
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
     let ty = url.rsplit('/').next().unwrap_or_default().to_string();
-    if !SUPPORTED_TYPES.iter().any(|(_, t)| *t == ty) {
+    if !supported_type(&ty) {
         let what = name.map(str::to_string).unwrap_or_else(|| ty.clone());
         out.push(ConfigError {
             path: owner_path.to_string(),
@@ -323,7 +313,12 @@ mod tests {
                 );
             }
         }
-        for (name, ty) in SUPPORTED_TYPES {
+        for name in SUPPORTED_EXTENSIONS {
+            let ty = extension_type(name);
+            assert!(
+                pool().get_message_by_name(ty).is_some(),
+                "{name}: no config type {ty}"
+            );
             assert!(
                 doc.contains(&format!("| `{name}` | `{ty}` |")),
                 "docs/envoy-compat.md lacks {name}"

@@ -428,17 +428,14 @@ async fn forward(
     if let Some(v) = &target.expected_timeout {
         h.insert(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, v.clone());
     }
-    headers::apply_all(
-        [
-            headers::of_weighted(weighted),
-            Some(&route.headers),
-            Some(&vh.headers),
-            Some(&rc.headers),
-        ],
-        Side::Request,
-        h,
-        &info,
-    );
+    // Every level's mutations, most specific first (the weighted cluster's included).
+    let all_levels = [
+        headers::of_weighted(weighted),
+        Some(&route.headers),
+        Some(&vh.headers),
+        Some(&rc.headers),
+    ];
+    headers::apply_all(all_levels, Side::Request, h, &info);
     parts.uri = match new_path.parse() {
         Ok(u) => u,
         Err(_) => {
@@ -462,17 +459,7 @@ async fn forward(
             .await
         {
             Ok(mut resp) => {
-                headers::apply_all(
-                    [
-                        headers::of_weighted(weighted),
-                        Some(&route.headers),
-                        Some(&vh.headers),
-                        Some(&rc.headers),
-                    ],
-                    Side::Response,
-                    resp.headers_mut(),
-                    &info,
-                );
+                headers::apply_all(all_levels, Side::Response, resp.headers_mut(), &info);
                 finish_response(&hcm, info, resp, start, tap)
             }
             Err(e) => {
@@ -560,17 +547,7 @@ async fn forward(
     if let Ok(v) = HeaderValue::from_str(&start.elapsed().as_millis().to_string()) {
         rparts.headers.insert(X_ENVOY_UPSTREAM_SERVICE_TIME, v);
     }
-    headers::apply_all(
-        [
-            headers::of_weighted(weighted),
-            Some(&route.headers),
-            Some(&vh.headers),
-            Some(&rc.headers),
-        ],
-        Side::Response,
-        &mut rparts.headers,
-        &info,
-    );
+    headers::apply_all(all_levels, Side::Response, &mut rparts.headers, &info);
     info.response_code_details = Some("via_upstream");
     let rbody = if route_deadline.is_some() || idle.is_some() {
         TimedResponse::new(rbody, route_deadline, idle).boxed()
