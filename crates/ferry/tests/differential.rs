@@ -287,9 +287,9 @@ async fn failures_match_envoy() {
         Request::get("/nc").header("x-cluster", "backend"),
         Request::get("/nc404"),
         Request::get("/weighted"),
-        // Oversized headers: same 431, but hyper's codec sends no body where Envoy
-        // sends "Request Header Fields Too Large" (docs/envoy-compat.md); tests/proxy.rs
-        // checks the status.
+        Request::get("/big").header("x-big", &"a".repeat(70 * 1024)),
+        // Over HTTP/2, Envoy resets such a stream while the h2 codec answers 431
+        // (docs/envoy-compat.md).
         Request::get("/svc/status/500"),
     ];
     let diffs = run_scenario(FAILURES, &reqs, &["backend"])
@@ -389,6 +389,85 @@ async fn edge_headers_match_envoy() {
     let diffs = run_scenario(EDGE_HEADERS, &reqs, &["backend"])
         .await
         .unwrap_or_else(|e| panic!("scenario failed to run: {e:#}"));
+    assert!(
+        diffs.is_empty(),
+        "ferry differs from Envoy:\n{}",
+        diffs.join("\n")
+    );
+}
+
+/// Raw bytes to a proxy; the status line and body of its answer.
+fn raw_answer(port: u16, bytes: &[u8]) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok();
+    s.write_all(bytes).unwrap_or_else(|e| panic!("{e}"));
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.lines().next().unwrap_or_default().to_string();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_http1_is_refused_like_envoy() {
+    if !require_envoy() {
+        return;
+    }
+    let be = ferry_test_util::backend::start("backend").await;
+    let mut map = std::collections::BTreeMap::new();
+    map.insert("backend".to_string(), be.addr());
+    let rw = ferry_test_util::rewrite_bootstrap(FAILURES, &map).unwrap_or_else(|e| panic!("{e:#}"));
+    let envoy = ferry_test_util::start_envoy(&rw.yaml)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let rw2 =
+        ferry_test_util::rewrite_bootstrap(FAILURES, &map).unwrap_or_else(|e| panic!("{e:#}"));
+    let ferry = ferry_test_util::start_ferry(&rw2.yaml)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let big = format!(
+        "GET /svc HTTP/1.1\r\nHost: a\r\nx-big: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let many: String = (0..120).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let many = format!("GET /svc HTTP/1.1\r\nHost: a\r\n{many}\r\n");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("bad request line", b"GARBAGE\r\n\r\n".to_vec()),
+        ("invalid header name", b"GET /svc HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n".to_vec()),
+        (
+            "content-length and transfer-encoding",
+            b"POST /svc HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+        ),
+        ("oversized headers", big.into_bytes()),
+        ("too many headers", many.into_bytes()),
+    ];
+    let mut diffs = Vec::new();
+    for (name, bytes) in cases {
+        let (ep, fp) = (
+            envoy.listener_port().unwrap_or_default(),
+            ferry.listener_port().unwrap_or_default(),
+        );
+        let b2 = bytes.clone();
+        let e = tokio::task::spawn_blocking(move || raw_answer(ep, &bytes))
+            .await
+            .unwrap_or_default();
+        let f = tokio::task::spawn_blocking(move || raw_answer(fp, &b2))
+            .await
+            .unwrap_or_default();
+        // The pipelined case answers twice: compare the status lines of the whole stream.
+        if e.0 != f.0
+            || e.1.ends_with("Bad Request") != f.1.ends_with("Bad Request")
+            || (!e.1.contains('{') && e.1 != f.1)
+        {
+            diffs.push(format!("{name}: envoy={e:?} ferry={f:?}"));
+        }
+    }
     assert!(
         diffs.is_empty(),
         "ferry differs from Envoy:\n{}",

@@ -66,19 +66,12 @@ pub async fn handle(
 ) -> Response<Body> {
     let start = Instant::now();
     let tap = Arc::new(RequestTap::default());
-    let cfg = &hcm.config;
-    // HTTP/2 streams are counted for the connection idle timeout until their response
-    // body ends.
-    let stream_guard = (req.version() == http::Version::HTTP_2 && cfg.idle_timeout.is_some())
-        .then(|| conn.open_h2_stream());
+    // A stream counts as in flight until its response body ends: for the HTTP/2 idle
+    // timeout and for the HTTP/1.1 framing guard's refusals.
+    let guard = conn.open_stream(req.version() == http::Version::HTTP_2);
     let resp = route_request(&hcm, &conn, req, start, tap).await;
-    match stream_guard {
-        None => resp,
-        Some(guard) => {
-            let (parts, body) = resp.into_parts();
-            Response::from_parts(parts, crate::http::body::Guarded::new(body, guard).boxed())
-        }
-    }
+    let (parts, body) = resp.into_parts();
+    Response::from_parts(parts, crate::http::body::Guarded::new(body, guard).boxed())
 }
 
 async fn route_request(

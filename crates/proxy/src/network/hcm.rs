@@ -81,7 +81,6 @@ pub struct ConnInfo {
 #[derive(Debug)]
 pub struct StreamCount {
     opened: Instant,
-    active: AtomicUsize,
     last_end_nanos: AtomicU64,
     saw_h2: std::sync::atomic::AtomicBool,
 }
@@ -90,15 +89,14 @@ impl StreamCount {
     fn new() -> Self {
         StreamCount {
             opened: Instant::now(),
-            active: AtomicUsize::new(0),
             last_end_nanos: AtomicU64::new(0),
             saw_h2: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     /// When the connection became idle, if it is (no stream in flight).
-    fn idle_since(&self) -> Option<Instant> {
-        if self.active.load(Ordering::Relaxed) > 0 {
+    fn idle_since(&self, active: &AtomicUsize) -> Option<Instant> {
+        if active.load(Ordering::Relaxed) > 0 {
             return None;
         }
         Some(self.opened + Duration::from_nanos(self.last_end_nanos.load(Ordering::Relaxed)))
@@ -114,17 +112,20 @@ impl Drop for StreamGuard {
         let s = &self.0.streams;
         s.last_end_nanos
             .store(s.opened.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        s.active.fetch_sub(1, Ordering::Relaxed);
+        self.0.conflicts.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 static CONNECTION_IDS: AtomicU64 = AtomicU64::new(1);
 
 impl ConnInfo {
-    /// An HTTP/2 stream starts; the returned guard ends it when dropped.
-    pub fn open_h2_stream(self: &Arc<ConnInfo>) -> StreamGuard {
-        self.streams.saw_h2.store(true, Ordering::Relaxed);
-        self.streams.active.fetch_add(1, Ordering::Relaxed);
+    /// A stream (request) starts; the returned guard ends it when dropped, with its
+    /// response body.
+    pub fn open_stream(self: &Arc<ConnInfo>, http2: bool) -> StreamGuard {
+        if http2 {
+            self.streams.saw_h2.store(true, Ordering::Relaxed);
+        }
+        self.conflicts.active.fetch_add(1, Ordering::Relaxed);
         StreamGuard(self.clone())
     }
 
@@ -196,7 +197,15 @@ pub(crate) async fn serve(
             h2.max_concurrent_streams(n);
         }
     }
-    let io = TokioIo::new(super::h1_guard::H1Guard::new(stream, conflicts));
+    let limits = super::h1_guard::Limits {
+        max_head_bytes: header_bytes,
+        max_headers: cfg.max_headers_count as usize,
+        server: match cfg.server_header {
+            ferry_config::hcm::ServerHeader::PassThrough => None,
+            _ => Some(cfg.server_name.clone()),
+        },
+    };
+    let io = TokioIo::new(super::h1_guard::H1Guard::new(stream, conflicts, limits));
     let conn_fut = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn_fut);
     let mut drain = server.drain_signal();
@@ -216,7 +225,7 @@ pub(crate) async fn serve(
             return std::future::pending().await;
         };
         loop {
-            match idle_conn.streams.idle_since() {
+            match idle_conn.streams.idle_since(&idle_conn.conflicts.active) {
                 Some(since) if since + idle <= Instant::now() && idle_conn.saw_http2() => return,
                 Some(since) => {
                     tokio::time::sleep_until(
