@@ -279,6 +279,11 @@ async fn failures_match_envoy() {
         Request::get("/uf"),
         Request::get("/uf").http2(),
         Request::get("/ut/delay/2000"),
+        // A body with a Content-Length: the route timeout starts when it has arrived.
+        Request::new("POST", "/ut/delay/2000").body("hello"),
+        Request::new("POST", "/ut/delay/2000")
+            .body("hello over h2")
+            .http2(),
         Request::get("/si/delay/2000"),
         Request::get("/idle/delay/2000").listener(1),
         Request::get("/uc/reset"),

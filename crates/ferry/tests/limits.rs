@@ -273,3 +273,44 @@ async fn idle_http2_connections_are_closed_after_idle_timeout() {
     let ended = tokio::time::timeout(DEADLINE, conn).await;
     assert!(ended.is_ok(), "the idle HTTP/2 connection was not closed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_that_never_opens_a_stream_is_closed_after_idle_timeout() {
+    let be = backend::start("h2silent").await;
+    let proxy = ferry(
+        "          common_http_protocol_options: { idle_timeout: 0.3s }",
+        be.addr(),
+    )
+    .await;
+    let stream = TcpStream::connect(("127.0.0.1", port(&proxy)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (_send, conn) =
+        hyper::client::conn::http2::handshake::<_, _, http_body_util::Empty<bytes::Bytes>>(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ended = tokio::time::timeout(DEADLINE, conn).await;
+    assert!(ended.is_ok(), "the silent HTTP/2 connection was not closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_length_with_transfer_encoding_closes_the_connection() {
+    let be = backend::start("clte").await;
+    let proxy = ferry("", be.addr()).await;
+    let mut s = TcpStream::connect(("127.0.0.1", port(&proxy)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.write_all(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let reply = read_to_close(&mut s).await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(
+        !reply.contains("/smuggled"),
+        "a request after the conflict was served: {reply}"
+    );
+    assert_eq!(be.requests(), 0);
+}

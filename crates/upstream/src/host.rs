@@ -72,7 +72,6 @@ impl std::fmt::Debug for Host {
     }
 }
 
-/// Decrements `rq_active` even when the send future is dropped (e.g. a route timeout).
 /// What happens when a response ends (or is dropped): the request stops being active
 /// and, for HTTP/1.1, its connection is marked finished so the next checkout waits for
 /// it rather than opening another.
@@ -108,19 +107,24 @@ impl http_body::Body for Tracked {
     ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, crate::BoxError>>> {
         use std::task::Poll;
         let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => {
-                if let Some(end) = this.end.take() {
-                    if let Some(f) = &end.finished {
-                        f.store(true, Ordering::Release);
-                    }
+        let mut this = this;
+        let polled = this.inner.as_mut().poll_frame(cx);
+        // The end shows as `None`, or — since the reader stops once the body says so
+        // (Content-Length reached) — as a last frame after which the body has ended.
+        let ended = match &polled {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
+            _ => false,
+        };
+        if ended {
+            if let Some(end) = this.end.take() {
+                if let Some(f) = &end.finished {
+                    f.store(true, Ordering::Release);
                 }
             }
-            Poll::Ready(Some(Err(_))) => {
-                this.end.take();
-            }
-            _ => {}
+        }
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            this.end.take();
         }
         polled.map(|o| o.map(|r| r.map_err(|e| Box::new(e) as crate::BoxError)))
     }
@@ -170,6 +174,12 @@ impl Host {
     ) -> Result<http::Response<Body>, UpstreamError> {
         self.stats.rq_total.fetch_add(1, Ordering::Relaxed);
         self.stats.rq_active.fetch_add(1, Ordering::Relaxed);
+        // Ends the request's activity however this future ends: dropped (a timeout, the
+        // client gone), failed, or — moved into the body — when the response ends.
+        let mut end = EndOfResponse {
+            host: self.this.clone(),
+            finished: None,
+        };
         let result = self.pool.send(self, &cluster.config, req).await;
         match &result {
             Ok((resp, _)) if !resp.status().is_server_error() => {
@@ -177,26 +187,17 @@ impl Host {
             }
             _ => self.stats.rq_error.fetch_add(1, Ordering::Relaxed),
         };
-        match result {
-            Ok((resp, finished)) => {
-                let (parts, body) = resp.into_parts();
-                let body = Tracked {
-                    inner: body,
-                    end: Some(EndOfResponse {
-                        host: self.this.clone(),
-                        finished,
-                    }),
-                };
-                Ok(http::Response::from_parts(
-                    parts,
-                    http_body_util::BodyExt::boxed(body),
-                ))
-            }
-            Err(e) => {
-                self.stats.rq_active.fetch_sub(1, Ordering::Relaxed);
-                Err(e)
-            }
-        }
+        let (resp, finished) = result?;
+        end.finished = finished;
+        let (parts, body) = resp.into_parts();
+        let body = Tracked {
+            inner: body,
+            end: Some(end),
+        };
+        Ok(http::Response::from_parts(
+            parts,
+            http_body_util::BodyExt::boxed(body),
+        ))
     }
 
     /// A raw TCP connection (for `tcp_proxy`), with the cluster's `connect_timeout`.

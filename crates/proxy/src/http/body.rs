@@ -31,8 +31,13 @@ impl RequestTap {
     /// Records the end of the request body.
     fn complete(&self, start: Instant) {
         let n = start.elapsed().as_nanos().max(1) as u64;
-        self.done_nanos.store(n, Ordering::Relaxed);
-        self.completed.notify_one();
+        if self
+            .done_nanos
+            .compare_exchange(0, n, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.completed.notify_one();
+        }
     }
 
     /// When the request body ended, if it has.
@@ -85,14 +90,19 @@ impl http_body::Body for CountedRequest {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        match this.inner.poll_frame(cx) {
+        let mut this = self.project();
+        match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) => {
                 if let Some(d) = f.data_ref() {
                     this.tap.bytes.fetch_add(d.len() as u64, Ordering::Relaxed);
                 }
                 let n = this.start.elapsed().as_nanos() as u64;
                 this.tap.last_activity_nanos.store(n, Ordering::Relaxed);
+                // hyper stops polling once the body says it has ended (Content-Length
+                // reached, HTTP/2 END_STREAM): the end is seen here, not as `None`.
+                if this.inner.is_end_stream() {
+                    this.tap.complete(*this.start);
+                }
                 Poll::Ready(Some(Ok(f)))
             }
             Poll::Ready(None) => {

@@ -729,6 +729,11 @@ fn finish_local(
         info.request_headers = request_headers.clone();
     }
     headers::apply_all(levels, Side::Response, resp.headers_mut(), &info);
+    if reason == LocalReason::BadRequest {
+        // A protocol error: the connection is not reused (Envoy closes it).
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     finish_response(hcm, info, resp, start, tap)
 }
 

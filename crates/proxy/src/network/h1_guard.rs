@@ -28,6 +28,8 @@ pub struct Conflicts {
     pub served: AtomicU64,
     /// Requests whose response has not ended yet.
     pub active: std::sync::atomic::AtomicUsize,
+    /// The connection speaks HTTP/2 (prior knowledge preface seen, or a stream served).
+    pub http2: std::sync::atomic::AtomicBool,
 }
 
 impl Conflicts {
@@ -133,6 +135,7 @@ fn feed(
             }
             State::Head(buf) => {
                 if buf.is_empty() && *heads == 0 && data.starts_with(b"PRI ") {
+                    conflicts.http2.store(true, Ordering::Relaxed);
                     *state = State::Off;
                     continue;
                 }
@@ -258,11 +261,21 @@ fn feed(
     Verdict::Pass
 }
 
+/// The end of a head: the first empty line, with CRLF or bare LF line ends (httparse,
+/// and so the codec, accepts both).
 fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    buf[from..]
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| from + i + 4)
+    let mut i = from;
+    while i < buf.len() {
+        if buf[i] == b'\n' {
+            match (buf.get(i + 1), buf.get(i + 2)) {
+                (Some(b'\n'), _) => return Some(i + 2),
+                (Some(b'\r'), Some(b'\n')) => return Some(i + 3),
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    None
 }
 
 enum Framing {
@@ -296,6 +309,7 @@ fn head_framing(head: &[u8], max_headers: usize) -> Framing {
     let mut te = false;
     let mut chunked = false;
     let mut upgrade = false;
+    let mut connection_upgrade = false;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
             length = std::str::from_utf8(h.value)
@@ -313,11 +327,17 @@ fn head_framing(head: &[u8], max_headers: usize) -> Framing {
             });
         } else if h.name.eq_ignore_ascii_case("upgrade") {
             upgrade = true;
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            connection_upgrade |= std::str::from_utf8(h.value).is_ok_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            });
         }
     }
     match (te, length) {
         (true, Some(_)) => Framing::Conflict,
-        _ if upgrade => Framing::StepAside,
+        // A real upgrade request: after a 101 the bytes are no longer HTTP/1.1.
+        _ if upgrade && connection_upgrade => Framing::StepAside,
         (true, None) if chunked => Framing::Chunked,
         (true, None) => Framing::StepAside,
         (false, Some(n)) => Framing::Length(n),
@@ -504,6 +524,17 @@ mod tests {
         assert_eq!(verdicts, vec![Verdict::Pass]);
         let h2 = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
         assert_eq!(run(&[h2]).2, h2);
+    }
+
+    #[test]
+    fn bare_lf_heads_end_at_the_first_empty_line() {
+        let lf = b"GET /a HTTP/1.1\nHost: x\n\n";
+        let crlf = b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let all = [&lf[..], &crlf[..]].concat();
+        let (conflict, verdicts, out) = run(&[&all]);
+        assert_eq!(verdicts, vec![Verdict::Pass]);
+        assert_eq!(conflict, 2, "the second request's conflict is seen");
+        assert_eq!(out, all);
     }
 
     #[test]

@@ -82,7 +82,6 @@ pub struct ConnInfo {
 pub struct StreamCount {
     opened: Instant,
     last_end_nanos: AtomicU64,
-    saw_h2: std::sync::atomic::AtomicBool,
 }
 
 impl StreamCount {
@@ -90,7 +89,6 @@ impl StreamCount {
         StreamCount {
             opened: Instant::now(),
             last_end_nanos: AtomicU64::new(0),
-            saw_h2: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -123,7 +121,7 @@ impl ConnInfo {
     /// response body.
     pub fn open_stream(self: &Arc<ConnInfo>, http2: bool) -> StreamGuard {
         if http2 {
-            self.streams.saw_h2.store(true, Ordering::Relaxed);
+            self.conflicts.http2.store(true, Ordering::Relaxed);
         }
         self.conflicts.active.fetch_add(1, Ordering::Relaxed);
         StreamGuard(self.clone())
@@ -132,7 +130,7 @@ impl ConnInfo {
     /// Whether the connection has carried an HTTP/2 stream (an HTTP/1.1 connection's
     /// idleness is left to the codec).
     fn saw_http2(&self) -> bool {
-        self.streams.saw_h2.load(Ordering::Relaxed)
+        self.conflicts.http2.load(Ordering::Relaxed)
     }
 }
 
@@ -224,15 +222,17 @@ pub(crate) async fn serve(
         else {
             return std::future::pending().await;
         };
+        let h2_only = cfg.codec_type == CodecType::Http2;
         loop {
             match idle_conn.streams.idle_since(&idle_conn.conflicts.active) {
-                Some(since) if since + idle <= Instant::now() && idle_conn.saw_http2() => return,
-                Some(since) => {
-                    tokio::time::sleep_until(
-                        (since + idle).max(Instant::now() + Duration::from_millis(1)),
-                    )
-                    .await
+                Some(since) if since + idle <= Instant::now() => {
+                    if h2_only || idle_conn.saw_http2() {
+                        return;
+                    }
+                    // HTTP/1.1 (or not known yet): the codec's header timeout governs.
+                    tokio::time::sleep(idle).await;
                 }
+                Some(since) => tokio::time::sleep_until(since + idle).await,
                 None => tokio::time::sleep(idle).await,
             }
         }
