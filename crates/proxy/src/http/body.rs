@@ -262,6 +262,10 @@ pin_project_lite::pin_project! {
         inner: Body,
         deadline: Option<Pin<Box<tokio::time::Sleep>>>,
         idle: Option<(std::time::Duration, Pin<Box<tokio::time::Sleep>>)>,
+        // Request-side activity also keeps the stream alive (Envoy's idle timer counts
+        // both directions).
+        tap: Arc<RequestTap>,
+        start: Instant,
     }
 }
 
@@ -271,11 +275,15 @@ impl TimedResponse {
         inner: Body,
         deadline: Option<tokio::time::Instant>,
         idle: Option<std::time::Duration>,
+        tap: Arc<RequestTap>,
+        start: Instant,
     ) -> Self {
         TimedResponse {
             inner,
             deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
             idle: idle.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
+            tap,
+            start,
         }
     }
 }
@@ -304,9 +312,18 @@ impl http_body::Body for TimedResponse {
                 return Poll::Ready(Some(Err(Box::new(BodyTimeout::Route))));
             }
         }
-        if let Some((_, sleep)) = this.idle.as_mut() {
-            if sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Some(Err(Box::new(BodyTimeout::Idle))));
+        if let Some((d, sleep)) = this.idle.as_mut() {
+            while sleep.as_mut().poll(cx).is_ready() {
+                // Request body frames since the timer was set count as activity.
+                let last = tokio::time::Instant::from_std(*this.start)
+                    + std::time::Duration::from_nanos(
+                        this.tap.last_activity_nanos.load(Ordering::Relaxed),
+                    );
+                let again = last + *d;
+                if again <= tokio::time::Instant::now() {
+                    return Poll::Ready(Some(Err(Box::new(BodyTimeout::Idle))));
+                }
+                sleep.as_mut().reset(again);
             }
         }
         Poll::Pending

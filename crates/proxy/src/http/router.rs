@@ -543,7 +543,7 @@ async fn forward(
     headers::apply_all(all_levels, Side::Response, &mut rparts.headers, &info);
     info.response_code_details = Some("via_upstream");
     let rbody = if route_deadline.is_some() || idle.is_some() {
-        TimedResponse::new(rbody, route_deadline, idle).boxed()
+        TimedResponse::new(rbody, route_deadline, idle, tap.clone(), start).boxed()
     } else {
         rbody
     };
