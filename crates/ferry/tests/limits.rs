@@ -62,16 +62,18 @@ fn port(p: &ferry_test_util::Proxy) -> u16 {
     p.listener_port().unwrap_or_else(|| panic!("no listener"))
 }
 
-/// Reads until the peer closes; panics if it has not closed by the deadline.
-async fn read_to_close(s: &mut TcpStream) -> String {
-    let mut out = Vec::new();
-    let closed = tokio::time::timeout(DEADLINE, s.read_to_end(&mut out)).await;
-    let text = String::from_utf8_lossy(&out).into_owned();
+/// Sends raw bytes and reads until ferry closes the connection; panics if it has not
+/// closed by the deadline.
+async fn closed_exchange(port: u16, bytes: &[u8]) -> String {
+    let x = ferry_test_util::raw::exchange(port, bytes)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
     assert!(
-        closed.is_ok(),
-        "the connection was not closed; received:\n{text}"
+        x.closed,
+        "the connection was not closed; received:\n{}",
+        x.text
     );
-    text
+    x.text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,14 +106,12 @@ async fn too_many_headers_get_431() {
 async fn request_timeout_answers_408_to_a_slow_body() {
     let be = backend::start("slow").await;
     let proxy = ferry("          request_timeout: 0.3s", be.addr()).await;
-    let mut s = TcpStream::connect(("127.0.0.1", port(&proxy)))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
     // Promise 100 bytes, send 5, then stall.
-    s.write_all(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nhello")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let reply = read_to_close(&mut s).await;
+    let reply = closed_exchange(
+        port(&proxy),
+        b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nhello",
+    )
+    .await;
     assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
     assert!(reply.ends_with("request timeout"), "{reply}");
 }
@@ -124,14 +124,8 @@ async fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
         be.addr(),
     )
     .await;
-    let mut s = TcpStream::connect(("127.0.0.1", port(&proxy)))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    s.write_all(b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
     // The response arrives, then, with no further request, ferry closes the connection.
-    let reply = read_to_close(&mut s).await;
+    let reply = closed_exchange(port(&proxy), b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.contains("\"path\":\"/one\""), "{reply}");
 }
@@ -144,13 +138,7 @@ async fn max_connection_duration_closes_gracefully() {
         be.addr(),
     )
     .await;
-    let mut s = TcpStream::connect(("127.0.0.1", port(&proxy)))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    s.write_all(b"GET /d HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let reply = read_to_close(&mut s).await;
+    let reply = closed_exchange(port(&proxy), b"GET /d HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
 }
 
@@ -182,26 +170,18 @@ async fn dies_mid_response() -> SocketAddr {
 async fn upstream_reset_after_headers_resets_the_downstream_and_ferry_keeps_serving() {
     let dying = dies_mid_response().await;
     let proxy = ferry("", dying).await;
-    let mut s = TcpStream::connect(("127.0.0.1", port(&proxy)))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    s.write_all(b"GET /partial HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let reply = read_to_close(&mut s).await;
+    let reply = closed_exchange(port(&proxy), b"GET /partial HTTP/1.1\r\nHost: a\r\n\r\n").await;
     // Headers were already forwarded: the status stands, the body is cut short and the
     // connection closed (Envoy resets the stream; HTTP/1.1 has only the close).
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
     assert!(body.len() < 1000, "{reply}");
     // The process still serves new connections.
-    let mut s = TcpStream::connect(("127.0.0.1", port(&proxy)))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    s.write_all(b"GET /again HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let reply = read_to_close(&mut s).await;
+    let reply = closed_exchange(
+        port(&proxy),
+        b"GET /again HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
 }
 
@@ -300,13 +280,7 @@ async fn an_http2_connection_that_never_opens_a_stream_is_closed_after_idle_time
 async fn content_length_with_transfer_encoding_closes_the_connection() {
     let be = backend::start("clte").await;
     let proxy = ferry("", be.addr()).await;
-    let mut s = TcpStream::connect(("127.0.0.1", port(&proxy)))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    s.write_all(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let reply = read_to_close(&mut s).await;
+    let reply = closed_exchange(port(&proxy), b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
     assert!(
         !reply.contains("/smuggled"),

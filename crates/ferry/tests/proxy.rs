@@ -93,14 +93,10 @@ async fn keep_alive_reuses_upstream_connection() {
 }
 
 /// Raw bytes in, raw bytes out: what the codec answers to bad input.
-fn raw(port: u16, bytes: &[u8]) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap_or_else(|e| panic!("{e}"));
-    s.write_all(bytes).unwrap_or_else(|e| panic!("{e}"));
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
+async fn raw(port: u16, bytes: &[u8]) -> ferry_test_util::raw::Exchange {
+    ferry_test_util::raw::exchange(port, bytes)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,20 +115,17 @@ async fn malformed_requests_get_400_and_close_and_the_proxy_keeps_serving() {
         ("oversized chunk", b"POST /service HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFFFF\r\n", "HTTP/1.1 400"),
     ];
     for (name, bytes, want) in cases {
-        let reply = tokio::task::spawn_blocking(move || raw(p, bytes))
-            .await
-            .unwrap_or_default();
-        assert!(reply.starts_with(want), "{name}: got {reply:?}");
+        let reply = raw(p, bytes).await;
+        assert!(reply.text.starts_with(want), "{name}: got {reply:?}");
+        assert!(reply.closed, "{name}: the connection was not closed");
     }
     let big = format!(
         "GET /service HTTP/1.1\r\nHost: a\r\nx-big: {}\r\n\r\n",
         "a".repeat(70 * 1024)
     );
-    let reply = tokio::task::spawn_blocking(move || raw(p, big.as_bytes()))
-        .await
-        .unwrap_or_default();
+    let reply = raw(p, big.as_bytes()).await;
     assert!(
-        reply.starts_with("HTTP/1.1 431"),
+        reply.text.starts_with("HTTP/1.1 431"),
         "oversized headers: got {reply:?}"
     );
     let o = send(p, &Request::get("/service/still-up"))

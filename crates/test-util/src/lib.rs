@@ -14,6 +14,7 @@ pub mod backend;
 pub mod diff;
 pub mod ports;
 pub mod proc;
+pub mod raw;
 
 pub use backend::Backend;
 pub use diff::{compare, normalize, run_scenario, run_scenario_with, Observed, Report, Request};
