@@ -105,7 +105,7 @@ async fn route_request(
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
     let method = req.method().as_str().to_string();
-    if conn.conflicts.next_request_conflicts() {
+    if conn.shared.next_request_conflicts() {
         // Content-Length with Transfer-Encoding: Envoy refuses the request (smuggling).
         let info = StreamInfo {
             start_time: Some(SystemTime::now()),

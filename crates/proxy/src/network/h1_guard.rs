@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Shared between the guard and the requests of its connection.
 #[derive(Debug, Default)]
-pub struct Conflicts {
+pub struct ConnShared {
     /// 1-based index of the first request with conflicting framing (0: none).
     pub first_conflict: AtomicU64,
     /// Requests served so far on the connection.
@@ -32,7 +32,7 @@ pub struct Conflicts {
     pub http2: std::sync::atomic::AtomicBool,
 }
 
-impl Conflicts {
+impl ConnShared {
     /// Called once per request, in order: whether this request has conflicting framing.
     pub fn next_request_conflicts(&self) -> bool {
         let n = self.served.fetch_add(1, Ordering::Relaxed) + 1;
@@ -79,7 +79,7 @@ pin_project! {
         inner: S,
         state: State,
         heads: u64,
-        conflicts: Arc<Conflicts>,
+        shared: Arc<ConnShared>,
         limits: Limits,
         // Validated bytes not yet taken by the codec.
         ready: Vec<u8>,
@@ -92,12 +92,12 @@ pin_project! {
 
 impl<S> H1Guard<S> {
     /// Wraps `inner`.
-    pub fn new(inner: S, conflicts: Arc<Conflicts>, limits: Limits) -> Self {
+    pub fn new(inner: S, shared: Arc<ConnShared>, limits: Limits) -> Self {
         H1Guard {
             inner,
             state: State::Head(Vec::new()),
             heads: 0,
-            conflicts,
+            shared,
             limits,
             ready: Vec::new(),
             ready_from: 0,
@@ -121,7 +121,7 @@ enum Verdict {
 fn feed(
     state: &mut State,
     heads: &mut u64,
-    conflicts: &Conflicts,
+    shared: &ConnShared,
     limits: &Limits,
     mut data: &[u8],
     out: &mut Vec<u8>,
@@ -135,7 +135,7 @@ fn feed(
             }
             State::Head(buf) => {
                 if buf.is_empty() && *heads == 0 && data.starts_with(b"PRI ") {
-                    conflicts.http2.store(true, Ordering::Relaxed);
+                    shared.http2.store(true, Ordering::Relaxed);
                     *state = State::Off;
                     continue;
                 }
@@ -180,7 +180,7 @@ fn feed(
                 out.extend_from_slice(&buf[..end]);
                 *state = match framing {
                     Framing::Conflict => {
-                        let _ = conflicts.first_conflict.compare_exchange(
+                        let _ = shared.first_conflict.compare_exchange(
                             0,
                             *heads,
                             Ordering::Relaxed,
@@ -409,7 +409,7 @@ impl<S: AsyncRead> AsyncRead for H1Guard<S> {
             let verdict = feed(
                 this.state,
                 this.heads,
-                this.conflicts,
+                this.shared,
                 this.limits,
                 data,
                 this.ready,
@@ -419,8 +419,8 @@ impl<S: AsyncRead> AsyncRead for H1Guard<S> {
                 // and answered. Otherwise (pipelining) the codec judges the bad head after
                 // the earlier requests, in order — with its own, body-less reply.
                 let idle = this.ready.is_empty()
-                    && this.conflicts.served.load(Ordering::Relaxed) == *this.heads
-                    && this.conflicts.active.load(Ordering::Relaxed) == 0;
+                    && this.shared.served.load(Ordering::Relaxed) == *this.heads
+                    && this.shared.active.load(Ordering::Relaxed) == 0;
                 if idle {
                     *this.reply = Some((refusal(status, this.limits.server.as_ref()), 0));
                 } else if let State::Refused(bytes) = std::mem::replace(this.state, State::Off) {
@@ -488,7 +488,7 @@ mod tests {
 
     /// (first conflicting request, verdicts, bytes given to the codec)
     fn run(chunks: &[&[u8]]) -> (u64, Vec<Verdict>, Vec<u8>) {
-        let c = Conflicts::default();
+        let c = ConnShared::default();
         let mut state = State::Head(Vec::new());
         let mut heads = 0;
         let mut out = Vec::new();

@@ -70,8 +70,9 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// Connection id.
     pub id: u64,
-    /// Requests whose HTTP/1.1 framing conflicts (Content-Length with Transfer-Encoding).
-    pub conflicts: Arc<super::h1_guard::Conflicts>,
+    /// State shared with the HTTP/1.1 framing guard: conflicting requests, streams in
+    /// flight, whether the connection speaks HTTP/2.
+    pub shared: Arc<super::h1_guard::ConnShared>,
     /// HTTP/2 streams in flight, for the connection idle timeout.
     pub streams: StreamCount,
 }
@@ -110,7 +111,7 @@ impl Drop for StreamGuard {
         let s = &self.0.streams;
         s.last_end_nanos
             .store(s.opened.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        self.0.conflicts.active.fetch_sub(1, Ordering::Relaxed);
+        self.0.shared.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -121,16 +122,16 @@ impl ConnInfo {
     /// response body.
     pub fn open_stream(self: &Arc<ConnInfo>, http2: bool) -> StreamGuard {
         if http2 {
-            self.conflicts.http2.store(true, Ordering::Relaxed);
+            self.shared.http2.store(true, Ordering::Relaxed);
         }
-        self.conflicts.active.fetch_add(1, Ordering::Relaxed);
+        self.shared.active.fetch_add(1, Ordering::Relaxed);
         StreamGuard(self.clone())
     }
 
     /// Whether the connection has carried an HTTP/2 stream (an HTTP/1.1 connection's
     /// idleness is left to the codec).
     fn saw_http2(&self) -> bool {
-        self.conflicts.http2.load(Ordering::Relaxed)
+        self.shared.http2.load(Ordering::Relaxed)
     }
 }
 
@@ -144,12 +145,12 @@ pub(crate) async fn serve(
     buffer_limit: u32,
 ) {
     let cfg = hcm.config.clone();
-    let conflicts = Arc::new(super::h1_guard::Conflicts::default());
+    let shared = Arc::new(super::h1_guard::ConnShared::default());
     let conn = Arc::new(ConnInfo {
         peer,
         local,
         id: CONNECTION_IDS.fetch_add(1, Ordering::Relaxed),
-        conflicts: conflicts.clone(),
+        shared: shared.clone(),
         streams: StreamCount::new(),
     });
     let idle_conn = conn.clone();
@@ -203,7 +204,7 @@ pub(crate) async fn serve(
             _ => Some(cfg.server_name.clone()),
         },
     };
-    let io = TokioIo::new(super::h1_guard::H1Guard::new(stream, conflicts, limits));
+    let io = TokioIo::new(super::h1_guard::H1Guard::new(stream, shared, limits));
     let conn_fut = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn_fut);
     let mut drain = server.drain_signal();
@@ -224,7 +225,7 @@ pub(crate) async fn serve(
         };
         let h2_only = cfg.codec_type == CodecType::Http2;
         loop {
-            match idle_conn.streams.idle_since(&idle_conn.conflicts.active) {
+            match idle_conn.streams.idle_since(&idle_conn.shared.active) {
                 Some(since) if since + idle <= Instant::now() => {
                     if h2_only || idle_conn.saw_http2() {
                         return;
