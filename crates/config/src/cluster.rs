@@ -1,10 +1,11 @@
 //! Clusters: discovery type, endpoints with localities and priorities, load balancing
 //! policy and upstream protocol options.
 
-use crate::util::{duration, host_port, timeout};
+use crate::util::{duration, host_port, socket_addr, timeout};
 use crate::Ctx;
 use ferry_envoy_api::pb::envoy::config::cluster::v3 as pb;
 use ferry_envoy_api::pb::envoy::config::core::v3 as core;
+use ferry_envoy_api::pb::envoy::extensions::network::dns_resolver::cares::v3 as cares;
 use ferry_envoy_api::pb::envoy::extensions::upstreams::http::v3 as upstream_http;
 use std::time::Duration;
 
@@ -58,6 +59,134 @@ pub struct Dns {
     pub respect_ttl: bool,
     /// `dns_lookup_family`.
     pub family: DnsLookupFamily,
+    /// `dns_failure_refresh_rate` as (base, max); None = retry at `refresh_rate`.
+    pub failure_refresh_rate: Option<(Duration, Duration)>,
+    /// `dns_jitter`: each refresh waits up to this much longer (None = no jitter).
+    pub jitter: Option<Duration>,
+    /// Which name servers to ask, and how.
+    pub resolver: DnsResolver,
+}
+
+impl Default for Dns {
+    /// Envoy's defaults: refresh every 5 s, `AUTO` family, the system's resolver.
+    fn default() -> Self {
+        Dns {
+            refresh_rate: DEFAULT_DNS_REFRESH_RATE,
+            respect_ttl: false,
+            family: DnsLookupFamily::Auto,
+            failure_refresh_rate: None,
+            jitter: None,
+            resolver: DnsResolver::default(),
+        }
+    }
+}
+
+/// Envoy's c-ares defaults: 5 s per query attempt, 4 attempts.
+pub const DEFAULT_DNS_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Envoy's default number of query attempts.
+pub const DEFAULT_DNS_QUERY_TRIES: u32 = 4;
+
+/// The DNS resolver of a cluster: `typed_dns_resolver_config` (c-ares), else
+/// `dns_resolution_config`, else the deprecated `dns_resolvers`/`use_tcp_for_dns_lookups`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsResolver {
+    /// Name servers to ask (empty: the system's, from /etc/resolv.conf).
+    pub resolvers: Vec<std::net::SocketAddr>,
+    /// `use_resolvers_as_fallback`: use `resolvers` only when the system has none.
+    pub use_resolvers_as_fallback: bool,
+    /// `dns_resolver_options.use_tcp_for_dns_lookups`.
+    pub use_tcp: bool,
+    /// `dns_resolver_options.no_default_search_domain`.
+    pub no_default_search_domain: bool,
+    /// `query_timeout_seconds` (default 5 s).
+    pub query_timeout: Duration,
+    /// `query_tries` (default 4).
+    pub query_tries: u32,
+}
+
+impl Default for DnsResolver {
+    fn default() -> Self {
+        DnsResolver {
+            resolvers: Vec::new(),
+            use_resolvers_as_fallback: false,
+            use_tcp: false,
+            no_default_search_domain: false,
+            query_timeout: DEFAULT_DNS_QUERY_TIMEOUT,
+            query_tries: DEFAULT_DNS_QUERY_TRIES,
+        }
+    }
+}
+
+fn resolver_addresses(
+    addrs: &[core::Address],
+    field: &str,
+    ctx: &mut Ctx,
+) -> Vec<std::net::SocketAddr> {
+    let mut out = Vec::new();
+    for (i, a) in addrs.iter().enumerate() {
+        ctx.at(format!("{field}[{i}]"), |ctx| {
+            if let Some(mut sa) = socket_addr(&Some(a.clone()), ctx) {
+                if sa.port() == 0 {
+                    sa.set_port(53);
+                }
+                out.push(sa);
+            }
+        });
+    }
+    out
+}
+
+fn dns_resolver(c: &pb::Cluster, ctx: &mut Ctx) -> DnsResolver {
+    let mut r = DnsResolver::default();
+    let options = |r: &mut DnsResolver, o: &Option<core::DnsResolverOptions>| {
+        if let Some(o) = o {
+            r.use_tcp = o.use_tcp_for_dns_lookups;
+            r.no_default_search_domain = o.no_default_search_domain;
+        }
+    };
+    if let Some(t) = &c.typed_dns_resolver_config {
+        ctx.at("typed_dns_resolver_config", |ctx| {
+            if t.name != "envoy.network.dns_resolver.cares" {
+                return; // named by the support walk
+            }
+            let Some(any) = &t.typed_config else {
+                return;
+            };
+            let cares: cares::CaresDnsResolverConfig = match ferry_envoy_api::unpack(any) {
+                Ok(v) => v,
+                Err(e) => {
+                    ctx.error_at("typed_config", e.to_string());
+                    return;
+                }
+            };
+            ctx.at("typed_config", |ctx| {
+                r.resolvers = resolver_addresses(&cares.resolvers, "resolvers", ctx);
+                r.use_resolvers_as_fallback = cares.use_resolvers_as_fallback;
+                options(&mut r, &cares.dns_resolver_options);
+                if let Some(t) = cares.query_timeout_seconds {
+                    if t.value == 0 {
+                        ctx.error_at("query_timeout_seconds", "must be at least 1");
+                    }
+                    r.query_timeout = Duration::from_secs(t.value.max(1));
+                }
+                if let Some(t) = cares.query_tries {
+                    if t.value == 0 {
+                        ctx.error_at("query_tries", "must be at least 1");
+                    }
+                    r.query_tries = t.value.max(1);
+                }
+            });
+        });
+    } else if let Some(d) = &c.dns_resolution_config {
+        ctx.at("dns_resolution_config", |ctx| {
+            r.resolvers = resolver_addresses(&d.resolvers, "resolvers", ctx);
+            options(&mut r, &d.dns_resolver_options);
+        });
+    } else {
+        r.resolvers = resolver_addresses(&c.dns_resolvers, "dns_resolvers", ctx);
+        r.use_tcp = c.use_tcp_for_dns_lookups;
+    }
+    r
 }
 
 /// `dns_lookup_family`.
@@ -146,6 +275,23 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
             .filter(|d| !d.is_zero())
             .unwrap_or(DEFAULT_DNS_REFRESH_RATE),
         respect_ttl: c.respect_dns_ttl,
+        failure_refresh_rate: c.dns_failure_refresh_rate.as_ref().and_then(|f| {
+            ctx.at("dns_failure_refresh_rate", |ctx| {
+                let base = duration(&f.base_interval, "base_interval", ctx)?;
+                if base < Duration::from_millis(1) {
+                    ctx.error_at("base_interval", "must be at least 1ms");
+                    return None;
+                }
+                let max = duration(&f.max_interval, "max_interval", ctx).unwrap_or(base * 10);
+                if max < base {
+                    ctx.error_at("max_interval", "must not be less than base_interval");
+                    return None;
+                }
+                Some((base, max))
+            })
+        }),
+        jitter: duration(&c.dns_jitter, "dns_jitter", ctx).filter(|d| !d.is_zero()),
+        resolver: dns_resolver(c, ctx),
         family: match c.dns_lookup_family {
             0 => DnsLookupFamily::Auto,
             1 => DnsLookupFamily::V4Only,
@@ -397,4 +543,114 @@ fn is_prime(n: u64) -> bool {
         i += 1;
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::bootstrap::load;
+    use ferry_envoy_api::Format;
+
+    fn cluster(extra: &str) -> String {
+        format!(
+            r#"
+static_resources:
+  clusters:
+  - name: svc
+    type: STRICT_DNS
+{extra}
+    load_assignment:
+      cluster_name: svc
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: svc.test, port_value: 80}}}}}}
+"#
+        )
+    }
+
+    fn dns_of(extra: &str) -> Dns {
+        let loaded = load(&cluster(extra), Format::Yaml).unwrap_or_else(|e| panic!("{e}"));
+        match &loaded.bootstrap.clusters[0].discovery {
+            Discovery::StrictDns(d) => d.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dns_resolver_sources_in_envoys_order() {
+        assert_eq!(dns_of(""), Dns::default());
+        let d = dns_of(
+            r#"    respect_dns_ttl: true
+    dns_jitter: 1s
+    dns_failure_refresh_rate: {base_interval: 2s}
+    dns_resolvers: [{socket_address: {address: 127.0.0.1, port_value: 5353}}]
+    use_tcp_for_dns_lookups: true"#,
+        );
+        assert!(d.respect_ttl);
+        assert_eq!(d.jitter, Some(Duration::from_secs(1)));
+        assert_eq!(
+            d.failure_refresh_rate,
+            Some((Duration::from_secs(2), Duration::from_secs(20)))
+        );
+        assert_eq!(
+            d.resolver.resolvers,
+            vec!["127.0.0.1:5353".parse().unwrap()]
+        );
+        assert!(d.resolver.use_tcp);
+        // dns_resolution_config wins over dns_resolvers; port 0 means 53.
+        let d = dns_of(
+            r#"    dns_resolvers: [{socket_address: {address: 127.0.0.1, port_value: 5353}}]
+    dns_resolution_config:
+      resolvers: [{socket_address: {address: "::1"}}]
+      dns_resolver_options: {no_default_search_domain: true}"#,
+        );
+        assert_eq!(d.resolver.resolvers, vec!["[::1]:53".parse().unwrap()]);
+        assert!(d.resolver.no_default_search_domain && !d.resolver.use_tcp);
+        // typed_dns_resolver_config wins over both.
+        let d = dns_of(
+            r#"    dns_resolution_config: {resolvers: [{socket_address: {address: "::1"}}]}
+    typed_dns_resolver_config:
+      name: envoy.network.dns_resolver.cares
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig
+        resolvers: [{socket_address: {address: 127.0.0.2, port_value: 53}}]
+        use_resolvers_as_fallback: true
+        query_timeout_seconds: 2
+        query_tries: 1"#,
+        );
+        assert_eq!(d.resolver.resolvers, vec!["127.0.0.2:53".parse().unwrap()]);
+        assert!(d.resolver.use_resolvers_as_fallback);
+        assert_eq!(d.resolver.query_timeout, Duration::from_secs(2));
+        assert_eq!(d.resolver.query_tries, 1);
+    }
+
+    #[test]
+    fn bad_dns_settings_are_named_by_path() {
+        let errors = match load(
+            &cluster(
+                r#"    dns_failure_refresh_rate: {base_interval: 5s, max_interval: 1s}
+    dns_resolvers: [{socket_address: {address: dns.example, port_value: 53}}]
+    typed_dns_resolver_config:
+      name: envoy.network.dns_resolver.cares
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig
+        resolvers: [{socket_address: {address: not-an-ip, port_value: 53}}]
+        query_tries: 0"#,
+            ),
+            Format::Yaml,
+        ) {
+            Ok(_) => panic!("must be refused"),
+            Err(e) => e,
+        }
+        .to_string();
+        let p = "static_resources.clusters[0]";
+        for want in [
+            format!("{p}.dns_failure_refresh_rate.max_interval: must not be less than base_interval"),
+            format!("{p}.typed_dns_resolver_config.typed_config.resolvers[0].socket_address.address: \"not-an-ip\" is not an IP address"),
+            format!("{p}.typed_dns_resolver_config.typed_config.query_tries: must be at least 1"),
+        ] {
+            assert!(errors.contains(&want), "{want}\nnot in:\n{errors}");
+        }
+    }
 }

@@ -118,10 +118,19 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
         "envoy.config.cluster.v3.Cluster",
         &[
             "name", "type", "connect_timeout", "lb_policy", "load_assignment", "dns_refresh_rate", "respect_dns_ttl",
-            "dns_lookup_family", "typed_extension_protocol_options", "http2_protocol_options", "http_protocol_options",
+            "dns_lookup_family", "dns_failure_refresh_rate", "dns_jitter", "dns_resolvers", "use_tcp_for_dns_lookups",
+            "dns_resolution_config", "typed_dns_resolver_config", "typed_extension_protocol_options", "http2_protocol_options", "http_protocol_options",
             "common_http_protocol_options", "max_requests_per_connection", "per_connection_buffer_limit_bytes",
             "ring_hash_lb_config", "maglev_lb_config", "least_request_lb_config", "metadata",
         ],
+    ),
+    ("envoy.config.cluster.v3.Cluster.RefreshRate", &["base_interval", "max_interval"]),
+    ("envoy.config.core.v3.DnsResolutionConfig", &["resolvers", "dns_resolver_options"]),
+    ("envoy.config.core.v3.DnsResolverOptions", &["use_tcp_for_dns_lookups", "no_default_search_domain"]),
+    ("envoy.config.core.v3.TypedExtensionConfig", &["name", "typed_config"]),
+    (
+        "envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig",
+        &["resolvers", "use_resolvers_as_fallback", "dns_resolver_options", "query_timeout_seconds", "query_tries"],
     ),
     ("envoy.config.cluster.v3.Cluster.RingHashLbConfig", &["minimum_ring_size", "maximum_ring_size", "hash_function"]),
     ("envoy.config.cluster.v3.Cluster.MaglevLbConfig", &["table_size"]),
@@ -145,6 +154,7 @@ pub const SUPPORTED_EXTENSIONS: &[&str] = &[
     "envoy.access_loggers.stdout",
     "envoy.access_loggers.stderr",
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+    "envoy.network.dns_resolver.cares",
 ];
 
 /// The config type of a supported extension (`typed_extension_protocol_options` keys are

@@ -132,6 +132,10 @@ const NAME_TO_TYPE: &[(&str, &str)] = &[
         "envoy.filters.listener.http_inspector",
         "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector",
     ),
+    (
+        "envoy.network.dns_resolver.cares",
+        "envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig",
+    ),
 ];
 
 /// Whole v2 messages that moved under another name in v3.

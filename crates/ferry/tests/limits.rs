@@ -288,3 +288,99 @@ async fn content_length_with_transfer_encoding_closes_the_connection() {
     );
     assert_eq!(be.requests(), 0);
 }
+
+/// `per_connection_buffer_limit_bytes` far below the body size, on the listeners and on
+/// HTTP/1.1 and HTTP/2 clusters: a 1 MiB body still streams through whole, each way,
+/// over HTTP/1.1, h2c and tcp_proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_larger_than_the_buffer_limits_stream_through() {
+    let b = backend::start("limited").await;
+    let yaml = r#"
+static_resources:
+  listeners:
+  - name: http
+    address: { socket_address: { address: 127.0.0.1, port_value: 1 } }
+    per_connection_buffer_limit_bytes: 4096
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          route_config:
+            virtual_hosts:
+            - name: main
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/h2" }
+                route: { cluster: h2 }
+              - match: { prefix: "/" }
+                route: { cluster: h1 }
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  - name: tcp
+    address: { socket_address: { address: 127.0.0.1, port_value: 1 } }
+    per_connection_buffer_limit_bytes: 1024
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: tcp
+          cluster: h1
+  clusters:
+  - name: h1
+    per_connection_buffer_limit_bytes: 1024
+    load_assignment:
+      cluster_name: h1
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 1 } } }
+  - name: h2
+    per_connection_buffer_limit_bytes: 1024
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: {} }
+    load_assignment:
+      cluster_name: h2
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 1 } } }
+admin:
+  address: { socket_address: { address: 127.0.0.1, port_value: 1 } }
+"#;
+    let map: BTreeMap<String, SocketAddr> =
+        [("h1".to_string(), b.addr()), ("h2".to_string(), b.addr())]
+            .into_iter()
+            .collect();
+    let rw = rewrite_bootstrap(yaml, &map).unwrap_or_else(|e| panic!("{e:#}"));
+    let proxy = start_ferry(&rw.yaml)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let ports = proxy.listener_ports();
+    let (port, tcp) = (ports[0], ports[1]);
+    let body: String = (0..1024 * 1024)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    for (req, via) in [
+        (Request::new("POST", "/h1").body(body.clone()), port),
+        (Request::new("POST", "/h1").body(body.clone()).http2(), port),
+        (Request::new("POST", "/h2").body(body.clone()), port),
+        (Request::new("POST", "/h2").body(body.clone()).http2(), port),
+        (Request::new("POST", "/tcp").body(body.clone()), tcp),
+    ] {
+        let what = format!("{} {} h2={}", req.method, req.path, req.http2);
+        let o = send(via, &req)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+        assert_eq!(o.status, 200, "{what}: {}\n{}", o.body_text(), proxy.log());
+        let echo = o.echo().unwrap_or_else(|| panic!("{what}: no echo"));
+        assert!(
+            echo["body"].as_str() == Some(body.as_str()),
+            "{what}: body changed"
+        );
+    }
+}

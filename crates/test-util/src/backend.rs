@@ -98,7 +98,12 @@ pub async fn start(name: &str) -> Backend {
 
 /// Starts an echo backend named `name` on 127.0.0.1:0.
 pub async fn try_start(name: &str) -> std::io::Result<Backend> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    try_start_at(name, SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// Starts an echo backend named `name` on `addr` (any loopback address; port 0 picks one).
+pub async fn try_start_at(name: &str, addr: SocketAddr) -> std::io::Result<Backend> {
+    let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let stats = Arc::new(Stats::default());
     let task = tokio::spawn(accept_loop(listener, name.to_owned(), stats.clone()));

@@ -12,6 +12,7 @@
 
 pub mod backend;
 pub mod diff;
+pub mod dns;
 pub mod ports;
 pub mod proc;
 pub mod raw;

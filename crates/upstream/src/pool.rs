@@ -168,7 +168,11 @@ impl Pool {
         };
         // A new connection.
         let stream = connect(host, config.connect_timeout).await?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        // The cluster's `per_connection_buffer_limit_bytes` caps hyper's buffers
+        // (at least 8 KiB, hyper's floor).
+        let (sender, conn) = http1::Builder::new()
+            .max_buf_size((config.per_connection_buffer_limit_bytes as usize).max(8192))
+            .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
         spawn_connection(host, conn);
@@ -255,10 +259,17 @@ impl Pool {
                 Some(sender) => sender,
                 None => {
                     let stream = connect(host, config.connect_timeout).await?;
-                    let (sender, conn) =
-                        http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                            .await
-                            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                    // The cluster's buffer limit is the flow-control window:
+                    // what the upstream may send before we read it.
+                    let window = config
+                        .per_connection_buffer_limit_bytes
+                        .clamp(65_535, (1 << 31) - 1);
+                    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                        .initial_stream_window_size(window)
+                        .initial_connection_window_size(window)
+                        .handshake(TokioIo::new(stream))
+                        .await
+                        .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
                     spawn_connection(host, conn);
                     if config.max_requests_per_connection != Some(1) {
                         *self.http2.lock() = Some(H2Conn {

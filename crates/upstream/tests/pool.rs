@@ -304,9 +304,8 @@ async fn connect_tcp() {
 
 fn dns(family: DnsLookupFamily) -> Dns {
     Dns {
-        refresh_rate: Duration::from_secs(5),
-        respect_ttl: false,
         family,
+        ..Dns::default()
     }
 }
 

@@ -136,7 +136,15 @@ async fn handle(server: &Arc<Server>, rt: &ListenerRuntime, stream: TcpStream, p
                 .await
         }
         NetworkRuntime::Tcp(t) => {
-            crate::network::tcp_proxy::serve(server, t.clone(), stream, peer, local).await
+            crate::network::tcp_proxy::serve(
+                server,
+                t.clone(),
+                stream,
+                peer,
+                local,
+                rt.buffer_limit,
+            )
+            .await
         }
     }
 }

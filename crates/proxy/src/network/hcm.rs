@@ -170,7 +170,9 @@ pub(crate) async fn serve(
     {
         let mut h1 = builder.http1();
         h1.timer(TokioTimer::new())
-            .max_buf_size(header_bytes.max(8192))
+            // hyper buffers at most this much per connection in each direction; a
+            // head must fit whole.
+            .max_buf_size(header_bytes.max(buffer_limit as usize).max(8192))
             .max_headers(cfg.max_headers_count as usize)
             .keep_alive(true);
         // Waiting for the next request's headers is what an idle keep-alive

@@ -56,6 +56,7 @@ pub(crate) async fn serve(
     downstream: tokio::net::TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
+    buffer_limit: u32,
 ) {
     let start = Instant::now();
     let mut info = StreamInfo {
@@ -89,8 +90,14 @@ pub(crate) async fn serve(
     let activity = Arc::new(AtomicU64::new(0));
     let (dr, dw) = downstream.into_split();
     let (ur, uw) = upstream.into_split();
-    let up = pipe(dr, uw, activity.clone(), start);
-    let down = pipe(ur, dw, activity.clone(), start);
+    // Each direction holds at most one read of `chunk` bytes not yet written: the
+    // listener's and the cluster's `per_connection_buffer_limit_bytes` both hold.
+    let chunk = chunk_size(
+        buffer_limit,
+        cluster.config.per_connection_buffer_limit_bytes,
+    );
+    let up = pipe(dr, uw, activity.clone(), start, chunk);
+    let down = pipe(ur, dw, activity.clone(), start, chunk);
     let both = async { tokio::join!(up, down) };
     let watchdog = async {
         let Some(idle) = rt.config.idle_timeout else {
@@ -124,8 +131,9 @@ async fn pipe(
     mut to: tokio::net::tcp::OwnedWriteHalf,
     activity: Arc<AtomicU64>,
     start: Instant,
+    chunk: usize,
 ) -> u64 {
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = vec![0u8; chunk];
     let mut total = 0u64;
     loop {
         match from.read(&mut buf).await {
@@ -142,6 +150,16 @@ async fn pipe(
     }
     let _ = to.shutdown().await;
     total
+}
+
+/// The read size of a pipe: 16 KiB (Envoy's read slice), less when a connection's
+/// buffer limit is smaller (0 means no limit).
+fn chunk_size(listener_limit: u32, cluster_limit: u32) -> usize {
+    [16 * 1024, listener_limit, cluster_limit]
+        .into_iter()
+        .filter(|l| *l > 0)
+        .min()
+        .unwrap_or(16 * 1024) as usize
 }
 
 fn log(rt: &TcpProxyRuntime, mut info: StreamInfo, start: Instant) {

@@ -1,25 +1,63 @@
-//! `STRICT_DNS` and `LOGICAL_DNS` clusters: a task resolves every endpoint name with
-//! the system resolver each `dns_refresh_rate`.
+//! `STRICT_DNS` and `LOGICAL_DNS` clusters: a task resolves every endpoint name, then
+//! again after `dns_refresh_rate` — or after the answer's TTL with `respect_dns_ttl`.
 //!
-//! STRICT_DNS: every address (after `dns_lookup_family`) is a host. LOGICAL_DNS: only
-//! the first. A failed resolution keeps the endpoint's previous hosts. Hosts whose
-//! address stays the same are kept (with their stats and pooled connections).
-//! `respect_dns_ttl` is not honoured: the system resolver does not report TTLs.
+//! Names are resolved by a DNS stub resolver (hickory) of the cluster's own: the name
+//! servers of `typed_dns_resolver_config` (c-ares options), `dns_resolution_config` or
+//! `dns_resolvers`, else the system's (/etc/resolv.conf, with /etc/hosts first), as
+//! Envoy's c-ares resolver does. Answers are not cached between refreshes.
+//!
+//! STRICT_DNS: every address (after `dns_lookup_family`) is a host, and a name that no
+//! longer exists (NXDOMAIN, or no record of the family) leaves its endpoint without
+//! hosts, as in Envoy. LOGICAL_DNS: only the first address, and an empty answer keeps
+//! the previous host. A failed resolution (timeout, server failure) keeps the endpoint's
+//! previous hosts and is retried after `dns_failure_refresh_rate` (jittered exponential
+//! back-off), else after the refresh rate. Hosts whose address stays the same are kept
+//! (with their stats and pooled connections).
+//!
+//! Differences from Envoy: all names of a cluster are refreshed together, after the
+//! shortest wait any of them asks for (Envoy keeps a timer per name); answers from
+//! /etc/hosts or for IP literals carry no TTL, so they refresh at `dns_refresh_rate`.
 
 use crate::{Cluster, Host};
-use ferry_config::cluster::{Dns, DnsLookupFamily};
+use ferry_config::cluster::{Dns, DnsLookupFamily, DnsResolver};
+use hickory_resolver::config::{
+    ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolverConfig, ResolverOpts,
+};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::{TokioResolver, MAX_TTL};
+use rand::Rng;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-/// Resolves the cluster's endpoints now and every refresh period, until the cluster is dropped.
+/// What one name resolved to.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    /// Addresses (after `dns_lookup_family`), and the smallest TTL among them, if the
+    /// answer came from DNS (None for /etc/hosts and IP literals).
+    Found(Vec<SocketAddr>, Option<Duration>),
+    /// The name does not exist or has no address of the lookup family.
+    Empty,
+}
+
+/// Resolves the cluster's endpoints now and after each refresh period, until the cluster
+/// is dropped.
 pub(crate) async fn run(cluster: Weak<Cluster>, dns: Dns, logical: bool) {
-    let mut interval = tokio::time::interval(dns.refresh_rate);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let resolver = match resolver(&dns) {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(c) = cluster.upgrade() {
+                tracing::error!(cluster = %c.config.name, error = %e, "cannot build the DNS resolver; the cluster has no hosts");
+                c.mark_ready();
+            }
+            return;
+        }
+    };
     // Per endpoint (locality index, endpoint index): the hosts of its last good resolution.
     let mut current: HashMap<(usize, usize), Vec<Arc<Host>>> = HashMap::new();
+    let mut backoff = Backoff::default();
     loop {
-        interval.tick().await;
         let Some(c) = cluster.upgrade() else {
             return;
         };
@@ -48,20 +86,38 @@ pub(crate) async fn run(cluster: Weak<Cluster>, dns: Dns, logical: bool) {
             .collect();
         let name = c.config.name.clone();
         drop(c);
+        resolver.clear_cache();
         let mut changed = false;
+        let mut failed = false;
+        let mut ttl: Option<Duration> = None;
         for (key, host, port, weight, hostname, priority, locality) in targets {
-            let addrs = match tokio::net::lookup_host((host.as_str(), port)).await {
-                Ok(addrs) => filter(addrs.collect(), dns.family),
+            let addrs = match resolve(&resolver, &host, port, dns.family).await {
+                Ok(Answer::Found(addrs, t)) => {
+                    ttl = match (ttl, t) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    addrs
+                }
+                Ok(Answer::Empty) if logical => {
+                    tracing::warn!(cluster = %name, %host, family = ?dns.family, "DNS returned no address; keeping the previous host");
+                    continue;
+                }
+                Ok(Answer::Empty) => {
+                    tracing::warn!(cluster = %name, %host, family = ?dns.family, "DNS returned no address; the endpoint has no hosts");
+                    Vec::new()
+                }
                 Err(e) => {
+                    failed = true;
                     tracing::warn!(cluster = %name, %host, error = %e, "DNS resolution failed; keeping the previous hosts");
                     continue;
                 }
             };
-            if addrs.is_empty() {
-                tracing::warn!(cluster = %name, %host, family = ?dns.family, "DNS resolution returned no address of the lookup family; keeping the previous hosts");
-                continue;
-            }
-            let addrs = if logical { addrs[..1].to_vec() } else { addrs };
+            let addrs = if logical {
+                addrs.into_iter().take(1).collect()
+            } else {
+                addrs
+            };
             let previous = current.remove(&key).unwrap_or_default();
             let same = previous.len() == addrs.len()
                 && previous.iter().zip(&addrs).all(|(h, a)| h.address == *a);
@@ -99,7 +155,151 @@ pub(crate) async fn run(cluster: Weak<Cluster>, dns: Dns, logical: bool) {
         } else {
             c.mark_ready();
         }
+        drop(c);
+        tokio::time::sleep(next_refresh(&dns, failed, ttl, &mut backoff)).await;
     }
+}
+
+/// How long to wait before the next resolution.
+fn next_refresh(dns: &Dns, failed: bool, ttl: Option<Duration>, backoff: &mut Backoff) -> Duration {
+    let base = match (failed, dns.failure_refresh_rate) {
+        (true, Some((base, max))) => backoff.next(base, max),
+        _ => {
+            backoff.reset();
+            match ttl {
+                Some(t) if dns.respect_ttl && !t.is_zero() => t,
+                _ => dns.refresh_rate,
+            }
+        }
+    };
+    match dns.jitter {
+        Some(j) => base + rand::rng().random_range(Duration::ZERO..j),
+        None => base,
+    }
+}
+
+/// Envoy's jittered exponential back-off: a random wait below an interval that doubles
+/// after each failure, from `base` up to `max`.
+#[derive(Debug, Default)]
+struct Backoff {
+    interval: Option<Duration>,
+}
+
+impl Backoff {
+    fn next(&mut self, base: Duration, max: Duration) -> Duration {
+        let interval = self.interval.unwrap_or(base).min(max);
+        self.interval = Some((interval * 2).min(max));
+        rand::rng().random_range(Duration::ZERO..=interval)
+    }
+
+    fn reset(&mut self) {
+        self.interval = None;
+    }
+}
+
+/// The cluster's stub resolver.
+fn resolver(dns: &Dns) -> Result<TokioResolver, hickory_resolver::net::NetError> {
+    let r = &dns.resolver;
+    let system = hickory_resolver::system_conf::read_system_conf();
+    // The configured resolvers override the system's, or with `use_resolvers_as_fallback`
+    // stand in only when the system has none.
+    let fallback_unneeded = r.use_resolvers_as_fallback && has_servers(&system);
+    let use_configured = !r.resolvers.is_empty() && !fallback_unneeded;
+    let (config, mut opts) = match system {
+        _ if use_configured => (name_servers(r), ResolverOpts::default()),
+        Ok((config, opts)) => {
+            let (domain, search, servers) = config.into_parts();
+            let servers = servers
+                .into_iter()
+                .map(|s| {
+                    let mut c = if r.use_tcp {
+                        ConnectionConfig::tcp()
+                    } else {
+                        ConnectionConfig::udp()
+                    };
+                    c.port = s.connections.first().map(|c| c.port).unwrap_or(53);
+                    NameServerConfig::new(s.ip, true, vec![c])
+                })
+                .collect();
+            let (domain, search) = if r.no_default_search_domain {
+                (None, Vec::new())
+            } else {
+                (domain, search)
+            };
+            (ResolverConfig::from_parts(domain, search, servers), opts)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the system's DNS configuration; only /etc/hosts and the configured resolvers answer");
+            (name_servers(r), ResolverOpts::default())
+        }
+    };
+    opts.timeout = r.query_timeout;
+    opts.attempts = r.query_tries.saturating_sub(1) as usize;
+    opts.cache_size = 0;
+    opts.ip_strategy = match dns.family {
+        DnsLookupFamily::V4Only => LookupIpStrategy::Ipv4Only,
+        DnsLookupFamily::V6Only => LookupIpStrategy::Ipv6Only,
+        DnsLookupFamily::Auto => LookupIpStrategy::Ipv6thenIpv4,
+        DnsLookupFamily::V4Preferred => LookupIpStrategy::Ipv4thenIpv6,
+        DnsLookupFamily::All => LookupIpStrategy::Ipv4AndIpv6,
+    };
+    let mut builder = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+    *builder.options_mut() = opts;
+    builder.build()
+}
+
+fn has_servers(
+    system: &Result<(ResolverConfig, ResolverOpts), hickory_resolver::net::NetError>,
+) -> bool {
+    matches!(system, Ok((c, _)) if !c.name_servers().is_empty())
+}
+
+fn name_servers(r: &DnsResolver) -> ResolverConfig {
+    ResolverConfig::from_name_servers(
+        r.resolvers
+            .iter()
+            .map(|a| {
+                let mut c = if r.use_tcp {
+                    ConnectionConfig::tcp()
+                } else {
+                    ConnectionConfig::udp()
+                };
+                c.port = a.port();
+                NameServerConfig::new(a.ip(), true, vec![c])
+            })
+            .collect(),
+    )
+}
+
+/// Resolves one endpoint name.
+async fn resolve(
+    resolver: &TokioResolver,
+    host: &str,
+    port: u16,
+    family: DnsLookupFamily,
+) -> Result<Answer, hickory_resolver::net::NetError> {
+    let lookup = match resolver.lookup_ip(host).await {
+        Ok(l) => l,
+        Err(e) if e.is_no_records_found() => return Ok(Answer::Empty),
+        Err(e) => return Err(e),
+    };
+    let mut ttl: Option<u32> = None;
+    let mut addrs = Vec::new();
+    for record in lookup.as_lookup().answers() {
+        if let Some(ip) = record.data.ip_addr() {
+            addrs.push(SocketAddr::new(ip, port));
+            ttl = Some(ttl.map_or(record.ttl, |t| t.min(record.ttl)));
+        }
+    }
+    let addrs = filter(addrs, family);
+    if addrs.is_empty() {
+        return Ok(Answer::Empty);
+    }
+    // hickory gives answers from /etc/hosts and IP literals the maximum TTL.
+    let ttl = ttl
+        .filter(|t| *t < MAX_TTL)
+        .map(|t| Duration::from_secs(u64::from(t)));
+    Ok(Answer::Found(addrs, ttl))
 }
 
 /// Applies `dns_lookup_family` to resolved addresses, dropping duplicates.
@@ -144,5 +344,68 @@ mod tests {
         );
         assert_eq!(filter(vec![a6], DnsLookupFamily::V4Preferred), vec![a6]);
         assert_eq!(filter(both, DnsLookupFamily::All), vec![a4, a6, b4]);
+    }
+
+    fn dns(respect_ttl: bool, failure: Option<(Duration, Duration)>) -> Dns {
+        Dns {
+            respect_ttl,
+            failure_refresh_rate: failure,
+            ..Dns::default()
+        }
+    }
+
+    #[test]
+    fn refresh_follows_ttl_only_when_asked() {
+        let mut b = Backoff::default();
+        let ttl = Some(Duration::from_secs(30));
+        assert_eq!(
+            next_refresh(&dns(false, None), false, ttl, &mut b),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            next_refresh(&dns(true, None), false, ttl, &mut b),
+            Duration::from_secs(30)
+        );
+        // No TTL (hosts file) or a zero TTL: the refresh rate.
+        assert_eq!(
+            next_refresh(&dns(true, None), false, None, &mut b),
+            Duration::from_secs(5)
+        );
+        let zero = Some(Duration::ZERO);
+        assert_eq!(
+            next_refresh(&dns(true, None), false, zero, &mut b),
+            Duration::from_secs(5)
+        );
+        // A failure without dns_failure_refresh_rate retries at the refresh rate.
+        assert_eq!(
+            next_refresh(&dns(true, None), true, None, &mut b),
+            Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn failures_back_off_up_to_max_and_reset_on_success() {
+        let (base, max) = (Duration::from_secs(1), Duration::from_secs(4));
+        let d = dns(false, Some((base, max)));
+        let mut b = Backoff::default();
+        for limit in [1, 2, 4, 4, 4] {
+            let wait = next_refresh(&d, true, None, &mut b);
+            assert!(wait <= Duration::from_secs(limit), "{wait:?} > {limit}s");
+        }
+        assert_eq!(
+            next_refresh(&d, false, None, &mut b),
+            Duration::from_secs(5)
+        );
+        assert_eq!(b.interval, None);
+    }
+
+    #[test]
+    fn jitter_is_added_below_its_bound() {
+        let mut d = dns(false, None);
+        d.jitter = Some(Duration::from_millis(500));
+        for _ in 0..50 {
+            let wait = next_refresh(&d, false, None, &mut Backoff::default());
+            assert!(wait >= Duration::from_secs(5) && wait < Duration::from_millis(5500));
+        }
     }
 }
