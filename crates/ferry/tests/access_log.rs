@@ -180,3 +180,98 @@ async fn default_json_and_stdout_access_logs_match_envoys_formats() {
         check(Flavor::Envoy, be.addr()).await;
     }
 }
+
+/// Requests refused before they reach the router — by the HTTP/1.1 codec (400, 431) or
+/// an HTTP/2 header list over the limit (stream reset) — are logged as Envoy logs them:
+/// no method or path, flag DPE (DR for the reset), and the codec's details.
+async fn check_refusals(flavor: Flavor) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let log = dir.path().join("refusals.log");
+    let yaml = format!(
+        r#"
+static_resources:
+  listeners:
+  - name: refusing
+    address: {{socket_address: {{address: 0.0.0.0, port_value: 10000}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          max_request_headers_kb: 1
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: {log}
+              log_format:
+                text_format_source:
+                  inline_string: "%REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL% %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %BYTES_SENT%\n"
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/"}}
+                direct_response: {{status: 200, body: {{inline_string: ok}}}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#,
+        log = log.display()
+    );
+    let rw = rewrite_bootstrap(&yaml, &BTreeMap::new()).unwrap_or_else(|e| panic!("{e:#}"));
+    let proxy = ferry_test_util::proc::start(flavor, &rw.yaml)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let port = proxy.listener_port().unwrap_or_default();
+    let big = "a".repeat(2000);
+    let cases: [(Vec<u8>, &str); 3] = [
+        (
+            b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nBad Header: x\r\n\r\n".to_vec(),
+            "HTTP/1.1 200 OK",
+        ),
+        (
+            b"POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (
+            format!("GET /d HTTP/1.1\r\nHost: x\r\nx-big: {big}\r\n\r\n").into_bytes(),
+            "HTTP/1.1 431 Request Header Fields Too Large",
+        ),
+    ];
+    for (bytes, status) in cases {
+        let x = ferry_test_util::raw::exchange(port, &bytes)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(x.status_line(), status, "{flavor}");
+    }
+    let h2 = send(port, &Request::get("/e").header("x-big", &big).http2()).await;
+    assert!(
+        h2.is_err(),
+        "{flavor}: the stream is reset, not answered: {h2:?}"
+    );
+
+    let lines = lines_when(&log, 5, &format!("{flavor} refusals")).await;
+    assert_eq!(
+        lines,
+        [
+            "GET /a HTTP/1.1 200 - direct_response 2",
+            "- - HTTP/1.1 400 DPE http1.codec_error 11",
+            "- - HTTP/1.1 400 DPE http1.content_length_and_chunked_not_allowed 11",
+            "- - HTTP/1.1 431 DPE http1.headers_too_large 31",
+            "- - HTTP/2 0 DR http2.header_list_size_too_large 0",
+        ],
+        "{flavor}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codec_refusals_are_logged_like_envoys() {
+    check_refusals(Flavor::Ferry).await;
+    if ferry_test_util::require_envoy() {
+        check_refusals(Flavor::Envoy).await;
+    }
+}

@@ -384,3 +384,95 @@ admin:
         );
     }
 }
+
+/// A backend that answers headers and a first chunk at once, whatever the request, then
+/// stalls (reading whatever comes) without ending the response.
+async fn answers_then_stalls() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = l.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
+                    )
+                    .await;
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
+/// The route timeout runs from the end of the request (Envoy) — also when the response
+/// headers came first: once the upload ends, a stalled response is cut off after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_timeout_is_armed_when_a_request_ends_after_the_response_headers() {
+    let stalls = answers_then_stalls().await;
+    let mut map = BTreeMap::new();
+    map.insert("backend".to_string(), stalls);
+    let yaml = bootstrap("").replace(
+        "route: { cluster: backend }",
+        "route: { cluster: backend, timeout: 1s }",
+    );
+    assert!(yaml.contains("timeout: 1s"));
+    let rw = rewrite_bootstrap(&yaml, &map).unwrap_or_else(|e| panic!("{e:#}"));
+    let mut flavors = vec![ferry_test_util::Flavor::Ferry];
+    if ferry_test_util::require_envoy() {
+        flavors.push(ferry_test_util::Flavor::Envoy);
+    }
+    for flavor in flavors {
+        let proxy = ferry_test_util::proc::start(flavor, &rw.yaml)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let mut s = TcpStream::connect(("127.0.0.1", port(&proxy)))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        s.write_all(
+            b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        // The response starts while the request is still open.
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains("hello") {
+            match tokio::time::timeout(DEADLINE, s.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+                other => panic!("{flavor}: no response start: {other:?} {got:?}"),
+            }
+        }
+        // The request ends: the route timeout (1 s) starts, and the stalled response is
+        // cut off — no last chunk, the connection closed.
+        s.write_all(b"0\r\n\r\n")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let closed = tokio::time::timeout(DEADLINE, async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            closed.is_ok(),
+            "{flavor}: still open after the route timeout: {text}"
+        );
+        assert!(text.starts_with("HTTP/1.1 200"), "{flavor}: {text}");
+        assert!(
+            !text.ends_with("0\r\n\r\n"),
+            "{flavor}: the response was ended: {text}"
+        );
+    }
+}

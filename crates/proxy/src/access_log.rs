@@ -190,8 +190,9 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<Cow<'a, str>> {
 impl StreamInfo {
     fn request_header(&self, name: &str) -> Option<Cow<'_, str>> {
         match name {
-            ":method" => Some(Cow::Borrowed(self.method.as_str())),
-            ":path" => Some(Cow::Borrowed(self.path.as_str())),
+            // Empty for a head the codec refused: logged as "-".
+            ":method" if !self.method.is_empty() => Some(Cow::Borrowed(self.method.as_str())),
+            ":path" if !self.path.is_empty() => Some(Cow::Borrowed(self.path.as_str())),
             ":authority" | "host" if !self.authority.is_empty() => {
                 Some(Cow::Borrowed(self.authority.as_str()))
             }

@@ -25,6 +25,8 @@ pub struct RequestTap {
     pub last_activity_nanos: AtomicU64,
     /// Signalled when the request body ends (arms the route timeout).
     pub completed: tokio::sync::Notify,
+    /// A response body waiting for the request to end, to arm the route timeout.
+    response: futures_util::task::AtomicWaker,
 }
 
 impl RequestTap {
@@ -37,6 +39,7 @@ impl RequestTap {
             .is_ok()
         {
             self.completed.notify_one();
+            self.response.wake();
         }
     }
 
@@ -261,6 +264,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Body,
         deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+        // The route timeout, not armed yet: the request has not ended.
+        pending_timeout: Option<std::time::Duration>,
         idle: Option<(std::time::Duration, Pin<Box<tokio::time::Sleep>>)>,
         // Request-side activity also keeps the stream alive (Envoy's idle timer counts
         // both directions).
@@ -270,10 +275,12 @@ pin_project_lite::pin_project! {
 }
 
 impl TimedResponse {
-    /// Wraps `inner`; `deadline` for the route timeout, `idle` for the stream idle timeout.
+    /// Wraps `inner`; `deadline` for the route timeout (or, while the request is still
+    /// in flight, `route_timeout` to arm when it ends), `idle` for the stream idle timeout.
     pub fn new(
         inner: Body,
         deadline: Option<tokio::time::Instant>,
+        route_timeout: Option<std::time::Duration>,
         idle: Option<std::time::Duration>,
         tap: Arc<RequestTap>,
         start: Instant,
@@ -281,6 +288,7 @@ impl TimedResponse {
         TimedResponse {
             inner,
             deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+            pending_timeout: route_timeout.filter(|_| deadline.is_none()),
             idle: idle.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
             tap,
             start,
@@ -306,6 +314,16 @@ impl http_body::Body for TimedResponse {
                 return Poll::Ready(Some(Ok(frame)));
             }
             other => return other,
+        }
+        // The route timeout runs from the end of the request (Envoy), which may come
+        // after the response headers.
+        if let Some(timeout) = *this.pending_timeout {
+            this.tap.response.register(cx.waker());
+            if let Some(done) = this.tap.completed_at(*this.start) {
+                let at = tokio::time::Instant::from_std(done) + timeout;
+                *this.deadline = Some(Box::pin(tokio::time::sleep_until(at)));
+                *this.pending_timeout = None;
+            }
         }
         if let Some(deadline) = this.deadline.as_mut() {
             if deadline.as_mut().poll(cx).is_ready() {

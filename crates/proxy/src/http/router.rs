@@ -105,29 +105,7 @@ async fn route_request(
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
     let method = req.method().as_str().to_string();
-    if conn.shared.next_request_conflicts() {
-        // Content-Length with Transfer-Encoding: Envoy refuses the request (smuggling).
-        let info = StreamInfo {
-            start_time: Some(SystemTime::now()),
-            method,
-            path,
-            authority,
-            protocol,
-            downstream_remote: Some(conn.peer),
-            downstream_local: Some(conn.local),
-            ..Default::default()
-        };
-        return finish_local(
-            hcm,
-            info,
-            req.headers(),
-            [None; 4],
-            LocalReason::BadRequest,
-            None,
-            start,
-            tap,
-        );
-    }
+    conn.shared.request_started();
 
     // Standard request headers (Envoy's ConnectionManagerUtility::mutateRequestHeaders).
     // With use_remote_address this proxy is the edge: every request is external (no
@@ -542,8 +520,8 @@ async fn forward(
     }
     headers::apply_all(all_levels, Side::Response, &mut rparts.headers, &info);
     info.response_code_details = Some("via_upstream");
-    let rbody = if route_deadline.is_some() || idle.is_some() {
-        TimedResponse::new(rbody, route_deadline, idle, tap.clone(), start).boxed()
+    let rbody = if route_deadline.is_some() || ra.timeout.is_some() || idle.is_some() {
+        TimedResponse::new(rbody, route_deadline, ra.timeout, idle, tap.clone(), start).boxed()
     } else {
         rbody
     };

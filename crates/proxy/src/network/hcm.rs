@@ -9,7 +9,6 @@ use ferry_config::hcm::{CodecType, HttpConnectionManager};
 use ferry_upstream::ClusterManager;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -111,11 +110,103 @@ impl Drop for StreamGuard {
         let s = &self.0.streams;
         s.last_end_nanos
             .store(s.opened.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        self.0.shared.active.fetch_sub(1, Ordering::Relaxed);
+        self.0.shared.stream_ended();
     }
 }
 
 static CONNECTION_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// An HTTP/2 request whose header list exceeds `max_request_headers_kb`: hyper resets
+/// the stream (RST_STREAM INTERNAL_ERROR) when the service fails, as Envoy resets it.
+#[derive(Debug)]
+struct HeaderListTooLarge;
+
+impl std::fmt::Display for HeaderListTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("request header list larger than max_request_headers_kb")
+    }
+}
+
+impl std::error::Error for HeaderListTooLarge {}
+
+/// An HTTP/2 header list's size as RFC 9113 counts it: name, value and 32 bytes per
+/// field, pseudo-headers included.
+fn header_list_size<B>(req: &http::Request<B>) -> usize {
+    let uri = req.uri();
+    let pseudo = [
+        (":method", req.method().as_str().len()),
+        (":scheme", uri.scheme_str().map_or(0, str::len)),
+        (
+            ":authority",
+            uri.authority().map_or(0, |a| a.as_str().len()),
+        ),
+        (
+            ":path",
+            uri.path_and_query().map_or(1, |p| p.as_str().len()),
+        ),
+    ];
+    let pseudo: usize = pseudo.iter().map(|(n, v)| n.len() + v + 32).sum();
+    let fields: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 32)
+        .sum();
+    pseudo + fields
+}
+
+/// Access-logs a stream reset before it reached the router (flag DR, as Envoy).
+fn log_reset(hcm: &HcmRuntime, conn: &ConnInfo, details: &'static str) {
+    if hcm.loggers.is_empty() {
+        return;
+    }
+    let info = crate::access_log::StreamInfo {
+        start_time: Some(std::time::SystemTime::now()),
+        protocol: "HTTP/2",
+        response_code_details: Some(details),
+        response_flags: vec!["DR"],
+        duration: Some(Duration::ZERO),
+        downstream_remote: Some(conn.peer),
+        downstream_direct_remote: Some(conn.peer),
+        downstream_local: Some(conn.local),
+        connection_id: conn.id,
+        ..Default::default()
+    };
+    for l in hcm.loggers.iter() {
+        l.log(&info);
+    }
+}
+
+/// Access-logs the heads the HTTP/1.1 guard refuses, as Envoy logs codec errors.
+fn refusal_log(
+    loggers: &Arc<[Logger]>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    connection_id: u64,
+) -> Option<super::h1_guard::RefusalLog> {
+    if loggers.is_empty() {
+        return None;
+    }
+    let loggers = loggers.clone();
+    Some(Arc::new(move |r: super::h1_guard::Refused| {
+        let info = crate::access_log::StreamInfo {
+            start_time: Some(r.start_time),
+            protocol: "HTTP/1.1",
+            response_code: Some(r.refusal.status().as_u16()),
+            response_code_details: Some(r.refusal.details()),
+            response_flags: vec!["DPE"],
+            bytes_sent: r.bytes_sent,
+            duration: Some(r.started.elapsed()),
+            downstream_remote: Some(peer),
+            downstream_direct_remote: Some(peer),
+            downstream_local: Some(local),
+            connection_id,
+            ..Default::default()
+        };
+        for l in loggers.iter() {
+            l.log(&info);
+        }
+    }))
+}
 
 impl ConnInfo {
     /// A stream (request) starts; the returned guard ends it when dropped, with its
@@ -154,10 +245,18 @@ pub(crate) async fn serve(
         streams: StreamCount::new(),
     });
     let idle_conn = conn.clone();
-    let svc = hyper::service::service_fn(move |req| {
+    let (loggers, conn_id) = (hcm.loggers.clone(), conn.id);
+    let header_bytes = (cfg.max_request_headers_kb as usize) * 1024;
+    let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let hcm = hcm.clone();
         let conn = conn.clone();
-        async move { Ok::<_, Infallible>(crate::http::router::handle(hcm, conn, req).await) }
+        async move {
+            if req.version() == http::Version::HTTP_2 && header_list_size(&req) > header_bytes {
+                log_reset(&hcm, &conn, "http2.header_list_size_too_large");
+                return Err(HeaderListTooLarge);
+            }
+            Ok(crate::http::router::handle(hcm, conn, req).await)
+        }
     });
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -166,7 +265,6 @@ pub(crate) async fn serve(
         CodecType::Http1 => builder = builder.http1_only(),
         CodecType::Http2 => builder = builder.http2_only(),
     }
-    let header_bytes = (cfg.max_request_headers_kb as usize) * 1024;
     {
         let mut h1 = builder.http1();
         h1.timer(TokioTimer::new())
@@ -185,8 +283,10 @@ pub(crate) async fn serve(
         // toward us before the peer must wait (HTTP/2 flow control).
         // HTTP/2 windows must lie in [65535, 2^31-1].
         let window = |w: u32| w.clamp(65_535, (1 << 31) - 1);
+        // Header lists are judged by the service (a reset, as Envoy does); h2 itself
+        // answers 431 only beyond a far larger bound.
         h2.timer(TokioTimer::new())
-            .max_header_list_size(header_bytes as u32)
+            .max_header_list_size((header_bytes * 4).max(256 * 1024) as u32)
             .initial_stream_window_size(window(
                 cfg.http2_initial_stream_window_size.unwrap_or(buffer_limit),
             ))
@@ -206,7 +306,12 @@ pub(crate) async fn serve(
             _ => Some(cfg.server_name.clone()),
         },
     };
-    let io = TokioIo::new(super::h1_guard::H1Guard::new(stream, shared, limits));
+    let io = TokioIo::new(super::h1_guard::H1Guard::new(
+        stream,
+        shared,
+        limits,
+        refusal_log(&loggers, peer, local, conn_id),
+    ));
     let conn_fut = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn_fut);
     let mut drain = server.drain_signal();
