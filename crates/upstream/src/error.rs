@@ -32,6 +32,18 @@ impl UpstreamError {
         }
     }
 
+    /// The same error again, for each of the requests that shared a failed attempt.
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            UpstreamError::ConnectFailure(e) => {
+                UpstreamError::ConnectFailure(std::io::Error::new(e.kind(), e.to_string()))
+            }
+            UpstreamError::ConnectTimeout => UpstreamError::ConnectTimeout,
+            UpstreamError::ResetBeforeResponse(m) => UpstreamError::ResetBeforeResponse(m.clone()),
+            UpstreamError::Protocol(m) => UpstreamError::Protocol(m.clone()),
+        }
+    }
+
     /// Classifies a hyper client error that happened after the request was handed to a connection.
     pub(crate) fn from_hyper(e: &hyper::Error) -> Self {
         if e.is_parse() || e.is_parse_status() || e.is_user() {

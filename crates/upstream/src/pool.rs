@@ -36,8 +36,13 @@ use tokio::time::Instant;
 pub(crate) struct Pool {
     http1: Mutex<Vec<H1Conn>>,
     http2: Mutex<Option<H2Conn>>,
-    http2_connecting: tokio::sync::Mutex<()>,
+    /// The HTTP/2 connection being established, shared by every request that finds no
+    /// connection meanwhile: they all get it, or all fail with its error (as Envoy's
+    /// pending requests do), instead of each waiting for a connect timeout in turn.
+    http2_connecting: Mutex<Option<Arc<H2Attempt>>>,
 }
+
+type H2Attempt = tokio::sync::OnceCell<Result<http2::SendRequest<Body>, Arc<UpstreamError>>>;
 
 struct H1Conn {
     sender: http1::SendRequest<Body>,
@@ -253,32 +258,44 @@ impl Pool {
                 },
             }
         }
-        let mut sender = {
-            let _connecting = self.http2_connecting.lock().await;
-            match self.checkout_http2(config) {
-                Some(sender) => sender,
-                None => {
-                    let stream = connect(host, config.connect_timeout).await?;
-                    // The cluster's buffer limit is the flow-control window:
-                    // what the upstream may send before we read it.
-                    let window = config
-                        .per_connection_buffer_limit_bytes
-                        .clamp(65_535, (1 << 31) - 1);
-                    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-                        .initial_stream_window_size(window)
-                        .initial_connection_window_size(window)
-                        .handshake(TokioIo::new(stream))
-                        .await
-                        .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-                    spawn_connection(host, conn);
-                    if config.max_requests_per_connection != Some(1) {
-                        *self.http2.lock() = Some(H2Conn {
-                            sender: sender.clone(),
-                            requests: 1,
-                            last_used: Instant::now(),
-                        });
+        let mut sender = loop {
+            let attempt = {
+                let mut slot = self.http2_connecting.lock();
+                match slot.as_ref() {
+                    Some(a) if !a.initialized() => a.clone(),
+                    _ => {
+                        let a = Arc::new(H2Attempt::new());
+                        *slot = Some(a.clone());
+                        a
                     }
-                    sender
+                }
+            };
+            // The request that runs the attempt uses the connection it made (it may not
+            // be pooled: max_requests_per_connection 1); the others check it out.
+            let mut made = None;
+            let result = attempt
+                .get_or_init(|| async {
+                    if let Some(sender) = self.checkout_http2(config) {
+                        made = Some(sender.clone());
+                        return Ok(sender);
+                    }
+                    let r = self.connect_http2(host, config).await;
+                    if let Ok(sender) = &r {
+                        made = Some(sender.clone());
+                    }
+                    r.map_err(Arc::new)
+                })
+                .await;
+            if let Some(sender) = made {
+                break sender;
+            }
+            match result {
+                Err(e) => return Err(e.duplicate()),
+                Ok(_) => {
+                    if let Some(sender) = self.checkout_http2(config) {
+                        break sender;
+                    }
+                    // Not shareable (max_requests_per_connection): a new attempt.
                 }
             }
         };
@@ -286,6 +303,36 @@ impl Pool {
             .try_send_request(req)
             .await
             .map_err(|e| UpstreamError::from_hyper(e.error()))
+    }
+
+    /// Connects to `host` and starts an HTTP/2 connection, pooled unless
+    /// `max_requests_per_connection` is 1.
+    async fn connect_http2(
+        &self,
+        host: &Host,
+        config: &ClusterConfig,
+    ) -> Result<http2::SendRequest<Body>, UpstreamError> {
+        let stream = connect(host, config.connect_timeout).await?;
+        // The cluster's buffer limit is the flow-control window: what the upstream may
+        // send before we read it.
+        let window = config
+            .per_connection_buffer_limit_bytes
+            .clamp(65_535, (1 << 31) - 1);
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .initial_stream_window_size(window)
+            .initial_connection_window_size(window)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        spawn_connection(host, conn);
+        if config.max_requests_per_connection != Some(1) {
+            *self.http2.lock() = Some(H2Conn {
+                sender: sender.clone(),
+                requests: 1,
+                last_used: Instant::now(),
+            });
+        }
+        Ok(sender)
     }
 
     /// A clone of the shared HTTP/2 connection's sender, if it is usable.

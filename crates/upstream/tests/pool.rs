@@ -382,3 +382,36 @@ async fn static_cluster_is_ready_immediately() {
     cluster.ready().await;
     assert_eq!(cluster.hosts()[0].hostname, "127.0.0.1");
 }
+
+/// Requests that find no HTTP/2 connection while one is being established wait for that
+/// one attempt: when it times out they all fail with it (one connect failure, as Envoy's
+/// pending requests), instead of each trying — and timing out — in turn.
+#[tokio::test]
+async fn http2_requests_share_one_connect_attempt() {
+    // A listener whose one-slot backlog is full: further connects get no answer.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let blackhole = socket.listen(0).unwrap();
+    let addr = blackhole.local_addr().unwrap();
+    let _occupant = std::net::TcpStream::connect(addr).unwrap();
+    let mut cfg = config(
+        "127.0.0.1",
+        addr.port(),
+        Discovery::Static,
+        UpstreamProtocol::Http2,
+        None,
+    );
+    cfg.connect_timeout = Duration::from_millis(500);
+    let cm = ClusterManager::new(&[cfg]);
+    let results = futures_util::future::join_all((0..4).map(|i| {
+        let cm = cm.clone();
+        async move { get(&cm, &format!("/{i}")).await }
+    }))
+    .await;
+    for r in &results {
+        assert!(matches!(r, Err(UpstreamError::ConnectTimeout)), "{r:?}");
+    }
+    let host = cm.get("backend").unwrap().hosts()[0].clone();
+    assert_eq!(host.stats.cx_connect_fail.load(Ordering::SeqCst), 1);
+    assert_eq!(host.stats.cx_total.load(Ordering::SeqCst), 1);
+}
