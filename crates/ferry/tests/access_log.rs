@@ -2,6 +2,7 @@
 //! to another file, and a `text_format_source` to stdout. The same bootstrap runs
 //! on ferry and, when available, on real Envoy, and both must pass the same checks.
 
+use ferry_test_util::bootstrap::HcmBootstrap;
 use ferry_test_util::diff::send;
 use ferry_test_util::{backend, rewrite_bootstrap, Flavor, Request};
 use regex::Regex;
@@ -15,63 +16,38 @@ use std::time::Duration;
 const DEADLINE: Duration = Duration::from_secs(30);
 
 fn bootstrap(default_log: &Path, json_log: &Path) -> String {
-    format!(
-        r#"
-static_resources:
-  listeners:
-  - name: logged
-    address: {{socket_address: {{address: 0.0.0.0, port_value: 10000}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-          access_log:
-          - name: envoy.access_loggers.file
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-              path: {default_log}
-          - name: envoy.access_loggers.file
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-              path: {json_log}
-              log_format:
-                json_format:
-                  code: "%RESPONSE_CODE%"
-                  flags: "%RESPONSE_FLAGS%"
-                  method: "%REQ(:METHOD)%"
-                  path: "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%"
-                  upstream: "%UPSTREAM_CLUSTER%"
-                  bytes: "%BYTES_SENT%"
-          - name: envoy.access_loggers.stdout
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
-              log_format:
-                text_format_source: {{inline_string: "%RESPONSE_CODE% %PROTOCOL%\n"}}
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{path: "/x"}}
-                route: {{cluster: backend}}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: backend
-    type: STATIC
-    load_assignment:
-      cluster_name: backend
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 1}}}}}}
-"#,
-        default_log = default_log.display(),
-        json_log = json_log.display(),
-    )
+    HcmBootstrap::new()
+        .listener_name("logged")
+        .hcm(&format!(
+            r#"
+            access_log:
+            - name: envoy.access_loggers.file
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+                path: {default_log}
+            - name: envoy.access_loggers.file
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+                path: {json_log}
+                log_format:
+                  json_format:
+                    code: "%RESPONSE_CODE%"
+                    flags: "%RESPONSE_FLAGS%"
+                    method: "%REQ(:METHOD)%"
+                    path: "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%"
+                    upstream: "%UPSTREAM_CLUSTER%"
+                    bytes: "%BYTES_SENT%"
+            - name: envoy.access_loggers.stdout
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+                log_format:
+                  text_format_source: {{inline_string: "%RESPONSE_CODE% %PROTOCOL%\n"}}"#,
+            default_log = default_log.display(),
+            json_log = json_log.display(),
+        ))
+        .route("match: {path: \"/x\"}\nroute: {cluster: backend}")
+        .cluster("backend", "")
+        .yaml()
 }
 
 /// The lines of `path` once it has at least `n`, polled until [`DEADLINE`].
@@ -187,41 +163,22 @@ async fn default_json_and_stdout_access_logs_match_envoys_formats() {
 async fn check_refusals(flavor: Flavor) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let log = dir.path().join("refusals.log");
-    let yaml = format!(
-        r#"
-static_resources:
-  listeners:
-  - name: refusing
-    address: {{socket_address: {{address: 0.0.0.0, port_value: 10000}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-          max_request_headers_kb: 1
-          access_log:
-          - name: envoy.access_loggers.file
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-              path: {log}
-              log_format:
-                text_format_source:
-                  inline_string: "%REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL% %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %BYTES_SENT%\n"
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{prefix: "/"}}
-                direct_response: {{status: 200, body: {{inline_string: ok}}}}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-"#,
-        log = log.display()
-    );
+    let yaml = HcmBootstrap::new()
+        .hcm(&format!(
+            r#"
+            max_request_headers_kb: 1
+            access_log:
+            - name: envoy.access_loggers.file
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+                path: {log}
+                log_format:
+                  text_format_source:
+                    inline_string: "%REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL% %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %BYTES_SENT%\n""#,
+            log = log.display()
+        ))
+        .route("match: {prefix: \"/\"}\ndirect_response: {status: 200, body: {inline_string: ok}}")
+        .yaml();
     let rw = rewrite_bootstrap(&yaml, &BTreeMap::new()).unwrap_or_else(|e| panic!("{e:#}"));
     let proxy = ferry_test_util::proc::start(flavor, &rw.yaml)
         .await

@@ -2,6 +2,7 @@
 //! health check failing, draining and quitting. The same checks run on ferry and,
 //! when available, on real Envoy.
 
+use ferry_test_util::bootstrap::HcmBootstrap;
 use ferry_test_util::diff::send;
 use ferry_test_util::{backend, rewrite_bootstrap, Flavor, Proxy, Request};
 use std::collections::BTreeMap;
@@ -12,42 +13,18 @@ use tokio::net::TcpStream;
 /// How long a condition may take to become true.
 const DEADLINE: Duration = Duration::from_secs(10);
 
-const BOOTSTRAP: &str = r#"
-static_resources:
-  listeners:
-  - name: main_listener
-    address: {socket_address: {address: 0.0.0.0, port_value: 10000}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {prefix: "/svc"}
-                route: {cluster: backend}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: backend
-    type: STATIC
-    load_assignment:
-      cluster_name: backend
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}
-"#;
+fn bootstrap() -> String {
+    HcmBootstrap::new()
+        .listener_name("main_listener")
+        .route("match: {prefix: \"/svc\"}\nroute: {cluster: backend}")
+        .cluster("backend", "")
+        .yaml()
+}
 
 async fn start(flavor: Flavor, backend: SocketAddr) -> Proxy {
     let mut map = BTreeMap::new();
     map.insert("backend".to_string(), backend);
-    let rw = rewrite_bootstrap(BOOTSTRAP, &map).unwrap_or_else(|e| panic!("{e:#}"));
+    let rw = rewrite_bootstrap(&bootstrap(), &map).unwrap_or_else(|e| panic!("{e:#}"));
     ferry_test_util::proc::start(flavor, &rw.yaml)
         .await
         .unwrap_or_else(|e| panic!("{e:#}"))

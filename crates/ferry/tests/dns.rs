@@ -1,55 +1,31 @@
 //! DNS clusters: `STRICT_DNS` and `LOGICAL_DNS` clusters whose endpoint is
 //! `localhost`, resolved with `dns_lookup_family: V4_ONLY` to the test's backends.
 
+use ferry_test_util::bootstrap::HcmBootstrap;
 use ferry_test_util::diff::send;
 use ferry_test_util::{backend, rewrite_bootstrap, Flavor, Request};
 use std::collections::BTreeMap;
 
 fn bootstrap(strict_port: u16, logical_port: u16) -> String {
-    format!(
-        r#"
-static_resources:
-  listeners:
-  - name: dns_listener
-    address: {{socket_address: {{address: 0.0.0.0, port_value: 10000}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{prefix: "/strict"}}
-                route: {{cluster: strict}}
-              - match: {{prefix: "/logical"}}
-                route: {{cluster: logical}}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: strict
-    type: STRICT_DNS
-    dns_lookup_family: V4_ONLY
-    load_assignment:
-      cluster_name: strict
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: localhost, port_value: {strict_port}}}}}}}
-  - name: logical
-    type: LOGICAL_DNS
-    dns_lookup_family: V4_ONLY
-    load_assignment:
-      cluster_name: logical
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: localhost, port_value: {logical_port}}}}}}}
-"#
-    )
+    let dns = |name: &str, kind: &str, port: u16| {
+        format!(
+            "name: {name}
+type: {kind}
+dns_lookup_family: V4_ONLY
+load_assignment:
+  cluster_name: {name}
+  endpoints:
+  - lb_endpoints:
+    - endpoint: {{address: {{socket_address: {{address: localhost, port_value: {port}}}}}}}"
+        )
+    };
+    HcmBootstrap::new()
+        .listener_name("dns_listener")
+        .route("match: {prefix: \"/strict\"}\nroute: {cluster: strict}")
+        .route("match: {prefix: \"/logical\"}\nroute: {cluster: logical}")
+        .cluster_yaml(&dns("strict", "STRICT_DNS", strict_port))
+        .cluster_yaml(&dns("logical", "LOGICAL_DNS", logical_port))
+        .yaml()
 }
 
 async fn check(flavor: Flavor) {
@@ -106,50 +82,30 @@ async fn strict_and_logical_dns_clusters_resolve_localhost() {
 /// A STRICT_DNS cluster asking the test's own DNS server (c-ares `resolvers`), with a
 /// refresh rate of an hour: only `respect_dns_ttl` makes it see a changed answer.
 fn ttl_bootstrap(dns: std::net::SocketAddr, port: u16) -> String {
-    format!(
-        r#"
-static_resources:
-  listeners:
-  - name: ttl_listener
-    address: {{socket_address: {{address: 0.0.0.0, port_value: 10000}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{prefix: "/"}}
-                route: {{cluster: svc}}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: svc
-    type: STRICT_DNS
-    dns_lookup_family: V4_ONLY
-    dns_refresh_rate: 3600s
-    respect_dns_ttl: true
-    typed_dns_resolver_config:
-      name: envoy.network.dns_resolver.cares
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig
-        resolvers:
-        - socket_address: {{address: {ip}, port_value: {dns_port}}}
-    load_assignment:
-      cluster_name: svc
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: svc.ferry.test, port_value: {port}}}}}}}
-"#,
-        ip = dns.ip(),
-        dns_port = dns.port(),
-    )
+    HcmBootstrap::new()
+        .listener_name("ttl_listener")
+        .cluster_yaml(&format!(
+            r#"
+            name: svc
+            type: STRICT_DNS
+            dns_lookup_family: V4_ONLY
+            dns_refresh_rate: 3600s
+            respect_dns_ttl: true
+            typed_dns_resolver_config:
+              name: envoy.network.dns_resolver.cares
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig
+                resolvers:
+                - socket_address: {{address: {ip}, port_value: {dns_port}}}
+            load_assignment:
+              cluster_name: svc
+              endpoints:
+              - lb_endpoints:
+                - endpoint: {{address: {{socket_address: {{address: svc.ferry.test, port_value: {port}}}}}}}"#,
+            ip = dns.ip(),
+            dns_port = dns.port(),
+        ))
+        .yaml()
 }
 
 /// Sends GET / until `done` accepts what came back, or 20 s pass; returns the last answer.

@@ -3,6 +3,7 @@
 //! need trailers end to end (`grpc-status`); `Watch` needs a response stream that
 //! stays open and delivers messages as the server sends them.
 
+use ferry_test_util::bootstrap::HcmBootstrap;
 use ferry_test_util::{rewrite_bootstrap, start_ferry};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,43 +19,22 @@ const DEADLINE: Duration = Duration::from_secs(10);
 /// The service whose status the tests set and read.
 const SERVICE: &str = "ferry.test.Echo";
 
-const BOOTSTRAP: &str = r#"
-static_resources:
-  listeners:
-  - name: grpc_listener
-    address: {socket_address: {address: 0.0.0.0, port_value: 10000}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_grpc
-          codec_type: AUTO
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {prefix: "/", grpc: {}}
-                route: {cluster: grpc_backend}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: grpc_backend
-    type: STATIC
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config:
-          http2_protocol_options: {}
-    load_assignment:
-      cluster_name: grpc_backend
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}
-"#;
+fn bootstrap() -> String {
+    HcmBootstrap::new()
+        .listener_name("grpc_listener")
+        .hcm("codec_type: AUTO")
+        .route("match: {prefix: \"/\", grpc: {}}\nroute: {cluster: grpc_backend}")
+        .cluster(
+            "grpc_backend",
+            r#"
+            typed_extension_protocol_options:
+              envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+                "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+                explicit_http_config:
+                  http2_protocol_options: {}"#,
+        )
+        .yaml()
+}
 
 /// A tonic server with the health service on 127.0.0.1:0; `SERVICE` is SERVING.
 async fn health_backend() -> (SocketAddr, HealthReporter) {
@@ -91,7 +71,7 @@ async fn client(port: u16) -> HealthClient<tonic::transport::Channel> {
 async fn ferry_for(backend: SocketAddr) -> ferry_test_util::Proxy {
     let mut map = BTreeMap::new();
     map.insert("grpc_backend".to_string(), backend);
-    let rw = rewrite_bootstrap(BOOTSTRAP, &map).unwrap_or_else(|e| panic!("{e:#}"));
+    let rw = rewrite_bootstrap(&bootstrap(), &map).unwrap_or_else(|e| panic!("{e:#}"));
     start_ferry(&rw.yaml)
         .await
         .unwrap_or_else(|e| panic!("{e:#}"))
@@ -178,7 +158,7 @@ async fn check_with_backend_down(flavor: ferry_test_util::Flavor) -> tonic::Stat
         .unwrap_or_else(|e| panic!("{e}"));
     let mut map = BTreeMap::new();
     map.insert("grpc_backend".to_string(), closed);
-    let rw = rewrite_bootstrap(BOOTSTRAP, &map).unwrap_or_else(|e| panic!("{e:#}"));
+    let rw = rewrite_bootstrap(&bootstrap(), &map).unwrap_or_else(|e| panic!("{e:#}"));
     let proxy = ferry_test_util::proc::start(flavor, &rw.yaml)
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));

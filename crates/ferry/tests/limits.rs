@@ -1,6 +1,7 @@
 //! HCM limits and timeouts, and an upstream that dies mid-response, through a running
 //! ferry with real sockets.
 
+use ferry_test_util::bootstrap::HcmBootstrap;
 use ferry_test_util::diff::send;
 use ferry_test_util::{backend, rewrite_bootstrap, start_ferry, Request};
 use std::collections::BTreeMap;
@@ -12,41 +13,10 @@ use tokio::net::TcpStream;
 const DEADLINE: Duration = Duration::from_secs(10);
 
 fn bootstrap(hcm_extra: &str) -> String {
-    format!(
-        r#"
-static_resources:
-  listeners:
-  - name: main
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 1 }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-{hcm_extra}
-          route_config:
-            virtual_hosts:
-            - name: main
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                route: {{ cluster: backend }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: backend
-    load_assignment:
-      cluster_name: backend
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 1 }} }} }}
-admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 1 }} }}
-"#
-    )
+    HcmBootstrap::new()
+        .hcm(hcm_extra)
+        .cluster("backend", "")
+        .yaml()
 }
 
 async fn ferry(hcm_extra: &str, backend: SocketAddr) -> ferry_test_util::Proxy {
@@ -419,11 +389,10 @@ async fn route_timeout_is_armed_when_a_request_ends_after_the_response_headers()
     let stalls = answers_then_stalls().await;
     let mut map = BTreeMap::new();
     map.insert("backend".to_string(), stalls);
-    let yaml = bootstrap("").replace(
-        "route: { cluster: backend }",
-        "route: { cluster: backend, timeout: 1s }",
-    );
-    assert!(yaml.contains("timeout: 1s"));
+    let yaml = HcmBootstrap::new()
+        .route("match: {prefix: \"/\"}\nroute: {cluster: backend, timeout: 1s}")
+        .cluster("backend", "")
+        .yaml();
     let rw = rewrite_bootstrap(&yaml, &map).unwrap_or_else(|e| panic!("{e:#}"));
     let mut flavors = vec![ferry_test_util::Flavor::Ferry];
     if ferry_test_util::require_envoy() {

@@ -2,6 +2,7 @@
 //! splices the upgraded connection to a real WebSocket echo backend; without
 //! `upgrade_configs` the upgrade is refused as Envoy refuses it.
 
+use ferry_test_util::bootstrap::HcmBootstrap;
 use ferry_test_util::{rewrite_bootstrap, start_envoy, start_ferry};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::BTreeMap;
@@ -16,40 +17,12 @@ const DEADLINE: Duration = Duration::from_secs(10);
 /// A bootstrap with one HCM routing `/ws` to the cluster `ws`; `upgrades` is
 /// spliced in as the HCM's `upgrade_configs` (empty: no such field).
 fn bootstrap(upgrades: &str) -> String {
-    format!(
-        r#"
-static_resources:
-  listeners:
-  - name: ws_listener
-    address: {{socket_address: {{address: 0.0.0.0, port_value: 10000}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_ws
-          {upgrades}
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{prefix: "/ws"}}
-                route: {{cluster: ws}}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: ws
-    type: STATIC
-    load_assignment:
-      cluster_name: ws
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 1}}}}}}
-"#
-    )
+    HcmBootstrap::new()
+        .listener_name("ws_listener")
+        .hcm(upgrades)
+        .route("match: {prefix: \"/ws\"}\nroute: {cluster: ws}")
+        .cluster("ws", "")
+        .yaml()
 }
 
 /// A WebSocket echo server on 127.0.0.1:0: every text or binary message comes back.

@@ -11,6 +11,7 @@
 //! `FERRY_SKIP_ENVOY=1` is set.
 
 pub mod backend;
+pub mod bootstrap;
 pub mod diff;
 pub mod dns;
 pub mod ports;
