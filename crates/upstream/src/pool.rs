@@ -173,10 +173,13 @@ impl Pool {
         };
         // A new connection.
         let stream = connect(host, config.connect_timeout).await?;
-        // The cluster's `per_connection_buffer_limit_bytes` caps hyper's buffers
-        // (at least 8 KiB, hyper's floor).
+        // hyper's read buffer: the cluster's `per_connection_buffer_limit_bytes`, at
+        // most 64 KiB (a response head up to Envoy's 60 KiB default must fit; bodies
+        // stream) and at least 8 KiB (hyper's floor).
         let (sender, conn) = http1::Builder::new()
-            .max_buf_size((config.per_connection_buffer_limit_bytes as usize).max(8192))
+            .max_buf_size(
+                (config.per_connection_buffer_limit_bytes as usize).clamp(8192, 64 * 1024),
+            )
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| UpstreamError::Protocol(e.to_string()))?;

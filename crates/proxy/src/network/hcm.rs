@@ -268,9 +268,10 @@ pub(crate) async fn serve(
     {
         let mut h1 = builder.http1();
         h1.timer(TokioTimer::new())
-            // hyper buffers at most this much per connection in each direction; a
-            // head must fit whole.
-            .max_buf_size(header_bytes.max(buffer_limit as usize).max(8192))
+            // hyper's read buffer grows up to this; a head must fit whole. Bodies
+            // stream through it, so it need not (and, for memory, should not) grow
+            // to `per_connection_buffer_limit_bytes`.
+            .max_buf_size(header_bytes.max(8192))
             .max_headers(cfg.max_headers_count as usize)
             .keep_alive(true);
         // Waiting for the next request's headers is what an idle keep-alive
