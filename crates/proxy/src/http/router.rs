@@ -87,7 +87,7 @@ async fn route_request(
         http::Version::HTTP_10 => "HTTP/1.0",
         _ => "HTTP/1.1",
     };
-    let authority = req
+    let mut authority = req
         .uri()
         .authority()
         .map(|a| a.as_str().to_string())
@@ -97,8 +97,8 @@ async fn route_request(
                 .and_then(|h| h.to_str().ok())
                 .map(str::to_string)
         })
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+        .unwrap_or_default();
+    authority.make_ascii_lowercase();
     let path = req
         .uri()
         .path_and_query()
@@ -324,39 +324,33 @@ async fn forward(
     };
     info.upstream_host = Some(host.address);
 
-    // Path and host rewrites.
-    let original_path = info.path.clone();
-    let mut new_path = original_path.clone();
-    if let Some(prefix) = &ra.prefix_rewrite {
+    // Path and host rewrites (strings are built only when something is rewritten).
+    let path = info.path.as_str();
+    let new_path: Option<String> = if let Some(prefix) = &ra.prefix_rewrite {
         // The matched prefix is replaced; for `path` and `safe_regex` matches, the whole
         // path (the query string stays).
         let matched = match &route.matcher.path {
             PathMatch::Prefix(p) | PathMatch::SeparatedPrefix(p) => p.len(),
-            PathMatch::Exact(_) | PathMatch::Regex(_) => {
-                new_path.find('?').unwrap_or(new_path.len())
-            }
+            PathMatch::Exact(_) | PathMatch::Regex(_) => path.find('?').unwrap_or(path.len()),
         };
-        if new_path.len() >= matched {
-            new_path = format!("{prefix}{}", &new_path[matched..]);
-        }
+        path.get(matched..).map(|rest| format!("{prefix}{rest}"))
     } else if let Some((re, sub)) = &ra.regex_rewrite {
-        let (p, q) = match new_path.find('?') {
-            Some(i) => (new_path[..i].to_string(), new_path[i..].to_string()),
-            None => (new_path.clone(), String::new()),
-        };
-        new_path = format!("{}{q}", re.replace_all(&p, sub.as_str()));
+        let (p, q) = path.split_at(path.find('?').unwrap_or(path.len()));
+        Some(format!("{}{q}", re.replace_all(p, sub.as_str())))
+    } else {
+        None
     }
-    let mut authority = info.authority.clone();
-    match &ra.host_rewrite {
-        HostRewrite::None => {}
-        HostRewrite::Literal(h) => authority = h.clone(),
+    .filter(|p| p != path);
+    let new_authority: Option<String> = match &ra.host_rewrite {
+        HostRewrite::None => None,
+        HostRewrite::Literal(h) => Some(h.clone()),
         // Envoy rewrites only to a hostname (an endpoint `hostname` or a DNS name).
-        HostRewrite::Auto => {
-            if host.hostname.parse::<std::net::IpAddr>().is_err() {
-                authority = host.hostname.clone();
-            }
+        HostRewrite::Auto if host.hostname.parse::<std::net::IpAddr>().is_err() => {
+            Some(host.hostname.clone())
         }
+        HostRewrite::Auto => None,
     }
+    .filter(|a| *a != info.authority);
 
     // The upstream request.
     let upgrade_conn = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
@@ -383,18 +377,23 @@ async fn forward(
     if let Some(via) = &hcm.config.via {
         append_via(h, via);
     }
-    if new_path != original_path {
-        if let Ok(v) = HeaderValue::from_str(&original_path) {
+    if new_path.is_some() {
+        if let Ok(v) = HeaderValue::from_str(&info.path) {
             h.insert(X_ENVOY_ORIGINAL_PATH, v);
         }
     }
-    if authority != info.authority {
+    if new_authority.is_some() {
         if let Ok(v) = HeaderValue::from_str(&info.authority) {
             h.insert(X_ENVOY_ORIGINAL_HOST, v);
         }
     }
-    if let Ok(v) = HeaderValue::from_str(&authority) {
-        h.insert(http::header::HOST, v);
+    // The upstream Host: the rewritten one, else the request's (lower-cased); an
+    // HTTP/1.1 request's own header is kept when it already says exactly that.
+    let upstream_host = new_authority.as_deref().unwrap_or(&info.authority);
+    if h.get(http::header::HOST).map(HeaderValue::as_bytes) != Some(upstream_host.as_bytes()) {
+        if let Ok(v) = HeaderValue::from_str(upstream_host) {
+            h.insert(http::header::HOST, v);
+        }
     }
     if let Some(v) = &target.expected_timeout {
         h.insert(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, v.clone());
@@ -407,20 +406,26 @@ async fn forward(
         Some(&rc.headers),
     ];
     headers::apply_all(all_levels, Side::Request, h, &info);
-    parts.uri = match new_path.parse() {
-        Ok(u) => u,
-        Err(_) => {
-            return finish_local(
-                &hcm,
-                info,
-                &HeaderMap::new(),
-                levels,
-                LocalReason::NoRoute,
-                None,
-                start,
-                tap,
-            )
-        }
+    // Origin form upstream: the request's URI is kept when it already is just the path.
+    let keep_uri =
+        new_path.is_none() && parts.uri.scheme().is_none() && parts.uri.authority().is_none();
+    parts.uri = match keep_uri {
+        true => std::mem::take(&mut parts.uri),
+        false => match new_path.as_deref().unwrap_or(&info.path).parse() {
+            Ok(u) => u,
+            Err(_) => {
+                return finish_local(
+                    &hcm,
+                    info,
+                    &HeaderMap::new(),
+                    levels,
+                    LocalReason::NoRoute,
+                    None,
+                    start,
+                    tap,
+                )
+            }
+        },
     };
     parts.version = http::Version::HTTP_11;
 
