@@ -258,15 +258,19 @@ pub enum BodyTimeout {
 
 pin_project_lite::pin_project! {
     /// An upstream response body bounded by the route timeout (a deadline) and the
-    /// stream idle timeout (reset on every frame). When one fires the body fails, and
-    /// the codec resets the downstream stream — Envoy's behaviour once headers are sent.
+    /// stream idle timeout (since the last frame either way). When one fires the body
+    /// fails, and the codec resets the downstream stream — Envoy's behaviour once
+    /// headers are sent. One timer serves both, created only when the body has to wait
+    /// (a response that is ready at once costs no timer).
     pub struct TimedResponse {
         #[pin]
         inner: Body,
-        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+        deadline: Option<tokio::time::Instant>,
         // The route timeout, not armed yet: the request has not ended.
         pending_timeout: Option<std::time::Duration>,
-        idle: Option<(std::time::Duration, Pin<Box<tokio::time::Sleep>>)>,
+        idle: Option<std::time::Duration>,
+        last_frame: tokio::time::Instant,
         // Request-side activity also keeps the stream alive (Envoy's idle timer counts
         // both directions).
         tap: Arc<RequestTap>,
@@ -287,9 +291,11 @@ impl TimedResponse {
     ) -> Self {
         TimedResponse {
             inner,
-            deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+            timer: None,
+            deadline,
             pending_timeout: route_timeout.filter(|_| deadline.is_none()),
-            idle: idle.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
+            idle,
+            last_frame: tokio::time::Instant::now(),
             tap,
             start,
         }
@@ -308,8 +314,8 @@ impl http_body::Body for TimedResponse {
         match this.inner.poll_frame(cx) {
             Poll::Pending => {}
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some((d, sleep)) = this.idle.as_mut() {
-                    sleep.as_mut().reset(tokio::time::Instant::now() + *d);
+                if this.idle.is_some() {
+                    *this.last_frame = tokio::time::Instant::now();
                 }
                 return Poll::Ready(Some(Ok(frame)));
             }
@@ -320,31 +326,46 @@ impl http_body::Body for TimedResponse {
         if let Some(timeout) = *this.pending_timeout {
             this.tap.response.register(cx.waker());
             if let Some(done) = this.tap.completed_at(*this.start) {
-                let at = tokio::time::Instant::from_std(done) + timeout;
-                *this.deadline = Some(Box::pin(tokio::time::sleep_until(at)));
+                *this.deadline = Some(tokio::time::Instant::from_std(done) + timeout);
                 *this.pending_timeout = None;
             }
         }
-        if let Some(deadline) = this.deadline.as_mut() {
-            if deadline.as_mut().poll(cx).is_ready() {
+        loop {
+            let now = tokio::time::Instant::now();
+            if this.deadline.is_some_and(|d| d <= now) {
                 return Poll::Ready(Some(Err(Box::new(BodyTimeout::Route))));
             }
-        }
-        if let Some((d, sleep)) = this.idle.as_mut() {
-            while sleep.as_mut().poll(cx).is_ready() {
-                // Request body frames since the timer was set count as activity.
-                let last = tokio::time::Instant::from_std(*this.start)
+            // Idle since the last frame in either direction.
+            let idle_at = this.idle.map(|d| {
+                let request = tokio::time::Instant::from_std(*this.start)
                     + std::time::Duration::from_nanos(
                         this.tap.last_activity_nanos.load(Ordering::Relaxed),
                     );
-                let again = last + *d;
-                if again <= tokio::time::Instant::now() {
-                    return Poll::Ready(Some(Err(Box::new(BodyTimeout::Idle))));
+                (*this.last_frame).max(request) + d
+            });
+            if idle_at.is_some_and(|at| at <= now) {
+                return Poll::Ready(Some(Err(Box::new(BodyTimeout::Idle))));
+            }
+            let next = match (*this.deadline, idle_at) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => match a.or(b) {
+                    Some(at) => at,
+                    None => return Poll::Pending,
+                },
+            };
+            let timer = match this.timer.as_mut() {
+                Some(t) => {
+                    if t.deadline() != next {
+                        t.as_mut().reset(next);
+                    }
+                    t
                 }
-                sleep.as_mut().reset(again);
+                None => this.timer.insert(Box::pin(tokio::time::sleep_until(next))),
+            };
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
             }
         }
-        Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {

@@ -14,11 +14,13 @@ use ferry_config::route::{
     Route, RouteAction, WeightedCluster,
 };
 use ferry_upstream::Body;
-use http::{HeaderMap, HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+// Names of Envoy's headers. Inserted as `HeaderName::from_static` (no allocation; a
+// `&str` name would be copied into a new `HeaderName` on every insert).
 const X_REQUEST_ID: &str = "x-request-id";
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
@@ -118,7 +120,7 @@ async fn route_request(
             }
             let peer_ip = conn.peer.ip();
             if let Ok(v) = HeaderValue::from_str(&peer_ip.to_string()) {
-                h.insert(X_ENVOY_EXTERNAL_ADDRESS, v);
+                h.insert(HeaderName::from_static(X_ENVOY_EXTERNAL_ADDRESS), v);
             }
             if !cfg.skip_xff_append {
                 // A loopback peer is recorded as this host's own address (Envoy).
@@ -130,12 +132,15 @@ async fn route_request(
             }
         }
         if cfg.use_remote_address || !h.contains_key(X_FORWARDED_PROTO) {
-            h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+            h.insert(
+                HeaderName::from_static(X_FORWARDED_PROTO),
+                HeaderValue::from_static("http"),
+            );
         }
         let external = cfg.use_remote_address && !cfg.preserve_external_request_id;
         if cfg.generate_request_id && (external || !h.contains_key(X_REQUEST_ID)) {
             if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
-                h.insert(X_REQUEST_ID, v);
+                h.insert(HeaderName::from_static(X_REQUEST_ID), v);
             }
         }
     }
@@ -379,12 +384,12 @@ async fn forward(
     }
     if new_path.is_some() {
         if let Ok(v) = HeaderValue::from_str(&info.path) {
-            h.insert(X_ENVOY_ORIGINAL_PATH, v);
+            h.insert(HeaderName::from_static(X_ENVOY_ORIGINAL_PATH), v);
         }
     }
     if new_authority.is_some() {
         if let Ok(v) = HeaderValue::from_str(&info.authority) {
-            h.insert(X_ENVOY_ORIGINAL_HOST, v);
+            h.insert(HeaderName::from_static(X_ENVOY_ORIGINAL_HOST), v);
         }
     }
     // The upstream Host: the rewritten one, else the request's (lower-cased); an
@@ -396,7 +401,10 @@ async fn forward(
         }
     }
     if let Some(v) = &target.expected_timeout {
-        h.insert(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, v.clone());
+        h.insert(
+            HeaderName::from_static(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS),
+            v.clone(),
+        );
     }
     // Every level's mutations, most specific first (the weighted cluster's included).
     let all_levels = [
@@ -520,9 +528,10 @@ async fn forward(
     info.response_duration = Some(start.elapsed());
     let (mut rparts, rbody) = resp.into_parts();
     headers::strip_hop_by_hop(&mut rparts.headers);
-    if let Ok(v) = HeaderValue::from_str(&start.elapsed().as_millis().to_string()) {
-        rparts.headers.insert(X_ENVOY_UPSTREAM_SERVICE_TIME, v);
-    }
+    rparts.headers.insert(
+        HeaderName::from_static(X_ENVOY_UPSTREAM_SERVICE_TIME),
+        HeaderValue::from(start.elapsed().as_millis() as u64),
+    );
     headers::apply_all(all_levels, Side::Response, &mut rparts.headers, &info);
     info.response_code_details = Some("via_upstream");
     let rbody = if route_deadline.is_some() || ra.timeout.is_some() || idle.is_some() {
@@ -540,7 +549,7 @@ fn append_xff(h: &mut HeaderMap, ip: &str) {
         _ => ip.to_string(),
     };
     if let Ok(v) = HeaderValue::from_str(&value) {
-        h.insert(X_FORWARDED_FOR, v);
+        h.insert(HeaderName::from_static(X_FORWARDED_FOR), v);
     }
 }
 
@@ -746,7 +755,7 @@ fn finish_response(
     }
     if cfg.always_set_request_id_in_response {
         if let Some(id) = &info.request_id {
-            h.insert(X_REQUEST_ID, id.clone());
+            h.insert(HeaderName::from_static(X_REQUEST_ID), id.clone());
         }
     }
     info.response_code = Some(resp.status().as_u16());

@@ -220,6 +220,25 @@ fn feed(
                         return Verdict::Pass;
                     }
                 }
+                // The common case: a whole head in one read, judged where it lies.
+                if buf.is_empty() {
+                    if let Some(end) = find_head_end(data, 0) {
+                        let framing = if end > limits.max_head_bytes {
+                            Framing::Refuse(Refusal::HeadersTooLarge)
+                        } else {
+                            head_framing(&data[..end], limits.max_headers)
+                        };
+                        if let Framing::Refuse(refusal) = framing {
+                            *state = State::Refused;
+                            return Verdict::Refuse(refusal);
+                        }
+                        *heads += 1;
+                        out.extend_from_slice(&data[..end]);
+                        data = &data[end..];
+                        *state = after_head(framing);
+                        continue;
+                    }
+                }
                 let before = buf.len();
                 buf.extend_from_slice(data);
                 let Some(end) = find_head_end(buf, before.saturating_sub(3)) else {
@@ -241,12 +260,7 @@ fn feed(
                 data = &data[end - before..];
                 *heads += 1;
                 out.extend_from_slice(&buf[..end]);
-                *state = match framing {
-                    Framing::None | Framing::Length(0) => State::Head(Vec::new()),
-                    Framing::Length(n) => State::Fixed(n),
-                    Framing::Chunked => State::ChunkSize(Vec::new()),
-                    Framing::StepAside | Framing::Refuse(_) => State::Off,
-                };
+                *state = after_head(framing);
             }
             State::Fixed(n) => {
                 let take = (*n).min(data.len() as u64) as usize;
@@ -341,10 +355,30 @@ enum Framing {
     Refuse(Refusal),
 }
 
+/// Where the state machine goes after a head that passed.
+fn after_head(framing: Framing) -> State {
+    match framing {
+        Framing::None | Framing::Length(0) => State::Head(Vec::new()),
+        Framing::Length(n) => State::Fixed(n),
+        Framing::Chunked => State::ChunkSize(Vec::new()),
+        Framing::StepAside | Framing::Refuse(_) => State::Off,
+    }
+}
+
 fn head_framing(head: &[u8], max_headers: usize) -> Framing {
-    let mut storage = vec![httparse::EMPTY_HEADER; max_headers.max(1)];
-    let mut req = httparse::Request::new(&mut storage);
-    match req.parse(head) {
+    // Room for the headers, uninitialised: on the stack up to hyper's 100.
+    const INLINE: usize = 100;
+    let wanted = max_headers.max(1);
+    let mut inline = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); INLINE];
+    let mut heap;
+    let storage = if wanted <= INLINE {
+        &mut inline[..wanted]
+    } else {
+        heap = vec![std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); wanted];
+        &mut heap[..]
+    };
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(head, storage) {
         Ok(httparse::Status::Complete(_)) => {}
         Err(httparse::Error::TooManyHeaders) => return Framing::Refuse(Refusal::TooManyHeaders),
         // HTTP/1.0 and 0.9 oddities and the like are left to the codec.

@@ -272,8 +272,12 @@ pub(crate) async fn serve(
             // stream through it, so it need not (and, for memory, should not) grow
             // to `per_connection_buffer_limit_bytes`.
             .max_buf_size(header_bytes.max(8192))
-            .max_headers(cfg.max_headers_count as usize)
             .keep_alive(true);
+        // The guard enforces `max_headers_count` (Envoy's 431). hyper parses up to 100
+        // headers in place; a larger limit makes it allocate room for each parse.
+        if cfg.max_headers_count as usize > 100 {
+            h1.max_headers(cfg.max_headers_count as usize);
+        }
         // Waiting for the next request's headers is what an idle keep-alive
         // connection does. `None` disables hyper's own 30 s default.
         h1.header_read_timeout(cfg.idle_timeout);
