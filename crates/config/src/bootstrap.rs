@@ -37,14 +37,17 @@ pub struct Admin {
 pub struct Loaded {
     /// The validated model.
     pub bootstrap: Bootstrap,
-    /// The decoded bootstrap as proto3 JSON.
-    pub json: serde_json::Value,
+    /// The decoded bootstrap as proto3 JSON, compact (for admin `/config_dump`; kept as
+    /// text because a parsed tree of a large config costs several KiB per cluster).
+    pub json: String,
     /// Warnings (v2 names upgraded...).
     pub warnings: Vec<Warning>,
 }
 
 /// Decodes and validates a bootstrap; every problem is reported, with its path.
 pub fn load(text: &str, format: Format) -> Result<Loaded, ConfigErrors> {
+    // One descriptor pool for the whole load (it is dropped afterwards).
+    let _pool = ferry_envoy_api::pool();
     let decoded = ferry_envoy_api::decode_bootstrap(text, format).map_err(|e| {
         ConfigErrors(vec![match e {
             ferry_envoy_api::DecodeError::Schema { path, message } => ConfigError { path, message },
@@ -61,7 +64,7 @@ pub fn load(text: &str, format: Format) -> Result<Loaded, ConfigErrors> {
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
-    let json = serde_json::to_value(&decoded.dynamic).unwrap_or(serde_json::Value::Null);
+    let json = serde_json::to_string(&decoded.dynamic).unwrap_or_else(|_| "null".to_string());
     Ok(Loaded {
         bootstrap,
         json,

@@ -13,21 +13,30 @@ pub use envoy_types::pb;
 pub use prost_reflect::{self, DescriptorPool, DynamicMessage, MessageDescriptor};
 pub use upgrade::{legacy_filter_name, type_url_for_name};
 
-use std::sync::OnceLock;
+use std::sync::{Arc, Weak};
 
 /// The descriptor set compiled by build.rs from Envoy's .proto files.
 static DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy.bin"));
 
-/// The pool of every Envoy v3 message and extension ferry can decode, built once.
+/// The pool of every Envoy v3 message and extension ferry can decode.
 ///
-/// Immutable after construction, so sharing it is safe; it holds no runtime state.
-pub fn pool() -> &'static DescriptorPool {
-    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
-    POOL.get_or_init(|| match DescriptorPool::decode(DESCRIPTOR_SET) {
+/// It takes ~15 MiB and is needed only while a config is decoded, so it is not kept for
+/// the life of the process: it is built on first use, shared while anyone holds the
+/// returned `Arc`, dropped with the last holder and built again when next needed. Hold
+/// one `Arc` across a whole load so that it is built once.
+pub fn pool() -> Arc<DescriptorPool> {
+    static POOL: parking_lot::Mutex<Weak<DescriptorPool>> = parking_lot::Mutex::new(Weak::new());
+    let mut slot = POOL.lock();
+    if let Some(pool) = slot.upgrade() {
+        return pool;
+    }
+    let pool = Arc::new(match DescriptorPool::decode(DESCRIPTOR_SET) {
         Ok(pool) => pool,
         // The set is produced by our own build script; failing to read it is a build bug.
         Err(e) => panic!("embedded Envoy descriptor set is corrupt: {e}"),
-    })
+    });
+    *slot = Arc::downgrade(&pool);
+    pool
 }
 
 /// The type URL prefix that Envoy uses in `typed_config`.

@@ -39,8 +39,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
             "port_value: 8080",
             &format!("port_value: {}", args.backend_port),
         );
-    let loaded =
-        crate::load_text(&yaml, ferry_config::Format::Yaml).map_err(|e| anyhow::anyhow!(e))?;
+    let loaded = crate::off_thread(move || crate::load_text(&yaml, ferry_config::Format::Yaml))
+        .map_err(|e| anyhow::anyhow!(e))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -109,7 +109,7 @@ impl Server {
         let snapshot = Snapshot {
             bootstrap: Arc::new(bootstrap),
             clusters,
-            config_json: Arc::new(loaded.json),
+            config_json: Arc::from(loaded.json),
             local_address: crate::snapshot::local_address(),
         };
         let mut sockets = Vec::new();

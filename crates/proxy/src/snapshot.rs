@@ -12,7 +12,7 @@ pub struct Snapshot {
     /// Clusters built from it.
     pub clusters: Arc<ClusterManager>,
     /// The decoded bootstrap as JSON, for `/config_dump`.
-    pub config_json: Arc<serde_json::Value>,
+    pub config_json: Arc<str>,
     /// This host's address (Envoy's local_info address: the first non-loopback
     /// interface address), appended to `x-forwarded-for` for loopback peers.
     pub local_address: Option<std::net::IpAddr>,

@@ -4,8 +4,8 @@
 use crate::discovery::{dns, static_};
 use crate::Cluster;
 use ferry_config::cluster::{Cluster as ClusterConfig, Discovery};
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::task::AbortHandle;
 
@@ -55,6 +55,9 @@ impl ClusterManager {
             by_name: HashMap::new(),
             tasks: Vec::new(),
         };
+        // Clusters by how often their idle connections are looked for: one reaper task
+        // per period, not one per cluster (a task per cluster costs memory at 10,000).
+        let mut reapers: BTreeMap<Duration, Vec<Weak<Cluster>>> = BTreeMap::new();
         for config in clusters {
             if manager.by_name.contains_key(&config.name) {
                 tracing::warn!(cluster = %config.name, "duplicate cluster name; the first one is used");
@@ -75,25 +78,36 @@ impl ClusterManager {
                     cluster
                 }
             };
-            if let (Some(rt), Some(idle)) = (&runtime, config.idle_timeout) {
-                let weak = Arc::downgrade(&cluster);
-                let task = rt.spawn(async move {
-                    let mut interval = tokio::time::interval(reap_period(idle));
-                    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    loop {
-                        interval.tick().await;
-                        let Some(cluster) = weak.upgrade() else {
-                            return;
-                        };
-                        cluster.reap_connections();
-                    }
-                });
-                manager.tasks.push(task.abort_handle());
+            if let Some(idle) = config.idle_timeout {
+                reapers
+                    .entry(reap_period(idle))
+                    .or_default()
+                    .push(Arc::downgrade(&cluster));
             }
             manager
                 .by_name
                 .insert(config.name.clone(), manager.clusters.len());
             manager.clusters.push(cluster);
+        }
+        if let Some(rt) = &runtime {
+            for (period, clusters) in reapers {
+                let task = rt.spawn(async move {
+                    let mut interval = tokio::time::interval(period);
+                    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        interval.tick().await;
+                        let mut alive = false;
+                        for cluster in clusters.iter().filter_map(Weak::upgrade) {
+                            cluster.reap_connections();
+                            alive = true;
+                        }
+                        if !alive {
+                            return;
+                        }
+                    }
+                });
+                manager.tasks.push(task.abort_handle());
+            }
         }
         Arc::new(manager)
     }

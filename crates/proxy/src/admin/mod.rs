@@ -90,7 +90,8 @@ pub fn handle(server: &Server, method: &Method, path: &str) -> Response<Body> {
             json(&serde_json::json!({
                 "configs": [{
                     "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
-                    "bootstrap": (*snap.config_json).clone(),
+                    "bootstrap": serde_json::from_str::<serde_json::Value>(&snap.config_json)
+                        .unwrap_or(serde_json::Value::Null),
                 }]
             }))
         }
