@@ -1,6 +1,7 @@
 //! `ferry`: the ferrymesh binary. Thin: it parses flags and calls the crates.
 
 mod demo;
+mod memory;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -162,6 +163,7 @@ fn available_cpus() -> usize {
 }
 
 fn proxy(args: ProxyArgs) -> anyhow::Result<i32> {
+    memory::init();
     init_logging(&args.log_level);
     let (path, yaml) = (args.config_path.clone(), args.config_yaml.clone());
     let loaded = match (path, yaml) {
@@ -209,6 +211,8 @@ pub(crate) async fn serve(
 ) -> anyhow::Result<i32> {
     use tokio::signal::unix::{signal, SignalKind};
     let server = ferry_proxy::Server::start(loaded, options).await?;
+    // Start-up garbage (the config's decoding) goes back to the system now.
+    memory::release_freed();
     for (name, addr) in &server.bound {
         tracing::info!(listener = %name, %addr, "listening");
     }
