@@ -277,9 +277,12 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
         respect_ttl: c.respect_dns_ttl,
         failure_refresh_rate: c.dns_failure_refresh_rate.as_ref().and_then(|f| {
             ctx.at("dns_failure_refresh_rate", |ctx| {
-                let base = duration(&f.base_interval, "base_interval", ctx)?;
-                if base < Duration::from_millis(1) {
-                    ctx.error_at("base_interval", "must be at least 1ms");
+                let Some(base) = duration(&f.base_interval, "base_interval", ctx) else {
+                    ctx.error_at("base_interval", "is required");
+                    return None;
+                };
+                if base <= Duration::from_millis(1) {
+                    ctx.error_at("base_interval", "must be greater than 1ms");
                     return None;
                 }
                 let max = duration(&f.max_interval, "max_interval", ctx).unwrap_or(base * 10);

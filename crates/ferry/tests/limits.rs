@@ -445,3 +445,54 @@ async fn route_timeout_is_armed_when_a_request_ends_after_the_response_headers()
         );
     }
 }
+
+/// A request with two Host headers goes upstream with one: the one it was routed by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_host_header_reaches_the_upstream_once() {
+    let be = backend::start("hosts").await;
+    let proxy = ferry("", be.addr()).await;
+    let x = ferry_test_util::raw::exchange(
+        port(&proxy),
+        b"GET /h HTTP/1.1\r\nHost: a.example\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    if x.status_line() == "HTTP/1.1 200 OK" {
+        let echo: serde_json::Value = serde_json::from_str(x.after_head())
+            .unwrap_or_else(|e| panic!("{e}: {}", x.after_head()));
+        assert_eq!(echo["headers"]["host"], "a.example", "{echo}");
+    } else {
+        // Refusing the request outright is also safe.
+        assert!(
+            x.status_line().starts_with("HTTP/1.1 400"),
+            "{}",
+            x.status_line()
+        );
+    }
+}
+
+/// Over HTTP/2, more headers than `max_headers_count` reset the stream, as in Envoy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_with_too_many_headers_are_reset() {
+    let be = backend::start("h2count").await;
+    let proxy = ferry(
+        "common_http_protocol_options: { max_headers_count: 10 }",
+        be.addr(),
+    )
+    .await;
+    let mut few = Request::get("/few").http2();
+    let mut many = Request::get("/many").http2();
+    for i in 0..4 {
+        few = few.header(&format!("x-h{i}"), "v");
+    }
+    for i in 0..12 {
+        many = many.header(&format!("x-h{i}"), "v");
+    }
+    let ok = send(port(&proxy), &few)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(ok.status, 200);
+    let reset = send(port(&proxy), &many).await;
+    assert!(reset.is_err(), "{reset:?}");
+    assert_eq!(be.requests(), 1);
+}

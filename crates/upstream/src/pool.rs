@@ -42,7 +42,9 @@ pub(crate) struct Pool {
     http2_connecting: Mutex<Option<Arc<H2Attempt>>>,
 }
 
-type H2Attempt = tokio::sync::OnceCell<Result<http2::SendRequest<Body>, Arc<UpstreamError>>>;
+/// The outcome of a connect attempt. It holds no sender: a kept clone would keep the
+/// connection open after the pool let it go (idle timeout, max requests).
+type H2Attempt = tokio::sync::OnceCell<Result<(), Arc<UpstreamError>>>;
 
 struct H1Conn {
     sender: http1::SendRequest<Body>,
@@ -173,13 +175,11 @@ impl Pool {
         };
         // A new connection.
         let stream = connect(host, config.connect_timeout).await?;
-        // hyper's read buffer: the cluster's `per_connection_buffer_limit_bytes`, at
-        // most 64 KiB (a response head up to Envoy's 60 KiB default must fit; bodies
-        // stream) and at least 8 KiB (hyper's floor).
+        // hyper's read buffer grows up to 64 KiB: a response head up to Envoy's 60 KiB
+        // `max_response_headers_kb` default must fit whatever the buffer limit; bodies
+        // stream through it.
         let (sender, conn) = http1::Builder::new()
-            .max_buf_size(
-                (config.per_connection_buffer_limit_bytes as usize).clamp(8192, 64 * 1024),
-            )
+            .max_buf_size(64 * 1024)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
@@ -279,21 +279,19 @@ impl Pool {
             let result = attempt
                 .get_or_init(|| async {
                     if let Some(sender) = self.checkout_http2(config) {
-                        made = Some(sender.clone());
-                        return Ok(sender);
+                        made = Some(sender);
+                        return Ok(());
                     }
-                    let r = self.connect_http2(host, config).await;
-                    if let Ok(sender) = &r {
-                        made = Some(sender.clone());
-                    }
-                    r.map_err(Arc::new)
+                    let sender = self.connect_http2(host, config).await.map_err(Arc::new)?;
+                    made = Some(sender);
+                    Ok(())
                 })
                 .await;
             if let Some(sender) = made {
                 break sender;
             }
             match result {
-                Err(e) => return Err(e.duplicate()),
+                Err(e) => return Err(e.as_ref().duplicate()),
                 Ok(_) => {
                     if let Some(sender) = self.checkout_http2(config) {
                         break sender;

@@ -241,6 +241,17 @@ async fn http2_max_requests_per_connection() {
         get(&cm, "/").await.unwrap();
     }
     assert_eq!(s.connections.load(Ordering::SeqCst), 5);
+    // Retired connections close: nothing else (a connect attempt's record) holds them.
+    let host = cm.get("backend").unwrap().hosts()[0].clone();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while host.stats.cx_active.load(Ordering::SeqCst) > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} connections still open",
+            host.stats.cx_active.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]

@@ -395,7 +395,9 @@ async fn forward(
     // The upstream Host: the rewritten one, else the request's (lower-cased); an
     // HTTP/1.1 request's own header is kept when it already says exactly that.
     let upstream_host = new_authority.as_deref().unwrap_or(&info.authority);
-    if h.get(http::header::HOST).map(HeaderValue::as_bytes) != Some(upstream_host.as_bytes()) {
+    let mut hosts = h.get_all(http::header::HOST).iter();
+    let same = matches!((hosts.next(), hosts.next()), (Some(v), None) if v.as_bytes() == upstream_host.as_bytes());
+    if !same {
         if let Ok(v) = HeaderValue::from_str(upstream_host) {
             h.insert(http::header::HOST, v);
         }

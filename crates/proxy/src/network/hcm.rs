@@ -116,14 +116,15 @@ impl Drop for StreamGuard {
 
 static CONNECTION_IDS: AtomicU64 = AtomicU64::new(1);
 
-/// An HTTP/2 request whose header list exceeds `max_request_headers_kb`: hyper resets
-/// the stream (RST_STREAM INTERNAL_ERROR) when the service fails, as Envoy resets it.
+/// An HTTP/2 request whose header list exceeds `max_request_headers_kb` or
+/// `max_headers_count`: hyper resets the stream (RST_STREAM INTERNAL_ERROR) when the
+/// service fails, as Envoy resets it.
 #[derive(Debug)]
 struct HeaderListTooLarge;
 
 impl std::fmt::Display for HeaderListTooLarge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("request header list larger than max_request_headers_kb")
+        f.write_str("request header list over max_request_headers_kb or max_headers_count")
     }
 }
 
@@ -251,9 +252,20 @@ pub(crate) async fn serve(
         let hcm = hcm.clone();
         let conn = conn.clone();
         async move {
-            if req.version() == http::Version::HTTP_2 && header_list_size(&req) > header_bytes {
-                log_reset(&hcm, &conn, "http2.header_list_size_too_large");
-                return Err(HeaderListTooLarge);
+            if req.version() == http::Version::HTTP_2 {
+                // Envoy's HTTP/2 codec resets such streams; HTTP/1.1 heads are the guard's.
+                let refused = if header_list_size(&req) > header_bytes {
+                    Some("http2.header_list_size_too_large")
+                } else if req.headers().len() + 4 > hcm.config.max_headers_count as usize {
+                    // The four pseudo-headers count, as in Envoy's header map.
+                    Some("http2.too_many_headers")
+                } else {
+                    None
+                };
+                if let Some(details) = refused {
+                    log_reset(&hcm, &conn, details);
+                    return Err(HeaderListTooLarge);
+                }
             }
             Ok(crate::http::router::handle(hcm, conn, req).await)
         }

@@ -90,8 +90,18 @@ pub(crate) async fn run(cluster: Weak<Cluster>, dns: Dns, logical: bool) {
         let mut changed = false;
         let mut failed = false;
         let mut ttl: Option<Duration> = None;
-        for (key, host, port, weight, hostname, priority, locality) in targets {
-            let addrs = match resolve(&resolver, &host, port, dns.family).await {
+        // Every name at once (Envoy resolves each independently): a slow one does not
+        // hold back the others.
+        let answers = futures_util::future::join_all(
+            targets
+                .iter()
+                .map(|(_, host, port, ..)| resolve(&resolver, host, *port, dns.family)),
+        )
+        .await;
+        for ((key, host, _, weight, hostname, priority, locality), answer) in
+            targets.into_iter().zip(answers)
+        {
+            let addrs = match answer {
                 Ok(Answer::Found(addrs, t)) => {
                     ttl = match (ttl, t) {
                         (Some(a), Some(b)) => Some(a.min(b)),
@@ -212,13 +222,8 @@ fn resolver(dns: &Dns) -> Result<TokioResolver, hickory_resolver::net::NetError>
             let servers = servers
                 .into_iter()
                 .map(|s| {
-                    let mut c = if r.use_tcp {
-                        ConnectionConfig::tcp()
-                    } else {
-                        ConnectionConfig::udp()
-                    };
-                    c.port = s.connections.first().map(|c| c.port).unwrap_or(53);
-                    NameServerConfig::new(s.ip, true, vec![c])
+                    let port = s.connections.first().map(|c| c.port).unwrap_or(53);
+                    NameServerConfig::new(s.ip, true, connections(r.use_tcp, port))
                 })
                 .collect();
             let (domain, search) = if r.no_default_search_domain {
@@ -258,17 +263,26 @@ fn name_servers(r: &DnsResolver) -> ResolverConfig {
     ResolverConfig::from_name_servers(
         r.resolvers
             .iter()
-            .map(|a| {
-                let mut c = if r.use_tcp {
-                    ConnectionConfig::tcp()
-                } else {
-                    ConnectionConfig::udp()
-                };
-                c.port = a.port();
-                NameServerConfig::new(a.ip(), true, vec![c])
-            })
+            .map(|a| NameServerConfig::new(a.ip(), true, connections(r.use_tcp, a.port())))
             .collect(),
     )
+}
+
+/// How to reach a name server: TCP only with `use_tcp_for_dns_lookups`, else UDP with
+/// TCP for truncated answers (as c-ares does).
+fn connections(use_tcp: bool, port: u16) -> Vec<ConnectionConfig> {
+    let with_port = |mut c: ConnectionConfig| {
+        c.port = port;
+        c
+    };
+    if use_tcp {
+        vec![with_port(ConnectionConfig::tcp())]
+    } else {
+        vec![
+            with_port(ConnectionConfig::udp()),
+            with_port(ConnectionConfig::tcp()),
+        ]
+    }
 }
 
 /// Resolves one endpoint name.
