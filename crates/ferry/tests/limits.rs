@@ -112,8 +112,9 @@ async fn max_connection_duration_closes_gracefully() {
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
 }
 
-/// A backend that answers headers and part of the body, then closes.
-async fn dies_mid_response() -> SocketAddr {
+/// A raw upstream: reads a request, writes `reply` whatever it was, then closes the
+/// connection — or, with `stall`, keeps it open reading whatever comes.
+async fn scripted_upstream(reply: &'static [u8], stall: bool) -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -126,14 +127,21 @@ async fn dies_mid_response() -> SocketAddr {
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf).await;
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nonly part of it")
-                    .await;
-                // Dropping the socket ends the response 985 bytes early.
+                let _ = s.write_all(reply).await;
+                while stall && matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
             });
         }
     });
     addr
+}
+
+/// A backend that answers headers and part of the body, then closes (985 bytes early).
+async fn dies_mid_response() -> SocketAddr {
+    scripted_upstream(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nonly part of it",
+        false,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,28 +366,11 @@ admin:
 /// A backend that answers headers and a first chunk at once, whatever the request, then
 /// stalls (reading whatever comes) without ending the response.
 async fn answers_then_stalls() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = l.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let _ = s
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
-                    )
-                    .await;
-                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
-            });
-        }
-    });
-    addr
+    scripted_upstream(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        true,
+    )
+    .await
 }
 
 /// The route timeout runs from the end of the request (Envoy) — also when the response

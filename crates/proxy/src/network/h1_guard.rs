@@ -150,8 +150,7 @@ pin_project! {
         ready: Vec<u8>,
         ready_from: usize,
         // A refusal to write before the connection shuts down, and how much is written.
-        reply: Option<(Vec<u8>, usize)>,
-        refused: Option<(Refusal, SystemTime, Instant)>,
+        refusal: Option<PendingRefusal>,
         log: Option<RefusalLog>,
         eof: bool,
     }
@@ -168,8 +167,7 @@ impl<S> H1Guard<S> {
             limits,
             ready: Vec::new(),
             ready_from: 0,
-            reply: None,
-            refused: None,
+            refusal: None,
             log,
             eof: false,
         }
@@ -223,11 +221,7 @@ fn feed(
                 // The common case: a whole head in one read, judged where it lies.
                 if buf.is_empty() {
                     if let Some(end) = find_head_end(data, 0) {
-                        let framing = if end > limits.max_head_bytes {
-                            Framing::Refuse(Refusal::HeadersTooLarge)
-                        } else {
-                            head_framing(&data[..end], limits.max_headers)
-                        };
+                        let framing = judge_head(&data[..end], limits);
                         if let Framing::Refuse(refusal) = framing {
                             *state = State::Refused;
                             return Verdict::Refuse(refusal);
@@ -248,11 +242,7 @@ fn feed(
                     }
                     return Verdict::Pass;
                 };
-                let framing = if end > limits.max_head_bytes {
-                    Framing::Refuse(Refusal::HeadersTooLarge)
-                } else {
-                    head_framing(&buf[..end], limits.max_headers)
-                };
+                let framing = judge_head(&buf[..end], limits);
                 if let Framing::Refuse(refusal) = framing {
                     *state = State::Refused;
                     return Verdict::Refuse(refusal);
@@ -355,6 +345,15 @@ enum Framing {
     Refuse(Refusal),
 }
 
+/// A complete head against the limits, then its framing.
+fn judge_head(head: &[u8], limits: &Limits) -> Framing {
+    if head.len() > limits.max_head_bytes {
+        Framing::Refuse(Refusal::HeadersTooLarge)
+    } else {
+        head_framing(head, limits.max_headers)
+    }
+}
+
 /// Where the state machine goes after a head that passed.
 fn after_head(framing: Framing) -> State {
     match framing {
@@ -428,6 +427,41 @@ fn head_framing(head: &[u8], max_headers: usize) -> Framing {
     }
 }
 
+/// A refusal decided and not yet written (it goes out when the codec shuts down).
+#[derive(Debug)]
+struct PendingRefusal {
+    refusal: Refusal,
+    bytes: Vec<u8>,
+    written: usize,
+    start_time: SystemTime,
+    started: Instant,
+}
+
+impl PendingRefusal {
+    fn new(refusal: Refusal, limits: &Limits) -> Self {
+        PendingRefusal {
+            refusal,
+            bytes: reply(refusal.status(), limits.server.as_ref()),
+            written: 0,
+            start_time: SystemTime::now(),
+            started: Instant::now(),
+        }
+    }
+
+    /// What the access log records once the write ended (the body counts only if the
+    /// whole reply went out).
+    fn written_out(self) -> Refused {
+        let complete = self.written == self.bytes.len();
+        let body = self.refusal.status().canonical_reason().unwrap_or_default();
+        Refused {
+            refusal: self.refusal,
+            start_time: self.start_time,
+            started: self.started,
+            bytes_sent: if complete { body.len() as u64 } else { 0 },
+        }
+    }
+}
+
 /// Envoy's local reply for a refused head.
 fn reply(status: http::StatusCode, server: Option<&http::HeaderValue>) -> Vec<u8> {
     let reason = status.canonical_reason().unwrap_or("Error");
@@ -474,7 +508,7 @@ impl<S: AsyncRead> AsyncRead for H1Guard<S> {
                 // The codec sees the end of the stream at the refused head once every
                 // earlier request has been answered; until then it waits, woken when a
                 // stream ends.
-                if this.reply.is_none() || this.shared.idle_after(*this.heads) {
+                if this.refusal.is_none() || this.shared.idle_after(*this.heads) {
                     return Poll::Ready(Ok(()));
                 }
                 this.shared.waiting.register(cx.waker());
@@ -518,9 +552,7 @@ impl<S: AsyncRead> AsyncRead for H1Guard<S> {
                         this.ready,
                     );
                     if let Verdict::Refuse(refusal) = verdict {
-                        *this.reply =
-                            Some((reply(refusal.status(), this.limits.server.as_ref()), 0));
-                        *this.refused = Some((refusal, SystemTime::now(), Instant::now()));
+                        *this.refusal = Some(PendingRefusal::new(refusal, this.limits));
                     }
                 }
                 return Poll::Ready(Ok(()));
@@ -551,8 +583,7 @@ impl<S: AsyncRead> AsyncRead for H1Guard<S> {
                 this.ready,
             );
             if let Verdict::Refuse(refusal) = verdict {
-                *this.reply = Some((reply(refusal.status(), this.limits.server.as_ref()), 0));
-                *this.refused = Some((refusal, SystemTime::now(), Instant::now()));
+                *this.refusal = Some(PendingRefusal::new(refusal, this.limits));
             }
         }
     }
@@ -574,27 +605,21 @@ impl<S: AsyncWrite> AsyncWrite for H1Guard<S> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let mut this = self.project();
         // A refusal goes out after whatever the codec wrote for earlier requests.
-        if let Some((reply, written)) = this.reply.as_mut() {
-            while *written < reply.len() {
-                match this.inner.as_mut().poll_write(cx, &reply[*written..]) {
+        if let Some(pending) = this.refusal.as_mut() {
+            while pending.written < pending.bytes.len() {
+                match this
+                    .inner
+                    .as_mut()
+                    .poll_write(cx, &pending.bytes[pending.written..])
+                {
                     Poll::Ready(Ok(0)) => break,
-                    Poll::Ready(Ok(n)) => *written += n,
+                    Poll::Ready(Ok(n)) => pending.written += n,
                     Poll::Ready(Err(_)) => break,
                     Poll::Pending => return Poll::Pending,
                 }
             }
-            let complete = *written == reply.len();
-            *this.reply = None;
-            if let (Some((refusal, start_time, started)), Some(log)) =
-                (this.refused.take(), this.log.as_ref())
-            {
-                let reason = refusal.status().canonical_reason().unwrap_or_default();
-                log(Refused {
-                    refusal,
-                    start_time,
-                    started,
-                    bytes_sent: if complete { reason.len() as u64 } else { 0 },
-                });
+            if let (Some(pending), Some(log)) = (this.refusal.take(), this.log.as_ref()) {
+                log(pending.written_out());
             }
         }
         this.inner.poll_shutdown(cx)

@@ -2,7 +2,7 @@
 //! connection (HTTP/1.1, HTTP/2 prior knowledge, or either by detection), its limits
 //! and timeouts, and graceful close on drain.
 
-use crate::access_log::Logger;
+use crate::access_log::{Logger, StreamInfo};
 use crate::server::Server;
 use crate::Snapshot;
 use ferry_config::hcm::{CodecType, HttpConnectionManager};
@@ -160,56 +160,62 @@ fn log_reset(hcm: &HcmRuntime, conn: &ConnInfo, details: &'static str) {
     if hcm.loggers.is_empty() {
         return;
     }
-    let info = crate::access_log::StreamInfo {
+    let info = StreamInfo {
         start_time: Some(std::time::SystemTime::now()),
-        protocol: "HTTP/2",
-        response_code_details: Some(details),
-        response_flags: vec!["DR"],
         duration: Some(Duration::ZERO),
-        downstream_remote: Some(conn.peer),
-        downstream_direct_remote: Some(conn.peer),
-        downstream_local: Some(conn.local),
-        connection_id: conn.id,
-        ..Default::default()
+        ..conn.codec_error("HTTP/2", "DR", details)
     };
-    for l in hcm.loggers.iter() {
-        l.log(&info);
-    }
+    log_all(&hcm.loggers, &info);
 }
 
 /// Access-logs the heads the HTTP/1.1 guard refuses, as Envoy logs codec errors.
 fn refusal_log(
     loggers: &Arc<[Logger]>,
-    peer: SocketAddr,
-    local: SocketAddr,
-    connection_id: u64,
+    conn: Arc<ConnInfo>,
 ) -> Option<super::h1_guard::RefusalLog> {
     if loggers.is_empty() {
         return None;
     }
     let loggers = loggers.clone();
     Some(Arc::new(move |r: super::h1_guard::Refused| {
-        let info = crate::access_log::StreamInfo {
+        let info = StreamInfo {
             start_time: Some(r.start_time),
-            protocol: "HTTP/1.1",
             response_code: Some(r.refusal.status().as_u16()),
-            response_code_details: Some(r.refusal.details()),
-            response_flags: vec!["DPE"],
             bytes_sent: r.bytes_sent,
             duration: Some(r.started.elapsed()),
-            downstream_remote: Some(peer),
-            downstream_direct_remote: Some(peer),
-            downstream_local: Some(local),
-            connection_id,
-            ..Default::default()
+            ..conn.codec_error("HTTP/1.1", "DPE", r.refusal.details())
         };
-        for l in loggers.iter() {
-            l.log(&info);
-        }
+        log_all(&loggers, &info);
     }))
 }
 
+fn log_all(loggers: &[Logger], info: &StreamInfo) {
+    for l in loggers {
+        l.log(info);
+    }
+}
+
 impl ConnInfo {
+    /// The access-log record of a stream the codec refused before it reached the
+    /// router: no request, the connection's addresses, Envoy's flag and details.
+    fn codec_error(
+        &self,
+        protocol: &'static str,
+        flag: &'static str,
+        details: &'static str,
+    ) -> StreamInfo {
+        StreamInfo {
+            protocol,
+            response_code_details: Some(details),
+            response_flags: vec![flag],
+            downstream_remote: Some(self.peer),
+            downstream_direct_remote: Some(self.peer),
+            downstream_local: Some(self.local),
+            connection_id: self.id,
+            ..Default::default()
+        }
+    }
+
     /// A stream (request) starts; the returned guard ends it when dropped, with its
     /// response body.
     pub fn open_stream(self: &Arc<ConnInfo>, http2: bool) -> StreamGuard {
@@ -246,7 +252,7 @@ pub(crate) async fn serve(
         streams: StreamCount::new(),
     });
     let idle_conn = conn.clone();
-    let (loggers, conn_id) = (hcm.loggers.clone(), conn.id);
+    let (loggers, log_conn) = (hcm.loggers.clone(), conn.clone());
     let header_bytes = (cfg.max_request_headers_kb as usize) * 1024;
     let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let hcm = hcm.clone();
@@ -327,7 +333,7 @@ pub(crate) async fn serve(
         stream,
         shared,
         limits,
-        refusal_log(&loggers, peer, local, conn_id),
+        refusal_log(&loggers, log_conn),
     ));
     let conn_fut = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn_fut);
