@@ -167,7 +167,6 @@ fn available_cpus() -> usize {
 }
 
 fn proxy(args: ProxyArgs) -> anyhow::Result<i32> {
-    memory::init();
     init_logging(&args.log_level);
     let (path, yaml) = (args.config_path.clone(), args.config_yaml.clone());
     let loaded = match (path, yaml) {
@@ -214,6 +213,7 @@ pub(crate) async fn serve(
     options: ferry_proxy::ServerOptions,
 ) -> anyhow::Result<i32> {
     use tokio::signal::unix::{signal, SignalKind};
+    memory::init();
     let server = ferry_proxy::Server::start(loaded, options).await?;
     // Start-up garbage (the config's decoding) goes back to the system now.
     memory::release_freed();
