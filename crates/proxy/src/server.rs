@@ -47,6 +47,8 @@ pub struct Server {
     pub bound: Vec<(String, SocketAddr)>,
     /// The admin address, if any.
     pub admin_addr: Option<SocketAddr>,
+    /// Every stat of the process, for admin `/stats`.
+    pub stats: Arc<ferry_stats::Store>,
     /// Set by `/healthcheck/fail`.
     pub health_failed: AtomicBool,
     /// When the server started.
@@ -95,7 +97,8 @@ impl Server {
         if let Some(c) = &options.service_cluster {
             bootstrap.node_cluster = c.clone();
         }
-        let clusters = ferry_upstream::ClusterManager::new(&bootstrap.clusters);
+        let stats = ferry_stats::Store::new();
+        let clusters = ferry_upstream::ClusterManager::new(&bootstrap.clusters, &stats);
         // Envoy's cluster warming: listeners open once every cluster has its first host
         // set (a DNS cluster after its first resolution attempt, successful or not).
         for c in clusters.clusters() {
@@ -111,6 +114,7 @@ impl Server {
             clusters,
             config_json: Arc::from(loaded.json),
             local_address: crate::snapshot::local_address(),
+            stats: stats.clone(),
         };
         let mut sockets = Vec::new();
         for l in &snapshot.bootstrap.listeners {
@@ -142,6 +146,7 @@ impl Server {
             options,
             bound,
             admin_addr: admin.as_ref().and_then(|(_, s)| s.local_addr().ok()),
+            stats: stats.clone(),
             health_failed: AtomicBool::new(false),
             started: Instant::now(),
             drain_tx,

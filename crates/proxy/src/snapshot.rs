@@ -16,6 +16,8 @@ pub struct Snapshot {
     /// This host's address (Envoy's local_info address: the first non-loopback
     /// interface address), appended to `x-forwarded-for` for loopback peers.
     pub local_address: Option<std::net::IpAddr>,
+    /// The process's stats store, where runtimes register their stats.
+    pub stats: Arc<ferry_stats::Store>,
 }
 
 /// The first non-loopback, non-link-local interface address, IPv4 first, as Envoy's

@@ -2,6 +2,7 @@
 //! load balancer of each priority.
 
 use crate::lb::Lb;
+use crate::stats::ClusterStats;
 use crate::Host;
 use arc_swap::ArcSwap;
 use ferry_config::cluster::{Cluster as ClusterConfig, LbPolicy};
@@ -14,6 +15,8 @@ use tokio::sync::watch;
 pub struct Cluster {
     /// The validated config the cluster was built from.
     pub config: ClusterConfig,
+    /// `cluster.<name>.*` stats.
+    pub stats: Arc<ClusterStats>,
     host_set: ArcSwap<HostSet>,
     ready: watch::Sender<bool>,
 }
@@ -70,10 +73,20 @@ impl std::fmt::Debug for Cluster {
 
 impl Cluster {
     /// A cluster with `hosts`; `ready` says whether the first host set is known.
-    pub(crate) fn new(config: ClusterConfig, hosts: Vec<Arc<Host>>, ready: bool) -> Cluster {
+    pub(crate) fn new(
+        config: ClusterConfig,
+        hosts: Vec<Arc<Host>>,
+        ready: bool,
+        store: &ferry_stats::Store,
+    ) -> Cluster {
+        let stats = Arc::new(ClusterStats::default());
+        store.register(format!("cluster.{}.", config.name), &stats);
+        stats.membership_total.set(hosts.len() as u64);
+        stats.membership_healthy.set(hosts.len() as u64);
         let host_set = ArcSwap::from_pointee(HostSet::new(&config.lb_policy, hosts));
         Cluster {
             config,
+            stats,
             host_set,
             ready: watch::Sender::new(ready),
         }
@@ -102,6 +115,8 @@ impl Cluster {
 
     /// Publishes a new host set (rebuilding the balancers) and marks the cluster ready.
     pub(crate) fn set_hosts(&self, hosts: Vec<Arc<Host>>) {
+        self.stats.membership_total.set(hosts.len() as u64);
+        self.stats.membership_healthy.set(hosts.len() as u64);
         self.host_set
             .store(Arc::new(HostSet::new(&self.config.lb_policy, hosts)));
         self.mark_ready();

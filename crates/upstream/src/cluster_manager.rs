@@ -43,7 +43,7 @@ impl ClusterManager {
     /// Builds all clusters; spawns DNS refresh tasks for `STRICT_DNS`/`LOGICAL_DNS`
     /// clusters (and idle-connection reapers) on the current tokio runtime. The tasks
     /// stop when the manager is dropped.
-    pub fn new(clusters: &[ClusterConfig]) -> Arc<ClusterManager> {
+    pub fn new(clusters: &[ClusterConfig], store: &ferry_stats::Store) -> Arc<ClusterManager> {
         let runtime = tokio::runtime::Handle::try_current().ok();
         if runtime.is_none() {
             tracing::error!(
@@ -66,11 +66,11 @@ impl ClusterManager {
             let cluster = match &config.discovery {
                 Discovery::Static => {
                     let hosts = static_::hosts(config);
-                    Arc::new(Cluster::new(config.clone(), hosts, true))
+                    Arc::new(Cluster::new(config.clone(), hosts, true, store))
                 }
                 Discovery::StrictDns(d) | Discovery::LogicalDns(d) => {
                     let logical = matches!(config.discovery, Discovery::LogicalDns(_));
-                    let cluster = Arc::new(Cluster::new(config.clone(), Vec::new(), false));
+                    let cluster = Arc::new(Cluster::new(config.clone(), Vec::new(), false, store));
                     if let Some(rt) = &runtime {
                         let task = rt.spawn(dns::run(Arc::downgrade(&cluster), d.clone(), logical));
                         manager.tasks.push(task.abort_handle());

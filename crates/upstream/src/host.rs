@@ -77,6 +77,7 @@ impl std::fmt::Debug for Host {
 /// it rather than opening another.
 struct EndOfResponse {
     host: std::sync::Weak<Host>,
+    cluster: Arc<crate::ClusterStats>,
     finished: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
@@ -85,6 +86,7 @@ impl Drop for EndOfResponse {
         if let Some(host) = self.host.upgrade() {
             host.stats.rq_active.fetch_sub(1, Ordering::Relaxed);
         }
+        self.cluster.upstream_rq_active.dec();
     }
 }
 
@@ -174,18 +176,29 @@ impl Host {
     ) -> Result<http::Response<Body>, UpstreamError> {
         self.stats.rq_total.fetch_add(1, Ordering::Relaxed);
         self.stats.rq_active.fetch_add(1, Ordering::Relaxed);
+        cluster.stats.upstream_rq_total.inc();
+        cluster.stats.upstream_rq_active.inc();
         // Ends the request's activity however this future ends: dropped (a timeout, the
         // client gone), failed, or — moved into the body — when the response ends.
         let mut end = EndOfResponse {
             host: self.this.clone(),
+            cluster: cluster.stats.clone(),
             finished: None,
         };
-        let result = self.pool.send(self, &cluster.config, req).await;
+        let result = self.pool.send(self, cluster, req).await;
         match &result {
-            Ok((resp, _)) if !resp.status().is_server_error() => {
-                self.stats.rq_success.fetch_add(1, Ordering::Relaxed)
+            Ok((resp, _)) => {
+                cluster.stats.upstream_rq_completed.inc();
+                cluster.stats.response_class(resp.status().as_u16());
+                if resp.status().is_server_error() {
+                    self.stats.rq_error.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.stats.rq_success.fetch_add(1, Ordering::Relaxed);
+                }
             }
-            _ => self.stats.rq_error.fetch_add(1, Ordering::Relaxed),
+            Err(_) => {
+                self.stats.rq_error.fetch_add(1, Ordering::Relaxed);
+            }
         };
         let (resp, finished) = result?;
         end.finished = finished;
@@ -205,6 +218,6 @@ impl Host {
         &self,
         cluster: &Cluster,
     ) -> Result<tokio::net::TcpStream, UpstreamError> {
-        crate::pool::connect(self, cluster.config.connect_timeout).await
+        crate::pool::connect(self, cluster).await
     }
 }

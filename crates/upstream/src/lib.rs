@@ -13,11 +13,13 @@ mod error;
 mod host;
 mod lb;
 mod pool;
+mod stats;
 
 pub use cluster::Cluster;
 pub use cluster_manager::ClusterManager;
 pub use error::UpstreamError;
 pub use host::{Host, HostStats};
+pub use stats::ClusterStats;
 
 /// The boxed error type of request and response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

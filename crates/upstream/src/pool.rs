@@ -16,7 +16,7 @@
 //! checkout that finds no ready connection but a finished one waits for that one to
 //! become ready instead of opening another, so back-to-back requests reuse it.
 
-use crate::{Body, Host, UpstreamError};
+use crate::{Body, Cluster, Host, UpstreamError};
 use ferry_config::cluster::{Cluster as ClusterConfig, UpstreamProtocol};
 use http::uri::{Authority, Scheme};
 use http::{header, Request, Response, Uri, Version};
@@ -79,8 +79,10 @@ const FINISHING_WAIT: Duration = Duration::from_millis(100);
 type Responded = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<Body>>>;
 
 /// Opens a TCP connection to the host with `TCP_NODELAY`, counting `cx_total` and `cx_connect_fail`.
-pub(crate) async fn connect(host: &Host, timeout: Duration) -> Result<TcpStream, UpstreamError> {
+pub(crate) async fn connect(host: &Host, cluster: &Cluster) -> Result<TcpStream, UpstreamError> {
     host.stats.cx_total.fetch_add(1, Ordering::Relaxed);
+    cluster.stats.upstream_cx_total.inc();
+    let timeout = cluster.config.connect_timeout;
     let result = match tokio::time::timeout(timeout, TcpStream::connect(host.address)).await {
         Ok(Ok(stream)) => {
             if let Err(e) = stream.set_nodelay(true) {
@@ -91,18 +93,24 @@ pub(crate) async fn connect(host: &Host, timeout: Duration) -> Result<TcpStream,
         Ok(Err(e)) => Err(UpstreamError::ConnectFailure(e)),
         Err(_) => Err(UpstreamError::ConnectTimeout),
     };
-    if result.is_err() {
+    if let Err(e) = &result {
         host.stats.cx_connect_fail.fetch_add(1, Ordering::Relaxed);
+        cluster.stats.upstream_cx_connect_fail.inc();
+        if matches!(e, UpstreamError::ConnectTimeout) {
+            cluster.stats.upstream_cx_connect_timeout.inc();
+        }
     }
     result
 }
 
 /// Runs a connection task, keeping `cx_active` while it lives.
-fn spawn_connection<F>(host: &Host, conn: F)
+fn spawn_connection<F>(host: &Host, cluster: &Cluster, conn: F)
 where
     F: Future<Output = Result<(), hyper::Error>> + Send + 'static,
 {
     host.stats.cx_active.fetch_add(1, Ordering::Relaxed);
+    cluster.stats.upstream_cx_active.inc();
+    let cluster_stats = cluster.stats.clone();
     let weak: Weak<Host> = host.this.clone();
     let address = host.address;
     tokio::spawn(async move {
@@ -112,6 +120,7 @@ where
         if let Some(host) = weak.upgrade() {
             host.stats.cx_active.fetch_sub(1, Ordering::Relaxed);
         }
+        cluster_stats.upstream_cx_active.dec();
     });
 }
 
@@ -120,16 +129,16 @@ impl Pool {
     pub(crate) async fn send(
         &self,
         host: &Host,
-        config: &ClusterConfig,
+        cluster: &Cluster,
         req: Request<Body>,
     ) -> Result<(Response<Incoming>, Option<Arc<AtomicBool>>), UpstreamError> {
-        match config.protocol {
+        match cluster.config.protocol {
             UpstreamProtocol::Http1 => {
-                self.send_http1(host, config, prepare_http1(req, host))
+                self.send_http1(host, cluster, prepare_http1(req, host))
                     .await
             }
             UpstreamProtocol::Http2 => Ok((
-                self.send_http2(host, config, prepare_http2(req, host)?)
+                self.send_http2(host, cluster, prepare_http2(req, host)?)
                     .await?,
                 None,
             )),
@@ -139,9 +148,10 @@ impl Pool {
     async fn send_http1(
         &self,
         host: &Host,
-        config: &ClusterConfig,
+        cluster: &Cluster,
         req: Request<Body>,
     ) -> Result<(Response<Incoming>, Option<Arc<AtomicBool>>), UpstreamError> {
+        let config = &cluster.config;
         let req = match self.checkout_http1(config, req) {
             Checkout::Sent(sent, finished) => match sent.await {
                 Ok(resp) => return Ok((resp, Some(finished))),
@@ -174,7 +184,7 @@ impl Pool {
             Checkout::NoneFree(req) => req,
         };
         // A new connection.
-        let stream = connect(host, config.connect_timeout).await?;
+        let stream = connect(host, cluster).await?;
         // hyper's read buffer grows up to 64 KiB: a response head up to Envoy's 60 KiB
         // `max_response_headers_kb` default must fit whatever the buffer limit; bodies
         // stream through it.
@@ -183,7 +193,7 @@ impl Pool {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-        spawn_connection(host, conn);
+        spawn_connection(host, cluster, conn);
         let conn = H1Conn {
             sender,
             requests: 0,
@@ -248,9 +258,10 @@ impl Pool {
     async fn send_http2(
         &self,
         host: &Host,
-        config: &ClusterConfig,
+        cluster: &Cluster,
         req: Request<Body>,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        let config = &cluster.config;
         let mut req = req;
         if let Some(mut sender) = self.checkout_http2(config) {
             match sender.try_send_request(req).await {
@@ -282,7 +293,7 @@ impl Pool {
                         made = Some(sender);
                         return Ok(());
                     }
-                    let sender = self.connect_http2(host, config).await.map_err(Arc::new)?;
+                    let sender = self.connect_http2(host, cluster).await.map_err(Arc::new)?;
                     made = Some(sender);
                     Ok(())
                 })
@@ -311,9 +322,10 @@ impl Pool {
     async fn connect_http2(
         &self,
         host: &Host,
-        config: &ClusterConfig,
+        cluster: &Cluster,
     ) -> Result<http2::SendRequest<Body>, UpstreamError> {
-        let stream = connect(host, config.connect_timeout).await?;
+        let config = &cluster.config;
+        let stream = connect(host, cluster).await?;
         // The cluster's buffer limit is the flow-control window: what the upstream may
         // send before we read it.
         let window = config
@@ -325,7 +337,7 @@ impl Pool {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-        spawn_connection(host, conn);
+        spawn_connection(host, cluster, conn);
         if config.max_requests_per_connection != Some(1) {
             *self.http2.lock() = Some(H2Conn {
                 sender: sender.clone(),

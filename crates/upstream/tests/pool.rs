@@ -138,13 +138,16 @@ async fn get_req(cm: &ClusterManager, req: http::Request<Body>) -> Result<String
 }
 
 fn static_manager(s: &Server, protocol: UpstreamProtocol, max: Option<u32>) -> Arc<ClusterManager> {
-    ClusterManager::new(&[config(
-        "127.0.0.1",
-        s.addr.port(),
-        Discovery::Static,
-        protocol,
-        max,
-    )])
+    ClusterManager::new(
+        &[config(
+            "127.0.0.1",
+            s.addr.port(),
+            Discovery::Static,
+            protocol,
+            max,
+        )],
+        &ferry_stats::Store::default(),
+    )
 }
 
 #[tokio::test]
@@ -200,7 +203,7 @@ async fn http1_idle_connections_past_idle_timeout_are_not_reused() {
         None,
     );
     c.idle_timeout = Some(Duration::ZERO);
-    let cm = ClusterManager::new(&[c]);
+    let cm = ClusterManager::new(&[c], &ferry_stats::Store::default());
     for _ in 0..3 {
         get(&cm, "/").await.unwrap();
     }
@@ -259,13 +262,16 @@ async fn connect_failure_to_closed_port() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let cm = ClusterManager::new(&[config(
-        "127.0.0.1",
-        port,
-        Discovery::Static,
-        UpstreamProtocol::Http1,
-        None,
-    )]);
+    let cm = ClusterManager::new(
+        &[config(
+            "127.0.0.1",
+            port,
+            Discovery::Static,
+            UpstreamProtocol::Http1,
+            None,
+        )],
+        &ferry_stats::Store::default(),
+    );
     let err = get(&cm, "/").await.unwrap_err();
     assert!(matches!(err, UpstreamError::ConnectFailure(_)), "{err:?}");
     assert_eq!(err.response_flag(), "UF");
@@ -287,13 +293,16 @@ async fn connection_closed_before_response_is_uc() {
             drop(stream);
         }
     });
-    let cm = ClusterManager::new(&[config(
-        "127.0.0.1",
-        port,
-        Discovery::Static,
-        UpstreamProtocol::Http1,
-        None,
-    )]);
+    let cm = ClusterManager::new(
+        &[config(
+            "127.0.0.1",
+            port,
+            Discovery::Static,
+            UpstreamProtocol::Http1,
+            None,
+        )],
+        &ferry_stats::Store::default(),
+    );
     let err = get(&cm, "/").await.unwrap_err();
     assert!(
         matches!(err, UpstreamError::ResetBeforeResponse(_)),
@@ -323,13 +332,16 @@ fn dns(family: DnsLookupFamily) -> Dns {
 #[tokio::test]
 async fn strict_dns_localhost() {
     let s = server(UpstreamProtocol::Http1, None).await;
-    let cm = ClusterManager::new(&[config(
-        "localhost",
-        s.addr.port(),
-        Discovery::StrictDns(dns(DnsLookupFamily::V4Only)),
-        UpstreamProtocol::Http1,
-        None,
-    )]);
+    let cm = ClusterManager::new(
+        &[config(
+            "localhost",
+            s.addr.port(),
+            Discovery::StrictDns(dns(DnsLookupFamily::V4Only)),
+            UpstreamProtocol::Http1,
+            None,
+        )],
+        &ferry_stats::Store::default(),
+    );
     let cluster = cm.get("backend").unwrap();
     tokio::time::timeout(DEADLINE, cluster.ready())
         .await
@@ -344,13 +356,16 @@ async fn strict_dns_localhost() {
 #[tokio::test]
 async fn logical_dns_localhost_auto() {
     let s = server(UpstreamProtocol::Http1, None).await;
-    let cm = ClusterManager::new(&[config(
-        "localhost",
-        s.addr.port(),
-        Discovery::LogicalDns(dns(DnsLookupFamily::Auto)),
-        UpstreamProtocol::Http1,
-        None,
-    )]);
+    let cm = ClusterManager::new(
+        &[config(
+            "localhost",
+            s.addr.port(),
+            Discovery::LogicalDns(dns(DnsLookupFamily::Auto)),
+            UpstreamProtocol::Http1,
+            None,
+        )],
+        &ferry_stats::Store::default(),
+    );
     let cluster = cm.get("backend").unwrap();
     tokio::time::timeout(DEADLINE, cluster.ready())
         .await
@@ -363,13 +378,16 @@ async fn logical_dns_localhost_auto() {
 
 #[tokio::test]
 async fn dns_failure_is_ready_without_hosts() {
-    let cm = ClusterManager::new(&[config(
-        "no-such-host.invalid",
-        80,
-        Discovery::StrictDns(dns(DnsLookupFamily::Auto)),
-        UpstreamProtocol::Http1,
-        None,
-    )]);
+    let cm = ClusterManager::new(
+        &[config(
+            "no-such-host.invalid",
+            80,
+            Discovery::StrictDns(dns(DnsLookupFamily::Auto)),
+            UpstreamProtocol::Http1,
+            None,
+        )],
+        &ferry_stats::Store::default(),
+    );
     let cluster = cm.get("backend").unwrap();
     tokio::time::timeout(DEADLINE, cluster.ready())
         .await
@@ -380,13 +398,16 @@ async fn dns_failure_is_ready_without_hosts() {
 
 #[tokio::test]
 async fn static_cluster_is_ready_immediately() {
-    let cm = ClusterManager::new(&[config(
-        "127.0.0.1",
-        80,
-        Discovery::Static,
-        UpstreamProtocol::Http1,
-        None,
-    )]);
+    let cm = ClusterManager::new(
+        &[config(
+            "127.0.0.1",
+            80,
+            Discovery::Static,
+            UpstreamProtocol::Http1,
+            None,
+        )],
+        &ferry_stats::Store::default(),
+    );
     assert!(cm.get("missing").is_none());
     assert_eq!(cm.clusters().count(), 1);
     let cluster = cm.get("backend").unwrap();
@@ -413,7 +434,7 @@ async fn http2_requests_share_one_connect_attempt() {
         None,
     );
     cfg.connect_timeout = Duration::from_millis(500);
-    let cm = ClusterManager::new(&[cfg]);
+    let cm = ClusterManager::new(&[cfg], &ferry_stats::Store::default());
     let results = futures_util::future::join_all((0..4).map(|i| {
         let cm = cm.clone();
         async move { get(&cm, &format!("/{i}")).await }

@@ -85,6 +85,13 @@ pub fn handle(server: &Server, method: &Method, path: &str) -> Response<Body> {
             ok(s)
         }
         "/clusters" => ok(clusters(server)),
+        "/stats" => {
+            let mut s = String::new();
+            for (name, v) in server.stats.snapshot() {
+                let _ = writeln!(s, "{name}: {}", v.value);
+            }
+            ok(s)
+        }
         "/config_dump" => {
             let snap = server.snapshot.load();
             json(&serde_json::json!({
@@ -112,10 +119,10 @@ pub fn handle(server: &Server, method: &Method, path: &str) -> Response<Body> {
             ok("OK\n".into())
         }),
         "/" | "/help" => ok(
-            "admin commands are:\n  /clusters\n  /config_dump\n  /drain_listeners\n  /healthcheck/fail\n  /healthcheck/ok\n  /listeners\n  /quitquitquit\n  /ready\n  /server_info\n"
+            "admin commands are:\n  /clusters\n  /config_dump\n  /drain_listeners\n  /healthcheck/fail\n  /healthcheck/ok\n  /listeners\n  /quitquitquit\n  /ready\n  /server_info\n  /stats\n"
                 .into(),
         ),
-        _ => text(StatusCode::NOT_FOUND, "invalid path. admin commands are: /clusters /config_dump /drain_listeners /healthcheck/fail /healthcheck/ok /listeners /quitquitquit /ready /server_info\n".into(), "text/plain; charset=UTF-8"),
+        _ => text(StatusCode::NOT_FOUND, "invalid path. admin commands are: /clusters /config_dump /drain_listeners /healthcheck/fail /healthcheck/ok /listeners /quitquitquit /ready /server_info /stats\n".into(), "text/plain; charset=UTF-8"),
     }
 }
 
