@@ -37,6 +37,8 @@ pub struct Cluster {
     pub max_requests_per_connection: Option<u32>,
     /// `per_connection_buffer_limit_bytes` (default 1 MiB).
     pub per_connection_buffer_limit_bytes: u32,
+    /// `circuit_breakers`.
+    pub circuit_breakers: crate::circuit_breaker::CircuitBreakers,
 }
 
 /// How a cluster finds its hosts.
@@ -531,6 +533,15 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
             .per_connection_buffer_limit_bytes
             .map(|v| v.value)
             .unwrap_or(1024 * 1024),
+        circuit_breakers: c
+            .circuit_breakers
+            .as_ref()
+            .map(|cb| {
+                ctx.at("circuit_breakers", |c| {
+                    crate::circuit_breaker::from_proto(cb, c)
+                })
+            })
+            .unwrap_or_default(),
     })
 }
 

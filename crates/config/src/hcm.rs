@@ -90,6 +90,37 @@ pub struct HttpConnectionManager {
     pub http2_initial_stream_window_size: Option<u32>,
     /// `http2_protocol_options.initial_connection_window_size`.
     pub http2_initial_connection_window_size: Option<u32>,
+    /// `internal_address_config.cidr_ranges`: a request from one of these is internal
+    /// (its `x-envoy-*` control headers are honoured); none: every request is external.
+    pub internal_cidrs: Vec<(std::net::IpAddr, u8)>,
+}
+
+impl HttpConnectionManager {
+    /// Whether `ip` is an internal address (`internal_address_config`).
+    pub fn is_internal(&self, ip: std::net::IpAddr) -> bool {
+        self.internal_cidrs
+            .iter()
+            .any(|(prefix, len)| in_cidr(ip, *prefix, *len))
+    }
+}
+
+fn in_cidr(ip: std::net::IpAddr, prefix: std::net::IpAddr, len: u8) -> bool {
+    use std::net::IpAddr;
+    match (ip, prefix) {
+        (IpAddr::V4(a), IpAddr::V4(p)) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0);
+            u32::from(a) & mask == u32::from(p) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(p)) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(len.min(128)))
+                .unwrap_or(0);
+            u128::from(a) & mask == u128::from(p) & mask
+        }
+        _ => false,
+    }
 }
 
 /// Converts an HCM.
@@ -272,5 +303,33 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
             .http2_protocol_options
             .as_ref()
             .and_then(|o| o.initial_connection_window_size.map(|v| v.value)),
+        internal_cidrs: h
+            .internal_address_config
+            .as_ref()
+            .map(|c| {
+                ctx.at("internal_address_config", |ctx| {
+                    if c.unix_sockets {
+                        ctx.error_at(
+                            "unix_sockets",
+                            "is not supported (ferry listens on TCP only)",
+                        );
+                    }
+                    let mut out = Vec::new();
+                    for (i, r) in c.cidr_ranges.iter().enumerate() {
+                        let len = r.prefix_len.map(|v| v.value).unwrap_or(0);
+                        match r.address_prefix.parse::<std::net::IpAddr>() {
+                            Ok(ip) if len <= if ip.is_ipv4() { 32 } else { 128 } => {
+                                out.push((ip, len as u8))
+                            }
+                            _ => ctx.error_at(
+                                &format!("cidr_ranges[{i}]"),
+                                "is not a valid address prefix and length",
+                            ),
+                        }
+                    }
+                    out
+                })
+            })
+            .unwrap_or_default(),
     })
 }

@@ -14,10 +14,12 @@
 
 pub mod access_log;
 pub mod bootstrap;
+pub mod circuit_breaker;
 pub mod cluster;
 mod error;
 pub mod hcm;
 pub mod listener;
+pub mod retry;
 pub mod route;
 pub mod support;
 mod util;

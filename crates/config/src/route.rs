@@ -1,10 +1,12 @@
 //! Route configuration: virtual hosts, route matches and actions, precompiled.
 
-use crate::util::{timeout, HeaderMutations};
+use crate::retry::{HedgePolicy, MirrorPolicy, RetryPolicy};
+use crate::util::{duration, timeout, HeaderMutations};
 use crate::Ctx;
 use ferry_envoy_api::pb::envoy::config::route::v3 as pb;
 use ferry_envoy_api::pb::envoy::r#type::matcher::v3 as matcher;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Envoy's default route timeout.
@@ -200,7 +202,7 @@ pub struct QueryParameterMatcher {
 #[derive(Debug, Clone)]
 pub enum Action {
     /// Forward upstream.
-    Route(RouteAction),
+    Route(Box<RouteAction>),
     /// Answer with a redirect.
     Redirect(Redirect),
     /// Answer directly.
@@ -226,6 +228,58 @@ pub struct RouteAction {
     pub hash_policy: Vec<HashPolicy>,
     /// `cluster_not_found_response_code` (503 default, or 404, or 500).
     pub cluster_not_found_status: http::StatusCode,
+    /// `retry_policy` of the route, else of its virtual host.
+    pub retry_policy: Option<Arc<RetryPolicy>>,
+    /// `hedge_policy` of the route, else of its virtual host.
+    pub hedge_policy: HedgePolicy,
+    /// `request_mirror_policies`.
+    pub mirrors: Vec<MirrorPolicy>,
+    /// `priority`: the circuit breakers' priority.
+    pub priority: Priority,
+    /// `per_request_buffer_limit_bytes` of the route, else of its virtual host (the
+    /// listener's limit caps it).
+    pub buffer_limit: Option<u32>,
+    /// The virtual host's `include_request_attempt_count`.
+    pub attempt_count_in_request: bool,
+    /// The virtual host's `include_attempt_count_in_response`.
+    pub attempt_count_in_response: bool,
+    /// `max_stream_duration`, when set: the router's global timeout is off and the
+    /// stream's duration is bounded instead.
+    pub max_stream_duration: Option<MaxStreamDuration>,
+    /// `max_grpc_timeout` (Some(None): unlimited), with `grpc_timeout_offset`.
+    pub max_grpc_timeout: Option<(Option<Duration>, Duration)>,
+}
+
+/// `RoutingPriority`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Priority {
+    /// `DEFAULT`.
+    #[default]
+    Default,
+    /// `HIGH`.
+    High,
+}
+
+/// `RouteAction.max_stream_duration`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaxStreamDuration {
+    /// `max_stream_duration` (None: unbounded).
+    pub max: Option<Duration>,
+    /// `grpc_timeout_header_max`: when set, a `grpc-timeout` header bounds the stream,
+    /// capped at this (Some(None): uncapped).
+    pub grpc_header_max: Option<Option<Duration>>,
+    /// `grpc_timeout_header_offset`: subtracted from `grpc-timeout`.
+    pub grpc_header_offset: Duration,
+}
+
+/// What a route inherits from its virtual host.
+#[derive(Debug, Default)]
+struct VhostDefaults {
+    retry_policy: Option<Arc<RetryPolicy>>,
+    hedge_policy: HedgePolicy,
+    buffer_limit: Option<u32>,
+    attempt_count_in_request: bool,
+    attempt_count_in_response: bool,
 }
 
 /// How the upstream cluster is chosen.
@@ -439,11 +493,24 @@ pub fn from_proto(rc: &pb::RouteConfiguration, ctx: &mut Ctx) -> RouteConfig {
                     domains.exact.insert(d, idx);
                 }
             }
+            let defaults = VhostDefaults {
+                retry_policy: vh.retry_policy.as_ref().map(|p| {
+                    Arc::new(c.at("retry_policy", |c| crate::retry::retry_policy(p, c)))
+                }),
+                hedge_policy: vh
+                    .hedge_policy
+                    .as_ref()
+                    .map(|h| c.at("hedge_policy", |c| crate::retry::hedge_policy(h, c)))
+                    .unwrap_or_default(),
+                buffer_limit: vh.per_request_buffer_limit_bytes.map(|v| v.value),
+                attempt_count_in_request: vh.include_request_attempt_count,
+                attempt_count_in_response: vh.include_attempt_count_in_response,
+            };
             let routes = vh
                 .routes
                 .iter()
                 .enumerate()
-                .filter_map(|(j, r)| c.at(format!("routes[{j}]"), |c| route(r, c)))
+                .filter_map(|(j, r)| c.at(format!("routes[{j}]"), |c| route(r, &defaults, c)))
                 .collect();
             let headers = HeaderMutations::from_proto(
                 &vh.request_headers_to_add,
@@ -479,7 +546,7 @@ pub fn from_proto(rc: &pb::RouteConfiguration, ctx: &mut Ctx) -> RouteConfig {
     }
 }
 
-fn route(r: &pb::Route, ctx: &mut Ctx) -> Option<Route> {
+fn route(r: &pb::Route, defaults: &VhostDefaults, ctx: &mut Ctx) -> Option<Route> {
     use pb::route::Action as A;
     let matcher = match &r.r#match {
         Some(m) => ctx.at("match", |c| route_match(m, c))?,
@@ -489,7 +556,13 @@ fn route(r: &pb::Route, ctx: &mut Ctx) -> Option<Route> {
         }
     };
     let action = match &r.action {
-        Some(A::Route(ra)) => Action::Route(ctx.at("route", |c| route_action(ra, c))?),
+        Some(A::Route(ra)) => {
+            let mut action = ctx.at("route", |c| route_action(ra, defaults, c))?;
+            if let Some(limit) = r.per_request_buffer_limit_bytes {
+                action.buffer_limit = Some(limit.value);
+            }
+            Action::Route(Box::new(action))
+        }
         Some(A::Redirect(rd)) => Action::Redirect(ctx.at("redirect", |c| redirect(rd, c))?),
         Some(A::DirectResponse(d)) => {
             Action::DirectResponse(ctx.at("direct_response", |c| direct_response(d, c))?)
@@ -584,7 +657,7 @@ fn route_match(m: &pb::RouteMatch, ctx: &mut Ctx) -> Option<RouteMatch> {
     })
 }
 
-fn header_matcher(h: &pb::HeaderMatcher, ctx: &mut Ctx) -> Option<HeaderMatcher> {
+pub(crate) fn header_matcher(h: &pb::HeaderMatcher, ctx: &mut Ctx) -> Option<HeaderMatcher> {
     use pb::header_matcher::HeaderMatchSpecifier as H;
     let kind = match &h.header_match_specifier {
         None => HeaderMatchKind::Present(true),
@@ -618,7 +691,11 @@ fn header_matcher(h: &pb::HeaderMatcher, ctx: &mut Ctx) -> Option<HeaderMatcher>
     })
 }
 
-fn route_action(ra: &pb::RouteAction, ctx: &mut Ctx) -> Option<RouteAction> {
+fn route_action(
+    ra: &pb::RouteAction,
+    defaults: &VhostDefaults,
+    ctx: &mut Ctx,
+) -> Option<RouteAction> {
     use pb::route_action::ClusterSpecifier as C;
     use pb::route_action::HostRewriteSpecifier as HR;
     let cluster = match &ra.cluster_specifier {
@@ -744,6 +821,62 @@ fn route_action(ra: &pb::RouteAction, ctx: &mut Ctx) -> Option<RouteAction> {
             .map(|_| timeout(&ra.idle_timeout, None, "idle_timeout", ctx)),
         hash_policy,
         cluster_not_found_status,
+        retry_policy: match &ra.retry_policy {
+            Some(p) => Some(Arc::new(
+                ctx.at("retry_policy", |c| crate::retry::retry_policy(p, c)),
+            )),
+            None => defaults.retry_policy.clone(),
+        },
+        hedge_policy: match &ra.hedge_policy {
+            Some(h) => ctx.at("hedge_policy", |c| crate::retry::hedge_policy(h, c)),
+            None => defaults.hedge_policy,
+        },
+        mirrors: ra
+            .request_mirror_policies
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                ctx.at(format!("request_mirror_policies[{i}]"), |c| {
+                    crate::retry::mirror_policy(m, c)
+                })
+            })
+            .collect(),
+        priority: match ra.priority {
+            0 => Priority::Default,
+            1 => Priority::High,
+            other => {
+                ctx.error_at("priority", format!("unknown value {other}"));
+                Priority::Default
+            }
+        },
+        buffer_limit: defaults.buffer_limit,
+        attempt_count_in_request: defaults.attempt_count_in_request,
+        attempt_count_in_response: defaults.attempt_count_in_response,
+        max_stream_duration: ra.max_stream_duration.as_ref().map(|m| {
+            ctx.at("max_stream_duration", |c| MaxStreamDuration {
+                max: timeout(&m.max_stream_duration, None, "max_stream_duration", c),
+                grpc_header_max: m.grpc_timeout_header_max.as_ref().map(|_| {
+                    timeout(
+                        &m.grpc_timeout_header_max,
+                        None,
+                        "grpc_timeout_header_max",
+                        c,
+                    )
+                }),
+                grpc_header_offset: duration(
+                    &m.grpc_timeout_header_offset,
+                    "grpc_timeout_header_offset",
+                    c,
+                )
+                .unwrap_or_default(),
+            })
+        }),
+        max_grpc_timeout: ra.max_grpc_timeout.as_ref().map(|_| {
+            (
+                timeout(&ra.max_grpc_timeout, None, "max_grpc_timeout", ctx),
+                duration(&ra.grpc_timeout_offset, "grpc_timeout_offset", ctx).unwrap_or_default(),
+            )
+        }),
     })
 }
 

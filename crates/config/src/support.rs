@@ -39,8 +39,14 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
             "max_request_headers_kb", "stream_idle_timeout", "request_timeout", "access_log",
             "use_remote_address", "xff_num_trusted_hops", "skip_xff_append", "via", "generate_request_id",
             "preserve_external_request_id", "always_set_request_id_in_response", "upgrade_configs",
+            "internal_address_config",
         ],
     ),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.InternalAddressConfig",
+        &["cidr_ranges"],
+    ),
+    ("envoy.config.core.v3.CidrRange", &["address_prefix", "prefix_len"]),
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", &["name", "typed_config"]),
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig", &["upgrade_type", "enabled"]),
     ("envoy.extensions.filters.http.router.v3.Router", &[]),
@@ -60,11 +66,17 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.route.v3.VirtualHost",
-        &["name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"],
+        &[
+            "name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
+            "retry_policy", "hedge_policy", "per_request_buffer_limit_bytes", "include_request_attempt_count", "include_attempt_count_in_response",
+        ],
     ),
     (
         "envoy.config.route.v3.Route",
-        &["name", "match", "route", "redirect", "direct_response", "request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"],
+        &[
+            "name", "match", "route", "redirect", "direct_response", "request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
+            "per_request_buffer_limit_bytes",
+        ],
     ),
     (
         "envoy.config.route.v3.RouteMatch",
@@ -83,8 +95,29 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
     ("envoy.type.v3.Int64Range", &["start", "end"]),
     (
         "envoy.config.route.v3.RouteAction",
-        &["cluster", "cluster_header", "weighted_clusters", "prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "auto_host_rewrite", "timeout", "idle_timeout", "hash_policy", "cluster_not_found_response_code"],
+        &[
+            "cluster", "cluster_header", "weighted_clusters", "prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "auto_host_rewrite", "timeout", "idle_timeout", "hash_policy", "cluster_not_found_response_code",
+            "retry_policy", "hedge_policy", "request_mirror_policies", "priority", "max_stream_duration", "max_grpc_timeout", "grpc_timeout_offset",
+        ],
     ),
+    (
+        "envoy.config.route.v3.RetryPolicy",
+        &[
+            "retry_on", "num_retries", "per_try_timeout", "per_try_idle_timeout", "retry_host_predicate", "host_selection_retry_max_attempts",
+            "retriable_status_codes", "retry_back_off", "rate_limited_retry_back_off", "retriable_headers", "retriable_request_headers",
+        ],
+    ),
+    ("envoy.config.route.v3.RetryPolicy.RetryHostPredicate", &["name", "typed_config"]),
+    ("envoy.config.route.v3.RetryPolicy.RetryBackOff", &["base_interval", "max_interval"]),
+    ("envoy.config.route.v3.RetryPolicy.RateLimitedRetryBackOff", &["reset_headers", "max_interval"]),
+    ("envoy.config.route.v3.RetryPolicy.ResetHeader", &["name", "format"]),
+    ("envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate", &[]),
+    ("envoy.config.route.v3.HedgePolicy", &["initial_requests", "additional_request_chance", "hedge_on_per_try_timeout"]),
+    ("envoy.config.route.v3.RouteAction.RequestMirrorPolicy", &["cluster", "cluster_header", "runtime_fraction", "disable_shadow_host_suffix_append"]),
+    ("envoy.config.route.v3.RouteAction.MaxStreamDuration", &["max_stream_duration", "grpc_timeout_header_max", "grpc_timeout_header_offset"]),
+    ("envoy.config.core.v3.RuntimeFractionalPercent", &["default_value", "runtime_key"]),
+    ("envoy.type.v3.FractionalPercent", &["numerator", "denominator"]),
+    ("envoy.type.v3.Percent", &["value"]),
     ("envoy.config.route.v3.WeightedCluster", &["clusters", "total_weight"]),
     (
         "envoy.config.route.v3.WeightedCluster.ClusterWeight",
@@ -121,9 +154,15 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
             "dns_lookup_family", "dns_failure_refresh_rate", "dns_jitter", "dns_resolvers", "use_tcp_for_dns_lookups",
             "dns_resolution_config", "typed_dns_resolver_config", "typed_extension_protocol_options", "http2_protocol_options", "http_protocol_options",
             "common_http_protocol_options", "max_requests_per_connection", "per_connection_buffer_limit_bytes",
-            "ring_hash_lb_config", "maglev_lb_config", "least_request_lb_config", "metadata",
+            "ring_hash_lb_config", "maglev_lb_config", "least_request_lb_config", "metadata", "circuit_breakers",
         ],
     ),
+    ("envoy.config.cluster.v3.CircuitBreakers", &["thresholds"]),
+    (
+        "envoy.config.cluster.v3.CircuitBreakers.Thresholds",
+        &["priority", "max_connections", "max_pending_requests", "max_requests", "max_retries", "retry_budget", "track_remaining", "max_connection_pools"],
+    ),
+    ("envoy.config.cluster.v3.CircuitBreakers.Thresholds.RetryBudget", &["budget_percent", "min_retry_concurrency"]),
     ("envoy.config.cluster.v3.Cluster.RefreshRate", &["base_interval", "max_interval"]),
     ("envoy.config.core.v3.DnsResolutionConfig", &["resolvers", "dns_resolver_options"]),
     ("envoy.config.core.v3.DnsResolverOptions", &["use_tcp_for_dns_lookups", "no_default_search_domain"]),
@@ -155,6 +194,7 @@ pub const SUPPORTED_EXTENSIONS: &[&str] = &[
     "envoy.access_loggers.stderr",
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
     "envoy.network.dns_resolver.cares",
+    "envoy.retry_host_predicates.previous_hosts",
 ];
 
 /// The config type of a supported extension (`typed_extension_protocol_options` keys are

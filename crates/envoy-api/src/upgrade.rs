@@ -136,6 +136,14 @@ const NAME_TO_TYPE: &[(&str, &str)] = &[
         "envoy.network.dns_resolver.cares",
         "envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig",
     ),
+    (
+        "envoy.retry_host_predicates.previous_hosts",
+        "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
+    ),
+    (
+        "envoy.filters.network.local_ratelimit",
+        "envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit",
+    ),
 ];
 
 /// Whole v2 messages that moved under another name in v3.

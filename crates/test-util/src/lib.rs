@@ -17,6 +17,7 @@ pub mod dns;
 pub mod ports;
 pub mod proc;
 pub mod raw;
+pub mod scripted;
 
 pub use backend::Backend;
 pub use diff::{compare, normalize, run_scenario, run_scenario_with, Observed, Report, Request};

@@ -17,6 +17,8 @@ pub struct Cluster {
     pub config: ClusterConfig,
     /// `cluster.<name>.*` stats.
     pub stats: Arc<ClusterStats>,
+    /// `circuit_breakers`, per priority.
+    pub breakers: crate::circuit_breaker::Breakers,
     host_set: ArcSwap<HostSet>,
     ready: watch::Sender<bool>,
 }
@@ -84,9 +86,12 @@ impl Cluster {
         stats.membership_total.set(hosts.len() as u64);
         stats.membership_healthy.set(hosts.len() as u64);
         let host_set = ArcSwap::from_pointee(HostSet::new(&config.lb_policy, hosts));
+        let breakers =
+            crate::circuit_breaker::Breakers::new(&config.circuit_breakers, &config.name, store);
         Cluster {
             config,
             stats,
+            breakers,
             host_set,
             ready: watch::Sender::new(ready),
         }

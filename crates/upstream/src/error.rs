@@ -17,6 +17,9 @@ pub enum UpstreamError {
     /// The upstream spoke something we could not understand, or the request could not be sent.
     #[error("upstream protocol error: {0}")]
     Protocol(String),
+    /// A circuit breaker refused the request (`UO`).
+    #[error("upstream overflow: {0:?} limit reached")]
+    Overflow(crate::circuit_breaker::Resource),
 }
 
 /// Prefix of a [`UpstreamError::ResetBeforeResponse`] message meaning the connection closed (`UC`).
@@ -29,6 +32,7 @@ impl UpstreamError {
             UpstreamError::ConnectFailure(_) | UpstreamError::ConnectTimeout => "UF",
             UpstreamError::ResetBeforeResponse(m) if m.starts_with(CONNECTION_TERMINATED) => "UC",
             UpstreamError::ResetBeforeResponse(_) | UpstreamError::Protocol(_) => "UR",
+            UpstreamError::Overflow(_) => "UO",
         }
     }
 
@@ -41,6 +45,7 @@ impl UpstreamError {
             UpstreamError::ConnectTimeout => UpstreamError::ConnectTimeout,
             UpstreamError::ResetBeforeResponse(m) => UpstreamError::ResetBeforeResponse(m.clone()),
             UpstreamError::Protocol(m) => UpstreamError::Protocol(m.clone()),
+            UpstreamError::Overflow(r) => UpstreamError::Overflow(*r),
         }
     }
 

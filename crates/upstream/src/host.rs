@@ -78,6 +78,8 @@ impl std::fmt::Debug for Host {
 struct EndOfResponse {
     host: std::sync::Weak<Host>,
     cluster: Arc<crate::ClusterStats>,
+    /// The request's `max_requests` admission, held until the response ends.
+    _admission: crate::circuit_breaker::Admission,
     finished: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
@@ -85,6 +87,8 @@ impl Drop for EndOfResponse {
     fn drop(&mut self) {
         if let Some(host) = self.host.upgrade() {
             host.stats.rq_active.fetch_sub(1, Ordering::Relaxed);
+            // A request slot or a connection may be free: wake requests waiting for one.
+            host.pool.freed.notify_waiters();
         }
         self.cluster.upstream_rq_active.dec();
     }
@@ -169,11 +173,22 @@ impl Host {
     /// authority for HTTP/2 is taken from the `Host` header or the host address.
     /// Returns the response headers with the streaming body; when the body ends, the
     /// request stops counting as active and an HTTP/1.1 connection becomes reusable.
+    ///
+    /// The circuit breakers of `priority` apply: over `max_requests`, or with no
+    /// connection free and `max_pending_requests` reached, the request fails with
+    /// [`UpstreamError::Overflow`] without being sent.
     pub async fn send(
         &self,
         cluster: &Cluster,
+        priority: ferry_config::route::Priority,
         req: http::Request<Body>,
     ) -> Result<http::Response<Body>, UpstreamError> {
+        use crate::circuit_breaker::Resource;
+        let breaker = cluster.breakers.get(priority);
+        let Some(admission) = breaker.try_acquire(Resource::Requests) else {
+            cluster.stats.upstream_rq_active_overflow.inc();
+            return Err(UpstreamError::Overflow(Resource::Requests));
+        };
         self.stats.rq_total.fetch_add(1, Ordering::Relaxed);
         self.stats.rq_active.fetch_add(1, Ordering::Relaxed);
         cluster.stats.upstream_rq_total.inc();
@@ -183,9 +198,10 @@ impl Host {
         let mut end = EndOfResponse {
             host: self.this.clone(),
             cluster: cluster.stats.clone(),
+            _admission: admission,
             finished: None,
         };
-        let result = self.pool.send(self, cluster, req).await;
+        let result = self.pool.send(self, cluster, breaker, req).await;
         match &result {
             Ok((resp, _)) => {
                 cluster.stats.upstream_rq_completed.inc();
@@ -213,11 +229,19 @@ impl Host {
         ))
     }
 
-    /// A raw TCP connection (for `tcp_proxy`), with the cluster's `connect_timeout`.
+    /// A raw TCP connection (for `tcp_proxy`), with the cluster's `connect_timeout`,
+    /// within the default priority's `max_connections`. The admission is held by the
+    /// caller for as long as the connection is open.
     pub async fn connect_tcp(
         &self,
         cluster: &Cluster,
-    ) -> Result<tokio::net::TcpStream, UpstreamError> {
-        crate::pool::connect(self, cluster).await
+    ) -> Result<(tokio::net::TcpStream, crate::circuit_breaker::Admission), UpstreamError> {
+        use crate::circuit_breaker::Resource;
+        let breaker = cluster.breakers.get(ferry_config::route::Priority::Default);
+        let Some(admission) = breaker.try_acquire(Resource::Connections) else {
+            cluster.stats.upstream_cx_overflow.inc();
+            return Err(UpstreamError::Overflow(Resource::Connections));
+        };
+        Ok((crate::pool::connect(self, cluster).await?, admission))
     }
 }

@@ -6,6 +6,7 @@
 //! uses atomics; `Host::send` takes a short `parking_lot` critical section to check
 //! out a pooled connection.
 
+pub mod circuit_breaker;
 mod cluster;
 mod cluster_manager;
 mod discovery;

@@ -16,6 +16,7 @@
 //! checkout that finds no ready connection but a finished one waits for that one to
 //! become ready instead of opening another, so back-to-back requests reuse it.
 
+use crate::circuit_breaker::{Admission, Breaker, Resource};
 use crate::{Body, Cluster, Host, UpstreamError};
 use ferry_config::cluster::{Cluster as ClusterConfig, UpstreamProtocol};
 use http::uri::{Authority, Scheme};
@@ -25,7 +26,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -40,6 +41,59 @@ pub(crate) struct Pool {
     /// connection meanwhile: they all get it, or all fail with its error (as Envoy's
     /// pending requests do), instead of each waiting for a connect timeout in turn.
     http2_connecting: Mutex<Option<Arc<H2Attempt>>>,
+    /// Connections open or being opened (each holds a [`ConnSlot`]).
+    open: AtomicU64,
+    /// The cluster's `max_connection_pools` admission, held while `open` > 0.
+    pool_admission: Mutex<Option<Admission>>,
+    /// Woken when a response ends or a connection closes: requests waiting for a
+    /// connection (the `max_connections` breaker is open) look again.
+    pub(crate) freed: tokio::sync::Notify,
+}
+
+/// A connection's place in the circuit breakers: its `max_connections` admission and
+/// its share of the host's pool, given back when the connection is gone.
+pub(crate) struct ConnSlot {
+    _admission: Admission,
+    host: Weak<Host>,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        if let Some(host) = self.host.upgrade() {
+            if host.pool.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+                host.pool.pool_admission.lock().take();
+            }
+            host.pool.freed.notify_waiters();
+        }
+    }
+}
+
+/// A request waiting for a connection (`upstream_rq_pending_active`).
+struct Pending<'a> {
+    _admission: Admission,
+    stats: &'a crate::ClusterStats,
+}
+
+impl<'a> Pending<'a> {
+    /// Admits a pending request within `max_pending_requests`.
+    fn admit(cluster: &'a Cluster, breaker: &Arc<Breaker>) -> Result<Self, UpstreamError> {
+        let Some(admission) = breaker.try_acquire(Resource::Pending) else {
+            cluster.stats.upstream_rq_pending_overflow.inc();
+            return Err(UpstreamError::Overflow(Resource::Pending));
+        };
+        cluster.stats.upstream_rq_pending_total.inc();
+        cluster.stats.upstream_rq_pending_active.inc();
+        Ok(Pending {
+            _admission: admission,
+            stats: &cluster.stats,
+        })
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.stats.upstream_rq_pending_active.dec();
+    }
 }
 
 /// The outcome of a connect attempt. It holds no sender: a kept clone would keep the
@@ -104,7 +158,7 @@ pub(crate) async fn connect(host: &Host, cluster: &Cluster) -> Result<TcpStream,
 }
 
 /// Runs a connection task, keeping `cx_active` while it lives.
-fn spawn_connection<F>(host: &Host, cluster: &Cluster, conn: F)
+fn spawn_connection<F>(host: &Host, cluster: &Cluster, slot: ConnSlot, conn: F)
 where
     F: Future<Output = Result<(), hyper::Error>> + Send + 'static,
 {
@@ -121,6 +175,7 @@ where
             host.stats.cx_active.fetch_sub(1, Ordering::Relaxed);
         }
         cluster_stats.upstream_cx_active.dec();
+        drop(slot);
     });
 }
 
@@ -130,35 +185,131 @@ impl Pool {
         &self,
         host: &Host,
         cluster: &Cluster,
+        breaker: &Arc<Breaker>,
         req: Request<Body>,
     ) -> Result<(Response<Incoming>, Option<Arc<AtomicBool>>), UpstreamError> {
         match cluster.config.protocol {
             UpstreamProtocol::Http1 => {
-                self.send_http1(host, cluster, prepare_http1(req, host))
+                self.send_http1(host, cluster, breaker, prepare_http1(req, host))
                     .await
             }
             UpstreamProtocol::Http2 => Ok((
-                self.send_http2(host, cluster, prepare_http2(req, host)?)
+                self.send_http2(host, cluster, breaker, prepare_http2(req, host)?)
                     .await?,
                 None,
             )),
         }
     }
 
+    /// A place for a new connection within `max_connections` and
+    /// `max_connection_pools`. A host without connections always gets one, as in
+    /// Envoy (other hosts may hold every connection the cluster may have). None: wait.
+    fn new_connection_slot(
+        &self,
+        host: &Host,
+        cluster: &Cluster,
+        breaker: &Arc<Breaker>,
+    ) -> Result<Option<ConnSlot>, UpstreamError> {
+        let admission = if self.open.load(Ordering::Acquire) == 0 {
+            breaker.force_acquire(Resource::Connections)
+        } else {
+            match breaker.try_acquire(Resource::Connections) {
+                Some(a) => a,
+                None => {
+                    cluster.stats.upstream_cx_overflow.inc();
+                    return Ok(None);
+                }
+            }
+        };
+        if self.open.fetch_add(1, Ordering::AcqRel) == 0 {
+            let mut pool = self.pool_admission.lock();
+            if pool.is_none() {
+                match breaker.try_acquire(Resource::Pools) {
+                    Some(a) => *pool = Some(a),
+                    None => {
+                        drop(pool);
+                        self.open.fetch_sub(1, Ordering::AcqRel);
+                        cluster.stats.upstream_cx_pool_overflow.inc();
+                        return Err(UpstreamError::Overflow(Resource::Pools));
+                    }
+                }
+            }
+        }
+        Ok(Some(ConnSlot {
+            _admission: admission,
+            host: host.this.clone(),
+        }))
+    }
+
     async fn send_http1(
         &self,
         host: &Host,
         cluster: &Cluster,
+        breaker: &Arc<Breaker>,
         req: Request<Body>,
     ) -> Result<(Response<Incoming>, Option<Arc<AtomicBool>>), UpstreamError> {
         let config = &cluster.config;
+        let mut req = req;
+        let mut pending = None;
+        let slot = loop {
+            // Registered before looking, so that a connection freed meanwhile wakes us.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            req = match self.try_pooled_http1(config, req).await {
+                Ok(sent) => return sent,
+                Err(req) => req,
+            };
+            if pending.is_none() {
+                pending = Some(Pending::admit(cluster, breaker)?);
+            }
+            match self.new_connection_slot(host, cluster, breaker)? {
+                Some(slot) => break slot,
+                // Every connection the breaker allows is busy: wait for one to free up.
+                None => freed.await,
+            }
+        };
+        // A new connection.
+        let stream = connect(host, cluster).await?;
+        // hyper's read buffer grows up to 64 KiB: a response head up to Envoy's 60 KiB
+        // `max_response_headers_kb` default must fit whatever the buffer limit; bodies
+        // stream through it.
+        let (sender, conn) = http1::Builder::new()
+            .max_buf_size(64 * 1024)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        spawn_connection(host, cluster, slot, conn);
+        drop(pending);
+        let conn = H1Conn {
+            sender,
+            requests: 0,
+            idle_since: None,
+            finished: Arc::new(AtomicBool::new(false)),
+        };
+        let (sent, finished) = self.dispatch(config, conn, req);
+        let resp = sent
+            .await
+            .map_err(|e| UpstreamError::from_hyper(e.error()))?;
+        Ok((resp, Some(finished)))
+    }
+
+    /// Sends `req` on a pooled connection if one is (or is about to be) free; gives
+    /// the request back otherwise.
+    #[allow(clippy::type_complexity)]
+    async fn try_pooled_http1(
+        &self,
+        config: &ClusterConfig,
+        req: Request<Body>,
+    ) -> Result<Result<(Response<Incoming>, Option<Arc<AtomicBool>>), UpstreamError>, Request<Body>>
+    {
         let req = match self.checkout_http1(config, req) {
             Checkout::Sent(sent, finished) => match sent.await {
-                Ok(resp) => return Ok((resp, Some(finished))),
+                Ok(resp) => return Ok(Ok((resp, Some(finished)))),
                 Err(mut e) => match e.take_message() {
                     // The connection closed before the request was written: use a new one.
                     Some(back) => back,
-                    None => return Err(UpstreamError::from_hyper(e.error())),
+                    None => return Ok(Err(UpstreamError::from_hyper(e.error()))),
                 },
             },
             Checkout::Finishing(mut conn, req) => {
@@ -166,10 +317,10 @@ impl Pool {
                     Ok(Ok(())) => {
                         let (sent, finished) = self.dispatch(config, conn, req);
                         match sent.await {
-                            Ok(resp) => return Ok((resp, Some(finished))),
+                            Ok(resp) => return Ok(Ok((resp, Some(finished)))),
                             Err(mut e) => match e.take_message() {
                                 Some(back) => back,
-                                None => return Err(UpstreamError::from_hyper(e.error())),
+                                None => return Ok(Err(UpstreamError::from_hyper(e.error()))),
                             },
                         }
                     }
@@ -183,28 +334,7 @@ impl Pool {
             }
             Checkout::NoneFree(req) => req,
         };
-        // A new connection.
-        let stream = connect(host, cluster).await?;
-        // hyper's read buffer grows up to 64 KiB: a response head up to Envoy's 60 KiB
-        // `max_response_headers_kb` default must fit whatever the buffer limit; bodies
-        // stream through it.
-        let (sender, conn) = http1::Builder::new()
-            .max_buf_size(64 * 1024)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-        spawn_connection(host, cluster, conn);
-        let conn = H1Conn {
-            sender,
-            requests: 0,
-            idle_since: None,
-            finished: Arc::new(AtomicBool::new(false)),
-        };
-        let (sent, finished) = self.dispatch(config, conn, req);
-        let resp = sent
-            .await
-            .map_err(|e| UpstreamError::from_hyper(e.error()))?;
-        Ok((resp, Some(finished)))
+        Err(req)
     }
 
     /// Sends `req` on `conn` (which must be ready) and puts the connection back in the
@@ -259,6 +389,7 @@ impl Pool {
         &self,
         host: &Host,
         cluster: &Cluster,
+        breaker: &Arc<Breaker>,
         req: Request<Body>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let config = &cluster.config;
@@ -272,6 +403,8 @@ impl Pool {
                 },
             }
         }
+        // Waiting for a connection: a pending request.
+        let pending = Pending::admit(cluster, breaker)?;
         let mut sender = loop {
             let attempt = {
                 let mut slot = self.http2_connecting.lock();
@@ -293,7 +426,10 @@ impl Pool {
                         made = Some(sender);
                         return Ok(());
                     }
-                    let sender = self.connect_http2(host, cluster).await.map_err(Arc::new)?;
+                    let sender = self
+                        .connect_http2(host, cluster, breaker)
+                        .await
+                        .map_err(Arc::new)?;
                     made = Some(sender);
                     Ok(())
                 })
@@ -311,6 +447,7 @@ impl Pool {
                 }
             }
         };
+        drop(pending);
         sender
             .try_send_request(req)
             .await
@@ -323,8 +460,14 @@ impl Pool {
         &self,
         host: &Host,
         cluster: &Cluster,
+        breaker: &Arc<Breaker>,
     ) -> Result<http2::SendRequest<Body>, UpstreamError> {
         let config = &cluster.config;
+        // A host's HTTP/2 requests share one connection; a second one (the first
+        // retired by max_requests_per_connection) must fit the breaker.
+        let Some(slot) = self.new_connection_slot(host, cluster, breaker)? else {
+            return Err(UpstreamError::Overflow(Resource::Connections));
+        };
         let stream = connect(host, cluster).await?;
         // The cluster's buffer limit is the flow-control window: what the upstream may
         // send before we read it.
@@ -337,7 +480,7 @@ impl Pool {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-        spawn_connection(host, cluster, conn);
+        spawn_connection(host, cluster, slot, conn);
         if config.max_requests_per_connection != Some(1) {
             *self.http2.lock() = Some(H2Conn {
                 sender: sender.clone(),

@@ -112,6 +112,7 @@ fn config(
         idle_timeout: Some(Duration::from_secs(3600)),
         max_requests_per_connection,
         per_connection_buffer_limit_bytes: 1 << 20,
+        circuit_breakers: Default::default(),
     }
 }
 
@@ -129,7 +130,7 @@ async fn get(cm: &ClusterManager, path: &str) -> Result<String, UpstreamError> {
 async fn get_req(cm: &ClusterManager, req: http::Request<Body>) -> Result<String, UpstreamError> {
     let cluster = cm.get("backend").unwrap();
     let host = cluster.choose_host(None).unwrap();
-    let resp = tokio::time::timeout(DEADLINE, host.send(cluster, req))
+    let resp = tokio::time::timeout(DEADLINE, host.send(cluster, Default::default(), req))
         .await
         .expect("deadline")?;
     assert_eq!(resp.status(), 200);
@@ -317,7 +318,7 @@ async fn connect_tcp() {
     let cm = static_manager(&s, UpstreamProtocol::Http1, None);
     let cluster = cm.get("backend").unwrap();
     let host = cluster.choose_host(None).unwrap();
-    let stream = host.connect_tcp(cluster).await.unwrap();
+    let (stream, _admission) = host.connect_tcp(cluster).await.unwrap();
     assert_eq!(stream.peer_addr().unwrap(), s.addr);
     assert!(stream.nodelay().unwrap());
 }

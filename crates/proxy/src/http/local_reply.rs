@@ -34,6 +34,15 @@ pub enum LocalReason {
     },
     /// `request_timeout`: the request was not complete in time: 408.
     RequestTimeout,
+    /// A circuit breaker is open (`max_requests`, `max_pending_requests`...): 503, UO,
+    /// `x-envoy-overloaded: true`.
+    Overflow,
+    /// `per_try_timeout` on the last attempt: 504, UT.
+    PerTryTimeout,
+    /// `per_try_idle_timeout` on the last attempt: 504, UT.
+    PerTryIdleTimeout,
+    /// The request body outgrew the buffer limit while a retry waited: 507.
+    RetryBufferOverflow,
 }
 
 impl LocalReason {
@@ -56,6 +65,11 @@ impl LocalReason {
                 request_complete: false,
             }
             | LocalReason::RequestTimeout => http::StatusCode::REQUEST_TIMEOUT,
+            LocalReason::Overflow => http::StatusCode::SERVICE_UNAVAILABLE,
+            LocalReason::PerTryTimeout | LocalReason::PerTryIdleTimeout => {
+                http::StatusCode::GATEWAY_TIMEOUT
+            }
+            LocalReason::RetryBufferOverflow => http::StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 
@@ -73,6 +87,9 @@ impl LocalReason {
             LocalReason::DownstreamReset => Some("DC"),
             LocalReason::StreamIdleTimeout { .. } => Some("SI"),
             LocalReason::RequestTimeout => None,
+            LocalReason::Overflow => Some("UO"),
+            LocalReason::PerTryTimeout | LocalReason::PerTryIdleTimeout => Some("UT"),
+            LocalReason::RetryBufferOverflow => None,
         }
     }
 
@@ -94,6 +111,10 @@ impl LocalReason {
             LocalReason::DownstreamReset => "downstream_remote_disconnect",
             LocalReason::StreamIdleTimeout { .. } => "stream_idle_timeout",
             LocalReason::RequestTimeout => "request_overall_timeout",
+            LocalReason::Overflow => "upstream_reset_before_response_started{overflow}",
+            LocalReason::PerTryTimeout => "upstream_per_try_timeout",
+            LocalReason::PerTryIdleTimeout => "upstream_per_try_idle_timeout",
+            LocalReason::RetryBufferOverflow => "request_payload_exceeded_retry_buffer_limit",
         }
     }
 
@@ -115,6 +136,15 @@ impl LocalReason {
             LocalReason::UpstreamReset => {
                 Some("upstream connect error or disconnect/reset before headers. reset reason: connection termination")
             }
+            LocalReason::Overflow => {
+                Some("upstream connect error or disconnect/reset before headers. reset reason: overflow")
+            }
+            LocalReason::PerTryTimeout | LocalReason::PerTryIdleTimeout => {
+                Some("upstream request timeout")
+            }
+            LocalReason::RetryBufferOverflow => {
+                Some("exceeded request buffer limit while retrying upstream")
+            }
         }
     }
 
@@ -122,6 +152,7 @@ impl LocalReason {
     pub fn from_upstream(e: &UpstreamError) -> LocalReason {
         match e.response_flag() {
             "UF" => LocalReason::ConnectFailure,
+            "UO" => LocalReason::Overflow,
             _ => LocalReason::UpstreamReset,
         }
     }

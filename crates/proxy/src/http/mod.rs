@@ -1,8 +1,12 @@
 //! HTTP: the per-stream path from request headers to the response body's last byte.
 
+pub mod attempts;
 pub mod body;
 pub mod headers;
 pub mod local_reply;
+pub mod mirror;
+pub mod replay;
+pub mod retry;
 pub mod route_match;
 pub mod router;
 pub mod upgrade;

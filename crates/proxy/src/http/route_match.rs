@@ -147,7 +147,8 @@ fn eq(a: &str, b: &str, case_sensitive: bool) -> bool {
     }
 }
 
-fn header_matches(h: &HeaderMatcher, req: &RequestView<'_>) -> bool {
+/// Whether a header matcher holds for a request (or for response headers in `req.headers`).
+pub fn header_matches(h: &HeaderMatcher, req: &RequestView<'_>) -> bool {
     let value = req.header(&h.name);
     let matched = match (&h.kind, value) {
         (HeaderMatchKind::Present(want), v) => v.is_some() == *want,

@@ -2,9 +2,11 @@
 //! and stream the response back — or answer locally (Envoy's codes and flags).
 
 use crate::access_log::StreamInfo;
+use crate::http::attempts::{Attempted, Plan, PlanBody, Timeouts};
 use crate::http::body::{CountedRequest, LogOnEnd, LoggedResponse, RequestTap, TimedResponse};
 use crate::http::headers::{self, Side};
 use crate::http::local_reply::{self, LocalReason};
+use crate::http::retry::RetryState;
 use crate::http::route_match::{self, RequestView};
 use crate::network::hcm::{ConnInfo, HcmRuntime, RouteTarget};
 use bytes::Bytes;
@@ -51,6 +53,26 @@ const EDGE_STRIPPED: &[&str] = &[
     "x-envoy-upstream-rq-timeout-ms",
     "x-envoy-upstream-stream-duration-ms",
 ];
+/// Control headers Envoy removes from every external request, edge or not
+/// (`cleanInternalHeaders`): a client outside may not steer retries or timeouts.
+const EXTERNAL_STRIPPED: &[&str] = &[
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-force-trace",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-internal",
+    "x-envoy-ip-tags",
+    "x-envoy-max-retries",
+    "x-envoy-original-url",
+    "x-envoy-retriable-header-names",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-retry-on",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-upstream-rq-timeout-ms",
+];
+const X_ENVOY_INTERNAL: &str = "x-envoy-internal";
 const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: &str = "x-envoy-expected-rq-timeout-ms";
 const X_ENVOY_UPSTREAM_SERVICE_TIME: &str = "x-envoy-upstream-service-time";
 
@@ -58,6 +80,7 @@ const X_ENVOY_UPSTREAM_SERVICE_TIME: &str = "x-envoy-upstream-service-time";
 static NO_TARGET: RouteTarget = RouteTarget {
     clusters: Vec::new(),
     expected_timeout: None,
+    mirrors: Vec::new(),
 };
 
 /// Handles one request to completion of its response headers; the body streams after.
@@ -110,17 +133,46 @@ async fn route_request(
     conn.shared.request_started();
 
     // Standard request headers (Envoy's ConnectionManagerUtility::mutateRequestHeaders).
-    // With use_remote_address this proxy is the edge: every request is external (no
-    // internal_address_config), so client-supplied control headers are removed.
+    // A request is internal when it comes from an `internal_address_config` range (the
+    // peer with use_remote_address, else a single x-forwarded-for entry); internal
+    // requests are marked `x-envoy-internal: true` and keep their control headers.
+    // External ones lose them (and, at the edge — use_remote_address — a few more).
     {
         let h = req.headers_mut();
-        if cfg.use_remote_address {
-            for name in EDGE_STRIPPED {
+        let peer_ip = conn.peer.ip();
+        let internal = !cfg.internal_cidrs.is_empty() && {
+            let xff = headers::joined(h, X_FORWARDED_FOR);
+            if cfg.use_remote_address {
+                xff.is_none_or(|x| x.trim().is_empty()) && cfg.is_internal(peer_ip)
+            } else {
+                xff.and_then(|x| {
+                    let mut entries = x.split(',');
+                    let one = entries.next()?.trim().parse::<std::net::IpAddr>().ok()?;
+                    entries.next().is_none().then_some(one)
+                })
+                .is_some_and(|ip| cfg.is_internal(ip))
+            }
+        };
+        if internal {
+            h.insert(
+                HeaderName::from_static(X_ENVOY_INTERNAL),
+                HeaderValue::from_static("true"),
+            );
+        } else {
+            let stripped = if cfg.use_remote_address {
+                EDGE_STRIPPED
+            } else {
+                EXTERNAL_STRIPPED
+            };
+            for name in stripped {
                 h.remove(*name);
             }
-            let peer_ip = conn.peer.ip();
-            if let Ok(v) = HeaderValue::from_str(&peer_ip.to_string()) {
-                h.insert(HeaderName::from_static(X_ENVOY_EXTERNAL_ADDRESS), v);
+        }
+        if cfg.use_remote_address {
+            if !internal {
+                if let Ok(v) = HeaderValue::from_str(&peer_ip.to_string()) {
+                    h.insert(HeaderName::from_static(X_ENVOY_EXTERNAL_ADDRESS), v);
+                }
             }
             if !cfg.skip_xff_append {
                 // A loopback peer is recorded as this host's own address (Envoy).
@@ -137,7 +189,7 @@ async fn route_request(
                 HeaderValue::from_static("http"),
             );
         }
-        let external = cfg.use_remote_address && !cfg.preserve_external_request_id;
+        let external = cfg.use_remote_address && !internal && !cfg.preserve_external_request_id;
         if cfg.generate_request_id && (external || !h.contains_key(X_REQUEST_ID)) {
             if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
                 h.insert(HeaderName::from_static(X_REQUEST_ID), v);
@@ -402,11 +454,20 @@ async fn forward(
             h.insert(http::header::HOST, v);
         }
     }
-    if let Some(v) = &target.expected_timeout {
-        h.insert(
-            HeaderName::from_static(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS),
-            v.clone(),
-        );
+    // The request's timeouts (its x-envoy-upstream-rq-* headers are consumed here).
+    let timeouts = Timeouts::of(ra, h, info.is_grpc);
+    let expected = if timeouts.custom {
+        timeouts
+            .expected(
+                ra.hedge_policy.hedge_on_per_try_timeout,
+                std::time::Duration::ZERO,
+            )
+            .map(HeaderValue::from)
+    } else {
+        target.expected_timeout.clone()
+    };
+    if let Some(v) = expected {
+        h.insert(HeaderName::from_static(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS), v);
     }
     // Every level's mutations, most specific first (the weighted cluster's included).
     let all_levels = [
@@ -473,15 +534,101 @@ async fn forward(
     }
 
     let body = CountedRequest::new(body, tap.clone(), start).boxed();
-    let up_req = Request::from_parts(parts, body);
-    let sent = host.send(&cluster, up_req);
     let idle = match ra.idle_timeout {
         Some(per_route) => per_route,
         None => hcm.config.stream_idle_timeout,
     };
+    let retry = {
+        let view = RequestView {
+            method: &info.method,
+            path: &info.path,
+            authority: &info.authority,
+            scheme: info.scheme,
+            headers: &parts.headers,
+        };
+        RetryState::new(ra.retry_policy.as_ref(), &view)
+    };
+    if retry.is_some()
+        || timeouts.per_try.is_some()
+        || timeouts.per_try_idle.is_some()
+        || !ra.mirrors.is_empty()
+    {
+        // Retries, per-try timeouts, hedging or mirrors: the attempt state machine.
+        let limit = ra
+            .buffer_limit
+            .unwrap_or(conn.buffer_limit)
+            .min(conn.buffer_limit) as usize;
+        let replayable = retry.is_some() || !ra.mirrors.is_empty();
+        let body = if replayable {
+            let replay = crate::http::replay::Replay::new(body, limit);
+            crate::http::mirror::shadow(&hcm, target, ra, &parts, &replay);
+            PlanBody::Replay(replay)
+        } else {
+            PlanBody::Once(Some(body))
+        };
+        let plan = Plan {
+            ra,
+            cluster: cluster.clone(),
+            first_host: host.clone(),
+            hash,
+            head: parts,
+            body,
+            retry,
+            timeouts,
+            idle,
+            request_timeout: hcm.config.request_timeout,
+        };
+        return match crate::http::attempts::run(plan, &mut info, &tap, start).await {
+            Attempted::Response {
+                resp,
+                route_deadline,
+                attempts,
+            } => {
+                let mut resp = upstream_response(
+                    &hcm,
+                    &mut info,
+                    resp,
+                    all_levels,
+                    route_deadline,
+                    timeouts.global,
+                    idle,
+                    &tap,
+                    start,
+                );
+                if ra.attempt_count_in_response {
+                    resp.headers_mut().insert(
+                        HeaderName::from_static("x-envoy-attempt-count"),
+                        HeaderValue::from(attempts),
+                    );
+                }
+                finish_response(&hcm, info, resp, start, tap)
+            }
+            Attempted::Local { reason, failure } => {
+                let reason = if tap.malformed() {
+                    LocalReason::BadRequest
+                } else if tap.aborted() {
+                    LocalReason::DownstreamReset
+                } else {
+                    reason
+                };
+                finish_local(
+                    &hcm,
+                    info,
+                    &HeaderMap::new(),
+                    levels,
+                    reason,
+                    failure,
+                    start,
+                    tap,
+                )
+            }
+        };
+    }
+    let up_req = Request::from_parts(parts, body);
+    let sent = host.send(&cluster, ra.priority, up_req);
     let (result, route_deadline) = match wait_for_headers(
         sent,
-        ra.timeout,
+        timeouts.global,
         idle,
         hcm.config.request_timeout,
         &tap,
@@ -491,6 +638,9 @@ async fn forward(
     {
         (Waited::Response(r), deadline) => (r, deadline),
         (Waited::Timeout(reason), _) => {
+            if reason == LocalReason::UpstreamTimeout {
+                cluster.stats.upstream_rq_timeout.inc();
+            }
             return finish_local(
                 &hcm,
                 info,
@@ -527,6 +677,35 @@ async fn forward(
             );
         }
     };
+    let resp = upstream_response(
+        &hcm,
+        &mut info,
+        resp,
+        all_levels,
+        route_deadline,
+        timeouts.global,
+        idle,
+        &tap,
+        start,
+    );
+    finish_response(&hcm, info, resp, start, tap)
+}
+
+/// An upstream response as it goes downstream: hop-by-hop headers removed,
+/// `x-envoy-upstream-service-time`, the route's response header mutations, and the
+/// route and idle timeouts over its body.
+#[allow(clippy::too_many_arguments)]
+fn upstream_response(
+    _hcm: &HcmRuntime,
+    info: &mut StreamInfo,
+    resp: Response<Body>,
+    all_levels: [Option<&ferry_config::HeaderMutations>; 4],
+    route_deadline: Option<tokio::time::Instant>,
+    route_timeout: Option<std::time::Duration>,
+    idle: Option<std::time::Duration>,
+    tap: &Arc<RequestTap>,
+    start: Instant,
+) -> Response<Body> {
     info.response_duration = Some(start.elapsed());
     let (mut rparts, rbody) = resp.into_parts();
     headers::strip_hop_by_hop(&mut rparts.headers);
@@ -534,15 +713,22 @@ async fn forward(
         HeaderName::from_static(X_ENVOY_UPSTREAM_SERVICE_TIME),
         HeaderValue::from(start.elapsed().as_millis() as u64),
     );
-    headers::apply_all(all_levels, Side::Response, &mut rparts.headers, &info);
+    headers::apply_all(all_levels, Side::Response, &mut rparts.headers, info);
     info.response_code_details = Some("via_upstream");
-    let rbody = if route_deadline.is_some() || ra.timeout.is_some() || idle.is_some() {
-        TimedResponse::new(rbody, route_deadline, ra.timeout, idle, tap.clone(), start).boxed()
+    let rbody = if route_deadline.is_some() || route_timeout.is_some() || idle.is_some() {
+        TimedResponse::new(
+            rbody,
+            route_deadline,
+            route_timeout,
+            idle,
+            tap.clone(),
+            start,
+        )
+        .boxed()
     } else {
         rbody
     };
-    let resp = Response::from_parts(rparts, rbody);
-    finish_response(&hcm, info, resp, start, tap)
+    Response::from_parts(rparts, rbody)
 }
 
 fn append_xff(h: &mut HeaderMap, ip: &str) {
@@ -723,6 +909,12 @@ fn finish_local(
         info.request_headers = request_headers.clone();
     }
     headers::apply_all(levels, Side::Response, resp.headers_mut(), &info);
+    if reason == LocalReason::Overflow {
+        resp.headers_mut().insert(
+            HeaderName::from_static("x-envoy-overloaded"),
+            HeaderValue::from_static("true"),
+        );
+    }
     if reason == LocalReason::BadRequest {
         // A protocol error: the connection is not reused (Envoy closes it).
         resp.headers_mut()

@@ -26,7 +26,7 @@ pub async fn proxy(
     downstream: OnUpgrade,
     timeout: Option<Duration>,
 ) -> Result<http::Response<Body>, UpgradeError> {
-    let stream = host.connect_tcp(cluster).await?;
+    let (stream, admission) = host.connect_tcp(cluster).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
@@ -45,7 +45,9 @@ pub async fn proxy(
     .map_err(|e| UpstreamError::ResetBeforeResponse(e.to_string()))?;
     if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
         let upstream = hyper::upgrade::on(&mut resp);
+        // The tunnel counts against max_connections while it is open.
         tokio::spawn(async move {
+            let _admission = admission;
             let (Ok(down), Ok(up)) = (downstream.await, upstream.await) else {
                 return;
             };

@@ -41,6 +41,9 @@ pub struct RouteTarget {
     pub clusters: Vec<Option<Arc<ferry_upstream::Cluster>>>,
     /// `x-envoy-expected-rq-timeout-ms` for the route timeout.
     pub expected_timeout: Option<http::HeaderValue>,
+    /// `request_mirror_policies` clusters, in order (None: the cluster does not exist,
+    /// or is named per request by `cluster_header`).
+    pub mirrors: Vec<Option<Arc<ferry_upstream::Cluster>>>,
 }
 
 impl HcmRuntime {
@@ -74,6 +77,9 @@ pub struct ConnInfo {
     pub shared: Arc<super::h1_guard::ConnShared>,
     /// HTTP/2 streams in flight, for the connection idle timeout.
     pub streams: StreamCount,
+    /// The listener's `per_connection_buffer_limit_bytes` (caps what a request may
+    /// buffer for retries and mirrors).
+    pub buffer_limit: u32,
 }
 
 /// Open HTTP/2 streams of a connection and when the last one ended. (HTTP/1.1 idleness
@@ -250,6 +256,7 @@ pub(crate) async fn serve(
         id: CONNECTION_IDS.fetch_add(1, Ordering::Relaxed),
         shared: shared.clone(),
         streams: StreamCount::new(),
+        buffer_limit,
     });
     let idle_conn = conn.clone();
     let (loggers, log_conn) = (hcm.loggers.clone(), conn.clone());
@@ -441,6 +448,16 @@ fn resolve_routes(cfg: &HttpConnectionManager, clusters: &ClusterManager) -> Vec
                         expected_timeout: ra.timeout.and_then(|t| {
                             http::HeaderValue::from_str(&t.as_millis().to_string()).ok()
                         }),
+                        mirrors: ra
+                            .mirrors
+                            .iter()
+                            .map(|m| match &m.cluster {
+                                ferry_config::retry::MirrorCluster::Name(n) => {
+                                    clusters.get(n).cloned()
+                                }
+                                ferry_config::retry::MirrorCluster::Header(_) => None,
+                            })
+                            .collect(),
                     },
                     _ => RouteTarget::default(),
                 })

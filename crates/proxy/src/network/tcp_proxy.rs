@@ -76,11 +76,12 @@ pub(crate) async fn serve(
         return log(&rt, info, start);
     };
     info.upstream_host = Some(host.address);
-    let upstream = match host.connect_tcp(&cluster).await {
+    // The admission holds the connection's place in `max_connections` until it closes.
+    let (upstream, _admission) = match host.connect_tcp(&cluster).await {
         Ok(s) => s,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "tcp_proxy upstream connect failed");
-            info.response_flags.push("UF");
+            info.response_flags.push(e.response_flag());
             return log(&rt, info, start);
         }
     };

@@ -1,0 +1,602 @@
+//! Retries, timeouts, hedging, mirroring and circuit breakers, against scripted
+//! upstreams, on ferry and — for what is deterministic — on Envoy 1.40 with the same
+//! bootstrap: status codes, headers, upstream request counts, response flags.
+
+use ferry_test_util::bootstrap::HcmBootstrap;
+use ferry_test_util::diff::{send, Observed, Request};
+use ferry_test_util::proc::{admin_get, start, Flavor, Proxy};
+use ferry_test_util::scripted::{Scripted, Step};
+use ferry_test_util::{require_envoy, rewrite_bootstrap};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// The flavors to run: ferry, and Envoy when it is installed (`FERRY_TEST_ONLY=envoy`
+/// runs Envoy alone, to see what it does).
+fn flavors() -> Vec<Flavor> {
+    if std::env::var("FERRY_TEST_ONLY").is_ok_and(|v| v == "envoy") {
+        return vec![Flavor::Envoy];
+    }
+    if require_envoy() {
+        vec![Flavor::Ferry, Flavor::Envoy]
+    } else {
+        vec![Flavor::Ferry]
+    }
+}
+
+/// A bootstrap whose one route is `route` (YAML of the route action's extra fields)
+/// to cluster `backend`, logging `%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS%`.
+fn bootstrap(route: &str, vhost_extra: &str, cluster_extra: &str, log: &Path) -> String {
+    let b = HcmBootstrap::new()
+        // Requests from 127.0.0.1 are internal: their x-envoy-* control headers count.
+        .hcm("use_remote_address: true\ninternal_address_config: {cidr_ranges: [{address_prefix: 127.0.0.1, prefix_len: 32}]}")
+        .hcm(&format!(
+            r#"access_log:
+- name: envoy.access_loggers.file
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+    path: {}
+    log_format: {{text_format_source: {{inline_string: "%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS%\n"}}}}"#,
+            log.display()
+        ))
+        .route(&format!("match: {{prefix: \"/\"}}\nroute:\n  cluster: backend\n{}", indent(route, 2)))
+        .cluster("backend", cluster_extra)
+        .cluster("mirror", "");
+    let mut yaml = b.yaml();
+    if !vhost_extra.is_empty() {
+        // Virtual-host fields go right after `domains`.
+        yaml = yaml.replacen(
+            "              domains: [\"*\"]\n",
+            &format!(
+                "              domains: [\"*\"]\n{}",
+                indent(vhost_extra, 14)
+            ),
+            1,
+        );
+    }
+    yaml
+}
+
+fn indent(yaml: &str, n: usize) -> String {
+    let pad = " ".repeat(n);
+    yaml.trim_matches('\n')
+        .lines()
+        .map(|l| format!("{pad}{}\n", l.trim_end()))
+        .collect()
+}
+
+async fn proxy(flavor: Flavor, yaml: &str, backends: &[(&str, SocketAddr)]) -> Proxy {
+    let map: BTreeMap<String, SocketAddr> =
+        backends.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let rw = rewrite_bootstrap(yaml, &map).unwrap_or_else(|e| panic!("{e:#}"));
+    start(flavor, &rw.yaml)
+        .await
+        .unwrap_or_else(|e| panic!("{flavor:?}: {e:#}"))
+}
+
+fn port(p: &Proxy) -> u16 {
+    p.listener_port().unwrap_or_else(|| panic!("no listener"))
+}
+
+async fn get(p: &Proxy, req: Request) -> Observed {
+    send(port(p), &req)
+        .await
+        .unwrap_or_else(|e| panic!("{:?}: {e:#}", p.flavor()))
+}
+
+/// The access log's lines once it has `n` of them.
+async fn log_lines(path: &Path, n: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        if lines.len() >= n || tokio::time::Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A stat of the proxy's admin `/stats` (Envoy's text format), once `pred` holds.
+async fn stat_when(p: &Proxy, name: &str, pred: impl Fn(u64) -> bool) -> u64 {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let (_, body) = admin_get(p.admin_port(), "/stats")
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let v = body
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if pred(v) || tokio::time::Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_on_5xx_succeed_on_the_retry_with_attempt_counts() {
+    for flavor in flavors() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("access.log");
+        let up = Scripted::start(vec![Step::Status(503), Step::Status(500)]).await;
+        let yaml = bootstrap(
+            "retry_policy: {retry_on: 5xx, num_retries: 2, retry_back_off: {base_interval: 0.001s}}",
+            "include_request_attempt_count: true\ninclude_attempt_count_in_response: true",
+            "",
+            &log,
+        );
+        let p = proxy(flavor, &yaml, &[("backend", up.addr())]).await;
+        let r = get(&p, Request::get("/a")).await;
+        assert_eq!(r.status, 200, "{flavor:?}: {r:?}");
+        assert_eq!(r.header("x-envoy-attempt-count"), Some("3"), "{flavor:?}");
+        assert_eq!(up.count(), 3, "{flavor:?}");
+        let attempts: Vec<String> = up
+            .seen()
+            .iter()
+            .map(|s| {
+                s.headers
+                    .get("x-envoy-attempt-count")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(attempts, ["1", "2", "3"], "{flavor:?}");
+        assert_eq!(
+            log_lines(&log, 1).await,
+            ["200 - via_upstream"],
+            "{flavor:?}"
+        );
+        assert_eq!(
+            stat_when(&p, "cluster.backend.upstream_rq_retry", |v| v == 2).await,
+            2,
+            "{flavor:?}"
+        );
+        assert_eq!(
+            stat_when(&p, "cluster.backend.upstream_rq_retry_success", |v| v == 1).await,
+            1,
+            "{flavor:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_retries_return_the_last_response_flagged_urx() {
+    for flavor in flavors() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("access.log");
+        let up = Scripted::start_with_default(vec![], Step::Status(503)).await;
+        let yaml = bootstrap(
+            "retry_policy: {retry_on: gateway-error, num_retries: 1, retry_back_off: {base_interval: 0.001s}}",
+            "",
+            "",
+            &log,
+        );
+        let p = proxy(flavor, &yaml, &[("backend", up.addr())]).await;
+        let r = get(&p, Request::get("/a")).await;
+        assert_eq!(r.status, 503, "{flavor:?}");
+        assert_eq!(
+            r.body_text(),
+            "ok",
+            "{flavor:?}: the upstream's own response"
+        );
+        assert_eq!(up.count(), 2, "{flavor:?}");
+        assert_eq!(
+            log_lines(&log, 1).await,
+            ["503 URX via_upstream"],
+            "{flavor:?}"
+        );
+        assert_eq!(
+            stat_when(
+                &p,
+                "cluster.backend.upstream_rq_retry_limit_exceeded",
+                |v| v == 1
+            )
+            .await,
+            1,
+            "{flavor:?}"
+        );
+        // A status retry_on does not name is not retried.
+        up.push([Step::Status(500)]);
+        let r = get(&p, Request::get("/b")).await;
+        assert_eq!((r.status, up.count()), (500, 3), "{flavor:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resets_and_headers_drive_retries() {
+    for flavor in flavors() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("access.log");
+        let up = Scripted::start(vec![Step::Reset]).await;
+        // No retry policy on the route: the request's headers ask for retries.
+        let yaml = bootstrap("", "", "", &log);
+        let p = proxy(flavor, &yaml, &[("backend", up.addr())]).await;
+        let r = get(&p, Request::get("/a").header("x-envoy-retry-on", "reset")).await;
+        assert_eq!((r.status, up.count()), (200, 2), "{flavor:?}");
+        // x-envoy-max-retries and retriable status codes from headers.
+        up.push([Step::Status(418), Step::Status(418), Step::Status(418)]);
+        let r = get(
+            &p,
+            Request::get("/b")
+                .header("x-envoy-retry-on", "retriable-status-codes")
+                .header("x-envoy-retriable-status-codes", "418")
+                .header("x-envoy-max-retries", "3"),
+        )
+        .await;
+        assert_eq!((r.status, up.count()), (200, 6), "{flavor:?}");
+        // Without a retry header, a reset is answered 503 UC.
+        up.push([Step::Reset]);
+        let r = get(&p, Request::get("/c")).await;
+        assert_eq!((r.status, up.count()), (503, 7), "{flavor:?}");
+        let lines = log_lines(&log, 3).await;
+        assert!(lines[2].starts_with("503 UC "), "{flavor:?}: {lines:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_try_timeouts_retry_and_the_last_one_answers_504() {
+    for flavor in flavors() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("access.log");
+        let up = Scripted::start(vec![Step::Hang]).await;
+        let yaml = bootstrap(
+            "retry_policy: {retry_on: 5xx, num_retries: 1, per_try_timeout: 0.2s, retry_back_off: {base_interval: 0.001s}}",
+            "",
+            "",
+            &log,
+        );
+        let p = proxy(flavor, &yaml, &[("backend", up.addr())]).await;
+        let r = get(&p, Request::get("/a")).await;
+        assert_eq!((r.status, up.count()), (200, 2), "{flavor:?}");
+        // Both attempts hang: the last per-try timeout answers.
+        up.push([Step::Hang, Step::Hang]);
+        let r = get(&p, Request::get("/b")).await;
+        assert_eq!(r.status, 504, "{flavor:?}");
+        assert_eq!(r.body_text(), "upstream request timeout", "{flavor:?}");
+        let lines = log_lines(&log, 2).await;
+        assert_eq!(
+            lines[1], "504 URX,UT upstream_per_try_timeout",
+            "{flavor:?}"
+        );
+        assert_eq!(
+            stat_when(&p, "cluster.backend.upstream_rq_per_try_timeout", |v| v
+                == 3)
+            .await,
+            3,
+            "{flavor:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeout_header_bounds_the_request_and_the_per_try_header_sets_a_per_try_timeout() {
+    for flavor in flavors() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("access.log");
+        let up = Scripted::start(vec![Step::Hang]).await;
+        let yaml = bootstrap("timeout: 60s", "", "", &log);
+        let p = proxy(flavor, &yaml, &[("backend", up.addr())]).await;
+        let r = get(
+            &p,
+            Request::get("/a").header("x-envoy-upstream-rq-timeout-ms", "200"),
+        )
+        .await;
+        assert_eq!(r.status, 504, "{flavor:?}");
+        // The header is consumed; the expected timeout goes upstream instead.
+        let seen = up.seen();
+        assert!(!seen[0]
+            .headers
+            .contains_key("x-envoy-upstream-rq-timeout-ms"));
+        assert_eq!(
+            seen[0]
+                .headers
+                .get("x-envoy-expected-rq-timeout-ms")
+                .map(|v| v.as_bytes().to_vec()),
+            Some(b"200".to_vec()),
+            "{flavor:?}"
+        );
+        up.push([Step::Hang]);
+        let r = get(
+            &p,
+            Request::get("/b")
+                .header("x-envoy-upstream-rq-per-try-timeout-ms", "150")
+                .header("x-envoy-retry-on", "5xx"),
+        )
+        .await;
+        assert_eq!((r.status, up.count()), (200, 3), "{flavor:?}");
+        let seen = up.seen();
+        assert_eq!(
+            seen[1]
+                .headers
+                .get("x-envoy-expected-rq-timeout-ms")
+                .map(|v| v.as_bytes().to_vec()),
+            Some(b"150".to_vec()),
+            "{flavor:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_are_replayed_within_the_buffer_limit_only() {
+    for flavor in flavors() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("access.log");
+        let up = Scripted::start(vec![Step::Status(503)]).await;
+        let yaml = bootstrap(
+            "retry_policy: {retry_on: 5xx, num_retries: 1, retry_back_off: {base_interval: 0.001s}}",
+            "per_request_buffer_limit_bytes: 4096",
+            "",
+            &log,
+        );
+        let p = proxy(flavor, &yaml, &[("backend", up.addr())]).await;
+        let small = vec![b'x'; 3000];
+        let r = get(&p, Request::new("POST", "/a").body(small.clone())).await;
+        assert_eq!((r.status, up.count()), (200, 2), "{flavor:?}");
+        assert!(
+            up.seen().iter().all(|s| s.body == small),
+            "{flavor:?}: replayed whole"
+        );
+        // Over the limit: no retry, the upstream's 503 goes back.
+        up.push([Step::Status(503)]);
+        let big = vec![b'y'; 64 * 1024];
+        let r = get(&p, Request::new("POST", "/b").body(big.clone())).await;
+        assert_eq!((r.status, up.count()), (503, 3), "{flavor:?}");
+        assert_eq!(up.seen()[2].body, big, "{flavor:?}: streamed whole");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn previous_hosts_sends_the_retry_to_another_host() {
+    // ferry only: Envoy 1.40 answered 503 to some of these requests (its RANDOM
+    // balancer with previous_hosts); see docs/envoy-compat.md.
+    for flavor in [Flavor::Ferry] {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("access.log");
+        let dead = Scripted::start_with_default(vec![], Step::Status(503)).await;
+        let live = Scripted::start(vec![]).await;
+        let yaml = bootstrap(
+            "retry_policy:\n  retry_on: 5xx\n  num_retries: 1\n  retry_back_off: {base_interval: 0.001s}\n  retry_host_predicate: [{name: envoy.retry_host_predicates.previous_hosts, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate}}]\n  host_selection_retry_max_attempts: 5",
+            "",
+            "lb_policy: RANDOM",
+            &log,
+        )
+        // A second endpoint in `backend` (the first cluster), below the first one.
+        .replacen(
+            "port_value: 1}}}\n",
+            "port_value: 1}}}\n        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 2}}}\n",
+            1,
+        );
+        assert!(yaml.contains("port_value: 2"), "{yaml}");
+        let p = proxy(
+            flavor,
+            &yaml,
+            &[("127.0.0.1:1", dead.addr()), ("127.0.0.1:2", live.addr())],
+        )
+        .await;
+        for i in 0..10 {
+            let r = get(&p, Request::get(&format!("/{i}"))).await;
+            assert_eq!(r.status, 200, "{flavor:?}: request {i}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hedging_on_per_try_timeout_takes_the_first_good_response() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let log = dir.path().join("access.log");
+    let up = Scripted::start(vec![Step::Delay(Duration::from_secs(3), 200)]).await;
+    let yaml = bootstrap(
+        "retry_policy: {retry_on: 5xx, num_retries: 1, per_try_timeout: 0.2s}\nhedge_policy: {hedge_on_per_try_timeout: true}",
+        "",
+        "",
+        &log,
+    );
+    let p = proxy(Flavor::Ferry, &yaml, &[("backend", up.addr())]).await;
+    let r = get(&p, Request::get("/a")).await;
+    assert_eq!(r.status, 200);
+    // Both attempts were in flight at once: the first was not cancelled.
+    assert_eq!(up.count(), 2);
+    assert_eq!(up.max_in_flight(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_breaker_trips_at_its_limit_and_recovers() {
+    for flavor in flavors() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("access.log");
+        let up = Scripted::start(vec![Step::Hang, Step::Hang]).await;
+        let yaml = bootstrap(
+            "timeout: 3s",
+            "",
+            "circuit_breakers: {thresholds: [{max_requests: 2, track_remaining: true}]}",
+            &log,
+        );
+        let p = proxy(flavor, &yaml, &[("backend", up.addr())]).await;
+        let port = port(&p);
+        let held: Vec<_> = (0..2)
+            .map(|i| {
+                tokio::spawn(async move { send(port, &Request::get(&format!("/held{i}"))).await })
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while up.in_flight() < 2 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(up.in_flight(), 2, "{flavor:?}");
+        assert_eq!(
+            stat_when(
+                &p,
+                "cluster.backend.circuit_breakers.default.rq_open",
+                |v| v == 1
+            )
+            .await,
+            1,
+            "{flavor:?}"
+        );
+        let r = get(&p, Request::get("/over")).await;
+        assert_eq!(r.status, 503, "{flavor:?}");
+        assert_eq!(r.header("x-envoy-overloaded"), Some("true"), "{flavor:?}");
+        assert_eq!(
+            up.count(),
+            2,
+            "{flavor:?}: the overflow never reached the upstream"
+        );
+        assert_eq!(
+            stat_when(&p, "cluster.backend.upstream_rq_active_overflow", |v| v
+                == 1)
+            .await,
+            1,
+            "{flavor:?}"
+        );
+        // The held requests time out (504); the breaker closes again.
+        for h in held {
+            let r = h
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|e| panic!("{e:#}"));
+            assert_eq!(r.status, 504, "{flavor:?}");
+        }
+        assert_eq!(
+            stat_when(
+                &p,
+                "cluster.backend.circuit_breakers.default.rq_open",
+                |v| v == 0
+            )
+            .await,
+            0,
+            "{flavor:?}"
+        );
+        assert_eq!(
+            stat_when(
+                &p,
+                "cluster.backend.circuit_breakers.default.remaining_rq",
+                |v| v == 2
+            )
+            .await,
+            2,
+            "{flavor:?}"
+        );
+        let r = get(&p, Request::get("/after")).await;
+        assert_eq!(r.status, 200, "{flavor:?}");
+        let lines = log_lines(&log, 1).await;
+        assert!(
+            lines
+                .iter()
+                .any(|l| l == "503 UO upstream_reset_before_response_started{overflow}"),
+            "{flavor:?}: {lines:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_breaker_stops_a_retry_storm() {
+    for flavor in flavors() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("access.log");
+        // Every request fails slowly, so that retries overlap.
+        let up = Scripted::start_with_default(vec![], Step::Delay(Duration::from_millis(300), 503))
+            .await;
+        let yaml = bootstrap(
+            "retry_policy: {retry_on: 5xx, num_retries: 3, retry_back_off: {base_interval: 0.001s}}",
+            "",
+            "circuit_breakers: {thresholds: [{max_retries: 1}]}",
+            &log,
+        );
+        let p = proxy(flavor, &yaml, &[("backend", up.addr())]).await;
+        let port = port(&p);
+        let all: Vec<_> = (0..6)
+            .map(|i| tokio::spawn(async move { send(port, &Request::get(&format!("/{i}"))).await }))
+            .collect();
+        for h in all {
+            let r = h
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|e| panic!("{e:#}"));
+            assert_eq!(r.status, 503, "{flavor:?}");
+        }
+        let overflow = stat_when(&p, "cluster.backend.upstream_rq_retry_overflow", |v| v > 0).await;
+        assert!(overflow > 0, "{flavor:?}");
+        // Without the breaker, 6 × 4 attempts; with it, far fewer.
+        assert!(
+            up.count() < 24,
+            "{flavor:?}: {} upstream requests",
+            up.count()
+        );
+        let lines = log_lines(&log, 6).await;
+        assert!(
+            lines.iter().any(|l| l.starts_with("503 UO")),
+            "{flavor:?}: {lines:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrors_get_a_copy_with_a_shadow_host() {
+    for flavor in flavors() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("access.log");
+        let main = Scripted::start(vec![]).await;
+        let mirror = Scripted::start(vec![]).await;
+        let yaml = bootstrap("request_mirror_policies: [{cluster: mirror}]", "", "", &log);
+        let p = proxy(
+            flavor,
+            &yaml,
+            &[("backend", main.addr()), ("mirror", mirror.addr())],
+        )
+        .await;
+        let r = get(
+            &p,
+            Request::new("POST", "/m")
+                .header("host", "shop.example:8080")
+                .body("payload"),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{flavor:?}");
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while mirror.count() < 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let seen = mirror.seen();
+        assert_eq!(seen.len(), 1, "{flavor:?}");
+        assert_eq!(seen[0].path, "/m");
+        assert_eq!(&seen[0].body[..], b"payload", "{flavor:?}");
+        let host = seen[0]
+            .headers
+            .get("host")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert_eq!(host, "shop.example-shadow:8080", "{flavor:?}");
+        assert_eq!(main.count(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_requests_cannot_ask_for_retries_or_timeouts() {
+    for flavor in flavors() {
+        let up = Scripted::start(vec![Step::Status(503)]).await;
+        // No internal_address_config: every request is external.
+        let yaml = HcmBootstrap::new().cluster("backend", "").yaml();
+        let p = proxy(flavor, &yaml, &[("backend", up.addr())]).await;
+        let r = get(
+            &p,
+            Request::get("/a")
+                .header("x-envoy-retry-on", "5xx")
+                .header("x-envoy-upstream-rq-timeout-ms", "1"),
+        )
+        .await;
+        assert_eq!((r.status, up.count()), (503, 1), "{flavor:?}");
+        let seen = &up.seen()[0].headers;
+        assert!(
+            !seen.contains_key("x-envoy-retry-on"),
+            "{flavor:?}: {seen:?}"
+        );
+        assert!(!seen.contains_key("x-envoy-internal"), "{flavor:?}");
+    }
+}

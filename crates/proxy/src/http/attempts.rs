@@ -1,0 +1,562 @@
+//! Upstream attempts of one request: the retry, per-try timeout and hedging state
+//! machine of Envoy's router, bounded by the route timeout, the stream idle timeout
+//! and the HCM request timeout.
+//!
+//! Requests whose route asks for none of this take the router's single-attempt path;
+//! this one runs when a retry policy (route, virtual host or `x-envoy-retry-*`
+//! headers), a per-try timeout or a mirror applies.
+
+use crate::access_log::StreamInfo;
+use crate::http::body::RequestTap;
+use crate::http::local_reply::{self, LocalReason};
+use crate::http::replay::Replay;
+use crate::http::retry::{Decision, RetryState};
+use ferry_config::route::RouteAction;
+use ferry_upstream::circuit_breaker::{Admission, Resource};
+use ferry_upstream::{Body, Cluster, Host, UpstreamError};
+use futures_util::future::{AbortHandle, Abortable};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS: &str = "x-envoy-upstream-rq-timeout-ms";
+const X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS: &str = "x-envoy-upstream-rq-per-try-timeout-ms";
+const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: &str = "x-envoy-expected-rq-timeout-ms";
+const X_ENVOY_ATTEMPT_COUNT: &str = "x-envoy-attempt-count";
+const GRPC_TIMEOUT: &str = "grpc-timeout";
+
+/// The timeouts of one request, from the route, its retry policy and the request's
+/// `x-envoy-upstream-rq-*` and `grpc-timeout` headers (Envoy's `finalTimeout`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The route (global) timeout, from the end of the request (None: none).
+    pub global: Option<Duration>,
+    /// `per_try_timeout`.
+    pub per_try: Option<Duration>,
+    /// `per_try_idle_timeout`.
+    pub per_try_idle: Option<Duration>,
+    /// Whether anything differs from the route's own timeout (the precomputed
+    /// `x-envoy-expected-rq-timeout-ms` then does not apply).
+    pub custom: bool,
+}
+
+impl Timeouts {
+    /// Computes the timeouts, removing the timeout headers Envoy consumes.
+    pub fn of(ra: &RouteAction, h: &mut HeaderMap, grpc: bool) -> Timeouts {
+        let policy = ra.retry_policy.as_deref();
+        let mut t = Timeouts {
+            global: ra.timeout,
+            per_try: policy.and_then(|p| p.per_try_timeout),
+            per_try_idle: policy.and_then(|p| p.per_try_idle_timeout),
+            custom: false,
+        };
+        if ra.max_stream_duration.is_some() {
+            // The stream's duration bounds it instead (the HCM's timer).
+            t.global = None;
+            t.custom = true;
+        } else if let (true, Some((max, offset))) = (grpc, ra.max_grpc_timeout) {
+            let mut g = h
+                .get(GRPC_TIMEOUT)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_grpc_timeout);
+            if let Some(v) = g {
+                if !offset.is_zero() && v > offset {
+                    g = Some(v - offset);
+                }
+            }
+            if let Some(max) = max {
+                if g.is_none_or(|v| v > max) {
+                    g = Some(max);
+                }
+            }
+            t.global = g.filter(|d| !d.is_zero());
+            t.custom = true;
+        }
+        let millis = |v: HeaderValue| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .map(Duration::from_millis)
+        };
+        if let Some(v) = h.remove(X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS).and_then(millis) {
+            t.global = (!v.is_zero()).then_some(v);
+            t.custom = true;
+        }
+        if let Some(v) = h
+            .remove(X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS)
+            .and_then(millis)
+        {
+            t.per_try = (!v.is_zero()).then_some(v);
+        }
+        if let (Some(p), Some(g)) = (t.per_try, t.global) {
+            if p >= g {
+                t.per_try = None;
+            }
+        }
+        if t.per_try.is_some() {
+            t.custom = true;
+        }
+        t
+    }
+
+    /// `x-envoy-expected-rq-timeout-ms` after `elapsed`: the per-try timeout (the global
+    /// one when hedging or when there is none), bounded by what is left of the global.
+    pub fn expected(&self, hedging: bool, elapsed: Duration) -> Option<u64> {
+        let global = self.global.map(|d| d.as_millis() as u64);
+        let mut expected = match (self.per_try, hedging) {
+            (Some(p), false) => Some(p.as_millis() as u64),
+            _ => global,
+        }?;
+        if let Some(g) = global {
+            let elapsed = elapsed.as_millis() as u64;
+            expected = if elapsed >= g {
+                1
+            } else {
+                expected.min(g - elapsed)
+            };
+        }
+        (expected > 0).then_some(expected)
+    }
+}
+
+/// A `grpc-timeout` value (`<digits><H|M|S|m|u|n>`), as Envoy parses it.
+pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = v.split_at(v.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// What the attempts came to.
+pub enum Attempted {
+    /// A response to forward (the route deadline, once armed, bounds its body).
+    Response {
+        /// The response.
+        resp: Response<Body>,
+        /// When the route timeout fires, if armed.
+        route_deadline: Option<tokio::time::Instant>,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// No usable response: answer locally.
+    Local {
+        /// Why.
+        reason: LocalReason,
+        /// `%UPSTREAM_TRANSPORT_FAILURE_REASON%`.
+        failure: Option<String>,
+    },
+}
+
+type AttemptFuture = Pin<
+    Box<
+        dyn Future<
+                Output = Result<
+                    (u32, Result<Response<Body>, UpstreamError>),
+                    futures_util::future::Aborted,
+                >,
+            > + Send,
+    >,
+>;
+
+struct Running {
+    n: u32,
+    started: tokio::time::Instant,
+    abort: AbortHandle,
+    /// A hedged attempt past its per-try timeout: it runs on without a deadline.
+    timed_out: bool,
+}
+
+/// Everything an attempt needs, fixed for the request.
+pub struct Plan<'a> {
+    /// The route.
+    pub ra: &'a RouteAction,
+    /// The cluster.
+    pub cluster: Arc<Cluster>,
+    /// The first host (already picked, for host rewriting).
+    pub first_host: Arc<Host>,
+    /// The request hash for re-picking hosts.
+    pub hash: Option<u64>,
+    /// The upstream request head (cloned for each attempt).
+    pub head: http::request::Parts,
+    /// The request body: replayable when retries or hedging may need it again.
+    pub body: PlanBody,
+    /// The retry state, if anything asks for retries.
+    pub retry: Option<RetryState>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// The stream idle timeout.
+    pub idle: Option<Duration>,
+    /// The HCM request timeout.
+    pub request_timeout: Option<Duration>,
+}
+
+/// The body attempts send.
+pub enum PlanBody {
+    /// Read once: a single attempt.
+    Once(Option<Body>),
+    /// Shared: every attempt gets all of it (within the buffer limit).
+    Replay(Arc<Replay>),
+}
+
+impl PlanBody {
+    fn take(&mut self) -> Option<Body> {
+        match self {
+            PlanBody::Once(b) => b.take(),
+            PlanBody::Replay(r) => r.replayable().then(|| r.reader()),
+        }
+    }
+
+    fn replayable(&self) -> bool {
+        match self {
+            PlanBody::Once(b) => b.is_some(),
+            PlanBody::Replay(r) => r.replayable(),
+        }
+    }
+}
+
+fn head_clone(head: &http::request::Parts) -> Request<()> {
+    let mut req = Request::new(());
+    *req.method_mut() = head.method.clone();
+    *req.uri_mut() = head.uri.clone();
+    *req.version_mut() = head.version;
+    *req.headers_mut() = head.headers.clone();
+    req
+}
+
+/// Runs attempts until one gives a final response or none is left.
+pub async fn run(
+    mut plan: Plan<'_>,
+    info: &mut StreamInfo,
+    tap: &RequestTap,
+    start: Instant,
+) -> Attempted {
+    use std::sync::atomic::Ordering;
+    let ra = plan.ra;
+    let stats = plan.cluster.stats.clone();
+    let breaker = plan.cluster.breakers.get(ra.priority).clone();
+    let hedging = ra.hedge_policy.hedge_on_per_try_timeout;
+    let start_t = tokio::time::Instant::from_std(start);
+    let mut inflight: FuturesUnordered<AttemptFuture> = FuturesUnordered::new();
+    let mut running: Vec<Running> = Vec::new();
+    let mut tried: Vec<Arc<Host>> = Vec::new();
+    let mut next_host = Some(plan.first_host.clone());
+    let mut next_at = Some(tokio::time::Instant::now());
+    let mut n: u32 = 0;
+    // The `max_retries` resource, held from a retry's scheduling to the next decision.
+    let mut retry_admission: Option<Admission> = None;
+
+    loop {
+        let now = tokio::time::Instant::now();
+        if next_at.is_some_and(|at| at <= now) {
+            next_at = None;
+            let host = next_host.take().or_else(|| pick(&plan, &tried));
+            let body = plan.body.take();
+            match (host, body) {
+                (Some(host), Some(body)) => {
+                    n += 1;
+                    info.upstream_host = Some(host.address);
+                    tried.push(host.clone());
+                    let mut req = head_clone(&plan.head);
+                    if ra.attempt_count_in_request {
+                        req.headers_mut().insert(
+                            HeaderName::from_static(X_ENVOY_ATTEMPT_COUNT),
+                            HeaderValue::from(n),
+                        );
+                    }
+                    if n > 1 || plan.timeouts.custom {
+                        let h = req.headers_mut();
+                        match plan.timeouts.expected(hedging, start_t.elapsed()) {
+                            Some(ms) => {
+                                h.insert(
+                                    HeaderName::from_static(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS),
+                                    HeaderValue::from(ms),
+                                );
+                            }
+                            None => {
+                                h.remove(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS);
+                            }
+                        }
+                    }
+                    let (parts, ()) = req.into_parts();
+                    let req = Request::from_parts(parts, body);
+                    let (abort, reg) = AbortHandle::new_pair();
+                    let (cluster, h2) = (plan.cluster.clone(), host.clone());
+                    let priority = ra.priority;
+                    let k = n;
+                    inflight.push(Box::pin(Abortable::new(
+                        async move { (k, h2.send(&cluster, priority, req).await) },
+                        reg,
+                    )));
+                    running.push(Running {
+                        n,
+                        started: now,
+                        abort,
+                        timed_out: false,
+                    });
+                }
+                (None, _) if running.is_empty() => {
+                    stats.upstream_cx_none_healthy.inc();
+                    return Attempted::Local {
+                        reason: LocalReason::NoHealthyUpstream,
+                        failure: None,
+                    };
+                }
+                (_, None) if running.is_empty() => {
+                    // The body outgrew the buffer while the retry waited.
+                    return Attempted::Local {
+                        reason: LocalReason::RetryBufferOverflow,
+                        failure: None,
+                    };
+                }
+                _ => {}
+            }
+        }
+
+        // Deadlines, recomputed each turn (the request may have ended meanwhile).
+        let completed = tap.completed_at(start).map(tokio::time::Instant::from_std);
+        let route_at = plan
+            .timeouts
+            .global
+            .zip(completed)
+            .map(|(t, done)| done + t);
+        let idle_at = plan.idle.map(|d| {
+            let last = tap.last_activity_nanos.load(Ordering::Relaxed);
+            start_t + Duration::from_nanos(last) + d
+        });
+        let request_at = plan
+            .request_timeout
+            .filter(|_| completed.is_none())
+            .map(|t| start_t + t);
+        // The earliest per-try deadline: per_try_timeout runs from when both the attempt
+        // started and the request ended; per_try_idle_timeout from the attempt's start.
+        let mut per_try_at: Option<(tokio::time::Instant, u32, bool)> = None;
+        for r in running.iter().filter(|r| !r.timed_out) {
+            let candidates = [
+                plan.timeouts
+                    .per_try
+                    .zip(completed)
+                    .map(|(t, done)| (r.started.max(done) + t, false)),
+                plan.timeouts.per_try_idle.map(|t| (r.started + t, true)),
+            ];
+            for (at, idle) in candidates.into_iter().flatten() {
+                if per_try_at.is_none_or(|(best, _, _)| at < best) {
+                    per_try_at = Some((at, r.n, idle));
+                }
+            }
+        }
+        let now = tokio::time::Instant::now();
+        tokio::select! {
+            Some(done) = inflight.next(), if !inflight.is_empty() => {
+                let Ok((k, result)) = done else { continue }; // aborted
+                let Some(pos) = running.iter().position(|r| r.n == k) else { continue };
+                running.swap_remove(pos);
+                drop(retry_admission.take());
+                match result {
+                    Ok(resp) => {
+                        let decision = match plan.retry.as_mut() {
+                            Some(rs) => rs.on_response(resp.status().as_u16(), resp.headers()),
+                            None => Decision::No,
+                        };
+                        if let Decision::Retry { back_off, rate_limited } = decision {
+                            if !running.is_empty() {
+                                // A hedged attempt is still out: wait for it.
+                                continue;
+                            }
+                            if schedule(&plan, &breaker, &stats, info, &mut retry_admission, rate_limited) {
+                                next_at = Some(now + back_off);
+                                drop(resp);
+                                continue;
+                            }
+                        } else if decision == Decision::LimitExceeded {
+                            stats.upstream_rq_retry_limit_exceeded.inc();
+                            info.response_flags.push("URX");
+                        } else if n > 1 {
+                            stats.upstream_rq_retry_success.inc();
+                        }
+                        for r in &running {
+                            r.abort.abort();
+                        }
+                        return Attempted::Response { resp, route_deadline: route_at, attempts: n };
+                    }
+                    Err(e) => {
+                        let decision = match plan.retry.as_mut() {
+                            Some(rs) => rs.on_failure(&e),
+                            None => Decision::No,
+                        };
+                        match decision {
+                            Decision::Retry { back_off, rate_limited } => {
+                                if schedule(&plan, &breaker, &stats, info, &mut retry_admission, rate_limited) {
+                                    next_at = Some(now + back_off);
+                                    continue;
+                                }
+                            }
+                            Decision::LimitExceeded => {
+                                stats.upstream_rq_retry_limit_exceeded.inc();
+                                info.response_flags.push("URX");
+                            }
+                            Decision::No => {}
+                        }
+                        if running.is_empty() && next_at.is_none() {
+                            return Attempted::Local {
+                                reason: LocalReason::from_upstream(&e),
+                                failure: local_reply::transport_failure(&e),
+                            };
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(per_try_at.map_or(now, |p| p.0)), if per_try_at.is_some() => {
+                let Some((_, k, idle)) = per_try_at else { continue };
+                let Some(pos) = running.iter().position(|r| r.n == k) else { continue };
+                if idle {
+                    stats.upstream_rq_per_try_idle_timeout.inc();
+                } else {
+                    stats.upstream_rq_per_try_timeout.inc();
+                }
+                let reason = if idle { LocalReason::PerTryIdleTimeout } else { LocalReason::PerTryTimeout };
+                if hedging && !idle {
+                    running[pos].timed_out = true;
+                } else {
+                    let r = running.swap_remove(pos);
+                    r.abort.abort();
+                }
+                drop(retry_admission.take());
+                let decision = match plan.retry.as_mut() {
+                    Some(rs) => rs.on_per_try_timeout(),
+                    None => Decision::No,
+                };
+                match decision {
+                    Decision::Retry { back_off, rate_limited } => {
+                        if schedule(&plan, &breaker, &stats, info, &mut retry_admission, rate_limited) {
+                            // A hedge starts at once; a plain retry backs off.
+                            next_at = Some(if hedging { now } else { now + back_off });
+                            continue;
+                        }
+                    }
+                    Decision::LimitExceeded => {
+                        stats.upstream_rq_retry_limit_exceeded.inc();
+                        info.response_flags.push("URX");
+                    }
+                    Decision::No => {}
+                }
+                if running.is_empty() && next_at.is_none() {
+                    return Attempted::Local { reason, failure: None };
+                }
+            }
+            _ = tokio::time::sleep_until(route_at.unwrap_or(now)), if route_at.is_some() => {
+                stats.upstream_rq_timeout.inc();
+                for r in &running {
+                    r.abort.abort();
+                }
+                return Attempted::Local { reason: LocalReason::UpstreamTimeout, failure: None };
+            }
+            _ = tokio::time::sleep_until(idle_at.unwrap_or(now)), if idle_at.is_some() => {
+                // Body frames may have arrived meanwhile: re-check before giving up.
+                let last = tap.last_activity_nanos.load(Ordering::Relaxed);
+                if plan.idle.is_some_and(|d| start_t + Duration::from_nanos(last) + d <= tokio::time::Instant::now()) {
+                    let request_complete = tap.completed_at(start).is_some();
+                    return Attempted::Local { reason: LocalReason::StreamIdleTimeout { request_complete }, failure: None };
+                }
+            }
+            _ = tokio::time::sleep_until(request_at.unwrap_or(now)), if request_at.is_some() => {
+                if tap.completed_at(start).is_none() {
+                    return Attempted::Local { reason: LocalReason::RequestTimeout, failure: None };
+                }
+            }
+            _ = tokio::time::sleep_until(next_at.unwrap_or(now)), if next_at.is_some() => {}
+            // The request just ended: arm the route and per-try timeouts.
+            _ = tap.completed.notified(), if completed.is_none() => {}
+        }
+    }
+}
+
+/// Re-picks a host for a retry: with `previous_hosts`, hosts already tried are
+/// avoided for up to `host_selection_retry_max_attempts` re-picks.
+fn pick(plan: &Plan<'_>, tried: &[Arc<Host>]) -> Option<Arc<Host>> {
+    let mut host = plan.cluster.choose_host(plan.hash)?;
+    if let Some(p) = plan.retry.as_ref().map(RetryState::policy) {
+        if p.previous_hosts {
+            for _ in 0..p.host_selection_retry_max_attempts {
+                if !tried.iter().any(|t| Arc::ptr_eq(t, &host)) {
+                    break;
+                }
+                host = plan.cluster.choose_host(plan.hash)?;
+            }
+        }
+    }
+    Some(host)
+}
+
+/// Admits a retry: the body must still be replayable and the `max_retries` breaker
+/// (or retry budget) must have room. Counts Envoy's retry stats.
+fn schedule(
+    plan: &Plan<'_>,
+    breaker: &Arc<ferry_upstream::circuit_breaker::Breaker>,
+    stats: &ferry_upstream::ClusterStats,
+    info: &mut StreamInfo,
+    admission: &mut Option<Admission>,
+    rate_limited: bool,
+) -> bool {
+    if !plan.body.replayable() {
+        stats.retry_or_shadow_abandoned.inc();
+        return false;
+    }
+    match breaker.try_acquire(Resource::Retries) {
+        Some(a) => *admission = Some(a),
+        None => {
+            stats.upstream_rq_retry_overflow.inc();
+            info.response_flags.push("UO");
+            return false;
+        }
+    }
+    stats.upstream_rq_retry.inc();
+    if rate_limited {
+        stats.upstream_rq_retry_backoff_ratelimited.inc();
+    } else {
+        stats.upstream_rq_retry_backoff_exponential.inc();
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_with_their_units() {
+        assert_eq!(parse_grpc_timeout("1S"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_grpc_timeout("S"), None);
+        assert_eq!(parse_grpc_timeout("1x"), None);
+        assert_eq!(parse_grpc_timeout("1234567890S"), None);
+    }
+
+    #[test]
+    fn expected_timeout_is_the_per_try_bounded_by_what_is_left() {
+        let t = Timeouts {
+            global: Some(Duration::from_millis(1000)),
+            per_try: Some(Duration::from_millis(300)),
+            ..Default::default()
+        };
+        assert_eq!(t.expected(false, Duration::ZERO), Some(300));
+        assert_eq!(t.expected(true, Duration::ZERO), Some(1000));
+        assert_eq!(t.expected(false, Duration::from_millis(800)), Some(200));
+        assert_eq!(t.expected(false, Duration::from_millis(2000)), Some(1));
+        assert_eq!(Timeouts::default().expected(false, Duration::ZERO), None);
+    }
+}
