@@ -122,6 +122,48 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
             "dns_resolution_config", "typed_dns_resolver_config", "typed_extension_protocol_options", "http2_protocol_options", "http_protocol_options",
             "common_http_protocol_options", "max_requests_per_connection", "per_connection_buffer_limit_bytes",
             "ring_hash_lb_config", "maglev_lb_config", "least_request_lb_config", "metadata",
+            "health_checks", "outlier_detection", "common_lb_config",
+        ],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.CommonLbConfig",
+        &["healthy_panic_threshold", "ignore_new_hosts_until_first_hc", "zone_aware_lb_config"],
+    ),
+    ("envoy.config.cluster.v3.Cluster.CommonLbConfig.ZoneAwareLbConfig", &["fail_traffic_on_panic"]),
+    ("envoy.type.v3.Percent", &["value"]),
+    // Health checking
+    (
+        "envoy.config.core.v3.HealthCheck",
+        &[
+            "timeout", "interval", "initial_jitter", "interval_jitter", "interval_jitter_percent",
+            "unhealthy_threshold", "healthy_threshold", "alt_port", "reuse_connection", "http_health_check",
+            "tcp_health_check", "grpc_health_check", "no_traffic_interval", "no_traffic_healthy_interval",
+            "unhealthy_interval", "unhealthy_edge_interval", "healthy_edge_interval", "event_log_path",
+            "always_log_health_check_failures", "always_log_health_check_success",
+        ],
+    ),
+    (
+        "envoy.config.core.v3.HealthCheck.HttpHealthCheck",
+        &[
+            "host", "path", "send", "receive", "response_buffer_size", "request_headers_to_add",
+            "request_headers_to_remove", "expected_statuses", "retriable_statuses", "codec_client_type",
+            "service_name_matcher", "method",
+        ],
+    ),
+    ("envoy.config.core.v3.HealthCheck.TcpHealthCheck", &["send", "receive"]),
+    ("envoy.config.core.v3.HealthCheck.GrpcHealthCheck", &["service_name", "authority", "initial_metadata"]),
+    ("envoy.config.core.v3.HealthCheck.Payload", &["text", "binary"]),
+    (
+        "envoy.config.cluster.v3.OutlierDetection",
+        &[
+            "consecutive_5xx", "interval", "base_ejection_time", "max_ejection_percent", "enforcing_consecutive_5xx",
+            "enforcing_success_rate", "success_rate_minimum_hosts", "success_rate_request_volume",
+            "success_rate_stdev_factor", "consecutive_gateway_failure", "enforcing_consecutive_gateway_failure",
+            "split_external_local_origin_errors", "consecutive_local_origin_failure",
+            "enforcing_consecutive_local_origin_failure", "enforcing_local_origin_success_rate",
+            "failure_percentage_threshold", "enforcing_failure_percentage", "enforcing_failure_percentage_local_origin",
+            "failure_percentage_minimum_hosts", "failure_percentage_request_volume", "max_ejection_time",
+            "max_ejection_time_jitter", "successful_active_health_check_uneject_host", "always_eject_one_host",
         ],
     ),
     ("envoy.config.cluster.v3.Cluster.RefreshRate", &["base_interval", "max_interval"]),
