@@ -10,6 +10,7 @@
 //! it call [`proc::require_envoy`], which fails loudly when it is missing unless
 //! `FERRY_SKIP_ENVOY=1` is set.
 
+pub mod admin;
 pub mod backend;
 pub mod bootstrap;
 pub mod diff;
@@ -17,6 +18,7 @@ pub mod dns;
 pub mod ports;
 pub mod proc;
 pub mod raw;
+pub mod scripted;
 
 pub use backend::Backend;
 pub use diff::{compare, normalize, run_scenario, run_scenario_with, Observed, Report, Request};
