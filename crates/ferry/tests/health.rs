@@ -2,94 +2,12 @@
 //! failing host out of the rotation and bring it back; panic mode; a response with
 //! `x-envoy-immediate-health-check-fail`. Each scenario runs on ferry and on Envoy.
 
-use ferry_test_util::admin::{host_field, poll, stat};
-use ferry_test_util::bootstrap::HcmBootstrap;
-use ferry_test_util::diff::send;
-use ferry_test_util::scripted::Scripted;
-use ferry_test_util::{rewrite_bootstrap, Flavor, Proxy, Request};
-use std::collections::BTreeMap;
+use ferry_test_util::admin::{host_field, stat};
+use ferry_test_util::scripted::{
+    backends, cluster, start, wait_for_answers, wait_for_flags, Scripted,
+};
+use ferry_test_util::Flavor;
 use std::net::SocketAddr;
-use std::time::Duration;
-
-const DEADLINE: Duration = Duration::from_secs(20);
-
-/// A STATIC cluster `backend` over `hosts`, with `extra` fields (block YAML at column 0).
-fn cluster(extra: &str, hosts: &[SocketAddr]) -> String {
-    let mut y = format!("name: backend\ntype: STATIC\nconnect_timeout: 1s\n{}\n", extra.trim());
-    y.push_str("load_assignment:\n  cluster_name: backend\n  endpoints:\n  - lb_endpoints:\n");
-    for a in hosts {
-        y.push_str(&format!(
-            "    - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n",
-            a.port()
-        ));
-    }
-    y
-}
-
-async fn start(flavor: Flavor, cluster_yaml: &str) -> Proxy {
-    let yaml = HcmBootstrap::new().cluster_yaml(cluster_yaml).yaml();
-    let rw = rewrite_bootstrap(&yaml, &BTreeMap::new()).unwrap_or_else(|e| panic!("{e:#}"));
-    ferry_test_util::proc::start(flavor, &rw.yaml)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"))
-}
-
-async fn backends(names: &[&str]) -> Vec<Scripted> {
-    let mut out = Vec::new();
-    for n in names {
-        out.push(Scripted::start(n).await.unwrap_or_else(|e| panic!("{e}")));
-    }
-    out
-}
-
-/// Who answers `n` requests in a row (`x-backend`, or the status when there is none).
-async fn answers(proxy: &Proxy, n: usize) -> Vec<String> {
-    let port = proxy.listener_port().unwrap_or_default();
-    let mut out = Vec::new();
-    for _ in 0..n {
-        let o = send(port, &Request::get("/work"))
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        out.push(match o.header("x-backend") {
-            Some(b) => b.to_string(),
-            None => format!("{} {}", o.status, o.body_text()),
-        });
-    }
-    out
-}
-
-/// Waits until `n` requests in a row are all answered as `want` says; panics with the
-/// proxy's log otherwise.
-async fn wait_for_answers(proxy: &Proxy, n: usize, what: &str, want: impl Fn(&[String]) -> bool) {
-    let got = poll(DEADLINE, || async {
-        let a = answers(proxy, n).await;
-        want(&a).then_some(a)
-    })
-    .await;
-    assert!(
-        got.is_some(),
-        "{}: never {what}; last: {:?}\nlog:\n{}",
-        proxy.flavor(),
-        answers(proxy, n).await,
-        proxy.log()
-    );
-}
-
-/// Waits until admin `/clusters` shows `flags` for `host`.
-async fn wait_for_flags(proxy: &Proxy, host: SocketAddr, flags: &str) {
-    let admin = proxy.admin_port();
-    let got = poll(DEADLINE, || async {
-        let f = host_field(admin, "backend", &host.to_string(), "health_flags").await;
-        (f.as_deref() == Some(flags)).then_some(())
-    })
-    .await;
-    assert!(
-        got.is_some(),
-        "{}: {host} never had health_flags {flags}; now {:?}",
-        proxy.flavor(),
-        host_field(admin, "backend", &host.to_string(), "health_flags").await
-    );
-}
 
 const HTTP_CHECK: &str = "
 health_checks:

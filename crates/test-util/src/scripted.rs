@@ -10,7 +10,13 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::admin::{host_field, poll};
+use crate::bootstrap::HcmBootstrap;
+use crate::diff::send;
+use crate::{rewrite_bootstrap, Flavor, Proxy, Request};
 use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::time::Duration;
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::Full;
 use hyper::service::service_fn;
@@ -18,6 +24,89 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
+
+/// How long a scenario waits for health to change.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A STATIC cluster `backend` over `hosts`, with `extra` fields (block YAML at column 0).
+pub fn cluster(extra: &str, hosts: &[SocketAddr]) -> String {
+    let mut y = format!("name: backend\ntype: STATIC\nconnect_timeout: 1s\n{}\n", extra.trim());
+    y.push_str("load_assignment:\n  cluster_name: backend\n  endpoints:\n  - lb_endpoints:\n");
+    for a in hosts {
+        y.push_str(&format!(
+            "    - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n",
+            a.port()
+        ));
+    }
+    y
+}
+
+/// Starts `flavor` on a bootstrap with one HCM listener routing to `cluster_yaml`.
+pub async fn start(flavor: Flavor, cluster_yaml: &str) -> Proxy {
+    let yaml = HcmBootstrap::new().cluster_yaml(cluster_yaml).yaml();
+    let rw = rewrite_bootstrap(&yaml, &BTreeMap::new()).unwrap_or_else(|e| panic!("{e:#}"));
+    crate::proc::start(flavor, &rw.yaml)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Starts scripted backends with these names.
+pub async fn backends(names: &[&str]) -> Vec<Scripted> {
+    let mut out = Vec::new();
+    for n in names {
+        out.push(Scripted::start(n).await.unwrap_or_else(|e| panic!("{e}")));
+    }
+    out
+}
+
+/// Who answers `n` requests in a row (`x-backend`, or the status when there is none).
+pub async fn answers(proxy: &Proxy, n: usize) -> Vec<String> {
+    let port = proxy.listener_port().unwrap_or_default();
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let o = send(port, &Request::get("/work"))
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        out.push(match o.header("x-backend") {
+            Some(b) => b.to_string(),
+            None => format!("{} {}", o.status, o.body_text()),
+        });
+    }
+    out
+}
+
+/// Waits until `n` requests in a row are all answered as `want` says; panics with the
+/// proxy's log otherwise.
+pub async fn wait_for_answers(proxy: &Proxy, n: usize, what: &str, want: impl Fn(&[String]) -> bool) {
+    let got = poll(DEADLINE, || async {
+        let a = answers(proxy, n).await;
+        want(&a).then_some(a)
+    })
+    .await;
+    assert!(
+        got.is_some(),
+        "{}: never {what}; last: {:?}\nlog:\n{}",
+        proxy.flavor(),
+        answers(proxy, n).await,
+        proxy.log()
+    );
+}
+
+/// Waits until admin `/clusters` shows `flags` for `host`.
+pub async fn wait_for_flags(proxy: &Proxy, host: SocketAddr, flags: &str) {
+    let admin = proxy.admin_port();
+    let got = poll(DEADLINE, || async {
+        let f = host_field(admin, "backend", &host.to_string(), "health_flags").await;
+        (f.as_deref() == Some(flags)).then_some(())
+    })
+    .await;
+    assert!(
+        got.is_some(),
+        "{}: {host} never had health_flags {flags}; now {:?}",
+        proxy.flavor(),
+        host_field(admin, "backend", &host.to_string(), "health_flags").await
+    );
+}
 
 /// The path health checks should use.
 pub const HEALTH_PATH: &str = "/healthz";
