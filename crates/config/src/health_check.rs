@@ -46,9 +46,8 @@ pub struct HealthCheck {
     /// `healthy_edge_interval` (default `interval`): after a success that has not yet
     /// crossed `healthy_threshold`.
     pub healthy_edge_interval: Duration,
-    /// `event_log_path`: where health check events are written as JSON lines.
-    pub event_log_path: Option<String>,
-    /// `always_log_health_check_failures`: log every failure, not only transitions.
+    /// `always_log_health_check_failures` (accepted; there is no event log yet, which is
+    /// what Envoy does without `event_log_path`).
     pub always_log_health_check_failures: bool,
     /// `always_log_health_check_success`: log every success, not only transitions.
     pub always_log_health_check_success: bool,
@@ -147,7 +146,11 @@ pub fn from_proto(checks: &[core::HealthCheck], ctx: &mut Ctx) -> Option<HealthC
     ctx.at("health_checks[0]", |ctx| one(hc, ctx))
 }
 
-fn required_positive(d: &Option<ferry_envoy_api::pb::google::protobuf::Duration>, field: &str, ctx: &mut Ctx) -> Option<Duration> {
+fn required_positive(
+    d: &Option<ferry_envoy_api::pb::google::protobuf::Duration>,
+    field: &str,
+    ctx: &mut Ctx,
+) -> Option<Duration> {
     match duration(d, field, ctx) {
         None if d.is_none() => {
             ctx.error_at(field, "is required");
@@ -193,8 +196,9 @@ fn one(hc: &core::HealthCheck, ctx: &mut Ctx) -> Option<HealthCheck> {
         }
         p => p.map(|p| p as u16),
     };
-    let no_traffic_interval = optional_positive(&hc.no_traffic_interval, "no_traffic_interval", ctx)
-        .unwrap_or(DEFAULT_NO_TRAFFIC_INTERVAL);
+    let no_traffic_interval =
+        optional_positive(&hc.no_traffic_interval, "no_traffic_interval", ctx)
+            .unwrap_or(DEFAULT_NO_TRAFFIC_INTERVAL);
     let no_traffic_healthy_interval = optional_positive(
         &hc.no_traffic_healthy_interval,
         "no_traffic_healthy_interval",
@@ -207,9 +211,11 @@ fn one(hc: &core::HealthCheck, ctx: &mut Ctx) -> Option<HealthCheck> {
     let healthy_edge_interval =
         optional_positive(&hc.healthy_edge_interval, "healthy_edge_interval", ctx);
     let kind = match &hc.health_checker {
-        Some(HealthChecker::HttpHealthCheck(h)) => ctx.at("http_health_check", |c| http_check(h, c)).map(HealthCheckKind::Http),
+        Some(HealthChecker::HttpHealthCheck(h)) => ctx
+            .at("http_health_check", |c| http_check(h, c))
+            .map(HealthCheckKind::Http),
         Some(HealthChecker::TcpHealthCheck(t)) => ctx.at("tcp_health_check", |c| {
-            let send = payloads(t.send.as_ref().map(std::slice::from_ref).unwrap_or(&[]), "send", c).concat();
+            let send = payloads(t.send.as_slice(), "send", c).concat();
             let receive = payloads(&t.receive, "receive", c);
             Some(HealthCheckKind::Tcp(TcpHealthCheck { send, receive }))
         }),
@@ -223,7 +229,9 @@ fn one(hc: &core::HealthCheck, ctx: &mut Ctx) -> Option<HealthCheck> {
         }),
         Some(HealthChecker::CustomHealthCheck(_)) => None, // named by the support walk
         None => {
-            ctx.error("one of http_health_check, tcp_health_check or grpc_health_check is required");
+            ctx.error(
+                "one of http_health_check, tcp_health_check or grpc_health_check is required",
+            );
             None
         }
     };
@@ -244,7 +252,6 @@ fn one(hc: &core::HealthCheck, ctx: &mut Ctx) -> Option<HealthCheck> {
         unhealthy_interval,
         unhealthy_edge_interval: unhealthy_edge_interval.unwrap_or(unhealthy_interval),
         healthy_edge_interval: healthy_edge_interval.unwrap_or(interval),
-        event_log_path: (!hc.event_log_path.is_empty()).then(|| hc.event_log_path.clone()),
         always_log_health_check_failures: hc.always_log_health_check_failures,
         always_log_health_check_success: hc.always_log_health_check_success,
         kind: kind?,
@@ -265,7 +272,10 @@ fn http_check(h: &core::health_check::HttpHealthCheck, ctx: &mut Ctx) -> Option<
         8 => http::Method::TRACE,
         9 => http::Method::PATCH,
         other => {
-            ctx.error_at("method", format!("{other} is not allowed in a health check"));
+            ctx.error_at(
+                "method",
+                format!("{other} is not allowed in a health check"),
+            );
             http::Method::GET
         }
     };
@@ -274,7 +284,10 @@ fn http_check(h: &core::health_check::HttpHealthCheck, ctx: &mut Ctx) -> Option<
         .as_ref()
         .map(|p| payloads(std::slice::from_ref(p), "send", ctx).concat());
     if send.is_some()
-        && !matches!(method, http::Method::POST | http::Method::PUT | http::Method::PATCH | http::Method::OPTIONS)
+        && !matches!(
+            method,
+            http::Method::POST | http::Method::PUT | http::Method::PATCH | http::Method::OPTIONS
+        )
     {
         ctx.error_at("send", "a body needs method POST, PUT, PATCH or OPTIONS");
     }
@@ -287,9 +300,11 @@ fn http_check(h: &core::health_check::HttpHealthCheck, ctx: &mut Ctx) -> Option<
             false
         }
     };
-    let request_headers_to_add = plain_headers(&h.request_headers_to_add, "request_headers_to_add", ctx);
+    let request_headers_to_add =
+        plain_headers(&h.request_headers_to_add, "request_headers_to_add", ctx);
     let request_headers_to_remove =
-        HeaderMutations::from_proto(&[], &h.request_headers_to_remove, &[], &[], ctx).request_remove;
+        HeaderMutations::from_proto(&[], &h.request_headers_to_remove, &[], &[], ctx)
+            .request_remove;
     let expected_statuses = ctx.at("expected_statuses", |c| ranges(&h.expected_statuses, c));
     let retriable_statuses = ctx.at("retriable_statuses", |c| ranges(&h.retriable_statuses, c));
     let service_name_matcher = h
@@ -317,7 +332,10 @@ fn http_check(h: &core::health_check::HttpHealthCheck, ctx: &mut Ctx) -> Option<
 }
 
 /// Status ranges: half-open, within [100, 600).
-fn ranges(rs: &[ferry_envoy_api::pb::envoy::r#type::v3::Int64Range], ctx: &mut Ctx) -> Vec<(u16, u16)> {
+fn ranges(
+    rs: &[ferry_envoy_api::pb::envoy::r#type::v3::Int64Range],
+    ctx: &mut Ctx,
+) -> Vec<(u16, u16)> {
     let mut out = Vec::new();
     for (i, r) in rs.iter().enumerate() {
         if r.start < 100 || r.start >= 600 || r.end <= r.start || r.end > 600 {
@@ -377,7 +395,10 @@ fn payloads(ps: &[core::health_check::Payload], field: &str, ctx: &mut Ctx) -> V
         match &p.payload {
             Some(P::Text(t)) => match hex(t) {
                 Some(b) if !b.is_empty() => out.push(b),
-                _ => ctx.error_at(&format!("{path}.text"), format!("{t:?} is not a non-empty hex string")),
+                _ => ctx.error_at(
+                    &format!("{path}.text"),
+                    format!("{t:?} is not a non-empty hex string"),
+                ),
             },
             Some(P::Binary(b)) => out.push(b.clone()),
             None => ctx.error_at(&path, "text or binary is required"),
@@ -422,7 +443,10 @@ static_resources:
 
     fn loaded(hc: &str) -> Result<HealthCheck, String> {
         match load(&cluster(hc), Format::Yaml) {
-            Ok(l) => Ok(l.bootstrap.clusters[0].health_check.clone().expect("a health check")),
+            Ok(l) => Ok(l.bootstrap.clusters[0]
+                .health_check
+                .clone()
+                .expect("a health check")),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -480,7 +504,9 @@ static_resources:
             format!("{p}.healthy_threshold: is required"),
             format!("{p}.http_health_check.codec_client_type: only HTTP1 and HTTP2 are supported"),
             format!("{p}.http_health_check.expected_statuses[0]: [200, 100) is not a range"),
-            format!("{p}.http_health_check.request_headers_to_add[0].header.value: formatter operators"),
+            format!(
+                "{p}.http_health_check.request_headers_to_add[0].header.value: formatter operators"
+            ),
         ] {
             assert!(e.contains(&want), "{want}\nnot in:\n{e}");
         }
@@ -488,6 +514,9 @@ static_resources:
             "    - {timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {send: {text: 'zz'}}}",
         )
         .unwrap_err();
-        assert!(e.contains("tcp_health_check.send.text: \"zz\" is not a non-empty hex string"), "{e}");
+        assert!(
+            e.contains("tcp_health_check.send.text: \"zz\" is not a non-empty hex string"),
+            "{e}"
+        );
     }
 }

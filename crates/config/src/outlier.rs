@@ -164,7 +164,8 @@ pub fn from_proto(o: &pb::OutlierDetection, ctx: &mut Ctx) -> OutlierDetection {
             ctx,
         ),
         enforcing_consecutive_local_origin_failure: percent(
-            o.enforcing_consecutive_local_origin_failure.map(|v| v.value),
+            o.enforcing_consecutive_local_origin_failure
+                .map(|v| v.value),
             d.enforcing_consecutive_local_origin_failure,
             "enforcing_consecutive_local_origin_failure",
             ctx,
@@ -249,7 +250,12 @@ static_resources:
 "#
         );
         load(&y, Format::Yaml)
-            .map(|l| l.bootstrap.clusters[0].outlier_detection.clone().expect("set"))
+            .map(|l| {
+                l.bootstrap.clusters[0]
+                    .outlier_detection
+                    .clone()
+                    .expect("set")
+            })
             .map_err(|e| e.to_string())
     }
 

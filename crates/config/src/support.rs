@@ -138,7 +138,7 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
             "timeout", "interval", "initial_jitter", "interval_jitter", "interval_jitter_percent",
             "unhealthy_threshold", "healthy_threshold", "alt_port", "reuse_connection", "http_health_check",
             "tcp_health_check", "grpc_health_check", "no_traffic_interval", "no_traffic_healthy_interval",
-            "unhealthy_interval", "unhealthy_edge_interval", "healthy_edge_interval", "event_log_path",
+            "unhealthy_interval", "unhealthy_edge_interval", "healthy_edge_interval",
             "always_log_health_check_failures", "always_log_health_check_success",
         ],
     ),

@@ -24,8 +24,14 @@ async fn http_check_takes_a_host_out_and_back(flavor: Flavor) {
     let proxy = start(flavor, &cluster(HTTP_CHECK, &hosts)).await;
     let admin = proxy.admin_port();
     // Warm: every host was checked before the listener opened.
-    assert!(be[0].health_checks() >= 1 && be[1].health_checks() >= 1, "{flavor}");
-    wait_for_answers(&proxy, 4, "used both hosts", |a| a.contains(&"a".into()) && a.contains(&"b".into())).await;
+    assert!(
+        be[0].health_checks() >= 1 && be[1].health_checks() >= 1,
+        "{flavor}"
+    );
+    wait_for_answers(&proxy, 4, "used both hosts", |a| {
+        a.contains(&"a".into()) && a.contains(&"b".into())
+    })
+    .await;
     // The check request: GET, Host = the cluster's name, user-agent Envoy/HC.
     let (method, authority, headers) = be[0].last_check().unwrap_or_else(|| panic!("no check"));
     assert_eq!(method, http::Method::GET, "{flavor}");
@@ -40,16 +46,37 @@ async fn http_check_takes_a_host_out_and_back(flavor: Flavor) {
     be[0].set_health(503);
     wait_for_answers(&proxy, 6, "left host a out", |a| a.iter().all(|b| b == "b")).await;
     wait_for_flags(&proxy, hosts[0], "/failed_active_hc").await;
-    assert_eq!(stat(admin, "cluster.backend.health_check.healthy").await, 1, "{flavor}");
-    assert_eq!(stat(admin, "cluster.backend.membership_healthy").await, 1, "{flavor}");
-    assert!(stat(admin, "cluster.backend.health_check.failure").await >= 1, "{flavor}");
+    assert_eq!(
+        stat(admin, "cluster.backend.health_check.healthy").await,
+        1,
+        "{flavor}"
+    );
+    assert_eq!(
+        stat(admin, "cluster.backend.membership_healthy").await,
+        1,
+        "{flavor}"
+    );
+    assert!(
+        stat(admin, "cluster.backend.health_check.failure").await >= 1,
+        "{flavor}"
+    );
 
     // Back after healthy_threshold passing checks.
     be[0].set_health(200);
     wait_for_flags(&proxy, hosts[0], "healthy").await;
-    wait_for_answers(&proxy, 4, "brought host a back", |a| a.contains(&"a".into())).await;
-    assert_eq!(stat(admin, "cluster.backend.health_check.healthy").await, 2, "{flavor}");
-    assert!(stat(admin, "cluster.backend.health_check.attempt").await >= 4, "{flavor}");
+    wait_for_answers(&proxy, 4, "brought host a back", |a| {
+        a.contains(&"a".into())
+    })
+    .await;
+    assert_eq!(
+        stat(admin, "cluster.backend.health_check.healthy").await,
+        2,
+        "{flavor}"
+    );
+    assert!(
+        stat(admin, "cluster.backend.health_check.attempt").await >= 4,
+        "{flavor}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,18 +103,29 @@ async fn tcp_check(flavor: Flavor) {
     let be = backends(&["a", "b"]).await;
     let hosts = [be[0].addr(), be[1].addr()];
     let proxy = start(flavor, &cluster(TCP_CHECK, &hosts)).await;
-    wait_for_answers(&proxy, 4, "used both hosts", |a| a.contains(&"a".into()) && a.contains(&"b".into())).await;
+    wait_for_answers(&proxy, 4, "used both hosts", |a| {
+        a.contains(&"a".into()) && a.contains(&"b".into())
+    })
+    .await;
     // "503 Service Unavailable" never matches: the check times out.
     be[0].set_health(503);
     wait_for_flags(&proxy, hosts[0], "/failed_active_hc/active_hc_timeout").await;
     wait_for_answers(&proxy, 6, "left host a out", |a| a.iter().all(|b| b == "b")).await;
     assert!(
-        stat(proxy.admin_port(), "cluster.backend.health_check.network_failure").await >= 1,
+        stat(
+            proxy.admin_port(),
+            "cluster.backend.health_check.network_failure"
+        )
+        .await
+            >= 1,
         "{flavor}"
     );
     be[0].set_health(200);
     wait_for_flags(&proxy, hosts[0], "healthy").await;
-    wait_for_answers(&proxy, 4, "brought host a back", |a| a.contains(&"a".into())).await;
+    wait_for_answers(&proxy, 4, "brought host a back", |a| {
+        a.contains(&"a".into())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,9 +183,15 @@ health_checks:
         .set_service_status(GRPC_SERVICE, tonic_health::ServingStatus::NotServing)
         .await;
     wait_for_flags(&proxy, a, "/failed_active_hc").await;
-    assert_eq!(stat(admin, "cluster.backend.membership_healthy").await, 1, "{flavor}");
     assert_eq!(
-        host_field(admin, "backend", &b.to_string(), "health_flags").await.as_deref(),
+        stat(admin, "cluster.backend.membership_healthy").await,
+        1,
+        "{flavor}"
+    );
+    assert_eq!(
+        host_field(admin, "backend", &b.to_string(), "health_flags")
+            .await
+            .as_deref(),
         Some("healthy"),
         "{flavor}"
     );
@@ -155,7 +199,11 @@ health_checks:
         .set_service_status(GRPC_SERVICE, tonic_health::ServingStatus::Serving)
         .await;
     wait_for_flags(&proxy, a, "healthy").await;
-    assert_eq!(stat(admin, "cluster.backend.membership_healthy").await, 2, "{flavor}");
+    assert_eq!(
+        stat(admin, "cluster.backend.membership_healthy").await,
+        2,
+        "{flavor}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,7 +229,10 @@ async fn panic_mode(flavor: Flavor) {
         ["a", "b", "c"].iter().all(|n| a.contains(&n.to_string()))
     })
     .await;
-    assert!(stat(admin, "cluster.backend.lb_healthy_panic").await >= 9, "{flavor}");
+    assert!(
+        stat(admin, "cluster.backend.lb_healthy_panic").await >= 9,
+        "{flavor}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,20 +246,33 @@ async fn panic_routing_when_most_hosts_fail() {
 async fn no_panic(flavor: Flavor) {
     let be = backends(&["a", "b", "c"]).await;
     let hosts: Vec<_> = be.iter().map(Scripted::addr).collect();
-    let extra = format!("{}\ncommon_lb_config: {{healthy_panic_threshold: {{value: 0}}}}", HTTP_CHECK.trim());
+    let extra = format!(
+        "{}\ncommon_lb_config: {{healthy_panic_threshold: {{value: 0}}}}",
+        HTTP_CHECK.trim()
+    );
     let proxy = start(flavor, &cluster(&extra, &hosts)).await;
     let admin = proxy.admin_port();
     be[0].set_health(503);
     be[1].set_health(503);
-    wait_for_answers(&proxy, 6, "used only the healthy host", |a| a.iter().all(|b| b == "c")).await;
+    wait_for_answers(&proxy, 6, "used only the healthy host", |a| {
+        a.iter().all(|b| b == "c")
+    })
+    .await;
     // Nothing healthy and no panic: 503 "no healthy upstream".
     be[2].set_health(503);
     wait_for_answers(&proxy, 2, "answered no healthy upstream", |a| {
         a.iter().all(|b| b == "503 no healthy upstream")
     })
     .await;
-    assert!(stat(admin, "cluster.backend.upstream_cx_none_healthy").await >= 2, "{flavor}");
-    assert_eq!(stat(admin, "cluster.backend.lb_healthy_panic").await, 0, "{flavor}");
+    assert!(
+        stat(admin, "cluster.backend.upstream_cx_none_healthy").await >= 2,
+        "{flavor}"
+    );
+    assert_eq!(
+        stat(admin, "cluster.backend.lb_healthy_panic").await,
+        0,
+        "{flavor}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,9 +298,22 @@ health_checks:
     let admin = proxy.admin_port();
     be[0].set_immediate_fail(true);
     wait_for_answers(&proxy, 4, "left host a out", |a| a.iter().all(|b| b == "b")).await;
-    wait_for_flags(&proxy, hosts[0], "/failed_active_hc/excluded_via_immediate_hc_fail").await;
-    assert_eq!(stat(admin, "cluster.backend.health_check.passive_failure").await, 1, "{flavor}");
-    assert_eq!(stat(admin, "cluster.backend.membership_excluded").await, 1, "{flavor}");
+    wait_for_flags(
+        &proxy,
+        hosts[0],
+        "/failed_active_hc/excluded_via_immediate_hc_fail",
+    )
+    .await;
+    assert_eq!(
+        stat(admin, "cluster.backend.health_check.passive_failure").await,
+        1,
+        "{flavor}"
+    );
+    assert_eq!(
+        stat(admin, "cluster.backend.membership_excluded").await,
+        1,
+        "{flavor}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

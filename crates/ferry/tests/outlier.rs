@@ -22,19 +22,30 @@ outlier_detection:
     // Round robin: a gets every other request, and three 500s in a row eject it.
     wait_for_answers(&proxy, 6, "ejected host a", |a| a.iter().all(|b| b == "b")).await;
     wait_for_flags(&proxy, hosts[0], "/failed_outlier_check").await;
-    let s = |name: &'static str| async move { stat(admin, &format!("cluster.backend.outlier_detection.{name}")).await };
+    let s = |name: &'static str| async move {
+        stat(admin, &format!("cluster.backend.outlier_detection.{name}")).await
+    };
     assert_eq!(s("ejections_enforced_consecutive_5xx").await, 1, "{flavor}");
     assert_eq!(s("ejections_detected_consecutive_5xx").await, 1, "{flavor}");
     assert_eq!(s("ejections_enforced_total").await, 1, "{flavor}");
     assert_eq!(s("ejections_active").await, 1, "{flavor}");
-    assert_eq!(stat(admin, "cluster.backend.membership_healthy").await, 1, "{flavor}");
+    assert_eq!(
+        stat(admin, "cluster.backend.membership_healthy").await,
+        1,
+        "{flavor}"
+    );
     // After base_ejection_time (and the next sweep) a is back.
     be[0].set_traffic(200);
     wait_for_flags(&proxy, hosts[0], "healthy").await;
-    wait_for_answers(&proxy, 4, "brought host a back", |a| a.contains(&"a".into())).await;
+    wait_for_answers(&proxy, 4, "brought host a back", |a| {
+        a.contains(&"a".into())
+    })
+    .await;
     assert_eq!(s("ejections_active").await, 0, "{flavor}");
     assert_eq!(
-        host_field(admin, "backend", &hosts[1].to_string(), "success_rate").await.as_deref(),
+        host_field(admin, "backend", &hosts[1].to_string(), "success_rate")
+            .await
+            .as_deref(),
         Some("-1"),
         "{flavor}"
     );
@@ -66,11 +77,22 @@ common_lb_config: {healthy_panic_threshold: {value: 0}}";
     })
     .await;
     let admin = proxy.admin_port();
-    assert_eq!(stat(admin, "cluster.backend.outlier_detection.ejections_active").await, 2, "{flavor}");
-    assert!(stat(admin, "cluster.backend.upstream_cx_none_healthy").await >= 2, "{flavor}");
+    assert_eq!(
+        stat(admin, "cluster.backend.outlier_detection.ejections_active").await,
+        2,
+        "{flavor}"
+    );
+    assert!(
+        stat(admin, "cluster.backend.upstream_cx_none_healthy").await >= 2,
+        "{flavor}"
+    );
     // 503 is a gateway error too, but its ejection is not enforced by default.
     assert_eq!(
-        stat(admin, "cluster.backend.outlier_detection.ejections_enforced_consecutive_gateway_failure").await,
+        stat(
+            admin,
+            "cluster.backend.outlier_detection.ejections_enforced_consecutive_gateway_failure"
+        )
+        .await,
         0,
         "{flavor}"
     );
@@ -99,10 +121,19 @@ outlier_detection:
   base_ejection_time: 60s
   max_ejection_percent: 50";
     let proxy = start(flavor, &cluster(od, &[closed, be[0].addr()])).await;
-    wait_for_answers(&proxy, 6, "ejected the closed host", |a| a.iter().all(|b| b == "b")).await;
+    wait_for_answers(&proxy, 6, "ejected the closed host", |a| {
+        a.iter().all(|b| b == "b")
+    })
+    .await;
     let admin = proxy.admin_port();
-    let s = |name: &'static str| async move { stat(admin, &format!("cluster.backend.outlier_detection.{name}")).await };
-    assert_eq!(s("ejections_enforced_consecutive_local_origin_failure").await, 1, "{flavor}");
+    let s = |name: &'static str| async move {
+        stat(admin, &format!("cluster.backend.outlier_detection.{name}")).await
+    };
+    assert_eq!(
+        s("ejections_enforced_consecutive_local_origin_failure").await,
+        1,
+        "{flavor}"
+    );
     assert_eq!(s("ejections_detected_consecutive_5xx").await, 0, "{flavor}");
     wait_for_flags(&proxy, closed, "/failed_outlier_check").await;
 }

@@ -15,13 +15,13 @@ use crate::bootstrap::HcmBootstrap;
 use crate::diff::send;
 use crate::{rewrite_bootstrap, Flavor, Proxy, Request};
 use bytes::Bytes;
-use std::collections::BTreeMap;
-use std::time::Duration;
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use std::collections::BTreeMap;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -30,7 +30,10 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// A STATIC cluster `backend` over `hosts`, with `extra` fields (block YAML at column 0).
 pub fn cluster(extra: &str, hosts: &[SocketAddr]) -> String {
-    let mut y = format!("name: backend\ntype: STATIC\nconnect_timeout: 1s\n{}\n", extra.trim());
+    let mut y = format!(
+        "name: backend\ntype: STATIC\nconnect_timeout: 1s\n{}\n",
+        extra.trim()
+    );
     y.push_str("load_assignment:\n  cluster_name: backend\n  endpoints:\n  - lb_endpoints:\n");
     for a in hosts {
         y.push_str(&format!(
@@ -77,7 +80,12 @@ pub async fn answers(proxy: &Proxy, n: usize) -> Vec<String> {
 
 /// Waits until `n` requests in a row are all answered as `want` says; panics with the
 /// proxy's log otherwise.
-pub async fn wait_for_answers(proxy: &Proxy, n: usize, what: &str, want: impl Fn(&[String]) -> bool) {
+pub async fn wait_for_answers(
+    proxy: &Proxy,
+    n: usize,
+    what: &str,
+    want: impl Fn(&[String]) -> bool,
+) {
     let got = poll(DEADLINE, || async {
         let a = answers(proxy, n).await;
         want(&a).then_some(a)
@@ -231,7 +239,8 @@ fn answer<B>(state: &State, req: &http::Request<B>) -> Response<Full<Bytes>> {
         *state
             .last_check
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some((req.method().clone(), authority, req.headers().clone()));
+            .unwrap_or_else(PoisonError::into_inner) =
+            Some((req.method().clone(), authority, req.headers().clone()));
         state.health.load(Ordering::SeqCst)
     } else {
         state.requests.fetch_add(1, Ordering::SeqCst);

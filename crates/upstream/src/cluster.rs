@@ -143,7 +143,13 @@ impl HostSet {
             .iter()
             .position(|l| *l == 100)
             .map(|i| (i, false))
-            .or_else(|| loads.degraded.iter().position(|l| *l == 100).map(|i| (i, true)));
+            .or_else(|| {
+                loads
+                    .degraded
+                    .iter()
+                    .position(|l| *l == 100)
+                    .map(|i| (i, true))
+            });
         HostSet {
             all: hosts,
             priorities,
@@ -333,7 +339,9 @@ mod tests {
         let set = host_set(&LbPolicy::Random, hosts);
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         for _ in 0..100 {
-            let h = set.choose(None, &mut rng, &ClusterStats::default()).unwrap();
+            let h = set
+                .choose(None, &mut rng, &ClusterStats::default())
+                .unwrap();
             assert_eq!(h.address.to_string(), "10.0.0.2:80");
         }
         // Priority 0 empty: priority 1 takes over.
@@ -341,9 +349,16 @@ mod tests {
             &LbPolicy::RoundRobin,
             vec![host("10.0.0.1", 1), host("10.0.0.3", 2)],
         );
-        assert_eq!(set.choose(None, &mut rng, &ClusterStats::default()).unwrap().priority, 1);
+        assert_eq!(
+            set.choose(None, &mut rng, &ClusterStats::default())
+                .unwrap()
+                .priority,
+            1
+        );
         let empty = host_set(&LbPolicy::RoundRobin, vec![]);
-        assert!(empty.choose(None, &mut rng, &ClusterStats::default()).is_none());
+        assert!(empty
+            .choose(None, &mut rng, &ClusterStats::default())
+            .is_none());
     }
 
     #[test]
@@ -359,20 +374,34 @@ mod tests {
             let set = host_set(&policy, hosts.clone());
             let mut rng = rand::rngs::StdRng::seed_from_u64(5);
             for hash in [1u64, 99, u64::MAX] {
-                let a = set.choose(Some(hash), &mut rng, &ClusterStats::default()).unwrap();
+                let a = set
+                    .choose(Some(hash), &mut rng, &ClusterStats::default())
+                    .unwrap();
                 for _ in 0..10 {
-                    assert!(Arc::ptr_eq(&a, &set.choose(Some(hash), &mut rng, &ClusterStats::default()).unwrap()));
+                    assert!(Arc::ptr_eq(
+                        &a,
+                        &set.choose(Some(hash), &mut rng, &ClusterStats::default())
+                            .unwrap()
+                    ));
                 }
             }
             let mut seen = std::collections::HashSet::new();
             for _ in 0..200 {
-                seen.insert(set.choose(None, &mut rng, &ClusterStats::default()).unwrap().address);
+                seen.insert(
+                    set.choose(None, &mut rng, &ClusterStats::default())
+                        .unwrap()
+                        .address,
+                );
             }
             assert_eq!(seen.len(), 4, "{policy:?}");
         }
     }
 
-    fn picks(set: &HostSet, common_stats: &ClusterStats, n: usize) -> Vec<Option<std::net::SocketAddr>> {
+    fn picks(
+        set: &HostSet,
+        common_stats: &ClusterStats,
+        n: usize,
+    ) -> Vec<Option<std::net::SocketAddr>> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         (0..n)
             .map(|_| set.choose(None, &mut rng, common_stats).map(|h| h.address))
@@ -387,9 +416,16 @@ mod tests {
         let set = host_set(&LbPolicy::RoundRobin, hosts.clone());
         assert_eq!(
             set.membership,
-            Membership { total: 4, healthy: 3, degraded: 0, excluded: 0 }
+            Membership {
+                total: 4,
+                healthy: 3,
+                degraded: 0,
+                excluded: 0
+            }
         );
-        assert!(picks(&set, &stats, 30).iter().all(|a| *a != Some(hosts[0].address)));
+        assert!(picks(&set, &stats, 30)
+            .iter()
+            .all(|a| *a != Some(hosts[0].address)));
         assert_eq!(stats.lb_healthy_panic.value(), 0);
         // 1 of 4 healthy (25% < 50%): panic, every host takes traffic.
         hosts[1].flag_set(FAILED_OUTLIER_CHECK);
@@ -404,7 +440,9 @@ mod tests {
             ..CommonLbConfig::default()
         };
         let set = HostSet::new(&LbPolicy::RoundRobin, &no_panic, Arc::new(hosts.clone()));
-        assert!(picks(&set, &stats, 20).iter().all(|a| *a == Some(hosts[3].address)));
+        assert!(picks(&set, &stats, 20)
+            .iter()
+            .all(|a| *a == Some(hosts[3].address)));
         // ... and none when it fails too.
         hosts[3].flag_set(FAILED_ACTIVE_HC);
         let set = HostSet::new(&LbPolicy::RoundRobin, &no_panic, Arc::new(hosts.clone()));
@@ -450,12 +488,52 @@ mod tests {
         let set = host_set(&LbPolicy::Random, hosts.clone());
         assert_eq!(
             set.membership,
-            Membership { total: 5, healthy: 1, degraded: 3, excluded: 1 }
+            Membership {
+                total: 5,
+                healthy: 1,
+                degraded: 3,
+                excluded: 1
+            }
         );
         // Healthy availability 140 * 1/4 = 35%: the rest goes to the degraded hosts.
         let all = picks(&set, &stats, 2000);
         let healthy = all.iter().filter(|a| **a == Some(hosts[0].address)).count();
         assert!((550..850).contains(&healthy), "{healthy}");
         assert!(all.iter().all(|a| *a != Some(hosts[4].address)));
+    }
+
+    #[test]
+    fn hosts_that_stay_keep_their_health_across_updates() {
+        let yaml = r#"
+static_resources:
+  clusters:
+  - name: c
+    health_checks:
+    - {timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {}}
+    outlier_detection: {}
+"#;
+        let config = ferry_config::load(yaml, ferry_config::Format::Yaml)
+            .unwrap()
+            .bootstrap
+            .clusters
+            .remove(0);
+        let (a, b) = (host("10.0.0.1", 0), host("10.0.0.2", 0));
+        let c = Cluster::new(
+            config,
+            vec![a.clone(), b.clone()],
+            &ferry_stats::Store::new(),
+        );
+        // With a health check, hosts start failed until their first check.
+        assert_eq!(a.health_flags_string(), "/failed_active_hc");
+        assert_eq!(c.stats.membership_healthy.value(), 0);
+        a.flag_clear(FAILED_ACTIVE_HC);
+        a.flag_set(FAILED_OUTLIER_CHECK);
+        // Re-resolution: a stays (same host), b goes, n arrives.
+        let n = host("10.0.0.3", 0);
+        c.set_hosts(vec![a.clone(), n.clone()]);
+        assert_eq!(a.health_flags_string(), "/failed_outlier_check");
+        assert_eq!(n.health_flags_string(), "/failed_active_hc");
+        assert_eq!(c.stats.membership_total.value(), 2);
+        assert!(b.hc.lock().retired);
     }
 }

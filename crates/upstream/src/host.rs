@@ -260,7 +260,10 @@ impl Host {
                     None => resp.status().as_u16(),
                 };
                 self.outlier.put(self, Outcome::Status(status));
-                if resp.headers().contains_key("x-envoy-immediate-health-check-fail") {
+                if resp
+                    .headers()
+                    .contains_key("x-envoy-immediate-health-check-fail")
+                {
                     cluster.immediate_health_check_fail(self);
                 }
             }

@@ -30,12 +30,16 @@ const NAMES: [(u32, &str); 9] = [
     (DEGRADED_ACTIVE_HC, "/degraded_active_hc"),
     (DEGRADED_EDS_HEALTH, "/degraded_eds_health"),
     (PENDING_ACTIVE_HC, "/pending_active_hc"),
-    (EXCLUDED_VIA_IMMEDIATE_HC_FAIL, "/excluded_via_immediate_hc_fail"),
+    (
+        EXCLUDED_VIA_IMMEDIATE_HC_FAIL,
+        "/excluded_via_immediate_hc_fail",
+    ),
     (ACTIVE_HC_TIMEOUT, "/active_hc_timeout"),
     (EDS_STATUS_DRAINING, "/eds_status_draining"),
 ];
 
-const UNHEALTHY: u32 = FAILED_ACTIVE_HC | FAILED_OUTLIER_CHECK | FAILED_EDS_HEALTH | EDS_STATUS_DRAINING;
+const UNHEALTHY: u32 =
+    FAILED_ACTIVE_HC | FAILED_OUTLIER_CHECK | FAILED_EDS_HEALTH | EDS_STATUS_DRAINING;
 const DEGRADED: u32 = DEGRADED_ACTIVE_HC | DEGRADED_EDS_HEALTH;
 const EXCLUDED: u32 = PENDING_ACTIVE_HC | EXCLUDED_VIA_IMMEDIATE_HC_FAIL | EDS_STATUS_DRAINING;
 
@@ -107,7 +111,10 @@ mod tests {
             "/failed_active_hc/eds_status_draining"
         );
         assert_eq!(coarse(DEGRADED_EDS_HEALTH), Coarse::Degraded);
-        assert_eq!(coarse(DEGRADED_EDS_HEALTH | FAILED_OUTLIER_CHECK), Coarse::Unhealthy);
+        assert_eq!(
+            coarse(DEGRADED_EDS_HEALTH | FAILED_OUTLIER_CHECK),
+            Coarse::Unhealthy
+        );
         assert_eq!(coarse(ACTIVE_HC_TIMEOUT), Coarse::Healthy);
         assert!(excluded(EDS_STATUS_DRAINING) && !excluded(FAILED_ACTIVE_HC));
     }

@@ -40,8 +40,16 @@ pub(crate) struct GrpcProbe {
 }
 
 impl GrpcProbe {
-    pub(crate) fn new(config: GrpcHealthCheck, cluster_name: &str, addr: SocketAddr, reuse: bool) -> GrpcProbe {
-        let authority = config.authority.clone().unwrap_or_else(|| cluster_name.to_string());
+    pub(crate) fn new(
+        config: GrpcHealthCheck,
+        cluster_name: &str,
+        addr: SocketAddr,
+        reuse: bool,
+    ) -> GrpcProbe {
+        let authority = config
+            .authority
+            .clone()
+            .unwrap_or_else(|| cluster_name.to_string());
         GrpcProbe {
             config,
             authority,
@@ -69,9 +77,15 @@ impl GrpcProbe {
         *req.method_mut() = http::Method::POST;
         *req.uri_mut() = http::Uri::from_static("/grpc.health.v1.Health/Check");
         let h = req.headers_mut();
-        h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/grpc"));
+        h.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/grpc"),
+        );
         h.insert(header::TE, header::HeaderValue::from_static("trailers"));
-        h.insert(header::USER_AGENT, header::HeaderValue::from_static(USER_AGENT));
+        h.insert(
+            header::USER_AGENT,
+            header::HeaderValue::from_static(USER_AGENT),
+        );
         for (name, value, action) in &self.config.initial_metadata {
             add_header(h, name, value, *action);
         }
@@ -103,7 +117,11 @@ impl GrpcProbe {
             Ok(c) => c,
             Err(e) => {
                 // A reset stream is a network failure; an oversized answer a wrong one.
-                return if e.is::<hyper::Error>() { network } else { failed };
+                return if e.is::<hyper::Error>() {
+                    network
+                } else {
+                    failed
+                };
             }
         };
         if self.reuse {

@@ -116,7 +116,12 @@ pub(crate) struct HttpProbe {
 }
 
 /// Applies one header addition with its `append_action`.
-pub(crate) fn add_header(h: &mut HeaderMap, name: &header::HeaderName, value: &header::HeaderValue, action: AppendAction) {
+pub(crate) fn add_header(
+    h: &mut HeaderMap,
+    name: &header::HeaderName,
+    value: &header::HeaderValue,
+    action: AppendAction,
+) {
     match action {
         AppendAction::AppendIfExistsOrAdd => {
             h.append(name.clone(), value.clone());
@@ -145,7 +150,10 @@ impl HttpProbe {
         reuse: bool,
         stats: Arc<HealthCheckStats>,
     ) -> HttpProbe {
-        let authority = config.host.clone().unwrap_or_else(|| cluster_name.to_string());
+        let authority = config
+            .host
+            .clone()
+            .unwrap_or_else(|| cluster_name.to_string());
         HttpProbe {
             config,
             authority,
@@ -170,7 +178,10 @@ impl HttpProbe {
             *req.uri_mut() = uri;
         }
         let h = req.headers_mut();
-        h.insert(header::USER_AGENT, header::HeaderValue::from_static(USER_AGENT));
+        h.insert(
+            header::USER_AGENT,
+            header::HeaderValue::from_static(USER_AGENT),
+        );
         for (name, value, action) in &c.request_headers_to_add {
             add_header(h, name, value, *action);
         }

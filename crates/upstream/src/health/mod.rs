@@ -96,7 +96,11 @@ fn key(h: &Arc<Host>) -> usize {
 
 impl ClusterHealth {
     /// The health state of a cluster being built (`this` is the cluster's own pointer).
-    pub(crate) fn new(this: Weak<Cluster>, config: &ClusterConfig, store: &ferry_stats::Store) -> ClusterHealth {
+    pub(crate) fn new(
+        this: Weak<Cluster>,
+        config: &ClusterConfig,
+        store: &ferry_stats::Store,
+    ) -> ClusterHealth {
         let check = config.health_check.clone().map(|c| {
             let stats = Arc::new(HealthCheckStats::default());
             store.register(format!("cluster.{}.health_check.", config.name), &stats);
@@ -308,7 +312,7 @@ impl Cluster {
 
 /// The checker of one kind.
 enum Probe {
-    Http(http::HttpProbe),
+    Http(Box<http::HttpProbe>),
     Tcp(tcp::TcpProbe),
     Grpc(grpc::GrpcProbe),
 }
@@ -342,17 +346,22 @@ async fn run_session(cluster: Weak<Cluster>, host: Arc<Host>, check: Arc<ActiveC
         addr.set_port(p);
     }
     let mut probe = match &cfg.kind {
-        HealthCheckKind::Http(h) => Probe::Http(http::HttpProbe::new(
+        HealthCheckKind::Http(h) => Probe::Http(Box::new(http::HttpProbe::new(
             h.clone(),
             &name,
             addr,
             cfg.reuse_connection,
             check.stats.clone(),
-        )),
-        HealthCheckKind::Tcp(t) => Probe::Tcp(tcp::TcpProbe::new(t.clone(), addr, cfg.reuse_connection)),
-        HealthCheckKind::Grpc(g) => {
-            Probe::Grpc(grpc::GrpcProbe::new(g.clone(), &name, addr, cfg.reuse_connection))
+        ))),
+        HealthCheckKind::Tcp(t) => {
+            Probe::Tcp(tcp::TcpProbe::new(t.clone(), addr, cfg.reuse_connection))
         }
+        HealthCheckKind::Grpc(g) => Probe::Grpc(grpc::GrpcProbe::new(
+            g.clone(),
+            &name,
+            addr,
+            cfg.reuse_connection,
+        )),
     };
     if !cfg.initial_jitter.is_zero() {
         let wait = with_jitter(Duration::ZERO, cfg.initial_jitter, 0, &mut rand::rng());

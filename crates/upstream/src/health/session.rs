@@ -76,7 +76,9 @@ impl Session {
             // The first result of a host counts at once: startup is faster.
             self.num_healthy += 1;
             if self.first_check || self.num_healthy == config.healthy_threshold {
-                host.flag_clear(ACTIVE_HC_TIMEOUT | EXCLUDED_VIA_IMMEDIATE_HC_FAIL | FAILED_ACTIVE_HC);
+                host.flag_clear(
+                    ACTIVE_HC_TIMEOUT | EXCLUDED_VIA_IMMEDIATE_HC_FAIL | FAILED_ACTIVE_HC,
+                );
                 stats.healthy.inc();
                 t = Transition::Changed;
             } else {
@@ -172,12 +174,22 @@ pub(crate) fn next_interval<R: Rng>(
     } else {
         config.no_traffic_interval
     };
-    with_jitter(base, config.interval_jitter, config.interval_jitter_percent, rng)
+    with_jitter(
+        base,
+        config.interval_jitter,
+        config.interval_jitter_percent,
+        rng,
+    )
 }
 
 /// `base` plus a random part below `interval_jitter_percent` of it and a random part
 /// below `interval_jitter`, at least 1 ms (whole milliseconds, as Envoy).
-pub(crate) fn with_jitter<R: Rng>(base: Duration, jitter: Duration, percent: u32, rng: &mut R) -> Duration {
+pub(crate) fn with_jitter<R: Rng>(
+    base: Duration,
+    jitter: Duration,
+    percent: u32,
+    rng: &mut R,
+) -> Duration {
     let mut ms = base.as_millis() as u64;
     let percent_part = u64::from(percent) * ms / 100;
     if percent_part > 0 {
@@ -215,7 +227,6 @@ mod tests {
             unhealthy_interval: s(20),
             unhealthy_edge_interval: s(5),
             healthy_edge_interval: s(3),
-            event_log_path: None,
             always_log_health_check_failures: false,
             always_log_health_check_success: false,
             kind: HealthCheckKind::Tcp(TcpHealthCheck {
@@ -226,7 +237,13 @@ mod tests {
     }
 
     fn host() -> Arc<Host> {
-        let h = Host::new("10.0.0.1:80".parse().unwrap(), "h".into(), 1, 0, String::new());
+        let h = Host::new(
+            "10.0.0.1:80".parse().unwrap(),
+            "h".into(),
+            1,
+            0,
+            String::new(),
+        );
         h.flag_set(FAILED_ACTIVE_HC);
         h
     }
@@ -241,19 +258,34 @@ mod tests {
         assert!(!h.flag_get(FAILED_ACTIVE_HC));
         assert_eq!(stats.healthy.value(), 1);
         // Network failures count towards unhealthy_threshold (3).
-        assert_eq!(s.on_failure(&h, Failure::Network, false, &cfg, &stats), Transition::ChangePending);
-        assert_eq!(s.on_failure(&h, Failure::Timeout, false, &cfg, &stats), Transition::ChangePending);
+        assert_eq!(
+            s.on_failure(&h, Failure::Network, false, &cfg, &stats),
+            Transition::ChangePending
+        );
+        assert_eq!(
+            s.on_failure(&h, Failure::Timeout, false, &cfg, &stats),
+            Transition::ChangePending
+        );
         // A success in between starts the count again.
         assert_eq!(s.on_success(&h, false, &cfg, &stats), Transition::Unchanged);
         for _ in 0..2 {
-            assert_eq!(s.on_failure(&h, Failure::Timeout, false, &cfg, &stats), Transition::ChangePending);
+            assert_eq!(
+                s.on_failure(&h, Failure::Timeout, false, &cfg, &stats),
+                Transition::ChangePending
+            );
         }
-        assert_eq!(s.on_failure(&h, Failure::Timeout, false, &cfg, &stats), Transition::Changed);
+        assert_eq!(
+            s.on_failure(&h, Failure::Timeout, false, &cfg, &stats),
+            Transition::Changed
+        );
         assert!(h.flag_get(FAILED_ACTIVE_HC) && h.flag_get(ACTIVE_HC_TIMEOUT));
         assert_eq!(stats.healthy.value(), 0);
         assert_eq!(stats.network_failure.value(), 5);
         // Back: healthy_threshold (2) successes.
-        assert_eq!(s.on_success(&h, false, &cfg, &stats), Transition::ChangePending);
+        assert_eq!(
+            s.on_success(&h, false, &cfg, &stats),
+            Transition::ChangePending
+        );
         assert_eq!(s.on_success(&h, false, &cfg, &stats), Transition::Changed);
         assert_eq!(h.health_flags(), 0);
     }
@@ -265,11 +297,20 @@ mod tests {
         let h = host();
         let mut s = Session::default();
         s.on_success(&h, false, &cfg, &stats);
-        assert_eq!(s.on_failure(&h, Failure::Active, true, &cfg, &stats), Transition::ChangePending);
-        assert_eq!(s.on_failure(&h, Failure::Active, false, &cfg, &stats), Transition::Changed);
+        assert_eq!(
+            s.on_failure(&h, Failure::Active, true, &cfg, &stats),
+            Transition::ChangePending
+        );
+        assert_eq!(
+            s.on_failure(&h, Failure::Active, false, &cfg, &stats),
+            Transition::Changed
+        );
         assert!(h.flag_get(FAILED_ACTIVE_HC));
         s.on_success(&h, false, &cfg, &stats);
-        assert_eq!(s.on_failure(&h, Failure::Passive, false, &cfg, &stats), Transition::Changed);
+        assert_eq!(
+            s.on_failure(&h, Failure::Passive, false, &cfg, &stats),
+            Transition::Changed
+        );
         assert_eq!(stats.passive_failure.value(), 1);
         assert_eq!(stats.failure.value(), 3);
     }
@@ -282,7 +323,10 @@ mod tests {
         h.flag_set(PENDING_ACTIVE_HC);
         let mut s = Session::default();
         // A failing first check still clears the pending flag (the host is no longer excluded).
-        assert_eq!(s.on_failure(&h, Failure::Network, false, &cfg, &stats), Transition::Changed);
+        assert_eq!(
+            s.on_failure(&h, Failure::Network, false, &cfg, &stats),
+            Transition::Changed
+        );
         assert!(!h.flag_get(PENDING_ACTIVE_HC) && h.flag_get(FAILED_ACTIVE_HC));
         assert_eq!(s.on_success(&h, true, &cfg, &stats), Transition::Changed);
         assert!(h.flag_get(DEGRADED_ACTIVE_HC));
@@ -297,7 +341,15 @@ mod tests {
         let cfg = config(3, 3);
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let s = Duration::from_secs;
-        let i = |traffic, healthy, t| next_interval(&cfg, traffic, healthy, t, &mut rand::rngs::StdRng::seed_from_u64(1));
+        let i = |traffic, healthy, t| {
+            next_interval(
+                &cfg,
+                traffic,
+                healthy,
+                t,
+                &mut rand::rngs::StdRng::seed_from_u64(1),
+            )
+        };
         assert_eq!(i(true, true, Transition::Unchanged), s(10));
         assert_eq!(i(true, true, Transition::ChangePending), s(3));
         assert_eq!(i(true, false, Transition::ChangePending), s(5));
@@ -308,8 +360,14 @@ mod tests {
         // Jitter: up to 10% and up to 500 ms more, never less.
         for _ in 0..100 {
             let d = with_jitter(s(10), Duration::from_millis(500), 10, &mut rng);
-            assert!(d >= s(10) && d < s(10) + Duration::from_millis(1500), "{d:?}");
+            assert!(
+                d >= s(10) && d < s(10) + Duration::from_millis(1500),
+                "{d:?}"
+            );
         }
-        assert_eq!(with_jitter(Duration::ZERO, Duration::ZERO, 0, &mut rng), Duration::from_millis(1));
+        assert_eq!(
+            with_jitter(Duration::ZERO, Duration::ZERO, 0, &mut rng),
+            Duration::from_millis(1)
+        );
     }
 }

@@ -44,7 +44,12 @@ fn availability(c: &Counts, n: usize) -> u32 {
 
 /// Distributes `total` over priorities by availability; returns the first available
 /// priority and what is left.
-fn distribute(out: &mut [u32], avail: &[u32], mut total: u32, normalized: u32) -> (Option<usize>, u32) {
+fn distribute(
+    out: &mut [u32],
+    avail: &[u32],
+    mut total: u32,
+    normalized: u32,
+) -> (Option<usize>, u32) {
     let mut first = None;
     for (i, a) in avail.iter().enumerate() {
         if first.is_none() && *a > 0 {
@@ -185,9 +190,24 @@ mod tests {
         // giving 16/28/14 healthy and 28/14/0 degraded in Envoy's docs. Availability
         // comes from counts here: 1 in 14 hosts healthy is 10%, and so on.
         let counts = [
-            Counts { hosts: 14, healthy: 1, degraded: 2, excluded: 0 },
-            Counts { hosts: 14, healthy: 2, degraded: 1, excluded: 0 },
-            Counts { hosts: 14, healthy: 1, degraded: 0, excluded: 0 },
+            Counts {
+                hosts: 14,
+                healthy: 1,
+                degraded: 2,
+                excluded: 0,
+            },
+            Counts {
+                hosts: 14,
+                healthy: 2,
+                degraded: 1,
+                excluded: 0,
+            },
+            Counts {
+                hosts: 14,
+                healthy: 1,
+                degraded: 0,
+                excluded: 0,
+            },
         ];
         let l = loads(&counts, 0.0);
         assert_eq!(l.healthy, vec![16, 28, 14]);
@@ -205,13 +225,24 @@ mod tests {
         assert_eq!(loads(&[c(2, 1)], 50.0).panic, vec![false]);
         // Threshold 0 disables panic, even with nothing healthy.
         let l = loads(&[c(2, 0)], 0.0);
-        assert_eq!((l.healthy.clone(), l.panic.clone()), (vec![100], vec![false]));
+        assert_eq!(
+            (l.healthy.clone(), l.panic.clone()),
+            (vec![100], vec![false])
+        );
         // Both priorities in panic: load by host count (3 and 1 hosts).
         let l = loads(&[c(3, 0), c(1, 0)], 50.0);
         assert_eq!(l.panic, vec![true, true]);
         assert_eq!(l.healthy, vec![75, 25]);
         // Excluded hosts are not counted: 1 healthy of 2 non-excluded.
-        let l = loads(&[Counts { hosts: 3, healthy: 1, degraded: 0, excluded: 1 }], 50.0);
+        let l = loads(
+            &[Counts {
+                hosts: 3,
+                healthy: 1,
+                degraded: 0,
+                excluded: 1,
+            }],
+            50.0,
+        );
         assert_eq!(l.panic, vec![false]);
     }
 

@@ -175,7 +175,10 @@ impl Detector {
             self.stats.ejections_overflow.inc();
             return false;
         }
-        if matches!(kind, EjectionType::Consecutive5xx | EjectionType::SuccessRate) {
+        if matches!(
+            kind,
+            EjectionType::Consecutive5xx | EjectionType::SuccessRate
+        ) {
             self.stats.ejections_total.inc();
         }
         if rng.random_range(0..100) >= self.enforcing(kind) {
@@ -213,15 +216,22 @@ impl Detector {
     }
 
     /// The periodic sweep. Returns whether any host was ejected or brought back.
-    pub(crate) fn on_interval<R: Rng>(&self, hosts: &[Arc<Host>], now: Instant, rng: &mut R) -> bool {
+    pub(crate) fn on_interval<R: Rng>(
+        &self,
+        hosts: &[Arc<Host>],
+        now: Instant,
+        rng: &mut R,
+    ) -> bool {
         let c = &self.config;
         let mut changed = false;
         for h in hosts {
             if h.flag_get(FAILED_OUTLIER_CHECK) {
                 let due = {
                     let e = h.outlier.ejection.lock();
-                    let time = (c.base_ejection_time * e.backoff).min(c.max_ejection_time) + e.jitter;
-                    e.last_ejection.is_none_or(|t| now.duration_since(t) >= time)
+                    let time =
+                        (c.base_ejection_time * e.backoff).min(c.max_ejection_time) + e.jitter;
+                    e.last_ejection
+                        .is_none_or(|t| now.duration_since(t) >= time)
                 };
                 if due {
                     self.uneject(h, now);
@@ -239,7 +249,9 @@ impl Detector {
         for h in hosts {
             if !h.flag_get(FAILED_OUTLIER_CHECK) {
                 let mut e = h.outlier.ejection.lock();
-                if e.last_unejection.is_some_and(|t| now.duration_since(t) >= c.interval) {
+                if e.last_unejection
+                    .is_some_and(|t| now.duration_since(t) >= c.interval)
+                {
                     e.backoff = e.backoff.saturating_sub(1);
                 }
             }
@@ -257,7 +269,9 @@ impl Detector {
         let c = &self.config;
         self.success_rates.lock()[usize::from(local)] = (-1.0, -1.0);
         let n = hosts.len();
-        if n < c.success_rate_minimum_hosts as usize && n < c.failure_percentage_minimum_hosts as usize {
+        if n < c.success_rate_minimum_hosts as usize
+            && n < c.failure_percentage_minimum_hosts as usize
+        {
             return false;
         }
         let sr_volume = u64::from(c.success_rate_request_volume);
@@ -268,7 +282,11 @@ impl Detector {
             if h.flag_get(FAILED_OUTLIER_CHECK) {
                 continue;
             }
-            let acc = if local { &h.outlier.local } else { &h.outlier.external };
+            let acc = if local {
+                &h.outlier.local
+            } else {
+                &h.outlier.external
+            };
             let Some((rate, volume)) = acc.rate_and_volume() else {
                 continue;
             };
@@ -421,7 +439,10 @@ mod tests {
         h.outlier.put(h, Outcome::Timeout);
         assert_eq!(
             posted(&mut rx),
-            vec![EjectionType::ConsecutiveGatewayFailure, EjectionType::Consecutive5xx]
+            vec![
+                EjectionType::ConsecutiveGatewayFailure,
+                EjectionType::Consecutive5xx
+            ]
         );
         // Without split, connecting is no result at all.
         h.outlier.put(h, Outcome::ConnectSuccess);
@@ -447,7 +468,10 @@ mod tests {
         h.outlier.put(h, Outcome::ConnectFailed);
         assert!(posted(&mut rx).is_empty());
         h.outlier.put(h, Outcome::Timeout);
-        assert_eq!(posted(&mut rx), vec![EjectionType::ConsecutiveLocalOriginFailure]);
+        assert_eq!(
+            posted(&mut rx),
+            vec![EjectionType::ConsecutiveLocalOriginFailure]
+        );
         // Local failures are not 5xx.
         h.outlier.put(h, Outcome::Status(503));
         assert!(posted(&mut rx).is_empty());
@@ -509,7 +533,13 @@ mod tests {
         let t0 = Instant::now();
         d.on_consecutive(&hs, h, EjectionType::Consecutive5xx, t0, &mut r);
         d.on_interval(&hs, t0 + Duration::from_secs(10), &mut r);
-        d.on_consecutive(&hs, h, EjectionType::Consecutive5xx, t0 + Duration::from_secs(10), &mut r);
+        d.on_consecutive(
+            &hs,
+            h,
+            EjectionType::Consecutive5xx,
+            t0 + Duration::from_secs(10),
+            &mut r,
+        );
         assert_eq!(h.outlier.ejection.lock().backoff, 2);
         d.on_interval(&hs, t0 + Duration::from_secs(30), &mut r);
         assert!(!h.flag_get(FAILED_OUTLIER_CHECK));
@@ -556,8 +586,19 @@ mod tests {
             &hs,
         );
         let now = Instant::now();
-        assert!(!d.on_consecutive(&hs, &hs[0], EjectionType::ConsecutiveGatewayFailure, now, &mut rng()));
-        assert_eq!(d.stats.ejections_detected_consecutive_gateway_failure.value(), 1);
+        assert!(!d.on_consecutive(
+            &hs,
+            &hs[0],
+            EjectionType::ConsecutiveGatewayFailure,
+            now,
+            &mut rng()
+        ));
+        assert_eq!(
+            d.stats
+                .ejections_detected_consecutive_gateway_failure
+                .value(),
+            1
+        );
         assert_eq!(d.stats.ejections_enforced_total.value(), 0);
         assert!(!hs[0].flag_get(FAILED_OUTLIER_CHECK));
     }
@@ -573,7 +614,8 @@ mod tests {
     /// Feeds each host `requests` results, `ok` of which succeed.
     fn feed(h: &Host, requests: u32, ok: u32) {
         for i in 0..requests {
-            h.outlier.put(h, Outcome::Status(if i < ok { 200 } else { 500 }));
+            h.outlier
+                .put(h, Outcome::Status(if i < ok { 200 } else { 500 }));
         }
     }
 

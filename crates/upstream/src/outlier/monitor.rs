@@ -62,7 +62,10 @@ impl SuccessRate {
         if total == 0 {
             return None;
         }
-        Some((b.success.load(Ordering::Relaxed) as f64 * 100.0 / total as f64, total))
+        Some((
+            b.success.load(Ordering::Relaxed) as f64 * 100.0 / total as f64,
+            total,
+        ))
     }
 }
 
@@ -108,7 +111,10 @@ impl Default for HostMonitor {
             consecutive_local_origin_failure: AtomicU32::new(0),
             external: SuccessRate::default(),
             local: SuccessRate::default(),
-            success_rate: [AtomicU64::new((-1f64).to_bits()), AtomicU64::new((-1f64).to_bits())],
+            success_rate: [
+                AtomicU64::new((-1f64).to_bits()),
+                AtomicU64::new((-1f64).to_bits()),
+            ],
             ejection: Mutex::new(Ejection::default()),
         }
     }
@@ -151,7 +157,10 @@ impl HostMonitor {
         if (500..600).contains(&status) {
             self.external.record(false);
             if is_gateway_error(status) {
-                if self.consecutive_gateway_failure.fetch_add(1, Ordering::Relaxed) + 1
+                if self
+                    .consecutive_gateway_failure
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1
                     == c.consecutive_gateway_failure
                 {
                     d.notify(host, EjectionType::ConsecutiveGatewayFailure);
@@ -171,7 +180,10 @@ impl HostMonitor {
 
     fn local_origin_failure(&self, d: &Detector, host: &Host) {
         self.local.record(false);
-        if self.consecutive_local_origin_failure.fetch_add(1, Ordering::Relaxed) + 1
+        if self
+            .consecutive_local_origin_failure
+            .fetch_add(1, Ordering::Relaxed)
+            + 1
             == d.config.consecutive_local_origin_failure
         {
             d.notify(host, EjectionType::ConsecutiveLocalOriginFailure);
@@ -180,7 +192,8 @@ impl HostMonitor {
 
     fn local_origin_success(&self) {
         self.local.record(true);
-        self.consecutive_local_origin_failure.store(0, Ordering::Relaxed);
+        self.consecutive_local_origin_failure
+            .store(0, Ordering::Relaxed);
     }
 
     /// Resets the consecutive counter of `kind` (after it caused an ejection attempt).
@@ -198,7 +211,8 @@ impl HostMonitor {
     pub(crate) fn reset_all_consecutive(&self) {
         self.consecutive_5xx.store(0, Ordering::Relaxed);
         self.consecutive_gateway_failure.store(0, Ordering::Relaxed);
-        self.consecutive_local_origin_failure.store(0, Ordering::Relaxed);
+        self.consecutive_local_origin_failure
+            .store(0, Ordering::Relaxed);
     }
 
     /// The success rate shown in admin (`local` for the local-origin one); -1 if none.
