@@ -27,6 +27,12 @@ pub struct Cluster {
     pub connect_timeout: Duration,
     /// `lb_policy` with its config.
     pub lb_policy: LbPolicy,
+    /// `common_lb_config`: panic threshold and host warming.
+    pub common_lb: CommonLbConfig,
+    /// `health_checks` (Envoy supports one).
+    pub health_check: Option<crate::health_check::HealthCheck>,
+    /// `outlier_detection`.
+    pub outlier_detection: Option<crate::outlier::OutlierDetection>,
     /// Endpoints, grouped by locality and priority.
     pub localities: Vec<Locality>,
     /// Upstream HTTP protocol.
@@ -39,6 +45,43 @@ pub struct Cluster {
     pub per_connection_buffer_limit_bytes: u32,
     /// `circuit_breakers`.
     pub circuit_breakers: crate::circuit_breaker::CircuitBreakers,
+}
+
+/// `common_lb_config`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommonLbConfig {
+    /// `healthy_panic_threshold` in percent (default 50; 0 disables panic mode): below it,
+    /// a priority's unhealthy hosts take traffic too.
+    pub healthy_panic_threshold: f64,
+    /// `zone_aware_lb_config.fail_traffic_on_panic`: no host instead of all hosts in panic.
+    pub fail_traffic_on_panic: bool,
+    /// `ignore_new_hosts_until_first_hc`: hosts added after warming are excluded until
+    /// their first health check.
+    pub ignore_new_hosts_until_first_hc: bool,
+}
+
+impl Default for CommonLbConfig {
+    fn default() -> Self {
+        CommonLbConfig {
+            healthy_panic_threshold: 50.0,
+            fail_traffic_on_panic: false,
+            ignore_new_hosts_until_first_hc: false,
+        }
+    }
+}
+
+/// An endpoint's `health_status`, as EDS reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EndpointHealth {
+    /// `UNKNOWN` or `HEALTHY`.
+    #[default]
+    Healthy,
+    /// `UNHEALTHY` or `TIMEOUT` (Envoy's `/failed_eds_health`).
+    Unhealthy,
+    /// `DRAINING` (`/eds_status_draining`: unhealthy and excluded).
+    Draining,
+    /// `DEGRADED` (`/degraded_eds_health`).
+    Degraded,
 }
 
 /// How a cluster finds its hosts.
@@ -256,6 +299,8 @@ pub struct Endpoint {
     pub weight: u32,
     /// `hostname` (for auto_host_rewrite), if set.
     pub hostname: Option<String>,
+    /// `health_status`.
+    pub health: EndpointHealth,
 }
 
 /// Which HTTP version the cluster speaks upstream.
@@ -432,11 +477,18 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
                                 );
                                 return;
                             }
+                            let health = match e.health_status {
+                                2 | 4 => EndpointHealth::Unhealthy,
+                                3 => EndpointHealth::Draining,
+                                5 => EndpointHealth::Degraded,
+                                _ => EndpointHealth::Healthy,
+                            };
                             endpoints.push(Endpoint {
                                 host,
                                 port,
                                 weight: weight.max(1),
                                 hostname: (!ep.hostname.is_empty()).then(|| ep.hostname.clone()),
+                                health,
                             });
                         });
                     }
@@ -519,12 +571,21 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
             max_requests_per_connection = Some(m.value).filter(|v| *v > 0);
         }
     }
+    let common_lb = common_lb_config(c, ctx);
+    let health_check = crate::health_check::from_proto(&c.health_checks, ctx);
+    let outlier_detection = c
+        .outlier_detection
+        .as_ref()
+        .map(|o| ctx.at("outlier_detection", |c| crate::outlier::from_proto(o, c)));
     Some(Cluster {
         name: c.name.clone(),
         discovery,
         connect_timeout: duration(&c.connect_timeout, "connect_timeout", ctx)
             .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
         lb_policy,
+        common_lb,
+        health_check,
+        outlier_detection,
         localities,
         protocol,
         idle_timeout,
@@ -543,6 +604,30 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
             })
             .unwrap_or_default(),
     })
+}
+
+fn common_lb_config(c: &pb::Cluster, ctx: &mut Ctx) -> CommonLbConfig {
+    let mut out = CommonLbConfig::default();
+    let Some(l) = &c.common_lb_config else {
+        return out;
+    };
+    ctx.at("common_lb_config", |ctx| {
+        if let Some(p) = &l.healthy_panic_threshold {
+            if !(0.0..=100.0).contains(&p.value) {
+                ctx.error_at(
+                    "healthy_panic_threshold.value",
+                    format!("{} is not a percentage", p.value),
+                );
+            }
+            out.healthy_panic_threshold = p.value.clamp(0.0, 100.0);
+        }
+        out.ignore_new_hosts_until_first_hc = l.ignore_new_hosts_until_first_hc;
+        use pb::cluster::common_lb_config::LocalityConfigSpecifier;
+        if let Some(LocalityConfigSpecifier::ZoneAwareLbConfig(z)) = &l.locality_config_specifier {
+            out.fail_traffic_on_panic = z.fail_traffic_on_panic;
+        }
+    });
+    out
 }
 
 fn is_prime(n: u64) -> bool {

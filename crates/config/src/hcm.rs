@@ -90,6 +90,8 @@ pub struct HttpConnectionManager {
     pub http2_initial_stream_window_size: Option<u32>,
     /// `http2_protocol_options.initial_connection_window_size`.
     pub http2_initial_connection_window_size: Option<u32>,
+    /// `http_filters` before the router, in order.
+    pub http_filters: Vec<crate::filters::HttpFilter>,
     /// `internal_address_config.cidr_ranges`: a request from one of these is internal
     /// (its `x-envoy-*` control headers are honoured); none: every request is external.
     pub internal_cidrs: Vec<(std::net::IpAddr, u8)>,
@@ -162,8 +164,21 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
             "the router filter (envoy.filters.http.router) is required",
         );
     }
+    let mut http_filters = Vec::new();
     for (i, f) in h.http_filters.iter().enumerate() {
         let last = i + 1 == h.http_filters.len();
+        if let Some(pb::http_filter::ConfigType::TypedConfig(any)) = &f.config_type {
+            if !last {
+                if let Some(config) = ctx.at(format!("http_filters[{i}]"), |c| {
+                    crate::filters::http_filter(&f.name, any, c)
+                }) {
+                    http_filters.push(crate::filters::HttpFilter {
+                        name: f.name.clone(),
+                        config,
+                    });
+                }
+            }
+        }
         let is_router = f.name == "envoy.filters.http.router"
             || matches!(&f.config_type, Some(pb::http_filter::ConfigType::TypedConfig(a)) if a.type_url.ends_with("envoy.extensions.filters.http.router.v3.Router"));
         if last && !is_router {
@@ -303,6 +318,7 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
             .http2_protocol_options
             .as_ref()
             .and_then(|o| o.initial_connection_window_size.map(|v| v.value)),
+        http_filters,
         internal_cidrs: h
             .internal_address_config
             .as_ref()

@@ -36,6 +36,8 @@ pub struct FilterChain {
     pub name: String,
     /// `filter_chain_match`.
     pub matcher: FilterChainMatch,
+    /// `envoy.filters.network.local_ratelimit` filters before the terminal one.
+    pub rate_limits: Vec<Arc<crate::filters::local_ratelimit::NetworkLocalRateLimit>>,
     /// The terminal network filter.
     pub filter: NetworkFilter,
 }
@@ -144,8 +146,30 @@ fn filter_chain(fc: &pb::FilterChain, ctx: &mut Ctx) -> Option<FilterChain> {
         ctx.error_at("filters", "a terminal network filter is required");
         return None;
     }
-    if fc.filters.len() > 1 {
-        ctx.error_at("filters", "only one (terminal) network filter is supported");
+    // Before the terminal filter: local rate limits only.
+    let mut rate_limits = Vec::new();
+    for (i, f) in fc.filters[..fc.filters.len() - 1].iter().enumerate() {
+        ctx.at(format!("filters[{i}]"), |c| {
+            let Some(pb::filter::ConfigType::TypedConfig(any)) = &f.config_type else {
+                c.error_at("typed_config", "is required");
+                return;
+            };
+            let ty = any.type_url.rsplit('/').next().unwrap_or_default();
+            if ty == "envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit" {
+                if let Some(l) = c.at("typed_config", |c| {
+                    crate::filters::local_ratelimit::network_from_any(any, c)
+                }) {
+                    rate_limits.push(Arc::new(l));
+                }
+            } else if matches!(
+                ty,
+                "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+                    | "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+            ) {
+                c.error("a terminal filter must be the last network filter");
+            }
+            // Other types are named by the support walk.
+        });
     }
     let f = fc.filters.last()?;
     let idx = fc.filters.len() - 1;
@@ -153,6 +177,7 @@ fn filter_chain(fc: &pb::FilterChain, ctx: &mut Ctx) -> Option<FilterChain> {
     Some(FilterChain {
         name: fc.name.clone(),
         matcher,
+        rate_limits,
         filter,
     })
 }

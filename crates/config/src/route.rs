@@ -96,6 +96,8 @@ pub struct Route {
     pub action: Action,
     /// Header mutations at route level.
     pub headers: HeaderMutations,
+    /// `typed_per_filter_config` of the route, else of its virtual host, by filter name.
+    pub per_filter: Vec<(String, crate::filters::PerRoute)>,
 }
 
 /// `RouteMatch`.
@@ -280,6 +282,7 @@ struct VhostDefaults {
     buffer_limit: Option<u32>,
     attempt_count_in_request: bool,
     attempt_count_in_response: bool,
+    per_filter: Vec<(String, crate::filters::PerRoute)>,
 }
 
 /// How the upstream cluster is chosen.
@@ -505,6 +508,7 @@ pub fn from_proto(rc: &pb::RouteConfiguration, ctx: &mut Ctx) -> RouteConfig {
                 buffer_limit: vh.per_request_buffer_limit_bytes.map(|v| v.value),
                 attempt_count_in_request: vh.include_request_attempt_count,
                 attempt_count_in_response: vh.include_attempt_count_in_response,
+                per_filter: crate::filters::per_route(&vh.typed_per_filter_config, c),
             };
             let routes = vh
                 .routes
@@ -583,11 +587,19 @@ fn route(r: &pb::Route, defaults: &VhostDefaults, ctx: &mut Ctx) -> Option<Route
         &r.response_headers_to_remove,
         ctx,
     );
+    // The route's per-filter configs replace its virtual host's, filter by filter.
+    let mut per_filter = crate::filters::per_route(&r.typed_per_filter_config, ctx);
+    for (name, cfg) in &defaults.per_filter {
+        if !per_filter.iter().any(|(n, _)| n == name) {
+            per_filter.push((name.clone(), cfg.clone()));
+        }
+    }
     Some(Route {
         name: r.name.clone(),
         matcher,
         action,
         headers,
+        per_filter,
     })
 }
 

@@ -50,6 +50,34 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", &["name", "typed_config"]),
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig", &["upgrade_type", "enabled"]),
     ("envoy.extensions.filters.http.router.v3.Router", &[]),
+    // HTTP filters
+    (
+        "envoy.extensions.filters.http.fault.v3.HTTPFault",
+        &[
+            "delay", "abort", "upstream_cluster", "headers", "downstream_nodes", "max_active_faults", "response_rate_limit",
+            "delay_percent_runtime", "abort_percent_runtime", "delay_duration_runtime", "abort_http_status_runtime",
+            "max_active_faults_runtime", "response_rate_limit_percent_runtime", "abort_grpc_status_runtime",
+        ],
+    ),
+    ("envoy.extensions.filters.http.fault.v3.FaultAbort", &["http_status", "grpc_status", "header_abort", "percentage", "response_body"]),
+    ("envoy.extensions.filters.http.fault.v3.FaultAbort.HeaderAbort", &[]),
+    ("envoy.extensions.filters.common.fault.v3.FaultDelay", &["fixed_delay", "header_delay", "percentage"]),
+    ("envoy.extensions.filters.common.fault.v3.FaultDelay.HeaderDelay", &[]),
+    ("envoy.extensions.filters.common.fault.v3.FaultRateLimit", &["fixed_limit", "header_limit", "percentage"]),
+    ("envoy.extensions.filters.common.fault.v3.FaultRateLimit.FixedLimit", &["limit_kbps"]),
+    ("envoy.extensions.filters.common.fault.v3.FaultRateLimit.HeaderLimit", &[]),
+    (
+        "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+        &[
+            "stat_prefix", "status", "token_bucket", "filter_enabled", "filter_enforced",
+            "request_headers_to_add_when_not_enforced", "response_headers_to_add", "local_rate_limit_per_downstream_connection",
+        ],
+    ),
+    ("envoy.type.v3.HttpStatus", &["code"]),
+    ("envoy.type.v3.TokenBucket", &["max_tokens", "tokens_per_fill", "fill_interval"]),
+    ("envoy.extensions.filters.http.health_check.v3.HealthCheck", &["pass_through_mode", "headers"]),
+    ("envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit", &["stat_prefix", "token_bucket", "runtime_enabled"]),
+    ("envoy.config.core.v3.RuntimeFeatureFlag", &["default_value", "runtime_key"]),
     (
         "envoy.config.core.v3.HttpProtocolOptions",
         &["idle_timeout", "max_connection_duration", "max_headers_count", "max_requests_per_connection"],
@@ -69,13 +97,14 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
         &[
             "name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
             "retry_policy", "hedge_policy", "per_request_buffer_limit_bytes", "include_request_attempt_count", "include_attempt_count_in_response",
+            "typed_per_filter_config",
         ],
     ),
     (
         "envoy.config.route.v3.Route",
         &[
             "name", "match", "route", "redirect", "direct_response", "request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
-            "per_request_buffer_limit_bytes",
+            "per_request_buffer_limit_bytes", "typed_per_filter_config",
         ],
     ),
     (
@@ -155,6 +184,47 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
             "dns_resolution_config", "typed_dns_resolver_config", "typed_extension_protocol_options", "http2_protocol_options", "http_protocol_options",
             "common_http_protocol_options", "max_requests_per_connection", "per_connection_buffer_limit_bytes",
             "ring_hash_lb_config", "maglev_lb_config", "least_request_lb_config", "metadata", "circuit_breakers",
+            "health_checks", "outlier_detection", "common_lb_config",
+        ],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.CommonLbConfig",
+        &["healthy_panic_threshold", "ignore_new_hosts_until_first_hc", "zone_aware_lb_config"],
+    ),
+    ("envoy.config.cluster.v3.Cluster.CommonLbConfig.ZoneAwareLbConfig", &["fail_traffic_on_panic"]),
+    // Health checking
+    (
+        "envoy.config.core.v3.HealthCheck",
+        &[
+            "timeout", "interval", "initial_jitter", "interval_jitter", "interval_jitter_percent",
+            "unhealthy_threshold", "healthy_threshold", "alt_port", "reuse_connection", "http_health_check",
+            "tcp_health_check", "grpc_health_check", "no_traffic_interval", "no_traffic_healthy_interval",
+            "unhealthy_interval", "unhealthy_edge_interval", "healthy_edge_interval",
+            "always_log_health_check_failures", "always_log_health_check_success",
+        ],
+    ),
+    (
+        "envoy.config.core.v3.HealthCheck.HttpHealthCheck",
+        &[
+            "host", "path", "send", "receive", "response_buffer_size", "request_headers_to_add",
+            "request_headers_to_remove", "expected_statuses", "retriable_statuses", "codec_client_type",
+            "service_name_matcher", "method",
+        ],
+    ),
+    ("envoy.config.core.v3.HealthCheck.TcpHealthCheck", &["send", "receive"]),
+    ("envoy.config.core.v3.HealthCheck.GrpcHealthCheck", &["service_name", "authority", "initial_metadata"]),
+    ("envoy.config.core.v3.HealthCheck.Payload", &["text", "binary"]),
+    (
+        "envoy.config.cluster.v3.OutlierDetection",
+        &[
+            "consecutive_5xx", "interval", "base_ejection_time", "max_ejection_percent", "enforcing_consecutive_5xx",
+            "enforcing_success_rate", "success_rate_minimum_hosts", "success_rate_request_volume",
+            "success_rate_stdev_factor", "consecutive_gateway_failure", "enforcing_consecutive_gateway_failure",
+            "split_external_local_origin_errors", "consecutive_local_origin_failure",
+            "enforcing_consecutive_local_origin_failure", "enforcing_local_origin_success_rate",
+            "failure_percentage_threshold", "enforcing_failure_percentage", "enforcing_failure_percentage_local_origin",
+            "failure_percentage_minimum_hosts", "failure_percentage_request_volume", "max_ejection_time",
+            "max_ejection_time_jitter", "successful_active_health_check_uneject_host", "always_eject_one_host",
         ],
     ),
     ("envoy.config.cluster.v3.CircuitBreakers", &["thresholds"]),
@@ -195,6 +265,10 @@ pub const SUPPORTED_EXTENSIONS: &[&str] = &[
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
     "envoy.network.dns_resolver.cares",
     "envoy.retry_host_predicates.previous_hosts",
+    "envoy.filters.http.fault",
+    "envoy.filters.http.local_ratelimit",
+    "envoy.filters.http.health_check",
+    "envoy.filters.network.local_ratelimit",
 ];
 
 /// The config type of a supported extension (`typed_extension_protocol_options` keys are

@@ -136,7 +136,7 @@ static_resources:
   clusters:
   - name: c
     lb_policy: CLUSTER_PROVIDED
-    outlier_detection: {}
+    lb_subset_config: {}
 "#,
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -144,7 +144,7 @@ static_resources:
     assert!(!ok);
     for want in [
         "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0]: envoy.filters.http.lua is not supported",
-        "static_resources.clusters[0].outlier_detection: field is not supported",
+        "static_resources.clusters[0].lb_subset_config: field is not supported",
         "static_resources.clusters[0].lb_policy: CLUSTER_PROVIDED is not supported",
         "route_config.virtual_hosts[0].routes[0].match.safe_regex.regex: invalid regex",
         "unknown cluster 'missing'",

@@ -4,28 +4,13 @@
 
 use ferry_test_util::bootstrap::HcmBootstrap;
 use ferry_test_util::diff::{send, Observed, Request};
-use ferry_test_util::proc::{admin_get, start, Flavor, Proxy};
+use ferry_test_util::proc::{flavors, Flavor, Proxy};
 use ferry_test_util::scripted::{Scripted, Step};
-use ferry_test_util::{require_envoy, rewrite_bootstrap};
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(10);
-
-/// The flavors to run: ferry, and Envoy when it is installed (`FERRY_TEST_ONLY=envoy`
-/// runs Envoy alone, to see what it does).
-fn flavors() -> Vec<Flavor> {
-    if std::env::var("FERRY_TEST_ONLY").is_ok_and(|v| v == "envoy") {
-        return vec![Flavor::Envoy];
-    }
-    if require_envoy() {
-        vec![Flavor::Ferry, Flavor::Envoy]
-    } else {
-        vec![Flavor::Ferry]
-    }
-}
 
 /// A bootstrap whose one route is `route` (YAML of the route action's extra fields)
 /// to cluster `backend`, logging `%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS%`.
@@ -69,12 +54,7 @@ fn indent(yaml: &str, n: usize) -> String {
 }
 
 async fn proxy(flavor: Flavor, yaml: &str, backends: &[(&str, SocketAddr)]) -> Proxy {
-    let map: BTreeMap<String, SocketAddr> =
-        backends.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-    let rw = rewrite_bootstrap(yaml, &map).unwrap_or_else(|e| panic!("{e:#}"));
-    start(flavor, &rw.yaml)
-        .await
-        .unwrap_or_else(|e| panic!("{flavor:?}: {e:#}"))
+    ferry_test_util::proc::start_with(flavor, yaml, backends).await
 }
 
 fn port(p: &Proxy) -> u16 {
@@ -89,34 +69,12 @@ async fn get(p: &Proxy, req: Request) -> Observed {
 
 /// The access log's lines once it has `n` of them.
 async fn log_lines(path: &Path, n: usize) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<String> = text.lines().map(str::to_string).collect();
-        if lines.len() >= n || tokio::time::Instant::now() > deadline {
-            return lines;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    ferry_test_util::logs::lines_when(path, n).await
 }
 
-/// A stat of the proxy's admin `/stats` (Envoy's text format), once `pred` holds.
+/// A stat of the proxy's admin `/stats`, once `pred` holds.
 async fn stat_when(p: &Proxy, name: &str, pred: impl Fn(u64) -> bool) -> u64 {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let (_, body) = admin_get(p.admin_port(), "/stats")
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        let v = body
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        if pred(v) || tokio::time::Instant::now() > deadline {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    ferry_test_util::admin::stat_when(p.admin_port(), name, pred).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,15 +312,13 @@ async fn request_bodies_are_replayed_within_the_buffer_limit_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn previous_hosts_sends_the_retry_to_another_host() {
-    // ferry only: Envoy 1.40 answered 503 to some of these requests (its RANDOM
-    // balancer with previous_hosts); see docs/envoy-compat.md.
-    for flavor in [Flavor::Ferry] {
+    for flavor in flavors() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let log = dir.path().join("access.log");
         let dead = Scripted::start_with_default(vec![], Step::Status(503)).await;
         let live = Scripted::start(vec![]).await;
         let yaml = bootstrap(
-            "retry_policy:\n  retry_on: 5xx\n  num_retries: 1\n  retry_back_off: {base_interval: 0.001s}\n  retry_host_predicate: [{name: envoy.retry_host_predicates.previous_hosts, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate}}]\n  host_selection_retry_max_attempts: 5",
+            "retry_policy:\n  retry_on: 5xx\n  num_retries: 1\n  retry_back_off: {base_interval: 0.001s}\n  retry_host_predicate: [{name: envoy.retry_host_predicates.previous_hosts, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate}}]\n  host_selection_retry_max_attempts: 100",
             "",
             "lb_policy: RANDOM",
             &log,

@@ -50,7 +50,7 @@ pub struct Server {
     /// Every stat of the process, for admin `/stats`.
     pub stats: Arc<ferry_stats::Store>,
     /// Set by `/healthcheck/fail`.
-    pub health_failed: AtomicBool,
+    pub health_failed: Arc<AtomicBool>,
     /// When the server started.
     pub started: Instant,
     /// Draining: listeners stop accepting, connections close when idle.
@@ -98,6 +98,7 @@ impl Server {
             bootstrap.node_cluster = c.clone();
         }
         let stats = ferry_stats::Store::new();
+        let health_failed = Arc::new(AtomicBool::new(false));
         let clusters = ferry_upstream::ClusterManager::new(&bootstrap.clusters, &stats);
         // Envoy's cluster warming: listeners open once every cluster has its first host
         // set (a DNS cluster after its first resolution attempt, successful or not).
@@ -115,6 +116,7 @@ impl Server {
             config_json: Arc::from(loaded.json),
             local_address: crate::snapshot::local_address(),
             stats: stats.clone(),
+            health_failed: health_failed.clone(),
         };
         let mut sockets = Vec::new();
         for l in &snapshot.bootstrap.listeners {
@@ -147,7 +149,7 @@ impl Server {
             bound,
             admin_addr: admin.as_ref().and_then(|(_, s)| s.local_addr().ok()),
             stats: stats.clone(),
-            health_failed: AtomicBool::new(false),
+            health_failed: health_failed.clone(),
             started: Instant::now(),
             drain_tx,
             shutdown: Notify::new(),

@@ -18,6 +18,8 @@ pub struct Snapshot {
     pub local_address: Option<std::net::IpAddr>,
     /// The process's stats store, where runtimes register their stats.
     pub stats: Arc<ferry_stats::Store>,
+    /// Set by admin `/healthcheck/fail` (read by the health check filter).
+    pub health_failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The first non-loopback, non-link-local interface address, IPv4 first, as Envoy's

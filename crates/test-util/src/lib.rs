@@ -10,14 +10,17 @@
 //! it call [`proc::require_envoy`], which fails loudly when it is missing unless
 //! `FERRY_SKIP_ENVOY=1` is set.
 
+pub mod admin;
 pub mod backend;
 pub mod bootstrap;
 pub mod diff;
 pub mod dns;
+pub mod logs;
 pub mod ports;
 pub mod proc;
 pub mod raw;
 pub mod scripted;
+pub mod switchable;
 
 pub use backend::Backend;
 pub use diff::{compare, normalize, run_scenario, run_scenario_with, Observed, Report, Request};

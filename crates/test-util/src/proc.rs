@@ -159,6 +159,35 @@ fn skip_envoy() -> bool {
     std::env::var("FERRY_SKIP_ENVOY").is_ok_and(|v| v == "1")
 }
 
+/// Starts `flavor` on `yaml` moved to fresh loopback ports, with cluster endpoints
+/// pointed at `backends` (by cluster name or `host:port`, as [`crate::rewrite_bootstrap`]);
+/// panics on failure.
+pub async fn start_with(
+    flavor: Flavor,
+    yaml: &str,
+    backends: &[(&str, std::net::SocketAddr)],
+) -> Proxy {
+    let map: std::collections::BTreeMap<String, std::net::SocketAddr> =
+        backends.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let rw = crate::rewrite_bootstrap(yaml, &map).unwrap_or_else(|e| panic!("{e:#}"));
+    start(flavor, &rw.yaml)
+        .await
+        .unwrap_or_else(|e| panic!("{flavor:?}: {e:#}"))
+}
+
+/// The proxies a differential test runs on: ferry, and Envoy when it is available
+/// (`FERRY_TEST_ONLY=envoy` runs Envoy alone, to see what it does).
+pub fn flavors() -> Vec<Flavor> {
+    if std::env::var("FERRY_TEST_ONLY").is_ok_and(|v| v == "envoy") {
+        return vec![Flavor::Envoy];
+    }
+    if require_envoy() {
+        vec![Flavor::Ferry, Flavor::Envoy]
+    } else {
+        vec![Flavor::Ferry]
+    }
+}
+
 /// Guards a test that needs real Envoy.
 ///
 /// Returns true when Envoy is available; returns false (after printing why)
@@ -275,9 +304,18 @@ async fn is_ready(proxy: &Proxy) -> bool {
 
 /// A GET on the admin endpoint: `(status, body)`.
 pub async fn admin_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+    admin_request(port, "GET", path).await
+}
+
+/// POSTs to the admin endpoint (`/healthcheck/fail`...): status and body.
+pub async fn admin_post(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+    admin_request(port, "POST", path).await
+}
+
+async fn admin_request(port: u16, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
     let exchange = async {
         let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await?;

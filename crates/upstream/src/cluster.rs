@@ -1,6 +1,9 @@
 //! A cluster: its config, the current host set (published with `ArcSwap`) and the
-//! load balancer of each priority.
+//! load balancers of each priority, built over the hosts that health allows.
 
+use crate::health::flags::{self, Coarse};
+use crate::health::ClusterHealth;
+use crate::lb::priority::{self, Counts, Loads};
 use crate::lb::Lb;
 use crate::stats::ClusterStats;
 use crate::Host;
@@ -21,6 +24,42 @@ pub struct Cluster {
     pub breakers: crate::circuit_breaker::Breakers,
     host_set: ArcSwap<HostSet>,
     ready: watch::Sender<bool>,
+    /// Health checking, outlier detection and warming.
+    pub(crate) health: ClusterHealth,
+}
+
+/// Hosts with a balancer over them.
+struct Subset {
+    hosts: Vec<Arc<Host>>,
+    lb: Lb,
+}
+
+impl Subset {
+    fn new(policy: &LbPolicy, hosts: Vec<Arc<Host>>) -> Option<Subset> {
+        (!hosts.is_empty()).then(|| Subset {
+            lb: Lb::build(policy, &hosts),
+            hosts,
+        })
+    }
+}
+
+/// The hosts of one priority, split by health.
+struct PriorityHosts {
+    /// Too few healthy hosts: all hosts are used.
+    panic: bool,
+    healthy: Option<Subset>,
+    degraded: Option<Subset>,
+    /// All hosts (built only in panic).
+    all: Option<Subset>,
+}
+
+/// Host counts by health, for the `membership_*` gauges.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Membership {
+    pub total: usize,
+    pub healthy: usize,
+    pub degraded: usize,
+    pub excluded: usize,
 }
 
 /// An immutable snapshot of a cluster's hosts with their balancers.
@@ -28,39 +67,137 @@ pub(crate) struct HostSet {
     all: Arc<Vec<Arc<Host>>>,
     /// Non-empty priorities, highest (lowest number) first.
     priorities: Vec<PriorityHosts>,
-}
-
-struct PriorityHosts {
-    hosts: Vec<Arc<Host>>,
-    lb: Lb,
+    loads: Loads,
+    /// The (priority index, degraded) that takes all the load, if one does.
+    single: Option<(usize, bool)>,
+    /// The priority draw uses the request hash (hashing balancers), else a random number.
+    hash_draw: bool,
+    fail_traffic_on_panic: bool,
+    pub(crate) membership: Membership,
 }
 
 impl HostSet {
-    /// Groups `hosts` by priority and builds a balancer for each.
-    pub(crate) fn new(policy: &LbPolicy, hosts: Vec<Arc<Host>>) -> HostSet {
+    /// Groups `hosts` by priority, splits each priority by health (the hosts' flags now)
+    /// and builds the balancers that the priority loads and panic mode call for.
+    pub(crate) fn new(
+        policy: &LbPolicy,
+        common: &ferry_config::cluster::CommonLbConfig,
+        hosts: Arc<Vec<Arc<Host>>>,
+    ) -> HostSet {
         let mut by_priority: BTreeMap<u32, Vec<Arc<Host>>> = BTreeMap::new();
-        for h in &hosts {
+        for h in hosts.iter() {
             by_priority.entry(h.priority).or_default().push(h.clone());
         }
-        let priorities = by_priority
-            .into_values()
-            .map(|hosts| PriorityHosts {
-                lb: Lb::build(policy, &hosts),
-                hosts,
+        let mut membership = Membership::default();
+        let mut counts = Vec::with_capacity(by_priority.len());
+        let mut split = Vec::with_capacity(by_priority.len());
+        for hosts in by_priority.into_values() {
+            let mut c = Counts {
+                hosts: hosts.len(),
+                ..Counts::default()
+            };
+            let (mut healthy, mut degraded) = (Vec::new(), Vec::new());
+            for h in &hosts {
+                let f = h.health_flags();
+                if flags::excluded(f) {
+                    c.excluded += 1;
+                    continue;
+                }
+                match flags::coarse(f) {
+                    Coarse::Healthy => healthy.push(h.clone()),
+                    Coarse::Degraded => degraded.push(h.clone()),
+                    Coarse::Unhealthy => {}
+                }
+            }
+            c.healthy = healthy.len();
+            c.degraded = degraded.len();
+            membership.total += c.hosts;
+            membership.healthy += c.healthy;
+            membership.degraded += c.degraded;
+            membership.excluded += c.excluded;
+            counts.push(c);
+            split.push((hosts, healthy, degraded));
+        }
+        let loads = priority::loads(&counts, common.healthy_panic_threshold);
+        let priorities = split
+            .into_iter()
+            .zip(&loads.panic)
+            .map(|((all, healthy, degraded), panic)| {
+                if *panic {
+                    PriorityHosts {
+                        panic: true,
+                        healthy: None,
+                        degraded: None,
+                        all: Subset::new(policy, all),
+                    }
+                } else {
+                    PriorityHosts {
+                        panic: false,
+                        healthy: Subset::new(policy, healthy),
+                        degraded: Subset::new(policy, degraded),
+                        all: None,
+                    }
+                }
             })
             .collect();
+        let single = loads
+            .healthy
+            .iter()
+            .position(|l| *l == 100)
+            .map(|i| (i, false))
+            .or_else(|| {
+                loads
+                    .degraded
+                    .iter()
+                    .position(|l| *l == 100)
+                    .map(|i| (i, true))
+            });
         HostSet {
-            all: Arc::new(hosts),
+            all: hosts,
             priorities,
+            loads,
+            single,
+            hash_draw: matches!(policy, LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. }),
+            fail_traffic_on_panic: common.fail_traffic_on_panic,
+            membership,
         }
     }
 
-    /// Picks a host of the highest priority that has hosts (all hosts are healthy:
-    /// there is no health checking yet, so priority 0 takes all traffic when not empty).
-    pub(crate) fn choose<R: Rng>(&self, hash: Option<u64>, rng: &mut R) -> Option<Arc<Host>> {
-        let p = self.priorities.first()?;
-        let i = p.lb.choose(&p.hosts, hash, rng)?;
-        p.hosts.get(i).cloned()
+    /// Picks a priority by the priority loads, then a host of its healthy (or degraded)
+    /// hosts — or of all its hosts in panic, counting `lb_healthy_panic`.
+    pub(crate) fn choose<R: Rng>(
+        &self,
+        hash: Option<u64>,
+        rng: &mut R,
+        stats: &ClusterStats,
+    ) -> Option<Arc<Host>> {
+        if self.priorities.is_empty() {
+            return None;
+        }
+        let (i, degraded) = match self.single {
+            Some(s) => s,
+            None => {
+                let draw = match hash {
+                    Some(h) if self.hash_draw => h,
+                    _ => rng.random(),
+                };
+                priority::choose(&self.loads, draw)
+            }
+        };
+        let p = self.priorities.get(i)?;
+        let subset = if p.panic {
+            stats.lb_healthy_panic.inc();
+            if self.fail_traffic_on_panic {
+                return None;
+            }
+            p.all.as_ref()
+        } else if degraded {
+            p.degraded.as_ref()
+        } else {
+            p.healthy.as_ref()
+        }?;
+        let j = subset.lb.choose(&subset.hosts, hash, rng)?;
+        subset.hosts.get(j).cloned()
     }
 }
 
@@ -74,35 +211,54 @@ impl std::fmt::Debug for Cluster {
 }
 
 impl Cluster {
-    /// A cluster with `hosts`; `ready` says whether the first host set is known.
+    /// A cluster with `hosts` (not ready yet: see [`Cluster::mark_ready`]). Health
+    /// checks and outlier detection start with [`Cluster::start_health`].
     pub(crate) fn new(
         config: ClusterConfig,
         hosts: Vec<Arc<Host>>,
-        ready: bool,
         store: &ferry_stats::Store,
-    ) -> Cluster {
+    ) -> Arc<Cluster> {
         let stats = Arc::new(ClusterStats::default());
         store.register(format!("cluster.{}.", config.name), &stats);
-        stats.membership_total.set(hosts.len() as u64);
-        stats.membership_healthy.set(hosts.len() as u64);
-        let host_set = ArcSwap::from_pointee(HostSet::new(&config.lb_policy, hosts));
         let breakers =
             crate::circuit_breaker::Breakers::new(&config.circuit_breakers, &config.name, store);
-        Cluster {
-            config,
-            stats,
-            breakers,
-            host_set,
-            ready: watch::Sender::new(ready),
-        }
+        let cluster = Arc::new_cyclic(|this| {
+            let health = ClusterHealth::new(this.clone(), &config, store);
+            for h in &hosts {
+                health.adopt(h, false);
+            }
+            let host_set = ArcSwap::from_pointee(HostSet::new(
+                &config.lb_policy,
+                &config.common_lb,
+                Arc::new(Vec::new()),
+            ));
+            Cluster {
+                config,
+                stats,
+                breakers,
+                host_set,
+                ready: watch::Sender::new(false),
+                health,
+            }
+        });
+        cluster.publish(Arc::new(hosts));
+        cluster
     }
 
-    /// Picks a host by the cluster's `lb_policy`.
+    /// Picks a host by the cluster's `lb_policy` among the hosts health allows; None
+    /// (counting `upstream_cx_none_healthy`) when there is none.
     ///
     /// `hash` is the request hash (from the route's `hash_policy`) used by `RING_HASH`
     /// and `MAGLEV`; when None those policies pick a random host, as Envoy does.
     pub fn choose_host(&self, hash: Option<u64>) -> Option<Arc<Host>> {
-        self.host_set.load().choose(hash, &mut rand::rng())
+        let host = self
+            .host_set
+            .load()
+            .choose(hash, &mut rand::rng(), &self.stats);
+        if host.is_none() {
+            self.stats.upstream_cx_none_healthy.inc();
+        }
+        host
     }
 
     /// Current hosts (all priorities), for admin `/clusters`.
@@ -110,25 +266,41 @@ impl Cluster {
         self.host_set.load().all.clone()
     }
 
-    /// Resolves once the cluster has its first host set (DNS clusters after the first
-    /// resolution attempt; static clusters immediately).
+    /// Resolves once the cluster is warm: its first host set is known (DNS clusters after
+    /// the first resolution attempt; static clusters immediately) and, with a health
+    /// check, every initial host has been checked once.
     pub async fn ready(&self) {
         let mut rx = self.ready.subscribe();
         // The sender lives in `self`, so the channel cannot close while we wait.
         let _ = rx.wait_for(|ready| *ready).await;
     }
 
-    /// Publishes a new host set (rebuilding the balancers) and marks the cluster ready.
+    /// Publishes a new host set (rebuilding the balancers) and marks the cluster
+    /// discovered. Hosts whose address stayed keep their state (the caller reuses them).
     pub(crate) fn set_hosts(&self, hosts: Vec<Arc<Host>>) {
-        self.stats.membership_total.set(hosts.len() as u64);
-        self.stats.membership_healthy.set(hosts.len() as u64);
-        self.host_set
-            .store(Arc::new(HostSet::new(&self.config.lb_policy, hosts)));
+        {
+            let _g = self.health.publish.lock();
+            let old = self.hosts();
+            self.change_members(&old, &hosts);
+            self.publish(Arc::new(hosts));
+        }
         self.mark_ready();
     }
 
-    /// Marks the cluster ready (after a first resolution attempt, even a failed one).
-    pub(crate) fn mark_ready(&self) {
+    /// Builds and stores the host set of `hosts` with their current health, and updates
+    /// the `membership_*` gauges. Callers hold the publish lock (or own the cluster).
+    pub(crate) fn publish(&self, hosts: Arc<Vec<Arc<Host>>>) {
+        let set = HostSet::new(&self.config.lb_policy, &self.config.common_lb, hosts);
+        let m = set.membership;
+        self.stats.membership_total.set(m.total as u64);
+        self.stats.membership_healthy.set(m.healthy as u64);
+        self.stats.membership_degraded.set(m.degraded as u64);
+        self.stats.membership_excluded.set(m.excluded as u64);
+        self.host_set.store(Arc::new(set));
+    }
+
+    /// Lets `ready()` return.
+    pub(crate) fn set_ready(&self) {
         self.ready.send_if_modified(|r| !std::mem::replace(r, true));
     }
 
@@ -144,7 +316,13 @@ impl Cluster {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::health::flags::*;
+    use ferry_config::cluster::CommonLbConfig;
     use rand::SeedableRng;
+
+    fn host_set(policy: &LbPolicy, hosts: Vec<Arc<Host>>) -> HostSet {
+        HostSet::new(policy, &CommonLbConfig::default(), Arc::new(hosts))
+    }
 
     fn host(ip: &str, priority: u32) -> Arc<Host> {
         Host::new(
@@ -163,20 +341,29 @@ mod tests {
             host("10.0.0.2", 0),
             host("10.0.0.3", 2),
         ];
-        let set = HostSet::new(&LbPolicy::Random, hosts);
+        let set = host_set(&LbPolicy::Random, hosts);
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         for _ in 0..100 {
-            let h = set.choose(None, &mut rng).unwrap();
+            let h = set
+                .choose(None, &mut rng, &ClusterStats::default())
+                .unwrap();
             assert_eq!(h.address.to_string(), "10.0.0.2:80");
         }
         // Priority 0 empty: priority 1 takes over.
-        let set = HostSet::new(
+        let set = host_set(
             &LbPolicy::RoundRobin,
             vec![host("10.0.0.1", 1), host("10.0.0.3", 2)],
         );
-        assert_eq!(set.choose(None, &mut rng).unwrap().priority, 1);
-        let empty = HostSet::new(&LbPolicy::RoundRobin, vec![]);
-        assert!(empty.choose(None, &mut rng).is_none());
+        assert_eq!(
+            set.choose(None, &mut rng, &ClusterStats::default())
+                .unwrap()
+                .priority,
+            1
+        );
+        let empty = host_set(&LbPolicy::RoundRobin, vec![]);
+        assert!(empty
+            .choose(None, &mut rng, &ClusterStats::default())
+            .is_none());
     }
 
     #[test]
@@ -189,19 +376,169 @@ mod tests {
             },
             LbPolicy::Maglev { table_size: 65537 },
         ] {
-            let set = HostSet::new(&policy, hosts.clone());
+            let set = host_set(&policy, hosts.clone());
             let mut rng = rand::rngs::StdRng::seed_from_u64(5);
             for hash in [1u64, 99, u64::MAX] {
-                let a = set.choose(Some(hash), &mut rng).unwrap();
+                let a = set
+                    .choose(Some(hash), &mut rng, &ClusterStats::default())
+                    .unwrap();
                 for _ in 0..10 {
-                    assert!(Arc::ptr_eq(&a, &set.choose(Some(hash), &mut rng).unwrap()));
+                    assert!(Arc::ptr_eq(
+                        &a,
+                        &set.choose(Some(hash), &mut rng, &ClusterStats::default())
+                            .unwrap()
+                    ));
                 }
             }
             let mut seen = std::collections::HashSet::new();
             for _ in 0..200 {
-                seen.insert(set.choose(None, &mut rng).unwrap().address);
+                seen.insert(
+                    set.choose(None, &mut rng, &ClusterStats::default())
+                        .unwrap()
+                        .address,
+                );
             }
             assert_eq!(seen.len(), 4, "{policy:?}");
         }
+    }
+
+    fn picks(
+        set: &HostSet,
+        common_stats: &ClusterStats,
+        n: usize,
+    ) -> Vec<Option<std::net::SocketAddr>> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        (0..n)
+            .map(|_| set.choose(None, &mut rng, common_stats).map(|h| h.address))
+            .collect()
+    }
+
+    #[test]
+    fn unhealthy_hosts_leave_the_rotation_until_panic() {
+        let stats = ClusterStats::default();
+        let hosts: Vec<_> = (1..=4).map(|i| host(&format!("10.0.0.{i}"), 0)).collect();
+        hosts[0].flag_set(FAILED_ACTIVE_HC);
+        let set = host_set(&LbPolicy::RoundRobin, hosts.clone());
+        assert_eq!(
+            set.membership,
+            Membership {
+                total: 4,
+                healthy: 3,
+                degraded: 0,
+                excluded: 0
+            }
+        );
+        assert!(picks(&set, &stats, 30)
+            .iter()
+            .all(|a| *a != Some(hosts[0].address)));
+        assert_eq!(stats.lb_healthy_panic.value(), 0);
+        // 1 of 4 healthy (25% < 50%): panic, every host takes traffic.
+        hosts[1].flag_set(FAILED_OUTLIER_CHECK);
+        hosts[2].flag_set(FAILED_EDS_HEALTH);
+        let set = host_set(&LbPolicy::RoundRobin, hosts.clone());
+        let seen: std::collections::HashSet<_> = picks(&set, &stats, 40).into_iter().collect();
+        assert_eq!(seen.len(), 4);
+        assert_eq!(stats.lb_healthy_panic.value(), 40);
+        // Panic disabled: only the healthy host.
+        let no_panic = CommonLbConfig {
+            healthy_panic_threshold: 0.0,
+            ..CommonLbConfig::default()
+        };
+        let set = HostSet::new(&LbPolicy::RoundRobin, &no_panic, Arc::new(hosts.clone()));
+        assert!(picks(&set, &stats, 20)
+            .iter()
+            .all(|a| *a == Some(hosts[3].address)));
+        // ... and none when it fails too.
+        hosts[3].flag_set(FAILED_ACTIVE_HC);
+        let set = HostSet::new(&LbPolicy::RoundRobin, &no_panic, Arc::new(hosts.clone()));
+        assert!(picks(&set, &stats, 5).iter().all(Option::is_none));
+        // fail_traffic_on_panic: no host instead of all hosts.
+        let fail = CommonLbConfig {
+            fail_traffic_on_panic: true,
+            ..CommonLbConfig::default()
+        };
+        let set = HostSet::new(&LbPolicy::RoundRobin, &fail, Arc::new(hosts.clone()));
+        assert!(picks(&set, &stats, 5).iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn load_spills_to_the_next_priority_by_health() {
+        let stats = ClusterStats::default();
+        let hosts = vec![
+            host("10.0.0.1", 0),
+            host("10.0.0.2", 0),
+            host("10.0.1.1", 1),
+            host("10.0.1.2", 1),
+        ];
+        hosts[0].flag_set(FAILED_ACTIVE_HC);
+        // P0 is 50% healthy: 70% of the load (overprovisioning 1.4), P1 30%.
+        let set = host_set(&LbPolicy::Random, hosts.clone());
+        let p1 = picks(&set, &stats, 2000)
+            .iter()
+            .filter(|a| a.is_some_and(|a| a.to_string().starts_with("10.0.1.")))
+            .count();
+        assert!((450..750).contains(&p1), "{p1}");
+        assert_eq!(stats.lb_healthy_panic.value(), 0);
+    }
+
+    #[test]
+    fn degraded_and_excluded_hosts() {
+        let stats = ClusterStats::default();
+        let hosts: Vec<_> = (1..=5).map(|i| host(&format!("10.0.0.{i}"), 0)).collect();
+        for h in &hosts[1..4] {
+            h.flag_set(DEGRADED_EDS_HEALTH);
+        }
+        // Excluded: out of the arithmetic and of the rotation (panic would use it).
+        hosts[4].flag_set(EDS_STATUS_DRAINING);
+        let set = host_set(&LbPolicy::Random, hosts.clone());
+        assert_eq!(
+            set.membership,
+            Membership {
+                total: 5,
+                healthy: 1,
+                degraded: 3,
+                excluded: 1
+            }
+        );
+        // Healthy availability 140 * 1/4 = 35%: the rest goes to the degraded hosts.
+        let all = picks(&set, &stats, 2000);
+        let healthy = all.iter().filter(|a| **a == Some(hosts[0].address)).count();
+        assert!((550..850).contains(&healthy), "{healthy}");
+        assert!(all.iter().all(|a| *a != Some(hosts[4].address)));
+    }
+
+    #[test]
+    fn hosts_that_stay_keep_their_health_across_updates() {
+        let yaml = r#"
+static_resources:
+  clusters:
+  - name: c
+    health_checks:
+    - {timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {}}
+    outlier_detection: {}
+"#;
+        let config = ferry_config::load(yaml, ferry_config::Format::Yaml)
+            .unwrap()
+            .bootstrap
+            .clusters
+            .remove(0);
+        let (a, b) = (host("10.0.0.1", 0), host("10.0.0.2", 0));
+        let c = Cluster::new(
+            config,
+            vec![a.clone(), b.clone()],
+            &ferry_stats::Store::new(),
+        );
+        // With a health check, hosts start failed until their first check.
+        assert_eq!(a.health_flags_string(), "/failed_active_hc");
+        assert_eq!(c.stats.membership_healthy.value(), 0);
+        a.flag_clear(FAILED_ACTIVE_HC);
+        a.flag_set(FAILED_OUTLIER_CHECK);
+        // Re-resolution: a stays (same host), b goes, n arrives.
+        let n = host("10.0.0.3", 0);
+        c.set_hosts(vec![a.clone(), n.clone()]);
+        assert_eq!(a.health_flags_string(), "/failed_outlier_check");
+        assert_eq!(n.health_flags_string(), "/failed_active_hc");
+        assert_eq!(c.stats.membership_total.value(), 2);
+        assert!(b.hc.lock().retired);
     }
 }

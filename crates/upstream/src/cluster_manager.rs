@@ -30,6 +30,9 @@ impl Drop for ClusterManager {
         for t in &self.tasks {
             t.abort();
         }
+        for c in &self.clusters {
+            c.stop_health();
+        }
     }
 }
 
@@ -41,8 +44,8 @@ fn reap_period(idle_timeout: Duration) -> Duration {
 
 impl ClusterManager {
     /// Builds all clusters; spawns DNS refresh tasks for `STRICT_DNS`/`LOGICAL_DNS`
-    /// clusters (and idle-connection reapers) on the current tokio runtime. The tasks
-    /// stop when the manager is dropped.
+    /// clusters, health check and outlier detection tasks, and idle-connection reapers
+    /// on the current tokio runtime. The tasks stop when the manager is dropped.
     pub fn new(clusters: &[ClusterConfig], store: &ferry_stats::Store) -> Arc<ClusterManager> {
         let runtime = tokio::runtime::Handle::try_current().ok();
         if runtime.is_none() {
@@ -65,13 +68,18 @@ impl ClusterManager {
             }
             let cluster = match &config.discovery {
                 Discovery::Static => {
-                    let hosts = static_::hosts(config);
-                    Arc::new(Cluster::new(config.clone(), hosts, true, store))
+                    let cluster = Cluster::new(config.clone(), static_::hosts(config), store);
+                    if let Some(rt) = &runtime {
+                        cluster.start_health(rt);
+                    }
+                    cluster.mark_ready();
+                    cluster
                 }
                 Discovery::StrictDns(d) | Discovery::LogicalDns(d) => {
                     let logical = matches!(config.discovery, Discovery::LogicalDns(_));
-                    let cluster = Arc::new(Cluster::new(config.clone(), Vec::new(), false, store));
+                    let cluster = Cluster::new(config.clone(), Vec::new(), store);
                     if let Some(rt) = &runtime {
+                        cluster.start_health(rt);
                         let task = rt.spawn(dns::run(Arc::downgrade(&cluster), d.clone(), logical));
                         manager.tasks.push(task.abort_handle());
                     }

@@ -1,9 +1,10 @@
-//! An upstream host: its address, weight, locality, stats and connection pool.
+//! An upstream host: its address, weight, locality, stats, health and connection pool.
 
+use crate::outlier::{HostMonitor, Outcome};
 use crate::pool::Pool;
 use crate::{Body, Cluster, UpstreamError};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 /// One upstream host (an address of a cluster).
@@ -23,6 +24,13 @@ pub struct Host {
     pub(crate) pool: Pool,
     /// This host, for connection tasks that outlive a borrow of it.
     pub(crate) this: Weak<Host>,
+    /// Envoy's health flags (`health::flags`), set by active health checking, outlier
+    /// detection and the endpoint's EDS status.
+    health: AtomicU32,
+    /// Active health checking thresholds of this host.
+    pub(crate) hc: parking_lot::Mutex<crate::health::session::Session>,
+    /// Outlier detection counters, fed by every attempt.
+    pub(crate) outlier: HostMonitor,
 }
 
 /// Per-host counters and gauges, as Envoy's admin `/clusters` reports them.
@@ -162,7 +170,49 @@ impl Host {
             stats: HostStats::default(),
             pool: Pool::default(),
             this: this.clone(),
+            health: AtomicU32::new(0),
+            hc: parking_lot::Mutex::new(Default::default()),
+            outlier: HostMonitor::default(),
         })
+    }
+
+    /// The health flags (bits of `health::flags`).
+    pub(crate) fn health_flags(&self) -> u32 {
+        self.health.load(Ordering::Acquire)
+    }
+
+    /// Whether any of `flag` is set.
+    pub(crate) fn flag_get(&self, flag: u32) -> bool {
+        self.health_flags() & flag != 0
+    }
+
+    /// Sets `flag`.
+    pub(crate) fn flag_set(&self, flag: u32) {
+        self.health.fetch_or(flag, Ordering::AcqRel);
+    }
+
+    /// Clears `flag`.
+    pub(crate) fn flag_clear(&self, flag: u32) {
+        self.health.fetch_and(!flag, Ordering::AcqRel);
+    }
+
+    /// Envoy's admin rendering of the health flags: `healthy` or e.g.
+    /// `/failed_active_hc/failed_outlier_check`.
+    pub fn health_flags_string(&self) -> String {
+        crate::health::flags::describe(self.health_flags())
+    }
+
+    /// The success rate outlier detection computed for this host at its last interval
+    /// (`local`: the local-origin one), or -1 (admin `/clusters`).
+    pub fn success_rate(&self, local: bool) -> f64 {
+        self.outlier.success_rate(local)
+    }
+
+    /// Reports that an attempt on this host timed out (the router's per-try or global
+    /// timeout; Envoy's `LOCAL_ORIGIN_TIMEOUT`): a gateway error (504) for outlier
+    /// detection, or a local-origin failure with `split_external_local_origin_errors`.
+    pub fn report_timeout(&self) {
+        self.outlier.put(self, Outcome::Timeout);
     }
 
     /// Sends a request over this host's connection pool (HTTP/1.1 keep-alive reuse, or
@@ -201,6 +251,10 @@ impl Host {
             _admission: admission,
             finished: None,
         };
+        let grpc = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
         let result = self.pool.send(self, cluster, breaker, req).await;
         match &result {
             Ok((resp, _)) => {
@@ -211,9 +265,38 @@ impl Host {
                 } else {
                     self.stats.rq_success.fetch_add(1, Ordering::Relaxed);
                 }
+                self.outlier.put(self, Outcome::ConnectSuccess);
+                // A gRPC status in the headers (trailers-only) counts as its HTTP mapping.
+                let grpc_status = grpc
+                    .then(|| resp.headers().get("grpc-status"))
+                    .flatten()
+                    .and_then(|v| v.to_str().ok()?.parse::<u32>().ok());
+                let status = match grpc_status {
+                    Some(g) => crate::outlier::grpc_to_http_status(g),
+                    None => resp.status().as_u16(),
+                };
+                self.outlier.put(self, Outcome::Status(status));
+                if resp
+                    .headers()
+                    .contains_key("x-envoy-immediate-health-check-fail")
+                {
+                    cluster.immediate_health_check_fail(self);
+                }
             }
-            Err(_) => {
+            Err(e) => {
                 self.stats.rq_error.fetch_add(1, Ordering::Relaxed);
+                match e {
+                    UpstreamError::ConnectFailure(_) | UpstreamError::ConnectTimeout => {
+                        self.outlier.put(self, Outcome::ConnectFailed)
+                    }
+                    // A connection was had; the stream failed before a response.
+                    UpstreamError::ResetBeforeResponse(_) | UpstreamError::Protocol(_) => {
+                        self.outlier.put(self, Outcome::ConnectSuccess);
+                        self.outlier.put(self, Outcome::ConnectFailed);
+                    }
+                    // A circuit breaker refused it: nothing about the host.
+                    UpstreamError::Overflow(_) => {}
+                }
             }
         };
         let (resp, finished) = result?;

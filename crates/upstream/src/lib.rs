@@ -2,17 +2,24 @@
 //! host discovery (`STATIC`, `STRICT_DNS`, `LOGICAL_DNS`), load balancers
 //! (`lb::*`) and per-host upstream connection pools (`pool`).
 //!
+//! Host health comes from active health checking (`health`), outlier detection
+//! (`outlier`) and the endpoints' EDS status; the host set is rebuilt and republished
+//! when it changes, with Envoy's priority loads and panic mode.
+//!
 //! Hot path: `Cluster::choose_host` reads an `ArcSwap` snapshot of the host set and
 //! uses atomics; `Host::send` takes a short `parking_lot` critical section to check
-//! out a pooled connection.
+//! out a pooled connection, and reports each attempt's outcome to outlier detection
+//! with relaxed atomics.
 
 pub mod circuit_breaker;
 mod cluster;
 mod cluster_manager;
 mod discovery;
 mod error;
+pub mod health;
 mod host;
 mod lb;
+mod outlier;
 mod pool;
 mod stats;
 
@@ -20,7 +27,7 @@ pub use cluster::Cluster;
 pub use cluster_manager::ClusterManager;
 pub use error::UpstreamError;
 pub use host::{Host, HostStats};
-pub use stats::ClusterStats;
+pub use stats::{ClusterStats, HealthCheckStats, OutlierStats};
 
 /// The boxed error type of request and response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -60,3 +60,52 @@ impl ClusterStats {
         }
     }
 }
+
+ferry_stats::stat_group! {
+    /// `cluster.<name>.health_check.*` (only for clusters with a health check).
+    pub struct HealthCheckStats {
+        counters: {
+            attempt,
+            success,
+            failure,
+            network_failure,
+            passive_failure,
+            verify_cluster,
+        }
+        gauges: {
+            healthy,
+            degraded,
+        }
+    }
+}
+
+ferry_stats::stat_group! {
+    /// `cluster.<name>.outlier_detection.*` (only for clusters with outlier detection).
+    pub struct OutlierStats {
+        counters: {
+            ejections_enforced_total,
+            ejections_overflow,
+            ejections_enforced_consecutive_5xx,
+            ejections_detected_consecutive_5xx,
+            ejections_enforced_success_rate,
+            ejections_detected_success_rate,
+            ejections_enforced_consecutive_gateway_failure,
+            ejections_detected_consecutive_gateway_failure,
+            ejections_enforced_consecutive_local_origin_failure,
+            ejections_detected_consecutive_local_origin_failure,
+            ejections_enforced_local_origin_success_rate,
+            ejections_detected_local_origin_success_rate,
+            ejections_enforced_failure_percentage,
+            ejections_detected_failure_percentage,
+            ejections_enforced_local_origin_failure_percentage,
+            ejections_detected_local_origin_failure_percentage,
+            ejections_detected_degradation,
+            ejections_total,
+            ejections_consecutive_5xx,
+            ejections_success_rate,
+        }
+        gauges: {
+            ejections_active,
+        }
+    }
+}

@@ -97,6 +97,9 @@ fn config(
         discovery,
         connect_timeout: Duration::from_secs(5),
         lb_policy: LbPolicy::RoundRobin,
+        common_lb: Default::default(),
+        health_check: None,
+        outlier_detection: None,
         localities: vec![Locality {
             name: String::new(),
             priority: 0,
@@ -106,6 +109,7 @@ fn config(
                 port,
                 weight: 1,
                 hostname: None,
+                health: Default::default(),
             }],
         }],
         protocol,

@@ -154,16 +154,31 @@ fn clusters(server: &Server) -> String {
     for c in snap.clusters.clusters() {
         let name = &c.config.name;
         let _ = writeln!(s, "{name}::observability_name::{name}");
+        for (local, label) in [(false, ""), (true, "local_origin_")] {
+            if let Some((average, threshold)) = c.outlier_success_rate(local) {
+                let _ = writeln!(s, "{name}::outlier::{label}success_rate_average::{average}");
+                let _ = writeln!(
+                    s,
+                    "{name}::outlier::{label}success_rate_ejection_threshold::{threshold}"
+                );
+            }
+        }
         for h in c.hosts().iter() {
             let a = h.address;
             for (stat, value) in h.stats.counters() {
                 let _ = writeln!(s, "{name}::{a}::{stat}::{value}");
             }
             let _ = writeln!(s, "{name}::{a}::hostname::{}", h.hostname);
-            let _ = writeln!(s, "{name}::{a}::health_flags::healthy");
+            let _ = writeln!(s, "{name}::{a}::health_flags::{}", h.health_flags_string());
             let _ = writeln!(s, "{name}::{a}::weight::{}", h.weight);
             let _ = writeln!(s, "{name}::{a}::region::{}", h.locality);
             let _ = writeln!(s, "{name}::{a}::priority::{}", h.priority);
+            let _ = writeln!(s, "{name}::{a}::success_rate::{}", h.success_rate(false));
+            let _ = writeln!(
+                s,
+                "{name}::{a}::local_origin_success_rate::{}",
+                h.success_rate(true)
+            );
         }
     }
     s

@@ -174,6 +174,8 @@ type AttemptFuture = Pin<
 
 struct Running {
     n: u32,
+    /// For outlier detection: a timed-out attempt is the host's local-origin timeout.
+    host: Arc<Host>,
     started: tokio::time::Instant,
     abort: AbortHandle,
     /// A hedged attempt past its per-try timeout: it runs on without a deadline.
@@ -303,13 +305,13 @@ pub async fn run(
                     )));
                     running.push(Running {
                         n,
+                        host: host.clone(),
                         started: now,
                         abort,
                         timed_out: false,
                     });
                 }
                 (None, _) if running.is_empty() => {
-                    stats.upstream_cx_none_healthy.inc();
                     return Attempted::Local {
                         reason: LocalReason::NoHealthyUpstream,
                         failure: None,
@@ -428,6 +430,7 @@ pub async fn run(
                     stats.upstream_rq_per_try_timeout.inc();
                 }
                 let reason = if idle { LocalReason::PerTryIdleTimeout } else { LocalReason::PerTryTimeout };
+                running[pos].host.report_timeout();
                 if hedging && !idle {
                     running[pos].timed_out = true;
                 } else {
@@ -460,6 +463,7 @@ pub async fn run(
             _ = tokio::time::sleep_until(route_at.unwrap_or(now)), if route_at.is_some() => {
                 stats.upstream_rq_timeout.inc();
                 for r in &running {
+                    r.host.report_timeout();
                     r.abort.abort();
                 }
                 return Attempted::Local { reason: LocalReason::UpstreamTimeout, failure: None };

@@ -209,6 +209,11 @@ pub fn grpc_response(status: http::StatusCode, message: Option<&str>) -> http::R
         429 | 502 | 503 | 504 => 14,
         _ => 2,
     };
+    grpc_response_with_code(code, message)
+}
+
+/// A trailers-only gRPC response with this `grpc-status`.
+pub fn grpc_response_with_code(code: u32, message: Option<&str>) -> http::Response<Body> {
     let mut resp = response(http::StatusCode::OK, None);
     let h = resp.headers_mut();
     h.insert(

@@ -2,6 +2,7 @@
 
 pub mod attempts;
 pub mod body;
+pub mod filters;
 pub mod headers;
 pub mod local_reply;
 pub mod mirror;
@@ -9,4 +10,5 @@ pub mod replay;
 pub mod retry;
 pub mod route_match;
 pub mod router;
+pub mod throttle;
 pub mod upgrade;

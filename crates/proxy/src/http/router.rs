@@ -4,6 +4,7 @@
 use crate::access_log::StreamInfo;
 use crate::http::attempts::{Attempted, Plan, PlanBody, Timeouts};
 use crate::http::body::{CountedRequest, LogOnEnd, LoggedResponse, RequestTap, TimedResponse};
+use crate::http::filters::{FilterRequest, LocalReply as FilterReply, ResponseWork, Verdict};
 use crate::http::headers::{self, Side};
 use crate::http::local_reply::{self, LocalReason};
 use crate::http::retry::RetryState;
@@ -81,6 +82,7 @@ static NO_TARGET: RouteTarget = RouteTarget {
     clusters: Vec::new(),
     expected_timeout: None,
     mirrors: Vec::new(),
+    overrides: Vec::new(),
 };
 
 /// Handles one request to completion of its response headers; the body streams after.
@@ -94,8 +96,16 @@ pub async fn handle(
     // A stream counts as in flight until its response body ends: for the HTTP/2 idle
     // timeout and for the HTTP/1.1 framing guard's refusals.
     let guard = conn.open_stream(req.version() == http::Version::HTTP_2);
-    let resp = route_request(&hcm, &conn, req, start, tap).await;
-    let (parts, body) = resp.into_parts();
+    let mut work = ResponseWork::default();
+    let resp = route_request(&hcm, &conn, req, start, tap, &mut work).await;
+    let (mut parts, mut body) = resp.into_parts();
+    // What the HTTP filters left for the response.
+    for (name, value) in work.headers {
+        parts.headers.insert(name, value);
+    }
+    if let Some(kbps) = work.throttle_kbps {
+        body = crate::http::throttle::Throttled::new(body, kbps).boxed();
+    }
     Response::from_parts(parts, crate::http::body::Guarded::new(body, guard).boxed())
 }
 
@@ -105,6 +115,7 @@ async fn route_request(
     mut req: Request<hyper::body::Incoming>,
     start: Instant,
     tap: Arc<RequestTap>,
+    work: &mut ResponseWork,
 ) -> Response<Body> {
     let cfg = &hcm.config;
     let protocol = match req.version() {
@@ -225,6 +236,43 @@ async fn route_request(
     };
     let rc = cfg.route_config.clone();
     let found = route_match::find(&rc, &view);
+    // The HTTP filters, with the matched route's per-filter configs.
+    if !hcm.filters.is_empty() {
+        let (target, cluster) = match &found {
+            Some(route_match::Found {
+                vh_index,
+                route: Some((route_index, route)),
+                ..
+            }) => (
+                hcm.routes.get(*vh_index).and_then(|r| r.get(*route_index)),
+                match &route.action {
+                    Action::Route(ra) => match &ra.cluster {
+                        ClusterSpecifier::Name(n) => Some(n.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                },
+            ),
+            _ => (None, None),
+        };
+        let path = info.path.clone();
+        let method = info.method.clone();
+        let mut rq = FilterRequest {
+            headers: req.headers_mut(),
+            path: &path,
+            method: &method,
+            overrides: target.map(|t| t.overrides.as_slice()).unwrap_or_default(),
+            cluster: cluster.as_deref(),
+            conn,
+            info: &mut info,
+            response: work,
+        };
+        for f in &hcm.filters {
+            if let Verdict::Reply(reply) = f.on_request(&mut rq).await {
+                return finish_filter_reply(hcm, info, req.headers(), reply, start, tap);
+            }
+        }
+    }
     let (vh_index, route_index, vh, route) = match found {
         Some(route_match::Found {
             vh_index,
@@ -640,6 +688,7 @@ async fn forward(
         (Waited::Timeout(reason), _) => {
             if reason == LocalReason::UpstreamTimeout {
                 cluster.stats.upstream_rq_timeout.inc();
+                host.report_timeout();
             }
             return finish_local(
                 &hcm,
@@ -919,6 +968,37 @@ fn finish_local(
         // A protocol error: the connection is not reused (Envoy closes it).
         resp.headers_mut()
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    finish_response(hcm, info, resp, start, tap)
+}
+
+/// Answers with an HTTP filter's local reply (fault abort, rate limit, health check).
+fn finish_filter_reply(
+    hcm: &HcmRuntime,
+    mut info: StreamInfo,
+    request_headers: &HeaderMap,
+    reply: FilterReply,
+    start: Instant,
+    tap: Arc<RequestTap>,
+) -> Response<Body> {
+    let body = reply.body.as_deref();
+    let mut resp = match (info.is_grpc, reply.grpc_status) {
+        (true, Some(code)) => local_reply::grpc_response_with_code(code, body),
+        (true, None) => local_reply::grpc_response(reply.status, body),
+        (false, _) => local_reply::response(
+            reply.status,
+            body.map(|b| Bytes::copy_from_slice(b.as_bytes())),
+        ),
+    };
+    if let Some(f) = reply.flag {
+        info.response_flags.push(f);
+    }
+    info.response_code_details = Some(reply.details);
+    if hcm.keep_request_headers {
+        info.request_headers = request_headers.clone();
+    }
+    for (name, value) in reply.headers {
+        resp.headers_mut().append(name, value);
     }
     finish_response(hcm, info, resp, start, tap)
 }

@@ -36,6 +36,8 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// A filter chain with its network filter built for serving.
 pub(crate) struct ChainRuntime {
     pub(crate) config: FilterChain,
+    /// `envoy.filters.network.local_ratelimit` filters, in order.
+    pub(crate) rate_limits: Vec<crate::network::local_ratelimit::NetworkLimiter>,
     pub(crate) filter: NetworkRuntime,
 }
 
@@ -58,6 +60,13 @@ impl ListenerRuntime {
     pub fn new(l: &Listener, snapshot: &Snapshot) -> ListenerRuntime {
         let build = |fc: &FilterChain| ChainRuntime {
             config: fc.clone(),
+            rate_limits: fc
+                .rate_limits
+                .iter()
+                .map(|l| {
+                    crate::network::local_ratelimit::NetworkLimiter::new(l.clone(), &snapshot.stats)
+                })
+                .collect(),
             filter: match &fc.filter {
                 NetworkFilter::Http(h) => {
                     NetworkRuntime::Http(Arc::new(HcmRuntime::new(h.clone(), snapshot)))
@@ -130,6 +139,10 @@ async fn handle(server: &Arc<Server>, rt: &ListenerRuntime, stream: TcpStream, p
             }
         },
     };
+    if !chain.rate_limits.iter().all(|l| l.admit()) {
+        tracing::debug!(listener = %rt.name, %peer, "connection rate limited; closing");
+        return;
+    }
     match &chain.filter {
         NetworkRuntime::Http(h) => {
             crate::network::hcm::serve(server, h.clone(), stream, peer, local, rt.buffer_limit)

@@ -31,6 +31,8 @@ pub struct HcmRuntime {
     pub routes: Vec<Vec<RouteTarget>>,
     /// This host's address, appended to `x-forwarded-for` for loopback peers.
     pub local_address: Option<std::net::IpAddr>,
+    /// The HTTP filters before the router, in order.
+    pub filters: Vec<crate::http::filters::Filter>,
 }
 
 /// A route's upstream side, resolved against the snapshot's clusters.
@@ -41,6 +43,8 @@ pub struct RouteTarget {
     pub clusters: Vec<Option<Arc<ferry_upstream::Cluster>>>,
     /// `x-envoy-expected-rq-timeout-ms` for the route timeout.
     pub expected_timeout: Option<http::HeaderValue>,
+    /// Per-route filter configs (`typed_per_filter_config`), with their state.
+    pub overrides: Vec<(String, crate::http::filters::RouteOverride)>,
     /// `request_mirror_policies` clusters, in order (None: the cluster does not exist,
     /// or is named per request by `cluster_header`).
     pub mirrors: Vec<Option<Arc<ferry_upstream::Cluster>>>,
@@ -51,8 +55,20 @@ impl HcmRuntime {
     pub fn new(config: Arc<HttpConnectionManager>, snapshot: &Snapshot) -> HcmRuntime {
         let loggers: Vec<Logger> = config.access_logs.iter().map(Logger::new).collect();
         let keep_request_headers = !loggers.is_empty() || templates_read_request_headers(&config);
-        let routes = resolve_routes(&config, &snapshot.clusters);
+        let env = crate::http::filters::Env {
+            stat_prefix: &config.stat_prefix,
+            stats: &snapshot.stats,
+            health_failed: snapshot.health_failed.clone(),
+        };
+        let filters = config
+            .http_filters
+            .iter()
+            .enumerate()
+            .map(|(i, f)| crate::http::filters::Filter::new(f, i, &env))
+            .collect();
+        let routes = resolve_routes(&config, &snapshot.clusters, &env);
         HcmRuntime {
+            filters,
             keep_request_headers,
             routes,
             local_address: snapshot.local_address,
@@ -80,6 +96,9 @@ pub struct ConnInfo {
     /// The listener's `per_connection_buffer_limit_bytes` (caps what a request may
     /// buffer for retries and mirrors).
     pub buffer_limit: u32,
+    /// Local rate limit buckets of this connection
+    /// (`local_rate_limit_per_downstream_connection`).
+    pub buckets: crate::http::filters::local_ratelimit::ConnectionBuckets,
 }
 
 /// Open HTTP/2 streams of a connection and when the last one ended. (HTTP/1.1 idleness
@@ -202,6 +221,15 @@ fn log_all(loggers: &[Logger], info: &StreamInfo) {
 }
 
 impl ConnInfo {
+    /// This connection's token bucket for the local rate limit filter at `index`.
+    pub fn local_bucket(
+        &self,
+        index: usize,
+        config: ferry_config::filters::local_ratelimit::TokenBucket,
+    ) -> Arc<crate::http::filters::local_ratelimit::Bucket> {
+        self.buckets.get(index, config)
+    }
+
     /// The access-log record of a stream the codec refused before it reached the
     /// router: no request, the connection's addresses, Envoy's flag and details.
     fn codec_error(
@@ -257,6 +285,7 @@ pub(crate) async fn serve(
         shared: shared.clone(),
         streams: StreamCount::new(),
         buffer_limit,
+        buckets: Default::default(),
     });
     let idle_conn = conn.clone();
     let (loggers, log_conn) = (hcm.loggers.clone(), conn.clone());
@@ -426,7 +455,11 @@ fn templates_read_request_headers(cfg: &HttpConnectionManager) -> bool {
         })
 }
 
-fn resolve_routes(cfg: &HttpConnectionManager, clusters: &ClusterManager) -> Vec<Vec<RouteTarget>> {
+fn resolve_routes(
+    cfg: &HttpConnectionManager,
+    clusters: &ClusterManager,
+    env: &crate::http::filters::Env<'_>,
+) -> Vec<Vec<RouteTarget>> {
     use ferry_config::route::{Action, ClusterSpecifier};
     cfg.route_config
         .virtual_hosts
@@ -436,6 +469,7 @@ fn resolve_routes(cfg: &HttpConnectionManager, clusters: &ClusterManager) -> Vec
                 .iter()
                 .map(|r| match &r.action {
                     Action::Route(ra) => RouteTarget {
+                        overrides: crate::http::filters::route_overrides(r, env),
                         clusters: match &ra.cluster {
                             ClusterSpecifier::Name(n) => vec![clusters.get(n).cloned()],
                             ClusterSpecifier::Weighted(w) => w
@@ -459,7 +493,10 @@ fn resolve_routes(cfg: &HttpConnectionManager, clusters: &ClusterManager) -> Vec
                             })
                             .collect(),
                     },
-                    _ => RouteTarget::default(),
+                    _ => RouteTarget {
+                        overrides: crate::http::filters::route_overrides(r, env),
+                        ..RouteTarget::default()
+                    },
                 })
                 .collect()
         })

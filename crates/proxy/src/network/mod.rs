@@ -2,4 +2,5 @@
 
 mod h1_guard;
 pub mod hcm;
+pub mod local_ratelimit;
 pub mod tcp_proxy;

@@ -81,6 +81,7 @@ pub(crate) async fn run(cluster: Weak<Cluster>, dns: Dns, logical: bool) {
                     e.hostname.clone(),
                     l.priority,
                     l.name.clone(),
+                    e.health,
                 )
             })
             .collect();
@@ -98,7 +99,7 @@ pub(crate) async fn run(cluster: Weak<Cluster>, dns: Dns, logical: bool) {
                 .map(|(_, host, port, ..)| resolve(&resolver, host, *port, dns.family)),
         )
         .await;
-        for ((key, host, _, weight, hostname, priority, locality), answer) in
+        for ((key, host, _, weight, hostname, priority, locality, health), answer) in
             targets.into_iter().zip(answers)
         {
             let addrs = match answer {
@@ -139,13 +140,17 @@ pub(crate) async fn run(cluster: Weak<Cluster>, dns: Dns, logical: bool) {
                     .iter()
                     .map(|a| match previous.iter().find(|h| h.address == *a) {
                         Some(h) => h.clone(),
-                        None => Host::new(
-                            *a,
-                            hostname.clone().unwrap_or_else(|| host.clone()),
-                            weight,
-                            priority,
-                            locality.clone(),
-                        ),
+                        None => {
+                            let h = Host::new(
+                                *a,
+                                hostname.clone().unwrap_or_else(|| host.clone()),
+                                weight,
+                                priority,
+                                locality.clone(),
+                            );
+                            h.flag_set(crate::health::flags::from_eds(health));
+                            h
+                        }
                     })
                     .collect()
             };

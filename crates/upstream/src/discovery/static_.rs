@@ -16,13 +16,15 @@ pub(crate) fn hosts(config: &ClusterConfig) -> Vec<Arc<Host>> {
                 continue;
             };
             let hostname = ep.hostname.clone().unwrap_or_else(|| ip.to_string());
-            hosts.push(Host::new(
+            let host = Host::new(
                 SocketAddr::new(ip, ep.port),
                 hostname,
                 ep.weight,
                 locality.priority,
                 locality.name.clone(),
-            ));
+            );
+            host.flag_set(crate::health::flags::from_eds(ep.health));
+            hosts.push(host);
         }
     }
     hosts

@@ -7,6 +7,7 @@
 pub(crate) mod edf;
 pub(crate) mod least_request;
 pub(crate) mod maglev;
+pub(crate) mod priority;
 pub(crate) mod random;
 pub(crate) mod ring_hash;
 pub(crate) mod round_robin;

@@ -1,0 +1,39 @@
+//! `envoy.filters.http.health_check`: answers health checks for this proxy (or passes
+//! them through), failing while admin `/healthcheck/fail` is in force.
+
+use super::unpack;
+use crate::route::HeaderMatcher;
+use crate::Ctx;
+use ferry_envoy_api::pb::envoy::extensions::filters::http::health_check::v3 as pb;
+use ferry_envoy_api::pb::google::protobuf::Any;
+
+/// A validated `HealthCheck` filter.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    /// `pass_through_mode` (required): forward health checks upstream instead of
+    /// answering them.
+    pub pass_through: bool,
+    /// `headers`: what makes a request a health check (all must match).
+    pub headers: Vec<HeaderMatcher>,
+}
+
+/// Converts a `HealthCheck` from its `Any`.
+pub fn from_any(any: &Any, ctx: &mut Ctx) -> Option<HealthCheck> {
+    let h: pb::HealthCheck = unpack(any, ctx)?;
+    let Some(pass_through) = h.pass_through_mode.map(|b| b.value) else {
+        ctx.error_at("pass_through_mode", "is required");
+        return None;
+    };
+    let mut headers = Vec::new();
+    for (i, m) in h.headers.iter().enumerate() {
+        if let Some(m) = ctx.at(format!("headers[{i}]"), |c| {
+            crate::route::header_matcher(m, c)
+        }) {
+            headers.push(m);
+        }
+    }
+    Some(HealthCheck {
+        pass_through,
+        headers,
+    })
+}

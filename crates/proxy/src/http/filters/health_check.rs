@@ -1,0 +1,62 @@
+//! `envoy.filters.http.health_check`: answers this proxy's own health checks — 200, or
+//! 503 with `x-envoy-immediate-health-check-fail: true` once admin `/healthcheck/fail`
+//! was called, so that peers drain it — or passes them through upstream.
+
+use super::{Env, FilterRequest, LocalReply, Verdict};
+use crate::http::route_match::header_matches;
+use ferry_config::filters::health_check::HealthCheck;
+use http::{HeaderName, HeaderValue};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+const IMMEDIATE_FAIL: &str = "x-envoy-immediate-health-check-fail";
+
+/// The health check filter of one HCM.
+pub struct HealthCheckFilter {
+    config: Arc<HealthCheck>,
+    failed: Arc<AtomicBool>,
+}
+
+impl HealthCheckFilter {
+    /// Reads the server's `/healthcheck/fail` state.
+    pub fn new(config: Arc<HealthCheck>, env: &Env<'_>) -> HealthCheckFilter {
+        HealthCheckFilter {
+            config,
+            failed: env.health_failed.clone(),
+        }
+    }
+
+    /// Answers a health check, or lets it through (failing it while the server fails).
+    pub fn on_request(&self, rq: &mut FilterRequest<'_>) -> Verdict {
+        let view = rq.view();
+        if !self.config.headers.iter().all(|m| header_matches(m, &view)) {
+            return Verdict::Continue;
+        }
+        let failed = self.failed.load(Ordering::Relaxed);
+        if failed {
+            rq.response.headers.push((
+                HeaderName::from_static(IMMEDIATE_FAIL),
+                HeaderValue::from_static("true"),
+            ));
+        }
+        if self.config.pass_through && !failed {
+            return Verdict::Continue;
+        }
+        Verdict::Reply(LocalReply {
+            status: if failed {
+                http::StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                http::StatusCode::OK
+            },
+            body: None,
+            grpc_status: None,
+            flag: None,
+            details: if failed {
+                "health_check_failed"
+            } else {
+                "health_check_ok"
+            },
+            headers: Vec::new(),
+        })
+    }
+}

@@ -1,0 +1,230 @@
+//! `envoy.filters.http.local_ratelimit`: a token bucket per filter (or per route with a
+//! per-route config, or per downstream connection); over it, 429 `RL`.
+//!
+//! The bucket refills lazily: each request first adds the tokens of the fill intervals
+//! that passed since the last fill (at most `max_tokens`), as Envoy's timer would have,
+//! then takes one — compare-and-swap on two atomics, no lock and no timer task.
+
+use super::{Env, FilterRequest, LocalReply, RouteOverride, Verdict};
+use crate::http::headers::{self, Side};
+use ferry_config::filters::local_ratelimit::{LocalRateLimit, TokenBucket};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+ferry_stats::stat_group! {
+    /// `<stat_prefix>.http_local_rate_limit.*`.
+    pub struct LocalRateLimitStats {
+        counters: { enabled, enforced, rate_limited, ok }
+        gauges: {}
+    }
+}
+
+/// A token bucket.
+#[derive(Debug)]
+pub struct Bucket {
+    config: TokenBucket,
+    start: Instant,
+    tokens: AtomicU64,
+    /// Fill intervals accounted for since `start`.
+    fills: AtomicU64,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub fn new(config: TokenBucket) -> Bucket {
+        Bucket {
+            config,
+            start: Instant::now(),
+            tokens: AtomicU64::new(config.max_tokens.into()),
+            fills: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes a token if there is one, after adding the fills due by `now`.
+    pub fn try_take(&self, now: Instant) -> bool {
+        let interval = self.config.fill_interval.as_nanos().max(1);
+        let due = (now.saturating_duration_since(self.start).as_nanos() / interval) as u64;
+        let done = self.fills.load(Ordering::Acquire);
+        if due > done
+            && self
+                .fills
+                .compare_exchange(done, due, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            let add = (due - done).saturating_mul(self.config.tokens_per_fill.into());
+            let max = u64::from(self.config.max_tokens);
+            let _ = self
+                .tokens
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                    Some(t.saturating_add(add).min(max))
+                });
+        }
+        self.tokens
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| t.checked_sub(1))
+            .is_ok()
+    }
+}
+
+/// A config with its bucket and stats.
+pub struct Limiter {
+    config: Arc<LocalRateLimit>,
+    bucket: Option<Bucket>,
+    stats: Arc<LocalRateLimitStats>,
+}
+
+impl Limiter {
+    /// Registers the stats under `<stat_prefix>.http_local_rate_limit.`.
+    pub fn new(config: Arc<LocalRateLimit>, env: &Env<'_>) -> Limiter {
+        let stats = Arc::new(LocalRateLimitStats::default());
+        env.stats.register(
+            format!("{}.http_local_rate_limit.", config.stat_prefix),
+            &stats,
+        );
+        Limiter {
+            bucket: config.bucket.map(Bucket::new),
+            config,
+            stats,
+        }
+    }
+
+    fn check(&self, bucket: Option<&Bucket>, rq: &mut FilterRequest<'_>) -> Verdict {
+        let cfg = &self.config;
+        if !cfg.enabled.sample() {
+            return Verdict::Continue;
+        }
+        self.stats.enabled.inc();
+        let Some(bucket) = bucket else {
+            self.stats.ok.inc();
+            return Verdict::Continue;
+        };
+        if bucket.try_take(Instant::now()) {
+            self.stats.ok.inc();
+            return Verdict::Continue;
+        }
+        self.stats.rate_limited.inc();
+        if !cfg.enforced.sample() {
+            let levels = [
+                Some(&cfg.request_headers_when_not_enforced),
+                None,
+                None,
+                None,
+            ];
+            headers::apply_all(levels, Side::Request, rq.headers, rq.info);
+            return Verdict::Continue;
+        }
+        self.stats.enforced.inc();
+        rq.info.response_flags.push("RL");
+        let mut added = http::HeaderMap::new();
+        headers::apply_all(
+            [Some(&cfg.response_headers), None, None, None],
+            Side::Response,
+            &mut added,
+            rq.info,
+        );
+        let mut headers = Vec::new();
+        let mut last = None;
+        for (name, value) in added {
+            if let Some(n) = name {
+                last = Some(n);
+            }
+            if let Some(n) = &last {
+                headers.push((n.clone(), value));
+            }
+        }
+        Verdict::Reply(LocalReply {
+            status: cfg.status,
+            body: Some("local_rate_limited".into()),
+            grpc_status: None,
+            flag: None,
+            details: "local_rate_limited",
+            headers,
+        })
+    }
+}
+
+/// The local rate limit filter of one HCM.
+pub struct LocalRateLimitFilter {
+    name: String,
+    index: usize,
+    limiter: Limiter,
+}
+
+impl LocalRateLimitFilter {
+    /// Builds the filter's own limiter (`index`: its place in the chain, which keys
+    /// per-connection buckets).
+    pub fn new(
+        name: &str,
+        index: usize,
+        config: Arc<LocalRateLimit>,
+        env: &Env<'_>,
+    ) -> LocalRateLimitFilter {
+        LocalRateLimitFilter {
+            name: name.to_string(),
+            index,
+            limiter: Limiter::new(config, env),
+        }
+    }
+
+    /// Takes a token from the route's, the connection's or the filter's bucket.
+    pub fn on_request(&self, rq: &mut FilterRequest<'_>) -> Verdict {
+        if let Some(RouteOverride::LocalRateLimit(l)) = rq.override_for(&self.name) {
+            let l = l.clone();
+            return l.check(l.bucket.as_ref(), rq);
+        }
+        let limiter = &self.limiter;
+        if limiter.config.per_connection {
+            let bucket = limiter
+                .config
+                .bucket
+                .map(|b| rq.conn.local_bucket(self.index, b));
+            return limiter.check(bucket.as_deref(), rq);
+        }
+        limiter.check(limiter.bucket.as_ref(), rq)
+    }
+}
+
+/// Token buckets of one downstream connection (`local_rate_limit_per_downstream_connection`),
+/// by filter index.
+#[derive(Debug, Default)]
+pub struct ConnectionBuckets(Mutex<Vec<(usize, Arc<Bucket>)>>);
+
+impl ConnectionBuckets {
+    /// The connection's bucket for filter `index`, created full on first use.
+    pub fn get(&self, index: usize, config: TokenBucket) -> Arc<Bucket> {
+        let mut v = self.0.lock();
+        if let Some((_, b)) = v.iter().find(|(i, _)| *i == index) {
+            return b.clone();
+        }
+        let b = Arc::new(Bucket::new(config));
+        v.push((index, b.clone()));
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_bucket_admits_its_size_then_its_fill_rate() {
+        let b = Bucket::new(TokenBucket {
+            max_tokens: 2,
+            tokens_per_fill: 1,
+            fill_interval: Duration::from_secs(1),
+        });
+        let t0 = b.start;
+        assert!(b.try_take(t0));
+        assert!(b.try_take(t0));
+        assert!(!b.try_take(t0 + Duration::from_millis(999)));
+        assert!(b.try_take(t0 + Duration::from_millis(1000)));
+        assert!(!b.try_take(t0 + Duration::from_millis(1500)));
+        // Ten intervals later the bucket holds at most max_tokens.
+        let later = t0 + Duration::from_secs(11);
+        assert!(b.try_take(later));
+        assert!(b.try_take(later));
+        assert!(!b.try_take(later));
+    }
+}

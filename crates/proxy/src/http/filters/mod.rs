@@ -1,0 +1,172 @@
+//! The HTTP filters that run before the router (`http_filters`), in config order.
+//!
+//! Each filter has one hook on the request headers, run after the route is matched (so
+//! that per-route configs apply), which continues or answers locally; and it may leave
+//! work for the response (a throughput limit, headers). Filters are registered by their
+//! Envoy names in `ferry_config::filters`.
+
+pub mod fault;
+pub mod health_check;
+pub mod local_ratelimit;
+
+use crate::access_log::StreamInfo;
+use crate::network::hcm::ConnInfo;
+use ferry_config::filters::{HttpFilter, HttpFilterConfig, PerRoute};
+use ferry_config::route::Route;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use std::sync::Arc;
+
+/// A filter ready to run, with its state (token buckets, counters, stats).
+pub enum Filter {
+    /// `envoy.filters.http.fault`.
+    Fault(fault::FaultFilter),
+    /// `envoy.filters.http.local_ratelimit`.
+    LocalRateLimit(local_ratelimit::LocalRateLimitFilter),
+    /// `envoy.filters.http.health_check`.
+    HealthCheck(health_check::HealthCheckFilter),
+}
+
+/// What the runtime needs to build filters.
+pub struct Env<'a> {
+    /// The HCM's `stat_prefix`.
+    pub stat_prefix: &'a str,
+    /// The stats store.
+    pub stats: &'a ferry_stats::Store,
+    /// Set by admin `/healthcheck/fail`.
+    pub health_failed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Filter {
+    /// Builds a filter's runtime (`index`: its place in the chain).
+    pub fn new(f: &HttpFilter, index: usize, env: &Env<'_>) -> Filter {
+        match &f.config {
+            HttpFilterConfig::Fault(c) => {
+                Filter::Fault(fault::FaultFilter::new(&f.name, c.clone(), env))
+            }
+            HttpFilterConfig::LocalRateLimit(c) => Filter::LocalRateLimit(
+                local_ratelimit::LocalRateLimitFilter::new(&f.name, index, c.clone(), env),
+            ),
+            HttpFilterConfig::HealthCheck(c) => {
+                Filter::HealthCheck(health_check::HealthCheckFilter::new(c.clone(), env))
+            }
+        }
+    }
+
+    /// Runs the request hook.
+    pub async fn on_request(&self, rq: &mut FilterRequest<'_>) -> Verdict {
+        match self {
+            Filter::Fault(f) => f.on_request(rq).await,
+            Filter::LocalRateLimit(f) => f.on_request(rq),
+            Filter::HealthCheck(f) => f.on_request(rq),
+        }
+    }
+}
+
+/// A per-route override resolved for the runtime (with its own state).
+pub enum RouteOverride {
+    /// The fault filter's config for this route.
+    Fault(Arc<ferry_config::filters::fault::Fault>),
+    /// The local rate limit for this route, with its own bucket.
+    LocalRateLimit(Arc<local_ratelimit::Limiter>),
+}
+
+impl std::fmt::Debug for RouteOverride {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RouteOverride::Fault(c) => f.debug_tuple("Fault").field(c).finish(),
+            RouteOverride::LocalRateLimit(_) => f.write_str("LocalRateLimit"),
+        }
+    }
+}
+
+/// Builds a route's overrides (once, with the route table).
+pub fn route_overrides(route: &Route, env: &Env<'_>) -> Vec<(String, RouteOverride)> {
+    route
+        .per_filter
+        .iter()
+        .map(|(name, cfg)| {
+            let o = match cfg {
+                PerRoute::Fault(f) => RouteOverride::Fault(f.clone()),
+                PerRoute::LocalRateLimit(l) => RouteOverride::LocalRateLimit(Arc::new(
+                    local_ratelimit::Limiter::new(l.clone(), env),
+                )),
+            };
+            (name.clone(), o)
+        })
+        .collect()
+}
+
+/// The request as filters see it.
+pub struct FilterRequest<'a> {
+    /// Request headers (filters may change them).
+    pub headers: &'a mut HeaderMap,
+    /// `:path`.
+    pub path: &'a str,
+    /// `:method`.
+    pub method: &'a str,
+    /// The matched route's overrides (empty when none or no route).
+    pub overrides: &'a [(String, RouteOverride)],
+    /// The route's cluster name, when it names one.
+    pub cluster: Option<&'a str>,
+    /// The connection.
+    pub conn: &'a ConnInfo,
+    /// The access-log record (filters add response flags).
+    pub info: &'a mut StreamInfo,
+    /// Work for the response.
+    pub response: &'a mut ResponseWork,
+}
+
+impl FilterRequest<'_> {
+    /// The override of the filter called `name`, if the route has one.
+    pub fn override_for(&self, name: &str) -> Option<&RouteOverride> {
+        self.overrides
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, o)| o)
+    }
+
+    /// The request as route matchers see it.
+    pub fn view(&self) -> crate::http::route_match::RequestView<'_> {
+        crate::http::route_match::RequestView {
+            method: self.method,
+            path: self.path,
+            authority: "",
+            scheme: "http",
+            headers: self.headers,
+        }
+    }
+}
+
+/// What filters leave for the response.
+#[derive(Debug, Default)]
+pub struct ResponseWork {
+    /// Limit the response body to this many KiB per second (fault filter).
+    pub throttle_kbps: Option<u64>,
+    /// Headers to add to the response.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// A filter's decision.
+pub enum Verdict {
+    /// Go on to the next filter (and the router).
+    Continue,
+    /// Answer now.
+    Reply(LocalReply),
+}
+
+/// A local reply made by a filter.
+#[derive(Debug)]
+pub struct LocalReply {
+    /// HTTP status (for gRPC requests, mapped to a gRPC status unless `grpc_status`).
+    pub status: http::StatusCode,
+    /// Body text.
+    pub body: Option<String>,
+    /// An explicit gRPC status (fault filter `grpc_status`).
+    pub grpc_status: Option<u32>,
+    /// Response flag.
+    pub flag: Option<&'static str>,
+    /// `%RESPONSE_CODE_DETAILS%`.
+    pub details: &'static str,
+    /// Extra response headers.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
