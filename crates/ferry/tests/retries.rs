@@ -556,3 +556,101 @@ async fn external_requests_cannot_ask_for_retries_or_timeouts() {
         assert!(!seen.contains_key("x-envoy-internal"), "{flavor:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_breaker_queues_requests_as_pending_and_overflows_beyond() {
+    for flavor in flavors() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("access.log");
+        let up = Scripted::start(vec![Step::Delay(Duration::from_millis(1500), 200)]).await;
+        let yaml = bootstrap(
+            "",
+            "",
+            "circuit_breakers: {thresholds: [{max_connections: 1, max_pending_requests: 1}]}",
+            &log,
+        );
+        let p = proxy(flavor, &yaml, &[("backend", up.addr())]).await;
+        let port = port(&p);
+        // A holds the one connection; B waits for it as a pending request.
+        let a = tokio::spawn(async move { send(port, &Request::get("/a")).await });
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while up.in_flight() < 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let b = tokio::spawn(async move { send(port, &Request::get("/b")).await });
+        assert_eq!(
+            stat_when(&p, "cluster.backend.upstream_rq_pending_active", |v| v == 1).await,
+            1,
+            "{flavor:?}"
+        );
+        // C finds the pending queue full.
+        let c = get(&p, Request::get("/c")).await;
+        assert_eq!(c.status, 503, "{flavor:?}");
+        assert_eq!(c.header("x-envoy-overloaded"), Some("true"), "{flavor:?}");
+        for h in [a, b] {
+            let r = h
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|e| panic!("{e:#}"));
+            assert_eq!(r.status, 200, "{flavor:?}");
+        }
+        assert_eq!(up.count(), 2, "{flavor:?}");
+        assert_eq!(
+            up.max_in_flight(),
+            1,
+            "{flavor:?}: one connection at a time"
+        );
+        assert_eq!(
+            stat_when(&p, "cluster.backend.upstream_rq_pending_overflow", |v| v
+                == 1)
+            .await,
+            1,
+            "{flavor:?}"
+        );
+        assert!(
+            stat_when(&p, "cluster.backend.upstream_cx_overflow", |v| v >= 1).await >= 1,
+            "{flavor:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_stream_duration_bounds_the_stream_and_grpc_timeouts_within_it() {
+    for flavor in flavors() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("access.log");
+        let up = Scripted::start_with_default(vec![], Step::Hang).await;
+        let yaml = bootstrap(
+            "max_stream_duration: {max_stream_duration: 0.3s, grpc_timeout_header_max: 0s}",
+            "",
+            "",
+            &log,
+        );
+        let p = proxy(flavor, &yaml, &[("backend", up.addr())]).await;
+        let r = get(&p, Request::get("/a")).await;
+        assert_eq!(r.status, 504, "{flavor:?}");
+        assert_eq!(r.body_text(), "downstream duration timeout", "{flavor:?}");
+        // gRPC: grpc-timeout (uncapped here) bounds the stream; DEADLINE_EXCEEDED.
+        let r = get(
+            &p,
+            Request::new("POST", "/svc/M")
+                .header("content-type", "application/grpc")
+                .header("grpc-timeout", "100m"),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{flavor:?}");
+        assert_eq!(r.header("grpc-status"), Some("4"), "{flavor:?}");
+        assert_eq!(
+            log_lines(&log, 2).await,
+            ["504 - max_duration_timeout", "200 - max_duration_timeout"],
+            "{flavor:?}"
+        );
+        assert_eq!(
+            stat_when(&p, "http.ingress.downstream_rq_max_duration_reached", |v| v
+                == 2)
+            .await,
+            2,
+            "{flavor:?}"
+        );
+    }
+}

@@ -41,6 +41,9 @@ pub struct Timeouts {
     /// Whether anything differs from the route's own timeout (the precomputed
     /// `x-envoy-expected-rq-timeout-ms` then does not apply).
     pub custom: bool,
+    /// The route's `max_stream_duration` (or the bounded `grpc-timeout`), from the
+    /// start of the stream.
+    pub stream_duration: Option<Duration>,
 }
 
 impl Timeouts {
@@ -52,11 +55,28 @@ impl Timeouts {
             per_try: policy.and_then(|p| p.per_try_timeout),
             per_try_idle: policy.and_then(|p| p.per_try_idle_timeout),
             custom: false,
+            stream_duration: None,
         };
-        if ra.max_stream_duration.is_some() {
+        if let Some(msd) = &ra.max_stream_duration {
             // The stream's duration bounds it instead (the HCM's timer).
             t.global = None;
             t.custom = true;
+            t.stream_duration = msd.max;
+            if let (true, Some(cap)) = (grpc, msd.grpc_header_max) {
+                let header = h
+                    .get(GRPC_TIMEOUT)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_grpc_timeout);
+                if let Some(mut g) = header {
+                    if let Some(cap) = cap {
+                        g = g.min(cap);
+                    }
+                    if msd.grpc_header_offset < g {
+                        g -= msd.grpc_header_offset;
+                    }
+                    t.stream_duration = Some(g);
+                }
+            }
         } else if let (true, Some((max, offset))) = (grpc, ra.max_grpc_timeout) {
             let mut g = h
                 .get(GRPC_TIMEOUT)

@@ -43,6 +43,9 @@ pub enum LocalReason {
     PerTryIdleTimeout,
     /// The request body outgrew the buffer limit while a retry waited: 507.
     RetryBufferOverflow,
+    /// The route's `max_stream_duration` elapsed before the response: 504
+    /// "downstream duration timeout" (gRPC: DEADLINE_EXCEEDED).
+    MaxStreamDuration,
 }
 
 impl LocalReason {
@@ -70,6 +73,7 @@ impl LocalReason {
                 http::StatusCode::GATEWAY_TIMEOUT
             }
             LocalReason::RetryBufferOverflow => http::StatusCode::INSUFFICIENT_STORAGE,
+            LocalReason::MaxStreamDuration => http::StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -89,7 +93,7 @@ impl LocalReason {
             LocalReason::RequestTimeout => None,
             LocalReason::Overflow => Some("UO"),
             LocalReason::PerTryTimeout | LocalReason::PerTryIdleTimeout => Some("UT"),
-            LocalReason::RetryBufferOverflow => None,
+            LocalReason::RetryBufferOverflow | LocalReason::MaxStreamDuration => None,
         }
     }
 
@@ -115,6 +119,7 @@ impl LocalReason {
             LocalReason::PerTryTimeout => "upstream_per_try_timeout",
             LocalReason::PerTryIdleTimeout => "upstream_per_try_idle_timeout",
             LocalReason::RetryBufferOverflow => "request_payload_exceeded_retry_buffer_limit",
+            LocalReason::MaxStreamDuration => "max_duration_timeout",
         }
     }
 
@@ -145,6 +150,7 @@ impl LocalReason {
             LocalReason::RetryBufferOverflow => {
                 Some("exceeded request buffer limit while retrying upstream")
             }
+            LocalReason::MaxStreamDuration => Some("downstream duration timeout"),
         }
     }
 

@@ -504,6 +504,9 @@ async fn forward(
     }
     // The request's timeouts (its x-envoy-upstream-rq-* headers are consumed here).
     let timeouts = Timeouts::of(ra, h, info.is_grpc);
+    let stream_deadline = timeouts
+        .stream_duration
+        .map(|d| tokio::time::Instant::from_std(start) + d);
     let expected = if timeouts.custom {
         timeouts
             .expected(
@@ -626,7 +629,18 @@ async fn forward(
             idle,
             request_timeout: hcm.config.request_timeout,
         };
-        return match crate::http::attempts::run(plan, &mut info, &tap, start).await {
+        let run = crate::http::attempts::run(plan, &mut info, &tap, start);
+        let attempted = match stream_deadline {
+            None => run.await,
+            Some(at) => tokio::select! {
+                a = run => a,
+                _ = tokio::time::sleep_until(at) => Attempted::Local {
+                    reason: LocalReason::MaxStreamDuration,
+                    failure: None,
+                },
+            },
+        };
+        return match attempted {
             Attempted::Response {
                 resp,
                 route_deadline,
@@ -637,7 +651,7 @@ async fn forward(
                     &mut info,
                     resp,
                     all_levels,
-                    route_deadline,
+                    earliest(route_deadline, stream_deadline),
                     timeouts.global,
                     idle,
                     &tap,
@@ -674,16 +688,22 @@ async fn forward(
     }
     let up_req = Request::from_parts(parts, body);
     let sent = host.send(&cluster, ra.priority, up_req);
-    let (result, route_deadline) = match wait_for_headers(
+    let waited = wait_for_headers(
         sent,
         timeouts.global,
         idle,
         hcm.config.request_timeout,
         &tap,
         start,
-    )
-    .await
-    {
+    );
+    let waited = match stream_deadline {
+        None => waited.await,
+        Some(at) => tokio::select! {
+            w = waited => w,
+            _ = tokio::time::sleep_until(at) => (Waited::Timeout(LocalReason::MaxStreamDuration), None),
+        },
+    };
+    let (result, route_deadline) = match waited {
         (Waited::Response(r), deadline) => (r, deadline),
         (Waited::Timeout(reason), _) => {
             if reason == LocalReason::UpstreamTimeout {
@@ -731,7 +751,7 @@ async fn forward(
         &mut info,
         resp,
         all_levels,
-        route_deadline,
+        earliest(route_deadline, stream_deadline),
         timeouts.global,
         idle,
         &tap,
@@ -778,6 +798,17 @@ fn upstream_response(
         rbody
     };
     Response::from_parts(rparts, rbody)
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(
+    a: Option<tokio::time::Instant>,
+    b: Option<tokio::time::Instant>,
+) -> Option<tokio::time::Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 fn append_xff(h: &mut HeaderMap, ip: &str) {
@@ -942,7 +973,13 @@ fn finish_local(
     tap: Arc<RequestTap>,
 ) -> Response<Body> {
     info.upstream_failure = failure;
-    let mut resp = if info.is_grpc {
+    if reason == LocalReason::MaxStreamDuration {
+        hcm.stats.downstream_rq_max_duration_reached.inc();
+    }
+    let mut resp = if info.is_grpc && reason == LocalReason::MaxStreamDuration {
+        // DEADLINE_EXCEEDED, as Envoy answers an expired gRPC stream.
+        local_reply::grpc_response_with_code(4, reason.body())
+    } else if info.is_grpc {
         local_reply::grpc_response(reason.status(), reason.body())
     } else {
         local_reply::response(

@@ -33,6 +33,16 @@ pub struct HcmRuntime {
     pub local_address: Option<std::net::IpAddr>,
     /// The HTTP filters before the router, in order.
     pub filters: Vec<crate::http::filters::Filter>,
+    /// `http.<stat_prefix>.*`.
+    pub stats: Arc<HcmStats>,
+}
+
+ferry_stats::stat_group! {
+    /// `http.<stat_prefix>.*` (the rest of Envoy's HCM stats come with the stats work).
+    pub struct HcmStats {
+        counters: { downstream_rq_max_duration_reached }
+        gauges: {}
+    }
 }
 
 /// A route's upstream side, resolved against the snapshot's clusters.
@@ -67,8 +77,13 @@ impl HcmRuntime {
             .map(|(i, f)| crate::http::filters::Filter::new(f, i, &env))
             .collect();
         let routes = resolve_routes(&config, &snapshot.clusters, &env);
+        let stats = Arc::new(HcmStats::default());
+        snapshot
+            .stats
+            .register(format!("http.{}.", config.stat_prefix), &stats);
         HcmRuntime {
             filters,
+            stats,
             keep_request_headers,
             routes,
             local_address: snapshot.local_address,
