@@ -250,6 +250,9 @@ pub struct RouteAction {
     pub max_stream_duration: Option<MaxStreamDuration>,
     /// `max_grpc_timeout` (Some(None): unlimited), with `grpc_timeout_offset`.
     pub max_grpc_timeout: Option<(Option<Duration>, Duration)>,
+    /// `rate_limits` of the route, else of its virtual host (descriptors for the local
+    /// rate limit filter).
+    pub rate_limits: Vec<crate::filters::rate_limit_actions::RateLimitRule>,
 }
 
 /// `RoutingPriority`.
@@ -283,6 +286,7 @@ struct VhostDefaults {
     attempt_count_in_request: bool,
     attempt_count_in_response: bool,
     per_filter: Vec<(String, crate::filters::PerRoute)>,
+    rate_limits: Vec<crate::filters::rate_limit_actions::RateLimitRule>,
 }
 
 /// How the upstream cluster is chosen.
@@ -509,6 +513,7 @@ pub fn from_proto(rc: &pb::RouteConfiguration, ctx: &mut Ctx) -> RouteConfig {
                 attempt_count_in_request: vh.include_request_attempt_count,
                 attempt_count_in_response: vh.include_attempt_count_in_response,
                 per_filter: crate::filters::per_route(&vh.typed_per_filter_config, c),
+                rate_limits: crate::filters::rate_limit_actions::rules(&vh.rate_limits, c),
             };
             let routes = vh
                 .routes
@@ -883,6 +888,11 @@ fn route_action(
                 .unwrap_or_default(),
             })
         }),
+        rate_limits: if ra.rate_limits.is_empty() {
+            defaults.rate_limits.clone()
+        } else {
+            crate::filters::rate_limit_actions::rules(&ra.rate_limits, ctx)
+        },
         max_grpc_timeout: ra.max_grpc_timeout.as_ref().map(|_| {
             (
                 timeout(&ra.max_grpc_timeout, None, "max_grpc_timeout", ctx),

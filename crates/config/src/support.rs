@@ -71,8 +71,11 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
         &[
             "stat_prefix", "status", "token_bucket", "filter_enabled", "filter_enforced",
             "request_headers_to_add_when_not_enforced", "response_headers_to_add", "local_rate_limit_per_downstream_connection",
+            "descriptors", "rate_limits", "stage", "always_consume_default_token_bucket",
         ],
     ),
+    ("envoy.extensions.common.ratelimit.v3.LocalRateLimitDescriptor", &["entries", "token_bucket"]),
+    ("envoy.extensions.common.ratelimit.v3.RateLimitDescriptor.Entry", &["key", "value"]),
     ("envoy.type.v3.HttpStatus", &["code"]),
     ("envoy.type.v3.TokenBucket", &["max_tokens", "tokens_per_fill", "fill_interval"]),
     ("envoy.extensions.filters.http.health_check.v3.HealthCheck", &["pass_through_mode", "headers"]),
@@ -97,7 +100,7 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
         &[
             "name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
             "retry_policy", "hedge_policy", "per_request_buffer_limit_bytes", "include_request_attempt_count", "include_attempt_count_in_response",
-            "typed_per_filter_config",
+            "typed_per_filter_config", "rate_limits",
         ],
     ),
     (
@@ -127,8 +130,20 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
         &[
             "cluster", "cluster_header", "weighted_clusters", "prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "auto_host_rewrite", "timeout", "idle_timeout", "hash_policy", "cluster_not_found_response_code",
             "retry_policy", "hedge_policy", "request_mirror_policies", "priority", "max_stream_duration", "max_grpc_timeout", "grpc_timeout_offset",
+            "rate_limits",
         ],
     ),
+    ("envoy.config.route.v3.RateLimit", &["stage", "actions"]),
+    (
+        "envoy.config.route.v3.RateLimit.Action",
+        &["source_cluster", "destination_cluster", "request_headers", "remote_address", "generic_key", "header_value_match"],
+    ),
+    ("envoy.config.route.v3.RateLimit.Action.SourceCluster", &[]),
+    ("envoy.config.route.v3.RateLimit.Action.DestinationCluster", &[]),
+    ("envoy.config.route.v3.RateLimit.Action.RequestHeaders", &["header_name", "descriptor_key", "skip_if_absent"]),
+    ("envoy.config.route.v3.RateLimit.Action.RemoteAddress", &[]),
+    ("envoy.config.route.v3.RateLimit.Action.GenericKey", &["descriptor_value", "descriptor_key"]),
+    ("envoy.config.route.v3.RateLimit.Action.HeaderValueMatch", &["descriptor_value", "descriptor_key", "expect_match", "headers"]),
     (
         "envoy.config.route.v3.RetryPolicy",
         &[

@@ -450,3 +450,39 @@ admin:
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_rate_limit_descriptors_limit_matching_requests_apart() {
+    for flavor in flavors() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("access.log");
+        let up = Scripted::start(vec![]).await;
+        let filters = dedent(&format!(
+            r#"
+            - name: envoy.filters.http.local_ratelimit
+              typed_config:
+                {LOCAL_RL}
+                stat_prefix: by_client
+                token_bucket: {{max_tokens: 100, fill_interval: 3600s}}
+                filter_enabled: {{runtime_key: e, default_value: {{numerator: 100}}}}
+                filter_enforced: {{runtime_key: f, default_value: {{numerator: 100}}}}
+                descriptors:
+                - entries: [{{key: client, value: alice}}]
+                  token_bucket: {{max_tokens: 1, fill_interval: 3600s}}
+            "#
+        ));
+        let route = "match: {prefix: \"/\"}\nroute:\n  cluster: backend\n  rate_limits:\n  - actions: [{request_headers: {header_name: x-client, descriptor_key: client}}]";
+        let yaml = bootstrap(&filters, &[route], &log);
+        let p = proxy(flavor, &yaml, up.addr()).await;
+        let mut statuses = Vec::new();
+        for client in ["alice", "alice", "bob", "bob", "carol"] {
+            statuses.push(
+                get(&p, Request::get("/x").header("x-client", client))
+                    .await
+                    .status,
+            );
+        }
+        statuses.push(get(&p, Request::get("/anonymous")).await.status);
+        assert_eq!(statuses, [200, 429, 200, 200, 200, 200], "{flavor:?}");
+    }
+}

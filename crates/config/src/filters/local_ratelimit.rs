@@ -1,6 +1,7 @@
 //! `envoy.filters.http.local_ratelimit` and `envoy.filters.network.local_ratelimit`:
 //! token buckets in the proxy itself.
 
+use super::rate_limit_actions::{rules, RateLimitRule};
 use super::unpack;
 use crate::retry::{runtime_fraction, Fraction};
 use crate::util::{duration, HeaderMutations};
@@ -74,6 +75,23 @@ pub struct LocalRateLimit {
     pub request_headers_when_not_enforced: HeaderMutations,
     /// `local_rate_limit_per_downstream_connection`: a bucket per connection.
     pub per_connection: bool,
+    /// `descriptors`: buckets for requests whose descriptors match.
+    pub descriptors: Vec<Descriptor>,
+    /// `rate_limits` of the filter (when set, the route's are not used).
+    pub rate_limits: Vec<RateLimitRule>,
+    /// `stage`: the route `rate_limits` of this stage apply.
+    pub stage: u32,
+    /// `always_consume_default_token_bucket` (default true).
+    pub always_consume_default: bool,
+}
+
+/// `descriptors[]`: a bucket for requests whose descriptor has exactly these entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Descriptor {
+    /// `entries` (key, value), in order.
+    pub entries: Vec<(String, String)>,
+    /// `token_bucket`.
+    pub bucket: TokenBucket,
 }
 
 const OFF: Fraction = Fraction {
@@ -131,6 +149,32 @@ pub fn from_any(any: &Any, ctx: &mut Ctx) -> Option<LocalRateLimit> {
         response_headers,
         request_headers_when_not_enforced,
         per_connection: l.local_rate_limit_per_downstream_connection,
+        descriptors: l
+            .descriptors
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| {
+                ctx.at(format!("descriptors[{i}]"), |ctx| {
+                    if d.entries.is_empty() {
+                        ctx.error_at("entries", "at least one entry is required");
+                    }
+                    Some(Descriptor {
+                        entries: d
+                            .entries
+                            .iter()
+                            .map(|e| (e.key.clone(), e.value.clone()))
+                            .collect(),
+                        bucket: token_bucket(&d.token_bucket, ctx)?,
+                    })
+                })
+            })
+            .collect(),
+        rate_limits: rules(&l.rate_limits, ctx),
+        stage: l.stage,
+        always_consume_default: l
+            .always_consume_default_token_bucket
+            .map(|b| b.value)
+            .unwrap_or(true),
     })
 }
 

@@ -4,6 +4,7 @@
 pub mod fault;
 pub mod health_check;
 pub mod local_ratelimit;
+pub mod rate_limit_actions;
 
 use crate::Ctx;
 use ferry_envoy_api::pb::google::protobuf::Any;

@@ -238,7 +238,7 @@ async fn route_request(
     let found = route_match::find(&rc, &view);
     // The HTTP filters, with the matched route's per-filter configs.
     if !hcm.filters.is_empty() {
-        let (target, cluster) = match &found {
+        let (target, action) = match &found {
             Some(route_match::Found {
                 vh_index,
                 route: Some((route_index, route)),
@@ -246,15 +246,16 @@ async fn route_request(
             }) => (
                 hcm.routes.get(*vh_index).and_then(|r| r.get(*route_index)),
                 match &route.action {
-                    Action::Route(ra) => match &ra.cluster {
-                        ClusterSpecifier::Name(n) => Some(n.clone()),
-                        _ => None,
-                    },
+                    Action::Route(ra) => Some(&**ra),
                     _ => None,
                 },
             ),
             _ => (None, None),
         };
+        let cluster = action.and_then(|ra| match &ra.cluster {
+            ClusterSpecifier::Name(n) => Some(n.as_str()),
+            _ => None,
+        });
         let path = info.path.clone();
         let method = info.method.clone();
         let mut rq = FilterRequest {
@@ -262,7 +263,11 @@ async fn route_request(
             path: &path,
             method: &method,
             overrides: target.map(|t| t.overrides.as_slice()).unwrap_or_default(),
-            cluster: cluster.as_deref(),
+            cluster,
+            rate_limits: action
+                .map(|ra| ra.rate_limits.as_slice())
+                .unwrap_or_default(),
+            source_cluster: &hcm.node_cluster,
             conn,
             info: &mut info,
             response: work,

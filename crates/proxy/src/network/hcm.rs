@@ -35,6 +35,8 @@ pub struct HcmRuntime {
     pub filters: Vec<crate::http::filters::Filter>,
     /// `http.<stat_prefix>.*`.
     pub stats: Arc<HcmStats>,
+    /// `node.cluster` (`--service-cluster`).
+    pub node_cluster: String,
 }
 
 ferry_stats::stat_group! {
@@ -84,6 +86,7 @@ impl HcmRuntime {
         HcmRuntime {
             filters,
             stats,
+            node_cluster: snapshot.bootstrap.node_cluster.clone(),
             keep_request_headers,
             routes,
             local_address: snapshot.local_address,

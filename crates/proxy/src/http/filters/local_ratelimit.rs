@@ -7,7 +7,9 @@
 
 use super::{Env, FilterRequest, LocalReply, RouteOverride, Verdict};
 use crate::http::headers::{self, Side};
+use crate::http::route_match::header_matches;
 use ferry_config::filters::local_ratelimit::{LocalRateLimit, TokenBucket};
+use ferry_config::filters::rate_limit_actions::{Action, RateLimitRule};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -67,11 +69,69 @@ impl Bucket {
     }
 }
 
-/// A config with its bucket and stats.
+/// A config with its buckets and stats.
 pub struct Limiter {
     config: Arc<LocalRateLimit>,
     bucket: Option<Bucket>,
+    /// One bucket per configured descriptor, in config order.
+    descriptors: Vec<Bucket>,
     stats: Arc<LocalRateLimitStats>,
+}
+
+/// The descriptors a request produces under `rules` of `stage` (Envoy's rate limit
+/// actions): each rule gives one descriptor, or none when an action does not apply.
+fn request_descriptors(
+    rules: &[RateLimitRule],
+    stage: u32,
+    rq: &FilterRequest<'_>,
+) -> Vec<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    'rules: for rule in rules.iter().filter(|r| r.stage == stage) {
+        let mut entries = Vec::with_capacity(rule.actions.len());
+        for a in &rule.actions {
+            let entry = match a {
+                Action::SourceCluster => {
+                    ("source_cluster".to_string(), rq.source_cluster.to_string())
+                }
+                Action::DestinationCluster => match rq.cluster {
+                    Some(c) => ("destination_cluster".to_string(), c.to_string()),
+                    None => continue 'rules,
+                },
+                Action::RequestHeaders {
+                    header,
+                    key,
+                    skip_if_absent,
+                } => match rq.headers.get(header).and_then(|v| v.to_str().ok()) {
+                    Some(v) => (key.clone(), v.to_string()),
+                    None if *skip_if_absent => continue,
+                    None => continue 'rules,
+                },
+                Action::RemoteAddress => match rq.info.downstream_remote {
+                    Some(a) => ("remote_address".to_string(), a.ip().to_string()),
+                    None => continue 'rules,
+                },
+                Action::GenericKey { key, value } => (key.clone(), value.clone()),
+                Action::HeaderValueMatch {
+                    key,
+                    value,
+                    expect_match,
+                    headers,
+                } => {
+                    let view = rq.view();
+                    let matched = headers.iter().all(|m| header_matches(m, &view));
+                    if matched != *expect_match {
+                        continue 'rules;
+                    }
+                    (key.clone(), value.clone())
+                }
+            };
+            entries.push(entry);
+        }
+        if !entries.is_empty() {
+            out.push(entries);
+        }
+    }
+    out
 }
 
 impl Limiter {
@@ -84,9 +144,44 @@ impl Limiter {
         );
         Limiter {
             bucket: config.bucket.map(Bucket::new),
+            descriptors: config
+                .descriptors
+                .iter()
+                .map(|d| Bucket::new(d.bucket))
+                .collect(),
             config,
             stats,
         }
+    }
+
+    /// Takes the request's tokens: from the bucket of every configured descriptor the
+    /// request's descriptors match and — when none matches, or with
+    /// `always_consume_default_token_bucket` — from the default bucket.
+    fn admit(&self, bucket: Option<&Bucket>, rq: &FilterRequest<'_>) -> bool {
+        let now = Instant::now();
+        let mut admitted = true;
+        let mut matched = false;
+        if !self.descriptors.is_empty() {
+            let rules = if self.config.rate_limits.is_empty() {
+                rq.rate_limits
+            } else {
+                &self.config.rate_limits
+            };
+            for d in request_descriptors(rules, self.config.stage, rq) {
+                if let Some(i) = self.config.descriptors.iter().position(|c| c.entries == d) {
+                    matched = true;
+                    if let Some(b) = self.descriptors.get(i) {
+                        admitted &= b.try_take(now);
+                    }
+                }
+            }
+        }
+        if !matched || self.config.always_consume_default {
+            if let Some(b) = bucket {
+                admitted &= b.try_take(now);
+            }
+        }
+        admitted
     }
 
     fn check(&self, bucket: Option<&Bucket>, rq: &mut FilterRequest<'_>) -> Verdict {
@@ -95,11 +190,7 @@ impl Limiter {
             return Verdict::Continue;
         }
         self.stats.enabled.inc();
-        let Some(bucket) = bucket else {
-            self.stats.ok.inc();
-            return Verdict::Continue;
-        };
-        if bucket.try_take(Instant::now()) {
+        if self.admit(bucket, rq) {
             self.stats.ok.inc();
             return Verdict::Continue;
         }

@@ -108,6 +108,10 @@ pub struct FilterRequest<'a> {
     pub overrides: &'a [(String, RouteOverride)],
     /// The route's cluster name, when it names one.
     pub cluster: Option<&'a str>,
+    /// The route's `rate_limits` (descriptor rules).
+    pub rate_limits: &'a [ferry_config::filters::rate_limit_actions::RateLimitRule],
+    /// This proxy's service cluster (`node.cluster`), for `source_cluster` descriptors.
+    pub source_cluster: &'a str,
     /// The connection.
     pub conn: &'a ConnInfo,
     /// The access-log record (filters add response flags).
