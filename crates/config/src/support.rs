@@ -77,6 +77,7 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
     ("envoy.extensions.common.ratelimit.v3.LocalRateLimitDescriptor", &["entries", "token_bucket"]),
     ("envoy.extensions.common.ratelimit.v3.RateLimitDescriptor.Entry", &["key", "value"]),
     ("envoy.type.v3.HttpStatus", &["code"]),
+    ("envoy.config.route.v3.FilterConfig", &["config", "is_optional", "disabled"]),
     ("envoy.type.v3.TokenBucket", &["max_tokens", "tokens_per_fill", "fill_interval"]),
     ("envoy.extensions.filters.http.health_check.v3.HealthCheck", &["pass_through_mode", "headers"]),
     ("envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit", &["stat_prefix", "token_bucket", "runtime_enabled"]),
@@ -284,6 +285,7 @@ pub const SUPPORTED_EXTENSIONS: &[&str] = &[
     "envoy.filters.http.local_ratelimit",
     "envoy.filters.http.health_check",
     "envoy.filters.network.local_ratelimit",
+    "envoy.config.route.v3.FilterConfig",
 ];
 
 /// The config type of a supported extension (`typed_extension_protocol_options` keys are

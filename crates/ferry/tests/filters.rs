@@ -486,3 +486,37 @@ async fn local_rate_limit_descriptors_limit_matching_requests_apart() {
         assert_eq!(statuses, [200, 429, 200, 200, 200, 200], "{flavor:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_can_disable_a_filter() {
+    for flavor in flavors() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("access.log");
+        let up = Scripted::start(vec![]).await;
+        let filters = dedent(&format!(
+            r#"
+            - name: envoy.filters.http.fault
+              typed_config:
+                {FAULT}
+                abort: {{http_status: 503, percentage: {{numerator: 100}}}}
+            "#
+        ));
+        let exempt = "match: {prefix: \"/exempt\"}\nroute: {cluster: backend}\ntyped_per_filter_config:\n  envoy.filters.http.fault:\n    \"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig\n    disabled: true";
+        let yaml = bootstrap(
+            &filters,
+            &[exempt, "match: {prefix: \"/\"}\nroute: {cluster: backend}"],
+            &log,
+        );
+        let p = proxy(flavor, &yaml, up.addr()).await;
+        assert_eq!(
+            get(&p, Request::get("/exempt")).await.status,
+            200,
+            "{flavor:?}"
+        );
+        assert_eq!(
+            get(&p, Request::get("/other")).await.status,
+            503,
+            "{flavor:?}"
+        );
+    }
+}

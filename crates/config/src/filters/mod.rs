@@ -65,7 +65,12 @@ pub enum PerRoute {
     Fault(Arc<fault::Fault>),
     /// Replaces the local rate limit's config (and bucket) on this route.
     LocalRateLimit(Arc<local_ratelimit::LocalRateLimit>),
+    /// `envoy.config.route.v3.FilterConfig` with `disabled: true`: the filter does not
+    /// run on this route.
+    Disabled,
 }
+
+const FILTER_CONFIG: &str = "envoy.config.route.v3.FilterConfig";
 
 /// Converts `typed_per_filter_config` (sorted by filter name, for stable lookups).
 pub fn per_route(
@@ -75,6 +80,20 @@ pub fn per_route(
     let mut out: Vec<(String, PerRoute)> = Vec::new();
     for (name, any) in map {
         ctx.at(format!("typed_per_filter_config[{name:?}]"), |ctx| {
+            // The FilterConfig wrapper: `disabled`, or the config it holds.
+            let wrapped;
+            let any = if type_name(any) == FILTER_CONFIG {
+                let fc: ferry_envoy_api::pb::envoy::config::route::v3::FilterConfig =
+                    unpack(any, ctx)?;
+                if fc.disabled {
+                    out.push((name.clone(), PerRoute::Disabled));
+                    return Some(());
+                }
+                wrapped = fc.config?;
+                &wrapped
+            } else {
+                any
+            };
             let cfg = match type_name(any) {
                 FAULT => PerRoute::Fault(Arc::new(fault::from_any(any, ctx)?)),
                 LOCAL_RATELIMIT => {

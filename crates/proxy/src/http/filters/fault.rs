@@ -81,6 +81,11 @@ impl FaultFilter {
         }
     }
 
+    /// The filter's name in `http_filters`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Delays, then aborts or sets up a throughput limit, as the config and headers say.
     pub async fn on_request(&self, rq: &mut FilterRequest<'_>) -> Verdict {
         let config = match rq.override_for(&self.name) {

@@ -13,17 +13,24 @@ const IMMEDIATE_FAIL: &str = "x-envoy-immediate-health-check-fail";
 
 /// The health check filter of one HCM.
 pub struct HealthCheckFilter {
+    name: String,
     config: Arc<HealthCheck>,
     failed: Arc<AtomicBool>,
 }
 
 impl HealthCheckFilter {
     /// Reads the server's `/healthcheck/fail` state.
-    pub fn new(config: Arc<HealthCheck>, env: &Env<'_>) -> HealthCheckFilter {
+    pub fn new(name: &str, config: Arc<HealthCheck>, env: &Env<'_>) -> HealthCheckFilter {
         HealthCheckFilter {
+            name: name.to_string(),
             config,
             failed: env.health_failed.clone(),
         }
+    }
+
+    /// The filter's name in `http_filters`.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Answers a health check, or lets it through (failing it while the server fails).

@@ -258,6 +258,11 @@ impl LocalRateLimitFilter {
         }
     }
 
+    /// The filter's name in `http_filters`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Takes a token from the route's, the connection's or the filter's bucket.
     pub fn on_request(&self, rq: &mut FilterRequest<'_>) -> Verdict {
         if let Some(RouteOverride::LocalRateLimit(l)) = rq.override_for(&self.name) {

@@ -46,14 +46,26 @@ impl Filter {
             HttpFilterConfig::LocalRateLimit(c) => Filter::LocalRateLimit(
                 local_ratelimit::LocalRateLimitFilter::new(&f.name, index, c.clone(), env),
             ),
-            HttpFilterConfig::HealthCheck(c) => {
-                Filter::HealthCheck(health_check::HealthCheckFilter::new(c.clone(), env))
-            }
+            HttpFilterConfig::HealthCheck(c) => Filter::HealthCheck(
+                health_check::HealthCheckFilter::new(&f.name, c.clone(), env),
+            ),
         }
     }
 
-    /// Runs the request hook.
+    /// The name routes use for this filter's per-route config.
+    fn name(&self) -> &str {
+        match self {
+            Filter::Fault(f) => f.name(),
+            Filter::LocalRateLimit(f) => f.name(),
+            Filter::HealthCheck(f) => f.name(),
+        }
+    }
+
+    /// Runs the request hook (unless the route disables the filter).
     pub async fn on_request(&self, rq: &mut FilterRequest<'_>) -> Verdict {
+        if matches!(rq.override_for(self.name()), Some(RouteOverride::Disabled)) {
+            return Verdict::Continue;
+        }
         match self {
             Filter::Fault(f) => f.on_request(rq).await,
             Filter::LocalRateLimit(f) => f.on_request(rq),
@@ -68,6 +80,8 @@ pub enum RouteOverride {
     Fault(Arc<ferry_config::filters::fault::Fault>),
     /// The local rate limit for this route, with its own bucket.
     LocalRateLimit(Arc<local_ratelimit::Limiter>),
+    /// The filter does not run on this route.
+    Disabled,
 }
 
 impl std::fmt::Debug for RouteOverride {
@@ -75,6 +89,7 @@ impl std::fmt::Debug for RouteOverride {
         match self {
             RouteOverride::Fault(c) => f.debug_tuple("Fault").field(c).finish(),
             RouteOverride::LocalRateLimit(_) => f.write_str("LocalRateLimit"),
+            RouteOverride::Disabled => f.write_str("Disabled"),
         }
     }
 }
@@ -90,6 +105,7 @@ pub fn route_overrides(route: &Route, env: &Env<'_>) -> Vec<(String, RouteOverri
                 PerRoute::LocalRateLimit(l) => RouteOverride::LocalRateLimit(Arc::new(
                     local_ratelimit::Limiter::new(l.clone(), env),
                 )),
+                PerRoute::Disabled => RouteOverride::Disabled,
             };
             (name.clone(), o)
         })
