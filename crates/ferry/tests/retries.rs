@@ -453,7 +453,14 @@ async fn a_request_breaker_trips_at_its_limit_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_retry_breaker_stops_a_retry_storm() {
-    for flavor in flavors() {
+    let breakers = [
+        "circuit_breakers: {thresholds: [{max_retries: 1}]}",
+        "circuit_breakers: {thresholds: [{retry_budget: {budget_percent: {value: 0}, min_retry_concurrency: 1}}]}",
+    ];
+    for (flavor, breaker) in flavors()
+        .into_iter()
+        .flat_map(|f| breakers.iter().map(move |b| (f, *b)))
+    {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let log = dir.path().join("access.log");
         // Every request fails slowly, so that retries overlap.
@@ -462,7 +469,7 @@ async fn the_retry_breaker_stops_a_retry_storm() {
         let yaml = bootstrap(
             "retry_policy: {retry_on: 5xx, num_retries: 3, retry_back_off: {base_interval: 0.001s}}",
             "",
-            "circuit_breakers: {thresholds: [{max_retries: 1}]}",
+            breaker,
             &log,
         );
         let p = proxy(flavor, &yaml, &[("backend", up.addr())]).await;

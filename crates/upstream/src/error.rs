@@ -56,8 +56,22 @@ impl UpstreamError {
         } else if e.is_incomplete_message() || e.is_canceled() || e.is_closed() || io_source(e) {
             UpstreamError::ResetBeforeResponse(format!("{CONNECTION_TERMINATED}: {e}"))
         } else {
-            UpstreamError::ResetBeforeResponse(format!("remote reset: {e}"))
+            // The chain says why (h2: "stream error received: refused stream ...").
+            let mut msg = format!("remote reset: {e}");
+            let mut src = std::error::Error::source(e);
+            while let Some(s) = src {
+                msg.push_str(": ");
+                msg.push_str(&s.to_string());
+                src = s.source();
+            }
+            UpstreamError::ResetBeforeResponse(msg)
         }
+    }
+
+    /// Whether the upstream refused the stream before processing it (HTTP/2
+    /// REFUSED_STREAM), which `retry_on: refused-stream` retries.
+    pub fn is_refused_stream(&self) -> bool {
+        matches!(self, UpstreamError::ResetBeforeResponse(m) if m.contains("refused stream"))
     }
 }
 

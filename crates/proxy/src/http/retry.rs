@@ -204,9 +204,9 @@ impl RetryState {
                     | RetryOn::RESET
                     | RetryOn::RESET_BEFORE_REQUEST,
             ),
-            UpstreamError::ResetBeforeResponse(m) => {
+            UpstreamError::ResetBeforeResponse(_) => {
                 on.has(RetryOn::FIVE_XX | RetryOn::GATEWAY_ERROR | RetryOn::RESET)
-                    || (on.has(RetryOn::REFUSED_STREAM) && m.contains("REFUSED_STREAM"))
+                    || (on.has(RetryOn::REFUSED_STREAM) && e.is_refused_stream())
             }
             UpstreamError::Protocol(_) => {
                 on.has(RetryOn::FIVE_XX | RetryOn::GATEWAY_ERROR | RetryOn::RESET)
@@ -355,6 +355,12 @@ mod tests {
         let reset = UpstreamError::ResetBeforeResponse("remote reset".into());
         assert_eq!(s.on_failure(&reset), Decision::No);
         assert_eq!(s.on_per_try_timeout(), Decision::No);
+        let mut s = state(on("refused-stream"), &[]).unwrap();
+        let refused = UpstreamError::ResetBeforeResponse(
+            "remote reset: http2 error: stream error received: refused stream before processing any application logic".into(),
+        );
+        assert!(matches!(s.on_failure(&refused), Decision::Retry { .. }));
+        assert_eq!(s.on_failure(&reset), Decision::No);
         let mut s = state(on("unavailable"), &[]).unwrap();
         let mut grpc = HeaderMap::new();
         grpc.insert("grpc-status", "14".parse().unwrap());
