@@ -169,7 +169,8 @@ async fn route_request(
                 HeaderName::from_static(X_ENVOY_INTERNAL),
                 HeaderValue::from_static("true"),
             );
-        } else {
+        } else if h.keys().any(|k| k.as_str().starts_with("x-envoy-")) {
+            // (One pass over the names first: most requests carry no x-envoy-* header.)
             let stripped = if cfg.use_remote_address {
                 EDGE_STRIPPED
             } else {
