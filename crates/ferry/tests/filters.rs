@@ -389,6 +389,25 @@ async fn the_health_check_filter_answers_and_fails_with_the_admin() {
             Some("true"),
             "{flavor:?}"
         );
+        // Traffic goes on, telling peers to drain this proxy.
+        let r = get(&p, Request::get("/work")).await;
+        assert_eq!(r.status, 200, "{flavor:?}");
+        assert_eq!(
+            r.header("x-envoy-immediate-health-check-fail"),
+            Some("true"),
+            "{flavor:?}"
+        );
+        let lines = lines_when(&log, 4).await;
+        assert_eq!(
+            lines,
+            [
+                "200 - health_check_ok",
+                "200 - via_upstream",
+                "503 LH health_check_failed",
+                "200 - via_upstream"
+            ],
+            "{flavor:?}"
+        );
         let (code, body) = admin_get(p.admin_port(), "/ready")
             .await
             .unwrap_or_default();

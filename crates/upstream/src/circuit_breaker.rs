@@ -169,7 +169,9 @@ impl Breaker {
                 (n < limit).then_some(n + 1)
             })
             .ok()?;
-        self.publish(r, taken + 1);
+        let _ = taken;
+        // The count now (others may have moved it since): gauges converge on it.
+        self.publish(r, self.count(r));
         Some(Admission {
             breaker: self.clone(),
             resource: r,
@@ -179,8 +181,8 @@ impl Breaker {
     /// Takes one unit of `r` whatever the limit (Envoy opens a host's first connection
     /// even when others hold every connection the cluster may have).
     pub fn force_acquire(self: &Arc<Self>, r: Resource) -> Admission {
-        let n = self.counts[Self::index(r)].fetch_add(1, Ordering::AcqRel);
-        self.publish(r, n + 1);
+        self.counts[Self::index(r)].fetch_add(1, Ordering::AcqRel);
+        self.publish(r, self.count(r));
         Admission {
             breaker: self.clone(),
             resource: r,
@@ -189,10 +191,8 @@ impl Breaker {
 
     fn release(&self, r: Resource) {
         let counter = &self.counts[Self::index(r)];
-        let before = counter
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1))
-            .unwrap_or(0);
-        self.publish(r, before.saturating_sub(1));
+        let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
+        self.publish(r, self.count(r));
     }
 }
 

@@ -17,6 +17,10 @@ pub enum UpstreamError {
     /// The upstream spoke something we could not understand, or the request could not be sent.
     #[error("upstream protocol error: {0}")]
     Protocol(String),
+    /// The request could not be sent: its body failed (the client's side: a malformed
+    /// or aborted body). Not the host's fault; not retried.
+    #[error("request body error: {0}")]
+    RequestBody(String),
     /// A circuit breaker refused the request (`UO`).
     #[error("upstream overflow: {0:?} limit reached")]
     Overflow(crate::circuit_breaker::Resource),
@@ -31,7 +35,9 @@ impl UpstreamError {
         match self {
             UpstreamError::ConnectFailure(_) | UpstreamError::ConnectTimeout => "UF",
             UpstreamError::ResetBeforeResponse(m) if m.starts_with(CONNECTION_TERMINATED) => "UC",
-            UpstreamError::ResetBeforeResponse(_) | UpstreamError::Protocol(_) => "UR",
+            UpstreamError::ResetBeforeResponse(_)
+            | UpstreamError::Protocol(_)
+            | UpstreamError::RequestBody(_) => "UR",
             UpstreamError::Overflow(_) => "UO",
         }
     }
@@ -45,13 +51,16 @@ impl UpstreamError {
             UpstreamError::ConnectTimeout => UpstreamError::ConnectTimeout,
             UpstreamError::ResetBeforeResponse(m) => UpstreamError::ResetBeforeResponse(m.clone()),
             UpstreamError::Protocol(m) => UpstreamError::Protocol(m.clone()),
+            UpstreamError::RequestBody(m) => UpstreamError::RequestBody(m.clone()),
             UpstreamError::Overflow(r) => UpstreamError::Overflow(*r),
         }
     }
 
     /// Classifies a hyper client error that happened after the request was handed to a connection.
     pub(crate) fn from_hyper(e: &hyper::Error) -> Self {
-        if e.is_parse() || e.is_parse_status() || e.is_user() {
+        if e.is_user() {
+            UpstreamError::RequestBody(e.to_string())
+        } else if e.is_parse() || e.is_parse_status() {
             UpstreamError::Protocol(e.to_string())
         } else if e.is_incomplete_message() || e.is_canceled() || e.is_closed() || io_source(e) {
             UpstreamError::ResetBeforeResponse(format!("{CONNECTION_TERMINATED}: {e}"))

@@ -96,7 +96,7 @@ impl Drop for EndOfResponse {
         if let Some(host) = self.host.upgrade() {
             host.stats.rq_active.fetch_sub(1, Ordering::Relaxed);
             // A request slot or a connection may be free: wake requests waiting for one.
-            host.pool.freed.notify_waiters();
+            host.pool.wake_waiters();
         }
         self.cluster.upstream_rq_active.dec();
     }
@@ -294,8 +294,9 @@ impl Host {
                         self.outlier.put(self, Outcome::ConnectSuccess);
                         self.outlier.put(self, Outcome::ConnectFailed);
                     }
-                    // A circuit breaker refused it: nothing about the host.
-                    UpstreamError::Overflow(_) => {}
+                    // A circuit breaker refused it, or the client's body failed:
+                    // nothing about the host.
+                    UpstreamError::Overflow(_) | UpstreamError::RequestBody(_) => {}
                 }
             }
         };

@@ -41,13 +41,14 @@ pub(crate) struct Pool {
     /// connection meanwhile: they all get it, or all fail with its error (as Envoy's
     /// pending requests do), instead of each waiting for a connect timeout in turn.
     http2_connecting: Mutex<Option<Arc<H2Attempt>>>,
-    /// Connections open or being opened (each holds a [`ConnSlot`]).
-    open: AtomicU64,
-    /// The cluster's `max_connection_pools` admission, held while `open` > 0.
-    pool_admission: Mutex<Option<Admission>>,
+    /// Connections open or being opened (each holds a [`ConnSlot`]), with the
+    /// cluster's `max_connection_pools` admission held while there are any.
+    slots: Mutex<(u64, Option<Admission>)>,
     /// Woken when a response ends or a connection closes: requests waiting for a
     /// connection (the `max_connections` breaker is open) look again.
-    pub(crate) freed: tokio::sync::Notify,
+    freed: tokio::sync::Notify,
+    /// Requests waiting on `freed` (nobody is woken — no lock taken — when there are none).
+    waiters: AtomicU64,
 }
 
 /// A connection's place in the circuit breakers: its `max_connections` admission and
@@ -60,10 +61,14 @@ pub(crate) struct ConnSlot {
 impl Drop for ConnSlot {
     fn drop(&mut self) {
         if let Some(host) = self.host.upgrade() {
-            if host.pool.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-                host.pool.pool_admission.lock().take();
+            {
+                let mut slots = host.pool.slots.lock();
+                slots.0 = slots.0.saturating_sub(1);
+                if slots.0 == 0 {
+                    slots.1 = None;
+                }
             }
-            host.pool.freed.notify_waiters();
+            host.pool.wake_waiters();
         }
     }
 }
@@ -179,7 +184,30 @@ where
     });
 }
 
+/// Counts a request waiting on a pool's `freed` while it lives.
+struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn new(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Waiting(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Pool {
+    /// Wakes requests waiting for a connection, if there are any.
+    pub(crate) fn wake_waiters(&self) {
+        if self.waiters.load(Ordering::Acquire) > 0 {
+            self.freed.notify_waiters();
+        }
+    }
+
     /// Sends a request on a pooled or new connection of `host`.
     pub(crate) async fn send(
         &self,
@@ -210,7 +238,8 @@ impl Pool {
         cluster: &Cluster,
         breaker: &Arc<Breaker>,
     ) -> Result<Option<ConnSlot>, UpstreamError> {
-        let admission = if self.open.load(Ordering::Acquire) == 0 {
+        let mut slots = self.slots.lock();
+        let admission = if slots.0 == 0 {
             breaker.force_acquire(Resource::Connections)
         } else {
             match breaker.try_acquire(Resource::Connections) {
@@ -221,20 +250,16 @@ impl Pool {
                 }
             }
         };
-        if self.open.fetch_add(1, Ordering::AcqRel) == 0 {
-            let mut pool = self.pool_admission.lock();
-            if pool.is_none() {
-                match breaker.try_acquire(Resource::Pools) {
-                    Some(a) => *pool = Some(a),
-                    None => {
-                        drop(pool);
-                        self.open.fetch_sub(1, Ordering::AcqRel);
-                        cluster.stats.upstream_cx_pool_overflow.inc();
-                        return Err(UpstreamError::Overflow(Resource::Pools));
-                    }
+        if slots.1.is_none() {
+            match breaker.try_acquire(Resource::Pools) {
+                Some(a) => slots.1 = Some(a),
+                None => {
+                    cluster.stats.upstream_cx_pool_overflow.inc();
+                    return Err(UpstreamError::Overflow(Resource::Pools));
                 }
             }
         }
+        slots.0 += 1;
         Ok(Some(ConnSlot {
             _admission: admission,
             host: host.this.clone(),
@@ -256,6 +281,7 @@ impl Pool {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
+            let _waiting = Waiting::new(&self.waiters);
             req = match self.try_pooled_http1(config, req).await {
                 Ok(sent) => return sent,
                 Err(req) => req,
@@ -265,8 +291,12 @@ impl Pool {
             }
             match self.new_connection_slot(host, cluster, breaker)? {
                 Some(slot) => break slot,
-                // Every connection the breaker allows is busy: wait for one to free up.
-                None => freed.await,
+                // Every connection the breaker allows is busy: wait for one to free up
+                // (and look again now and then: a finished connection becomes ready
+                // without a notification).
+                None => {
+                    let _ = tokio::time::timeout(FINISHING_WAIT, freed).await;
+                }
             }
         };
         // A new connection.

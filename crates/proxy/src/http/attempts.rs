@@ -224,6 +224,9 @@ pub struct Plan<'a> {
     pub idle: Option<Duration>,
     /// The HCM request timeout.
     pub request_timeout: Option<Duration>,
+    /// Hedge on per-try timeouts (the route's `hedge_policy`, or an internal request's
+    /// `x-envoy-hedge-on-per-try-timeout: true`).
+    pub hedging: bool,
 }
 
 /// The body attempts send.
@@ -270,7 +273,7 @@ pub async fn run(
     let ra = plan.ra;
     let stats = plan.cluster.stats.clone();
     let breaker = plan.cluster.breakers.get(ra.priority).clone();
-    let hedging = ra.hedge_policy.hedge_on_per_try_timeout;
+    let hedging = plan.hedging;
     let start_t = tokio::time::Instant::from_std(start);
     let mut inflight: FuturesUnordered<AttemptFuture> = FuturesUnordered::new();
     let mut running: Vec<Running> = Vec::new();
@@ -301,7 +304,13 @@ pub async fn run(
                     }
                     if n > 1 || plan.timeouts.custom {
                         let h = req.headers_mut();
-                        match plan.timeouts.expected(hedging, start_t.elapsed()) {
+                        // What is left of the global timeout counts from the end of the
+                        // request, as the route timeout does.
+                        let since_done = tap
+                            .completed_at(start)
+                            .map(|done| done.elapsed())
+                            .unwrap_or_default();
+                        match plan.timeouts.expected(hedging, since_done) {
                             Some(ms) => {
                                 h.insert(
                                     HeaderName::from_static(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS),
@@ -393,21 +402,33 @@ pub async fn run(
                             Some(rs) => rs.on_response(resp.status().as_u16(), resp.headers()),
                             None => Decision::No,
                         };
-                        if let Decision::Retry { back_off, rate_limited } = decision {
-                            if !running.is_empty() {
-                                // A hedged attempt is still out: wait for it.
-                                continue;
+                        let mut exhausted = false;
+                        match decision {
+                            Decision::Retry { back_off, rate_limited } => {
+                                if schedule(&plan, &breaker, &stats, info, &mut retry_admission, rate_limited) {
+                                    next_at = Some(now + back_off);
+                                    continue;
+                                }
+                                // Not retried: with a hedged attempt still out, wait for it.
+                                if !running.is_empty() {
+                                    continue;
+                                }
                             }
-                            if schedule(&plan, &breaker, &stats, info, &mut retry_admission, rate_limited) {
-                                next_at = Some(now + back_off);
-                                drop(resp);
-                                continue;
+                            Decision::LimitExceeded => {
+                                stats.upstream_rq_retry_limit_exceeded.inc();
+                                if !running.is_empty() {
+                                    continue;
+                                }
+                                exhausted = true;
                             }
-                        } else if decision == Decision::LimitExceeded {
-                            stats.upstream_rq_retry_limit_exceeded.inc();
+                            Decision::No => {
+                                if n > 1 {
+                                    stats.upstream_rq_retry_success.inc();
+                                }
+                            }
+                        }
+                        if exhausted {
                             info.response_flags.push("URX");
-                        } else if n > 1 {
-                            stats.upstream_rq_retry_success.inc();
                         }
                         for r in &running {
                             r.abort.abort();
@@ -415,6 +436,17 @@ pub async fn run(
                         return Attempted::Response { resp, route_deadline: route_at, attempts: n };
                     }
                     Err(e) => {
+                        // The client's body failed: nothing to retry (the router
+                        // answers 400 or logs the client gone).
+                        if tap.malformed() || tap.aborted() {
+                            for r in &running {
+                                r.abort.abort();
+                            }
+                            return Attempted::Local {
+                                reason: LocalReason::from_upstream(&e),
+                                failure: None,
+                            };
+                        }
                         let decision = match plan.retry.as_mut() {
                             Some(rs) => rs.on_failure(&e),
                             None => Decision::No,
@@ -444,29 +476,31 @@ pub async fn run(
             _ = tokio::time::sleep_until(per_try_at.map_or(now, |p| p.0)), if per_try_at.is_some() => {
                 let Some((_, k, idle)) = per_try_at else { continue };
                 let Some(pos) = running.iter().position(|r| r.n == k) else { continue };
-                if idle {
-                    stats.upstream_rq_per_try_idle_timeout.inc();
-                } else {
-                    stats.upstream_rq_per_try_timeout.inc();
-                }
                 let reason = if idle { LocalReason::PerTryIdleTimeout } else { LocalReason::PerTryTimeout };
                 running[pos].host.report_timeout();
-                if hedging && !idle {
+                if hedging {
+                    // A soft timeout (Envoy's hedge): the attempt runs on; another
+                    // starts if a retry is left, whatever retry_on says.
                     running[pos].timed_out = true;
                 } else {
+                    if idle {
+                        stats.upstream_rq_per_try_idle_timeout.inc();
+                    } else {
+                        stats.upstream_rq_per_try_timeout.inc();
+                    }
                     let r = running.swap_remove(pos);
                     r.abort.abort();
                 }
                 drop(retry_admission.take());
                 let decision = match plan.retry.as_mut() {
+                    Some(rs) if hedging => rs.on_hedge(),
                     Some(rs) => rs.on_per_try_timeout(),
                     None => Decision::No,
                 };
                 match decision {
                     Decision::Retry { back_off, rate_limited } => {
                         if schedule(&plan, &breaker, &stats, info, &mut retry_admission, rate_limited) {
-                            // A hedge starts at once; a plain retry backs off.
-                            next_at = Some(if hedging { now } else { now + back_off });
+                            next_at = Some(now + back_off);
                             continue;
                         }
                     }
@@ -483,7 +517,10 @@ pub async fn run(
             _ = tokio::time::sleep_until(route_at.unwrap_or(now)), if route_at.is_some() => {
                 stats.upstream_rq_timeout.inc();
                 for r in &running {
-                    r.host.report_timeout();
+                    // Attempts past a soft per-try timeout were reported then.
+                    if !r.timed_out {
+                        r.host.report_timeout();
+                    }
                     r.abort.abort();
                 }
                 return Attempted::Local { reason: LocalReason::UpstreamTimeout, failure: None };

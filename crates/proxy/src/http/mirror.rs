@@ -45,7 +45,7 @@ pub fn shadow(
         let Some(host) = cluster.choose_host(None) else {
             continue;
         };
-        let mut req = Request::new(replay.reader());
+        let mut req = Request::new(replay.follower());
         *req.method_mut() = head.method.clone();
         *req.uri_mut() = head.uri.clone();
         *req.headers_mut() = head.headers.clone();
@@ -60,15 +60,25 @@ pub fn shadow(
             }
         }
         let priority = ra.priority;
+        // Bounded by the route timeout, as Envoy bounds its shadows.
+        let timeout = ra.timeout;
         tokio::spawn(async move {
-            match host.send(&cluster, priority, req).await {
-                Ok(resp) => {
-                    // Read to the end so that the connection is reused.
-                    let _ = resp.into_body().collect().await;
+            let copy = async {
+                match host.send(&cluster, priority, req).await {
+                    Ok(resp) => {
+                        // Read to the end so that the connection is reused.
+                        let _ = resp.into_body().collect().await;
+                    }
+                    Err(e) => {
+                        tracing::debug!(cluster = %cluster.config.name, error = %e, "mirror request failed");
+                    }
                 }
-                Err(e) => {
-                    tracing::debug!(cluster = %cluster.config.name, error = %e, "mirror request failed");
+            };
+            match timeout {
+                Some(t) => {
+                    let _ = tokio::time::timeout(t, copy).await;
                 }
+                None => copy.await,
             }
         });
     }

@@ -3,6 +3,11 @@
 //! arrive. Chunks are kept only up to the route's buffer limit; past it the body
 //! streams on to the readers at the front but can no longer be replayed (Envoy gives up
 //! retrying and shadowing then).
+//!
+//! Only the request's own attempts (primary readers) pull from downstream; a mirror
+//! (follower) reads what they have pulled, so a fast mirror never moves the front and a
+//! slow one only loses its own copy. Downstream is polled with a waker that wakes every
+//! waiting reader, so no reader depends on another one polling.
 
 use bytes::Bytes;
 use ferry_upstream::{Body, BoxError};
@@ -31,8 +36,38 @@ struct State {
     trailers: Option<HeaderMap>,
     ended: bool,
     failed: Option<String>,
-    /// Readers waiting for the source, woken when it yields.
-    waiting: Vec<Waker>,
+    /// Readers waiting at the front, woken when downstream yields.
+    waiting: Arc<WakeAll>,
+}
+
+/// A waker that wakes every reader registered with it.
+#[derive(Default)]
+struct WakeAll(Mutex<Vec<Waker>>);
+
+impl WakeAll {
+    fn register(&self, w: &Waker) {
+        let mut list = self.0.lock();
+        if !list.iter().any(|x| x.will_wake(w)) {
+            list.push(w.clone());
+        }
+    }
+
+    fn wake_all(&self) {
+        let list = std::mem::take(&mut *self.0.lock());
+        for w in list {
+            w.wake();
+        }
+    }
+}
+
+impl std::task::Wake for WakeAll {
+    fn wake(self: Arc<Self>) {
+        self.wake_all();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wake_all();
+    }
 }
 
 impl std::fmt::Debug for Replay {
@@ -59,7 +94,7 @@ impl Replay {
                 trailers: None,
                 ended: false,
                 failed: None,
-                waiting: Vec::new(),
+                waiting: Arc::new(WakeAll::default()),
             }),
         })
     }
@@ -69,12 +104,24 @@ impl Replay {
         self.state.lock().kept
     }
 
-    /// A new reader from the first byte.
+    /// A new reader from the first byte, for one of the request's attempts: it pulls
+    /// the body from downstream when it is at the front.
     pub fn reader(self: &Arc<Self>) -> Body {
+        self.new_reader(true)
+    }
+
+    /// A new reader from the first byte for a mirror: it reads only what the attempts
+    /// have pulled, and fails if it falls behind past the buffer limit.
+    pub fn follower(self: &Arc<Self>) -> Body {
+        self.new_reader(false)
+    }
+
+    fn new_reader(self: &Arc<Self>, primary: bool) -> Body {
         http_body_util::BodyExt::boxed(Reader {
             shared: self.clone(),
             pos: 0,
             trailers_sent: false,
+            primary,
         })
     }
 }
@@ -83,6 +130,7 @@ struct Reader {
     shared: Arc<Replay>,
     pos: usize,
     trailers_sent: bool,
+    primary: bool,
 }
 
 impl http_body::Body for Reader {
@@ -119,18 +167,17 @@ impl http_body::Body for Reader {
             }
             return Poll::Ready(None);
         }
-        // The front: read from downstream.
-        match Pin::new(&mut s.source).poll_frame(cx) {
-            Poll::Pending => {
-                if !s.waiting.iter().any(|w| w.will_wake(cx.waker())) {
-                    s.waiting.push(cx.waker().clone());
-                }
-                Poll::Pending
-            }
+        // The front: wait for it to move, or (an attempt) move it.
+        s.waiting.register(cx.waker());
+        if !this.primary {
+            return Poll::Pending;
+        }
+        let wake_all = Waker::from(s.waiting.clone());
+        let mut all = Context::from_waker(&wake_all);
+        match Pin::new(&mut s.source).poll_frame(&mut all) {
+            Poll::Pending => Poll::Pending,
             Poll::Ready(frame) => {
-                for w in s.waiting.drain(..) {
-                    w.wake();
-                }
+                s.waiting.wake_all();
                 match frame {
                     None => {
                         s.ended = true;
@@ -205,6 +252,20 @@ mod tests {
         let rest = first.collect().await.unwrap().to_bytes();
         assert_eq!(rest, "cdef");
         assert!(r.replayable());
+    }
+
+    #[tokio::test]
+    async fn a_follower_reads_only_what_an_attempt_pulled() {
+        let r = Replay::new(source(&["ab", "cd"]), 100);
+        let mut follower = r.follower();
+        // Nothing pulled yet: the follower waits.
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(50), follower.frame()).await;
+        assert!(waiting.is_err());
+        let all = r.reader().collect().await.unwrap().to_bytes();
+        assert_eq!(all, "abcd");
+        let copy = follower.collect().await.unwrap().to_bytes();
+        assert_eq!(copy, "abcd");
     }
 
     #[tokio::test]

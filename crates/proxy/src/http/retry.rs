@@ -40,8 +40,8 @@ pub struct RetryState {
     remaining: u32,
     status_codes: Vec<u16>,
     header_names: Vec<http::HeaderName>,
-    /// Exponential back-off step (1 for the first retry).
-    step: u32,
+    /// The next back-off's ceiling (doubles each time, up to `max_interval`).
+    next_interval: Duration,
 }
 
 /// The default policy when only headers ask for retries.
@@ -112,12 +112,12 @@ impl RetryState {
             })
             .unwrap_or_default();
         Some(RetryState {
+            next_interval: policy.back_off_base,
             policy,
             retry_on,
             remaining,
             status_codes,
             header_names,
-            step: 1,
         })
     }
 
@@ -145,12 +145,14 @@ impl RetryState {
             return true;
         }
         if on.has(RetryOn::RETRIABLE_HEADERS) {
+            let status = status.to_string();
             let view = RequestView {
                 method: "",
                 path: "",
                 authority: "",
                 scheme: "",
                 headers,
+                status: &status,
             };
             if self
                 .policy
@@ -196,7 +198,7 @@ impl RetryState {
     pub fn on_failure(&mut self, e: &UpstreamError) -> Decision {
         let on = self.retry_on;
         let retriable = match e {
-            UpstreamError::Overflow(_) => false,
+            UpstreamError::Overflow(_) | UpstreamError::RequestBody(_) => false,
             UpstreamError::ConnectFailure(_) | UpstreamError::ConnectTimeout => on.has(
                 RetryOn::CONNECT_FAILURE
                     | RetryOn::FIVE_XX
@@ -215,6 +217,12 @@ impl RetryState {
         if !retriable {
             return Decision::No;
         }
+        self.take(None)
+    }
+
+    /// After a per-try timeout with hedging: another attempt if a retry is left,
+    /// whatever `retry_on` says (Envoy's hedge).
+    pub fn on_hedge(&mut self) -> Decision {
         self.take(None)
     }
 
@@ -246,21 +254,14 @@ impl RetryState {
         }
     }
 
-    /// Envoy's jittered exponential back-off: uniform in [0, base × (2^step − 1)),
-    /// at most `max_interval`.
+    /// Envoy's `JitteredExponentialBackOffStrategy`: uniform in [0, interval), the
+    /// interval starting at `base_interval` and doubling up to `max_interval`.
     fn next_back_off(&mut self) -> Duration {
-        let base = self.policy.back_off_base.as_millis().max(1) as u64;
-        let max = self.policy.back_off_max.as_millis().max(1) as u64;
-        let multiplier = (1u64 << self.step.min(62)) - 1;
-        let ceiling = if multiplier > max / base {
-            max
-        } else {
-            multiplier * base
-        };
-        if self.step < 62 {
-            self.step += 1;
-        }
-        Duration::from_millis(rand::random_range(0..ceiling.max(1)).min(max))
+        let max = self.policy.back_off_max.max(Duration::from_millis(1));
+        let interval = self.next_interval.clamp(Duration::from_millis(1), max);
+        self.next_interval = (interval * 2).min(max);
+        let ms = interval.as_millis().max(1) as u64;
+        Duration::from_millis(rand::random_range(0..ms))
     }
 
     /// The wait a rate-limited response asks for, when `rate_limited_retry_back_off`
@@ -288,7 +289,10 @@ impl RetryState {
                 }
             };
             if !wait.is_zero() && wait <= r.max_interval {
-                return Some(wait);
+                // Envoy's JitteredLowerBoundBackOffStrategy: [wait, 1.5 × wait).
+                let ms = wait.as_millis() as u64;
+                let jitter = rand::random_range(0..(ms / 2).max(1));
+                return Some(Duration::from_millis(ms + jitter));
             }
         }
         None
@@ -323,6 +327,7 @@ mod tests {
             authority: "x",
             scheme: "http",
             headers: &h,
+            status: "",
         };
         RetryState::new(Some(&Arc::new(policy)), &view)
     }
@@ -370,6 +375,26 @@ mod tests {
     }
 
     #[test]
+    fn retriable_headers_match_response_headers_and_status() {
+        let mut p = on("retriable-headers");
+        p.retriable_headers = vec![
+            HeaderMatcher {
+                name: ":status".into(),
+                kind: HeaderMatchKind::Range(500, 504),
+                invert: false,
+            },
+            present("x-upstream-retry"),
+        ];
+        let mut s = state(p, &[]).unwrap();
+        let none = HeaderMap::new();
+        assert!(matches!(s.on_response(502, &none), Decision::Retry { .. }));
+        assert_eq!(s.on_response(504, &none), Decision::No);
+        let mut h = HeaderMap::new();
+        h.insert("x-upstream-retry", "1".parse().unwrap());
+        assert!(matches!(s.on_response(200, &h), Decision::Retry { .. }));
+    }
+
+    #[test]
     fn headers_add_conditions_and_set_the_retry_count() {
         assert!(state(RetryPolicy::default(), &[]).is_none());
         let mut s = state(
@@ -414,8 +439,11 @@ mod tests {
                 d => panic!("{d:?}"),
             }
         }
+        // [0, 10), [0, 20), [0, 40), then [0, 50) each time.
         assert!(waits[0] < Duration::from_millis(10));
-        assert!(waits.iter().all(|w| *w <= Duration::from_millis(50)));
+        assert!(waits[1] < Duration::from_millis(20));
+        assert!(waits[2] < Duration::from_millis(40));
+        assert!(waits.iter().all(|w| *w < Duration::from_millis(50)));
         assert!(waits.iter().any(|w| *w > Duration::from_millis(30)));
     }
 
@@ -432,13 +460,16 @@ mod tests {
         let mut s = state(p, &[]).unwrap();
         let mut h = HeaderMap::new();
         h.insert("retry-after", "2".parse().unwrap());
-        assert_eq!(
-            s.on_response(503, &h),
+        match s.on_response(503, &h) {
             Decision::Retry {
-                back_off: Duration::from_secs(2),
-                rate_limited: true
-            }
-        );
+                back_off,
+                rate_limited: true,
+            } => assert!(
+                back_off >= Duration::from_secs(2) && back_off < Duration::from_secs(3),
+                "{back_off:?}"
+            ),
+            d => panic!("{d:?}"),
+        }
         h.insert("retry-after", "60".parse().unwrap());
         assert!(matches!(
             s.on_response(503, &h),

@@ -18,6 +18,8 @@ pub struct RequestView<'a> {
     pub scheme: &'a str,
     /// Headers.
     pub headers: &'a HeaderMap,
+    /// `:status`, when the view is of response headers ("" for requests).
+    pub status: &'a str,
 }
 
 impl RequestView<'_> {
@@ -39,6 +41,7 @@ impl RequestView<'_> {
             ":path" => return Some(Cow::Borrowed(self.path)),
             ":authority" | "host" => return Some(Cow::Borrowed(self.authority)),
             ":scheme" => return Some(Cow::Borrowed(self.scheme)),
+            ":status" if !self.status.is_empty() => return Some(Cow::Borrowed(self.status)),
             _ => {}
         }
         let mut values = self.headers.get_all(name).iter();

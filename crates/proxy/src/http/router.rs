@@ -44,6 +44,7 @@ const EDGE_STRIPPED: &[&str] = &[
     "x-envoy-ip-tags",
     "x-envoy-max-retries",
     "x-envoy-original-path",
+    "x-envoy-original-url",
     "x-envoy-retriable-header-names",
     "x-envoy-retriable-status-codes",
     "x-envoy-retry-grpc-on",
@@ -74,6 +75,16 @@ const EXTERNAL_STRIPPED: &[&str] = &[
     "x-envoy-upstream-rq-timeout-ms",
 ];
 const X_ENVOY_INTERNAL: &str = "x-envoy-internal";
+const X_ENVOY_HEDGE_ON_PER_TRY_TIMEOUT: &str = "x-envoy-hedge-on-per-try-timeout";
+const X_ENVOY_ATTEMPT_COUNT: &str = "x-envoy-attempt-count";
+/// Request headers the router consumes when it sets up retries.
+const RETRY_CONTROL: &[&str] = &[
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-max-retries",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+];
 const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: &str = "x-envoy-expected-rq-timeout-ms";
 const X_ENVOY_UPSTREAM_SERVICE_TIME: &str = "x-envoy-upstream-service-time";
 
@@ -105,6 +116,9 @@ pub async fn handle(
     }
     if let Some(kbps) = work.throttle_kbps {
         body = crate::http::throttle::Throttled::new(body, kbps).boxed();
+    }
+    if !work.hold.is_empty() {
+        body = crate::http::filters::Holding::new(body, work.hold).boxed();
     }
     Response::from_parts(parts, crate::http::body::Guarded::new(body, guard).boxed())
 }
@@ -234,6 +248,7 @@ async fn route_request(
         authority: &info.authority,
         scheme: info.scheme,
         headers: req.headers(),
+        status: "",
     };
     let rc = cfg.route_config.clone();
     let found = route_match::find(&rc, &view);
@@ -259,10 +274,12 @@ async fn route_request(
         });
         let path = info.path.clone();
         let method = info.method.clone();
+        let authority = info.authority.clone();
         let mut rq = FilterRequest {
             headers: req.headers_mut(),
             path: &path,
             method: &method,
+            authority: &authority,
             overrides: target.map(|t| t.overrides.as_slice()).unwrap_or_default(),
             cluster,
             rate_limits: action
@@ -524,6 +541,12 @@ async fn forward(
         target.expected_timeout.clone()
     };
     if let Some(v) = expected {
+        // With max_grpc_timeout, the upstream learns the deadline in grpc-timeout too.
+        if info.is_grpc && ra.max_grpc_timeout.is_some() && ra.max_stream_duration.is_none() {
+            if let Ok(g) = HeaderValue::from_str(&format!("{}m", v.to_str().unwrap_or("0"))) {
+                h.insert(HeaderName::from_static("grpc-timeout"), g);
+            }
+        }
         h.insert(HeaderName::from_static(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS), v);
     }
     // Every level's mutations, most specific first (the weighted cluster's included).
@@ -602,9 +625,21 @@ async fn forward(
             authority: &info.authority,
             scheme: info.scheme,
             headers: &parts.headers,
+            status: "",
         };
         RetryState::new(ra.retry_policy.as_ref(), &view)
     };
+    // The retry control headers are consumed here (internal requests only carry them).
+    let mut hedging = ra.hedge_policy.hedge_on_per_try_timeout;
+    if !hcm.config.internal_cidrs.is_empty() {
+        let h = &mut parts.headers;
+        if let Some(v) = h.remove(X_ENVOY_HEDGE_ON_PER_TRY_TIMEOUT) {
+            hedging |= v.as_bytes() == b"true";
+        }
+        for name in RETRY_CONTROL {
+            h.remove(*name);
+        }
+    }
     if retry.is_some()
         || timeouts.per_try.is_some()
         || timeouts.per_try_idle.is_some()
@@ -634,6 +669,7 @@ async fn forward(
             timeouts,
             idle,
             request_timeout: hcm.config.request_timeout,
+            hedging,
         };
         let run = crate::http::attempts::run(plan, &mut info, &tap, start);
         let attempted = match stream_deadline {
@@ -665,7 +701,7 @@ async fn forward(
                 );
                 if ra.attempt_count_in_response {
                     resp.headers_mut().insert(
-                        HeaderName::from_static("x-envoy-attempt-count"),
+                        HeaderName::from_static(X_ENVOY_ATTEMPT_COUNT),
                         HeaderValue::from(attempts),
                     );
                 }
@@ -691,6 +727,12 @@ async fn forward(
                 )
             }
         };
+    }
+    if ra.attempt_count_in_request {
+        parts.headers.insert(
+            HeaderName::from_static(X_ENVOY_ATTEMPT_COUNT),
+            HeaderValue::from_static("1"),
+        );
     }
     let up_req = Request::from_parts(parts, body);
     let sent = host.send(&cluster, ra.priority, up_req);
@@ -752,7 +794,7 @@ async fn forward(
             );
         }
     };
-    let resp = upstream_response(
+    let mut resp = upstream_response(
         &hcm,
         &mut info,
         resp,
@@ -763,6 +805,12 @@ async fn forward(
         &tap,
         start,
     );
+    if ra.attempt_count_in_response {
+        resp.headers_mut().insert(
+            HeaderName::from_static(X_ENVOY_ATTEMPT_COUNT),
+            HeaderValue::from_static("1"),
+        );
+    }
     finish_response(&hcm, info, resp, start, tap)
 }
 

@@ -71,6 +71,7 @@ impl HcmRuntime {
             stat_prefix: &config.stat_prefix,
             stats: &snapshot.stats,
             health_failed: snapshot.health_failed.clone(),
+            node_cluster: &snapshot.bootstrap.node_cluster,
         };
         let filters = config
             .http_filters

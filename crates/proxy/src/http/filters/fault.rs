@@ -33,9 +33,10 @@ pub struct FaultFilter {
 }
 
 /// Counts an active fault while it lives.
-struct Active<'a>(&'a FaultStats);
+/// A faulted stream, counted in `active_faults` until its response ends.
+struct Active(Arc<FaultStats>);
 
-impl Drop for Active<'_> {
+impl Drop for Active {
     fn drop(&mut self) {
         self.0.active_faults.dec();
     }
@@ -113,6 +114,8 @@ impl FaultFilter {
                 return Verdict::Continue;
             }
         }
+        // One active fault per faulted stream, held until its response ends.
+        let mut active: Option<Active> = None;
         // Delay.
         if let Some(d) = &cfg.delay {
             let header = matches!(d.kind, DelayKind::Header);
@@ -121,12 +124,12 @@ impl FaultFilter {
                 DelayKind::Header => header_u64(rq, DELAY_REQUEST).map(Duration::from_millis),
             };
             if let Some(duration) = duration {
-                if fraction(d.percentage, rq, DELAY_PERCENTAGE, header).sample() {
-                    if let Some(_active) = self.admit(cfg) {
-                        self.stats.delays_injected.inc();
-                        rq.info.response_flags.push("DI");
-                        tokio::time::sleep(duration).await;
-                    }
+                if fraction(d.percentage, rq, DELAY_PERCENTAGE, header).sample()
+                    && self.admit(cfg, &mut active)
+                {
+                    self.stats.delays_injected.inc();
+                    rq.info.response_flags.push("DI");
+                    tokio::time::sleep(duration).await;
                 }
             }
         }
@@ -146,24 +149,27 @@ impl FaultFilter {
                 },
             };
             if let Some((status, grpc)) = status {
-                if fraction(a.percentage, rq, ABORT_PERCENTAGE, header).sample() {
-                    if let Some(_active) = self.admit(cfg) {
-                        self.stats.aborts_injected.inc();
-                        rq.info.response_flags.push("FI");
-                        return Verdict::Reply(LocalReply {
-                            status: http::StatusCode::from_u16(status)
-                                .unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE),
-                            body: Some(
-                                a.body
-                                    .clone()
-                                    .unwrap_or_else(|| "fault filter abort".into()),
-                            ),
-                            grpc_status: grpc,
-                            flag: None,
-                            details: "fault_filter_abort",
-                            headers: Vec::new(),
-                        });
+                if fraction(a.percentage, rq, ABORT_PERCENTAGE, header).sample()
+                    && self.admit(cfg, &mut active)
+                {
+                    self.stats.aborts_injected.inc();
+                    rq.info.response_flags.push("FI");
+                    if let Some(held) = active.take() {
+                        rq.response.hold.push(Box::new(held));
                     }
+                    return Verdict::Reply(LocalReply {
+                        status: http::StatusCode::from_u16(status)
+                            .unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE),
+                        body: Some(
+                            a.body
+                                .clone()
+                                .unwrap_or_else(|| "fault filter abort".into()),
+                        ),
+                        grpc_status: grpc,
+                        flag: None,
+                        details: "fault_filter_abort",
+                        headers: Vec::new(),
+                    });
                 }
             }
         }
@@ -176,32 +182,33 @@ impl FaultFilter {
             };
             if let Some(kbps) = kbps {
                 if fraction(r.percentage, rq, THROUGHPUT_PERCENTAGE, header).sample()
-                    && self.under_max(cfg)
+                    && self.admit(cfg, &mut active)
                 {
                     self.stats.response_rl_injected.inc();
                     rq.response.throttle_kbps = Some(kbps);
                 }
             }
         }
+        if let Some(held) = active {
+            rq.response.hold.push(Box::new(held));
+        }
         Verdict::Continue
     }
 
-    fn under_max(&self, cfg: &Fault) -> bool {
-        match cfg.max_active_faults {
-            Some(max) if self.stats.active_faults.value() >= max => {
-                self.stats.faults_overflow.inc();
-                false
-            }
-            _ => true,
+    /// Whether a fault may be injected: the stream already counts as faulted, or
+    /// becomes so within `max_active_faults` (else `faults_overflow`).
+    fn admit(&self, cfg: &Fault, active: &mut Option<Active>) -> bool {
+        if active.is_some() {
+            return true;
         }
-    }
-
-    /// Counts an active fault within `max_active_faults`.
-    fn admit(&self, cfg: &Fault) -> Option<Active<'_>> {
-        if !self.under_max(cfg) {
-            return None;
+        if let Some(max) = cfg.max_active_faults {
+            if self.stats.active_faults.value() >= max {
+                self.stats.faults_overflow.inc();
+                return false;
+            }
         }
         self.stats.active_faults.inc();
-        Some(Active(&self.stats))
+        *active = Some(Active(self.stats.clone()));
+        true
     }
 }

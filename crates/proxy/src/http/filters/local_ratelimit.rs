@@ -1,9 +1,8 @@
 //! `envoy.filters.http.local_ratelimit`: a token bucket per filter (or per route with a
 //! per-route config, or per downstream connection); over it, 429 `RL`.
 //!
-//! The bucket refills lazily: each request first adds the tokens of the fill intervals
-//! that passed since the last fill (at most `max_tokens`), as Envoy's timer would have,
-//! then takes one — compare-and-swap on two atomics, no lock and no timer task.
+//! The bucket refills continuously, as Envoy's (since 1.31) does: one compare-and-swap
+//! per request, no lock and no timer task.
 
 use super::{Env, FilterRequest, LocalReply, RouteOverride, Verdict};
 use crate::http::headers::{self, Side};
@@ -11,7 +10,7 @@ use crate::http::route_match::header_matches;
 use ferry_config::filters::local_ratelimit::{LocalRateLimit, TokenBucket};
 use ferry_config::filters::rate_limit_actions::{Action, RateLimitRule};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,49 +22,52 @@ ferry_stats::stat_group! {
     }
 }
 
-/// A token bucket.
+/// A token bucket that refills continuously at `tokens_per_fill / fill_interval`, as
+/// Envoy's `AtomicTokenBucket`: one atomic holds the time at which the bucket was (or
+/// would have been) empty; the tokens are the time since then times the fill rate, at
+/// most `max_tokens`. Taking a token moves that time forward by one token's worth.
 #[derive(Debug)]
 pub struct Bucket {
-    config: TokenBucket,
+    max_tokens: f64,
+    /// Nanoseconds per token.
+    per_token: f64,
     start: Instant,
-    tokens: AtomicU64,
-    /// Fill intervals accounted for since `start`.
-    fills: AtomicU64,
+    /// When the bucket was empty, in nanoseconds from `start` (negative: before it).
+    empty_at: AtomicI64,
 }
 
 impl Bucket {
     /// A full bucket.
     pub fn new(config: TokenBucket) -> Bucket {
+        let per_token =
+            config.fill_interval.as_nanos() as f64 / f64::from(config.tokens_per_fill.max(1));
+        let max_tokens = f64::from(config.max_tokens.max(1));
         Bucket {
-            config,
+            max_tokens,
+            per_token,
             start: Instant::now(),
-            tokens: AtomicU64::new(config.max_tokens.into()),
-            fills: AtomicU64::new(0),
+            empty_at: AtomicI64::new(-((max_tokens * per_token) as i64)),
         }
     }
 
-    /// Takes a token if there is one, after adding the fills due by `now`.
+    /// Takes a token if there is one at `now`.
     pub fn try_take(&self, now: Instant) -> bool {
-        let interval = self.config.fill_interval.as_nanos().max(1);
-        let due = (now.saturating_duration_since(self.start).as_nanos() / interval) as u64;
-        let done = self.fills.load(Ordering::Acquire);
-        if due > done
-            && self
-                .fills
-                .compare_exchange(done, due, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            let add = (due - done).saturating_mul(self.config.tokens_per_fill.into());
-            let max = u64::from(self.config.max_tokens);
-            let _ = self
-                .tokens
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
-                    Some(t.saturating_add(add).min(max))
-                });
+        let now = now.saturating_duration_since(self.start).as_nanos() as f64;
+        let mut old = self.empty_at.load(Ordering::Acquire);
+        loop {
+            let tokens = ((now - old as f64) / self.per_token).min(self.max_tokens);
+            if tokens < 1.0 {
+                return false;
+            }
+            let new = (now - (tokens - 1.0) * self.per_token) as i64;
+            match self
+                .empty_at
+                .compare_exchange_weak(old, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(current) => old = current,
+            }
         }
-        self.tokens
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| t.checked_sub(1))
-            .is_ok()
     }
 }
 
@@ -322,5 +324,23 @@ mod tests {
         assert!(b.try_take(later));
         assert!(b.try_take(later));
         assert!(!b.try_take(later));
+    }
+
+    #[test]
+    fn the_refill_is_continuous() {
+        // 10 tokens per minute: one every 6 s once the bucket is empty.
+        let b = Bucket::new(TokenBucket {
+            max_tokens: 10,
+            tokens_per_fill: 10,
+            fill_interval: Duration::from_secs(60),
+        });
+        let t0 = b.start;
+        for _ in 0..10 {
+            assert!(b.try_take(t0));
+        }
+        assert!(!b.try_take(t0 + Duration::from_millis(5900)));
+        assert!(b.try_take(t0 + Duration::from_millis(6000)));
+        assert!(!b.try_take(t0 + Duration::from_millis(11_900)));
+        assert!(b.try_take(t0 + Duration::from_millis(12_000)));
     }
 }

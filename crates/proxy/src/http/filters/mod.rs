@@ -34,6 +34,8 @@ pub struct Env<'a> {
     pub stats: &'a ferry_stats::Store,
     /// Set by admin `/healthcheck/fail`.
     pub health_failed: Arc<std::sync::atomic::AtomicBool>,
+    /// `node.cluster`.
+    pub node_cluster: &'a str,
 }
 
 impl Filter {
@@ -120,6 +122,8 @@ pub struct FilterRequest<'a> {
     pub path: &'a str,
     /// `:method`.
     pub method: &'a str,
+    /// `:authority`, lower-cased.
+    pub authority: &'a str,
     /// The matched route's overrides (empty when none or no route).
     pub overrides: &'a [(String, RouteOverride)],
     /// The route's cluster name, when it names one.
@@ -150,20 +154,56 @@ impl FilterRequest<'_> {
         crate::http::route_match::RequestView {
             method: self.method,
             path: self.path,
-            authority: "",
+            authority: self.authority,
             scheme: "http",
             headers: self.headers,
+            status: "",
         }
     }
 }
 
 /// What filters leave for the response.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ResponseWork {
     /// Limit the response body to this many KiB per second (fault filter).
     pub throttle_kbps: Option<u64>,
     /// Headers to add to the response.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Kept until the response body ends (an active fault's count).
+    pub hold: Vec<Box<dyn Send + Sync>>,
+}
+
+/// A response body that keeps filter state alive until it ends.
+pub struct Holding {
+    inner: ferry_upstream::Body,
+    _held: Vec<Box<dyn Send + Sync>>,
+}
+
+impl Holding {
+    /// Wraps `inner`, keeping `held` until the body is dropped.
+    pub fn new(inner: ferry_upstream::Body, held: Vec<Box<dyn Send + Sync>>) -> Holding {
+        Holding { inner, _held: held }
+    }
+}
+
+impl http_body::Body for Holding {
+    type Data = bytes::Bytes;
+    type Error = ferry_upstream::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// A filter's decision.
