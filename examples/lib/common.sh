@@ -168,6 +168,9 @@ admin() {
     curl -s --max-time 5 "$@" "http://127.0.0.1:$ADMIN_PORT$path"
 }
 
+# `contains STRING SUBSTRING`: whether STRING contains SUBSTRING.
+contains() { [[ "$1" == *"$2"* ]]; }
+
 # `stat NAME`: a counter or gauge from admin /stats (0 when absent).
 stat() {
     admin /stats | awk -v n="$1" -F': ' '$1 == n { v = $2; found = 1 } END { print (found ? v : 0) }'
