@@ -10,7 +10,9 @@
 #   ENVOY    when set, run real Envoy from this path instead of ferry
 #   KEEP_WORK=1  keep the temporary directory (configs, logs, records)
 
-set -euo pipefail
+set -eEuo pipefail
+# A command that fails outside a condition ends the example: say which.
+trap 'echo "FAIL: ${BASH_SOURCE[0]##*/}:$LINENO: \"$BASH_COMMAND\" exited with $?" >&2' ERR
 
 EXAMPLES_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 REPO_DIR="$(cd "$EXAMPLES_DIR/.." && pwd)"
