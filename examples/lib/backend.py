@@ -50,6 +50,9 @@ def make_handler(args):
         protocol_version = "HTTP/1.1"  # keep-alive, as a proxy's connection pool expects
         server_version = "example-backend"
         sys_version = ""
+        # Headers and body are written separately: without TCP_NODELAY, Nagle's
+        # algorithm and the peer's delayed ACK hold the body for ~40 ms.
+        disable_nagle_algorithm = True
 
         def log_message(self, fmt, *a):  # quiet: the run scripts print what matters
             pass
