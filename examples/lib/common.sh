@@ -147,8 +147,9 @@ start_proxy() {
     local config="$1"
     if [ -n "${ENVOY:-}" ]; then
         PROXY_NAME=envoy
-        spawn "$PROXY_LOG" "$ENVOY" -c "$config" --base-id "$(((RANDOM << 15 | RANDOM) % 100000000))" \
-            --concurrency 1 -l warning
+        # No hot restart: no shared memory to leave behind in /dev/shm, and no
+        # base id to keep apart from other Envoys on the machine.
+        spawn "$PROXY_LOG" "$ENVOY" -c "$config" --disable-hot-restart --concurrency 1 -l warning
     else
         PROXY_NAME=ferry
         [ -x "$FERRY" ] || fail "no ferry binary at $FERRY (build it with 'cargo build -p ferry', or set FERRY)"
