@@ -661,3 +661,52 @@ async fn max_stream_duration_bounds_the_stream_and_grpc_timeouts_within_it() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_requests_counts_requests_given_a_connection_not_pending_ones() {
+    for flavor in flavors() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("access.log");
+        let up = Scripted::start(vec![Step::Delay(Duration::from_millis(1500), 200)]).await;
+        let yaml = bootstrap(
+            "",
+            "",
+            "circuit_breakers: {thresholds: [{max_connections: 1, max_pending_requests: 1, max_requests: 1}]}",
+            &log,
+        );
+        let p = proxy(flavor, &yaml, &[("backend", up.addr())]).await;
+        let port = port(&p);
+        let first = tokio::spawn(async move { send(port, &Request::get("/first")).await });
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while up.in_flight() < 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // One waits for the connection (pending, not yet a request of the breaker's);
+        // the others find the pending queue full.
+        let others: Vec<_> = (0..3)
+            .map(|i| tokio::spawn(async move { send(port, &Request::get(&format!("/{i}"))).await }))
+            .collect();
+        let mut statuses = Vec::new();
+        for h in others {
+            let r = h
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|e| panic!("{e:#}"));
+            statuses.push(r.status);
+        }
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 503, 503], "{flavor:?}");
+        let r = first
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(r.status, 200, "{flavor:?}");
+        assert_eq!(
+            stat_when(&p, "cluster.backend.upstream_rq_pending_overflow", |v| v
+                == 2)
+            .await,
+            2,
+            "{flavor:?}"
+        );
+    }
+}

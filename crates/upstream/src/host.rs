@@ -86,8 +86,9 @@ impl std::fmt::Debug for Host {
 struct EndOfResponse {
     host: std::sync::Weak<Host>,
     cluster: Arc<crate::ClusterStats>,
-    /// The request's `max_requests` admission, held until the response ends.
-    _admission: crate::circuit_breaker::Admission,
+    /// The request's `max_requests` admission (taken when the pool gave it a
+    /// connection), held until the response ends.
+    _admission: Option<crate::circuit_breaker::Admission>,
     finished: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
@@ -233,12 +234,7 @@ impl Host {
         priority: ferry_config::route::Priority,
         req: http::Request<Body>,
     ) -> Result<http::Response<Body>, UpstreamError> {
-        use crate::circuit_breaker::Resource;
         let breaker = cluster.breakers.get(priority);
-        let Some(admission) = breaker.try_acquire(Resource::Requests) else {
-            cluster.stats.upstream_rq_active_overflow.inc();
-            return Err(UpstreamError::Overflow(Resource::Requests));
-        };
         self.stats.rq_total.fetch_add(1, Ordering::Relaxed);
         self.stats.rq_active.fetch_add(1, Ordering::Relaxed);
         cluster.stats.upstream_rq_total.inc();
@@ -248,7 +244,7 @@ impl Host {
         let mut end = EndOfResponse {
             host: self.this.clone(),
             cluster: cluster.stats.clone(),
-            _admission: admission,
+            _admission: None,
             finished: None,
         };
         let grpc = req
@@ -257,7 +253,7 @@ impl Host {
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
         let result = self.pool.send(self, cluster, breaker, req).await;
         match &result {
-            Ok((resp, _)) => {
+            Ok((resp, _, _)) => {
                 cluster.stats.upstream_rq_completed.inc();
                 cluster.stats.response_class(resp.status().as_u16());
                 if resp.status().is_server_error() {
@@ -300,8 +296,9 @@ impl Host {
                 }
             }
         };
-        let (resp, finished) = result?;
+        let (resp, finished, admission) = result?;
         end.finished = finished;
+        end._admission = Some(admission);
         let (parts, body) = resp.into_parts();
         let body = Tracked {
             inner: body,

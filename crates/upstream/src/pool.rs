@@ -124,8 +124,11 @@ struct H2Conn {
 // Lives on the stack for one call; boxing the request would cost an allocation per request.
 #[allow(clippy::large_enum_variant)]
 enum Checkout<F> {
-    /// The request was dispatched on a pooled connection (with its `finished` flag).
-    Sent(F, Arc<AtomicBool>),
+    /// The request was dispatched on a pooled connection (with its `finished` flag and
+    /// its `max_requests` admission).
+    Sent(F, Arc<AtomicBool>, Admission),
+    /// A connection was free but `max_requests` is reached.
+    Overflow(UpstreamError),
     /// No connection was ready, but this one's response has ended: wait for it.
     Finishing(H1Conn, Request<Body>),
     /// No pooled connection was free; the request is given back.
@@ -200,6 +203,20 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// A response with its connection's `finished` flag (HTTP/1.1) and the request's
+/// `max_requests` admission.
+pub(crate) type Sent = (Response<Incoming>, Option<Arc<AtomicBool>>, Admission);
+
+/// The request's `max_requests` admission, taken when it is given a connection (as
+/// Envoy's pool attaches a stream): a request waiting for a connection is pending, not
+/// active.
+fn attach(cluster: &Cluster, breaker: &Arc<Breaker>) -> Result<Admission, UpstreamError> {
+    breaker.try_acquire(Resource::Requests).ok_or_else(|| {
+        cluster.stats.upstream_rq_active_overflow.inc();
+        UpstreamError::Overflow(Resource::Requests)
+    })
+}
+
 impl Pool {
     /// Wakes requests waiting for a connection, if there are any.
     pub(crate) fn wake_waiters(&self) {
@@ -215,17 +232,18 @@ impl Pool {
         cluster: &Cluster,
         breaker: &Arc<Breaker>,
         req: Request<Body>,
-    ) -> Result<(Response<Incoming>, Option<Arc<AtomicBool>>), UpstreamError> {
+    ) -> Result<Sent, UpstreamError> {
         match cluster.config.protocol {
             UpstreamProtocol::Http1 => {
                 self.send_http1(host, cluster, breaker, prepare_http1(req, host))
                     .await
             }
-            UpstreamProtocol::Http2 => Ok((
-                self.send_http2(host, cluster, breaker, prepare_http2(req, host)?)
-                    .await?,
-                None,
-            )),
+            UpstreamProtocol::Http2 => {
+                let (resp, admission) = self
+                    .send_http2(host, cluster, breaker, prepare_http2(req, host)?)
+                    .await?;
+                Ok((resp, None, admission))
+            }
         }
     }
 
@@ -272,7 +290,7 @@ impl Pool {
         cluster: &Cluster,
         breaker: &Arc<Breaker>,
         req: Request<Body>,
-    ) -> Result<(Response<Incoming>, Option<Arc<AtomicBool>>), UpstreamError> {
+    ) -> Result<Sent, UpstreamError> {
         let config = &cluster.config;
         let mut req = req;
         let mut pending = None;
@@ -282,7 +300,7 @@ impl Pool {
             tokio::pin!(freed);
             freed.as_mut().enable();
             let _waiting = Waiting::new(&self.waiters);
-            req = match self.try_pooled_http1(config, req).await {
+            req = match self.try_pooled_http1(cluster, breaker, req).await {
                 Ok(sent) => return sent,
                 Err(req) => req,
             };
@@ -317,11 +335,18 @@ impl Pool {
             idle_since: None,
             finished: Arc::new(AtomicBool::new(false)),
         };
+        let admission = match attach(cluster, breaker) {
+            Ok(a) => a,
+            Err(e) => {
+                self.http1.lock().push(conn);
+                return Err(e);
+            }
+        };
         let (sent, finished) = self.dispatch(config, conn, req);
         let resp = sent
             .await
             .map_err(|e| UpstreamError::from_hyper(e.error()))?;
-        Ok((resp, Some(finished)))
+        Ok((resp, Some(finished), admission))
     }
 
     /// Sends `req` on a pooled connection if one is (or is about to be) free; gives
@@ -329,13 +354,15 @@ impl Pool {
     #[allow(clippy::type_complexity)]
     async fn try_pooled_http1(
         &self,
-        config: &ClusterConfig,
+        cluster: &Cluster,
+        breaker: &Arc<Breaker>,
         req: Request<Body>,
-    ) -> Result<Result<(Response<Incoming>, Option<Arc<AtomicBool>>), UpstreamError>, Request<Body>>
-    {
-        let req = match self.checkout_http1(config, req) {
-            Checkout::Sent(sent, finished) => match sent.await {
-                Ok(resp) => return Ok(Ok((resp, Some(finished)))),
+    ) -> Result<Result<Sent, UpstreamError>, Request<Body>> {
+        let config = &cluster.config;
+        let req = match self.checkout_http1(cluster, breaker, req) {
+            Checkout::Overflow(e) => return Ok(Err(e)),
+            Checkout::Sent(sent, finished, admission) => match sent.await {
+                Ok(resp) => return Ok(Ok((resp, Some(finished), admission))),
                 Err(mut e) => match e.take_message() {
                     // The connection closed before the request was written: use a new one.
                     Some(back) => back,
@@ -345,9 +372,16 @@ impl Pool {
             Checkout::Finishing(mut conn, req) => {
                 match tokio::time::timeout(FINISHING_WAIT, conn.sender.ready()).await {
                     Ok(Ok(())) => {
+                        let admission = match attach(cluster, breaker) {
+                            Ok(a) => a,
+                            Err(e) => {
+                                self.http1.lock().push(conn);
+                                return Ok(Err(e));
+                            }
+                        };
                         let (sent, finished) = self.dispatch(config, conn, req);
                         match sent.await {
-                            Ok(resp) => return Ok(Ok((resp, Some(finished)))),
+                            Ok(resp) => return Ok(Ok((resp, Some(finished), admission))),
                             Err(mut e) => match e.take_message() {
                                 Some(back) => back,
                                 None => return Ok(Err(UpstreamError::from_hyper(e.error()))),
@@ -394,17 +428,23 @@ impl Pool {
     /// whose response has just ended, or gives `req` back.
     fn checkout_http1(
         &self,
-        config: &ClusterConfig,
+        cluster: &Cluster,
+        breaker: &Arc<Breaker>,
         req: Request<Body>,
     ) -> Checkout<impl Future<Output = Responded>> {
+        let config = &cluster.config;
         let now = Instant::now();
         let mut conns = self.http1.lock();
         prune_http1(&mut conns, now, config.idle_timeout);
         if let Some(i) = conns.iter().position(|c| c.sender.is_ready()) {
+            let admission = match attach(cluster, breaker) {
+                Ok(a) => a,
+                Err(e) => return Checkout::Overflow(e),
+            };
             let conn = conns.swap_remove(i);
             drop(conns);
             let (sent, finished) = self.dispatch(config, conn, req);
-            return Checkout::Sent(sent, finished);
+            return Checkout::Sent(sent, finished, admission);
         }
         match conns
             .iter()
@@ -421,12 +461,13 @@ impl Pool {
         cluster: &Cluster,
         breaker: &Arc<Breaker>,
         req: Request<Body>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<(Response<Incoming>, Admission), UpstreamError> {
         let config = &cluster.config;
         let mut req = req;
         if let Some(mut sender) = self.checkout_http2(config) {
+            let admission = attach(cluster, breaker)?;
             match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(resp),
+                Ok(resp) => return Ok((resp, admission)),
                 Err(mut e) => match e.take_message() {
                     Some(back) => req = back,
                     None => return Err(UpstreamError::from_hyper(e.error())),
@@ -478,10 +519,12 @@ impl Pool {
             }
         };
         drop(pending);
-        sender
+        let admission = attach(cluster, breaker)?;
+        let resp = sender
             .try_send_request(req)
             .await
-            .map_err(|e| UpstreamError::from_hyper(e.error()))
+            .map_err(|e| UpstreamError::from_hyper(e.error()))?;
+        Ok((resp, admission))
     }
 
     /// Connects to `host` and starts an HTTP/2 connection, pooled unless
