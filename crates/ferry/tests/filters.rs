@@ -75,6 +75,8 @@ async fn get(p: &Proxy, req: Request) -> Observed {
 const FAULT: &str =
     r#""@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"#;
 const LOCAL_RL: &str = r#""@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"#;
+/// A local rate limit on every request and enforced (both default to 0%).
+const ENFORCED: &str = "filter_enabled: {runtime_key: e, default_value: {numerator: 100}}\n                filter_enforced: {runtime_key: f, default_value: {numerator: 100}}";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_aborts_and_delays_as_configured() {
@@ -240,8 +242,7 @@ async fn local_rate_limit_admits_the_bucket_then_answers_429() {
                 {LOCAL_RL}
                 stat_prefix: http_local_rate_limiter
                 token_bucket: {{max_tokens: 2, tokens_per_fill: 2, fill_interval: 3600s}}
-                filter_enabled: {{runtime_key: e, default_value: {{numerator: 100}}}}
-                filter_enforced: {{runtime_key: f, default_value: {{numerator: 100}}}}
+                {ENFORCED}
                 response_headers_to_add:
                 - append_action: OVERWRITE_IF_EXISTS_OR_ADD
                   header: {{key: x-local-rate-limit, value: "true"}}
@@ -296,8 +297,7 @@ async fn local_rate_limit_per_connection_per_route_and_not_enforced() {
                 {LOCAL_RL}
                 stat_prefix: per_conn
                 token_bucket: {{max_tokens: 1, fill_interval: 3600s}}
-                filter_enabled: {{runtime_key: e, default_value: {{numerator: 100}}}}
-                filter_enforced: {{runtime_key: f, default_value: {{numerator: 100}}}}
+                {ENFORCED}
                 local_rate_limit_per_downstream_connection: true
             "#
         ));
@@ -483,8 +483,7 @@ async fn local_rate_limit_descriptors_limit_matching_requests_apart() {
                 {LOCAL_RL}
                 stat_prefix: by_client
                 token_bucket: {{max_tokens: 100, fill_interval: 3600s}}
-                filter_enabled: {{runtime_key: e, default_value: {{numerator: 100}}}}
-                filter_enforced: {{runtime_key: f, default_value: {{numerator: 100}}}}
+                {ENFORCED}
                 descriptors:
                 - entries: [{{key: client, value: alice}}]
                   token_bucket: {{max_tokens: 1, fill_interval: 3600s}}

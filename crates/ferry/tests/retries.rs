@@ -10,8 +10,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-const DEADLINE: Duration = Duration::from_secs(10);
-
 /// A bootstrap whose one route is `route` (YAML of the route action's extra fields)
 /// to cluster `backend`, logging `%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS%`.
 fn bootstrap(route: &str, vhost_extra: &str, cluster_extra: &str, log: &Path) -> String {
@@ -381,10 +379,7 @@ async fn a_request_breaker_trips_at_its_limit_and_recovers() {
                 tokio::spawn(async move { send(port, &Request::get(&format!("/held{i}"))).await })
             })
             .collect();
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        while up.in_flight() < 2 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        up.wait_in_flight(2).await;
         assert_eq!(up.in_flight(), 2, "{flavor:?}");
         assert_eq!(
             stat_when(
@@ -522,10 +517,7 @@ async fn mirrors_get_a_copy_with_a_shadow_host() {
         )
         .await;
         assert_eq!(r.status, 200, "{flavor:?}");
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        while mirror.count() < 1 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        mirror.wait_count(1).await;
         let seen = mirror.seen();
         assert_eq!(seen.len(), 1, "{flavor:?}");
         assert_eq!(seen[0].path, "/m");
@@ -580,10 +572,7 @@ async fn a_connection_breaker_queues_requests_as_pending_and_overflows_beyond() 
         let port = port(&p);
         // A holds the one connection; B waits for it as a pending request.
         let a = tokio::spawn(async move { send(port, &Request::get("/a")).await });
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        while up.in_flight() < 1 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        up.wait_in_flight(1).await;
         let b = tokio::spawn(async move { send(port, &Request::get("/b")).await });
         assert_eq!(
             stat_when(&p, "cluster.backend.upstream_rq_pending_active", |v| v == 1).await,
@@ -677,10 +666,7 @@ async fn max_requests_counts_requests_given_a_connection_not_pending_ones() {
         let p = proxy(flavor, &yaml, &[("backend", up.addr())]).await;
         let port = port(&p);
         let first = tokio::spawn(async move { send(port, &Request::get("/first")).await });
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        while up.in_flight() < 1 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        up.wait_in_flight(1).await;
         // One waits for the connection (pending, not yet a request of the breaker's);
         // the others find the pending queue full.
         let others: Vec<_> = (0..3)

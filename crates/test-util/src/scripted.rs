@@ -170,6 +170,24 @@ impl Scripted {
         self.shared.in_flight.load(Ordering::SeqCst)
     }
 
+    /// Waits (up to 10 s) until at least `n` requests are in flight; returns how many are.
+    pub async fn wait_in_flight(&self, n: usize) -> usize {
+        crate::admin::poll(Duration::from_secs(10), || async {
+            (self.in_flight() >= n).then_some(())
+        })
+        .await;
+        self.in_flight()
+    }
+
+    /// Waits (up to 10 s) until at least `n` requests were received; returns how many were.
+    pub async fn wait_count(&self, n: usize) -> usize {
+        crate::admin::poll(Duration::from_secs(10), || async {
+            (self.count() >= n).then_some(())
+        })
+        .await;
+        self.count()
+    }
+
     /// The most requests in flight at once so far.
     pub fn max_in_flight(&self) -> usize {
         self.shared.max_in_flight.load(Ordering::SeqCst)

@@ -688,7 +688,7 @@ async fn forward(
                 route_deadline,
                 attempts,
             } => {
-                let mut resp = upstream_response(
+                let resp = upstream_response(
                     &hcm,
                     &mut info,
                     resp,
@@ -698,13 +698,8 @@ async fn forward(
                     idle,
                     &tap,
                     start,
+                    ra.attempt_count_in_response.then_some(attempts),
                 );
-                if ra.attempt_count_in_response {
-                    resp.headers_mut().insert(
-                        HeaderName::from_static(X_ENVOY_ATTEMPT_COUNT),
-                        HeaderValue::from(attempts),
-                    );
-                }
                 finish_response(&hcm, info, resp, start, tap)
             }
             Attempted::Local { reason, failure } => {
@@ -794,7 +789,7 @@ async fn forward(
             );
         }
     };
-    let mut resp = upstream_response(
+    let resp = upstream_response(
         &hcm,
         &mut info,
         resp,
@@ -804,19 +799,14 @@ async fn forward(
         idle,
         &tap,
         start,
+        ra.attempt_count_in_response.then_some(1),
     );
-    if ra.attempt_count_in_response {
-        resp.headers_mut().insert(
-            HeaderName::from_static(X_ENVOY_ATTEMPT_COUNT),
-            HeaderValue::from_static("1"),
-        );
-    }
     finish_response(&hcm, info, resp, start, tap)
 }
 
 /// An upstream response as it goes downstream: hop-by-hop headers removed,
-/// `x-envoy-upstream-service-time`, the route's response header mutations, and the
-/// route and idle timeouts over its body.
+/// `x-envoy-upstream-service-time` (and `x-envoy-attempt-count` when asked for), the
+/// route's response header mutations, and the route and idle timeouts over its body.
 #[allow(clippy::too_many_arguments)]
 fn upstream_response(
     _hcm: &HcmRuntime,
@@ -828,6 +818,7 @@ fn upstream_response(
     idle: Option<std::time::Duration>,
     tap: &Arc<RequestTap>,
     start: Instant,
+    attempt_count: Option<u32>,
 ) -> Response<Body> {
     info.response_duration = Some(start.elapsed());
     let (mut rparts, rbody) = resp.into_parts();
@@ -836,6 +827,13 @@ fn upstream_response(
         HeaderName::from_static(X_ENVOY_UPSTREAM_SERVICE_TIME),
         HeaderValue::from(start.elapsed().as_millis() as u64),
     );
+    // include_attempt_count_in_response.
+    if let Some(n) = attempt_count {
+        rparts.headers.insert(
+            HeaderName::from_static(X_ENVOY_ATTEMPT_COUNT),
+            HeaderValue::from(n),
+        );
+    }
     headers::apply_all(all_levels, Side::Response, &mut rparts.headers, info);
     info.response_code_details = Some("via_upstream");
     let rbody = if route_deadline.is_some() || route_timeout.is_some() || idle.is_some() {
