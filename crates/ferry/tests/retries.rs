@@ -104,6 +104,14 @@ async fn retries_on_5xx_succeed_on_the_retry_with_attempt_counts() {
             })
             .collect();
         assert_eq!(attempts, ["1", "2", "3"], "{flavor:?}");
+        // A GET goes without a body, on every attempt.
+        assert!(
+            up.seen()
+                .iter()
+                .all(|s| !s.headers.contains_key("transfer-encoding")),
+            "{flavor:?}: {:?}",
+            up.seen()[0].headers
+        );
         assert_eq!(
             log_lines(&log, 1).await,
             ["200 - via_upstream"],
@@ -298,6 +306,15 @@ async fn request_bodies_are_replayed_within_the_buffer_limit_only() {
         assert!(
             up.seen().iter().all(|s| s.body == small),
             "{flavor:?}: replayed whole"
+        );
+        // Replayed with its length, as it came (not re-framed as chunked).
+        assert!(
+            up.seen().iter().all(
+                |s| s.headers.get("content-length").is_some_and(|v| v == "3000")
+                    && !s.headers.contains_key("transfer-encoding")
+            ),
+            "{flavor:?}: {:?}",
+            up.seen()[0].headers
         );
         // Over the limit: no retry, the upstream's 503 goes back.
         up.push([Step::Status(503)]);
