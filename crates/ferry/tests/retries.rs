@@ -713,3 +713,44 @@ async fn max_requests_counts_requests_given_a_connection_not_pending_ones() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_try_timeouts_start_when_the_request_has_a_connection() {
+    for flavor in flavors() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("access.log");
+        let up = Scripted::start(vec![Step::Delay(Duration::from_millis(800), 200)]).await;
+        let yaml = bootstrap(
+            "retry_policy: {retry_on: 5xx, num_retries: 0, per_try_timeout: 0.4s}",
+            "",
+            "circuit_breakers: {thresholds: [{max_connections: 1}]}",
+            &log,
+        );
+        let p = proxy(flavor, &yaml, &[("backend", up.addr())]).await;
+        let port = port(&p);
+        // The first request holds the only connection for 0.8 s (its per-try timeout
+        // raised by header); the second waits for the connection longer than its own
+        // per-try timeout, which only starts once it has one: no 504.
+        let first = tokio::spawn(async move {
+            send(
+                port,
+                &Request::get("/first").header("x-envoy-upstream-rq-per-try-timeout-ms", "5000"),
+            )
+            .await
+        });
+        up.wait_in_flight(1).await;
+        let second = get(&p, Request::get("/second")).await;
+        assert_eq!(second.status, 200, "{flavor:?}");
+        let first = first
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(first.status, 200, "{flavor:?}");
+        let seen: Vec<String> = up.seen().iter().map(|s| s.path.clone()).collect();
+        assert_eq!(
+            seen.iter().filter(|p| *p == "/second").count(),
+            1,
+            "{flavor:?}: {seen:?}"
+        );
+    }
+}

@@ -234,6 +234,17 @@ impl Host {
         priority: ferry_config::route::Priority,
         req: http::Request<Body>,
     ) -> Result<http::Response<Body>, UpstreamError> {
+        self.send_observed(cluster, priority, req, None).await
+    }
+
+    /// [`Host::send`], marking `dispatch` when the request is given a connection.
+    pub async fn send_observed(
+        &self,
+        cluster: &Cluster,
+        priority: ferry_config::route::Priority,
+        req: http::Request<Body>,
+        dispatch: Option<&crate::pool::Dispatch>,
+    ) -> Result<http::Response<Body>, UpstreamError> {
         let breaker = cluster.breakers.get(priority);
         self.stats.rq_total.fetch_add(1, Ordering::Relaxed);
         self.stats.rq_active.fetch_add(1, Ordering::Relaxed);
@@ -251,7 +262,8 @@ impl Host {
             .headers()
             .get(http::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        let result = self.pool.send(self, cluster, breaker, req).await;
+        let gate = crate::pool::Gate { breaker, dispatch };
+        let result = self.pool.send(self, cluster, &gate, req).await;
         match &result {
             Ok((resp, _, _)) => {
                 cluster.stats.upstream_rq_completed.inc();

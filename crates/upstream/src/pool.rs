@@ -210,11 +210,54 @@ pub(crate) type Sent = (Response<Incoming>, Option<Arc<AtomicBool>>, Admission);
 /// The request's `max_requests` admission, taken when it is given a connection (as
 /// Envoy's pool attaches a stream): a request waiting for a connection is pending, not
 /// active.
-fn attach(cluster: &Cluster, breaker: &Arc<Breaker>) -> Result<Admission, UpstreamError> {
-    breaker.try_acquire(Resource::Requests).ok_or_else(|| {
-        cluster.stats.upstream_rq_active_overflow.inc();
-        UpstreamError::Overflow(Resource::Requests)
-    })
+fn attach(cluster: &Cluster, gate: &Gate<'_>) -> Result<Admission, UpstreamError> {
+    let admission = gate
+        .breaker
+        .try_acquire(Resource::Requests)
+        .ok_or_else(|| {
+            cluster.stats.upstream_rq_active_overflow.inc();
+            UpstreamError::Overflow(Resource::Requests)
+        })?;
+    if let Some(d) = gate.dispatch {
+        d.mark();
+    }
+    Ok(admission)
+}
+
+/// What a request passes through on its way to a connection: the breaker of its
+/// priority, and who wants to know when it gets a connection.
+pub(crate) struct Gate<'a> {
+    pub(crate) breaker: &'a Arc<Breaker>,
+    pub(crate) dispatch: Option<&'a Dispatch>,
+}
+
+/// When a request was given a connection (Envoy's "pool ready", where per-try timers
+/// start). The router waits on `wake`, shared by its attempts.
+#[derive(Debug)]
+pub struct Dispatch {
+    at: std::sync::OnceLock<Instant>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl Dispatch {
+    /// A signal that wakes `wake` when it fires.
+    pub fn new(wake: Arc<tokio::sync::Notify>) -> Dispatch {
+        Dispatch {
+            at: std::sync::OnceLock::new(),
+            wake,
+        }
+    }
+
+    fn mark(&self) {
+        if self.at.set(Instant::now()).is_ok() {
+            self.wake.notify_waiters();
+        }
+    }
+
+    /// When the request got its connection, if it has.
+    pub fn at(&self) -> Option<Instant> {
+        self.at.get().copied()
+    }
 }
 
 impl Pool {
@@ -230,17 +273,17 @@ impl Pool {
         &self,
         host: &Host,
         cluster: &Cluster,
-        breaker: &Arc<Breaker>,
+        gate: &Gate<'_>,
         req: Request<Body>,
     ) -> Result<Sent, UpstreamError> {
         match cluster.config.protocol {
             UpstreamProtocol::Http1 => {
-                self.send_http1(host, cluster, breaker, prepare_http1(req, host))
+                self.send_http1(host, cluster, gate, prepare_http1(req, host))
                     .await
             }
             UpstreamProtocol::Http2 => {
                 let (resp, admission) = self
-                    .send_http2(host, cluster, breaker, prepare_http2(req, host)?)
+                    .send_http2(host, cluster, gate, prepare_http2(req, host)?)
                     .await?;
                 Ok((resp, None, admission))
             }
@@ -288,7 +331,7 @@ impl Pool {
         &self,
         host: &Host,
         cluster: &Cluster,
-        breaker: &Arc<Breaker>,
+        gate: &Gate<'_>,
         req: Request<Body>,
     ) -> Result<Sent, UpstreamError> {
         let config = &cluster.config;
@@ -300,14 +343,14 @@ impl Pool {
             tokio::pin!(freed);
             freed.as_mut().enable();
             let _waiting = Waiting::new(&self.waiters);
-            req = match self.try_pooled_http1(cluster, breaker, req).await {
+            req = match self.try_pooled_http1(cluster, gate, req).await {
                 Ok(sent) => return sent,
                 Err(req) => req,
             };
             if pending.is_none() {
-                pending = Some(Pending::admit(cluster, breaker)?);
+                pending = Some(Pending::admit(cluster, gate.breaker)?);
             }
-            match self.new_connection_slot(host, cluster, breaker)? {
+            match self.new_connection_slot(host, cluster, gate.breaker)? {
                 Some(slot) => break slot,
                 // Every connection the breaker allows is busy: wait for one to free up
                 // (and look again now and then: a finished connection becomes ready
@@ -335,7 +378,7 @@ impl Pool {
             idle_since: None,
             finished: Arc::new(AtomicBool::new(false)),
         };
-        let admission = match attach(cluster, breaker) {
+        let admission = match attach(cluster, gate) {
             Ok(a) => a,
             Err(e) => {
                 self.http1.lock().push(conn);
@@ -355,11 +398,11 @@ impl Pool {
     async fn try_pooled_http1(
         &self,
         cluster: &Cluster,
-        breaker: &Arc<Breaker>,
+        gate: &Gate<'_>,
         req: Request<Body>,
     ) -> Result<Result<Sent, UpstreamError>, Request<Body>> {
         let config = &cluster.config;
-        let req = match self.checkout_http1(cluster, breaker, req) {
+        let req = match self.checkout_http1(cluster, gate, req) {
             Checkout::Overflow(e) => return Ok(Err(e)),
             Checkout::Sent(sent, finished, admission) => match sent.await {
                 Ok(resp) => return Ok(Ok((resp, Some(finished), admission))),
@@ -372,7 +415,7 @@ impl Pool {
             Checkout::Finishing(mut conn, req) => {
                 match tokio::time::timeout(FINISHING_WAIT, conn.sender.ready()).await {
                     Ok(Ok(())) => {
-                        let admission = match attach(cluster, breaker) {
+                        let admission = match attach(cluster, gate) {
                             Ok(a) => a,
                             Err(e) => {
                                 self.http1.lock().push(conn);
@@ -429,7 +472,7 @@ impl Pool {
     fn checkout_http1(
         &self,
         cluster: &Cluster,
-        breaker: &Arc<Breaker>,
+        gate: &Gate<'_>,
         req: Request<Body>,
     ) -> Checkout<impl Future<Output = Responded>> {
         let config = &cluster.config;
@@ -437,7 +480,7 @@ impl Pool {
         let mut conns = self.http1.lock();
         prune_http1(&mut conns, now, config.idle_timeout);
         if let Some(i) = conns.iter().position(|c| c.sender.is_ready()) {
-            let admission = match attach(cluster, breaker) {
+            let admission = match attach(cluster, gate) {
                 Ok(a) => a,
                 Err(e) => return Checkout::Overflow(e),
             };
@@ -459,13 +502,13 @@ impl Pool {
         &self,
         host: &Host,
         cluster: &Cluster,
-        breaker: &Arc<Breaker>,
+        gate: &Gate<'_>,
         req: Request<Body>,
     ) -> Result<(Response<Incoming>, Admission), UpstreamError> {
         let config = &cluster.config;
         let mut req = req;
         if let Some(mut sender) = self.checkout_http2(config) {
-            let admission = attach(cluster, breaker)?;
+            let admission = attach(cluster, gate)?;
             match sender.try_send_request(req).await {
                 Ok(resp) => return Ok((resp, admission)),
                 Err(mut e) => match e.take_message() {
@@ -475,7 +518,7 @@ impl Pool {
             }
         }
         // Waiting for a connection: a pending request.
-        let pending = Pending::admit(cluster, breaker)?;
+        let pending = Pending::admit(cluster, gate.breaker)?;
         let mut sender = loop {
             let attempt = {
                 let mut slot = self.http2_connecting.lock();
@@ -498,7 +541,7 @@ impl Pool {
                         return Ok(());
                     }
                     let sender = self
-                        .connect_http2(host, cluster, breaker)
+                        .connect_http2(host, cluster, gate.breaker)
                         .await
                         .map_err(Arc::new)?;
                     made = Some(sender);
@@ -519,7 +562,7 @@ impl Pool {
             }
         };
         drop(pending);
-        let admission = attach(cluster, breaker)?;
+        let admission = attach(cluster, gate)?;
         let resp = sender
             .try_send_request(req)
             .await

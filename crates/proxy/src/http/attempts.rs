@@ -194,9 +194,10 @@ type AttemptFuture = Pin<
 
 struct Running {
     n: u32,
+    /// When the attempt got its connection (its per-try timers start there).
+    dispatch: Arc<ferry_upstream::Dispatch>,
     /// For outlier detection: a timed-out attempt is the host's local-origin timeout.
     host: Arc<Host>,
-    started: tokio::time::Instant,
     abort: AbortHandle,
     /// A hedged attempt past its per-try timeout: it runs on without a deadline.
     timed_out: bool,
@@ -283,8 +284,13 @@ pub async fn run(
     let mut n: u32 = 0;
     // The `max_retries` resource, held from a retry's scheduling to the next decision.
     let mut retry_admission: Option<Admission> = None;
+    // Woken when an attempt gets its connection, to arm its per-try timers.
+    let dispatched = Arc::new(tokio::sync::Notify::new());
 
     loop {
+        let connected = dispatched.notified();
+        tokio::pin!(connected);
+        connected.as_mut().enable();
         let now = tokio::time::Instant::now();
         if next_at.is_some_and(|at| at <= now) {
             next_at = None;
@@ -328,14 +334,21 @@ pub async fn run(
                     let (cluster, h2) = (plan.cluster.clone(), host.clone());
                     let priority = ra.priority;
                     let k = n;
+                    let dispatch = Arc::new(ferry_upstream::Dispatch::new(dispatched.clone()));
+                    let d2 = dispatch.clone();
                     inflight.push(Box::pin(Abortable::new(
-                        async move { (k, h2.send(&cluster, priority, req).await) },
+                        async move {
+                            (
+                                k,
+                                h2.send_observed(&cluster, priority, req, Some(&d2)).await,
+                            )
+                        },
                         reg,
                     )));
                     running.push(Running {
                         n,
+                        dispatch,
                         host: host.clone(),
-                        started: now,
                         abort,
                         timed_out: false,
                     });
@@ -373,15 +386,19 @@ pub async fn run(
             .filter(|_| completed.is_none())
             .map(|t| start_t + t);
         // The earliest per-try deadline: per_try_timeout runs from when both the attempt
-        // started and the request ended; per_try_idle_timeout from the attempt's start.
+        // had its connection and the request ended (Envoy arms it at pool ready);
+        // per_try_idle_timeout from when it had its connection.
         let mut per_try_at: Option<(tokio::time::Instant, u32, bool)> = None;
         for r in running.iter().filter(|r| !r.timed_out) {
+            let Some(ready) = r.dispatch.at() else {
+                continue;
+            };
             let candidates = [
                 plan.timeouts
                     .per_try
                     .zip(completed)
-                    .map(|(t, done)| (r.started.max(done) + t, false)),
-                plan.timeouts.per_try_idle.map(|t| (r.started + t, true)),
+                    .map(|(t, done)| (ready.max(done) + t, false)),
+                plan.timeouts.per_try_idle.map(|t| (ready + t, true)),
             ];
             for (at, idle) in candidates.into_iter().flatten() {
                 if per_try_at.is_none_or(|(best, _, _)| at < best) {
@@ -541,6 +558,8 @@ pub async fn run(
             _ = tokio::time::sleep_until(next_at.unwrap_or(now)), if next_at.is_some() => {}
             // The request just ended: arm the route and per-try timeouts.
             _ = tap.completed.notified(), if completed.is_none() => {}
+            // An attempt got its connection: arm its per-try timers.
+            _ = &mut connected => {}
         }
     }
 }
