@@ -65,6 +65,18 @@ async fn get(p: &Proxy, req: Request) -> Observed {
         .unwrap_or_else(|e| panic!("{:?}: {e:#}", p.flavor()))
 }
 
+/// Sends `req` from a task of its own (for requests that must be in flight together).
+fn spawn_get(port: u16, req: Request) -> tokio::task::JoinHandle<anyhow::Result<Observed>> {
+    tokio::spawn(async move { send(port, &req).await })
+}
+
+/// The response of a request sent with [`spawn_get`].
+async fn joined(h: tokio::task::JoinHandle<anyhow::Result<Observed>>) -> Observed {
+    h.await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
 /// The access log's lines once it has `n` of them.
 async fn log_lines(path: &Path, n: usize) -> Vec<String> {
     ferry_test_util::logs::lines_when(path, n).await
@@ -392,9 +404,7 @@ async fn a_request_breaker_trips_at_its_limit_and_recovers() {
         let p = proxy(flavor, &yaml, &[("backend", up.addr())]).await;
         let port = port(&p);
         let held: Vec<_> = (0..2)
-            .map(|i| {
-                tokio::spawn(async move { send(port, &Request::get(&format!("/held{i}"))).await })
-            })
+            .map(|i| spawn_get(port, Request::get(&format!("/held{i}"))))
             .collect();
         up.wait_in_flight(2).await;
         assert_eq!(up.in_flight(), 2, "{flavor:?}");
@@ -425,10 +435,7 @@ async fn a_request_breaker_trips_at_its_limit_and_recovers() {
         );
         // The held requests time out (504); the breaker closes again.
         for h in held {
-            let r = h
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-                .unwrap_or_else(|e| panic!("{e:#}"));
+            let r = joined(h).await;
             assert_eq!(r.status, 504, "{flavor:?}");
         }
         assert_eq!(
@@ -487,13 +494,10 @@ async fn the_retry_breaker_stops_a_retry_storm() {
         let p = proxy(flavor, &yaml, &[("backend", up.addr())]).await;
         let port = port(&p);
         let all: Vec<_> = (0..6)
-            .map(|i| tokio::spawn(async move { send(port, &Request::get(&format!("/{i}"))).await }))
+            .map(|i| spawn_get(port, Request::get(&format!("/{i}"))))
             .collect();
         for h in all {
-            let r = h
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-                .unwrap_or_else(|e| panic!("{e:#}"));
+            let r = joined(h).await;
             assert_eq!(r.status, 503, "{flavor:?}");
         }
         let overflow = stat_when(&p, "cluster.backend.upstream_rq_retry_overflow", |v| v > 0).await;
@@ -588,9 +592,9 @@ async fn a_connection_breaker_queues_requests_as_pending_and_overflows_beyond() 
         let p = proxy(flavor, &yaml, &[("backend", up.addr())]).await;
         let port = port(&p);
         // A holds the one connection; B waits for it as a pending request.
-        let a = tokio::spawn(async move { send(port, &Request::get("/a")).await });
+        let a = spawn_get(port, Request::get("/a"));
         up.wait_in_flight(1).await;
-        let b = tokio::spawn(async move { send(port, &Request::get("/b")).await });
+        let b = spawn_get(port, Request::get("/b"));
         assert_eq!(
             stat_when(&p, "cluster.backend.upstream_rq_pending_active", |v| v == 1).await,
             1,
@@ -601,10 +605,7 @@ async fn a_connection_breaker_queues_requests_as_pending_and_overflows_beyond() 
         assert_eq!(c.status, 503, "{flavor:?}");
         assert_eq!(c.header("x-envoy-overloaded"), Some("true"), "{flavor:?}");
         for h in [a, b] {
-            let r = h
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-                .unwrap_or_else(|e| panic!("{e:#}"));
+            let r = joined(h).await;
             assert_eq!(r.status, 200, "{flavor:?}");
         }
         assert_eq!(up.count(), 2, "{flavor:?}");
@@ -682,27 +683,21 @@ async fn max_requests_counts_requests_given_a_connection_not_pending_ones() {
         );
         let p = proxy(flavor, &yaml, &[("backend", up.addr())]).await;
         let port = port(&p);
-        let first = tokio::spawn(async move { send(port, &Request::get("/first")).await });
+        let first = spawn_get(port, Request::get("/first"));
         up.wait_in_flight(1).await;
         // One waits for the connection (pending, not yet a request of the breaker's);
         // the others find the pending queue full.
         let others: Vec<_> = (0..3)
-            .map(|i| tokio::spawn(async move { send(port, &Request::get(&format!("/{i}"))).await }))
+            .map(|i| spawn_get(port, Request::get(&format!("/{i}"))))
             .collect();
         let mut statuses = Vec::new();
         for h in others {
-            let r = h
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-                .unwrap_or_else(|e| panic!("{e:#}"));
+            let r = joined(h).await;
             statuses.push(r.status);
         }
         statuses.sort_unstable();
         assert_eq!(statuses, [200, 503, 503], "{flavor:?}");
-        let r = first
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|e| panic!("{e:#}"));
+        let r = joined(first).await;
         assert_eq!(r.status, 200, "{flavor:?}");
         assert_eq!(
             stat_when(&p, "cluster.backend.upstream_rq_pending_overflow", |v| v
@@ -731,20 +726,14 @@ async fn per_try_timeouts_start_when_the_request_has_a_connection() {
         // The first request holds the only connection for 0.8 s (its per-try timeout
         // raised by header); the second waits for the connection longer than its own
         // per-try timeout, which only starts once it has one: no 504.
-        let first = tokio::spawn(async move {
-            send(
-                port,
-                &Request::get("/first").header("x-envoy-upstream-rq-per-try-timeout-ms", "5000"),
-            )
-            .await
-        });
+        let first = spawn_get(
+            port,
+            Request::get("/first").header("x-envoy-upstream-rq-per-try-timeout-ms", "5000"),
+        );
         up.wait_in_flight(1).await;
         let second = get(&p, Request::get("/second")).await;
         assert_eq!(second.status, 200, "{flavor:?}");
-        let first = first
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|e| panic!("{e:#}"));
+        let first = joined(first).await;
         assert_eq!(first.status, 200, "{flavor:?}");
         let seen: Vec<String> = up.seen().iter().map(|s| s.path.clone()).collect();
         assert_eq!(

@@ -447,18 +447,14 @@ pub async fn run(
                         if exhausted {
                             info.response_flags.push("URX");
                         }
-                        for r in &running {
-                            r.abort.abort();
-                        }
+                        abort_all(&running);
                         return Attempted::Response { resp, route_deadline: route_at, attempts: n };
                     }
                     Err(e) => {
                         // The client's body failed: nothing to retry (the router
                         // answers 400 or logs the client gone).
                         if tap.malformed() || tap.aborted() {
-                            for r in &running {
-                                r.abort.abort();
-                            }
+                            abort_all(&running);
                             return Attempted::Local {
                                 reason: LocalReason::from_upstream(&e),
                                 failure: None,
@@ -468,18 +464,9 @@ pub async fn run(
                             Some(rs) => rs.on_failure(&e),
                             None => Decision::No,
                         };
-                        match decision {
-                            Decision::Retry { back_off, rate_limited } => {
-                                if schedule(&plan, &breaker, &stats, info, &mut retry_admission, rate_limited) {
-                                    next_at = Some(now + back_off);
-                                    continue;
-                                }
-                            }
-                            Decision::LimitExceeded => {
-                                stats.upstream_rq_retry_limit_exceeded.inc();
-                                info.response_flags.push("URX");
-                            }
-                            Decision::No => {}
+                        if let Some(at) = retry_at(decision, &plan, &breaker, &stats, info, &mut retry_admission, now) {
+                            next_at = Some(at);
+                            continue;
                         }
                         if running.is_empty() && next_at.is_none() {
                             return Attempted::Local {
@@ -514,18 +501,9 @@ pub async fn run(
                     Some(rs) => rs.on_per_try_timeout(),
                     None => Decision::No,
                 };
-                match decision {
-                    Decision::Retry { back_off, rate_limited } => {
-                        if schedule(&plan, &breaker, &stats, info, &mut retry_admission, rate_limited) {
-                            next_at = Some(now + back_off);
-                            continue;
-                        }
-                    }
-                    Decision::LimitExceeded => {
-                        stats.upstream_rq_retry_limit_exceeded.inc();
-                        info.response_flags.push("URX");
-                    }
-                    Decision::No => {}
+                if let Some(at) = retry_at(decision, &plan, &breaker, &stats, info, &mut retry_admission, now) {
+                    next_at = Some(at);
+                    continue;
                 }
                 if running.is_empty() && next_at.is_none() {
                     return Attempted::Local { reason, failure: None };
@@ -579,6 +557,40 @@ fn pick(plan: &Plan<'_>, tried: &[Arc<Host>]) -> Option<Arc<Host>> {
         }
     }
     Some(host)
+}
+
+/// Cancels every attempt still out.
+fn abort_all(running: &[Running]) {
+    for r in running {
+        r.abort.abort();
+    }
+}
+
+/// Acts on the retry decision after an attempt ended without a usable response (a
+/// failure or a per-try timeout): when the next attempt starts, or None when there is
+/// none (the limit is reached — `URX` — or the retry was refused).
+#[allow(clippy::too_many_arguments)]
+fn retry_at(
+    decision: Decision,
+    plan: &Plan<'_>,
+    breaker: &Arc<ferry_upstream::circuit_breaker::Breaker>,
+    stats: &ferry_upstream::ClusterStats,
+    info: &mut StreamInfo,
+    admission: &mut Option<Admission>,
+    now: tokio::time::Instant,
+) -> Option<tokio::time::Instant> {
+    match decision {
+        Decision::Retry {
+            back_off,
+            rate_limited,
+        } => schedule(plan, breaker, stats, info, admission, rate_limited).then(|| now + back_off),
+        Decision::LimitExceeded => {
+            stats.upstream_rq_retry_limit_exceeded.inc();
+            info.response_flags.push("URX");
+            None
+        }
+        Decision::No => None,
+    }
 }
 
 /// Admits a retry: the body must still be replayable and the `max_retries` breaker

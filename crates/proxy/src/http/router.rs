@@ -31,28 +31,14 @@ const X_ENVOY_ORIGINAL_PATH: &str = "x-envoy-original-path";
 const X_ENVOY_ORIGINAL_HOST: &str = "x-envoy-original-host";
 const X_ENVOY_EXTERNAL_ADDRESS: &str = "x-envoy-external-address";
 
-/// Control headers Envoy removes from external requests at the edge.
+/// Control headers Envoy also removes from external requests at the edge
+/// (`use_remote_address`), besides [`EXTERNAL_STRIPPED`].
 const EDGE_STRIPPED: &[&str] = &[
     "x-envoy-decorator-operation",
     "x-envoy-downstream-service-cluster",
     "x-envoy-downstream-service-node",
-    "x-envoy-expected-rq-timeout-ms",
     "x-envoy-external-address",
-    "x-envoy-force-trace",
-    "x-envoy-hedge-on-per-try-timeout",
-    "x-envoy-internal",
-    "x-envoy-ip-tags",
-    "x-envoy-max-retries",
     "x-envoy-original-path",
-    "x-envoy-original-url",
-    "x-envoy-retriable-header-names",
-    "x-envoy-retriable-status-codes",
-    "x-envoy-retry-grpc-on",
-    "x-envoy-retry-on",
-    "x-envoy-upstream-alt-stat-name",
-    "x-envoy-upstream-rq-per-try-timeout-ms",
-    "x-envoy-upstream-rq-timeout-alt-response",
-    "x-envoy-upstream-rq-timeout-ms",
     "x-envoy-upstream-stream-duration-ms",
 ];
 /// Control headers Envoy removes from every external request, edge or not
@@ -185,12 +171,12 @@ async fn route_request(
             );
         } else if h.keys().any(|k| k.as_str().starts_with("x-envoy-")) {
             // (One pass over the names first: most requests carry no x-envoy-* header.)
-            let stripped = if cfg.use_remote_address {
+            let edge: &[&str] = if cfg.use_remote_address {
                 EDGE_STRIPPED
             } else {
-                EXTERNAL_STRIPPED
+                &[]
             };
-            for name in stripped {
+            for name in EXTERNAL_STRIPPED.iter().chain(edge) {
                 h.remove(*name);
             }
         }
