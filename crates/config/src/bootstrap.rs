@@ -21,6 +21,9 @@ pub struct Bootstrap {
     pub clusters: Vec<Cluster>,
     /// `admin`.
     pub admin: Option<Admin>,
+    /// `cluster_manager.outlier_detection.event_log_path`: where outlier ejections and
+    /// unejections are logged, one JSON object per line.
+    pub outlier_event_log: Option<std::path::PathBuf>,
 }
 
 /// The admin endpoint.
@@ -126,6 +129,12 @@ fn from_proto(b: &pb::Bootstrap, ctx: &mut Ctx) -> Bootstrap {
         listeners,
         clusters,
         admin,
+        outlier_event_log: b
+            .cluster_manager
+            .as_ref()
+            .and_then(|cm| cm.outlier_detection.as_ref())
+            .filter(|o| !o.event_log_path.is_empty())
+            .map(|o| o.event_log_path.clone().into()),
     }
 }
 

@@ -5,6 +5,7 @@ use crate::route::{string_matcher, StringMatcher};
 use crate::util::{duration, AppendAction, HeaderMutations};
 use crate::Ctx;
 use ferry_envoy_api::pb::envoy::config::core::v3 as core;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Envoy's default `no_traffic_interval`.
@@ -46,11 +47,15 @@ pub struct HealthCheck {
     /// `healthy_edge_interval` (default `interval`): after a success that has not yet
     /// crossed `healthy_threshold`.
     pub healthy_edge_interval: Duration,
-    /// `always_log_health_check_failures` (accepted; there is no event log yet, which is
-    /// what Envoy does without `event_log_path`).
+    /// `always_log_health_check_failures`: log every failure to the event logs, not
+    /// only the first check's and the transitions.
     pub always_log_health_check_failures: bool,
     /// `always_log_health_check_success`: log every success, not only transitions.
     pub always_log_health_check_success: bool,
+    /// Files health check events are appended to, one JSON object per line: the
+    /// deprecated `event_log_path`, then each `event_logger` of type
+    /// `envoy.health_check.event_sink.file`.
+    pub event_logs: Vec<PathBuf>,
     /// What is checked.
     pub kind: HealthCheckKind,
 }
@@ -254,8 +259,42 @@ fn one(hc: &core::HealthCheck, ctx: &mut Ctx) -> Option<HealthCheck> {
         healthy_edge_interval: healthy_edge_interval.unwrap_or(interval),
         always_log_health_check_failures: hc.always_log_health_check_failures,
         always_log_health_check_success: hc.always_log_health_check_success,
+        event_logs: event_logs(hc, ctx),
         kind: kind?,
     })
+}
+
+fn event_logs(hc: &core::HealthCheck, ctx: &mut Ctx) -> Vec<PathBuf> {
+    use ferry_envoy_api::pb::envoy::extensions::health_check::event_sinks::file::v3::HealthCheckEventFileSink;
+    let mut out = Vec::new();
+    if !hc.event_log_path.is_empty() {
+        out.push(PathBuf::from(&hc.event_log_path));
+    }
+    for (i, l) in hc.event_logger.iter().enumerate() {
+        ctx.at(format!("event_logger[{i}]"), |c| {
+            // Other sink types have been named by the support walk.
+            let Some(any) = &l.typed_config else {
+                c.error_at("typed_config", "is required");
+                return;
+            };
+            c.at("typed_config", |c| {
+                if !any.type_url.ends_with(
+                    "/envoy.extensions.health_check.event_sinks.file.v3.HealthCheckEventFileSink",
+                ) {
+                    return;
+                }
+                let Some(sink) = crate::filters::unpack::<HealthCheckEventFileSink>(any, c) else {
+                    return;
+                };
+                if sink.event_log_path.is_empty() {
+                    c.error_at("event_log_path", "is required");
+                } else {
+                    out.push(PathBuf::from(sink.event_log_path));
+                }
+            });
+        });
+    }
+    out
 }
 
 fn http_check(h: &core::health_check::HttpHealthCheck, ctx: &mut Ctx) -> Option<HttpHealthCheck> {

@@ -12,7 +12,9 @@ use ferry_envoy_api::{pool, DynamicMessage};
 /// Supported fields, per message type. Types not listed support no fields, except the
 /// `google.protobuf` well-known types, which are values.
 pub const SUPPORTED: &[(&str, &[&str])] = &[
-    ("envoy.config.bootstrap.v3.Bootstrap", &["node", "static_resources", "admin"]),
+    ("envoy.config.bootstrap.v3.Bootstrap", &["node", "static_resources", "admin", "cluster_manager"]),
+    ("envoy.config.bootstrap.v3.ClusterManager", &["outlier_detection"]),
+    ("envoy.config.bootstrap.v3.ClusterManager.OutlierDetection", &["event_log_path"]),
     ("envoy.config.bootstrap.v3.Bootstrap.StaticResources", &["listeners", "clusters"]),
     ("envoy.config.bootstrap.v3.Admin", &["access_log_path", "address"]),
     ("envoy.config.core.v3.Node", &["id", "cluster", "metadata", "locality"]),
@@ -216,9 +218,10 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
             "unhealthy_threshold", "healthy_threshold", "alt_port", "reuse_connection", "http_health_check",
             "tcp_health_check", "grpc_health_check", "no_traffic_interval", "no_traffic_healthy_interval",
             "unhealthy_interval", "unhealthy_edge_interval", "healthy_edge_interval",
-            "always_log_health_check_failures", "always_log_health_check_success",
+            "always_log_health_check_failures", "always_log_health_check_success", "event_log_path", "event_logger",
         ],
     ),
+    ("envoy.extensions.health_check.event_sinks.file.v3.HealthCheckEventFileSink", &["event_log_path"]),
     (
         "envoy.config.core.v3.HealthCheck.HttpHealthCheck",
         &[
@@ -286,6 +289,7 @@ pub const SUPPORTED_EXTENSIONS: &[&str] = &[
     "envoy.filters.http.health_check",
     "envoy.filters.network.local_ratelimit",
     "envoy.config.route.v3.FilterConfig",
+    "envoy.health_check.event_sink.file",
 ];
 
 /// The config type of a supported extension (`typed_extension_protocol_options` keys are

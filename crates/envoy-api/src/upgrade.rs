@@ -144,6 +144,10 @@ const NAME_TO_TYPE: &[(&str, &str)] = &[
         "envoy.filters.network.local_ratelimit",
         "envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit",
     ),
+    (
+        "envoy.health_check.event_sink.file",
+        "envoy.extensions.health_check.event_sinks.file.v3.HealthCheckEventFileSink",
+    ),
 ];
 
 /// Whole v2 messages that moved under another name in v3.

@@ -743,3 +743,70 @@ async fn per_try_timeouts_start_when_the_request_has_a_connection() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_try_idle_timeouts_cover_the_response_body() {
+    for flavor in flavors() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("access.log");
+        // A body that keeps coming, a byte per 0.1 s for 1 s in all, outlives the idle
+        // timeout (0.5 s) without ever being idle that long; a body that stops is cut.
+        let up = Scripted::start(vec![
+            Step::Drip(10, Duration::from_millis(100)),
+            Step::Stall,
+        ])
+        .await;
+        let yaml = bootstrap(
+            "retry_policy: {retry_on: 5xx, num_retries: 1, per_try_idle_timeout: 0.5s}",
+            "",
+            "",
+            &log,
+        );
+        let p = proxy(flavor, &yaml, &[("backend", up.addr())]).await;
+        let r = get(&p, Request::get("/drip")).await;
+        assert_eq!(
+            (r.status, r.body_text().as_str()),
+            (200, "xxxxxxxxxx"),
+            "{flavor:?}"
+        );
+        // The headers went downstream already: the stream is reset, not retried.
+        let cut = send(port(&p), &Request::get("/stall")).await;
+        assert!(cut.is_err(), "{flavor:?}: {cut:?}");
+        let lines = log_lines(&log, 2).await;
+        assert_eq!(lines[0], "200 - via_upstream", "{flavor:?}");
+        assert_eq!(
+            lines[1], "200 UT upstream_per_try_idle_timeout",
+            "{flavor:?}"
+        );
+        assert_eq!(
+            stat_when(
+                &p,
+                "cluster.backend.upstream_rq_per_try_idle_timeout",
+                |v| v == 1
+            )
+            .await,
+            1,
+            "{flavor:?}"
+        );
+        assert_eq!(up.count(), 2, "{flavor:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_and_idle_timeouts_over_a_body_reset_the_stream_with_their_flags() {
+    for flavor in flavors() {
+        for (route, logged) in [
+            ("timeout: 0.5s", "200 UT response_timeout"),
+            ("idle_timeout: 0.5s", "200 SI stream_idle_timeout"),
+        ] {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let log = dir.path().join("access.log");
+            let up = Scripted::start(vec![Step::Stall]).await;
+            let yaml = bootstrap(route, "", "", &log);
+            let p = proxy(flavor, &yaml, &[("backend", up.addr())]).await;
+            let cut = send(port(&p), &Request::get("/stall")).await;
+            assert!(cut.is_err(), "{flavor:?} {route}: {cut:?}");
+            assert_eq!(log_lines(&log, 1).await, [logged], "{flavor:?} {route}");
+        }
+    }
+}

@@ -2,58 +2,30 @@
 //! written by a background task per log so the request path never blocks on I/O.
 
 use ferry_config::access_log::{AccessLog, JsonField, LogFormat, Operator, Sink, Values};
+use ferry_upstream::log_file::{LogFile, Target};
 use http::HeaderMap;
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
-use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
 
 /// A configured access log with its writer.
 #[derive(Debug, Clone)]
 pub struct Logger {
     format: LogFormat,
-    tx: mpsc::UnboundedSender<String>,
+    out: LogFile,
 }
 
 impl Logger {
     /// Starts the writer task for `log` on the current runtime.
     pub fn new(log: &AccessLog) -> Logger {
-        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-        let sink = log.sink.clone();
-        tokio::spawn(async move {
-            let mut out: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match &sink {
-                Sink::Stdout => Box::new(tokio::io::stdout()),
-                Sink::Stderr => Box::new(tokio::io::stderr()),
-                Sink::File(p) if p.as_os_str() == "/dev/stdout" => Box::new(tokio::io::stdout()),
-                Sink::File(p) if p.as_os_str() == "/dev/stderr" => Box::new(tokio::io::stderr()),
-                Sink::File(p) => match tokio::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .await
-                {
-                    Ok(f) => Box::new(f),
-                    Err(e) => {
-                        tracing::error!(path = %p.display(), error = %e, "cannot open access log");
-                        return;
-                    }
-                },
-            };
-            while let Some(line) = rx.recv().await {
-                let mut buf = line.into_bytes();
-                // Batch what is already queued into one write.
-                while let Ok(more) = rx.try_recv() {
-                    buf.extend_from_slice(more.as_bytes());
-                }
-                if out.write_all(&buf).await.is_err() || out.flush().await.is_err() {
-                    tracing::warn!("access log write failed");
-                }
-            }
-        });
+        let target = match &log.sink {
+            Sink::Stdout => Target::Stdout,
+            Sink::Stderr => Target::Stderr,
+            Sink::File(p) => Target::path(p),
+        };
         Logger {
             format: log.format.clone(),
-            tx,
+            out: LogFile::open(target),
         }
     }
 
@@ -68,7 +40,7 @@ impl Logger {
                 line.push('\n');
             }
         }
-        let _ = self.tx.send(line);
+        self.out.write(line);
     }
 }
 

@@ -99,7 +99,13 @@ impl Server {
         }
         let stats = ferry_stats::Store::new();
         let health_failed = Arc::new(AtomicBool::new(false));
-        let clusters = ferry_upstream::ClusterManager::new(&bootstrap.clusters, &stats);
+        let clusters = ferry_upstream::ClusterManager::with_options(
+            &bootstrap.clusters,
+            &stats,
+            &ferry_upstream::ClusterManagerOptions {
+                outlier_event_log: bootstrap.outlier_event_log.clone(),
+            },
+        );
         // Envoy's cluster warming: listeners open once every cluster has its first host
         // set (a DNS cluster after its first resolution attempt, successful or not).
         for c in clusters.clusters() {

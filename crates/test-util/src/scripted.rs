@@ -1,5 +1,6 @@
 //! A scripted HTTP/1.1 upstream for resilience tests: each request takes the next step
-//! of a script (a status, a hang, a reset, a delay), then the default step. It records
+//! of a script (a status, a hang, a reset, a delay, a slow or stalled body), then the
+//! default step. It records
 //! every request (headers and whole body) and how many were in flight at once.
 //!
 //! ```no_run
@@ -12,8 +13,11 @@
 //! ```
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http::{HeaderMap, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::collections::VecDeque;
@@ -36,6 +40,10 @@ pub enum Step {
     Hang,
     /// Close the connection without answering.
     Reset,
+    /// Answer 200 with a body of `n` bytes `x`, one byte every `gap` (a slow drip).
+    Drip(usize, Duration),
+    /// Answer 200 with `content-length: 10`, send 5 bytes of it, and never the rest.
+    Stall,
 }
 
 /// One request as the upstream saw it.
@@ -194,10 +202,29 @@ impl Scripted {
     }
 }
 
+type ScriptedBody = UnsyncBoxBody<Bytes, std::convert::Infallible>;
+
+/// `n` bytes `x`, one every `gap`, then (if `stall`) nothing more, ever.
+fn drip(n: usize, gap: Duration, stall: bool) -> ScriptedBody {
+    let bytes = futures_util::stream::unfold(0usize, move |i| async move {
+        if i == n {
+            if stall {
+                std::future::pending::<()>().await;
+            }
+            return None;
+        }
+        if i > 0 {
+            tokio::time::sleep(gap).await;
+        }
+        Some((Ok(Frame::data(Bytes::from_static(b"x"))), i + 1))
+    });
+    BodyExt::boxed_unsync(StreamBody::new(bytes.boxed()))
+}
+
 async fn handle(
     s: Arc<Shared>,
     req: http::Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ResetRequested> {
+) -> Result<Response<ScriptedBody>, ResetRequested> {
     let n = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     s.max_in_flight.fetch_max(n, Ordering::SeqCst);
     let _guard = InFlight(s.clone());
@@ -238,8 +265,20 @@ async fn handle(
         }
         Step::Hang => std::future::pending().await,
         Step::Reset => return Err(ResetRequested),
+        Step::Drip(n, gap) => {
+            let mut resp = Response::new(drip(n, gap, false));
+            resp.headers_mut()
+                .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(n));
+            return Ok(resp);
+        }
+        Step::Stall => {
+            let mut resp = Response::new(drip(5, Duration::ZERO, true));
+            resp.headers_mut()
+                .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(10));
+            return Ok(resp);
+        }
     };
-    let mut resp = Response::new(Full::new(Bytes::from_static(b"ok")));
+    let mut resp = Response::new(BodyExt::boxed_unsync(Full::new(Bytes::from_static(b"ok"))));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     for (k, v) in headers {
         if let Ok(v) = http::HeaderValue::from_str(&v) {

@@ -217,13 +217,14 @@ impl Cluster {
         config: ClusterConfig,
         hosts: Vec<Arc<Host>>,
         store: &ferry_stats::Store,
+        outlier_log: Option<&crate::log_file::LogFile>,
     ) -> Arc<Cluster> {
         let stats = Arc::new(ClusterStats::default());
         store.register(format!("cluster.{}.", config.name), &stats);
         let breakers =
             crate::circuit_breaker::Breakers::new(&config.circuit_breakers, &config.name, store);
         let cluster = Arc::new_cyclic(|this| {
-            let health = ClusterHealth::new(this.clone(), &config, store);
+            let health = ClusterHealth::new(this.clone(), &config, store, outlier_log);
             for h in &hosts {
                 health.adopt(h, false);
             }
@@ -527,6 +528,7 @@ static_resources:
             config,
             vec![a.clone(), b.clone()],
             &ferry_stats::Store::new(),
+            None,
         );
         // With a health check, hosts start failed until their first check.
         assert_eq!(a.health_flags_string(), "/failed_active_hc");

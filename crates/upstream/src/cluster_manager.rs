@@ -2,6 +2,7 @@
 //! idle-connection reaper tasks, and looks clusters up by name.
 
 use crate::discovery::{dns, static_};
+use crate::log_file::{LogFile, Target};
 use crate::Cluster;
 use ferry_config::cluster::{Cluster as ClusterConfig, Discovery};
 use std::collections::{BTreeMap, HashMap};
@@ -42,11 +43,27 @@ fn reap_period(idle_timeout: Duration) -> Duration {
     (idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(60))
 }
 
+/// What the cluster manager takes from the bootstrap besides the clusters.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `cluster_manager.outlier_detection.event_log_path`.
+    pub outlier_event_log: Option<std::path::PathBuf>,
+}
+
 impl ClusterManager {
     /// Builds all clusters; spawns DNS refresh tasks for `STRICT_DNS`/`LOGICAL_DNS`
     /// clusters, health check and outlier detection tasks, and idle-connection reapers
     /// on the current tokio runtime. The tasks stop when the manager is dropped.
     pub fn new(clusters: &[ClusterConfig], store: &ferry_stats::Store) -> Arc<ClusterManager> {
+        ClusterManager::with_options(clusters, store, &Options::default())
+    }
+
+    /// [`ClusterManager::new`] with the bootstrap's cluster manager `options`.
+    pub fn with_options(
+        clusters: &[ClusterConfig],
+        store: &ferry_stats::Store,
+        options: &Options,
+    ) -> Arc<ClusterManager> {
         let runtime = tokio::runtime::Handle::try_current().ok();
         if runtime.is_none() {
             tracing::error!(
@@ -61,6 +78,10 @@ impl ClusterManager {
         // Clusters by how often their idle connections are looked for: one reaper task
         // per period, not one per cluster (a task per cluster costs memory at 10,000).
         let mut reapers: BTreeMap<Duration, Vec<Weak<Cluster>>> = BTreeMap::new();
+        let outlier_log = options
+            .outlier_event_log
+            .as_ref()
+            .map(|p| LogFile::open(Target::path(p)));
         for config in clusters {
             if manager.by_name.contains_key(&config.name) {
                 tracing::warn!(cluster = %config.name, "duplicate cluster name; the first one is used");
@@ -68,7 +89,12 @@ impl ClusterManager {
             }
             let cluster = match &config.discovery {
                 Discovery::Static => {
-                    let cluster = Cluster::new(config.clone(), static_::hosts(config), store);
+                    let cluster = Cluster::new(
+                        config.clone(),
+                        static_::hosts(config),
+                        store,
+                        outlier_log.as_ref(),
+                    );
                     if let Some(rt) = &runtime {
                         cluster.start_health(rt);
                     }
@@ -77,7 +103,8 @@ impl ClusterManager {
                 }
                 Discovery::StrictDns(d) | Discovery::LogicalDns(d) => {
                     let logical = matches!(config.discovery, Discovery::LogicalDns(_));
-                    let cluster = Cluster::new(config.clone(), Vec::new(), store);
+                    let cluster =
+                        Cluster::new(config.clone(), Vec::new(), store, outlier_log.as_ref());
                     if let Some(rt) = &runtime {
                         cluster.start_health(rt);
                         let task = rt.spawn(dns::run(Arc::downgrade(&cluster), d.clone(), logical));

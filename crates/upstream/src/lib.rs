@@ -16,15 +16,17 @@ mod cluster;
 mod cluster_manager;
 mod discovery;
 mod error;
+mod event_log;
 pub mod health;
 mod host;
 mod lb;
+pub mod log_file;
 mod outlier;
 mod pool;
 mod stats;
 
 pub use cluster::Cluster;
-pub use cluster_manager::ClusterManager;
+pub use cluster_manager::{ClusterManager, Options as ClusterManagerOptions};
 pub use error::UpstreamError;
 pub use host::{Host, HostStats};
 pub use pool::Dispatch;

@@ -385,9 +385,10 @@ pub async fn run(
             .request_timeout
             .filter(|_| completed.is_none())
             .map(|t| start_t + t);
-        // The earliest per-try deadline: per_try_timeout runs from when both the attempt
-        // had its connection and the request ended (Envoy arms it at pool ready);
-        // per_try_idle_timeout from when it had its connection.
+        // The earliest per-try deadline: per_try_timeout and per_try_idle_timeout run
+        // from when both the attempt had its connection and the request ended (Envoy
+        // arms them at pool ready). Until the response headers nothing comes back, so
+        // the idle timer is not reset; over the body it is (see `TimedResponse`).
         let mut per_try_at: Option<(tokio::time::Instant, u32, bool)> = None;
         for r in running.iter().filter(|r| !r.timed_out) {
             let Some(ready) = r.dispatch.at() else {
@@ -398,7 +399,10 @@ pub async fn run(
                     .per_try
                     .zip(completed)
                     .map(|(t, done)| (ready.max(done) + t, false)),
-                plan.timeouts.per_try_idle.map(|t| (ready + t, true)),
+                plan.timeouts
+                    .per_try_idle
+                    .zip(completed)
+                    .map(|(t, done)| (ready.max(done) + t, true)),
             ];
             for (at, idle) in candidates.into_iter().flatten() {
                 if per_try_at.is_none_or(|(best, _, _)| at < best) {

@@ -225,9 +225,16 @@ impl http_body::Body for LoggedResponse {
                     log.finish(*this.sent, None);
                 }
             }
-            Poll::Ready(Some(Err(_))) => {
+            Poll::Ready(Some(Err(e))) => {
                 if let Some(mut log) = this.log.take() {
-                    log.info.response_flags.push("UR");
+                    match e.downcast_ref::<BodyTimeout>() {
+                        Some(t) => {
+                            let (flag, details) = t.flag_and_details();
+                            log.info.response_flags.push(flag);
+                            log.info.response_code_details = Some(details);
+                        }
+                        None => log.info.response_flags.push("UR"),
+                    }
                     log.finish(*this.sent, None);
                 }
             }
@@ -254,6 +261,30 @@ pub enum BodyTimeout {
     /// No body frame for the stream idle timeout (SI).
     #[error("stream idle timeout")]
     Idle,
+    /// No body frame from the upstream for the route's `per_try_idle_timeout` (UT).
+    #[error("upstream per-try idle timeout")]
+    PerTryIdle,
+}
+
+impl BodyTimeout {
+    /// The response flag and response code details of a stream cut short by `self`.
+    pub fn flag_and_details(&self) -> (&'static str, &'static str) {
+        match self {
+            BodyTimeout::Route => ("UT", "response_timeout"),
+            BodyTimeout::Idle => ("SI", "stream_idle_timeout"),
+            BodyTimeout::PerTryIdle => ("UT", "upstream_per_try_idle_timeout"),
+        }
+    }
+}
+
+/// A `per_try_idle_timeout` over a response body: the upstream must send a frame at
+/// least this often.
+#[derive(Debug, Clone)]
+pub struct PerTryIdle {
+    /// The timeout.
+    pub timeout: std::time::Duration,
+    /// The cluster's stats (`upstream_rq_per_try_idle_timeout`).
+    pub stats: Arc<ferry_upstream::ClusterStats>,
 }
 
 pin_project_lite::pin_project! {
@@ -270,6 +301,8 @@ pin_project_lite::pin_project! {
         // The route timeout, not armed yet: the request has not ended.
         pending_timeout: Option<std::time::Duration>,
         idle: Option<std::time::Duration>,
+        // Runs from the last upstream frame (or the headers) only.
+        per_try_idle: Option<PerTryIdle>,
         last_frame: tokio::time::Instant,
         // Request-side activity also keeps the stream alive (Envoy's idle timer counts
         // both directions).
@@ -280,12 +313,14 @@ pin_project_lite::pin_project! {
 
 impl TimedResponse {
     /// Wraps `inner`; `deadline` for the route timeout (or, while the request is still
-    /// in flight, `route_timeout` to arm when it ends), `idle` for the stream idle timeout.
+    /// in flight, `route_timeout` to arm when it ends), `idle` for the stream idle
+    /// timeout, `per_try_idle` for the attempt's idle timeout.
     pub fn new(
         inner: Body,
         deadline: Option<tokio::time::Instant>,
         route_timeout: Option<std::time::Duration>,
         idle: Option<std::time::Duration>,
+        per_try_idle: Option<PerTryIdle>,
         tap: Arc<RequestTap>,
         start: Instant,
     ) -> Self {
@@ -295,6 +330,7 @@ impl TimedResponse {
             deadline,
             pending_timeout: route_timeout.filter(|_| deadline.is_none()),
             idle,
+            per_try_idle,
             last_frame: tokio::time::Instant::now(),
             tap,
             start,
@@ -314,7 +350,7 @@ impl http_body::Body for TimedResponse {
         match this.inner.poll_frame(cx) {
             Poll::Pending => {}
             Poll::Ready(Some(Ok(frame))) => {
-                if this.idle.is_some() {
+                if this.idle.is_some() || this.per_try_idle.is_some() {
                     *this.last_frame = tokio::time::Instant::now();
                 }
                 return Poll::Ready(Some(Ok(frame)));
@@ -346,12 +382,22 @@ impl http_body::Body for TimedResponse {
             if idle_at.is_some_and(|at| at <= now) {
                 return Poll::Ready(Some(Err(Box::new(BodyTimeout::Idle))));
             }
-            let next = match (*this.deadline, idle_at) {
-                (Some(a), Some(b)) => a.min(b),
-                (a, b) => match a.or(b) {
-                    Some(at) => at,
-                    None => return Poll::Pending,
-                },
+            let per_try_at = this
+                .per_try_idle
+                .as_ref()
+                .map(|p| *this.last_frame + p.timeout);
+            if per_try_at.is_some_and(|at| at <= now) {
+                if let Some(p) = this.per_try_idle.take() {
+                    p.stats.upstream_rq_per_try_idle_timeout.inc();
+                }
+                return Poll::Ready(Some(Err(Box::new(BodyTimeout::PerTryIdle))));
+            }
+            let Some(next) = [*this.deadline, idle_at, per_try_at]
+                .into_iter()
+                .flatten()
+                .min()
+            else {
+                return Poll::Pending;
             };
             let timer = match this.timer.as_mut() {
                 Some(t) => {

@@ -3,7 +3,9 @@
 
 use crate::access_log::StreamInfo;
 use crate::http::attempts::{Attempted, Plan, PlanBody, Timeouts};
-use crate::http::body::{CountedRequest, LogOnEnd, LoggedResponse, RequestTap, TimedResponse};
+use crate::http::body::{
+    CountedRequest, LogOnEnd, LoggedResponse, PerTryIdle, RequestTap, TimedResponse,
+};
 use crate::http::filters::{FilterRequest, LocalReply as FilterReply, ResponseWork, Verdict};
 use crate::http::headers::{self, Side};
 use crate::http::local_reply::{self, LocalReason};
@@ -637,6 +639,10 @@ async fn forward(
             .unwrap_or(conn.buffer_limit)
             .min(conn.buffer_limit) as usize;
         let replayable = retry.is_some() || !ra.mirrors.is_empty();
+        let per_try_idle = timeouts.per_try_idle.map(|timeout| PerTryIdle {
+            timeout,
+            stats: cluster.stats.clone(),
+        });
         let body = if replayable {
             let replay = crate::http::replay::Replay::new(body, limit);
             crate::http::mirror::shadow(&hcm, target, ra, &parts, &replay);
@@ -682,6 +688,7 @@ async fn forward(
                     earliest(route_deadline, stream_deadline),
                     timeouts.global,
                     idle,
+                    per_try_idle,
                     &tap,
                     start,
                     ra.attempt_count_in_response.then_some(attempts),
@@ -783,6 +790,7 @@ async fn forward(
         earliest(route_deadline, stream_deadline),
         timeouts.global,
         idle,
+        None,
         &tap,
         start,
         ra.attempt_count_in_response.then_some(1),
@@ -802,6 +810,7 @@ fn upstream_response(
     route_deadline: Option<tokio::time::Instant>,
     route_timeout: Option<std::time::Duration>,
     idle: Option<std::time::Duration>,
+    per_try_idle: Option<PerTryIdle>,
     tap: &Arc<RequestTap>,
     start: Instant,
     attempt_count: Option<u32>,
@@ -822,12 +831,17 @@ fn upstream_response(
     }
     headers::apply_all(all_levels, Side::Response, &mut rparts.headers, info);
     info.response_code_details = Some("via_upstream");
-    let rbody = if route_deadline.is_some() || route_timeout.is_some() || idle.is_some() {
+    let timed = route_deadline.is_some()
+        || route_timeout.is_some()
+        || idle.is_some()
+        || per_try_idle.is_some();
+    let rbody = if timed {
         TimedResponse::new(
             rbody,
             route_deadline,
             route_timeout,
             idle,
+            per_try_idle,
             tap.clone(),
             start,
         )

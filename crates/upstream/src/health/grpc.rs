@@ -93,14 +93,8 @@ impl GrpcProbe {
     }
 
     pub(crate) async fn check(&mut self) -> Verdict {
-        let network = Verdict::Unhealthy {
-            failure: Failure::Network,
-            retriable: false,
-        };
-        let failed = Verdict::Unhealthy {
-            failure: Failure::Active,
-            retriable: false,
-        };
+        let network = Verdict::failed(Failure::Network);
+        let failed = Verdict::failed(Failure::Active);
         let mut conn = match self.conn.take() {
             Some(c) => c,
             None => match Conn::open(self.addr, true).await {

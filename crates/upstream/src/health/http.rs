@@ -192,10 +192,7 @@ impl HttpProbe {
     }
 
     pub(crate) async fn check(&mut self, host: &Host) -> Verdict {
-        let network = Verdict::Unhealthy {
-            failure: Failure::Network,
-            retriable: false,
-        };
+        let network = Verdict::failed(Failure::Network);
         let mut conn = match self.conn.take() {
             Some(c) => c,
             None => match Conn::open(self.addr, self.config.http2).await {
@@ -247,12 +244,14 @@ impl HttpProbe {
             return Verdict::Unhealthy {
                 failure: Failure::Active,
                 retriable: c.retriable(status),
+                status,
             };
         }
         let degraded = headers.contains_key("x-envoy-degraded");
         let failed = Verdict::Unhealthy {
             failure: Failure::Active,
             retriable: false,
+            status,
         };
         if let Some(m) = &c.service_name_matcher {
             self.stats.verify_cluster.inc();

@@ -14,6 +14,8 @@ mod http;
 pub(crate) mod session;
 mod tcp;
 
+use crate::event_log::{HealthEvent, HealthLog};
+use crate::log_file::{LogFile, Target};
 use crate::outlier::Detector;
 use crate::stats::HealthCheckStats;
 use crate::{Cluster, Host};
@@ -45,7 +47,20 @@ pub(crate) enum Verdict {
         failure: Failure,
         /// A status in `retriable_statuses`.
         retriable: bool,
+        /// The HTTP status answered (0 if none), for the event log.
+        status: u16,
     },
+}
+
+impl Verdict {
+    /// A failure without an answer to log.
+    pub(crate) fn failed(failure: Failure) -> Verdict {
+        Verdict::Unhealthy {
+            failure,
+            retriable: false,
+            status: 0,
+        }
+    }
 }
 
 /// A cluster's health check with its stats.
@@ -53,6 +68,17 @@ pub(crate) enum Verdict {
 pub(crate) struct ActiveCheck {
     pub(crate) config: HealthCheck,
     pub(crate) stats: Arc<HealthCheckStats>,
+    /// The event logs, if any.
+    pub(crate) events: Option<HealthLog>,
+}
+
+impl ActiveCheck {
+    /// Writes `event` of `host` to the event logs, if there are any.
+    pub(crate) fn log(&self, host: &Host, event: HealthEvent) {
+        if let Some(l) = &self.events {
+            l.log(host, event);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -100,16 +126,30 @@ impl ClusterHealth {
         this: Weak<Cluster>,
         config: &ClusterConfig,
         store: &ferry_stats::Store,
+        outlier_log: Option<&LogFile>,
     ) -> ClusterHealth {
         let check = config.health_check.clone().map(|c| {
             let stats = Arc::new(HealthCheckStats::default());
             store.register(format!("cluster.{}.health_check.", config.name), &stats);
-            Arc::new(ActiveCheck { config: c, stats })
+            let events = (!c.event_logs.is_empty()).then(|| {
+                let files = c.event_logs.iter().map(|p| LogFile::open(Target::path(p)));
+                let checker = match c.kind {
+                    HealthCheckKind::Http(_) => "HTTP",
+                    HealthCheckKind::Tcp(_) => "TCP",
+                    HealthCheckKind::Grpc(_) => "GRPC",
+                };
+                HealthLog::new(files.collect(), checker, &config.name)
+            });
+            Arc::new(ActiveCheck {
+                config: c,
+                stats,
+                events,
+            })
         });
         let detector = config
             .outlier_detection
             .clone()
-            .map(|o| Detector::new(o, store, &config.name));
+            .map(|o| Detector::new(o, store, &config.name, outlier_log));
         ClusterHealth {
             this,
             check,
@@ -290,7 +330,7 @@ impl Cluster {
             if s.retired {
                 return;
             }
-            s.on_failure(host, Failure::Passive, false, &check.config, &check.stats)
+            s.on_failure(host, Failure::Passive, false, 0, check)
         };
         if newly_excluded || t == Transition::Changed {
             self.health_changed();
@@ -373,10 +413,7 @@ async fn run_session(cluster: Weak<Cluster>, host: Arc<Host>, check: Arc<ActiveC
             Ok(v) => v,
             Err(_) => {
                 probe.reset();
-                Verdict::Unhealthy {
-                    failure: Failure::Timeout,
-                    retriable: false,
-                }
+                Verdict::failed(Failure::Timeout)
             }
         };
         let Some(c) = cluster.upgrade() else {
@@ -390,10 +427,12 @@ async fn run_session(cluster: Weak<Cluster>, host: Arc<Host>, check: Arc<ActiveC
             }
             let first = s.first_check();
             let t = match verdict {
-                Verdict::Healthy { degraded } => s.on_success(&host, degraded, cfg, &check.stats),
-                Verdict::Unhealthy { failure, retriable } => {
-                    s.on_failure(&host, failure, retriable, cfg, &check.stats)
-                }
+                Verdict::Healthy { degraded } => s.on_success(&host, degraded, &check),
+                Verdict::Unhealthy {
+                    failure,
+                    retriable,
+                    status,
+                } => s.on_failure(&host, failure, retriable, status, &check),
             };
             if first {
                 c.health.first_check_done();

@@ -5,7 +5,8 @@ use super::flags::{
     ACTIVE_HC_TIMEOUT, DEGRADED_ACTIVE_HC, EXCLUDED_VIA_IMMEDIATE_HC_FAIL, FAILED_ACTIVE_HC,
     PENDING_ACTIVE_HC,
 };
-use crate::stats::HealthCheckStats;
+use super::ActiveCheck;
+use crate::event_log::{FailureType, HealthEvent};
 use crate::Host;
 use ferry_config::health_check::HealthCheck;
 use rand::Rng;
@@ -33,6 +34,17 @@ pub(crate) enum Failure {
     Timeout,
     /// A request's response said `x-envoy-immediate-health-check-fail` (`PASSIVE`).
     Passive,
+}
+
+impl Failure {
+    fn event_type(self) -> FailureType {
+        match self {
+            Failure::Active => FailureType::Active,
+            Failure::Network => FailureType::Network,
+            Failure::Timeout => FailureType::NetworkTimeout,
+            Failure::Passive => FailureType::Passive,
+        }
+    }
 }
 
 /// Threshold counters of one host.
@@ -67,9 +79,9 @@ impl Session {
         &mut self,
         host: &Host,
         degraded: bool,
-        config: &HealthCheck,
-        stats: &HealthCheckStats,
+        check: &ActiveCheck,
     ) -> Transition {
+        let (config, stats) = (&check.config, &check.stats);
         self.num_unhealthy = 0;
         let mut t = Transition::Unchanged;
         if host.flag_get(FAILED_ACTIVE_HC) {
@@ -81,6 +93,12 @@ impl Session {
                 );
                 stats.healthy.inc();
                 t = Transition::Changed;
+                check.log(
+                    host,
+                    HealthEvent::AddHealthy {
+                        first_check: self.first_check,
+                    },
+                );
             } else {
                 t = Transition::ChangePending;
             }
@@ -90,9 +108,11 @@ impl Session {
             if degraded {
                 host.flag_set(DEGRADED_ACTIVE_HC);
                 stats.degraded.inc();
+                check.log(host, HealthEvent::Degraded);
             } else {
                 host.flag_clear(DEGRADED_ACTIVE_HC);
                 stats.degraded.dec();
+                check.log(host, HealthEvent::NoLongerDegraded);
             }
             if t == Transition::Unchanged {
                 t = Transition::Changed;
@@ -100,18 +120,24 @@ impl Session {
         }
         stats.success.inc();
         self.first_check = false;
+        if t != Transition::Changed && config.always_log_health_check_success {
+            check.log(host, HealthEvent::Success);
+        }
         t
     }
 
-    /// A failing check; `retriable` for a status in `retriable_statuses`.
+    /// A failing check; `retriable` for a status in `retriable_statuses`; `status` is
+    /// the HTTP status answered (0 if none).
     pub(crate) fn on_failure(
         &mut self,
         host: &Host,
         kind: Failure,
         retriable: bool,
-        config: &HealthCheck,
-        stats: &HealthCheckStats,
+        status: u16,
+        check: &ActiveCheck,
     ) -> Transition {
+        let (config, stats) = (&check.config, &check.stats);
+        let failure = kind.event_type();
         self.num_healthy = 0;
         let network = matches!(kind, Failure::Network | Failure::Timeout);
         let mut t = Transition::Unchanged;
@@ -121,6 +147,7 @@ impl Session {
                 host.flag_set(FAILED_ACTIVE_HC);
                 stats.healthy.dec();
                 t = Transition::Changed;
+                check.log(host, HealthEvent::EjectUnhealthy { failure, status });
             } else {
                 t = Transition::ChangePending;
             }
@@ -131,6 +158,16 @@ impl Session {
             host.flag_clear(ACTIVE_HC_TIMEOUT);
         }
         t = self.clear_pending(host, t);
+        if self.first_check || config.always_log_health_check_failures {
+            check.log(
+                host,
+                HealthEvent::Failure {
+                    failure,
+                    first_check: self.first_check,
+                    status,
+                },
+            );
+        }
         stats.failure.inc();
         match kind {
             Failure::Network | Failure::Timeout => stats.network_failure.inc(),
@@ -229,10 +266,19 @@ mod tests {
             healthy_edge_interval: s(3),
             always_log_health_check_failures: false,
             always_log_health_check_success: false,
+            event_logs: vec![],
             kind: HealthCheckKind::Tcp(TcpHealthCheck {
                 send: vec![],
                 receive: vec![],
             }),
+        }
+    }
+
+    fn active(config: HealthCheck) -> ActiveCheck {
+        ActiveCheck {
+            config,
+            stats: Arc::default(),
+            events: None,
         }
     }
 
@@ -250,65 +296,62 @@ mod tests {
 
     #[test]
     fn first_success_is_enough_then_thresholds_apply() {
-        let cfg = config(3, 2);
-        let stats = HealthCheckStats::default();
+        let check = active(config(3, 2));
+        let stats = &check.stats;
         let h = host();
         let mut s = Session::default();
-        assert_eq!(s.on_success(&h, false, &cfg, &stats), Transition::Changed);
+        assert_eq!(s.on_success(&h, false, &check), Transition::Changed);
         assert!(!h.flag_get(FAILED_ACTIVE_HC));
         assert_eq!(stats.healthy.value(), 1);
         // Network failures count towards unhealthy_threshold (3).
         assert_eq!(
-            s.on_failure(&h, Failure::Network, false, &cfg, &stats),
+            s.on_failure(&h, Failure::Network, false, 0, &check),
             Transition::ChangePending
         );
         assert_eq!(
-            s.on_failure(&h, Failure::Timeout, false, &cfg, &stats),
+            s.on_failure(&h, Failure::Timeout, false, 0, &check),
             Transition::ChangePending
         );
         // A success in between starts the count again.
-        assert_eq!(s.on_success(&h, false, &cfg, &stats), Transition::Unchanged);
+        assert_eq!(s.on_success(&h, false, &check), Transition::Unchanged);
         for _ in 0..2 {
             assert_eq!(
-                s.on_failure(&h, Failure::Timeout, false, &cfg, &stats),
+                s.on_failure(&h, Failure::Timeout, false, 0, &check),
                 Transition::ChangePending
             );
         }
         assert_eq!(
-            s.on_failure(&h, Failure::Timeout, false, &cfg, &stats),
+            s.on_failure(&h, Failure::Timeout, false, 0, &check),
             Transition::Changed
         );
         assert!(h.flag_get(FAILED_ACTIVE_HC) && h.flag_get(ACTIVE_HC_TIMEOUT));
         assert_eq!(stats.healthy.value(), 0);
         assert_eq!(stats.network_failure.value(), 5);
         // Back: healthy_threshold (2) successes.
-        assert_eq!(
-            s.on_success(&h, false, &cfg, &stats),
-            Transition::ChangePending
-        );
-        assert_eq!(s.on_success(&h, false, &cfg, &stats), Transition::Changed);
+        assert_eq!(s.on_success(&h, false, &check), Transition::ChangePending);
+        assert_eq!(s.on_success(&h, false, &check), Transition::Changed);
         assert_eq!(h.health_flags(), 0);
     }
 
     #[test]
     fn a_wrong_answer_fails_at_once_unless_retriable() {
-        let cfg = config(3, 1);
-        let stats = HealthCheckStats::default();
+        let check = active(config(3, 1));
+        let stats = &check.stats;
         let h = host();
         let mut s = Session::default();
-        s.on_success(&h, false, &cfg, &stats);
+        s.on_success(&h, false, &check);
         assert_eq!(
-            s.on_failure(&h, Failure::Active, true, &cfg, &stats),
+            s.on_failure(&h, Failure::Active, true, 0, &check),
             Transition::ChangePending
         );
         assert_eq!(
-            s.on_failure(&h, Failure::Active, false, &cfg, &stats),
+            s.on_failure(&h, Failure::Active, false, 0, &check),
             Transition::Changed
         );
         assert!(h.flag_get(FAILED_ACTIVE_HC));
-        s.on_success(&h, false, &cfg, &stats);
+        s.on_success(&h, false, &check);
         assert_eq!(
-            s.on_failure(&h, Failure::Passive, false, &cfg, &stats),
+            s.on_failure(&h, Failure::Passive, false, 0, &check),
             Transition::Changed
         );
         assert_eq!(stats.passive_failure.value(), 1);
@@ -317,22 +360,22 @@ mod tests {
 
     #[test]
     fn degraded_and_pending_flags() {
-        let cfg = config(1, 1);
-        let stats = HealthCheckStats::default();
+        let check = active(config(1, 1));
+        let stats = &check.stats;
         let h = host();
         h.flag_set(PENDING_ACTIVE_HC);
         let mut s = Session::default();
         // A failing first check still clears the pending flag (the host is no longer excluded).
         assert_eq!(
-            s.on_failure(&h, Failure::Network, false, &cfg, &stats),
+            s.on_failure(&h, Failure::Network, false, 0, &check),
             Transition::Changed
         );
         assert!(!h.flag_get(PENDING_ACTIVE_HC) && h.flag_get(FAILED_ACTIVE_HC));
-        assert_eq!(s.on_success(&h, true, &cfg, &stats), Transition::Changed);
+        assert_eq!(s.on_success(&h, true, &check), Transition::Changed);
         assert!(h.flag_get(DEGRADED_ACTIVE_HC));
         assert_eq!(stats.degraded.value(), 1);
-        assert_eq!(s.on_success(&h, true, &cfg, &stats), Transition::Unchanged);
-        assert_eq!(s.on_success(&h, false, &cfg, &stats), Transition::Changed);
+        assert_eq!(s.on_success(&h, true, &check), Transition::Unchanged);
+        assert_eq!(s.on_success(&h, false, &check), Transition::Changed);
         assert_eq!(stats.degraded.value(), 0);
     }
 

@@ -61,10 +61,7 @@ impl TcpProbe {
     }
 
     pub(crate) async fn check(&mut self) -> Verdict {
-        let network = Verdict::Unhealthy {
-            failure: Failure::Network,
-            retriable: false,
-        };
+        let network = Verdict::failed(Failure::Network);
         let mut conn = match self.conn.take() {
             Some(c) => c,
             None => match connect(self.addr).await {

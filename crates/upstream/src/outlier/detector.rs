@@ -2,7 +2,9 @@
 //! success-rate and failure-percentage algorithms, run by one task per cluster.
 
 use super::EjectionType;
+use crate::event_log::{EjectDetail, OutlierLog};
 use crate::health::flags::FAILED_OUTLIER_CHECK;
+use crate::log_file::LogFile;
 use crate::stats::OutlierStats;
 use crate::{Cluster, Host};
 use ferry_config::outlier::OutlierDetection;
@@ -26,6 +28,8 @@ pub(crate) struct Detector {
     /// (average, ejection threshold) of the external and local-origin success rates
     /// computed at the last interval; -1 when not computed.
     success_rates: Mutex<[(f64, f64); 2]>,
+    /// `cluster_manager.outlier_detection.event_log_path`, if set.
+    log: Option<OutlierLog>,
 }
 
 /// `mean - factor × stdev` of `rates` (Envoy's `successRateEjectionThreshold`):
@@ -43,6 +47,7 @@ impl Detector {
         config: OutlierDetection,
         store: &ferry_stats::Store,
         cluster: &str,
+        log: Option<&LogFile>,
     ) -> Arc<Detector> {
         let stats = Arc::new(OutlierStats::default());
         store.register(format!("cluster.{cluster}.outlier_detection."), &stats);
@@ -53,6 +58,7 @@ impl Detector {
             events,
             receiver: Mutex::new(Some(receiver)),
             success_rates: Mutex::new([(-1.0, -1.0); 2]),
+            log: log.map(|f| OutlierLog::new(f.clone(), cluster)),
         })
     }
 
@@ -142,7 +148,7 @@ impl Detector {
             return false;
         }
         self.detected(kind);
-        let ejected = self.eject(hosts.len(), host, kind, now, rng);
+        let ejected = self.eject(hosts.len(), host, kind, EjectDetail::Consecutive, now, rng);
         if kind == EjectionType::Consecutive5xx {
             self.stats.ejections_consecutive_5xx.inc();
         }
@@ -158,6 +164,7 @@ impl Detector {
         n_hosts: usize,
         host: &Host,
         kind: EjectionType,
+        detail: EjectDetail,
         now: Instant,
         rng: &mut R,
     ) -> bool {
@@ -181,7 +188,14 @@ impl Detector {
         ) {
             self.stats.ejections_total.inc();
         }
+        let log = |e: &super::monitor::Ejection, enforced: bool| {
+            if let Some(l) = &self.log {
+                let since = e.last_unejection.map(|t| now.duration_since(t));
+                l.eject(host, kind, enforced, e.num_ejections, since, detail);
+            }
+        };
         if rng.random_range(0..100) >= self.enforcing(kind) {
+            log(&host.outlier.ejection.lock(), false);
             return false;
         }
         self.stats.ejections_active.inc();
@@ -195,6 +209,7 @@ impl Detector {
         if c.base_ejection_time * e.backoff < c.max_ejection_time + c.base_ejection_time {
             e.backoff += 1;
         }
+        log(&e, true);
         tracing::debug!(address = %host.address, ?kind, ejections = e.num_ejections, "outlier ejected");
         true
     }
@@ -204,7 +219,13 @@ impl Detector {
         self.stats.ejections_active.dec();
         host.flag_clear(FAILED_OUTLIER_CHECK);
         host.outlier.reset_all_consecutive();
-        host.outlier.ejection.lock().last_unejection = Some(now);
+        let mut e = host.outlier.ejection.lock();
+        e.last_unejection = Some(now);
+        if let Some(l) = &self.log {
+            let since = e.last_ejection.map(|t| now.duration_since(t));
+            l.uneject(host, e.num_ejections, since);
+        }
+        drop(e);
         tracing::debug!(address = %host.address, "outlier unejected");
     }
 
@@ -315,7 +336,12 @@ impl Detector {
                 if *rate < threshold {
                     self.stats.ejections_success_rate.inc();
                     self.detected(kind);
-                    changed |= self.eject(n, h, kind, now, rng);
+                    let detail = EjectDetail::SuccessRate {
+                        host: *rate,
+                        average: mean,
+                        threshold,
+                    };
+                    changed |= self.eject(n, h, kind, detail, now, rng);
                 }
             }
         }
@@ -328,7 +354,8 @@ impl Detector {
             for (h, rate) in &fp_hosts {
                 if 100.0 - rate >= f64::from(c.failure_percentage_threshold) {
                     self.detected(kind);
-                    changed |= self.eject(n, h, kind, now, rng);
+                    let detail = EjectDetail::FailurePercentage { host: *rate };
+                    changed |= self.eject(n, h, kind, detail, now, rng);
                 }
             }
         }
@@ -397,7 +424,7 @@ mod tests {
     }
 
     fn detector(config: OutlierDetection, hosts: &[Arc<Host>]) -> Arc<Detector> {
-        let d = Detector::new(config, &ferry_stats::Store::new(), "c");
+        let d = Detector::new(config, &ferry_stats::Store::new(), "c", None);
         for h in hosts {
             h.outlier.attach(&d);
         }
