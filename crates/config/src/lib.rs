@@ -24,6 +24,7 @@ pub mod listener;
 pub mod outlier;
 pub mod retry;
 pub mod route;
+pub mod stats;
 pub mod support;
 mod util;
 

@@ -27,6 +27,9 @@ pub struct Listener {
     pub default_filter_chain: Option<FilterChain>,
     /// `per_connection_buffer_limit_bytes`.
     pub buffer_limit: u32,
+    /// `stat_prefix`: the listener's stats scope (`listener.<stat_prefix>.`; empty: its
+    /// address).
+    pub stat_prefix: String,
 }
 
 /// A filter chain.
@@ -113,6 +116,7 @@ pub fn from_proto(l: &pb::Listener, index: usize, ctx: &mut Ctx) -> Option<Liste
         address,
         filter_chains,
         default_filter_chain,
+        stat_prefix: l.stat_prefix.clone(),
         buffer_limit: l
             .per_connection_buffer_limit_bytes
             .map(|v| v.value)

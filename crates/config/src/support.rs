@@ -12,7 +12,17 @@ use ferry_envoy_api::{pool, DynamicMessage};
 /// Supported fields, per message type. Types not listed support no fields, except the
 /// `google.protobuf` well-known types, which are values.
 pub const SUPPORTED: &[(&str, &[&str])] = &[
-    ("envoy.config.bootstrap.v3.Bootstrap", &["node", "static_resources", "admin", "cluster_manager"]),
+    (
+        "envoy.config.bootstrap.v3.Bootstrap",
+        &["node", "static_resources", "admin", "cluster_manager", "stats_config", "stats_sinks", "stats_flush_interval"],
+    ),
+    ("envoy.config.metrics.v3.StatsConfig", &["stats_tags", "use_all_default_tags", "stats_matcher"]),
+    ("envoy.config.metrics.v3.TagSpecifier", &["tag_name", "regex", "fixed_value"]),
+    ("envoy.config.metrics.v3.StatsMatcher", &["reject_all", "exclusion_list", "inclusion_list"]),
+    ("envoy.type.matcher.v3.ListStringMatcher", &["patterns"]),
+    ("envoy.config.metrics.v3.StatsSink", &["name", "typed_config"]),
+    ("envoy.config.metrics.v3.StatsdSink", &["address", "tcp_cluster_name", "prefix"]),
+    ("envoy.config.metrics.v3.DogStatsdSink", &["address", "prefix", "max_bytes_per_datagram"]),
     ("envoy.config.bootstrap.v3.ClusterManager", &["outlier_detection"]),
     ("envoy.config.bootstrap.v3.ClusterManager.OutlierDetection", &["event_log_path"]),
     ("envoy.config.bootstrap.v3.Bootstrap.StaticResources", &["listeners", "clusters"]),
@@ -290,6 +300,8 @@ pub const SUPPORTED_EXTENSIONS: &[&str] = &[
     "envoy.filters.network.local_ratelimit",
     "envoy.config.route.v3.FilterConfig",
     "envoy.health_check.event_sink.file",
+    "envoy.stat_sinks.statsd",
+    "envoy.stat_sinks.dog_statsd",
 ];
 
 /// The config type of a supported extension (`typed_extension_protocol_options` keys are

@@ -26,6 +26,8 @@ const LEGACY_NAMES: &[(&str, &str)] = &[
     ("envoy.echo", "envoy.filters.network.echo"),
     ("envoy.ratelimit", "envoy.filters.network.ratelimit"),
     ("envoy.router", "envoy.filters.http.router"),
+    ("envoy.statsd", "envoy.stat_sinks.statsd"),
+    ("envoy.dog_statsd", "envoy.stat_sinks.dog_statsd"),
     ("envoy.cors", "envoy.filters.http.cors"),
     ("envoy.fault", "envoy.filters.http.fault"),
     ("envoy.lua", "envoy.filters.http.lua"),
@@ -143,6 +145,14 @@ const NAME_TO_TYPE: &[(&str, &str)] = &[
     (
         "envoy.filters.network.local_ratelimit",
         "envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit",
+    ),
+    (
+        "envoy.stat_sinks.statsd",
+        "envoy.config.metrics.v3.StatsdSink",
+    ),
+    (
+        "envoy.stat_sinks.dog_statsd",
+        "envoy.config.metrics.v3.DogStatsdSink",
     ),
     (
         "envoy.health_check.event_sink.file",

@@ -203,6 +203,7 @@ fn proxy(args: ProxyArgs) -> anyhow::Result<i32> {
         service_cluster: args.service_cluster,
         drain_time: Duration::from_secs(args.drain_time_s),
         concurrency,
+        memory: Some(memory::stats),
     };
     runtime.block_on(serve(loaded, options))
 }

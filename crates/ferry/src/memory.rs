@@ -34,3 +34,16 @@ pub fn release_freed() {
         let _ = name.write(ms);
     }
 }
+
+/// The allocator's counters for `server.memory_*` and admin `/memory`: bytes allocated,
+/// mapped and resident (jemalloc's `stats.allocated`, `stats.mapped`, `stats.resident`).
+pub fn stats() -> ferry_proxy::stats::Memory {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    // The counters are refreshed when the epoch advances.
+    let _ = epoch::advance();
+    ferry_proxy::stats::Memory {
+        allocated: stats::allocated::read().unwrap_or(0) as u64,
+        heap_size: stats::mapped::read().unwrap_or(0) as u64,
+        physical_size: stats::resident::read().unwrap_or(0) as u64,
+    }
+}

@@ -18,6 +18,8 @@ pub mod listener;
 pub mod network;
 mod server;
 mod snapshot;
+pub mod stats;
+mod stats_sink;
 
 pub use server::{Server, ServerOptions};
 pub use snapshot::Snapshot;

@@ -24,6 +24,8 @@ pub struct ServerOptions {
     pub drain_time: Duration,
     /// Worker threads the process runs (for `/server_info`).
     pub concurrency: usize,
+    /// The allocator's view of memory (`server.memory_*`, admin `/memory`).
+    pub memory: Option<fn() -> crate::stats::Memory>,
 }
 
 impl Default for ServerOptions {
@@ -33,6 +35,7 @@ impl Default for ServerOptions {
             service_cluster: None,
             drain_time: Duration::from_secs(600),
             concurrency: 1,
+            memory: None,
         }
     }
 }
@@ -49,6 +52,16 @@ pub struct Server {
     pub admin_addr: Option<SocketAddr>,
     /// Every stat of the process, for admin `/stats`.
     pub stats: Arc<ferry_stats::Store>,
+    /// `server.*`.
+    pub server_stats: Arc<crate::stats::ServerStats>,
+    /// How stats are listed: tags and the stats matcher of `stats_config`.
+    pub stats_view: StatsView,
+    /// `cluster_manager.*` and `listener_manager.*` (owned here: the store holds
+    /// groups weakly).
+    _manager_stats: (
+        Arc<crate::stats::ClusterManagerStats>,
+        Arc<crate::stats::ListenerManagerStats>,
+    ),
     /// Set by `/healthcheck/fail`.
     pub health_failed: Arc<AtomicBool>,
     /// When the server started.
@@ -61,6 +74,50 @@ pub struct Server {
     /// Open downstream connections.
     pub(crate) active_connections: AtomicUsize,
     pub(crate) connections_closed: Notify,
+}
+
+/// How stats are listed and sent (from `stats_config`).
+#[derive(Debug)]
+pub struct StatsView {
+    /// Tag extraction (Prometheus, DogStatsD).
+    pub tags: ferry_stats::tags::TagProducer,
+    /// `stats_matcher`: the stats that exist.
+    pub matcher: ferry_config::stats::StatsMatcher,
+}
+
+impl StatsView {
+    fn new(c: &ferry_config::stats::Stats) -> StatsView {
+        use ferry_config::stats::TagValue;
+        use ferry_stats::tags::Extractor;
+        let custom = c
+            .tags
+            .iter()
+            .filter_map(|(name, v)| match v {
+                TagValue::Fixed(value) => Some(Extractor::fixed(name, value)),
+                // Validated with the config.
+                TagValue::Regex(r) => Extractor::regex(name, r).ok(),
+            })
+            .collect();
+        StatsView {
+            tags: ferry_stats::tags::TagProducer::new(custom, c.use_all_default_tags),
+            matcher: c.matcher.clone(),
+        }
+    }
+}
+
+impl Server {
+    /// Every stat the stats matcher keeps, with the computed `server.*` gauges fresh.
+    pub fn stats_snapshot(&self) -> std::collections::BTreeMap<String, ferry_stats::Value> {
+        crate::stats::refresh_server(self);
+        let mut all = self.stats.snapshot();
+        if !matches!(
+            self.stats_view.matcher,
+            ferry_config::stats::StatsMatcher::All
+        ) {
+            all.retain(|name, _| self.stats_view.matcher.accepts(name));
+        }
+        all
+    }
 }
 
 impl std::fmt::Debug for Server {
@@ -90,6 +147,7 @@ impl Server {
     /// Binds every listener and the admin endpoint, then serves them on the current
     /// tokio runtime.
     pub async fn start(loaded: Loaded, options: ServerOptions) -> Result<Arc<Server>, StartError> {
+        let begun = Instant::now();
         let mut bootstrap = loaded.bootstrap;
         if let Some(n) = &options.service_node {
             bootstrap.node_id = n.clone();
@@ -98,6 +156,21 @@ impl Server {
             bootstrap.node_cluster = c.clone();
         }
         let stats = ferry_stats::Store::new();
+        let server_stats = Arc::new(crate::stats::ServerStats::default());
+        stats.register("server.", &server_stats);
+        server_stats.concurrency.set(options.concurrency as u64);
+        // No TLS certificates: Envoy's value when there are none.
+        server_stats
+            .days_until_first_cert_expiring
+            .set(u64::from(u32::MAX));
+        let cm_stats = Arc::new(crate::stats::ClusterManagerStats::default());
+        stats.register("cluster_manager.", &cm_stats);
+        cm_stats.cluster_added.add(bootstrap.clusters.len() as u64);
+        cm_stats
+            .active_clusters
+            .set(bootstrap.clusters.len() as u64);
+        let lm_stats = Arc::new(crate::stats::ListenerManagerStats::default());
+        stats.register("listener_manager.", &lm_stats);
         let health_failed = Arc::new(AtomicBool::new(false));
         let clusters = ferry_upstream::ClusterManager::with_options(
             &bootstrap.clusters,
@@ -155,6 +228,9 @@ impl Server {
             bound,
             admin_addr: admin.as_ref().and_then(|(_, s)| s.local_addr().ok()),
             stats: stats.clone(),
+            server_stats: server_stats.clone(),
+            stats_view: StatsView::new(&snapshot.bootstrap.stats),
+            _manager_stats: (cm_stats, lm_stats.clone()),
             health_failed: health_failed.clone(),
             started: Instant::now(),
             drain_tx,
@@ -165,11 +241,20 @@ impl Server {
         });
         for (l, sock) in sockets {
             let rt = ListenerRuntime::new(&l, &snapshot);
+            lm_stats.listener_added.inc();
+            lm_stats.listener_create_success.inc();
+            lm_stats.total_listeners_active.inc();
             tokio::spawn(crate::listener::serve(server.clone(), rt, sock));
         }
+        lm_stats.workers_started.set(1);
+        server_stats.live.set(1);
+        server_stats
+            .initialization_time_ms
+            .record(crate::stats::ms_since(begun));
         if let Some((_, sock)) = admin {
             tokio::spawn(crate::admin::serve(server.clone(), sock));
         }
+        crate::stats_sink::start(&server);
         Ok(server)
     }
 

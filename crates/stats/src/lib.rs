@@ -1,10 +1,18 @@
-//! ferry's stats: counters and gauges with Envoy's names.
+//! ferry's stats: counters, gauges and histograms with Envoy's names.
 //!
 //! A component declares its stats together, as a struct of atomics ([`stat_group!`]):
 //! the hot path bumps a field (no lookup by name, no lock). The struct is registered
 //! once, with its scope prefix (`cluster.backend.`), in the process's [`Store`], which
 //! lists every live group's values for admin `/stats` and the sinks. A group costs
 //! eight bytes per stat plus its prefix, so that thousands of clusters stay cheap.
+
+mod codes;
+mod histogram;
+pub mod render;
+pub mod tags;
+
+pub use codes::StatusCodes;
+pub use histogram::{Counts, Histogram, BUCKETS, PERCENTS, QUANTILES};
 
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -31,6 +39,11 @@ impl Counter {
     /// The current value.
     pub fn value(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+
+    /// Sets the value to zero (admin `/reset_counters`).
+    pub fn reset(&self) {
+        self.0.store(0, Ordering::Relaxed);
     }
 }
 
@@ -65,22 +78,26 @@ impl Gauge {
     }
 }
 
-/// Whether a stat is a counter or a gauge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Monotonic; sinks send deltas.
-    Counter,
-    /// Absolute.
-    Gauge,
+/// A stat handed to a visitor.
+#[derive(Debug, Clone, Copy)]
+pub enum Stat<'a> {
+    /// A counter.
+    Counter(&'a Counter),
+    /// A gauge.
+    Gauge(&'a Gauge),
+    /// A histogram.
+    Histogram(&'a Histogram),
 }
 
 /// A set of stats that lists itself (implemented by [`stat_group!`]).
 pub trait Group: Send + Sync {
-    /// Calls `f` with each stat's name (relative to the group's prefix), kind and value.
-    fn visit(&self, f: &mut dyn FnMut(&str, Kind, u64));
+    /// Calls `f` with each stat's name (relative to the group's prefix) and the stat.
+    fn visit(&self, f: &mut dyn FnMut(&str, Stat<'_>));
 }
 
 /// Declares a struct of stats with Envoy's names and implements [`Group`] for it.
+/// `histograms` and `dynamic` (stats created on first use, listed under a name
+/// prefix, e.g. [`StatusCodes`]) are optional.
 ///
 /// ```
 /// ferry_stats::stat_group! {
@@ -88,10 +105,14 @@ pub trait Group: Send + Sync {
 ///     pub struct WidgetStats {
 ///         counters: { made, broken = "broken.total" }
 ///         gauges: { active }
+///         histograms: { build_ms }
+///         dynamic: { results: ferry_stats::StatusCodes = "result_" }
 ///     }
 /// }
 /// let s = WidgetStats::default();
 /// s.made.inc();
+/// s.build_ms.record(3);
+/// s.results.inc(200);
 /// ```
 #[macro_export]
 macro_rules! stat_group {
@@ -100,6 +121,8 @@ macro_rules! stat_group {
         $vis:vis struct $name:ident {
             counters: { $($c:ident $(= $cn:literal)?),* $(,)? }
             gauges: { $($g:ident $(= $gn:literal)?),* $(,)? }
+            $(histograms: { $($h:ident $(= $hn:literal)?),* $(,)? })?
+            $(dynamic: { $($d:ident : $dt:ty = $dn:literal),* $(,)? })?
         }
     ) => {
         $(#[$meta])*
@@ -113,17 +136,51 @@ macro_rules! stat_group {
                 #[doc = concat!("Gauge `", $crate::stat_group!(@name $g $(, $gn)?), "`.")]
                 pub $g: $crate::Gauge,
             )*
+            $($(
+                #[doc = concat!("Histogram `", $crate::stat_group!(@name $h $(, $hn)?), "`.")]
+                pub $h: $crate::Histogram,
+            )*)?
+            $($(
+                #[doc = concat!("Stats `", $dn, "*`, created on first use.")]
+                pub $d: $dt,
+            )*)?
         }
 
         impl $crate::Group for $name {
-            fn visit(&self, f: &mut dyn FnMut(&str, $crate::Kind, u64)) {
-                $( f($crate::stat_group!(@name $c $(, $cn)?), $crate::Kind::Counter, self.$c.value()); )*
-                $( f($crate::stat_group!(@name $g $(, $gn)?), $crate::Kind::Gauge, self.$g.value()); )*
+            fn visit(&self, f: &mut dyn FnMut(&str, $crate::Stat<'_>)) {
+                $( f($crate::stat_group!(@name $c $(, $cn)?), $crate::Stat::Counter(&self.$c)); )*
+                $( f($crate::stat_group!(@name $g $(, $gn)?), $crate::Stat::Gauge(&self.$g)); )*
+                $($( f($crate::stat_group!(@name $h $(, $hn)?), $crate::Stat::Histogram(&self.$h)); )*)?
+                $($( self.$d.visit($dn, f); )*)?
             }
         }
     };
     (@name $field:ident) => { stringify!($field) };
     (@name $field:ident, $name:literal) => { $name };
+}
+
+/// A group listed without some of its stats (a component that has fewer stats than
+/// the group it shares, such as the admin's connection manager without a router).
+pub struct Without<G> {
+    inner: Arc<G>,
+    skip: &'static [&'static str],
+}
+
+impl<G> Without<G> {
+    /// `inner` without the stats named in `skip` (relative names).
+    pub fn new(inner: Arc<G>, skip: &'static [&'static str]) -> Arc<Without<G>> {
+        Arc::new(Without { inner, skip })
+    }
+}
+
+impl<G: Group> Group for Without<G> {
+    fn visit(&self, f: &mut dyn FnMut(&str, Stat<'_>)) {
+        self.inner.visit(&mut |name, stat| {
+            if !self.skip.contains(&name) {
+                f(name, stat);
+            }
+        });
+    }
 }
 
 struct Registered {
@@ -146,13 +203,43 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// A histogram's counts at listing time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistogramValue {
+    /// The last complete flush interval.
+    pub interval: Counts,
+    /// All time.
+    pub cumulative: Counts,
+}
+
 /// One stat's value at listing time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Value {
-    /// Counter or gauge.
-    pub kind: Kind,
-    /// Its value (the sum over groups that share the name, as Envoy shares one stat).
-    pub value: u64,
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A counter's value.
+    Counter(u64),
+    /// A gauge's value.
+    Gauge(u64),
+    /// A histogram's counts.
+    Histogram(Box<HistogramValue>),
+}
+
+impl Value {
+    /// A counter's or gauge's value (None for histograms).
+    pub fn number(&self) -> Option<u64> {
+        match self {
+            Value::Counter(v) | Value::Gauge(v) => Some(*v),
+            Value::Histogram(_) => None,
+        }
+    }
+
+    /// Whether the stat was used (Envoy's `usedonly`): a counter or gauge that is not
+    /// zero, a histogram with a sample.
+    pub fn used(&self) -> bool {
+        match self {
+            Value::Counter(v) | Value::Gauge(v) => *v != 0,
+            Value::Histogram(h) => h.cumulative.count() > 0,
+        }
+    }
 }
 
 impl Store {
@@ -175,9 +262,8 @@ impl Store {
         });
     }
 
-    /// Every live stat by full name, sorted. Stats of several groups with the same
-    /// name (two listeners with one `stat_prefix`) are summed.
-    pub fn snapshot(&self) -> BTreeMap<String, Value> {
+    /// Calls `f` with every live stat's full name and the stat.
+    pub fn visit(&self, f: &mut dyn FnMut(&str, Stat<'_>)) {
         let live: Vec<(String, Arc<dyn Group>)> = {
             let mut groups = self.groups.lock();
             groups.retain(|r| r.group.strong_count() > 0);
@@ -186,21 +272,68 @@ impl Store {
                 .filter_map(|r| Some((r.prefix.clone(), r.group.upgrade()?)))
                 .collect()
         };
-        let mut out: BTreeMap<String, Value> = BTreeMap::new();
+        let mut name = String::new();
         for (prefix, group) in live {
-            group.visit(&mut |name, kind, value| {
-                let e = out
-                    .entry(format!("{prefix}{name}"))
-                    .or_insert(Value { kind, value: 0 });
-                e.value += value;
+            group.visit(&mut |n, stat| {
+                name.clear();
+                name.push_str(&prefix);
+                name.push_str(n);
+                f(&name, stat);
             });
         }
+    }
+
+    /// Every live stat by full name, sorted. Stats of several groups with the same
+    /// name (two listeners with one `stat_prefix`) are summed, as Envoy shares one stat.
+    pub fn snapshot(&self) -> BTreeMap<String, Value> {
+        let mut out: BTreeMap<String, Value> = BTreeMap::new();
+        self.visit(&mut |name, stat| {
+            let v = match stat {
+                Stat::Counter(c) => Value::Counter(c.value()),
+                Stat::Gauge(g) => Value::Gauge(g.value()),
+                Stat::Histogram(h) => Value::Histogram(Box::new(HistogramValue {
+                    interval: h.interval(),
+                    cumulative: h.cumulative(),
+                })),
+            };
+            match out.get_mut(name) {
+                None => {
+                    out.insert(name.to_string(), v);
+                }
+                Some(Value::Counter(a)) | Some(Value::Gauge(a)) => *a += v.number().unwrap_or(0),
+                Some(Value::Histogram(a)) => {
+                    if let Value::Histogram(b) = v {
+                        a.interval.merge(&b.interval);
+                        a.cumulative.merge(&b.cumulative);
+                    }
+                }
+            }
+        });
         out
     }
 
-    /// The value of one stat, for tests and tools (a full listing; not for hot paths).
+    /// The value of one counter or gauge, for tests and tools (a full listing; not for
+    /// hot paths).
     pub fn get(&self, name: &str) -> Option<u64> {
-        self.snapshot().get(name).map(|v| v.value)
+        self.snapshot().get(name).and_then(Value::number)
+    }
+
+    /// Sets every counter to zero (admin `/reset_counters`).
+    pub fn reset_counters(&self) {
+        self.visit(&mut |_, stat| {
+            if let Stat::Counter(c) = stat {
+                c.reset();
+            }
+        });
+    }
+
+    /// Ends a flush interval of every histogram (see [`Histogram::flush`]).
+    pub fn flush_histograms(&self) {
+        self.visit(&mut |_, stat| {
+            if let Stat::Histogram(h) = stat {
+                h.flush();
+            }
+        });
     }
 }
 
@@ -232,21 +365,12 @@ mod tests {
         a.open.dec();
         b.open.dec(); // saturates at zero
         let snap = store.snapshot();
-        assert_eq!(
-            snap["cluster.a.hits"],
-            Value {
-                kind: Kind::Counter,
-                value: 3
-            }
-        );
-        assert_eq!(snap["cluster.a.cache.misses"].value, 1);
-        assert_eq!(
-            snap["cluster.a.open"],
-            Value {
-                kind: Kind::Gauge,
-                value: 1
-            }
-        );
+        assert_eq!(snap["cluster.a.hits"], Value::Counter(3));
+        assert_eq!(snap["cluster.a.cache.misses"], Value::Counter(1));
+        assert_eq!(snap["cluster.a.open"], Value::Gauge(1));
+        store.reset_counters();
+        assert_eq!(store.get("cluster.a.hits"), Some(0));
+        assert_eq!(store.get("cluster.a.open"), Some(1));
         drop(a);
         drop(b);
         assert!(store.snapshot().is_empty());

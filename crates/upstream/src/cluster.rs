@@ -221,6 +221,8 @@ impl Cluster {
     ) -> Arc<Cluster> {
         let stats = Arc::new(ClusterStats::default());
         store.register(format!("cluster.{}.", config.name), &stats);
+        // The default transport socket is picked for each host.
+        stats.default_total_match_count.add(hosts.len() as u64);
         let breakers =
             crate::circuit_breaker::Breakers::new(&config.circuit_breakers, &config.name, store);
         let cluster = Arc::new_cyclic(|this| {
@@ -292,6 +294,16 @@ impl Cluster {
     /// the `membership_*` gauges. Callers hold the publish lock (or own the cluster).
     pub(crate) fn publish(&self, hosts: Arc<Vec<Arc<Host>>>) {
         let set = HostSet::new(&self.config.lb_policy, &self.config.common_lb, hosts);
+        let old = self.host_set.load();
+        if old.all.len() != set.all.len()
+            || !old
+                .all
+                .iter()
+                .zip(set.all.iter())
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+        {
+            self.stats.membership_change.inc();
+        }
         let m = set.membership;
         self.stats.membership_total.set(m.total as u64);
         self.stats.membership_healthy.set(m.healthy as u64);

@@ -266,8 +266,6 @@ impl Host {
         let result = self.pool.send(self, cluster, &gate, req).await;
         match &result {
             Ok((resp, _, _)) => {
-                cluster.stats.upstream_rq_completed.inc();
-                cluster.stats.response_class(resp.status().as_u16());
                 if resp.status().is_server_error() {
                     self.stats.rq_error.fetch_add(1, Ordering::Relaxed);
                 } else {

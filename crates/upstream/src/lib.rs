@@ -14,6 +14,7 @@
 pub mod circuit_breaker;
 mod cluster;
 mod cluster_manager;
+pub mod counted_io;
 mod discovery;
 mod error;
 mod event_log;

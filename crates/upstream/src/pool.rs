@@ -17,6 +17,7 @@
 //! become ready instead of opening another, so back-to-back requests reuse it.
 
 use crate::circuit_breaker::{Admission, Breaker, Resource};
+use crate::counted_io::CountedIo;
 use crate::{Body, Cluster, Host, UpstreamError};
 use ferry_config::cluster::{Cluster as ClusterConfig, UpstreamProtocol};
 use http::uri::{Authority, Scheme};
@@ -145,8 +146,13 @@ pub(crate) async fn connect(host: &Host, cluster: &Cluster) -> Result<TcpStream,
     host.stats.cx_total.fetch_add(1, Ordering::Relaxed);
     cluster.stats.upstream_cx_total.inc();
     let timeout = cluster.config.connect_timeout;
+    let began = std::time::Instant::now();
     let result = match tokio::time::timeout(timeout, TcpStream::connect(host.address)).await {
         Ok(Ok(stream)) => {
+            cluster
+                .stats
+                .upstream_cx_connect_ms
+                .record(began.elapsed().as_millis() as u64);
             if let Err(e) = stream.set_nodelay(true) {
                 tracing::debug!(address = %host.address, error = %e, "cannot set TCP_NODELAY");
             }
@@ -165,13 +171,20 @@ pub(crate) async fn connect(host: &Host, cluster: &Cluster) -> Result<TcpStream,
     result
 }
 
-/// Runs a connection task, keeping `cx_active` while it lives.
-fn spawn_connection<F>(host: &Host, cluster: &Cluster, slot: ConnSlot, conn: F)
+/// Runs a connection task, keeping `cx_active` while it lives and counting its
+/// protocol, length and end.
+fn spawn_connection<F>(host: &Host, cluster: &Cluster, slot: ConnSlot, conn: F, http2: bool)
 where
     F: Future<Output = Result<(), hyper::Error>> + Send + 'static,
 {
     host.stats.cx_active.fetch_add(1, Ordering::Relaxed);
     cluster.stats.upstream_cx_active.inc();
+    if http2 {
+        cluster.stats.upstream_cx_http2_total.inc();
+    } else {
+        cluster.stats.upstream_cx_http1_total.inc();
+    }
+    let opened = std::time::Instant::now();
     let cluster_stats = cluster.stats.clone();
     let weak: Weak<Host> = host.this.clone();
     let address = host.address;
@@ -183,6 +196,10 @@ where
             host.stats.cx_active.fetch_sub(1, Ordering::Relaxed);
         }
         cluster_stats.upstream_cx_active.dec();
+        cluster_stats.upstream_cx_destroy.inc();
+        cluster_stats
+            .upstream_cx_length_ms
+            .record(opened.elapsed().as_millis() as u64);
         drop(slot);
     });
 }
@@ -367,10 +384,10 @@ impl Pool {
         // stream through it.
         let (sender, conn) = http1::Builder::new()
             .max_buf_size(64 * 1024)
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(CountedIo::new(stream, cluster.stats.clone())))
             .await
             .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-        spawn_connection(host, cluster, slot, conn);
+        spawn_connection(host, cluster, slot, conn, false);
         drop(pending);
         let conn = H1Conn {
             sender,
@@ -593,10 +610,10 @@ impl Pool {
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .initial_stream_window_size(window)
             .initial_connection_window_size(window)
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(CountedIo::new(stream, cluster.stats.clone())))
             .await
             .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-        spawn_connection(host, cluster, slot, conn);
+        spawn_connection(host, cluster, slot, conn, true);
         if config.max_requests_per_connection != Some(1) {
             *self.http2.lock() = Some(H2Conn {
                 sender: sender.clone(),

@@ -14,21 +14,73 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
-/// Serves admin until the process exits (admin keeps answering while draining).
+/// Serves admin until the process exits (admin keeps answering while draining). Its
+/// own traffic is counted under `listener.admin.*` and `http.admin.*`, as Envoy's.
 pub(crate) async fn serve(server: Arc<Server>, listener: TcpListener) {
+    let scope = crate::stats::ListenerScope {
+        stats: Arc::default(),
+        thread: Arc::default(),
+    };
+    // Admin has no router and no extension configs: Envoy lists fewer stats for it.
+    let listener_listed = ferry_stats::Without::new(
+        scope.stats.clone(),
+        &[
+            "extension_config_missing",
+            "network_extension_config_missing",
+        ],
+    );
+    server.stats.register("listener.admin.", &listener_listed);
+    server
+        .stats
+        .register("listener.admin.main_thread.", &scope.thread);
+    let hcm = Arc::new(crate::stats::HcmStats::default());
+    let hcm_listed = ferry_stats::Without::new(hcm.clone(), crate::stats::ROUTER_STATS);
+    server.stats.register("http.admin.", &hcm_listed);
+    let per_listener = Arc::new(crate::stats::ListenerHttpStats::default());
+    server
+        .stats
+        .register("listener.admin.http.admin.", &per_listener);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let server = server.clone();
+        let (scope, hcm, per_listener) = (scope.clone(), hcm.clone(), per_listener.clone());
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let server = server.clone();
-                async move { Ok::<_, Infallible>(handle(&server, req.method(), req.uri().path())) }
-            });
+            let _counted = crate::stats::ConnectionStats::open(&scope);
+            hcm.downstream_cx_total.inc();
+            hcm.downstream_cx_active.inc();
+            hcm.downstream_cx_http1_total.inc();
+            hcm.downstream_cx_http1_active.inc();
+            let start = std::time::Instant::now();
+            let (h, l) = (hcm.clone(), per_listener.clone());
+            let svc =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let server = server.clone();
+                    let (h, l) = (h.clone(), l.clone());
+                    async move {
+                        let began = std::time::Instant::now();
+                        h.downstream_rq_total.inc();
+                        h.downstream_rq_http1_total.inc();
+                        let resp = handle(&server, req.method(), req.uri());
+                        let status = resp.status().as_u16();
+                        h.response_class(status);
+                        l.response_class(status);
+                        h.downstream_rq_completed.inc();
+                        l.downstream_rq_completed.inc();
+                        h.downstream_rq_time.record(crate::stats::ms_since(began));
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
+            hcm.downstream_cx_active.dec();
+            hcm.downstream_cx_http1_active.dec();
+            hcm.downstream_cx_destroy.inc();
+            hcm.downstream_cx_destroy_remote.inc();
+            hcm.downstream_cx_length_ms
+                .record(crate::stats::ms_since(start));
         });
     }
 }
@@ -55,8 +107,131 @@ fn json(v: &serde_json::Value) -> Response<Body> {
     text(StatusCode::OK, body, "application/json")
 }
 
+fn bad_request(body: String) -> Response<Body> {
+    text(StatusCode::BAD_REQUEST, body, "text/plain; charset=UTF-8")
+}
+
+/// Decodes `%XX` escapes and `+` (a query string's encoding).
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match s.get(i + 1..i + 3).map(|h| u8::from_str_radix(h, 16)) {
+                    Some(Ok(v)) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A query string's parameters, decoded (`usedonly` has an empty value).
+fn params(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// The listing a stats query asks for (`filter`, `usedonly`, `type`), or the 400's text.
+fn stats_query(params: &[(String, String)]) -> Result<ferry_stats::render::Query, String> {
+    use ferry_stats::render::{Kinds, Query};
+    let mut q = Query::default();
+    for (k, v) in params {
+        match k.as_str() {
+            "usedonly" => q.used_only = true,
+            "filter" if !v.is_empty() => match regex::Regex::new(v) {
+                Ok(r) => q.filter = Some(r),
+                Err(e) => return Err(format!("Invalid re2 regex: {e}\n")),
+            },
+            "type" => {
+                q.kinds = match v.as_str() {
+                    "All" => Kinds::All,
+                    "Counters" => Kinds::Counters,
+                    "Gauges" => Kinds::Gauges,
+                    "Histograms" => Kinds::Histograms,
+                    "TextReadouts" => Kinds::TextReadouts,
+                    _ => return Err("invalid &type= param\n".into()),
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(q)
+}
+
+fn stats(server: &Server, params: &[(String, String)], prometheus: bool) -> Response<Body> {
+    let q = match stats_query(params) {
+        Ok(q) => q,
+        Err(e) => return bad_request(e),
+    };
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let format = if prometheus {
+        "prometheus"
+    } else {
+        param("format").unwrap_or("text")
+    };
+    match param("histogram_buckets") {
+        None | Some("summary") => {}
+        Some(other) => {
+            return bad_request(format!(
+                "histogram_buckets={other} is not supported (ferry lists quantiles)\n"
+            ))
+        }
+    }
+    let snapshot = server.stats_snapshot();
+    match format {
+        "text" | "html" | "active-html" => ok(ferry_stats::render::text(&snapshot, &q)),
+        "json" => text(
+            StatusCode::OK,
+            ferry_stats::render::json(&snapshot, &q),
+            "application/json",
+        ),
+        "prometheus" => ok(ferry_stats::render::prometheus(
+            &snapshot,
+            &server.stats_view.tags,
+            &q,
+        )),
+        _ => bad_request("usage: /stats?format=(html|active-html|json|prometheus|text)\n".into()),
+    }
+}
+
+fn memory(server: &Server) -> Response<Body> {
+    let m = server.options.memory.map(|f| f()).unwrap_or_default();
+    json(&serde_json::json!({
+        "allocated": m.allocated.to_string(),
+        "heap_size": m.heap_size.to_string(),
+        "pageheap_unmapped": "0",
+        "pageheap_free": "0",
+        "total_thread_cache": "0",
+        "total_physical_bytes": m.physical_size.to_string(),
+    }))
+}
+
 /// Answers one admin request.
-pub fn handle(server: &Server, method: &Method, path: &str) -> Response<Body> {
+pub fn handle(server: &Server, method: &Method, uri: &http::Uri) -> Response<Body> {
+    let path = uri.path();
+    let params = params(uri.query());
     let post_only = |f: &dyn Fn() -> Response<Body>| {
         if method == Method::POST {
             f()
@@ -85,13 +260,14 @@ pub fn handle(server: &Server, method: &Method, path: &str) -> Response<Body> {
             ok(s)
         }
         "/clusters" => ok(clusters(server)),
-        "/stats" => {
-            let mut s = String::new();
-            for (name, v) in server.stats.snapshot() {
-                let _ = writeln!(s, "{name}: {}", v.value);
-            }
-            ok(s)
-        }
+        "/stats" => stats(server, &params, false),
+        "/stats/prometheus" => stats(server, &params, true),
+        "/reset_counters" => post_only(&|| {
+            server.stats.reset_counters();
+            ok("OK\n".into())
+        }),
+        "/memory" => memory(server),
+        "/runtime" => json(&serde_json::json!({ "entries": {}, "layers": [] })),
         "/config_dump" => {
             let snap = server.snapshot.load();
             json(&serde_json::json!({
@@ -119,10 +295,10 @@ pub fn handle(server: &Server, method: &Method, path: &str) -> Response<Body> {
             ok("OK\n".into())
         }),
         "/" | "/help" => ok(
-            "admin commands are:\n  /clusters\n  /config_dump\n  /drain_listeners\n  /healthcheck/fail\n  /healthcheck/ok\n  /listeners\n  /quitquitquit\n  /ready\n  /server_info\n  /stats\n"
+            "admin commands are:\n  /clusters\n  /config_dump\n  /drain_listeners\n  /healthcheck/fail\n  /healthcheck/ok\n  /listeners\n  /memory\n  /quitquitquit\n  /ready\n  /reset_counters\n  /runtime\n  /server_info\n  /stats\n  /stats/prometheus\n"
                 .into(),
         ),
-        _ => text(StatusCode::NOT_FOUND, "invalid path. admin commands are: /clusters /config_dump /drain_listeners /healthcheck/fail /healthcheck/ok /listeners /quitquitquit /ready /server_info /stats\n".into(), "text/plain; charset=UTF-8"),
+        _ => text(StatusCode::NOT_FOUND, "invalid path. admin commands are: /clusters /config_dump /drain_listeners /healthcheck/fail /healthcheck/ok /listeners /memory /quitquitquit /ready /reset_counters /runtime /server_info /stats /stats/prometheus\n".into(), "text/plain; charset=UTF-8"),
     }
 }
 

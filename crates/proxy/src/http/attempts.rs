@@ -427,6 +427,8 @@ pub async fn run(
                         match decision {
                             Decision::Retry { back_off, rate_limited } => {
                                 if schedule(&plan, &breaker, &stats, info, &mut retry_admission, rate_limited) {
+                                    // A response given up for a retry (Envoy's retry.upstream_rq_*).
+                                    stats.retried.inc(resp.status().as_u16());
                                     next_at = Some(now + back_off);
                                     continue;
                                 }

@@ -62,10 +62,21 @@ pub fn shadow(
         let priority = ra.priority;
         // Bounded by the route timeout, as Envoy bounds its shadows.
         let timeout = ra.timeout;
+        let internal = head
+            .headers
+            .get("x-envoy-internal")
+            .is_some_and(|v| v.as_bytes() == b"true");
         tokio::spawn(async move {
             let copy = async {
+                let start = std::time::Instant::now();
                 match host.send(&cluster, priority, req).await {
                     Ok(resp) => {
+                        // The shadow's own router charges the response (Envoy's
+                        // async client).
+                        let ms = start.elapsed().as_millis() as u64;
+                        cluster
+                            .stats
+                            .charge(resp.status().as_u16(), internal, Some(ms));
                         // Read to the end so that the connection is reused.
                         let _ = resp.into_body().collect().await;
                     }

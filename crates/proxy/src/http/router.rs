@@ -92,12 +92,17 @@ pub async fn handle(
 ) -> Response<Body> {
     let start = Instant::now();
     let tap = Arc::new(RequestTap::default());
+    let http2 = req.version() == http::Version::HTTP_2;
+    conn.count_protocol(http2, &hcm.stats);
+    let counted = RequestStats::open(&hcm, http2, start);
     // A stream counts as in flight until its response body ends: for the HTTP/2 idle
     // timeout and for the HTTP/1.1 framing guard's refusals.
-    let guard = conn.open_stream(req.version() == http::Version::HTTP_2);
+    let guard = conn.open_stream(http2);
     let mut work = ResponseWork::default();
     let resp = route_request(&hcm, &conn, req, start, tap, &mut work).await;
     let (mut parts, mut body) = resp.into_parts();
+    hcm.stats.response_class(parts.status.as_u16());
+    hcm.listener_stats.response_class(parts.status.as_u16());
     // What the HTTP filters left for the response.
     for (name, value) in work.headers {
         parts.headers.insert(name, value);
@@ -108,7 +113,58 @@ pub async fn handle(
     if !work.hold.is_empty() {
         body = crate::http::filters::Holding::new(body, work.hold).boxed();
     }
-    Response::from_parts(parts, crate::http::body::Guarded::new(body, guard).boxed())
+    Response::from_parts(
+        parts,
+        crate::http::body::Guarded::new(body, (guard, counted)).boxed(),
+    )
+}
+
+/// Charges a local answer that stands for the upstream's (Envoy's `chargeUpstreamAbort`):
+/// 504 for timeouts, 503 for failed connections, resets and overflows.
+fn charge_local(cluster: &ferry_upstream::Cluster, reason: LocalReason, internal: bool) {
+    let status = match reason {
+        LocalReason::UpstreamTimeout
+        | LocalReason::PerTryTimeout
+        | LocalReason::PerTryIdleTimeout => 504,
+        LocalReason::ConnectFailure | LocalReason::UpstreamReset | LocalReason::Overflow => 503,
+        _ => return,
+    };
+    cluster.stats.charge(status, internal, None);
+}
+
+/// A request's accounting in its connection manager's stats: counted when it arrives,
+/// completed when its response body ends (or is dropped).
+struct RequestStats {
+    hcm: Arc<HcmRuntime>,
+    start: Instant,
+}
+
+impl RequestStats {
+    fn open(hcm: &Arc<HcmRuntime>, http2: bool, start: Instant) -> RequestStats {
+        let s = &hcm.stats;
+        s.downstream_rq_total.inc();
+        if http2 {
+            s.downstream_rq_http2_total.inc();
+        } else {
+            s.downstream_rq_http1_total.inc();
+        }
+        s.downstream_rq_active.inc();
+        RequestStats {
+            hcm: hcm.clone(),
+            start,
+        }
+    }
+}
+
+impl Drop for RequestStats {
+    fn drop(&mut self) {
+        let s = &self.hcm.stats;
+        s.downstream_rq_active.dec();
+        s.downstream_rq_completed.inc();
+        self.hcm.listener_stats.downstream_rq_completed.inc();
+        s.downstream_rq_time
+            .record(self.start.elapsed().as_millis() as u64);
+    }
 }
 
 async fn route_request(
@@ -284,6 +340,8 @@ async fn route_request(
             }
         }
     }
+    // The request reaches the router filter.
+    hcm.stats.rq_total.inc();
     let (vh_index, route_index, vh, route) = match found {
         Some(route_match::Found {
             vh_index,
@@ -316,11 +374,13 @@ async fn route_request(
     ];
     match &route.action {
         Action::DirectResponse(d) => {
+            hcm.stats.rq_direct_response.inc();
             let body = d.body.as_ref().map(|b| Bytes::copy_from_slice(b));
             let resp = local_reply::response(d.status, body);
             finish_direct(hcm, info, req.headers(), levels, resp, start, tap)
         }
         Action::Redirect(r) => {
+            hcm.stats.rq_redirect.inc();
             let location = redirect_location(r, route, &info, req.headers());
             let mut resp = local_reply::response(r.status, None);
             if let Ok(v) = HeaderValue::from_str(&location) {
@@ -407,6 +467,11 @@ async fn forward(
         );
     };
     info.upstream_cluster = Some(cluster.config.name.clone());
+    // Responses are charged to the cluster under `internal.` or `external.`.
+    let internal = req
+        .headers()
+        .get(X_ENVOY_INTERNAL)
+        .is_some_and(|v| v.as_bytes() == b"true");
 
     // Upgrades (WebSocket...).
     let upgrade = upgrade_type(req.headers());
@@ -680,6 +745,10 @@ async fn forward(
                 route_deadline,
                 attempts,
             } => {
+                let ms = start.elapsed().as_millis() as u64;
+                cluster
+                    .stats
+                    .charge(resp.status().as_u16(), internal, Some(ms));
                 let resp = upstream_response(
                     &hcm,
                     &mut info,
@@ -703,6 +772,7 @@ async fn forward(
                 } else {
                     reason
                 };
+                charge_local(&cluster, reason, internal);
                 finish_local(
                     &hcm,
                     info,
@@ -746,6 +816,7 @@ async fn forward(
                 cluster.stats.upstream_rq_timeout.inc();
                 host.report_timeout();
             }
+            charge_local(&cluster, reason, internal);
             return finish_local(
                 &hcm,
                 info,
@@ -769,6 +840,7 @@ async fn forward(
             } else {
                 LocalReason::from_upstream(&e)
             };
+            charge_local(&cluster, reason, internal);
             let failure = local_reply::transport_failure(&e);
             return finish_local(
                 &hcm,
@@ -782,6 +854,10 @@ async fn forward(
             );
         }
     };
+    let ms = start.elapsed().as_millis() as u64;
+    cluster
+        .stats
+        .charge(resp.status().as_u16(), internal, Some(ms));
     let resp = upstream_response(
         &hcm,
         &mut info,
@@ -1025,8 +1101,14 @@ fn finish_local(
     tap: Arc<RequestTap>,
 ) -> Response<Body> {
     info.upstream_failure = failure;
-    if reason == LocalReason::MaxStreamDuration {
-        hcm.stats.downstream_rq_max_duration_reached.inc();
+    let stats = &hcm.stats;
+    match reason {
+        LocalReason::MaxStreamDuration => stats.downstream_rq_max_duration_reached.inc(),
+        LocalReason::NoRoute => stats.no_route.inc(),
+        LocalReason::NoCluster(_) => stats.no_cluster.inc(),
+        LocalReason::RequestTimeout => stats.downstream_rq_timeout.inc(),
+        LocalReason::StreamIdleTimeout { .. } => stats.downstream_rq_idle_timeout.inc(),
+        _ => {}
     }
     let mut resp = if info.is_grpc && reason == LocalReason::MaxStreamDuration {
         // DEADLINE_EXCEEDED, as Envoy answers an expired gRPC stream.

@@ -50,6 +50,8 @@ pub(crate) enum NetworkRuntime {
 /// A listener ready to serve: its chains built against a snapshot.
 pub struct ListenerRuntime {
     pub(crate) name: String,
+    /// `listener.<address>.*`.
+    pub(crate) stats: crate::stats::ListenerScope,
     pub(crate) buffer_limit: u32,
     pub(crate) chains: Vec<ChainRuntime>,
     pub(crate) default_chain: Option<ChainRuntime>,
@@ -58,6 +60,9 @@ pub struct ListenerRuntime {
 impl ListenerRuntime {
     /// Builds the runtime of every filter chain.
     pub fn new(l: &Listener, snapshot: &Snapshot) -> ListenerRuntime {
+        let scope = crate::stats::listener_scope(&l.stat_prefix, l.address);
+        // One worker runs every listener's accept loop (tokio spreads the connections).
+        let stats = crate::stats::ListenerScope::register(&snapshot.stats, &scope, "worker_0");
         let build = |fc: &FilterChain| ChainRuntime {
             config: fc.clone(),
             rate_limits: fc
@@ -69,7 +74,7 @@ impl ListenerRuntime {
                 .collect(),
             filter: match &fc.filter {
                 NetworkFilter::Http(h) => {
-                    NetworkRuntime::Http(Arc::new(HcmRuntime::new(h.clone(), snapshot)))
+                    NetworkRuntime::Http(Arc::new(HcmRuntime::new(h.clone(), snapshot, &scope)))
                 }
                 NetworkFilter::Tcp(t) => {
                     NetworkRuntime::Tcp(Arc::new(TcpProxyRuntime::new(t.clone(), snapshot)))
@@ -78,6 +83,7 @@ impl ListenerRuntime {
         };
         ListenerRuntime {
             name: l.name.clone(),
+            stats,
             buffer_limit: l.buffer_limit,
             chains: l.filter_chains.iter().map(build).collect(),
             default_chain: l.default_filter_chain.as_ref().map(build),
@@ -122,6 +128,7 @@ async fn handle(server: &Arc<Server>, rt: &ListenerRuntime, stream: TcpStream, p
         Ok(a) => a,
         Err(_) => return,
     };
+    let _counted = crate::stats::ConnectionStats::open(&rt.stats);
     // Without a TLS inspector, connections are plain text with no SNI or ALPN.
     let facts = ConnectionFacts {
         destination_port: local.port(),
@@ -134,6 +141,7 @@ async fn handle(server: &Arc<Server>, rt: &ListenerRuntime, stream: TcpStream, p
         None => match &rt.default_chain {
             Some(c) => c,
             None => {
+                rt.stats.stats.no_filter_chain_match.inc();
                 tracing::debug!(listener = %rt.name, %peer, "no filter chain matches; closing");
                 return;
             }

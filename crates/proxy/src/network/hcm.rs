@@ -35,17 +35,13 @@ pub struct HcmRuntime {
     pub filters: Vec<crate::http::filters::Filter>,
     /// `http.<stat_prefix>.*`.
     pub stats: Arc<HcmStats>,
+    /// `listener.<address>.http.<stat_prefix>.*`.
+    pub listener_stats: Arc<crate::stats::ListenerHttpStats>,
     /// `node.cluster` (`--service-cluster`).
     pub node_cluster: String,
 }
 
-ferry_stats::stat_group! {
-    /// `http.<stat_prefix>.*` (the rest of Envoy's HCM stats come with the stats work).
-    pub struct HcmStats {
-        counters: { downstream_rq_max_duration_reached }
-        gauges: {}
-    }
-}
+pub use crate::stats::HcmStats;
 
 /// A route's upstream side, resolved against the snapshot's clusters.
 #[derive(Debug, Default)]
@@ -63,8 +59,13 @@ pub struct RouteTarget {
 }
 
 impl HcmRuntime {
-    /// Builds the runtime (starts access log writers).
-    pub fn new(config: Arc<HttpConnectionManager>, snapshot: &Snapshot) -> HcmRuntime {
+    /// Builds the runtime (starts access log writers); `listener_scope` is the
+    /// listener's stats scope (`listener.<address>.`).
+    pub fn new(
+        config: Arc<HttpConnectionManager>,
+        snapshot: &Snapshot,
+        listener_scope: &str,
+    ) -> HcmRuntime {
         let loggers: Vec<Logger> = config.access_logs.iter().map(Logger::new).collect();
         let keep_request_headers = !loggers.is_empty() || templates_read_request_headers(&config);
         let env = crate::http::filters::Env {
@@ -84,7 +85,13 @@ impl HcmRuntime {
         snapshot
             .stats
             .register(format!("http.{}.", config.stat_prefix), &stats);
+        let listener_stats = Arc::new(crate::stats::ListenerHttpStats::default());
+        snapshot.stats.register(
+            format!("{listener_scope}http.{}.", config.stat_prefix),
+            &listener_stats,
+        );
         HcmRuntime {
+            listener_stats,
             filters,
             stats,
             node_cluster: snapshot.bootstrap.node_cluster.clone(),
@@ -118,6 +125,9 @@ pub struct ConnInfo {
     /// Local rate limit buckets of this connection
     /// (`local_rate_limit_per_downstream_connection`).
     pub buckets: crate::http::filters::local_ratelimit::ConnectionBuckets,
+    /// The protocol counted in `downstream_cx_http{1,2}_*` (0 until the first stream,
+    /// then 1 or 2).
+    protocol: std::sync::atomic::AtomicU8,
 }
 
 /// Open HTTP/2 streams of a connection and when the last one ended. (HTTP/1.1 idleness
@@ -212,16 +222,19 @@ fn log_reset(hcm: &HcmRuntime, conn: &ConnInfo, details: &'static str) {
     log_all(&hcm.loggers, &info);
 }
 
-/// Access-logs the heads the HTTP/1.1 guard refuses, as Envoy logs codec errors.
+/// Counts (`downstream_cx_protocol_error`) and access-logs the heads the HTTP/1.1
+/// guard refuses, as Envoy logs codec errors.
 fn refusal_log(
     loggers: &Arc<[Logger]>,
     conn: Arc<ConnInfo>,
+    stats: Arc<HcmStats>,
 ) -> Option<super::h1_guard::RefusalLog> {
-    if loggers.is_empty() {
-        return None;
-    }
     let loggers = loggers.clone();
     Some(Arc::new(move |r: super::h1_guard::Refused| {
+        stats.downstream_cx_protocol_error.inc();
+        if loggers.is_empty() {
+            return;
+        }
         let info = StreamInfo {
             start_time: Some(r.start_time),
             response_code: Some(r.refusal.status().as_u16()),
@@ -279,6 +292,27 @@ impl ConnInfo {
         StreamGuard(self.clone())
     }
 
+    /// Counts the connection's protocol in `stats` at its first stream.
+    pub fn count_protocol(&self, http2: bool, stats: &HcmStats) {
+        if self.protocol.load(Ordering::Relaxed) != 0 {
+            return;
+        }
+        let p = if http2 { 2 } else { 1 };
+        if self
+            .protocol
+            .compare_exchange(0, p, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            if http2 {
+                stats.downstream_cx_http2_total.inc();
+                stats.downstream_cx_http2_active.inc();
+            } else {
+                stats.downstream_cx_http1_total.inc();
+                stats.downstream_cx_http1_active.inc();
+            }
+        }
+    }
+
     /// Whether the connection has carried an HTTP/2 stream (an HTTP/1.1 connection's
     /// idleness is left to the codec).
     fn saw_http2(&self) -> bool {
@@ -305,8 +339,14 @@ pub(crate) async fn serve(
         streams: StreamCount::new(),
         buffer_limit,
         buckets: Default::default(),
+        protocol: Default::default(),
     });
+    let stats = hcm.stats.clone();
+    stats.downstream_cx_total.inc();
+    stats.downstream_cx_active.inc();
+    let opened = std::time::Instant::now();
     let idle_conn = conn.clone();
+    let end_conn = conn.clone();
     let (loggers, log_conn) = (hcm.loggers.clone(), conn.clone());
     let header_bytes = (cfg.max_request_headers_kb as usize) * 1024;
     let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
@@ -385,10 +425,10 @@ pub(crate) async fn serve(
         },
     };
     let io = TokioIo::new(super::h1_guard::H1Guard::new(
-        stream,
+        ferry_upstream::counted_io::CountedIo::new(stream, stats.clone()),
         shared,
         limits,
-        refusal_log(&loggers, log_conn),
+        refusal_log(&loggers, log_conn, stats.clone()),
     ));
     let conn_fut = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn_fut);
@@ -431,22 +471,50 @@ pub(crate) async fn serve(
                 if let Err(e) = res {
                     tracing::debug!(%peer, error = %e, "downstream connection ended with an error");
                 }
-                return;
+                break;
             }
             _ = drain.wait_for(|d| *d), if !closing => {
                 closing = true;
+                stats.downstream_cx_drain_close.inc();
                 conn_fut.as_mut().graceful_shutdown();
             }
             _ = &mut max_duration, if !closing => {
                 closing = true;
+                stats.downstream_cx_max_duration_reached.inc();
                 conn_fut.as_mut().graceful_shutdown();
             }
             _ = &mut h2_idle, if !closing => {
                 closing = true;
+                stats.downstream_cx_idle_timeout.inc();
                 conn_fut.as_mut().graceful_shutdown();
             }
         }
     }
+    // The connection is gone (Envoy's downstream_cx_destroy*).
+    stats.downstream_cx_active.dec();
+    stats.downstream_cx_destroy.inc();
+    match end_conn.protocol.load(Ordering::Relaxed) {
+        1 => stats.downstream_cx_http1_active.dec(),
+        2 => stats.downstream_cx_http2_active.dec(),
+        _ => {}
+    }
+    let with_requests = end_conn.shared.active.load(Ordering::Relaxed) > 0;
+    if closing {
+        stats.downstream_cx_destroy_local.inc();
+    } else {
+        stats.downstream_cx_destroy_remote.inc();
+    }
+    if with_requests {
+        stats.downstream_cx_destroy_active_rq.inc();
+        if closing {
+            stats.downstream_cx_destroy_local_active_rq.inc();
+        } else {
+            stats.downstream_cx_destroy_remote_active_rq.inc();
+        }
+    }
+    stats
+        .downstream_cx_length_ms
+        .record(crate::stats::ms_since(opened));
 }
 
 /// Whether any header mutation of the route configuration renders `%REQ(...)%`.

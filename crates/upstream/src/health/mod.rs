@@ -280,6 +280,8 @@ impl Cluster {
         let runtime = tokio::runtime::Handle::try_current().ok();
         for host in new {
             if !old.iter().any(|o| Arc::ptr_eq(o, host)) {
+                // The default transport socket is picked for the new host.
+                self.stats.default_total_match_count.inc();
                 h.adopt(host, self.config.common_lb.ignore_new_hosts_until_first_hc);
                 if let (true, Some(rt)) = (h.started.load(Ordering::Acquire), &runtime) {
                     h.start_session(host, rt);

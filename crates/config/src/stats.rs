@@ -1,0 +1,236 @@
+//! The bootstrap's stats settings: `stats_config` (tags, the stats matcher),
+//! `stats_sinks` (statsd, DogStatsD) and `stats_flush_interval`.
+
+use crate::route::{string_matcher, StringMatcher};
+use crate::util::duration;
+use crate::Ctx;
+use ferry_envoy_api::pb::envoy::config::bootstrap::v3 as bpb;
+use ferry_envoy_api::pb::envoy::config::metrics::v3 as pb;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Envoy's default `stats_flush_interval`.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A `stats_tags` entry.
+#[derive(Debug, Clone)]
+pub enum TagValue {
+    /// `regex`: the first capture group is removed, the value is the second (or first).
+    Regex(String),
+    /// `fixed_value`: the tag on every stat.
+    Fixed(String),
+}
+
+/// Which stats exist (`stats_matcher`).
+#[derive(Debug, Clone, Default)]
+pub enum StatsMatcher {
+    /// Every stat (no matcher).
+    #[default]
+    All,
+    /// `reject_all: true`.
+    None,
+    /// `inclusion_list`: only stats matching one of these.
+    Include(Vec<StringMatcher>),
+    /// `exclusion_list`: every stat but those matching one of these.
+    Exclude(Vec<StringMatcher>),
+}
+
+impl StatsMatcher {
+    /// Whether the stat called `name` is kept.
+    pub fn accepts(&self, name: &str) -> bool {
+        match self {
+            StatsMatcher::All => true,
+            StatsMatcher::None => false,
+            StatsMatcher::Include(m) => m.iter().any(|m| m.matches(name)),
+            StatsMatcher::Exclude(m) => !m.iter().any(|m| m.matches(name)),
+        }
+    }
+}
+
+/// Where a statsd sink sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatsdTarget {
+    /// `address`: UDP.
+    Udp(SocketAddr),
+    /// `tcp_cluster_name`: TCP to a host of this cluster.
+    Tcp(String),
+}
+
+/// A `stats_sinks` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatsSink {
+    /// `envoy.stat_sinks.statsd`: full names, no tags.
+    Statsd {
+        /// Where to.
+        target: StatsdTarget,
+        /// `prefix` (default `envoy`).
+        prefix: String,
+    },
+    /// `envoy.stat_sinks.dog_statsd`: tag-extracted names with `|#tag:value`.
+    DogStatsd {
+        /// `address` (UDP).
+        address: SocketAddr,
+        /// `prefix` (default `envoy`).
+        prefix: String,
+        /// `max_bytes_per_datagram`: lines joined per datagram up to this size (unset:
+        /// one per datagram).
+        max_bytes_per_datagram: Option<u64>,
+    },
+}
+
+/// The bootstrap's stats settings.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    /// `stats_config.stats_tags`, in order.
+    pub tags: Vec<(String, TagValue)>,
+    /// `stats_config.use_all_default_tags` (default true).
+    pub use_all_default_tags: bool,
+    /// `stats_config.stats_matcher`.
+    pub matcher: StatsMatcher,
+    /// `stats_sinks`.
+    pub sinks: Vec<StatsSink>,
+    /// `stats_flush_interval` (default 5 s).
+    pub flush_interval: Duration,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            tags: Vec::new(),
+            use_all_default_tags: true,
+            matcher: StatsMatcher::All,
+            sinks: Vec::new(),
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
+        }
+    }
+}
+
+/// Converts the bootstrap's stats fields.
+pub fn from_proto(b: &bpb::Bootstrap, ctx: &mut Ctx) -> Stats {
+    let mut out = Stats::default();
+    if let Some(sc) = &b.stats_config {
+        ctx.at("stats_config", |c| config(sc, &mut out, c));
+    }
+    for (i, s) in b.stats_sinks.iter().enumerate() {
+        if let Some(s) = ctx.at(format!("stats_sinks[{i}]"), |c| sink(s, c)) {
+            out.sinks.push(s);
+        }
+    }
+    if let Some(d) = duration(&b.stats_flush_interval, "stats_flush_interval", ctx) {
+        if d < Duration::from_millis(1) || d > Duration::from_secs(300) {
+            ctx.error_at(
+                "stats_flush_interval",
+                "must be at least 1 ms and at most 300 s",
+            );
+        } else {
+            out.flush_interval = d;
+        }
+    }
+    out
+}
+
+fn config(sc: &pb::StatsConfig, out: &mut Stats, ctx: &mut Ctx) {
+    use pb::tag_specifier::TagValue as V;
+    for (i, t) in sc.stats_tags.iter().enumerate() {
+        ctx.at(format!("stats_tags[{i}]"), |c| {
+            if t.tag_name.is_empty() {
+                c.error_at("tag_name", "is required");
+                return;
+            }
+            let value = match &t.tag_value {
+                Some(V::Regex(r)) => match regex::Regex::new(r) {
+                    Ok(re) if re.captures_len() >= 2 => TagValue::Regex(r.clone()),
+                    Ok(_) => {
+                        c.error_at("regex", "must have a capture group");
+                        return;
+                    }
+                    Err(e) => {
+                        c.error_at("regex", format!("invalid regex: {e}"));
+                        return;
+                    }
+                },
+                Some(V::FixedValue(v)) => TagValue::Fixed(v.clone()),
+                // A default tag's name alone: Envoy uses its default regex.
+                None => return,
+            };
+            out.tags.push((t.tag_name.clone(), value));
+        });
+    }
+    out.use_all_default_tags = sc.use_all_default_tags.is_none_or(|v| v.value);
+    if let Some(m) = &sc.stats_matcher {
+        use pb::stats_matcher::StatsMatcher as M;
+        out.matcher = ctx.at("stats_matcher", |c| match &m.stats_matcher {
+            Some(M::RejectAll(true)) => StatsMatcher::None,
+            Some(M::RejectAll(false)) | None => StatsMatcher::All,
+            Some(M::InclusionList(l)) => {
+                StatsMatcher::Include(c.at("inclusion_list", |c| matchers(&l.patterns, c)))
+            }
+            Some(M::ExclusionList(l)) => {
+                StatsMatcher::Exclude(c.at("exclusion_list", |c| matchers(&l.patterns, c)))
+            }
+        });
+    }
+}
+
+fn matchers(
+    patterns: &[ferry_envoy_api::pb::envoy::r#type::matcher::v3::StringMatcher],
+    ctx: &mut Ctx,
+) -> Vec<StringMatcher> {
+    patterns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| ctx.at(format!("patterns[{i}]"), |c| string_matcher(p, c)))
+        .collect()
+}
+
+fn prefix(p: &str) -> String {
+    if p.is_empty() {
+        "envoy".to_string()
+    } else {
+        p.to_string()
+    }
+}
+
+fn sink(s: &pb::StatsSink, ctx: &mut Ctx) -> Option<StatsSink> {
+    let Some(pb::stats_sink::ConfigType::TypedConfig(any)) = &s.config_type else {
+        ctx.error_at("typed_config", "is required");
+        return None;
+    };
+    let ty = any.type_url.rsplit('/').next().unwrap_or_default();
+    ctx.at("typed_config", |c| match ty {
+        "envoy.config.metrics.v3.StatsdSink" => {
+            let s: pb::StatsdSink = crate::filters::unpack(any, c)?;
+            use pb::statsd_sink::StatsdSpecifier as S;
+            let target = match &s.statsd_specifier {
+                Some(S::Address(a)) => StatsdTarget::Udp(
+                    c.at("address", |c| crate::util::socket_addr(&Some(a.clone()), c))?,
+                ),
+                Some(S::TcpClusterName(n)) if !n.is_empty() => StatsdTarget::Tcp(n.clone()),
+                _ => {
+                    c.error("one of address or tcp_cluster_name is required");
+                    return None;
+                }
+            };
+            Some(StatsSink::Statsd {
+                target,
+                prefix: prefix(&s.prefix),
+            })
+        }
+        "envoy.config.metrics.v3.DogStatsdSink" => {
+            let s: pb::DogStatsdSink = crate::filters::unpack(any, c)?;
+            use pb::dog_statsd_sink::DogStatsdSpecifier as S;
+            let Some(S::Address(a)) = &s.dog_statsd_specifier else {
+                c.error_at("address", "is required");
+                return None;
+            };
+            let address = c.at("address", |c| crate::util::socket_addr(&Some(a.clone()), c))?;
+            Some(StatsSink::DogStatsd {
+                address,
+                prefix: prefix(&s.prefix),
+                max_bytes_per_datagram: s.max_bytes_per_datagram.map(|v| v.value),
+            })
+        }
+        // Other sink types have been named by the support walk.
+        _ => None,
+    })
+}

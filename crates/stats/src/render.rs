@@ -1,0 +1,311 @@
+//! Admin `/stats` in Envoy's formats: text (counters and gauges sorted, then
+//! histograms as `P0(interval,cumulative)` …), JSON, and Prometheus text exposition
+//! with tag-extracted names.
+
+use crate::histogram::{Counts, BUCKETS, PERCENTS, QUANTILES};
+use crate::tags::TagProducer;
+use crate::Value;
+use regex::Regex;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// Which stats `?type=` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kinds {
+    /// Every kind (the default).
+    #[default]
+    All,
+    /// Counters only.
+    Counters,
+    /// Gauges only.
+    Gauges,
+    /// Histograms only.
+    Histograms,
+    /// Text readouts only (ferry has none).
+    TextReadouts,
+}
+
+/// What a listing includes (`?filter`, `?usedonly`, `?type`).
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// Stats whose full name the regex matches somewhere (RE2 partial match).
+    pub filter: Option<Regex>,
+    /// Only stats that were used.
+    pub used_only: bool,
+    /// Kinds listed.
+    pub kinds: Kinds,
+}
+
+impl Query {
+    fn wants(&self, name: &str, v: &Value) -> bool {
+        let kind_ok = matches!(
+            (self.kinds, v),
+            (Kinds::All, _)
+                | (Kinds::Counters, Value::Counter(_))
+                | (Kinds::Gauges, Value::Gauge(_))
+                | (Kinds::Histograms, Value::Histogram(_))
+        );
+        kind_ok
+            && (!self.used_only || v.used())
+            && self.filter.as_ref().is_none_or(|r| r.is_match(name))
+    }
+}
+
+/// A quantile as Envoy prints it: shortest round-trip, `nan` when there is none.
+fn number(v: Option<f64>) -> String {
+    match v {
+        Some(v) => format!("{v}"),
+        None => "nan".to_string(),
+    }
+}
+
+/// Envoy's text `/stats`.
+pub fn text(stats: &BTreeMap<String, Value>, q: &Query) -> String {
+    let mut out = String::new();
+    let mut histograms = Vec::new();
+    for (name, v) in stats.iter().filter(|(n, v)| q.wants(n, v)) {
+        match v {
+            Value::Counter(n) | Value::Gauge(n) => {
+                let _ = writeln!(out, "{name}: {n}");
+            }
+            Value::Histogram(h) => histograms.push((name, h)),
+        }
+    }
+    for (name, h) in histograms {
+        if h.cumulative.count() == 0 {
+            let _ = writeln!(out, "{name}: No recorded values");
+            continue;
+        }
+        let _ = write!(out, "{name}:");
+        for (quantile, percent) in QUANTILES.into_iter().zip(PERCENTS) {
+            let _ = write!(
+                out,
+                " P{percent}({},{})",
+                number(h.interval.quantile(quantile)),
+                number(h.cumulative.quantile(quantile))
+            );
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn json_number(v: Option<f64>) -> serde_json::Value {
+    v.and_then(serde_json::Number::from_f64)
+        .map_or(serde_json::Value::Null, serde_json::Value::Number)
+}
+
+/// Envoy's `/stats?format=json`.
+pub fn json(stats: &BTreeMap<String, Value>, q: &Query) -> String {
+    let mut list = Vec::new();
+    let mut computed = Vec::new();
+    for (name, v) in stats.iter().filter(|(n, v)| q.wants(n, v)) {
+        match v {
+            Value::Counter(n) | Value::Gauge(n) => {
+                list.push(serde_json::json!({ "name": name, "value": n }));
+            }
+            Value::Histogram(h) => {
+                let values: Vec<serde_json::Value> = QUANTILES
+                    .iter()
+                    .map(|&quantile| {
+                        serde_json::json!({
+                            "cumulative": json_number(h.cumulative.quantile(quantile)),
+                            "interval": json_number(h.interval.quantile(quantile)),
+                        })
+                    })
+                    .collect();
+                computed.push(serde_json::json!({ "name": name, "values": values }));
+            }
+        }
+    }
+    if q.kinds == Kinds::All || q.kinds == Kinds::Histograms {
+        let supported = PERCENTS;
+        list.push(serde_json::json!({
+            "histograms": {
+                "supported_quantiles": supported,
+                "computed_quantiles": computed,
+            }
+        }));
+    }
+    serde_json::json!({ "stats": list }).to_string()
+}
+
+fn prometheus_name(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn labels(tags: &[(String, String)], extra: Option<(&str, &str)>) -> String {
+    let mut parts: Vec<String> = tags
+        .iter()
+        .map(|(k, v)| format!("{}=\"{}\"", prometheus_name(k), label_value(v)))
+        .collect();
+    if let Some((k, v)) = extra {
+        parts.push(format!("{k}=\"{v}\""));
+    }
+    parts.join(",")
+}
+
+/// A bucket bound as Envoy writes `le` (`0.5`, `1`, `3600000`).
+fn bound(b: f64) -> String {
+    format!("{b}")
+}
+
+/// Envoy's `/stats/prometheus`: `envoy_` + the tag-extracted name, tags as labels;
+/// counters, then gauges, then histograms (`_bucket`, `_sum`, `_count`), each group
+/// under one `# TYPE`, groups sorted by tag-extracted name and series by full name.
+pub fn prometheus(stats: &BTreeMap<String, Value>, tags: &TagProducer, q: &Query) -> String {
+    // (kind order, tag-extracted name) → series (full name order, from the map).
+    type Series<'a> = Vec<(Vec<(String, String)>, &'a Value)>;
+    let mut groups: BTreeMap<(u8, String), Series<'_>> = BTreeMap::new();
+    for (name, v) in stats.iter().filter(|(n, v)| q.wants(n, v)) {
+        let (extracted, t) = tags.produce(name);
+        let kind = match v {
+            Value::Counter(_) => 0,
+            Value::Gauge(_) => 1,
+            Value::Histogram(_) => 2,
+        };
+        groups.entry((kind, extracted)).or_default().push((t, v));
+    }
+    let mut out = String::new();
+    for ((kind, extracted), series) in groups {
+        let metric = format!("envoy_{}", prometheus_name(&extracted));
+        let ty = ["counter", "gauge", "histogram"][kind as usize];
+        let _ = writeln!(out, "# TYPE {metric} {ty}");
+        for (t, v) in series {
+            match v {
+                Value::Counter(n) | Value::Gauge(n) => {
+                    let _ = writeln!(out, "{metric}{{{}}} {n}", labels(&t, None));
+                }
+                Value::Histogram(h) => write_histogram(&mut out, &metric, &t, &h.cumulative),
+            }
+        }
+    }
+    out
+}
+
+fn write_histogram(out: &mut String, metric: &str, t: &[(String, String)], c: &Counts) {
+    for (b, n) in BUCKETS.iter().zip(c.cumulative()) {
+        let _ = writeln!(
+            out,
+            "{metric}_bucket{{{}}} {n}",
+            labels(t, Some(("le", &bound(*b))))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{metric}_bucket{{{}}} {}",
+        labels(t, Some(("le", "+Inf"))),
+        c.count()
+    );
+    let _ = writeln!(out, "{metric}_sum{{{}}} {}", labels(t, None), c.sum);
+    let _ = writeln!(out, "{metric}_count{{{}}} {}", labels(t, None), c.count());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Histogram, HistogramValue};
+
+    fn sample() -> BTreeMap<String, Value> {
+        let h = Histogram::default();
+        for v in [1, 44, 46, 47] {
+            h.record(v);
+        }
+        let mut m = BTreeMap::new();
+        m.insert("cluster.backend.upstream_rq_200".into(), Value::Counter(3));
+        m.insert("cluster.backend.upstream_rq_404".into(), Value::Counter(1));
+        m.insert("server.live".into(), Value::Gauge(1));
+        m.insert(
+            "cluster.backend.upstream_rq_time".into(),
+            Value::Histogram(Box::new(HistogramValue {
+                interval: Counts::default(),
+                cumulative: h.cumulative(),
+            })),
+        );
+        m.insert(
+            "cluster.backend.upstream_cx_length_ms".into(),
+            Value::Histogram(Box::default()),
+        );
+        m
+    }
+
+    #[test]
+    fn text_lists_numbers_then_histograms() {
+        let t = text(&sample(), &Query::default());
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "cluster.backend.upstream_rq_200: 3");
+        assert_eq!(lines[2], "server.live: 1");
+        assert_eq!(
+            lines[3],
+            "cluster.backend.upstream_cx_length_ms: No recorded values"
+        );
+        assert!(
+            lines[4].starts_with("cluster.backend.upstream_rq_time: P0(nan,1) P25(nan,"),
+            "{}",
+            lines[4]
+        );
+        assert!(lines[4].ends_with(" P100(nan,47)"), "{}", lines[4]);
+        let q = Query {
+            filter: Regex::new("rq_2").ok(),
+            ..Query::default()
+        };
+        assert_eq!(text(&sample(), &q), "cluster.backend.upstream_rq_200: 3\n");
+    }
+
+    #[test]
+    fn prometheus_groups_by_tag_extracted_name() {
+        let p = prometheus(&sample(), &TagProducer::default(), &Query::default());
+        let want_start = "# TYPE envoy_cluster_upstream_rq counter\n\
+envoy_cluster_upstream_rq{envoy_response_code=\"200\",envoy_cluster_name=\"backend\"} 3\n\
+envoy_cluster_upstream_rq{envoy_response_code=\"404\",envoy_cluster_name=\"backend\"} 1\n\
+# TYPE envoy_server_live gauge\n\
+envoy_server_live{} 1\n\
+# TYPE envoy_cluster_upstream_cx_length_ms histogram\n";
+        assert!(p.starts_with(want_start), "{p}");
+        assert!(p.contains(
+            "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"backend\",le=\"1\"} 1\n"
+        ));
+        assert!(p.contains(
+            "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"backend\",le=\"50\"} 4\n"
+        ));
+        assert!(p.contains(
+            "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"backend\",le=\"+Inf\"} 4\n"
+        ));
+        assert!(
+            p.contains("envoy_cluster_upstream_rq_time_sum{envoy_cluster_name=\"backend\"} 138\n")
+        );
+        assert!(
+            p.contains("envoy_cluster_upstream_rq_time_count{envoy_cluster_name=\"backend\"} 4\n")
+        );
+    }
+
+    #[test]
+    fn json_puts_histograms_last() {
+        let j: serde_json::Value =
+            serde_json::from_str(&json(&sample(), &Query::default())).unwrap_or_default();
+        let stats = j["stats"].as_array().cloned().unwrap_or_default();
+        assert_eq!(stats[0]["name"], "cluster.backend.upstream_rq_200");
+        let h = &stats[stats.len() - 1]["histograms"];
+        assert_eq!(h["supported_quantiles"][7], 99.5);
+        assert_eq!(
+            h["computed_quantiles"][1]["name"],
+            "cluster.backend.upstream_rq_time"
+        );
+        assert_eq!(h["computed_quantiles"][1]["values"][9]["cumulative"], 47.0);
+        assert!(h["computed_quantiles"][1]["values"][9]["interval"].is_null());
+    }
+}
