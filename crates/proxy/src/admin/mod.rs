@@ -114,6 +114,10 @@ pub fn handle(server: &Server, method: &Method, path: &str) -> Response<Body> {
             server.drain_listeners();
             ok("OK\n".into())
         }),
+        "/reopen_logs" => post_only(&|| {
+            server.reopen_logs();
+            ok("OK\n".into())
+        }),
         "/quitquitquit" => post_only(&|| {
             server.request_shutdown();
             ok("OK\n".into())

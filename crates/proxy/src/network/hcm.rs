@@ -37,6 +37,9 @@ pub struct HcmRuntime {
     pub stats: Arc<HcmStats>,
     /// `node.cluster` (`--service-cluster`).
     pub node_cluster: String,
+    /// Whether an access log reads the upstream connection (its id or local address):
+    /// only then does a single-attempt request watch which connection it gets.
+    pub log_upstream_connection: bool,
 }
 
 ferry_stats::stat_group! {
@@ -65,8 +68,24 @@ pub struct RouteTarget {
 impl HcmRuntime {
     /// Builds the runtime (starts access log writers).
     pub fn new(config: Arc<HttpConnectionManager>, snapshot: &Snapshot) -> HcmRuntime {
-        let loggers: Vec<Logger> = config.access_logs.iter().map(Logger::new).collect();
+        let loggers: Vec<Logger> = config
+            .access_logs
+            .iter()
+            .map(|l| Logger::new(l, &snapshot.log_files))
+            .collect();
         let keep_request_headers = !loggers.is_empty() || templates_read_request_headers(&config);
+        let log_upstream_connection = loggers.iter().any(|l| {
+            l.reads(&|op| {
+                use ferry_config::access_log::Operator as O;
+                matches!(
+                    op,
+                    O::UpstreamLocalAddress
+                        | O::UpstreamLocalAddressWithoutPort
+                        | O::UpstreamLocalPort
+                        | O::UpstreamConnectionId
+                )
+            })
+        });
         let env = crate::http::filters::Env {
             stat_prefix: &config.stat_prefix,
             stats: &snapshot.stats,
@@ -89,6 +108,7 @@ impl HcmRuntime {
             stats,
             node_cluster: snapshot.bootstrap.node_cluster.clone(),
             keep_request_headers,
+            log_upstream_connection,
             routes,
             local_address: snapshot.local_address,
             config,
