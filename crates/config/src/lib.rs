@@ -13,6 +13,7 @@
 #![allow(deprecated)]
 
 pub mod access_log;
+pub mod access_log_filter;
 pub mod bootstrap;
 pub mod circuit_breaker;
 pub mod cluster;

@@ -198,11 +198,32 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
     ("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster", &["clusters"]),
     ("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight", &["name", "weight"]),
     // Access logs
-    ("envoy.config.accesslog.v3.AccessLog", &["name", "typed_config"]),
+    ("envoy.config.accesslog.v3.AccessLog", &["name", "typed_config", "filter"]),
+    (
+        "envoy.config.accesslog.v3.AccessLogFilter",
+        &[
+            "status_code_filter", "duration_filter", "not_health_check_filter", "traceable_filter", "runtime_filter",
+            "and_filter", "or_filter", "header_filter", "response_flag_filter", "grpc_status_filter", "log_type_filter",
+        ],
+    ),
+    ("envoy.config.accesslog.v3.StatusCodeFilter", &["comparison"]),
+    ("envoy.config.accesslog.v3.DurationFilter", &["comparison"]),
+    ("envoy.config.accesslog.v3.ComparisonFilter", &["op", "value"]),
+    ("envoy.config.core.v3.RuntimeUInt32", &["default_value", "runtime_key"]),
+    ("envoy.config.accesslog.v3.NotHealthCheckFilter", &[]),
+    ("envoy.config.accesslog.v3.TraceableFilter", &[]),
+    ("envoy.config.accesslog.v3.RuntimeFilter", &["runtime_key", "percent_sampled", "use_independent_randomness"]),
+    ("envoy.config.accesslog.v3.AndFilter", &["filters"]),
+    ("envoy.config.accesslog.v3.OrFilter", &["filters"]),
+    ("envoy.config.accesslog.v3.HeaderFilter", &["header"]),
+    ("envoy.config.accesslog.v3.ResponseFlagFilter", &["flags"]),
+    ("envoy.config.accesslog.v3.GrpcStatusFilter", &["statuses", "exclude"]),
+    ("envoy.config.accesslog.v3.LogTypeFilter", &["types", "exclude"]),
     ("envoy.extensions.access_loggers.file.v3.FileAccessLog", &["path", "format", "json_format", "log_format"]),
     ("envoy.extensions.access_loggers.stream.v3.StdoutAccessLog", &["log_format"]),
     ("envoy.extensions.access_loggers.stream.v3.StderrAccessLog", &["log_format"]),
-    ("envoy.config.core.v3.SubstitutionFormatString", &["text_format", "json_format", "text_format_source"]),
+    ("envoy.config.core.v3.SubstitutionFormatString", &["text_format", "json_format", "text_format_source", "formatters"]),
+    ("envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery", &[]),
     // Clusters
     (
         "envoy.config.cluster.v3.Cluster",
@@ -302,6 +323,7 @@ pub const SUPPORTED_EXTENSIONS: &[&str] = &[
     "envoy.health_check.event_sink.file",
     "envoy.stat_sinks.statsd",
     "envoy.stat_sinks.dog_statsd",
+    "envoy.formatter.req_without_query",
 ];
 
 /// The config type of a supported extension (`typed_extension_protocol_options` keys are

@@ -158,6 +158,10 @@ const NAME_TO_TYPE: &[(&str, &str)] = &[
         "envoy.health_check.event_sink.file",
         "envoy.extensions.health_check.event_sinks.file.v3.HealthCheckEventFileSink",
     ),
+    (
+        "envoy.formatter.req_without_query",
+        "envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery",
+    ),
 ];
 
 /// Whole v2 messages that moved under another name in v3.

@@ -208,14 +208,26 @@ fn proxy(args: ProxyArgs) -> anyhow::Result<i32> {
     runtime.block_on(serve(loaded, options))
 }
 
-/// Serves until SIGTERM/SIGINT (drain, then exit 0) or `/quitquitquit` (exit 0).
+/// Serves until SIGTERM/SIGINT (drain, then exit 0) or `/quitquitquit` (exit 0);
+/// SIGUSR1 reopens the log files.
 pub(crate) async fn serve(
     loaded: ferry_config::Loaded,
     options: ferry_proxy::ServerOptions,
 ) -> anyhow::Result<i32> {
     use tokio::signal::unix::{signal, SignalKind};
     memory::init();
+    // Installed before the listeners open, so that a SIGUSR1 never finds the default
+    // action (exit) in place.
+    let mut usr1 = signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?;
     let server = ferry_proxy::Server::start(loaded, options).await?;
+    // SIGUSR1 reopens the log files (logrotate's move-then-signal), as in Envoy.
+    let reopener = server.clone();
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            tracing::info!("SIGUSR1: reopening log files");
+            reopener.reopen_logs();
+        }
+    });
     // Start-up garbage (the config's decoding) goes back to the system now.
     memory::release_freed();
     for (name, addr) in &server.bound {

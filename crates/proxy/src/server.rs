@@ -172,11 +172,14 @@ impl Server {
         let lm_stats = Arc::new(crate::stats::ListenerManagerStats::default());
         stats.register("listener_manager.", &lm_stats);
         let health_failed = Arc::new(AtomicBool::new(false));
+        let log_files = ferry_upstream::log_file::LogFiles::default();
+        log_files.register_stats(&stats);
         let clusters = ferry_upstream::ClusterManager::with_options(
             &bootstrap.clusters,
             &stats,
             &ferry_upstream::ClusterManagerOptions {
                 outlier_event_log: bootstrap.outlier_event_log.clone(),
+                log_files: log_files.clone(),
             },
         );
         // Envoy's cluster warming: listeners open once every cluster has its first host
@@ -196,6 +199,7 @@ impl Server {
             local_address: crate::snapshot::local_address(),
             stats: stats.clone(),
             health_failed: health_failed.clone(),
+            log_files,
         };
         let mut sockets = Vec::new();
         for l in &snapshot.bootstrap.listeners {
@@ -256,6 +260,12 @@ impl Server {
         }
         crate::stats_sink::start(&server);
         Ok(server)
+    }
+
+    /// Reopens every access and event log file (SIGUSR1, admin `/reopen_logs`): after
+    /// logrotate moved a file, new lines go to a new file at the configured path.
+    pub fn reopen_logs(&self) {
+        self.snapshot.load().log_files.reopen();
     }
 
     /// A receiver that turns true when draining starts.

@@ -20,6 +20,8 @@ pub struct Snapshot {
     pub stats: Arc<ferry_stats::Store>,
     /// Set by admin `/healthcheck/fail` (read by the health check filter).
     pub health_failed: Arc<std::sync::atomic::AtomicBool>,
+    /// Opens access and event log files; reopens them all on SIGUSR1 / `/reopen_logs`.
+    pub log_files: ferry_upstream::log_file::LogFiles,
 }
 
 /// The first non-loopback, non-link-local interface address, IPv4 first, as Envoy's

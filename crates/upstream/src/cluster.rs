@@ -217,7 +217,7 @@ impl Cluster {
         config: ClusterConfig,
         hosts: Vec<Arc<Host>>,
         store: &ferry_stats::Store,
-        outlier_log: Option<&crate::log_file::LogFile>,
+        logs: &crate::log_file::ClusterLogs,
     ) -> Arc<Cluster> {
         let stats = Arc::new(ClusterStats::default());
         store.register(format!("cluster.{}.", config.name), &stats);
@@ -226,7 +226,7 @@ impl Cluster {
         let breakers =
             crate::circuit_breaker::Breakers::new(&config.circuit_breakers, &config.name, store);
         let cluster = Arc::new_cyclic(|this| {
-            let health = ClusterHealth::new(this.clone(), &config, store, outlier_log);
+            let health = ClusterHealth::new(this.clone(), &config, store, logs);
             for h in &hosts {
                 health.adopt(h, false);
             }
@@ -540,7 +540,7 @@ static_resources:
             config,
             vec![a.clone(), b.clone()],
             &ferry_stats::Store::new(),
-            None,
+            &Default::default(),
         );
         // With a health check, hosts start failed until their first check.
         assert_eq!(a.health_flags_string(), "/failed_active_hc");

@@ -2,7 +2,7 @@
 //! idle-connection reaper tasks, and looks clusters up by name.
 
 use crate::discovery::{dns, static_};
-use crate::log_file::{LogFile, Target};
+use crate::log_file::Target;
 use crate::Cluster;
 use ferry_config::cluster::{Cluster as ClusterConfig, Discovery};
 use std::collections::{BTreeMap, HashMap};
@@ -48,6 +48,8 @@ fn reap_period(idle_timeout: Duration) -> Duration {
 pub struct Options {
     /// `cluster_manager.outlier_detection.event_log_path`.
     pub outlier_event_log: Option<std::path::PathBuf>,
+    /// Opens (and reopens) the event log files.
+    pub log_files: crate::log_file::LogFiles,
 }
 
 impl ClusterManager {
@@ -78,10 +80,13 @@ impl ClusterManager {
         // Clusters by how often their idle connections are looked for: one reaper task
         // per period, not one per cluster (a task per cluster costs memory at 10,000).
         let mut reapers: BTreeMap<Duration, Vec<Weak<Cluster>>> = BTreeMap::new();
-        let outlier_log = options
-            .outlier_event_log
-            .as_ref()
-            .map(|p| LogFile::open(Target::path(p)));
+        let logs = crate::log_file::ClusterLogs {
+            outlier: options
+                .outlier_event_log
+                .as_ref()
+                .map(|p| options.log_files.open(Target::path(p))),
+            files: options.log_files.clone(),
+        };
         for config in clusters {
             if manager.by_name.contains_key(&config.name) {
                 tracing::warn!(cluster = %config.name, "duplicate cluster name; the first one is used");
@@ -89,12 +94,8 @@ impl ClusterManager {
             }
             let cluster = match &config.discovery {
                 Discovery::Static => {
-                    let cluster = Cluster::new(
-                        config.clone(),
-                        static_::hosts(config),
-                        store,
-                        outlier_log.as_ref(),
-                    );
+                    let cluster =
+                        Cluster::new(config.clone(), static_::hosts(config), store, &logs);
                     if let Some(rt) = &runtime {
                         cluster.start_health(rt);
                     }
@@ -103,8 +104,7 @@ impl ClusterManager {
                 }
                 Discovery::StrictDns(d) | Discovery::LogicalDns(d) => {
                     let logical = matches!(config.discovery, Discovery::LogicalDns(_));
-                    let cluster =
-                        Cluster::new(config.clone(), Vec::new(), store, outlier_log.as_ref());
+                    let cluster = Cluster::new(config.clone(), Vec::new(), store, &logs);
                     if let Some(rt) = &runtime {
                         cluster.start_health(rt);
                         let task = rt.spawn(dns::run(Arc::downgrade(&cluster), d.clone(), logical));

@@ -30,7 +30,7 @@ pub use cluster::Cluster;
 pub use cluster_manager::{ClusterManager, Options as ClusterManagerOptions};
 pub use error::UpstreamError;
 pub use host::{Host, HostStats};
-pub use pool::Dispatch;
+pub use pool::{ConnectionInfo, Dispatch};
 pub use stats::{ClusterStats, HealthCheckStats, OutlierStats};
 
 /// The boxed error type of request and response bodies.

@@ -106,7 +106,29 @@ impl Drop for Pending<'_> {
 /// connection open after the pool let it go (idle timeout, max requests).
 type H2Attempt = tokio::sync::OnceCell<Result<(), Arc<UpstreamError>>>;
 
+/// Which upstream connection a request went on (`%UPSTREAM_CONNECTION_ID%`,
+/// `%UPSTREAM_LOCAL_ADDRESS%`), reported through its [`Dispatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The connection's id (one sequence for every upstream connection).
+    pub id: u64,
+    /// The connection's local address.
+    pub local: Option<std::net::SocketAddr>,
+}
+
+static CONNECTION_IDS: AtomicU64 = AtomicU64::new(1);
+
+impl ConnectionInfo {
+    fn of(stream: &TcpStream) -> ConnectionInfo {
+        ConnectionInfo {
+            id: CONNECTION_IDS.fetch_add(1, Ordering::Relaxed),
+            local: stream.local_addr().ok(),
+        }
+    }
+}
+
 struct H1Conn {
+    info: ConnectionInfo,
     sender: http1::SendRequest<Body>,
     requests: u32,
     /// When the connection was first seen ready again after a request (None while busy).
@@ -116,6 +138,7 @@ struct H1Conn {
 }
 
 struct H2Conn {
+    info: ConnectionInfo,
     sender: http2::SendRequest<Body>,
     requests: u32,
     last_used: Instant,
@@ -227,7 +250,11 @@ pub(crate) type Sent = (Response<Incoming>, Option<Arc<AtomicBool>>, Admission);
 /// The request's `max_requests` admission, taken when it is given a connection (as
 /// Envoy's pool attaches a stream): a request waiting for a connection is pending, not
 /// active.
-fn attach(cluster: &Cluster, gate: &Gate<'_>) -> Result<Admission, UpstreamError> {
+fn attach(
+    cluster: &Cluster,
+    gate: &Gate<'_>,
+    conn: ConnectionInfo,
+) -> Result<Admission, UpstreamError> {
     let admission = gate
         .breaker
         .try_acquire(Resource::Requests)
@@ -236,7 +263,7 @@ fn attach(cluster: &Cluster, gate: &Gate<'_>) -> Result<Admission, UpstreamError
             UpstreamError::Overflow(Resource::Requests)
         })?;
     if let Some(d) = gate.dispatch {
-        d.mark();
+        d.mark(conn);
     }
     Ok(admission)
 }
@@ -253,6 +280,7 @@ pub(crate) struct Gate<'a> {
 #[derive(Debug)]
 pub struct Dispatch {
     at: std::sync::OnceLock<Instant>,
+    conn: std::sync::OnceLock<ConnectionInfo>,
     wake: Arc<tokio::sync::Notify>,
 }
 
@@ -261,11 +289,13 @@ impl Dispatch {
     pub fn new(wake: Arc<tokio::sync::Notify>) -> Dispatch {
         Dispatch {
             at: std::sync::OnceLock::new(),
+            conn: std::sync::OnceLock::new(),
             wake,
         }
     }
 
-    fn mark(&self) {
+    fn mark(&self, conn: ConnectionInfo) {
+        let _ = self.conn.set(conn);
         if self.at.set(Instant::now()).is_ok() {
             self.wake.notify_waiters();
         }
@@ -274,6 +304,11 @@ impl Dispatch {
     /// When the request got its connection, if it has.
     pub fn at(&self) -> Option<Instant> {
         self.at.get().copied()
+    }
+
+    /// The connection the request was given, if it has one.
+    pub fn connection(&self) -> Option<ConnectionInfo> {
+        self.conn.get().copied()
     }
 }
 
@@ -379,6 +414,7 @@ impl Pool {
         };
         // A new connection.
         let stream = connect(host, cluster).await?;
+        let info = ConnectionInfo::of(&stream);
         // hyper's read buffer grows up to 64 KiB: a response head up to Envoy's 60 KiB
         // `max_response_headers_kb` default must fit whatever the buffer limit; bodies
         // stream through it.
@@ -390,12 +426,13 @@ impl Pool {
         spawn_connection(host, cluster, slot, conn, false);
         drop(pending);
         let conn = H1Conn {
+            info,
             sender,
             requests: 0,
             idle_since: None,
             finished: Arc::new(AtomicBool::new(false)),
         };
-        let admission = match attach(cluster, gate) {
+        let admission = match attach(cluster, gate, conn.info) {
             Ok(a) => a,
             Err(e) => {
                 self.http1.lock().push(conn);
@@ -432,7 +469,7 @@ impl Pool {
             Checkout::Finishing(mut conn, req) => {
                 match tokio::time::timeout(FINISHING_WAIT, conn.sender.ready()).await {
                     Ok(Ok(())) => {
-                        let admission = match attach(cluster, gate) {
+                        let admission = match attach(cluster, gate, conn.info) {
                             Ok(a) => a,
                             Err(e) => {
                                 self.http1.lock().push(conn);
@@ -497,7 +534,7 @@ impl Pool {
         let mut conns = self.http1.lock();
         prune_http1(&mut conns, now, config.idle_timeout);
         if let Some(i) = conns.iter().position(|c| c.sender.is_ready()) {
-            let admission = match attach(cluster, gate) {
+            let admission = match attach(cluster, gate, conns[i].info) {
                 Ok(a) => a,
                 Err(e) => return Checkout::Overflow(e),
             };
@@ -524,8 +561,8 @@ impl Pool {
     ) -> Result<(Response<Incoming>, Admission), UpstreamError> {
         let config = &cluster.config;
         let mut req = req;
-        if let Some(mut sender) = self.checkout_http2(config) {
-            let admission = attach(cluster, gate)?;
+        if let Some((mut sender, info)) = self.checkout_http2(config) {
+            let admission = attach(cluster, gate, info)?;
             match sender.try_send_request(req).await {
                 Ok(resp) => return Ok((resp, admission)),
                 Err(mut e) => match e.take_message() {
@@ -536,7 +573,7 @@ impl Pool {
         }
         // Waiting for a connection: a pending request.
         let pending = Pending::admit(cluster, gate.breaker)?;
-        let mut sender = loop {
+        let (mut sender, info) = loop {
             let attempt = {
                 let mut slot = self.http2_connecting.lock();
                 match slot.as_ref() {
@@ -579,7 +616,7 @@ impl Pool {
             }
         };
         drop(pending);
-        let admission = attach(cluster, gate)?;
+        let admission = attach(cluster, gate, info)?;
         let resp = sender
             .try_send_request(req)
             .await
@@ -594,7 +631,7 @@ impl Pool {
         host: &Host,
         cluster: &Cluster,
         breaker: &Arc<Breaker>,
-    ) -> Result<http2::SendRequest<Body>, UpstreamError> {
+    ) -> Result<(http2::SendRequest<Body>, ConnectionInfo), UpstreamError> {
         let config = &cluster.config;
         // A host's HTTP/2 requests share one connection; a second one (the first
         // retired by max_requests_per_connection) must fit the breaker.
@@ -602,6 +639,7 @@ impl Pool {
             return Err(UpstreamError::Overflow(Resource::Connections));
         };
         let stream = connect(host, cluster).await?;
+        let info = ConnectionInfo::of(&stream);
         // The cluster's buffer limit is the flow-control window: what the upstream may
         // send before we read it.
         let window = config
@@ -616,23 +654,27 @@ impl Pool {
         spawn_connection(host, cluster, slot, conn, true);
         if config.max_requests_per_connection != Some(1) {
             *self.http2.lock() = Some(H2Conn {
+                info,
                 sender: sender.clone(),
                 requests: 1,
                 last_used: Instant::now(),
             });
         }
-        Ok(sender)
+        Ok((sender, info))
     }
 
     /// A clone of the shared HTTP/2 connection's sender, if it is usable.
-    fn checkout_http2(&self, config: &ClusterConfig) -> Option<http2::SendRequest<Body>> {
+    fn checkout_http2(
+        &self,
+        config: &ClusterConfig,
+    ) -> Option<(http2::SendRequest<Body>, ConnectionInfo)> {
         let now = Instant::now();
         let mut slot = self.http2.lock();
         prune_http2(&mut slot, now, config.idle_timeout);
         let conn = slot.as_mut()?;
         conn.requests += 1;
         conn.last_used = now;
-        let sender = conn.sender.clone();
+        let sender = (conn.sender.clone(), conn.info);
         if config
             .max_requests_per_connection
             .is_some_and(|max| conn.requests >= max)

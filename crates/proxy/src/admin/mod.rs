@@ -290,6 +290,10 @@ pub fn handle(server: &Server, method: &Method, uri: &http::Uri) -> Response<Bod
             server.drain_listeners();
             ok("OK\n".into())
         }),
+        "/reopen_logs" => post_only(&|| {
+            server.reopen_logs();
+            ok("OK\n".into())
+        }),
         "/quitquitquit" => post_only(&|| {
             server.request_shutdown();
             ok("OK\n".into())

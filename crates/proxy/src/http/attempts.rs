@@ -300,6 +300,8 @@ pub async fn run(
                 (Some(host), Some(body)) => {
                     n += 1;
                     info.upstream_host = Some(host.address);
+                    info.host = Some(host.clone());
+                    info.attempt_count = n;
                     tried.push(host.clone());
                     let mut req = head_clone(&plan.head);
                     if ra.attempt_count_in_request {
@@ -415,7 +417,7 @@ pub async fn run(
             Some(done) = inflight.next(), if !inflight.is_empty() => {
                 let Ok((k, result)) = done else { continue }; // aborted
                 let Some(pos) = running.iter().position(|r| r.n == k) else { continue };
-                running.swap_remove(pos);
+                let ended = running.swap_remove(pos);
                 drop(retry_admission.take());
                 match result {
                     Ok(resp) => {
@@ -454,6 +456,11 @@ pub async fn run(
                             info.response_flags.push("URX");
                         }
                         abort_all(&running);
+                        // The attempt whose response goes downstream (hedging may have
+                        // started another since).
+                        info.upstream_host = Some(ended.host.address);
+                        info.upstream_conn = ended.dispatch.connection();
+                        info.host = Some(ended.host);
                         return Attempted::Response { resp, route_deadline: route_at, attempts: n };
                     }
                     Err(e) => {

@@ -31,7 +31,7 @@ pub struct RequestTap {
 
 impl RequestTap {
     /// Records the end of the request body.
-    fn complete(&self, start: Instant) {
+    pub(crate) fn complete(&self, start: Instant) {
         let n = start.elapsed().as_nanos().max(1) as u64;
         if self
             .done_nanos
@@ -179,7 +179,9 @@ pin_project_lite::pin_project! {
                 // Abandoned before its end: the client went away (DC). An empty body
                 // may be dropped without ever being polled; that is a normal end.
                 let mut log = log;
-                if !this.inner.is_end_stream() {
+                if this.inner.is_end_stream() {
+                    log.info.response_complete = true;
+                } else {
                     log.info.response_flags.push("DC");
                 }
                 log.finish(*this.sent, None);
@@ -215,13 +217,15 @@ impl http_body::Body for LoggedResponse {
                     *this.sent += d.len() as u64;
                 }
                 if let Some(t) = f.trailers_ref() {
-                    if let Some(log) = this.log.take() {
+                    if let Some(mut log) = this.log.take() {
+                        log.info.response_complete = true;
                         log.finish(*this.sent, Some(t));
                     }
                 }
             }
             Poll::Ready(None) => {
-                if let Some(log) = this.log.take() {
+                if let Some(mut log) = this.log.take() {
+                    log.info.response_complete = true;
                     log.finish(*this.sent, None);
                 }
             }

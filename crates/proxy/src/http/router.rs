@@ -200,6 +200,10 @@ async fn route_request(
         .unwrap_or_else(|| "/".into());
     let method = req.method().as_str().to_string();
     conn.shared.request_started();
+    // A request without a body is complete with its headers.
+    if http_body::Body::is_end_stream(req.body()) {
+        tap.complete(start);
+    }
 
     // Standard request headers (Envoy's ConnectionManagerUtility::mutateRequestHeaders).
     // A request is internal when it comes from an `internal_address_config` range (the
@@ -504,6 +508,12 @@ async fn forward(
         );
     };
     info.upstream_host = Some(host.address);
+    info.attempt_count = 1;
+    info.upstream_protocol = Some(match cluster.config.protocol {
+        ferry_config::cluster::UpstreamProtocol::Http1 => "HTTP/1.1",
+        ferry_config::cluster::UpstreamProtocol::Http2 => "HTTP/2",
+    });
+    info.host = Some(host.clone());
 
     // Path and host rewrites (strings are built only when something is rewritten).
     let path = info.path.as_str();
@@ -610,6 +620,11 @@ async fn forward(
         Some(&rc.headers),
     ];
     headers::apply_all(all_levels, Side::Request, h, &info);
+    // Logs see the request as it goes upstream (Envoy rewrites its headers in place).
+    if hcm.keep_request_headers {
+        info.rewritten_path = new_path.clone();
+        info.rewritten_authority = new_authority.clone();
+    }
     // Origin form upstream: the request's URI is kept when it already is just the path.
     let keep_uri =
         new_path.is_none() && parts.uri.scheme().is_none() && parts.uri.authority().is_none();
@@ -793,7 +808,11 @@ async fn forward(
         );
     }
     let up_req = Request::from_parts(parts, body);
-    let sent = host.send(&cluster, ra.priority, up_req);
+    // Which connection the request gets, when a log wants to know.
+    let dispatch = hcm
+        .log_upstream_connection
+        .then(|| ferry_upstream::Dispatch::new(Arc::new(tokio::sync::Notify::new())));
+    let sent = host.send_observed(&cluster, ra.priority, up_req, dispatch.as_ref());
     let waited = wait_for_headers(
         sent,
         timeouts.global,
@@ -829,6 +848,7 @@ async fn forward(
             );
         }
     };
+    info.upstream_conn = dispatch.as_ref().and_then(|d| d.connection());
     let resp = match result {
         Ok(r) => r,
         Err(e) => {
@@ -1204,6 +1224,7 @@ fn finish_response(
         }
     }
     info.response_code = Some(resp.status().as_u16());
+    info.first_byte_sent = Some(start.elapsed());
     if hcm.loggers.is_empty() {
         return resp;
     }

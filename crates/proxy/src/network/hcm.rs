@@ -39,6 +39,9 @@ pub struct HcmRuntime {
     pub listener_stats: Arc<crate::stats::ListenerHttpStats>,
     /// `node.cluster` (`--service-cluster`).
     pub node_cluster: String,
+    /// Whether an access log reads the upstream connection (its id or local address):
+    /// only then does a single-attempt request watch which connection it gets.
+    pub log_upstream_connection: bool,
 }
 
 pub use crate::stats::HcmStats;
@@ -66,8 +69,24 @@ impl HcmRuntime {
         snapshot: &Snapshot,
         listener_scope: &str,
     ) -> HcmRuntime {
-        let loggers: Vec<Logger> = config.access_logs.iter().map(Logger::new).collect();
+        let loggers: Vec<Logger> = config
+            .access_logs
+            .iter()
+            .map(|l| Logger::new(l, &snapshot.log_files))
+            .collect();
         let keep_request_headers = !loggers.is_empty() || templates_read_request_headers(&config);
+        let log_upstream_connection = loggers.iter().any(|l| {
+            l.reads(&|op| {
+                use ferry_config::access_log::Operator as O;
+                matches!(
+                    op,
+                    O::UpstreamLocalAddress
+                        | O::UpstreamLocalAddressWithoutPort
+                        | O::UpstreamLocalPort
+                        | O::UpstreamConnectionId
+                )
+            })
+        });
         let env = crate::http::filters::Env {
             stat_prefix: &config.stat_prefix,
             stats: &snapshot.stats,
@@ -96,6 +115,7 @@ impl HcmRuntime {
             stats,
             node_cluster: snapshot.bootstrap.node_cluster.clone(),
             keep_request_headers,
+            log_upstream_connection,
             routes,
             local_address: snapshot.local_address,
             config,

@@ -28,7 +28,11 @@ impl TcpProxyRuntime {
     pub fn new(config: Arc<TcpProxy>, snapshot: &Snapshot) -> TcpProxyRuntime {
         TcpProxyRuntime {
             total_weight: config.clusters.iter().map(|(_, w)| *w as u64).sum(),
-            loggers: config.access_logs.iter().map(Logger::new).collect(),
+            loggers: config
+                .access_logs
+                .iter()
+                .map(|l| Logger::new(l, &snapshot.log_files))
+                .collect(),
             config,
             clusters: snapshot.clusters.clone(),
         }
@@ -60,6 +64,7 @@ pub(crate) async fn serve(
 ) {
     let start = Instant::now();
     let mut info = StreamInfo {
+        log_type: ferry_config::access_log_filter::LogType::TcpConnectionEnd,
         start_time: Some(SystemTime::now()),
         downstream_remote: Some(peer),
         downstream_local: Some(local),
@@ -76,6 +81,8 @@ pub(crate) async fn serve(
         return log(&rt, info, start);
     };
     info.upstream_host = Some(host.address);
+    info.attempt_count = 1;
+    info.host = Some(host.clone());
     // The admission holds the connection's place in `max_connections` until it closes.
     let (upstream, _admission) = match host.connect_tcp(&cluster).await {
         Ok(s) => s,
@@ -117,6 +124,7 @@ pub(crate) async fn serve(
         (received, sent) = both => {
             info.bytes_received = received;
             info.bytes_sent = sent;
+            info.response_complete = true;
         }
         () = watchdog => {
             tracing::debug!(%peer, "tcp_proxy idle timeout");

@@ -15,7 +15,7 @@ pub(crate) mod session;
 mod tcp;
 
 use crate::event_log::{HealthEvent, HealthLog};
-use crate::log_file::{LogFile, Target};
+use crate::log_file::Target;
 use crate::outlier::Detector;
 use crate::stats::HealthCheckStats;
 use crate::{Cluster, Host};
@@ -126,13 +126,17 @@ impl ClusterHealth {
         this: Weak<Cluster>,
         config: &ClusterConfig,
         store: &ferry_stats::Store,
-        outlier_log: Option<&LogFile>,
+        logs: &crate::log_file::ClusterLogs,
     ) -> ClusterHealth {
+        let outlier_log = logs.outlier.as_ref();
         let check = config.health_check.clone().map(|c| {
             let stats = Arc::new(HealthCheckStats::default());
             store.register(format!("cluster.{}.health_check.", config.name), &stats);
             let events = (!c.event_logs.is_empty()).then(|| {
-                let files = c.event_logs.iter().map(|p| LogFile::open(Target::path(p)));
+                let files = c
+                    .event_logs
+                    .iter()
+                    .map(|p| logs.files.open(Target::path(p)));
                 let checker = match c.kind {
                     HealthCheckKind::Http(_) => "HTTP",
                     HealthCheckKind::Tcp(_) => "TCP",

@@ -51,6 +51,8 @@ impl HealthCheckFilter {
             }
             return Verdict::Continue;
         }
+        // A health check request (Envoy marks the stream: `not_health_check_filter`).
+        rq.info.health_check = true;
         if let Some(c) = &self.cluster {
             rq.response
                 .headers
