@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 const DEADLINE: Duration = Duration::from_secs(120);
 
 /// The examples the issue asks for; more may exist and are run too.
-const REQUIRED: [&str; 7] = [
+const REQUIRED: [&str; 9] = [
     "retries",
     "circuit-breaker",
     "outlier-detection",
@@ -27,15 +27,18 @@ const REQUIRED: [&str; 7] = [
     "fault-injection",
     "rate-limiting",
     "mirroring",
+    "metrics-statsd",
+    "metrics-prometheus",
 ];
 
 /// The port variables a run script reads (each has a default for running by hand).
-const PORT_VARS: [&str; 5] = [
+const PORT_VARS: [&str; 6] = [
     "PROXY_PORT",
     "PROXY_PORT2",
     "ADMIN_PORT",
     "BACKEND_PORT",
     "BACKEND2_PORT",
+    "STATSD_PORT",
 ];
 
 fn examples_dir() -> PathBuf {
