@@ -64,6 +64,9 @@ pub struct HttpConnectionManager {
     pub via: Option<http::HeaderValue>,
     /// `generate_request_id` (default true).
     pub generate_request_id: bool,
+    /// The router's `dynamic_stats` (default true): charge responses to the cluster's
+    /// per-code stats and `upstream_rq_time`.
+    pub router_dynamic_stats: bool,
     /// `preserve_external_request_id`.
     pub preserve_external_request_id: bool,
     /// `always_set_request_id_in_response`.
@@ -165,6 +168,7 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
         );
     }
     let mut http_filters = Vec::new();
+    let mut router_dynamic_stats = true;
     for (i, f) in h.http_filters.iter().enumerate() {
         let last = i + 1 == h.http_filters.len();
         if let Some(pb::http_filter::ConfigType::TypedConfig(any)) = &f.config_type {
@@ -181,6 +185,16 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
         }
         let is_router = f.name == "envoy.filters.http.router"
             || matches!(&f.config_type, Some(pb::http_filter::ConfigType::TypedConfig(a)) if a.type_url.ends_with("envoy.extensions.filters.http.router.v3.Router"));
+        if let (true, true, Some(pb::http_filter::ConfigType::TypedConfig(any))) =
+            (last, is_router, &f.config_type)
+        {
+            use ferry_envoy_api::pb::envoy::extensions::filters::http::router::v3::Router;
+            if let Some(r) = ctx.at(format!("http_filters[{i}].typed_config"), |c| {
+                crate::filters::unpack::<Router>(any, c)
+            }) {
+                router_dynamic_stats = r.dynamic_stats.is_none_or(|v| v.value);
+            }
+        }
         if last && !is_router {
             ctx.error_at(
                 &format!("http_filters[{i}]"),
@@ -291,6 +305,7 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
         skip_xff_append: h.skip_xff_append,
         via,
         generate_request_id: h.generate_request_id.map(|b| b.value).unwrap_or(true),
+        router_dynamic_stats,
         preserve_external_request_id: h.preserve_external_request_id,
         always_set_request_id_in_response: h.always_set_request_id_in_response,
         max_request_headers_kb,

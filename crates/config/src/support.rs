@@ -61,7 +61,7 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
     ("envoy.config.core.v3.CidrRange", &["address_prefix", "prefix_len"]),
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", &["name", "typed_config"]),
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig", &["upgrade_type", "enabled"]),
-    ("envoy.extensions.filters.http.router.v3.Router", &[]),
+    ("envoy.extensions.filters.http.router.v3.Router", &["dynamic_stats"]),
     // HTTP filters
     (
         "envoy.extensions.filters.http.fault.v3.HTTPFault",

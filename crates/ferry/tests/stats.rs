@@ -427,3 +427,35 @@ async fn dog_statsd_sink_sends_tag_extracted_names_with_tags() {
         assert_eq!(names[0], names[1], "counters sent (ferry, then Envoy)");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_dynamic_stats_false_charges_no_per_code_stats() {
+    for flavor in flavors() {
+        let up = Scripted::start(vec![]).await;
+        let router =
+            "\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n";
+        let yaml = bootstrap("").replacen(
+            router,
+            &format!("{router}              dynamic_stats: false\n"),
+            1,
+        );
+        assert!(yaml.contains("dynamic_stats: false"), "{yaml}");
+        let p = ferry_test_util::proc::start_with(flavor, &yaml, &[("backend", up.addr())]).await;
+        traffic(&p, &up).await;
+        ferry_test_util::admin::stat_when(
+            p.admin_port(),
+            "cluster.backend.upstream_rq_total",
+            |v| v == 4,
+        )
+        .await;
+        let (_, body) = get(
+            &p,
+            "/stats?filter=cluster.backend.(upstream_rq_[0-9]xx|upstream_rq_[0-9]{3}|upstream_rq_completed|external)",
+        )
+        .await;
+        assert_eq!(
+            body, "cluster.backend.upstream_rq_completed: 0\n",
+            "{flavor:?}"
+        );
+    }
+}

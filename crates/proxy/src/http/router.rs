@@ -121,7 +121,15 @@ pub async fn handle(
 
 /// Charges a local answer that stands for the upstream's (Envoy's `chargeUpstreamAbort`):
 /// 504 for timeouts, 503 for failed connections, resets and overflows.
-fn charge_local(cluster: &ferry_upstream::Cluster, reason: LocalReason, internal: bool) {
+fn charge_local(
+    hcm: &HcmRuntime,
+    cluster: &ferry_upstream::Cluster,
+    reason: LocalReason,
+    internal: bool,
+) {
+    if !hcm.config.router_dynamic_stats {
+        return;
+    }
     let status = match reason {
         LocalReason::UpstreamTimeout
         | LocalReason::PerTryTimeout
@@ -760,10 +768,12 @@ async fn forward(
                 route_deadline,
                 attempts,
             } => {
-                let ms = start.elapsed().as_millis() as u64;
-                cluster
-                    .stats
-                    .charge(resp.status().as_u16(), internal, Some(ms));
+                if hcm.config.router_dynamic_stats {
+                    let ms = start.elapsed().as_millis() as u64;
+                    cluster
+                        .stats
+                        .charge(resp.status().as_u16(), internal, Some(ms));
+                }
                 let resp = upstream_response(
                     &hcm,
                     &mut info,
@@ -787,7 +797,7 @@ async fn forward(
                 } else {
                     reason
                 };
-                charge_local(&cluster, reason, internal);
+                charge_local(&hcm, &cluster, reason, internal);
                 finish_local(
                     &hcm,
                     info,
@@ -835,7 +845,7 @@ async fn forward(
                 cluster.stats.upstream_rq_timeout.inc();
                 host.report_timeout();
             }
-            charge_local(&cluster, reason, internal);
+            charge_local(&hcm, &cluster, reason, internal);
             return finish_local(
                 &hcm,
                 info,
@@ -860,7 +870,7 @@ async fn forward(
             } else {
                 LocalReason::from_upstream(&e)
             };
-            charge_local(&cluster, reason, internal);
+            charge_local(&hcm, &cluster, reason, internal);
             let failure = local_reply::transport_failure(&e);
             return finish_local(
                 &hcm,
@@ -874,10 +884,12 @@ async fn forward(
             );
         }
     };
-    let ms = start.elapsed().as_millis() as u64;
-    cluster
-        .stats
-        .charge(resp.status().as_u16(), internal, Some(ms));
+    if hcm.config.router_dynamic_stats {
+        let ms = start.elapsed().as_millis() as u64;
+        cluster
+            .stats
+            .charge(resp.status().as_u16(), internal, Some(ms));
+    }
     let resp = upstream_response(
         &hcm,
         &mut info,
