@@ -47,9 +47,12 @@ PORTS = {  # target: (HTTP/1.1 port, h2c port, admin port)
     "envoy": (62200, 62200, 62201),
     "haproxy": (62300, 62300, None),
     "nginx": (62400, 62401, None),
+    # The tracing scenario's second instance of each proxy (tracing on).
+    "ferry+tracing": (62500, 62500, 62501),
+    "envoy+tracing": (62600, 62600, 62601),
 }
 ALL_TARGETS = ["direct", "ferry", "envoy", "haproxy", "nginx"]
-SCENARIOS = ["http1", "fixed", "h2c", "grpc", "large", "routes", "footprint"]
+SCENARIOS = ["http1", "fixed", "h2c", "grpc", "large", "routes", "footprint", "tracing"]
 
 N_ROUTES, N_ROUTE_CLUSTERS = 10_000, 1_000
 N_CLUSTERS = 10_000
@@ -158,9 +161,11 @@ class Run:
         d.mkdir(parents=True, exist_ok=True)
         ready_path = {"seed": "/service", "routes": f"/r{N_ROUTES - 1}/x"}.get(kind, "/")
         cpus = self.cpus(workers, "proxy")
-        if target in ("ferry", "envoy"):
-            for_envoy = target == "envoy"
-            if kind == "main":
+        if target in ("ferry", "envoy", "ferry+tracing", "envoy+tracing"):
+            for_envoy = target.startswith("envoy")
+            if kind in ("observed", "traced"):
+                text = configs.envoy_observed(h1, admin, BACKEND_PORT, traced=kind == "traced")
+            elif kind == "main":
                 text = configs.envoy_main(h1, admin, BACKEND_PORT, for_envoy=for_envoy)
             elif kind == "routes":
                 text = configs.envoy_routes(h1, admin, BACKEND_PORT, N_ROUTES, N_ROUTE_CLUSTERS, for_envoy=for_envoy)
@@ -174,7 +179,7 @@ class Run:
                 raise ValueError(kind)
             cfg = d / "bootstrap.yaml"
             cfg.write_text(text)
-            if target == "ferry":
+            if target.startswith("ferry"):
                 check = subprocess.run([self.ferry, "validate", str(cfg)], capture_output=True, text=True)
                 if check.returncode != 0:
                     raise RuntimeError(f"ferry refuses the {kind} config:\n{check.stdout}{check.stderr}")
@@ -219,8 +224,8 @@ class Run:
         if sampler:
             sampler.start()
         try:
-            if scenario in ("http1", "routes", "footprint"):
-                path = {"http1": "/", "routes": f"/r{N_ROUTES - 1}/x", "footprint": "/service"}[scenario]
+            if scenario in ("http1", "routes", "footprint", "tracing"):
+                path = {"http1": "/", "tracing": "/", "routes": f"/r{N_ROUTES - 1}/x", "footprint": "/service"}[scenario]
                 m = loadgen.wrk(f"http://127.0.0.1:{h1}{path}", connections=50, duration=duration, cpus=cpus)
             elif scenario == "fixed":
                 m = loadgen.bench_load(self.bench_load, h1, rate=self.args.rate, connections=50,
@@ -249,7 +254,7 @@ class Run:
     def smoke(self, scenario: str, target: str) -> None:
         """A few requests with their answers checked, before anything is timed."""
         h1, h2 = (BACKEND_PORT, BACKEND_PORT) if target == "direct" else PORTS[target][:2]
-        if scenario in ("http1", "fixed"):
+        if scenario in ("http1", "fixed", "tracing"):
             status, body = http_get(h1, "/")
             if status != 200 or body != b"hello, ferry\n":
                 raise RuntimeError(f"{target}: GET / answered {status} {body[:80]!r}")
@@ -288,6 +293,10 @@ class Run:
 
     def batch(self, scenario: str, workers: int) -> None:
         targets = [t for t in self.args.targets if not (scenario == "footprint" and t == "direct")]
+        if scenario == "tracing":
+            # Stats only (with request ids) against stats + tracing at 1% sampling.
+            proxies = [t for t in targets if t in ("ferry", "envoy")]
+            targets = [x for t in proxies for x in (t, t + "+tracing")]
         rounds, duration = self.args.rounds, self.args.duration
         if scenario == "fixed":
             duration = self.args.fixed_duration
@@ -297,6 +306,9 @@ class Run:
                 self.footprint(workers, targets)
                 return
             kind = "routes" if scenario == "routes" else "main"
+            kinds = {t: kind for t in targets}
+            if scenario == "tracing":
+                kinds = {t: "traced" if t.endswith("+tracing") else "observed" for t in targets}
             backend = self.start_backend(workers)
             procs: dict[str, Proc | None] = {}
             try:
@@ -304,7 +316,7 @@ class Run:
                     if t == "direct":
                         procs[t] = None
                         continue
-                    proc, startup = self.start_target(t, kind, workers, f"{scenario}-w{workers}")
+                    proc, startup = self.start_target(t, kinds[t], workers, f"{scenario}-w{workers}")
                     procs[t] = proc
                     time.sleep(0.5)
                     rss, pss = proc.memory_kb()

@@ -107,6 +107,30 @@ def envoy_main(listen_port: int, admin_port: int, backend_port: int, *, for_envo
     return json.dumps(_bootstrap(listen_port, admin_port, routes, clusters, for_envoy=for_envoy), indent=1)
 
 
+def envoy_observed(listen_port: int, admin_port: int, backend_port: int, *, traced: bool) -> str:
+    """The tracing scenario: the main config with request ids (tracing samples on them)
+    and, when `traced`, HCM tracing to a Zipkin collector at 1% random sampling. The
+    collector is the bench backend (it answers any POST)."""
+    boot = json.loads(envoy_main(listen_port, admin_port, backend_port, for_envoy=True))
+    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["generate_request_id"] = True
+    if traced:
+        hcm["tracing"] = {
+            "random_sampling": {"value": 1},
+            "provider": {
+                "name": "envoy.tracers.zipkin",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.config.trace.v3.ZipkinConfig",
+                    "collector_cluster": "zipkin",
+                    "collector_endpoint": "/api/v2/spans",
+                    "collector_endpoint_version": "HTTP_JSON",
+                },
+            },
+        }
+        boot["static_resources"]["clusters"].append(_cluster("zipkin", backend_port, for_envoy=True))
+    return json.dumps(boot, indent=1)
+
+
 def envoy_routes(listen_port: int, admin_port: int, backend_port: int, n_routes: int, n_clusters: int, *, for_envoy: bool) -> str:
     """Scenario 6: routes `/r<i>/` → cluster `c<i mod n_clusters>`, all to the backend."""
     routes = [_route(f"/r{i}/", f"c{i % n_clusters}") for i in range(n_routes)]
