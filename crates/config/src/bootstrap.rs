@@ -127,17 +127,21 @@ fn from_proto(b: &pb::Bootstrap, ctx: &mut Ctx) -> Bootstrap {
     });
     let stats = crate::stats::from_proto(b, ctx);
     for (i, s) in stats.sinks.iter().enumerate() {
-        if let crate::stats::StatsSink::Statsd {
-            target: crate::stats::StatsdTarget::Tcp(name),
-            ..
-        } = s
-        {
-            if !clusters.iter().any(|c| c.name == *name) {
-                ctx.error_at(
-                    &format!("stats_sinks[{i}].typed_config.tcp_cluster_name"),
-                    format!("unknown cluster {name}"),
-                );
+        let (name, field) = match s {
+            crate::stats::StatsSink::Statsd {
+                target: crate::stats::StatsdTarget::Tcp(name),
+                ..
+            } => (name, "tcp_cluster_name"),
+            crate::stats::StatsSink::OpenTelemetry(o) => {
+                (&o.cluster, "grpc_service.envoy_grpc.cluster_name")
             }
+            _ => continue,
+        };
+        if !clusters.iter().any(|c| c.name == *name) {
+            ctx.error_at(
+                &format!("stats_sinks[{i}].typed_config.{field}"),
+                format!("unknown cluster {name}"),
+            );
         }
     }
     Bootstrap {

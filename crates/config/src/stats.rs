@@ -76,6 +76,51 @@ pub enum StatsSink {
         /// one per datagram).
         max_bytes_per_datagram: Option<u64>,
     },
+    /// `envoy.stat_sinks.open_telemetry`: OTLP metrics over gRPC to a cluster.
+    OpenTelemetry(OtlpSink),
+}
+
+/// An `envoy.stat_sinks.open_telemetry` sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpSink {
+    /// `grpc_service.envoy_grpc.cluster_name`.
+    pub cluster: String,
+    /// `grpc_service.timeout` of an export (default: none, bounded by the flush).
+    pub timeout: Option<Duration>,
+    /// `report_counters_as_deltas`.
+    pub counters_as_deltas: bool,
+    /// `report_histograms_as_deltas`.
+    pub histograms_as_deltas: bool,
+    /// `emit_tags_as_attributes` (default true).
+    pub emit_tags_as_attributes: bool,
+    /// `use_tag_extracted_name` (default true).
+    pub use_tag_extracted_name: bool,
+    /// `prefix` (names become `<prefix>.<name>`; empty: none).
+    pub prefix: String,
+}
+
+/// The cluster of a `GrpcService` (`envoy_grpc`; `google_grpc` is refused by the
+/// support walk), with its `timeout`.
+pub fn grpc_cluster(
+    g: &Option<ferry_envoy_api::pb::envoy::config::core::v3::GrpcService>,
+    field: &str,
+    ctx: &mut Ctx,
+) -> Option<(String, Option<Duration>)> {
+    use ferry_envoy_api::pb::envoy::config::core::v3::grpc_service::TargetSpecifier;
+    let Some(g) = g else {
+        ctx.error_at(field, "is required");
+        return None;
+    };
+    ctx.at(field, |c| match &g.target_specifier {
+        Some(TargetSpecifier::EnvoyGrpc(e)) if !e.cluster_name.is_empty() => {
+            let timeout = duration(&g.timeout, "timeout", c).filter(|t| !t.is_zero());
+            Some((e.cluster_name.clone(), timeout))
+        }
+        _ => {
+            c.error_at("envoy_grpc.cluster_name", "is required");
+            None
+        }
+    })
 }
 
 /// The bootstrap's stats settings.
@@ -229,6 +274,27 @@ fn sink(s: &pb::StatsSink, ctx: &mut Ctx) -> Option<StatsSink> {
                 prefix: prefix(&s.prefix),
                 max_bytes_per_datagram: s.max_bytes_per_datagram.map(|v| v.value),
             })
+        }
+        "envoy.extensions.stat_sinks.open_telemetry.v3.SinkConfig" => {
+            use ferry_envoy_api::pb::envoy::extensions::stat_sinks::open_telemetry::v3::{
+                sink_config::ProtocolSpecifier, SinkConfig,
+            };
+            let s: SinkConfig = crate::filters::unpack(any, c)?;
+            let grpc = match &s.protocol_specifier {
+                Some(ProtocolSpecifier::GrpcService(g)) => Some(g.clone()),
+                // http_service has been named by the support walk.
+                _ => None,
+            };
+            let (cluster, timeout) = grpc_cluster(&grpc, "grpc_service", c)?;
+            Some(StatsSink::OpenTelemetry(OtlpSink {
+                cluster,
+                timeout,
+                counters_as_deltas: s.report_counters_as_deltas,
+                histograms_as_deltas: s.report_histograms_as_deltas,
+                emit_tags_as_attributes: s.emit_tags_as_attributes.is_none_or(|v| v.value),
+                use_tag_extracted_name: s.use_tag_extracted_name.is_none_or(|v| v.value),
+                prefix: s.prefix.clone(),
+            }))
         }
         // Other sink types have been named by the support walk.
         _ => None,

@@ -23,6 +23,12 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
     ("envoy.config.metrics.v3.StatsSink", &["name", "typed_config"]),
     ("envoy.config.metrics.v3.StatsdSink", &["address", "tcp_cluster_name", "prefix"]),
     ("envoy.config.metrics.v3.DogStatsdSink", &["address", "prefix", "max_bytes_per_datagram"]),
+    (
+        "envoy.extensions.stat_sinks.open_telemetry.v3.SinkConfig",
+        &["grpc_service", "report_counters_as_deltas", "report_histograms_as_deltas", "emit_tags_as_attributes", "use_tag_extracted_name", "prefix"],
+    ),
+    ("envoy.config.core.v3.GrpcService", &["envoy_grpc", "timeout"]),
+    ("envoy.config.core.v3.GrpcService.EnvoyGrpc", &["cluster_name", "authority"]),
     ("envoy.config.bootstrap.v3.ClusterManager", &["outlier_detection"]),
     ("envoy.config.bootstrap.v3.ClusterManager.OutlierDetection", &["event_log_path"]),
     ("envoy.config.bootstrap.v3.Bootstrap.StaticResources", &["listeners", "clusters"]),
@@ -323,6 +329,7 @@ pub const SUPPORTED_EXTENSIONS: &[&str] = &[
     "envoy.health_check.event_sink.file",
     "envoy.stat_sinks.statsd",
     "envoy.stat_sinks.dog_statsd",
+    "envoy.stat_sinks.open_telemetry",
     "envoy.formatter.req_without_query",
 ];
 

@@ -155,6 +155,10 @@ const NAME_TO_TYPE: &[(&str, &str)] = &[
         "envoy.config.metrics.v3.DogStatsdSink",
     ),
     (
+        "envoy.stat_sinks.open_telemetry",
+        "envoy.extensions.stat_sinks.open_telemetry.v3.SinkConfig",
+    ),
+    (
         "envoy.health_check.event_sink.file",
         "envoy.extensions.health_check.event_sinks.file.v3.HealthCheckEventFileSink",
     ),

@@ -16,6 +16,7 @@ pub mod admin;
 pub mod http;
 pub mod listener;
 pub mod network;
+mod otlp;
 mod server;
 mod snapshot;
 pub mod stats;

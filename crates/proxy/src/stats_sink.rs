@@ -7,6 +7,7 @@
 //!   `tcp_cluster_name`.
 //! - `envoy.stat_sinks.dog_statsd`: tag-extracted names with `|#tag:value,...`, lines
 //!   joined up to `max_bytes_per_datagram`.
+//! - `envoy.stat_sinks.open_telemetry`: OTLP metrics over gRPC (see `otlp`).
 //!
 //! Histograms: Envoy sends each sample as it is recorded; ferry keeps the request path
 //! free of I/O and sends, at each flush, one `|ms` line per bucket that received
@@ -52,7 +53,7 @@ pub(crate) async fn run(server: std::sync::Weak<Server>, interval: std::time::Du
         }
         let snapshot = server.stats_snapshot();
         for sink in &mut sinks {
-            sink.flush(&server, &snapshot).await;
+            sink.flush(&server, &snapshot, interval).await;
         }
     }
 }
@@ -60,10 +61,11 @@ pub(crate) async fn run(server: std::sync::Weak<Server>, interval: std::time::Du
 /// What a sink remembers between flushes.
 struct Sink {
     config: StatsSink,
-    /// Counters' values at the last flush, and gauges seen set (Envoy's `used`).
+    /// Counters' values at the last flush.
     last: HashMap<String, u64>,
     udp: Option<tokio::net::UdpSocket>,
     tcp: Option<tokio::net::TcpStream>,
+    otlp: Option<crate::otlp::MetricsSink>,
 }
 
 impl Sink {
@@ -73,10 +75,23 @@ impl Sink {
             last: HashMap::new(),
             udp: None,
             tcp: None,
+            otlp: match config {
+                StatsSink::OpenTelemetry(o) => Some(crate::otlp::MetricsSink::new(o)),
+                _ => None,
+            },
         }
     }
 
-    async fn flush(&mut self, server: &Server, stats: &BTreeMap<String, Value>) {
+    async fn flush(
+        &mut self,
+        server: &Server,
+        stats: &BTreeMap<String, Value>,
+        interval: std::time::Duration,
+    ) {
+        if let Some(o) = &mut self.otlp {
+            o.flush(server, stats, interval).await;
+            return;
+        }
         let lines = self.lines(server, stats);
         if lines.is_empty() {
             return;
@@ -95,6 +110,7 @@ impl Sink {
                 target: StatsdTarget::Tcp(cluster),
                 ..
             } => self.send_tcp(server, &cluster, &lines).await,
+            StatsSink::OpenTelemetry(_) => {}
         }
     }
 
@@ -103,6 +119,7 @@ impl Sink {
         let (prefix, tagged) = match &self.config {
             StatsSink::Statsd { prefix, .. } => (prefix.clone(), false),
             StatsSink::DogStatsd { prefix, .. } => (prefix.clone(), true),
+            StatsSink::OpenTelemetry(_) => return Vec::new(),
         };
         let mut out = Vec::new();
         for (name, v) in stats {
@@ -119,24 +136,22 @@ impl Sink {
                 (format!("{prefix}.{name}"), String::new())
             };
             match v {
-                Value::Counter(now) => {
-                    let last = self.last.get(name).copied();
+                Value::Counter(n) => {
                     // A counter is sent once it was ever incremented, then every flush.
-                    if last.is_none() && *now == 0 {
+                    if !n.used {
                         continue;
                     }
-                    let last = last.unwrap_or(0);
+                    let now = n.value;
+                    let last = self.last.get(name).copied().unwrap_or(0);
                     // After /reset_counters the value restarts from zero.
-                    let delta = if *now >= last { now - last } else { *now };
-                    self.last.insert(name.clone(), *now);
+                    let delta = if now >= last { now - last } else { now };
+                    self.last.insert(name.clone(), now);
                     out.push(format!("{metric}:{delta}|c{tags}"));
                 }
-                Value::Gauge(now) => {
-                    if *now == 0 && !self.last.contains_key(name) {
-                        continue;
+                Value::Gauge(n) => {
+                    if n.used {
+                        out.push(format!("{metric}:{}|g{tags}", n.value));
                     }
-                    self.last.insert(name.clone(), *now);
-                    out.push(format!("{metric}:{now}|g{tags}"));
                 }
                 Value::Histogram(h) => {
                     for (value, n) in bucket_samples(&h.interval) {

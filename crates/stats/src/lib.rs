@@ -19,6 +19,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
+/// The top bit of a counter's or gauge's word: set once the stat was used (Envoy's
+/// `used()`: incremented, decremented or set at least once, even if back at zero).
+const USED: u64 = 1 << 63;
+
 /// A monotonically increasing count (Envoy counter).
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -38,12 +42,18 @@ impl Counter {
 
     /// The current value.
     pub fn value(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.load(Ordering::Relaxed) & !USED
     }
 
-    /// Sets the value to zero (admin `/reset_counters`).
+    /// Whether it was ever incremented.
+    pub fn used(&self) -> bool {
+        self.0.load(Ordering::Relaxed) != 0
+    }
+
+    /// Sets the value to zero (admin `/reset_counters`); a used counter stays used.
     pub fn reset(&self) {
-        self.0.store(0, Ordering::Relaxed);
+        let used = self.used();
+        self.0.store(if used { USED } else { 0 }, Ordering::Relaxed);
     }
 }
 
@@ -55,7 +65,10 @@ impl Gauge {
     /// Adds one.
     #[inline]
     pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        let before = self.0.fetch_add(1, Ordering::Relaxed);
+        if before & USED == 0 {
+            self.0.fetch_or(USED, Ordering::Relaxed);
+        }
     }
 
     /// Subtracts one (saturating at zero).
@@ -63,18 +76,25 @@ impl Gauge {
     pub fn dec(&self) {
         let _ = self
             .0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                (v & !USED).checked_sub(1).map(|n| n | USED)
+            });
     }
 
     /// Sets the value.
     #[inline]
     pub fn set(&self, v: u64) {
-        self.0.store(v, Ordering::Relaxed);
+        self.0.store(v | USED, Ordering::Relaxed);
     }
 
     /// The current value.
     pub fn value(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.load(Ordering::Relaxed) & !USED
+    }
+
+    /// Whether it was ever set, incremented or decremented.
+    pub fn used(&self) -> bool {
+        self.0.load(Ordering::Relaxed) & USED != 0
     }
 }
 
@@ -212,13 +232,29 @@ pub struct HistogramValue {
     pub cumulative: Counts,
 }
 
+/// A counter's or gauge's value at listing time, and whether it was ever used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Number {
+    /// The value.
+    pub value: u64,
+    /// Ever incremented or set (Envoy's `used()`).
+    pub used: bool,
+}
+
+impl Number {
+    /// A used stat's value (for tests and tools).
+    pub fn used(value: u64) -> Number {
+        Number { value, used: true }
+    }
+}
+
 /// One stat's value at listing time.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// A counter's value.
-    Counter(u64),
+    Counter(Number),
     /// A gauge's value.
-    Gauge(u64),
+    Gauge(Number),
     /// A histogram's counts.
     Histogram(Box<HistogramValue>),
 }
@@ -227,16 +263,16 @@ impl Value {
     /// A counter's or gauge's value (None for histograms).
     pub fn number(&self) -> Option<u64> {
         match self {
-            Value::Counter(v) | Value::Gauge(v) => Some(*v),
+            Value::Counter(n) | Value::Gauge(n) => Some(n.value),
             Value::Histogram(_) => None,
         }
     }
 
-    /// Whether the stat was used (Envoy's `usedonly`): a counter or gauge that is not
-    /// zero, a histogram with a sample.
+    /// Whether the stat was used (Envoy's `usedonly`): a counter or gauge ever
+    /// written, a histogram with a sample.
     pub fn used(&self) -> bool {
         match self {
-            Value::Counter(v) | Value::Gauge(v) => *v != 0,
+            Value::Counter(n) | Value::Gauge(n) => n.used,
             Value::Histogram(h) => h.cumulative.count() > 0,
         }
     }
@@ -289,8 +325,14 @@ impl Store {
         let mut out: BTreeMap<String, Value> = BTreeMap::new();
         self.visit(&mut |name, stat| {
             let v = match stat {
-                Stat::Counter(c) => Value::Counter(c.value()),
-                Stat::Gauge(g) => Value::Gauge(g.value()),
+                Stat::Counter(c) => Value::Counter(Number {
+                    value: c.value(),
+                    used: c.used(),
+                }),
+                Stat::Gauge(g) => Value::Gauge(Number {
+                    value: g.value(),
+                    used: g.used(),
+                }),
                 Stat::Histogram(h) => Value::Histogram(Box::new(HistogramValue {
                     interval: h.interval(),
                     cumulative: h.cumulative(),
@@ -300,7 +342,12 @@ impl Store {
                 None => {
                     out.insert(name.to_string(), v);
                 }
-                Some(Value::Counter(a)) | Some(Value::Gauge(a)) => *a += v.number().unwrap_or(0),
+                Some(Value::Counter(a)) | Some(Value::Gauge(a)) => {
+                    if let Value::Counter(b) | Value::Gauge(b) = v {
+                        a.value += b.value;
+                        a.used |= b.used;
+                    }
+                }
                 Some(Value::Histogram(a)) => {
                     if let Value::Histogram(b) = v {
                         a.interval.merge(&b.interval);
@@ -365,12 +412,26 @@ mod tests {
         a.open.dec();
         b.open.dec(); // saturates at zero
         let snap = store.snapshot();
-        assert_eq!(snap["cluster.a.hits"], Value::Counter(3));
-        assert_eq!(snap["cluster.a.cache.misses"], Value::Counter(1));
-        assert_eq!(snap["cluster.a.open"], Value::Gauge(1));
+        assert_eq!(snap["cluster.a.hits"], Value::Counter(Number::used(3)));
+        assert_eq!(
+            snap["cluster.a.cache.misses"],
+            Value::Counter(Number::used(1))
+        );
+        assert_eq!(snap["cluster.a.open"], Value::Gauge(Number::used(1)));
         store.reset_counters();
         assert_eq!(store.get("cluster.a.hits"), Some(0));
         assert_eq!(store.get("cluster.a.open"), Some(1));
+        // Used stays used at zero; never written is not used.
+        let snap = store.snapshot();
+        assert!(snap["cluster.a.hits"].used());
+        let fresh = Arc::new(TestStats::default());
+        store.register("cluster.b.", &fresh);
+        fresh.open.inc();
+        fresh.open.dec();
+        let snap = store.snapshot();
+        assert!(snap["cluster.b.open"].used() && !snap["cluster.b.hits"].used());
+        assert_eq!(snap["cluster.b.open"].number(), Some(0));
+        drop(fresh);
         drop(a);
         drop(b);
         assert!(store.snapshot().is_empty());

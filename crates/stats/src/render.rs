@@ -66,7 +66,7 @@ pub fn text(stats: &BTreeMap<String, Value>, q: &Query) -> String {
     for (name, v) in stats.iter().filter(|(n, v)| q.wants(n, v)) {
         match v {
             Value::Counter(n) | Value::Gauge(n) => {
-                let _ = writeln!(out, "{name}: {n}");
+                let _ = writeln!(out, "{name}: {}", n.value);
             }
             Value::Histogram(h) => histograms.push((name, h)),
         }
@@ -102,7 +102,7 @@ pub fn json(stats: &BTreeMap<String, Value>, q: &Query) -> String {
     for (name, v) in stats.iter().filter(|(n, v)| q.wants(n, v)) {
         match v {
             Value::Counter(n) | Value::Gauge(n) => {
-                list.push(serde_json::json!({ "name": name, "value": n }));
+                list.push(serde_json::json!({ "name": name, "value": n.value }));
             }
             Value::Histogram(h) => {
                 let values: Vec<serde_json::Value> = QUANTILES
@@ -188,7 +188,7 @@ pub fn prometheus(stats: &BTreeMap<String, Value>, tags: &TagProducer, q: &Query
         for (t, v) in series {
             match v {
                 Value::Counter(n) | Value::Gauge(n) => {
-                    let _ = writeln!(out, "{metric}{{{}}} {n}", labels(&t, None));
+                    let _ = writeln!(out, "{metric}{{{}}} {}", labels(&t, None), n.value);
                 }
                 Value::Histogram(h) => write_histogram(&mut out, &metric, &t, &h.cumulative),
             }
@@ -218,7 +218,7 @@ fn write_histogram(out: &mut String, metric: &str, t: &[(String, String)], c: &C
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Histogram, HistogramValue};
+    use crate::{Histogram, HistogramValue, Number};
 
     fn sample() -> BTreeMap<String, Value> {
         let h = Histogram::default();
@@ -226,9 +226,15 @@ mod tests {
             h.record(v);
         }
         let mut m = BTreeMap::new();
-        m.insert("cluster.backend.upstream_rq_200".into(), Value::Counter(3));
-        m.insert("cluster.backend.upstream_rq_404".into(), Value::Counter(1));
-        m.insert("server.live".into(), Value::Gauge(1));
+        m.insert(
+            "cluster.backend.upstream_rq_200".into(),
+            Value::Counter(Number::used(3)),
+        );
+        m.insert(
+            "cluster.backend.upstream_rq_404".into(),
+            Value::Counter(Number::used(1)),
+        );
+        m.insert("server.live".into(), Value::Gauge(Number::used(1)));
         m.insert(
             "cluster.backend.upstream_rq_time".into(),
             Value::Histogram(Box::new(HistogramValue {

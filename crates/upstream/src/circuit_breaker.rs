@@ -92,6 +92,8 @@ impl Breaker {
             open,
             remaining,
         };
+        // The remaining_* gauges start at the limits; the *_open gauges are first set
+        // when their resource is first used (Envoy's: unused until then).
         for r in [
             Resource::Connections,
             Resource::Pending,
@@ -99,7 +101,9 @@ impl Breaker {
             Resource::Retries,
             Resource::Pools,
         ] {
-            b.publish(r, 0);
+            if let (_, Some(g)) = b.gauges(r) {
+                g.set(b.limit(r));
+            }
         }
         b
     }

@@ -223,6 +223,10 @@ impl Cluster {
         store.register(format!("cluster.{}.", config.name), &stats);
         // The default transport socket is picked for each host.
         stats.default_total_match_count.add(hosts.len() as u64);
+        // Warmed up once created (Envoy's gauge is set when warming ends); nothing is
+        // ever buffered outside the codecs.
+        stats.warming_state.set(0);
+        stats.upstream_cx_rx_bytes_buffered.set(0);
         let breakers =
             crate::circuit_breaker::Breakers::new(&config.circuit_breakers, &config.name, store);
         let cluster = Arc::new_cyclic(|this| {

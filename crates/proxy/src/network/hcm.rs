@@ -364,6 +364,8 @@ pub(crate) async fn serve(
     let stats = hcm.stats.clone();
     stats.downstream_cx_total.inc();
     stats.downstream_cx_active.inc();
+    // ferry buffers nothing outside the codecs (Envoy's gauge moves with its buffers).
+    stats.downstream_cx_rx_bytes_buffered.set(0);
     let opened = std::time::Instant::now();
     let idle_conn = conn.clone();
     let end_conn = conn.clone();

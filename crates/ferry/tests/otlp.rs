@@ -1,0 +1,269 @@
+//! OpenTelemetry export on ferry and on Envoy 1.40 with the same bootstrap: the
+//! `envoy.stat_sinks.open_telemetry` stats sink and the
+//! `envoy.access_loggers.open_telemetry` access logger, received by an OTLP/gRPC
+//! collector in the test (opentelemetry-proto's services on tonic) and compared.
+
+use ferry_test_util::bootstrap::HcmBootstrap;
+use ferry_test_util::diff::{send, Request};
+use ferry_test_util::proc::{flavors, Flavor, Proxy};
+use ferry_test_util::scripted::{Scripted, Step};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the collector received.
+#[derive(Default, Clone)]
+struct Received {
+    metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+    logs: Arc<Mutex<Vec<ExportLogsServiceRequest>>>,
+}
+
+#[tonic::async_trait]
+impl MetricsService for Received {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        if let Ok(mut m) = self.metrics.lock() {
+            m.push(request.into_inner());
+        }
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Received {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        if let Ok(mut l) = self.logs.lock() {
+            l.push(request.into_inner());
+        }
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+/// Starts an OTLP/gRPC collector on a free port.
+async fn collector() -> (SocketAddr, Received) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let received = Received::default();
+    let svc = received.clone();
+    tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(MetricsServiceServer::new(svc.clone()))
+            .add_service(LogsServiceServer::new(svc))
+            .serve_with_incoming(tokio_stream_of(listener))
+            .await;
+    });
+    (addr, received)
+}
+
+fn tokio_stream_of(
+    listener: tokio::net::TcpListener,
+) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures_util::stream::unfold(listener, |l| async move {
+        let r = l.accept().await.map(|(s, _)| s);
+        Some((r, l))
+    })
+}
+
+/// The bootstrap: one route to `backend`, an `otel` cluster (HTTP/2) for the collector,
+/// and `top` added.
+fn bootstrap(hcm: &str, top: &str) -> String {
+    let otel = "typed_extension_protocol_options:\n  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n    \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n    explicit_http_config: {http2_protocol_options: {}}";
+    let mut b = HcmBootstrap::new()
+        .cluster("backend", "")
+        .cluster("otel", otel);
+    if !hcm.is_empty() {
+        b = b.hcm(hcm);
+    }
+    b.yaml() + top
+}
+
+async fn start(flavor: Flavor, yaml: &str, up: &Scripted, otel: SocketAddr) -> Proxy {
+    ferry_test_util::proc::start_with(flavor, yaml, &[("backend", up.addr()), ("otel", otel)]).await
+}
+
+async fn traffic(p: &Proxy, up: &Scripted) {
+    let port = p.listener_port().unwrap_or_default();
+    up.push([Step::Status(200), Step::Status(200), Step::Status(404)]);
+    for path in ["/a", "/b", "/missing"] {
+        send(port, &Request::get(path))
+            .await
+            .unwrap_or_else(|e| panic!("{:?}: {e:#}", p.flavor()));
+    }
+}
+
+/// Points of admin's own traffic (not the same from one proxy to the other).
+fn admin(attrs: &[KeyValue]) -> bool {
+    attrs
+        .iter()
+        .any(|a| a.key == "envoy.http_conn_manager_prefix" && string_of(&a.value) == "admin")
+}
+
+fn attr_keys(attrs: &[KeyValue]) -> String {
+    let mut k: Vec<&str> = attrs.iter().map(|a| a.key.as_str()).collect();
+    k.sort();
+    k.join(",")
+}
+
+fn string_of(v: &Option<AnyValue>) -> String {
+    match v.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+/// (metric name, kind, attribute keys) of every data point received for the cluster
+/// `backend` or the `ingress` connection manager.
+fn metric_points(reqs: &[ExportMetricsServiceRequest]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for r in reqs {
+        for rm in &r.resource_metrics {
+            for sm in &rm.scope_metrics {
+                for m in &sm.metrics {
+                    let points: Vec<(String, &'static str)> = match &m.data {
+                        Some(Data::Sum(s)) => s
+                            .data_points
+                            .iter()
+                            .filter(|d| !admin(&d.attributes))
+                            .map(|d| {
+                                (
+                                    attr_keys(&d.attributes),
+                                    if s.is_monotonic {
+                                        "sum"
+                                    } else {
+                                        "sum-nonmonotonic"
+                                    },
+                                )
+                            })
+                            .collect(),
+                        Some(Data::Gauge(g)) => g
+                            .data_points
+                            .iter()
+                            .filter(|d| !admin(&d.attributes))
+                            .map(|d| (attr_keys(&d.attributes), "gauge"))
+                            .collect(),
+                        Some(Data::Histogram(h)) => h
+                            .data_points
+                            .iter()
+                            .filter(|d| !admin(&d.attributes))
+                            .map(|d| (attr_keys(&d.attributes), "histogram"))
+                            .collect(),
+                        _ => vec![(String::new(), "other")],
+                    };
+                    for (keys, kind) in points {
+                        out.insert(format!("{} {kind} [{keys}]", m.name));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The counter value of `name` with attribute `key=value` in the last export.
+fn counter(
+    reqs: &[ExportMetricsServiceRequest],
+    name: &str,
+    key: &str,
+    value: &str,
+) -> Option<i64> {
+    let last = reqs.last()?;
+    for rm in &last.resource_metrics {
+        for sm in &rm.scope_metrics {
+            for m in sm.metrics.iter().filter(|m| m.name == name) {
+                if let Some(Data::Sum(s)) = &m.data {
+                    for d in &s.data_points {
+                        if d.attributes
+                            .iter()
+                            .any(|a| a.key == key && string_of(&a.value) == value)
+                        {
+                            if let Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(v)) = d.value {
+                                return Some(v);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+async fn metrics(flavor: Flavor) -> BTreeSet<String> {
+    let (otel, received) = collector().await;
+    let top = "stats_flush_interval: 0.2s\nstats_sinks:\n- name: envoy.stat_sinks.open_telemetry\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.stat_sinks.open_telemetry.v3.SinkConfig\n    grpc_service: {envoy_grpc: {cluster_name: otel}}\n";
+    let up = Scripted::start(vec![]).await;
+    let p = start(flavor, &bootstrap("", top), &up, otel).await;
+    traffic(&p, &up).await;
+    let got = ferry_test_util::admin::poll(Duration::from_secs(10), || {
+        let received = received.clone();
+        async move {
+            let reqs = received.metrics.lock().ok()?.clone();
+            (counter(&reqs, "cluster.upstream_rq", "envoy.response_code", "200") == Some(2))
+                .then_some(reqs)
+        }
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "{flavor:?}: no export with cluster.upstream_rq 200 = 2\n{}",
+            p.log()
+        )
+    });
+    if let Ok(path) = std::env::var("OTLP_DUMP") {
+        let _ = std::fs::write(format!("{path}.{flavor:?}"), format!("{:#?}", got.last()));
+    }
+    let points = metric_points(&got);
+    eprintln!(
+        "{flavor:?}: {} points; sample: {:#?}",
+        points.len(),
+        points
+            .iter()
+            .filter(|p| p.contains("cluster.upstream_rq") || p.contains("upstream_rq_time"))
+            .collect::<Vec<_>>()
+    );
+    points
+        .into_iter()
+        .filter(|p| p.starts_with("cluster.") || p.starts_with("http."))
+        .filter(|p| !p.starts_with("http.admin"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_telemetry_stats_sink_exports_counters_gauges_and_histograms() {
+    let mut seen = Vec::new();
+    for flavor in flavors() {
+        seen.push(metrics(flavor).await);
+    }
+    if seen.len() == 2 {
+        let only_envoy: Vec<&String> = seen[1].difference(&seen[0]).collect();
+        let only_ferry: Vec<&String> = seen[0].difference(&seen[1]).collect();
+        assert!(
+            only_envoy.is_empty() && only_ferry.is_empty(),
+            "metrics differ:\nonly Envoy: {only_envoy:#?}\nonly ferry: {only_ferry:#?}"
+        );
+    }
+}
