@@ -678,7 +678,7 @@ fn filter_state(arg: &str) -> Result<(), String> {
 }
 
 /// Where an access log goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Sink {
     /// `envoy.access_loggers.stdout`.
     Stdout,
@@ -686,6 +686,8 @@ pub enum Sink {
     Stderr,
     /// `envoy.access_loggers.file` (`/dev/stdout` is stdout).
     File(std::path::PathBuf),
+    /// `envoy.access_loggers.open_telemetry`: OTLP logs to a cluster.
+    OpenTelemetry(std::sync::Arc<crate::otel_access_log::OtelAccessLog>),
 }
 
 /// The format of an access log line.
@@ -790,6 +792,16 @@ pub fn from_proto(logs: &[accesslog::AccessLog], ctx: &mut Ctx) -> Vec<AccessLog
                     Some(AccessLog {
                         sink: Sink::Stderr,
                         format,
+                        filter: filter.clone(),
+                    })
+                }
+                "envoy.extensions.access_loggers.open_telemetry.v3.OpenTelemetryAccessLogConfig" => {
+                    let o = unpack(any, c)?;
+                    let otel = crate::otel_access_log::from_proto(&o, c)?;
+                    Some(AccessLog {
+                        sink: Sink::OpenTelemetry(std::sync::Arc::new(otel)),
+                        // Unused: the record's body and attributes have their own formats.
+                        format: LogFormat::Text(Template { pieces: Vec::new() }),
                         filter: filter.clone(),
                     })
                 }

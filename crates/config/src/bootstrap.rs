@@ -178,6 +178,19 @@ fn check_clusters(l: &Listener, names: &HashSet<&str>, ctx: &mut Ctx) {
                 }
             }
             NetworkFilter::Http(h) => {
+                for log in &h.access_logs {
+                    if let crate::access_log::Sink::OpenTelemetry(o) = &log.sink {
+                        if !names.contains(o.cluster.as_str()) {
+                            ctx.error_at(
+                                &format!("filter_chains[{i}]"),
+                                format!(
+                                    "access_log open_telemetry: unknown cluster '{}'",
+                                    o.cluster
+                                ),
+                            );
+                        }
+                    }
+                }
                 for vh in &h.route_config.virtual_hosts {
                     for r in &vh.routes {
                         let Action::Route(ra) = &r.action else {

@@ -22,6 +22,7 @@ pub mod filters;
 pub mod hcm;
 pub mod health_check;
 pub mod listener;
+pub mod otel_access_log;
 pub mod outlier;
 pub mod retry;
 pub mod route;

@@ -28,6 +28,24 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
         &["grpc_service", "report_counters_as_deltas", "report_histograms_as_deltas", "emit_tags_as_attributes", "use_tag_extracted_name", "prefix"],
     ),
     ("envoy.config.core.v3.GrpcService", &["envoy_grpc", "timeout"]),
+    (
+        "envoy.extensions.access_loggers.open_telemetry.v3.OpenTelemetryAccessLogConfig",
+        &[
+            "common_config", "grpc_service", "disable_builtin_labels", "resource_attributes", "body", "attributes",
+            "log_name", "buffer_flush_interval", "buffer_size_bytes",
+        ],
+    ),
+    (
+        "envoy.extensions.access_loggers.grpc.v3.CommonGrpcAccessLogConfig",
+        &["log_name", "grpc_service", "transport_api_version", "buffer_flush_interval", "buffer_size_bytes"],
+    ),
+    (
+        "opentelemetry.proto.common.v1.AnyValue",
+        &["string_value", "bool_value", "int_value", "double_value", "array_value", "kvlist_value"],
+    ),
+    ("opentelemetry.proto.common.v1.ArrayValue", &["values"]),
+    ("opentelemetry.proto.common.v1.KeyValueList", &["values"]),
+    ("opentelemetry.proto.common.v1.KeyValue", &["key", "value"]),
     ("envoy.config.core.v3.GrpcService.EnvoyGrpc", &["cluster_name", "authority"]),
     ("envoy.config.bootstrap.v3.ClusterManager", &["outlier_detection"]),
     ("envoy.config.bootstrap.v3.ClusterManager.OutlierDetection", &["event_log_path"]),
@@ -330,6 +348,7 @@ pub const SUPPORTED_EXTENSIONS: &[&str] = &[
     "envoy.stat_sinks.statsd",
     "envoy.stat_sinks.dog_statsd",
     "envoy.stat_sinks.open_telemetry",
+    "envoy.access_loggers.open_telemetry",
     "envoy.formatter.req_without_query",
 ];
 

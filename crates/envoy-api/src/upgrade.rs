@@ -159,6 +159,10 @@ const NAME_TO_TYPE: &[(&str, &str)] = &[
         "envoy.extensions.stat_sinks.open_telemetry.v3.SinkConfig",
     ),
     (
+        "envoy.access_loggers.open_telemetry",
+        "envoy.extensions.access_loggers.open_telemetry.v3.OpenTelemetryAccessLogConfig",
+    ),
+    (
         "envoy.health_check.event_sink.file",
         "envoy.extensions.health_check.event_sinks.file.v3.HealthCheckEventFileSink",
     ),

@@ -267,3 +267,95 @@ async fn open_telemetry_stats_sink_exports_counters_gauges_and_histograms() {
         );
     }
 }
+
+/// (resource attributes, body, attributes) of every log record received, sorted.
+fn log_records(reqs: &[ExportLogsServiceRequest]) -> Vec<String> {
+    let kv = |attrs: &[KeyValue]| -> String {
+        let mut a: Vec<String> = attrs
+            .iter()
+            .map(|a| format!("{}={}", a.key, string_of(&a.value)))
+            .collect();
+        a.sort();
+        a.join(",")
+    };
+    let mut out = Vec::new();
+    for r in reqs {
+        for rl in &r.resource_logs {
+            let resource = rl
+                .resource
+                .as_ref()
+                .map(|r| kv(&r.attributes))
+                .unwrap_or_default();
+            for sl in &rl.scope_logs {
+                for l in &sl.log_records {
+                    assert!(l.time_unix_nano > 0, "a record without its time");
+                    out.push(format!(
+                        "resource[{resource}] body[{}] attributes[{}]",
+                        string_of(&l.body),
+                        kv(&l.attributes)
+                    ));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn access_log(flavor: Flavor) -> Vec<String> {
+    let (otel, received) = collector().await;
+    let hcm = r#"access_log:
+- name: envoy.access_loggers.open_telemetry
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.access_loggers.open_telemetry.v3.OpenTelemetryAccessLogConfig
+    common_config:
+      log_name: requests
+      grpc_service: {envoy_grpc: {cluster_name: otel}}
+      transport_api_version: V3
+      buffer_flush_interval: 0.1s
+    body: {string_value: "%REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE%"}
+    attributes:
+      values:
+      - key: status
+        value: {string_value: "%RESPONSE_CODE%"}
+      - key: cluster
+        value: {string_value: "%UPSTREAM_CLUSTER%"}
+      - key: flags
+        value: {string_value: "%RESPONSE_FLAGS%"}
+    resource_attributes:
+      values:
+      - key: service.name
+        value: {string_value: orders}"#;
+    let up = Scripted::start(vec![]).await;
+    let p = start(flavor, &bootstrap(hcm, ""), &up, otel).await;
+    traffic(&p, &up).await;
+    let got = ferry_test_util::admin::poll(Duration::from_secs(10), || {
+        let received = received.clone();
+        async move {
+            let reqs = received.logs.lock().ok()?.clone();
+            let records = log_records(&reqs);
+            (records.len() >= 3).then_some(records)
+        }
+    })
+    .await
+    .unwrap_or_else(|| panic!("{flavor:?}: no 3 log records\n{}", p.log()));
+    assert_eq!(got.len(), 3, "{flavor:?}: {got:#?}");
+    assert!(
+        got[0].contains("body[GET /a 200]")
+            && got[0].contains("status=200")
+            && got[0].contains("service.name=orders"),
+        "{flavor:?}: {got:#?}"
+    );
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_telemetry_access_log_sends_formatted_records() {
+    let mut seen = Vec::new();
+    for flavor in flavors() {
+        seen.push(access_log(flavor).await);
+    }
+    if seen.len() == 2 {
+        assert_eq!(seen[0], seen[1], "log records (ferry, then Envoy)");
+    }
+}

@@ -6,7 +6,8 @@ use ferry_config::access_log::{
     AccessLog, GrpcStatusFormat, JsonField, LogFormat, Operator, Precision, Sink, TimePoint, Values,
 };
 use ferry_config::access_log_filter::{Filter, LogType, RESPONSE_FLAGS};
-use ferry_upstream::log_file::{LogFile, LogFiles, Target};
+use ferry_config::otel_access_log::OtelAccessLog;
+use ferry_upstream::log_file::{LogFile, Target};
 use http::HeaderMap;
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -18,21 +19,34 @@ use std::time::{Duration, SystemTime};
 pub struct Logger {
     format: LogFormat,
     filter: Option<Filter>,
-    out: LogFile,
+    out: Output,
+}
+
+/// Where a logger's records go.
+#[derive(Debug, Clone)]
+enum Output {
+    /// Lines to a file (or a standard stream).
+    File(LogFile),
+    /// OTLP log records to a collector.
+    Otlp(Arc<OtelAccessLog>, crate::otlp::LogExporter),
 }
 
 impl Logger {
-    /// Opens `log`'s file through `files` (shared with every log of the same path).
-    pub fn new(log: &AccessLog, files: &LogFiles) -> Logger {
-        let target = match &log.sink {
-            Sink::Stdout => Target::Stdout,
-            Sink::Stderr => Target::Stderr,
-            Sink::File(p) => Target::path(p),
+    /// Opens `log`'s file through the snapshot's log files (shared with every log of the
+    /// same path), or starts its OTLP exporter.
+    pub fn new(log: &AccessLog, snapshot: &crate::Snapshot) -> Logger {
+        let out = match &log.sink {
+            Sink::Stdout => Output::File(snapshot.log_files.open(Target::Stdout)),
+            Sink::Stderr => Output::File(snapshot.log_files.open(Target::Stderr)),
+            Sink::File(p) => Output::File(snapshot.log_files.open(Target::path(p))),
+            Sink::OpenTelemetry(o) => {
+                Output::Otlp(o.clone(), crate::otlp::LogExporter::start(o, snapshot))
+            }
         };
         Logger {
             format: log.format.clone(),
             filter: log.filter.clone(),
-            out: files.open(target),
+            out,
         }
     }
 
@@ -67,6 +81,13 @@ impl Logger {
                 return;
             }
         }
+        let out = match &self.out {
+            Output::File(out) => out,
+            Output::Otlp(config, exporter) => {
+                exporter.send(crate::otlp::log_record(config, info));
+                return;
+            }
+        };
         let mut line = String::with_capacity(256);
         match &self.format {
             LogFormat::Text(t) => t.render(info, "-", &mut line),
@@ -76,7 +97,7 @@ impl Logger {
                 line.push('\n');
             }
         }
-        self.out.write(line);
+        out.write(line);
     }
 }
 

@@ -1,14 +1,22 @@
 //! OTLP over gRPC to a cluster (`grpc_service.envoy_grpc.cluster_name`): a channel to a
-//! host the cluster's load balancer picks, made again when that host changes, and the
+//! host the cluster's load balancer picks, made again when that host changes; the
 //! conversion of the stats to OTLP metrics as Envoy's `envoy.stat_sinks.open_telemetry`
-//! writes them (one metric per stat, tag-extracted name, tags as attributes).
+//! writes them (one metric per stat, tag-extracted name, tags as attributes); and the
+//! `envoy.access_loggers.open_telemetry` exporter, which batches log records off the
+//! request path and drops (and counts) what a slow collector cannot take.
 
 use crate::server::Server;
+use ferry_config::otel_access_log::{OtelAccessLog, OtelValue};
 use ferry_config::stats::OtlpSink;
 use ferry_stats::Value;
+use ferry_upstream::ClusterManager;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
     metric, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint,
     Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
@@ -16,7 +24,9 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 
 /// A gRPC channel to one host of a cluster.
@@ -35,9 +45,8 @@ impl ClusterChannel {
     }
 
     /// A channel to a host of the cluster (None when it has none).
-    pub(crate) fn channel(&mut self, server: &Server) -> Option<Channel> {
-        let snap = server.snapshot.load();
-        let cluster = snap.clusters.get(&self.cluster)?;
+    pub(crate) fn channel(&mut self, clusters: &ClusterManager) -> Option<Channel> {
+        let cluster = clusters.get(&self.cluster)?;
         let host = cluster.choose_host(None)?;
         if let Some((addr, ch)) = &self.current {
             if *addr == host.address {
@@ -214,7 +223,8 @@ impl MetricsSink {
         interval: Duration,
     ) {
         let request = self.request(server, stats);
-        let Some(channel) = self.channel.channel(server) else {
+        let clusters = server.snapshot.load().clusters.clone();
+        let Some(channel) = self.channel.channel(&clusters) else {
             tracing::debug!(cluster = %self.config.cluster, "OTLP metrics: the cluster has no host");
             return;
         };
@@ -228,6 +238,161 @@ impl MetricsSink {
             Err(_) => {
                 tracing::debug!(cluster = %self.config.cluster, "OTLP metrics export timed out")
             }
+        }
+    }
+}
+
+/// Log records a logger may queue for its exporter; more are dropped.
+const LOG_QUEUE: usize = 10_000;
+
+/// The value of a body or attribute for one stream.
+fn render(v: &OtelValue, info: &crate::access_log::StreamInfo) -> AnyValue {
+    use any_value::Value as V;
+    let value = match v {
+        OtelValue::Text(t) => {
+            let mut s = String::new();
+            t.render(info, "-", &mut s);
+            V::StringValue(s)
+        }
+        OtelValue::List(l) => V::KvlistValue(KeyValueList {
+            values: l
+                .iter()
+                .map(|(k, v)| KeyValue {
+                    key: k.clone(),
+                    value: Some(render(v, info)),
+                    ..Default::default()
+                })
+                .collect(),
+        }),
+        OtelValue::Array(a) => V::ArrayValue(ArrayValue {
+            values: a.iter().map(|v| render(v, info)).collect(),
+        }),
+        OtelValue::Bool(b) => V::BoolValue(*b),
+        OtelValue::Int(i) => V::IntValue(*i),
+        OtelValue::Double(d) => V::DoubleValue(*d),
+    };
+    AnyValue { value: Some(value) }
+}
+
+/// The log record of one stream.
+pub(crate) fn log_record(c: &OtelAccessLog, info: &crate::access_log::StreamInfo) -> LogRecord {
+    LogRecord {
+        time_unix_nano: info.start_time.map(nanos).unwrap_or(0),
+        body: c.body.as_ref().map(|b| render(b, info)),
+        attributes: c
+            .attributes
+            .iter()
+            .map(|(k, v)| KeyValue {
+                key: k.clone(),
+                value: Some(render(v, info)),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// A logger's exporter: a bounded queue to a task that batches and exports.
+#[derive(Debug, Clone)]
+pub(crate) struct LogExporter {
+    tx: mpsc::Sender<LogRecord>,
+}
+
+impl LogExporter {
+    /// Starts the exporter task of `c` on the current runtime.
+    pub(crate) fn start(c: &Arc<OtelAccessLog>, snapshot: &crate::Snapshot) -> LogExporter {
+        let (tx, rx) = mpsc::channel(LOG_QUEUE);
+        let mut attributes = Vec::new();
+        if c.builtin_labels {
+            let b = &snapshot.bootstrap;
+            attributes.push(attribute("log_name", &c.log_name));
+            attributes.push(attribute("zone_name", ""));
+            attributes.push(attribute("cluster_name", &b.node_cluster));
+            attributes.push(attribute("node_name", &b.node_id));
+        }
+        let empty = crate::access_log::StreamInfo::default();
+        for (k, v) in &c.resource_attributes {
+            attributes.push(KeyValue {
+                key: k.clone(),
+                value: Some(render(v, &empty)),
+                ..Default::default()
+            });
+        }
+        let resource = Resource {
+            attributes,
+            ..Default::default()
+        };
+        tokio::spawn(export_logs(
+            c.clone(),
+            snapshot.clusters.clone(),
+            resource,
+            rx,
+        ));
+        LogExporter { tx }
+    }
+
+    /// Queues a record; a full queue drops it.
+    pub(crate) fn send(&self, r: LogRecord) {
+        if self.tx.try_send(r).is_err() {
+            tracing::debug!("OTLP access log: queue full, record dropped");
+        }
+    }
+}
+
+async fn export_logs(
+    c: Arc<OtelAccessLog>,
+    clusters: Arc<ClusterManager>,
+    resource: Resource,
+    mut rx: mpsc::Receiver<LogRecord>,
+) {
+    let mut channel = ClusterChannel::new(&c.cluster);
+    let mut batch: Vec<LogRecord> = Vec::new();
+    let mut bytes = 0usize;
+    let mut tick = tokio::time::interval(c.flush_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let flush = tokio::select! {
+            r = rx.recv() => match r {
+                Some(r) => {
+                    bytes += prost::Message::encoded_len(&r);
+                    batch.push(r);
+                    bytes >= c.buffer_size_bytes as usize
+                }
+                None => true,
+            },
+            _ = tick.tick() => true,
+        };
+        if !flush || batch.is_empty() {
+            if rx.is_closed() && batch.is_empty() {
+                return;
+            }
+            continue;
+        }
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(resource.clone()),
+                scope_logs: vec![ScopeLogs {
+                    log_records: std::mem::take(&mut batch),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        bytes = 0;
+        let Some(ch) = channel.channel(&clusters) else {
+            tracing::debug!(cluster = %c.cluster, "OTLP access log: the cluster has no host");
+            continue;
+        };
+        let mut client = LogsServiceClient::new(ch);
+        let timeout = c
+            .timeout
+            .unwrap_or(c.flush_interval.max(Duration::from_secs(1)));
+        match tokio::time::timeout(timeout, client.export(request)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(status)) => {
+                tracing::debug!(cluster = %c.cluster, %status, "OTLP access log export failed")
+            }
+            Err(_) => tracing::debug!(cluster = %c.cluster, "OTLP access log export timed out"),
         }
     }
 }

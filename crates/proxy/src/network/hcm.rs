@@ -72,7 +72,7 @@ impl HcmRuntime {
         let loggers: Vec<Logger> = config
             .access_logs
             .iter()
-            .map(|l| Logger::new(l, &snapshot.log_files))
+            .map(|l| Logger::new(l, snapshot))
             .collect();
         let keep_request_headers = !loggers.is_empty() || templates_read_request_headers(&config);
         let log_upstream_connection = loggers.iter().any(|l| {

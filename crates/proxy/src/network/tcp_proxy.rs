@@ -31,7 +31,7 @@ impl TcpProxyRuntime {
             loggers: config
                 .access_logs
                 .iter()
-                .map(|l| Logger::new(l, &snapshot.log_files))
+                .map(|l| Logger::new(l, snapshot))
                 .collect(),
             config,
             clusters: snapshot.clusters.clone(),
