@@ -90,44 +90,77 @@ pub fn text(stats: &BTreeMap<String, Value>, q: &Query) -> String {
     out
 }
 
-fn json_number(v: Option<f64>) -> serde_json::Value {
-    v.and_then(serde_json::Number::from_f64)
-        .map_or(serde_json::Value::Null, serde_json::Value::Number)
+/// A JSON number (shortest form), or `null` for a missing quantile.
+fn json_number(out: &mut String, v: Option<f64>) {
+    match v.filter(|v| v.is_finite()) {
+        Some(v) => {
+            let _ = write!(out, "{v}");
+        }
+        None => out.push_str("null"),
+    }
 }
 
-/// Envoy's `/stats?format=json`.
+/// A JSON string.
+fn json_string(out: &mut String, s: &str) {
+    let _ = write!(out, "{}", serde_json::Value::from(s));
+}
+
+/// Envoy's `/stats?format=json`, written as it goes (a large listing never becomes a
+/// tree of values).
 pub fn json(stats: &BTreeMap<String, Value>, q: &Query) -> String {
-    let mut list = Vec::new();
-    let mut computed = Vec::new();
+    let mut out = String::with_capacity(64 * stats.len().min(1 << 20));
+    out.push_str("{\"stats\":[");
+    let mut first = true;
+    let mut histograms = Vec::new();
     for (name, v) in stats.iter().filter(|(n, v)| q.wants(n, v)) {
         match v {
             Value::Counter(n) | Value::Gauge(n) => {
-                list.push(serde_json::json!({ "name": name, "value": n.value }));
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push_str("{\"name\":");
+                json_string(&mut out, name);
+                let _ = write!(out, ",\"value\":{}}}", n.value);
             }
-            Value::Histogram(h) => {
-                let values: Vec<serde_json::Value> = QUANTILES
-                    .iter()
-                    .map(|&quantile| {
-                        serde_json::json!({
-                            "cumulative": json_number(h.cumulative.quantile(quantile)),
-                            "interval": json_number(h.interval.quantile(quantile)),
-                        })
-                    })
-                    .collect();
-                computed.push(serde_json::json!({ "name": name, "values": values }));
-            }
+            Value::Histogram(h) => histograms.push((name, h)),
         }
     }
     if q.kinds == Kinds::All || q.kinds == Kinds::Histograms {
-        let supported = PERCENTS;
-        list.push(serde_json::json!({
-            "histograms": {
-                "supported_quantiles": supported,
-                "computed_quantiles": computed,
+        if !first {
+            out.push(',');
+        }
+        out.push_str("{\"histograms\":{\"supported_quantiles\":[");
+        for (i, p) in PERCENTS.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
             }
-        }));
+            json_number(&mut out, Some(*p));
+        }
+        out.push_str("],\"computed_quantiles\":[");
+        for (i, (name, h)) in histograms.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"name\":");
+            json_string(&mut out, name);
+            out.push_str(",\"values\":[");
+            for (j, quantile) in QUANTILES.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"cumulative\":");
+                json_number(&mut out, h.cumulative.quantile(*quantile));
+                out.push_str(",\"interval\":");
+                json_number(&mut out, h.interval.quantile(*quantile));
+                out.push('}');
+            }
+            out.push_str("]}");
+        }
+        out.push_str("]}}");
     }
-    serde_json::json!({ "stats": list }).to_string()
+    out.push_str("]}");
+    out
 }
 
 fn prometheus_name(s: &str) -> String {
@@ -168,9 +201,9 @@ fn bound(b: f64) -> String {
 /// counters, then gauges, then histograms (`_bucket`, `_sum`, `_count`), each group
 /// under one `# TYPE`, groups sorted by tag-extracted name and series by full name.
 pub fn prometheus(stats: &BTreeMap<String, Value>, tags: &TagProducer, q: &Query) -> String {
-    // (kind order, tag-extracted name) → series (full name order, from the map).
-    type Series<'a> = Vec<(Vec<(String, String)>, &'a Value)>;
-    let mut groups: BTreeMap<(u8, String), Series<'_>> = BTreeMap::new();
+    // (kind order, tag-extracted name) → the group's series lines, in full-name order
+    // (the map's); each line is rendered at once, so only text is kept.
+    let mut groups: BTreeMap<(u8, String), String> = BTreeMap::new();
     for (name, v) in stats.iter().filter(|(n, v)| q.wants(n, v)) {
         let (extracted, t) = tags.produce(name);
         let kind = match v {
@@ -178,21 +211,21 @@ pub fn prometheus(stats: &BTreeMap<String, Value>, tags: &TagProducer, q: &Query
             Value::Gauge(_) => 1,
             Value::Histogram(_) => 2,
         };
-        groups.entry((kind, extracted)).or_default().push((t, v));
+        let metric = format!("envoy_{}", prometheus_name(&extracted));
+        let lines = groups.entry((kind, extracted)).or_default();
+        match v {
+            Value::Counter(n) | Value::Gauge(n) => {
+                let _ = writeln!(lines, "{metric}{{{}}} {}", labels(&t, None), n.value);
+            }
+            Value::Histogram(h) => write_histogram(lines, &metric, &t, &h.cumulative),
+        }
     }
-    let mut out = String::new();
-    for ((kind, extracted), series) in groups {
+    let mut out = String::with_capacity(groups.values().map(|l| l.len() + 64).sum());
+    for ((kind, extracted), lines) in groups {
         let metric = format!("envoy_{}", prometheus_name(&extracted));
         let ty = ["counter", "gauge", "histogram"][kind as usize];
         let _ = writeln!(out, "# TYPE {metric} {ty}");
-        for (t, v) in series {
-            match v {
-                Value::Counter(n) | Value::Gauge(n) => {
-                    let _ = writeln!(out, "{metric}{{{}}} {}", labels(&t, None), n.value);
-                }
-                Value::Histogram(h) => write_histogram(&mut out, &metric, &t, &h.cumulative),
-            }
-        }
+        out.push_str(&lines);
     }
     out
 }
