@@ -14,23 +14,14 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 /// The file's lines once its last line satisfies `done`.
 async fn lines_until(path: &Path, what: &str, done: impl Fn(&str) -> bool) -> Vec<String> {
-    let read = || {
-        std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect::<Vec<_>>()
-    };
-    let found = ferry_test_util::admin::poll(DEADLINE, || async {
-        let lines = read();
-        lines.last().is_some_and(|l| done(l)).then_some(lines)
-    })
-    .await;
+    let found =
+        ferry_test_util::logs::lines_until(path, DEADLINE, |l| l.last().is_some_and(|l| done(l)))
+            .await;
     found.unwrap_or_else(|| {
         panic!(
             "{what}: {} never ended as expected:\n{:#?}",
             path.display(),
-            read()
+            ferry_test_util::logs::lines(path)
         )
     })
 }

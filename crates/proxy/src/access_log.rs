@@ -378,14 +378,9 @@ impl StreamInfo {
         parse(&self.response_trailers)
             .or_else(|| parse(&self.response_headers))
             .or_else(|| {
-                self.response_code.filter(|c| *c != 0).map(|c| match c {
-                    400 => 13,
-                    401 => 16,
-                    403 => 7,
-                    404 => 12,
-                    429 | 502 | 503 | 504 => 14,
-                    _ => 2,
-                })
+                self.response_code
+                    .filter(|c| *c != 0)
+                    .map(crate::http::local_reply::grpc_status_of)
             })
     }
 

@@ -255,14 +255,7 @@ fn render(v: &OtelValue, info: &crate::access_log::StreamInfo) -> AnyValue {
             V::StringValue(s)
         }
         OtelValue::List(l) => V::KvlistValue(KeyValueList {
-            values: l
-                .iter()
-                .map(|(k, v)| KeyValue {
-                    key: k.clone(),
-                    value: Some(render(v, info)),
-                    ..Default::default()
-                })
-                .collect(),
+            values: rendered_list(l, info),
         }),
         OtelValue::Array(a) => V::ArrayValue(ArrayValue {
             values: a.iter().map(|v| render(v, info)).collect(),
@@ -279,17 +272,20 @@ pub(crate) fn log_record(c: &OtelAccessLog, info: &crate::access_log::StreamInfo
     LogRecord {
         time_unix_nano: info.start_time.map(nanos).unwrap_or(0),
         body: c.body.as_ref().map(|b| render(b, info)),
-        attributes: c
-            .attributes
-            .iter()
-            .map(|(k, v)| KeyValue {
-                key: k.clone(),
-                value: Some(render(v, info)),
-                ..Default::default()
-            })
-            .collect(),
+        attributes: rendered_list(&c.attributes, info),
         ..Default::default()
     }
+}
+
+/// Keys with their values rendered for one stream.
+fn rendered_list(l: &[(String, OtelValue)], info: &crate::access_log::StreamInfo) -> Vec<KeyValue> {
+    l.iter()
+        .map(|(k, v)| KeyValue {
+            key: k.clone(),
+            value: Some(render(v, info)),
+            ..Default::default()
+        })
+        .collect()
 }
 
 /// A logger's exporter: a bounded queue to a task that batches and exports.
@@ -311,13 +307,7 @@ impl LogExporter {
             attributes.push(attribute("node_name", &b.node_id));
         }
         let empty = crate::access_log::StreamInfo::default();
-        for (k, v) in &c.resource_attributes {
-            attributes.push(KeyValue {
-                key: k.clone(),
-                value: Some(render(v, &empty)),
-                ..Default::default()
-            });
-        }
+        attributes.extend(rendered_list(&c.resource_attributes, &empty));
         let resource = Resource {
             attributes,
             ..Default::default()

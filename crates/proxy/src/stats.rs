@@ -255,16 +255,25 @@ impl ferry_upstream::counted_io::CountBytes for HcmStats {
     }
 }
 
+/// The counter of `status`'s class among `downstream_rq_1xx` … `5xx`.
+fn by_class(status: u16, classes: [&ferry_stats::Counter; 5]) -> Option<&ferry_stats::Counter> {
+    classes
+        .get(usize::from(status / 100).checked_sub(1)?)
+        .copied()
+}
+
 impl HcmStats {
     /// Counts a response status in `downstream_rq_<class>xx`.
     pub fn response_class(&self, status: u16) {
-        match status / 100 {
-            1 => self.downstream_rq_1xx.inc(),
-            2 => self.downstream_rq_2xx.inc(),
-            3 => self.downstream_rq_3xx.inc(),
-            4 => self.downstream_rq_4xx.inc(),
-            5 => self.downstream_rq_5xx.inc(),
-            _ => {}
+        let classes = [
+            &self.downstream_rq_1xx,
+            &self.downstream_rq_2xx,
+            &self.downstream_rq_3xx,
+            &self.downstream_rq_4xx,
+            &self.downstream_rq_5xx,
+        ];
+        if let Some(c) = by_class(status, classes) {
+            c.inc();
         }
     }
 }
@@ -288,13 +297,15 @@ ferry_stats::stat_group! {
 impl ListenerHttpStats {
     /// Counts a response status in `downstream_rq_<class>xx`.
     pub fn response_class(&self, status: u16) {
-        match status / 100 {
-            1 => self.downstream_rq_1xx.inc(),
-            2 => self.downstream_rq_2xx.inc(),
-            3 => self.downstream_rq_3xx.inc(),
-            4 => self.downstream_rq_4xx.inc(),
-            5 => self.downstream_rq_5xx.inc(),
-            _ => {}
+        let classes = [
+            &self.downstream_rq_1xx,
+            &self.downstream_rq_2xx,
+            &self.downstream_rq_3xx,
+            &self.downstream_rq_4xx,
+            &self.downstream_rq_5xx,
+        ];
+        if let Some(c) = by_class(status, classes) {
+            c.inc();
         }
     }
 }

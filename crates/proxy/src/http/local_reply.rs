@@ -204,18 +204,22 @@ pub fn response(status: http::StatusCode, body: Option<Bytes>) -> http::Response
     }
 }
 
-/// A local reply to a gRPC request, as Envoy sends it: HTTP 200, trailers-only, with
-/// `grpc-status` mapped from the HTTP status and `grpc-message` from the body.
-pub fn grpc_response(status: http::StatusCode, message: Option<&str>) -> http::Response<Body> {
-    let code = match status.as_u16() {
+/// The gRPC status Envoy maps an HTTP status to (`Grpc::Utility::httpToGrpcStatus`).
+pub fn grpc_status_of(http_status: u16) -> u32 {
+    match http_status {
         400 => 13,
         401 => 16,
         403 => 7,
         404 => 12,
         429 | 502 | 503 | 504 => 14,
         _ => 2,
-    };
-    grpc_response_with_code(code, message)
+    }
+}
+
+/// A local reply to a gRPC request, as Envoy sends it: HTTP 200, trailers-only, with
+/// `grpc-status` mapped from the HTTP status and `grpc-message` from the body.
+pub fn grpc_response(status: http::StatusCode, message: Option<&str>) -> http::Response<Body> {
+    grpc_response_with_code(grpc_status_of(status.as_u16()), message)
 }
 
 /// A trailers-only gRPC response with this `grpc-status`.
