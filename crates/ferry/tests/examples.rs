@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 const DEADLINE: Duration = Duration::from_secs(120);
 
 /// The examples the issue asks for; more may exist and are run too.
-const REQUIRED: [&str; 7] = [
+const REQUIRED: [&str; 8] = [
     "retries",
     "circuit-breaker",
     "outlier-detection",
@@ -27,6 +27,7 @@ const REQUIRED: [&str; 7] = [
     "fault-injection",
     "rate-limiting",
     "mirroring",
+    "tracing",
 ];
 
 /// The port variables a run script reads (each has a default for running by hand).
