@@ -135,7 +135,7 @@ pub enum Operator {
     GrpcStatus(GrpcStatusFormat),
     /// `%ACCESS_LOG_TYPE%`: `DownstreamEnd`, `TcpConnectionEnd`...
     AccessLogType,
-    /// `%TRACE_ID%`: unset until ferry traces (the hook is `StreamInfo::trace_id`).
+    /// `%TRACE_ID%`: the trace id of the stream's span (`StreamInfo::trace_id`).
     TraceId,
     /// An operator Envoy knows whose data ferry never has (TLS properties while ferry
     /// has no TLS, dynamic metadata and filter state no ferry filter sets): always

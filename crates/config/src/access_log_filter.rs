@@ -68,7 +68,7 @@ pub enum Filter {
     Duration(Op, u64),
     /// `not_health_check_filter`: not a request answered by the health check filter.
     NotHealthCheck,
-    /// `traceable_filter`: the stream is traced (never, until ferry traces).
+    /// `traceable_filter`: the tracing decision said "trace".
     Traceable,
     /// `runtime_filter`: a sample of `numerator / denominator` (the runtime key is not
     /// looked up: ferry has no runtime, so `percent_sampled` applies), by the request

@@ -15,6 +15,8 @@ pub struct Bootstrap {
     pub node_id: String,
     /// `node.cluster` (overridden by `--service-cluster`).
     pub node_cluster: String,
+    /// `node.locality.zone` (the `zone` span tag).
+    pub node_zone: String,
     /// `static_resources.listeners`.
     pub listeners: Vec<Listener>,
     /// `static_resources.clusters`.
@@ -147,6 +149,11 @@ fn from_proto(b: &pb::Bootstrap, ctx: &mut Ctx) -> Bootstrap {
     Bootstrap {
         stats,
         node_id: node.id,
+        node_zone: node
+            .locality
+            .as_ref()
+            .map(|l| l.zone.clone())
+            .unwrap_or_default(),
         node_cluster: node.cluster,
         listeners,
         clusters,

@@ -98,6 +98,8 @@ pub struct HttpConnectionManager {
     /// `internal_address_config.cidr_ranges`: a request from one of these is internal
     /// (its `x-envoy-*` control headers are honoured); none: every request is external.
     pub internal_cidrs: Vec<(std::net::IpAddr, u8)>,
+    /// `tracing`: sampling decisions, and spans when it names a `provider`.
+    pub tracing: Option<Arc<crate::trace::Tracing>>,
 }
 
 impl HttpConnectionManager {
@@ -294,7 +296,12 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
     let access_logs = ctx.at("access_log", |c| {
         crate::access_log::from_proto(&h.access_log, c)
     });
+    let tracing = h
+        .tracing
+        .as_ref()
+        .map(|t| Arc::new(ctx.at("tracing", |c| crate::trace::from_proto(t, c))));
     Some(HttpConnectionManager {
+        tracing,
         stat_prefix: h.stat_prefix.clone(),
         codec_type,
         route_config: Arc::new(route_config),

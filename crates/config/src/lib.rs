@@ -28,6 +28,7 @@ pub mod retry;
 pub mod route;
 pub mod stats;
 pub mod support;
+pub mod trace;
 mod util;
 
 pub use bootstrap::{load, Bootstrap, Loaded};

@@ -94,10 +94,26 @@ pub fn from_proto(l: &pb::Listener, index: usize, ctx: &mut Ctx) -> Option<Liste
             filter_chains.push(fc);
         }
     }
-    let default_filter_chain = match &l.default_filter_chain {
+    let mut default_filter_chain = match &l.default_filter_chain {
         Some(fc) => ctx.at("default_filter_chain", |c| filter_chain(fc, c)),
         None => None,
     };
+    // On an OUTBOUND listener, the connection managers' spans are egress spans.
+    if l.traffic_direction == 2 {
+        for fc in filter_chains
+            .iter_mut()
+            .chain(default_filter_chain.as_mut())
+        {
+            if let NetworkFilter::Http(h) = &mut fc.filter {
+                if h.tracing.is_some() {
+                    let h = Arc::make_mut(h);
+                    if let Some(t) = h.tracing.as_mut() {
+                        Arc::make_mut(t).egress = true;
+                    }
+                }
+            }
+        }
+    }
     if l.filter_chains.is_empty() && l.default_filter_chain.is_none() {
         ctx.error_at("filter_chains", "at least one filter chain is required");
     }

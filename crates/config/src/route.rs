@@ -98,6 +98,8 @@ pub struct Route {
     pub headers: HeaderMutations,
     /// `typed_per_filter_config` of the route, else of its virtual host, by filter name.
     pub per_filter: Vec<(String, crate::filters::PerRoute)>,
+    /// `decorator`: the trace span's operation name on this route.
+    pub decorator: Option<crate::trace::Decorator>,
 }
 
 /// `RouteMatch`.
@@ -599,12 +601,22 @@ fn route(r: &pb::Route, defaults: &VhostDefaults, ctx: &mut Ctx) -> Option<Route
             per_filter.push((name.clone(), cfg.clone()));
         }
     }
+    let decorator = r.decorator.as_ref().map(|d| {
+        if d.operation.is_empty() {
+            ctx.error_at("decorator.operation", "is required");
+        }
+        crate::trace::Decorator {
+            operation: d.operation.clone(),
+            propagate: d.propagate.map(|b| b.value).unwrap_or(true),
+        }
+    });
     Some(Route {
         name: r.name.clone(),
         matcher,
         action,
         headers,
         per_filter,
+        decorator,
     })
 }
 

@@ -75,9 +75,25 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
             "max_request_headers_kb", "stream_idle_timeout", "request_timeout", "access_log",
             "use_remote_address", "xff_num_trusted_hops", "skip_xff_append", "via", "generate_request_id",
             "preserve_external_request_id", "always_set_request_id_in_response", "upgrade_configs",
-            "internal_address_config",
+            "internal_address_config", "tracing",
         ],
     ),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing",
+        &["client_sampling", "random_sampling", "overall_sampling", "verbose", "max_path_tag_length", "custom_tags", "provider", "spawn_upstream_span"],
+    ),
+    ("envoy.type.tracing.v3.CustomTag", &["tag", "literal", "environment", "request_header"]),
+    ("envoy.type.tracing.v3.CustomTag.Literal", &["value"]),
+    ("envoy.type.tracing.v3.CustomTag.Environment", &["name", "default_value"]),
+    ("envoy.type.tracing.v3.CustomTag.Header", &["name", "default_value"]),
+    ("envoy.config.trace.v3.Tracing.Http", &["name", "typed_config"]),
+    (
+        "envoy.config.trace.v3.ZipkinConfig",
+        &["collector_cluster", "collector_endpoint", "trace_id_128bit", "shared_span_context", "collector_endpoint_version", "collector_hostname", "trace_context_option"],
+    ),
+    ("envoy.config.trace.v3.OpenTelemetryConfig", &["grpc_service", "service_name"]),
+    ("envoy.config.core.v3.GrpcService", &["envoy_grpc", "timeout"]),
+    ("envoy.config.core.v3.GrpcService.EnvoyGrpc", &["cluster_name", "authority"]),
     (
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.InternalAddressConfig",
         &["cidr_ranges"],
@@ -144,9 +160,10 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
         "envoy.config.route.v3.Route",
         &[
             "name", "match", "route", "redirect", "direct_response", "request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
-            "per_request_buffer_limit_bytes", "typed_per_filter_config",
+            "per_request_buffer_limit_bytes", "typed_per_filter_config", "decorator",
         ],
     ),
+    ("envoy.config.route.v3.Decorator", &["operation", "propagate"]),
     (
         "envoy.config.route.v3.RouteMatch",
         &["prefix", "path", "safe_regex", "path_separated_prefix", "case_sensitive", "headers", "query_parameters", "grpc"],
@@ -350,6 +367,8 @@ pub const SUPPORTED_EXTENSIONS: &[&str] = &[
     "envoy.stat_sinks.open_telemetry",
     "envoy.access_loggers.open_telemetry",
     "envoy.formatter.req_without_query",
+    "envoy.tracers.zipkin",
+    "envoy.tracers.opentelemetry",
 ];
 
 /// The config type of a supported extension (`typed_extension_protocol_options` keys are

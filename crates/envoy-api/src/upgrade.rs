@@ -170,6 +170,11 @@ const NAME_TO_TYPE: &[(&str, &str)] = &[
         "envoy.formatter.req_without_query",
         "envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery",
     ),
+    ("envoy.tracers.zipkin", "envoy.config.trace.v3.ZipkinConfig"),
+    (
+        "envoy.tracers.opentelemetry",
+        "envoy.config.trace.v3.OpenTelemetryConfig",
+    ),
 ];
 
 /// Whole v2 messages that moved under another name in v3.

@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 const DEADLINE: Duration = Duration::from_secs(120);
 
 /// The examples the issue asks for; more may exist and are run too.
-const REQUIRED: [&str; 9] = [
+const REQUIRED: [&str; 10] = [
     "retries",
     "circuit-breaker",
     "outlier-detection",
@@ -29,6 +29,7 @@ const REQUIRED: [&str; 9] = [
     "mirroring",
     "metrics-statsd",
     "metrics-prometheus",
+    "tracing",
 ];
 
 /// The port variables a run script reads (each has a default for running by hand).

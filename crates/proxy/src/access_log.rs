@@ -110,8 +110,7 @@ fn evaluate(f: &Filter, info: &StreamInfo) -> bool {
             None => false,
         },
         Filter::NotHealthCheck => !info.health_check,
-        // Nothing is traced until ferry traces.
-        Filter::Traceable => false,
+        Filter::Traceable => info.traced,
         Filter::Runtime {
             percent,
             independent,
@@ -274,9 +273,13 @@ pub struct StreamInfo {
     pub is_grpc: bool,
     /// The health check filter answered (or passed through) this request as a health check.
     pub health_check: bool,
-    /// The trace id of the stream's span (`%TRACE_ID%`): the hook for tracing, which
-    /// sets it once ferry traces; unset until then.
+    /// The trace id of the stream's span (`%TRACE_ID%`), when it has a recorded span.
     pub trace_id: Option<String>,
+    /// The tracing decision said "trace" (`traceable_filter`).
+    pub traced: bool,
+    /// The stream's span while it is open (sampled streams of a traced connection
+    /// manager); the tracer takes it when the stream ends.
+    pub span: Option<Box<crate::trace::Span>>,
 }
 
 /// Envoy's START_TIME default format; `local` adds the zone offset (`%z`).

@@ -5,7 +5,7 @@
 //!    tcp_proxy ───────────────────────────────► upstream TCP
 //!    http_connection_manager: codec (HTTP/1.1 | HTTP/2 | auto) → per stream:
 //!      router: route match (vhost → route) → cluster → LB pick → pool → upstream
-//!    access log written when the response body ends
+//!    access log written and trace span ended when the response body ends
 //! ```
 //!
 //! Config arrives as an immutable [`Snapshot`], published through an `ArcSwap`; a
@@ -21,6 +21,7 @@ mod server;
 mod snapshot;
 pub mod stats;
 mod stats_sink;
+pub mod trace;
 
 pub use server::{Server, ServerOptions};
 pub use snapshot::Snapshot;

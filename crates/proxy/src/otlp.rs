@@ -62,19 +62,29 @@ impl ClusterChannel {
     }
 }
 
-fn string_value(s: &str) -> Option<AnyValue> {
-    Some(AnyValue {
-        value: Some(any_value::Value::StringValue(s.to_string())),
-    })
-}
-
 /// An attribute with a string value.
-pub(crate) fn attribute(key: &str, value: &str) -> KeyValue {
+pub(crate) fn attribute(key: &str, value: impl Into<String>) -> KeyValue {
     KeyValue {
         key: key.to_string(),
-        value: string_value(value),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
         ..Default::default()
     }
+}
+
+/// The SDK attributes of every OTLP resource ferry sends. They are Envoy's (`envoy`,
+/// `cpp`), so that collectors and dashboards that select Envoy's telemetry keep
+/// working; the version says `ferry/<version>`.
+pub(crate) fn sdk_attributes() -> Vec<KeyValue> {
+    vec![
+        attribute("telemetry.sdk.language", "cpp"),
+        attribute("telemetry.sdk.name", "envoy"),
+        attribute(
+            "telemetry.sdk.version",
+            concat!("ferry/", env!("CARGO_PKG_VERSION")),
+        ),
+    ]
 }
 
 fn nanos(t: SystemTime) -> u64 {
@@ -83,14 +93,10 @@ fn nanos(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// The resource every export describes: this process.
+/// The resource every metrics export describes: this process.
 pub(crate) fn resource() -> Resource {
     Resource {
-        attributes: vec![
-            attribute("telemetry.sdk.name", "ferry"),
-            attribute("telemetry.sdk.language", "rust"),
-            attribute("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
-        ],
+        attributes: sdk_attributes(),
         ..Default::default()
     }
 }

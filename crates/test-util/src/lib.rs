@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod backend;
 pub mod bootstrap;
+pub mod collector;
 pub mod diff;
 pub mod dns;
 pub mod logs;

@@ -140,6 +140,8 @@ pub struct LogOnEnd {
     pub info: StreamInfo,
     /// The loggers.
     pub loggers: Arc<[Logger]>,
+    /// The tracer that ends the stream's span (`info.span`).
+    pub tracer: Option<Arc<crate::trace::Tracer>>,
     /// Stream start.
     pub start: Instant,
     /// The request counters.
@@ -160,6 +162,9 @@ impl LogOnEnd {
         }
         for l in self.loggers.iter() {
             l.log(&self.info);
+        }
+        if let Some(t) = &self.tracer {
+            t.finish(&mut self.info);
         }
     }
 }

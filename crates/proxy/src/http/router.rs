@@ -119,6 +119,16 @@ pub async fn handle(
     )
 }
 
+/// The matched route's `decorator` (the trace span's operation name).
+fn decorator_of<'a>(
+    found: &Option<route_match::Found<'a>>,
+) -> Option<&'a ferry_config::trace::Decorator> {
+    found
+        .as_ref()
+        .and_then(|f| f.route.as_ref())
+        .and_then(|(_, r)| r.decorator.as_ref())
+}
+
 /// Charges a local answer that stands for the upstream's (Envoy's `chargeUpstreamAbort`):
 /// 504 for timeouts, 503 for failed connections, resets and overflows.
 fn charge_local(
@@ -348,9 +358,29 @@ async fn route_request(
         };
         for f in &hcm.filters {
             if let Verdict::Reply(reply) = f.on_request(&mut rq).await {
+                if let Some(t) = &hcm.tracer {
+                    t.start(
+                        req.headers_mut(),
+                        &mut info,
+                        &hcm.stats,
+                        !hcm.loggers.is_empty(),
+                        decorator_of(&found),
+                    );
+                }
                 return finish_filter_reply(hcm, info, req.headers(), reply, start, tap);
             }
         }
+    }
+    // The tracing decision, once the filters have said whether this is a health check;
+    // the span context goes upstream with the request's headers.
+    if let Some(t) = &hcm.tracer {
+        t.start(
+            req.headers_mut(),
+            &mut info,
+            &hcm.stats,
+            !hcm.loggers.is_empty(),
+            decorator_of(&found),
+        );
     }
     // The request reaches the router filter.
     hcm.stats.rq_total.inc();
@@ -1237,13 +1267,16 @@ fn finish_response(
     }
     info.response_code = Some(resp.status().as_u16());
     info.first_byte_sent = Some(start.elapsed());
-    if hcm.loggers.is_empty() {
+    if hcm.loggers.is_empty() && info.span.is_none() {
         return resp;
     }
-    info.response_headers = resp.headers().clone();
+    if !hcm.loggers.is_empty() {
+        info.response_headers = resp.headers().clone();
+    }
     let (parts, body) = resp.into_parts();
     let log = LogOnEnd {
         info,
+        tracer: hcm.tracer.clone(),
         loggers: hcm.loggers.clone(),
         start,
         tap,

@@ -42,6 +42,8 @@ pub struct HcmRuntime {
     /// Whether an access log reads the upstream connection (its id or local address):
     /// only then does a single-attempt request watch which connection it gets.
     pub log_upstream_connection: bool,
+    /// The HCM's tracer (`tracing`), if it has one.
+    pub tracer: Option<Arc<crate::trace::Tracer>>,
 }
 
 pub use crate::stats::HcmStats;
@@ -109,7 +111,21 @@ impl HcmRuntime {
             format!("{listener_scope}http.{}.", config.stat_prefix),
             &listener_stats,
         );
+        let tracer = config.tracing.as_ref().map(|t| {
+            Arc::new(crate::trace::Tracer::new(
+                t.clone(),
+                &crate::trace::Env {
+                    clusters: &snapshot.clusters,
+                    stats: &snapshot.stats,
+                    node_id: &snapshot.bootstrap.node_id,
+                    node_cluster: &snapshot.bootstrap.node_cluster,
+                    zone: &snapshot.bootstrap.node_zone,
+                    local_address: snapshot.local_address,
+                },
+            ))
+        });
         HcmRuntime {
+            tracer,
             listener_stats,
             filters,
             stats,
