@@ -19,6 +19,8 @@ pub enum TagValue {
     Regex(String),
     /// `fixed_value`: the tag on every stat.
     Fixed(String),
+    /// Neither: Envoy's default extractor of that tag name.
+    Default,
 }
 
 /// Which stats exist (`stats_matcher`).
@@ -196,7 +198,7 @@ fn config(sc: &pb::StatsConfig, out: &mut Stats, ctx: &mut Ctx) {
                 },
                 Some(V::FixedValue(v)) => TagValue::Fixed(v.clone()),
                 // A default tag's name alone: Envoy uses its default regex.
-                None => return,
+                None => TagValue::Default,
             };
             out.tags.push((t.tag_name.clone(), value));
         });

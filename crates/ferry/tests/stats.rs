@@ -459,3 +459,124 @@ async fn router_dynamic_stats_false_charges_no_per_code_stats() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_config_tags_and_matcher_shape_the_listings() {
+    let top = r#"stats_config:
+  stats_tags:
+  - tag_name: mesh
+    fixed_value: demo
+  - tag_name: route_prefix
+    regex: "^cluster\\.((.+?)\\.)upstream_rq_total$"
+  stats_matcher:
+    exclusion_list:
+      patterns:
+      - prefix: cluster.backend.upstream_cx_
+      - safe_regex: {regex: ".*_overflow$"}
+"#;
+    let mut seen = Vec::new();
+    for flavor in flavors() {
+        let up = Scripted::start(vec![]).await;
+        let p = proxy(flavor, top, &up).await;
+        traffic(&p, &up).await;
+        ferry_test_util::admin::stat_when(
+            p.admin_port(),
+            "cluster.backend.upstream_rq_total",
+            |v| v == 4,
+        )
+        .await;
+        let (_, body) = get(
+            &p,
+            "/stats?filter=cluster%5C.backend%5C.upstream_(cx_total|rq_total|rq_pending_overflow)",
+        )
+        .await;
+        // Excluded stats are gone from the listing.
+        assert_eq!(body, "cluster.backend.upstream_rq_total: 4\n", "{flavor:?}");
+        let (_, prom) = get(&p, "/stats/prometheus").await;
+        let family: Vec<&str> = prom
+            .lines()
+            .filter(|l| {
+                l.starts_with("envoy_cluster_upstream_rq_total")
+                    || l.starts_with("envoy_server_live")
+            })
+            .collect();
+        assert!(
+            parse_prometheus(&prom).iter().any(|l| l.contains("mesh")),
+            "{flavor:?}"
+        );
+        seen.push(family.join("\n"));
+    }
+    // The fixed tag is on every stat, first; the default cluster name tag comes before
+    // the custom regex's (defaults are added first; every extractor sees the full name).
+    assert_eq!(
+        seen[0],
+        "envoy_cluster_upstream_rq_total{mesh=\"demo\",envoy_cluster_name=\"backend\",route_prefix=\"backend\"} 4\nenvoy_server_live{mesh=\"demo\"} 1"
+    );
+    if seen.len() == 2 {
+        assert_eq!(seen[0], seen[1], "(ferry, then Envoy)");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statsd_over_tcp_to_a_cluster() {
+    for flavor in flavors() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let received = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = received.clone();
+        let server = tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                let sink = sink.clone();
+                tokio::spawn(async move {
+                    use tokio::io::AsyncReadExt;
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        if let Ok(mut r) = sink.lock() {
+                            r.push_str(&String::from_utf8_lossy(&buf[..n]));
+                        }
+                    }
+                });
+            }
+        });
+        // Envoy needs the node's id and cluster for a TCP statsd sink (and so does ferry).
+        let top = "node: {id: proxy-1, cluster: edge}\nstats_flush_interval: 0.2s\nstats_sinks:\n- name: envoy.stat_sinks.statsd\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.config.metrics.v3.StatsdSink\n    tcp_cluster_name: statsd\n    prefix: tcp\n";
+        let yaml = HcmBootstrap::new()
+            .cluster("backend", "")
+            .cluster("statsd", "")
+            .yaml()
+            + top;
+        let up = Scripted::start(vec![]).await;
+        let p = ferry_test_util::proc::start_with(
+            flavor,
+            &yaml,
+            &[("backend", up.addr()), ("statsd", addr)],
+        )
+        .await;
+        traffic(&p, &up).await;
+        let got = ferry_test_util::admin::poll(Duration::from_secs(10), || {
+            let received = received.clone();
+            async move {
+                let text = received.lock().ok()?.clone();
+                let lines: Vec<String> = text.lines().map(str::to_string).collect();
+                (counted(&lines, "tcp.cluster.backend.upstream_rq_200", "") >= 3).then_some(text)
+            }
+        })
+        .await
+        .unwrap_or_else(|| panic!("{flavor:?}: no upstream_rq_200 over TCP\n{}", p.log()));
+        // Newline-ended lines, the prefix given.
+        assert!(got.ends_with('\n'), "{flavor:?}");
+        assert!(
+            got.lines().all(|l| l.starts_with("tcp.")),
+            "{flavor:?}: {got}"
+        );
+        server.abort();
+    }
+}

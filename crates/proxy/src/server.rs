@@ -86,22 +86,21 @@ pub struct StatsView {
 }
 
 impl StatsView {
-    fn new(c: &ferry_config::stats::Stats) -> StatsView {
+    fn new(c: &ferry_config::stats::Stats) -> Result<StatsView, String> {
         use ferry_config::stats::TagValue;
-        use ferry_stats::tags::Extractor;
-        let custom = c
-            .tags
-            .iter()
-            .filter_map(|(name, v)| match v {
-                TagValue::Fixed(value) => Some(Extractor::fixed(name, value)),
-                // Validated with the config.
-                TagValue::Regex(r) => Extractor::regex(name, r).ok(),
-            })
-            .collect();
-        StatsView {
-            tags: ferry_stats::tags::TagProducer::new(custom, c.use_all_default_tags),
-            matcher: c.matcher.clone(),
+        use ferry_stats::tags::{Custom, Extractor};
+        let mut custom = Vec::new();
+        for (name, v) in &c.tags {
+            custom.push(match v {
+                TagValue::Fixed(value) => Custom::Extractor(Extractor::fixed(name, value)),
+                TagValue::Regex(r) => Custom::Extractor(Extractor::regex(name, r)?),
+                TagValue::Default => Custom::DefaultOf(name.clone()),
+            });
         }
+        Ok(StatsView {
+            tags: ferry_stats::tags::TagProducer::new(custom, c.use_all_default_tags)?,
+            matcher: c.matcher.clone(),
+        })
     }
 }
 
@@ -141,6 +140,9 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The config needs something the command line did not give either.
+    #[error("{0}")]
+    Config(String),
 }
 
 impl Server {
@@ -155,6 +157,25 @@ impl Server {
         if let Some(c) = &options.service_cluster {
             bootstrap.node_cluster = c.clone();
         }
+        // Envoy's rule, checked once the command line's node is known.
+        let tcp_statsd = bootstrap.stats.sinks.iter().any(|s| {
+            matches!(
+                s,
+                ferry_config::stats::StatsSink::Statsd {
+                    target: ferry_config::stats::StatsdTarget::Tcp(_),
+                    ..
+                }
+            )
+        });
+        if tcp_statsd && (bootstrap.node_id.is_empty() || bootstrap.node_cluster.is_empty()) {
+            return Err(StartError::Config(
+                "tcp statsd: node 'id' and 'cluster' are required. Set it either in 'node' \
+                 config or via --service-node and --service-cluster options."
+                    .into(),
+            ));
+        }
+        let stats_view = StatsView::new(&bootstrap.stats)
+            .map_err(|e| StartError::Config(format!("stats_config.stats_tags: {e}")))?;
         let stats = ferry_stats::Store::new();
         let server_stats = Arc::new(crate::stats::ServerStats::default());
         stats.register("server.", &server_stats);
@@ -233,7 +254,7 @@ impl Server {
             admin_addr: admin.as_ref().and_then(|(_, s)| s.local_addr().ok()),
             stats: stats.clone(),
             server_stats: server_stats.clone(),
-            stats_view: StatsView::new(&snapshot.bootstrap.stats),
+            stats_view,
             _manager_stats: (cm_stats, lm_stats.clone()),
             health_failed: health_failed.clone(),
             started: Instant::now(),

@@ -384,8 +384,8 @@ fn token_search(
         .flatten()
 }
 
-/// The extractors of a process: `stats_tags` first, then (with
-/// `use_all_default_tags`, the default) Envoy's defaults whose names were not taken.
+/// The extractors of a process, as Envoy's `TagProducerImpl` builds them: Envoy's
+/// defaults (with `use_all_default_tags`, the default), then `stats_config.stats_tags`.
 #[derive(Debug, Clone)]
 pub struct TagProducer {
     extractors: Vec<Extractor>,
@@ -394,23 +394,62 @@ pub struct TagProducer {
 impl Default for TagProducer {
     /// Envoy's defaults alone.
     fn default() -> Self {
-        TagProducer::new(Vec::new(), true)
+        TagProducer {
+            extractors: defaults().collect(),
+        }
     }
 }
 
+/// Envoy's default extractors, in Envoy's order.
+fn defaults() -> impl Iterator<Item = Extractor> {
+    DEFAULT_REGEXES
+        .iter()
+        .filter_map(|(n, r, s, neg)| Extractor::regex_with(n, r, s, neg).ok())
+        .chain(DEFAULT_TOKENS.iter().map(|(n, p)| Extractor::tokens(n, p)))
+}
+
+/// A `stats_tags` entry.
+#[derive(Debug, Clone)]
+pub enum Custom {
+    /// A regex or fixed-value extractor.
+    Extractor(Extractor),
+    /// A tag name alone: Envoy's default extractors of that name.
+    DefaultOf(String),
+}
+
 impl TagProducer {
-    /// `custom` extractors, then the defaults if `use_defaults`.
-    pub fn new(custom: Vec<Extractor>, use_defaults: bool) -> TagProducer {
-        let mut extractors = custom;
+    /// Envoy's defaults if `use_defaults`, then `custom`. A tag name given twice (by
+    /// two entries, or by an entry and a default) is an error, as in Envoy.
+    pub fn new(custom: Vec<Custom>, use_defaults: bool) -> Result<TagProducer, String> {
+        let mut extractors: Vec<Extractor> = Vec::new();
+        let mut names: Vec<String> = Vec::new();
         if use_defaults {
-            let taken: Vec<String> = extractors.iter().map(|e| e.name.clone()).collect();
-            let defaults = DEFAULT_REGEXES
-                .iter()
-                .filter_map(|(n, r, s, neg)| Extractor::regex_with(n, r, s, neg).ok())
-                .chain(DEFAULT_TOKENS.iter().map(|(n, p)| Extractor::tokens(n, p)));
-            extractors.extend(defaults.filter(|e| !taken.contains(&e.name)));
+            extractors.extend(defaults());
+            names.extend(extractors.iter().map(|e| e.name.clone()));
         }
-        TagProducer { extractors }
+        for c in custom {
+            let name = match &c {
+                Custom::Extractor(e) => e.name.clone(),
+                Custom::DefaultOf(n) => n.clone(),
+            };
+            if names.contains(&name) {
+                return Err(format!("Tag name '{name}' specified twice."));
+            }
+            names.push(name.clone());
+            match c {
+                Custom::Extractor(e) => extractors.push(e),
+                Custom::DefaultOf(n) => {
+                    let before = extractors.len();
+                    extractors.extend(defaults().filter(|e| e.name == n));
+                    if extractors.len() == before {
+                        return Err(format!(
+                            "No regex specified for tag specifier and no default regex for name: '{n}'"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(TagProducer { extractors })
     }
 
     /// The tag-extracted name of `name` and its tags, in extraction order.
@@ -504,15 +543,23 @@ mod tests {
     }
 
     #[test]
-    fn custom_tags_come_first() {
-        let p = TagProducer::new(
-            vec![
+    fn custom_tags_come_after_the_defaults() {
+        let cluster = || {
+            Custom::Extractor(
                 Extractor::regex("envoy.cluster_name", r"^cluster\.((.+?)\.)")
                     .unwrap_or_else(|e| panic!("{e}")),
-                Extractor::fixed("mesh", "demo"),
+            )
+        };
+        // A default's name again is an error, as in Envoy.
+        assert!(TagProducer::new(vec![cluster()], true).is_err());
+        let p = TagProducer::new(
+            vec![
+                cluster(),
+                Custom::Extractor(Extractor::fixed("mesh", "demo")),
             ],
-            true,
-        );
+            false,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let (n, tags) = p.produce("cluster.a.upstream_rq_total");
         assert_eq!(n, "cluster.upstream_rq_total");
         // Fixed tags first (they need no first token), then the rest in order.
@@ -523,6 +570,11 @@ mod tests {
                 ("envoy.cluster_name".to_string(), "a".to_string())
             ]
         );
+        // A name alone takes Envoy's default extractor of that name.
+        let p = TagProducer::new(vec![Custom::DefaultOf("envoy.cluster_name".into())], false)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.produce("cluster.a.upstream_rq_200").1.len(), 1);
+        assert!(TagProducer::new(vec![Custom::DefaultOf("nope".into())], false).is_err());
         assert!(Extractor::regex("x", "no_group").is_err());
     }
 }
