@@ -135,7 +135,7 @@ fn from_proto(b: &pb::Bootstrap, ctx: &mut Ctx) -> Bootstrap {
                 ..
             } => (name, "tcp_cluster_name"),
             crate::stats::StatsSink::OpenTelemetry(o) => {
-                (&o.cluster, "grpc_service.envoy_grpc.cluster_name")
+                (&o.grpc.cluster, "grpc_service.envoy_grpc.cluster_name")
             }
             _ => continue,
         };
@@ -187,12 +187,12 @@ fn check_clusters(l: &Listener, names: &HashSet<&str>, ctx: &mut Ctx) {
             NetworkFilter::Http(h) => {
                 for log in &h.access_logs {
                     if let crate::access_log::Sink::OpenTelemetry(o) = &log.sink {
-                        if !names.contains(o.cluster.as_str()) {
+                        if !names.contains(o.grpc.cluster.as_str()) {
                             ctx.error_at(
                                 &format!("filter_chains[{i}]"),
                                 format!(
                                     "access_log open_telemetry: unknown cluster '{}'",
-                                    o.cluster
+                                    o.grpc.cluster
                                 ),
                             );
                         }

@@ -28,10 +28,8 @@ pub enum OtelValue {
 /// A validated `OpenTelemetryAccessLogConfig`.
 #[derive(Debug, Clone)]
 pub struct OtelAccessLog {
-    /// `grpc_service.envoy_grpc.cluster_name` (or `common_config`'s).
-    pub cluster: String,
-    /// The export's `timeout`.
-    pub timeout: Option<Duration>,
+    /// `grpc_service` (or `common_config`'s).
+    pub grpc: crate::stats::GrpcTarget,
     /// `log_name` (a built-in resource attribute).
     pub log_name: String,
     /// `buffer_flush_interval` (default 1 s).
@@ -94,7 +92,7 @@ pub fn from_proto(o: &OpenTelemetryAccessLogConfig, c: &mut Ctx) -> Option<OtelA
     } else {
         "common_config.grpc_service"
     };
-    let (cluster, timeout) = crate::stats::grpc_cluster(&grpc, field, c)?;
+    let grpc = crate::stats::grpc_cluster(&grpc, field, c)?;
     let log_name = if o.log_name.is_empty() {
         common.log_name.clone()
     } else {
@@ -115,8 +113,7 @@ pub fn from_proto(o: &OpenTelemetryAccessLogConfig, c: &mut Ctx) -> Option<OtelA
         .or(common.buffer_size_bytes)
         .map_or(16384, |v| v.value);
     Some(OtelAccessLog {
-        cluster,
-        timeout,
+        grpc,
         log_name,
         flush_interval,
         buffer_size_bytes,

@@ -85,10 +85,8 @@ pub enum StatsSink {
 /// An `envoy.stat_sinks.open_telemetry` sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OtlpSink {
-    /// `grpc_service.envoy_grpc.cluster_name`.
-    pub cluster: String,
-    /// `grpc_service.timeout` of an export (default: none, bounded by the flush).
-    pub timeout: Option<Duration>,
+    /// `grpc_service` (its timeout unset: an export is bounded by the flush interval).
+    pub grpc: GrpcTarget,
     /// `report_counters_as_deltas`.
     pub counters_as_deltas: bool,
     /// `report_histograms_as_deltas`.
@@ -101,23 +99,40 @@ pub struct OtlpSink {
     pub prefix: String,
 }
 
-/// The cluster of a `GrpcService` (`envoy_grpc`; `google_grpc` is refused by the
-/// support walk), with its `timeout`.
+/// Where an `envoy_grpc` client sends: a cluster, the `:authority` it names (default
+/// the cluster's name, as Envoy), and the call's `timeout`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcTarget {
+    /// `envoy_grpc.cluster_name`.
+    pub cluster: String,
+    /// `envoy_grpc.authority` (default: the cluster's name).
+    pub authority: String,
+    /// `timeout` (None: unset or zero).
+    pub timeout: Option<Duration>,
+}
+
+/// The target of a `GrpcService` (`envoy_grpc`; `google_grpc` is refused by the
+/// support walk).
 pub fn grpc_cluster(
     g: &Option<ferry_envoy_api::pb::envoy::config::core::v3::GrpcService>,
     field: &str,
     ctx: &mut Ctx,
-) -> Option<(String, Option<Duration>)> {
+) -> Option<GrpcTarget> {
     use ferry_envoy_api::pb::envoy::config::core::v3::grpc_service::TargetSpecifier;
     let Some(g) = g else {
         ctx.error_at(field, "is required");
         return None;
     };
     ctx.at(field, |c| match &g.target_specifier {
-        Some(TargetSpecifier::EnvoyGrpc(e)) if !e.cluster_name.is_empty() => {
-            let timeout = duration(&g.timeout, "timeout", c).filter(|t| !t.is_zero());
-            Some((e.cluster_name.clone(), timeout))
-        }
+        Some(TargetSpecifier::EnvoyGrpc(e)) if !e.cluster_name.is_empty() => Some(GrpcTarget {
+            cluster: e.cluster_name.clone(),
+            authority: if e.authority.is_empty() {
+                e.cluster_name.clone()
+            } else {
+                e.authority.clone()
+            },
+            timeout: duration(&g.timeout, "timeout", c).filter(|t| !t.is_zero()),
+        }),
         _ => {
             c.error_at("envoy_grpc.cluster_name", "is required");
             None
@@ -287,10 +302,9 @@ fn sink(s: &pb::StatsSink, ctx: &mut Ctx) -> Option<StatsSink> {
                 // http_service has been named by the support walk.
                 _ => None,
             };
-            let (cluster, timeout) = grpc_cluster(&grpc, "grpc_service", c)?;
+            let grpc = grpc_cluster(&grpc, "grpc_service", c)?;
             Some(StatsSink::OpenTelemetry(OtlpSink {
-                cluster,
-                timeout,
+                grpc,
                 counters_as_deltas: s.report_counters_as_deltas,
                 histograms_as_deltas: s.report_histograms_as_deltas,
                 emit_tags_as_attributes: s.emit_tags_as_attributes.is_none_or(|v| v.value),

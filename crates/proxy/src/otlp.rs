@@ -1,5 +1,5 @@
-//! OTLP over gRPC to a cluster (`grpc_service.envoy_grpc.cluster_name`): a channel to a
-//! host the cluster's load balancer picks, made again when that host changes; the
+//! OTLP over gRPC to a cluster (`grpc_service.envoy_grpc.cluster_name`): channels to the
+//! hosts the cluster's load balancer picks (shared with the OpenTelemetry tracer); the
 //! conversion of the stats to OTLP metrics as Envoy's `envoy.stat_sinks.open_telemetry`
 //! writes them (one metric per stat, tag-extracted name, tags as attributes); and the
 //! `envoy.access_loggers.open_telemetry` exporter, which batches log records off the
@@ -7,7 +7,7 @@
 
 use crate::server::Server;
 use ferry_config::otel_access_log::{OtelAccessLog, OtelValue};
-use ferry_config::stats::OtlpSink;
+use ferry_config::stats::{GrpcTarget, OtlpSink};
 use ferry_stats::Value;
 use ferry_upstream::ClusterManager;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
@@ -29,35 +29,44 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 
-/// A gRPC channel to one host of a cluster.
+/// gRPC channels to the hosts of an `envoy_grpc` cluster: each call goes to a host the
+/// cluster's load balancer picks; a host's channel is made once and kept. Calls carry
+/// the configured `:authority` (the cluster's name by default), as Envoy's.
 #[derive(Debug)]
-pub(crate) struct ClusterChannel {
+pub(crate) struct ClusterChannels {
     cluster: String,
-    current: Option<(SocketAddr, Channel)>,
+    authority: String,
+    channels: parking_lot::Mutex<HashMap<SocketAddr, Channel>>,
 }
 
-impl ClusterChannel {
-    pub(crate) fn new(cluster: &str) -> ClusterChannel {
-        ClusterChannel {
-            cluster: cluster.to_string(),
-            current: None,
+impl ClusterChannels {
+    pub(crate) fn new(target: &GrpcTarget) -> ClusterChannels {
+        ClusterChannels {
+            cluster: target.cluster.clone(),
+            authority: target.authority.clone(),
+            channels: Default::default(),
         }
     }
 
+    /// The cluster's name.
+    pub(crate) fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
     /// A channel to a host of the cluster (None when it has none).
-    pub(crate) fn channel(&mut self, clusters: &ClusterManager) -> Option<Channel> {
+    pub(crate) fn channel(&self, clusters: &ClusterManager) -> Option<Channel> {
         let cluster = clusters.get(&self.cluster)?;
         let host = cluster.choose_host(None)?;
-        if let Some((addr, ch)) = &self.current {
-            if *addr == host.address {
-                return Some(ch.clone());
-            }
+        let mut channels = self.channels.lock();
+        if let Some(ch) = channels.get(&host.address) {
+            return Some(ch.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{}", host.address))
+        let ch = Endpoint::from_shared(format!("http://{}", host.address))
             .ok()?
-            .connect_timeout(cluster.config.connect_timeout);
-        let ch = endpoint.connect_lazy();
-        self.current = Some((host.address, ch.clone()));
+            .origin(format!("http://{}", self.authority).parse().ok()?)
+            .connect_timeout(cluster.config.connect_timeout)
+            .connect_lazy();
+        channels.insert(host.address, ch.clone());
         Some(ch)
     }
 }
@@ -104,7 +113,7 @@ pub(crate) fn resource() -> Resource {
 /// The `envoy.stat_sinks.open_telemetry` sink's state between flushes.
 pub(crate) struct MetricsSink {
     config: OtlpSink,
-    channel: ClusterChannel,
+    channels: ClusterChannels,
     /// Counters' values at the last export (for deltas).
     last: HashMap<String, u64>,
     started: SystemTime,
@@ -115,7 +124,7 @@ impl MetricsSink {
     pub(crate) fn new(config: &OtlpSink) -> MetricsSink {
         let now = SystemTime::now();
         MetricsSink {
-            channel: ClusterChannel::new(&config.cluster),
+            channels: ClusterChannels::new(&config.grpc),
             config: config.clone(),
             last: HashMap::new(),
             started: now,
@@ -230,19 +239,19 @@ impl MetricsSink {
     ) {
         let request = self.request(server, stats);
         let clusters = server.snapshot.load().clusters.clone();
-        let Some(channel) = self.channel.channel(&clusters) else {
-            tracing::debug!(cluster = %self.config.cluster, "OTLP metrics: the cluster has no host");
+        let Some(channel) = self.channels.channel(&clusters) else {
+            tracing::debug!(cluster = %self.channels.cluster(), "OTLP metrics: the cluster has no host");
             return;
         };
         let mut client = MetricsServiceClient::new(channel);
-        let timeout = self.config.timeout.unwrap_or(interval);
+        let timeout = self.config.grpc.timeout.unwrap_or(interval);
         match tokio::time::timeout(timeout, client.export(request)).await {
             Ok(Ok(_)) => {}
             Ok(Err(status)) => {
-                tracing::debug!(cluster = %self.config.cluster, %status, "OTLP metrics export failed")
+                tracing::debug!(cluster = %self.channels.cluster(), %status, "OTLP metrics export failed")
             }
             Err(_) => {
-                tracing::debug!(cluster = %self.config.cluster, "OTLP metrics export timed out")
+                tracing::debug!(cluster = %self.channels.cluster(), "OTLP metrics export timed out")
             }
         }
     }
@@ -341,7 +350,7 @@ async fn export_logs(
     resource: Resource,
     mut rx: mpsc::Receiver<LogRecord>,
 ) {
-    let mut channel = ClusterChannel::new(&c.cluster);
+    let channels = ClusterChannels::new(&c.grpc);
     let mut batch: Vec<LogRecord> = Vec::new();
     let mut bytes = 0usize;
     let mut tick = tokio::time::interval(c.flush_interval);
@@ -375,20 +384,23 @@ async fn export_logs(
             }],
         };
         bytes = 0;
-        let Some(ch) = channel.channel(&clusters) else {
-            tracing::debug!(cluster = %c.cluster, "OTLP access log: the cluster has no host");
+        let Some(ch) = channels.channel(&clusters) else {
+            tracing::debug!(cluster = %c.grpc.cluster, "OTLP access log: the cluster has no host");
             continue;
         };
         let mut client = LogsServiceClient::new(ch);
         let timeout = c
+            .grpc
             .timeout
             .unwrap_or(c.flush_interval.max(Duration::from_secs(1)));
         match tokio::time::timeout(timeout, client.export(request)).await {
             Ok(Ok(_)) => {}
             Ok(Err(status)) => {
-                tracing::debug!(cluster = %c.cluster, %status, "OTLP access log export failed")
+                tracing::debug!(cluster = %c.grpc.cluster, %status, "OTLP access log export failed")
             }
-            Err(_) => tracing::debug!(cluster = %c.cluster, "OTLP access log export timed out"),
+            Err(_) => {
+                tracing::debug!(cluster = %c.grpc.cluster, "OTLP access log export timed out")
+            }
         }
     }
 }

@@ -14,9 +14,6 @@ use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Status};
-use parking_lot::Mutex;
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -37,7 +34,7 @@ struct Reporter {
     clusters: Arc<ferry_upstream::ClusterManager>,
     stats: Arc<OpenTelemetryStats>,
     resource: Resource,
-    channels: Mutex<HashMap<SocketAddr, tonic::transport::Channel>>,
+    channels: crate::otlp::ClusterChannels,
 }
 
 use crate::otlp::attribute as string_kv;
@@ -52,12 +49,17 @@ impl OpenTelemetry {
                 .collect(),
             ..Default::default()
         };
+        let channels = crate::otlp::ClusterChannels::new(&ferry_config::stats::GrpcTarget {
+            cluster: config.cluster.clone(),
+            authority: config.authority.clone(),
+            timeout: config.timeout,
+        });
         let reporter = Arc::new(Reporter {
             config,
             clusters: env.clusters.clone(),
             stats,
             resource,
-            channels: Mutex::new(HashMap::new()),
+            channels,
         });
         OpenTelemetry {
             queue: export::start(reporter),
@@ -178,21 +180,6 @@ fn to_otlp(span: &Span) -> opentelemetry_proto::tonic::trace::v1::Span {
     }
 }
 
-impl Reporter {
-    fn channel(&self, addr: SocketAddr) -> Option<tonic::transport::Channel> {
-        let mut channels = self.channels.lock();
-        if let Some(c) = channels.get(&addr) {
-            return Some(c.clone());
-        }
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .ok()?
-            .origin(format!("http://{}", self.config.authority).parse().ok()?);
-        let channel = endpoint.connect_lazy();
-        channels.insert(addr, channel.clone());
-        Some(channel)
-    }
-}
-
 impl Report for Reporter {
     async fn send(&self, batch: Vec<Box<Span>>) {
         let request = ExportTraceServiceRequest {
@@ -210,11 +197,7 @@ impl Report for Reporter {
                 ..Default::default()
             }],
         };
-        let host = self
-            .clusters
-            .get(&self.config.cluster)
-            .and_then(|c| c.choose_host(None));
-        let Some(channel) = host.and_then(|h| self.channel(h.address)) else {
+        let Some(channel) = self.channels.channel(&self.clusters) else {
             self.stats.http_reports_failed.inc();
             return;
         };
