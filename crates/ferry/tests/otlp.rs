@@ -1,90 +1,21 @@
 //! OpenTelemetry export on ferry and on Envoy 1.40 with the same bootstrap: the
 //! `envoy.stat_sinks.open_telemetry` stats sink and the
-//! `envoy.access_loggers.open_telemetry` access logger, received by an OTLP/gRPC
-//! collector in the test (opentelemetry-proto's services on tonic) and compared.
+//! `envoy.access_loggers.open_telemetry` access logger, received by the test's OTLP/gRPC
+//! collector (`ferry_test_util::collector::Otlp`, shared with the tracing tests) and
+//! compared.
 
 use ferry_test_util::bootstrap::HcmBootstrap;
+use ferry_test_util::collector::Otlp;
 use ferry_test_util::diff::{send, Request};
 use ferry_test_util::proc::{flavors, Flavor, Proxy};
 use ferry_test_util::scripted::{Scripted, Step};
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// What the collector received.
-#[derive(Default, Clone)]
-struct Received {
-    metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
-    logs: Arc<Mutex<Vec<ExportLogsServiceRequest>>>,
-}
-
-#[tonic::async_trait]
-impl MetricsService for Received {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        if let Ok(mut m) = self.metrics.lock() {
-            m.push(request.into_inner());
-        }
-        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
-    }
-}
-
-#[tonic::async_trait]
-impl LogsService for Received {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportLogsServiceRequest>,
-    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        if let Ok(mut l) = self.logs.lock() {
-            l.push(request.into_inner());
-        }
-        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
-    }
-}
-
-/// Starts an OTLP/gRPC collector on a free port.
-async fn collector() -> (SocketAddr, Received) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    let received = Received::default();
-    let svc = received.clone();
-    tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder()
-            .add_service(MetricsServiceServer::new(svc.clone()))
-            .add_service(LogsServiceServer::new(svc))
-            .serve_with_incoming(tokio_stream_of(listener))
-            .await;
-    });
-    (addr, received)
-}
-
-fn tokio_stream_of(
-    listener: tokio::net::TcpListener,
-) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    futures_util::stream::unfold(listener, |l| async move {
-        let r = l.accept().await.map(|(s, _)| s);
-        Some((r, l))
-    })
-}
 
 /// The bootstrap: one route to `backend`, an `otel` cluster (HTTP/2) for the collector,
 /// and `top` added.
@@ -213,15 +144,14 @@ fn counter(
 }
 
 async fn metrics(flavor: Flavor) -> BTreeSet<String> {
-    let (otel, received) = collector().await;
+    let collector = Otlp::start().await;
     let top = "stats_flush_interval: 0.2s\nstats_sinks:\n- name: envoy.stat_sinks.open_telemetry\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.stat_sinks.open_telemetry.v3.SinkConfig\n    grpc_service: {envoy_grpc: {cluster_name: otel}}\n";
     let up = Scripted::start(vec![]).await;
-    let p = start(flavor, &bootstrap("", top), &up, otel).await;
+    let p = start(flavor, &bootstrap("", top), &up, collector.addr()).await;
     traffic(&p, &up).await;
     let got = ferry_test_util::admin::poll(Duration::from_secs(10), || {
-        let received = received.clone();
+        let reqs = collector.metric_requests();
         async move {
-            let reqs = received.metrics.lock().ok()?.clone();
             (counter(&reqs, "cluster.upstream_rq", "envoy.response_code", "200") == Some(2))
                 .then_some(reqs)
         }
@@ -303,7 +233,7 @@ fn log_records(reqs: &[ExportLogsServiceRequest]) -> Vec<String> {
 }
 
 async fn access_log(flavor: Flavor) -> Vec<String> {
-    let (otel, received) = collector().await;
+    let collector = Otlp::start().await;
     let hcm = r#"access_log:
 - name: envoy.access_loggers.open_telemetry
   typed_config:
@@ -327,12 +257,11 @@ async fn access_log(flavor: Flavor) -> Vec<String> {
       - key: service.name
         value: {string_value: orders}"#;
     let up = Scripted::start(vec![]).await;
-    let p = start(flavor, &bootstrap(hcm, ""), &up, otel).await;
+    let p = start(flavor, &bootstrap(hcm, ""), &up, collector.addr()).await;
     traffic(&p, &up).await;
     let got = ferry_test_util::admin::poll(Duration::from_secs(10), || {
-        let received = received.clone();
+        let reqs = collector.log_requests();
         async move {
-            let reqs = received.logs.lock().ok()?.clone();
             let records = log_records(&reqs);
             (records.len() >= 3).then_some(records)
         }

@@ -1,9 +1,21 @@
-//! Trace collectors in the test process: a Zipkin v2 HTTP endpoint (hyper) that keeps
-//! every JSON span posted to it, and an OTLP/gRPC receiver (tonic, with
-//! opentelemetry-proto's `TraceService`) that keeps every decoded span.
+//! Collectors in the test process: a Zipkin v2 HTTP endpoint (hyper) that keeps every
+//! JSON span posted to it, and an OTLP/gRPC receiver (tonic, with opentelemetry-proto's
+//! trace, metrics and logs services) that keeps every decoded export.
 
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -129,9 +141,37 @@ impl Zipkin {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Receiver {
     requests: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+    metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+    logs: Arc<Mutex<Vec<ExportLogsServiceRequest>>>,
+}
+
+#[tonic::async_trait]
+impl MetricsService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        if let Ok(mut m) = self.metrics.lock() {
+            m.push(request.into_inner());
+        }
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        if let Ok(mut l) = self.logs.lock() {
+            l.push(request.into_inner());
+        }
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
 }
 
 #[tonic::async_trait]
@@ -147,11 +187,11 @@ impl TraceService for Receiver {
     }
 }
 
-/// An OTLP/gRPC trace receiver. Stops on drop.
+/// An OTLP/gRPC receiver of traces, metrics and logs. Stops on drop.
 #[derive(Debug)]
 pub struct Otlp {
     addr: SocketAddr,
-    requests: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+    receiver: Receiver,
     task: JoinHandle<()>,
 }
 
@@ -171,17 +211,19 @@ impl Otlp {
             .local_addr()
             .unwrap_or_else(|e| panic!("OTLP receiver address: {e}"));
         let receiver = Receiver::default();
-        let requests = receiver.requests.clone();
+        let services = receiver.clone();
         let incoming = tokio_stream_from(listener);
         let task = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(receiver))
+                .add_service(TraceServiceServer::new(services.clone()))
+                .add_service(MetricsServiceServer::new(services.clone()))
+                .add_service(LogsServiceServer::new(services))
                 .serve_with_incoming(incoming)
                 .await;
         });
         Otlp {
             addr,
-            requests,
+            receiver,
             task,
         }
     }
@@ -191,9 +233,31 @@ impl Otlp {
         self.addr
     }
 
-    /// Every export request so far.
+    /// Every trace export request so far.
     pub fn requests(&self) -> Vec<ExportTraceServiceRequest> {
-        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+        self.receiver
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every metrics export request so far.
+    pub fn metric_requests(&self) -> Vec<ExportMetricsServiceRequest> {
+        self.receiver
+            .metrics
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every logs export request so far.
+    pub fn log_requests(&self) -> Vec<ExportLogsServiceRequest> {
+        self.receiver
+            .logs
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     /// Every span so far, with the resource attributes of its request.
