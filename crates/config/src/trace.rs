@@ -278,25 +278,18 @@ fn opentelemetry(o: &trace_pb::OpenTelemetryConfig, ctx: &mut Ctx) -> Option<Ope
         );
         return None;
     };
-    let Some(TargetSpecifier::EnvoyGrpc(e)) = &g.target_specifier else {
+    let Some(TargetSpecifier::EnvoyGrpc(_)) = &g.target_specifier else {
         ctx.error_at(
             "grpc_service",
             "envoy_grpc is required (google_grpc is not supported)",
         );
         return None;
     };
-    if e.cluster_name.is_empty() {
-        ctx.error_at("grpc_service.envoy_grpc.cluster_name", "is required");
-    }
-    let timeout = crate::util::duration(&g.timeout, "grpc_service.timeout", ctx);
+    let target = crate::stats::grpc_cluster(&o.grpc_service, "grpc_service", ctx)?;
     Some(OpenTelemetry {
-        cluster: e.cluster_name.clone(),
-        authority: if e.authority.is_empty() {
-            e.cluster_name.clone()
-        } else {
-            e.authority.clone()
-        },
-        timeout,
+        cluster: target.cluster,
+        authority: target.authority,
+        timeout: target.timeout,
         service_name: if o.service_name.is_empty() {
             "unknown_service:envoy".into()
         } else {
