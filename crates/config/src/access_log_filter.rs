@@ -86,7 +86,7 @@ pub enum Filter {
     /// `header_filter`: the request headers match.
     Header(HeaderMatcher),
     /// `response_flag_filter`: one of these flags is set (any flag when empty).
-    ResponseFlag(Vec<String>),
+    ResponseFlag(Vec<crate::response_flag::ResponseFlag>),
     /// `grpc_status_filter`: the gRPC status (from trailers, headers or the HTTP status)
     /// is one of these (or, with `exclude`, none of them).
     GrpcStatus {
@@ -110,40 +110,6 @@ impl Filter {
         types.contains(&ty.number()) != exclude
     }
 }
-
-/// Envoy's response flags with their long names (`%RESPONSE_FLAGS_LONG%`).
-pub const RESPONSE_FLAGS: &[(&str, &str)] = &[
-    ("LH", "FailedLocalHealthCheck"),
-    ("UH", "NoHealthyUpstream"),
-    ("UT", "UpstreamRequestTimeout"),
-    ("LR", "LocalReset"),
-    ("UR", "UpstreamRemoteReset"),
-    ("UF", "UpstreamConnectionFailure"),
-    ("UC", "UpstreamConnectionTermination"),
-    ("UO", "UpstreamOverflow"),
-    ("NR", "NoRouteFound"),
-    ("DI", "DelayInjected"),
-    ("FI", "FaultInjected"),
-    ("RL", "RateLimited"),
-    ("UAEX", "UnauthorizedExternalService"),
-    ("RLSE", "RateLimitServiceError"),
-    ("DC", "DownstreamConnectionTermination"),
-    ("URX", "UpstreamRetryLimitExceeded"),
-    ("SI", "StreamIdleTimeout"),
-    ("IH", "InvalidEnvoyRequestHeaders"),
-    ("DPE", "DownstreamProtocolError"),
-    ("UMSDR", "UpstreamMaxStreamDurationReached"),
-    ("RFCF", "ResponseFromCacheFilter"),
-    ("NFCF", "NoFilterConfigFound"),
-    ("DT", "DurationTimeout"),
-    ("UPE", "UpstreamProtocolError"),
-    ("NC", "NoClusterFound"),
-    ("OM", "OverloadManagerTerminated"),
-    ("DF", "DnsResolutionFailed"),
-    ("DO", "DropOverload"),
-    ("DR", "DownstreamRemoteReset"),
-    ("UDO", "UnconditionalDropOverload"),
-];
 
 /// Converts an `AccessLog.filter`.
 pub fn from_proto(f: &pb::AccessLogFilter, ctx: &mut Ctx) -> Option<Filter> {
@@ -210,15 +176,17 @@ pub fn from_proto(f: &pb::AccessLogFilter, ctx: &mut Ctx) -> Option<Filter> {
                 .map(Filter::Header),
         }),
         Some(F::ResponseFlagFilter(r)) => ctx.at("response_flag_filter", |c| {
+            let mut flags = Vec::with_capacity(r.flags.len());
             for (i, flag) in r.flags.iter().enumerate() {
-                if !RESPONSE_FLAGS.iter().any(|(short, _)| short == flag) {
-                    c.error_at(
+                match crate::response_flag::ResponseFlag::from_short(flag) {
+                    Some(f) => flags.push(f),
+                    None => c.error_at(
                         &format!("flags[{i}]"),
                         format!("unknown response flag {flag:?}"),
-                    );
+                    ),
                 }
             }
-            Some(Filter::ResponseFlag(r.flags.clone()))
+            Some(Filter::ResponseFlag(flags))
         }),
         Some(F::GrpcStatusFilter(g)) => Some(Filter::GrpcStatus {
             statuses: g.statuses.iter().map(|s| *s as u32).collect(),

@@ -24,6 +24,7 @@ pub mod health_check;
 pub mod listener;
 pub mod otel_access_log;
 pub mod outlier;
+pub mod response_flag;
 pub mod retry;
 pub mod route;
 pub mod stats;
@@ -36,4 +37,5 @@ pub use error::{ConfigError, ConfigErrors, Ctx};
 /// The decoding layer, for callers that merge documents before loading them.
 pub use ferry_envoy_api as envoy_api;
 pub use ferry_envoy_api::{Format, Warning};
+pub use response_flag::{ResponseFlag, ResponseFlags};
 pub use util::{AppendAction, HeaderMutations, HeaderToAdd};

@@ -264,9 +264,9 @@ fn sink(s: &pb::StatsSink, ctx: &mut Ctx) -> Option<StatsSink> {
             let s: pb::StatsdSink = crate::filters::unpack(any, c)?;
             use pb::statsd_sink::StatsdSpecifier as S;
             let target = match &s.statsd_specifier {
-                Some(S::Address(a)) => StatsdTarget::Udp(
-                    c.at("address", |c| crate::util::socket_addr(&Some(a.clone()), c))?,
-                ),
+                Some(S::Address(a)) => StatsdTarget::Udp(c.at("address", |c| {
+                    crate::util::udp_socket_addr(&Some(a.clone()), c)
+                })?),
                 Some(S::TcpClusterName(n)) if !n.is_empty() => StatsdTarget::Tcp(n.clone()),
                 _ => {
                     c.error("one of address or tcp_cluster_name is required");
@@ -285,7 +285,9 @@ fn sink(s: &pb::StatsSink, ctx: &mut Ctx) -> Option<StatsSink> {
                 c.error_at("address", "is required");
                 return None;
             };
-            let address = c.at("address", |c| crate::util::socket_addr(&Some(a.clone()), c))?;
+            let address = c.at("address", |c| {
+                crate::util::udp_socket_addr(&Some(a.clone()), c)
+            })?;
             Some(StatsSink::DogStatsd {
                 address,
                 prefix: prefix(&s.prefix),
@@ -315,4 +317,57 @@ fn sink(s: &pb::StatsSink, ctx: &mut Ctx) -> Option<StatsSink> {
         // Other sink types have been named by the support walk.
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use crate::bootstrap::load;
+    use crate::stats::{StatsSink, StatsdTarget};
+    use ferry_envoy_api::Format;
+
+    fn statsd(protocol: &str) -> Result<StatsSink, String> {
+        let yaml = format!(
+            r#"
+stats_sinks:
+- name: envoy.stat_sinks.statsd
+  typed_config:
+    "@type": type.googleapis.com/envoy.config.metrics.v3.StatsdSink
+    address: {{socket_address: {{{protocol}address: 127.0.0.1, port_value: 8125}}}}
+"#
+        );
+        match load(&yaml, Format::Yaml) {
+            Ok(l) => Ok(l.bootstrap.stats.sinks[0].clone()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn a_statsd_address_may_say_udp_or_leave_the_default() {
+        let udp = StatsSink::Statsd {
+            target: StatsdTarget::Udp(([127, 0, 0, 1], 8125).into()),
+            prefix: "envoy".into(),
+        };
+        assert_eq!(statsd("protocol: UDP, "), Ok(udp.clone()));
+        assert_eq!(statsd(""), Ok(udp.clone()));
+        assert_eq!(statsd("protocol: TCP, "), Ok(udp));
+    }
+
+    #[test]
+    fn a_listener_address_still_refuses_udp() {
+        let yaml = r#"
+static_resources:
+  listeners:
+  - address: {socket_address: {protocol: UDP, address: 127.0.0.1, port_value: 10000}}
+    filter_chains: [{filters: [{name: envoy.filters.network.tcp_proxy, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: t, cluster: c}}]}]
+"#;
+        let Err(err) = load(yaml, Format::Yaml) else {
+            panic!("a UDP listener was accepted");
+        };
+        let err = err.to_string();
+        assert!(
+            err.contains("address.socket_address.protocol: only TCP is supported"),
+            "{err}"
+        );
+    }
 }

@@ -184,9 +184,35 @@ fn headers_to_add(opts: &[core::HeaderValueOption], ctx: &mut Ctx) -> Vec<Header
     out
 }
 
-/// The socket address of an `Address`, resolved for listening or for a STATIC host.
+/// The socket address of an `Address`, resolved for listening or for a STATIC host
+/// (TCP: ferry has no UDP listeners or clusters).
 pub fn socket_addr(addr: &Option<core::Address>, ctx: &mut Ctx) -> Option<std::net::SocketAddr> {
-    let (host, port) = host_port(addr, ctx)?;
+    ip_port(addr, Transport::Tcp, ctx)
+}
+
+/// The socket address a datagram goes to (a statsd sink's `address`): the address's
+/// `protocol` may say UDP or be left at its default, TCP; either way datagrams are
+/// sent, as Envoy sends them.
+pub fn udp_socket_addr(
+    addr: &Option<core::Address>,
+    ctx: &mut Ctx,
+) -> Option<std::net::SocketAddr> {
+    ip_port(addr, Transport::Udp, ctx)
+}
+
+/// What an address is used for, which decides the `socket_address.protocol`s it takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Tcp,
+    Udp,
+}
+
+fn ip_port(
+    addr: &Option<core::Address>,
+    transport: Transport,
+    ctx: &mut Ctx,
+) -> Option<std::net::SocketAddr> {
+    let (host, port) = host_port_for(addr, transport, ctx)?;
     match host.parse::<std::net::IpAddr>() {
         Ok(ip) => Some(std::net::SocketAddr::new(ip, port)),
         Err(_) => {
@@ -199,18 +225,32 @@ pub fn socket_addr(addr: &Option<core::Address>, ctx: &mut Ctx) -> Option<std::n
     }
 }
 
-/// The (host, port) of a `socket_address`.
+/// The (host, port) of a `socket_address` (TCP).
 pub fn host_port(addr: &Option<core::Address>, ctx: &mut Ctx) -> Option<(String, u16)> {
+    host_port_for(addr, Transport::Tcp, ctx)
+}
+
+fn host_port_for(
+    addr: &Option<core::Address>,
+    transport: Transport,
+    ctx: &mut Ctx,
+) -> Option<(String, u16)> {
     use core::address::Address as A;
     use core::socket_address::PortSpecifier;
+    use core::socket_address::Protocol;
     let Some(addr) = addr else {
         ctx.error("is required");
         return None;
     };
     match &addr.address {
         Some(A::SocketAddress(sa)) => {
-            if sa.protocol != 0 {
-                ctx.error_at("socket_address.protocol", "only TCP is supported");
+            let udp = sa.protocol == Protocol::Udp as i32;
+            if sa.protocol != Protocol::Tcp as i32 && !(udp && transport == Transport::Udp) {
+                let only = match transport {
+                    Transport::Tcp => "only TCP is supported",
+                    Transport::Udp => "only UDP (or the default, TCP) is supported",
+                };
+                ctx.error_at("socket_address.protocol", only);
             }
             let port = match sa.port_specifier {
                 Some(PortSpecifier::PortValue(p)) if p <= 65535 => p as u16,

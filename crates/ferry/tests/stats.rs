@@ -340,8 +340,12 @@ async fn statsd(flavor: Flavor, dog: bool) -> Vec<String> {
             "envoy.config.metrics.v3.StatsdSink",
         )
     };
+    // The plain sink's address is spelled as statsd and CloudWatch agent setups write
+    // it, `protocol: UDP`; DogStatsD's leaves the protocol at its default (TCP), and
+    // both send datagrams.
+    let protocol = if dog { "" } else { "protocol: UDP, " };
     let top = format!(
-        "stats_flush_interval: 0.2s\nstats_sinks:\n- name: {name}\n  typed_config:\n    \"@type\": type.googleapis.com/{ty}\n    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}\n"
+        "stats_flush_interval: 0.2s\nstats_sinks:\n- name: {name}\n  typed_config:\n    \"@type\": type.googleapis.com/{ty}\n    address: {{socket_address: {{{protocol}address: 127.0.0.1, port_value: {port}}}}}\n"
     );
     let up = Scripted::start(vec![]).await;
     let p = proxy(flavor, &top, &up).await;

@@ -13,14 +13,16 @@
 
 pub mod access_log;
 pub mod admin;
+mod grpc_client;
 pub mod http;
 pub mod listener;
 pub mod network;
 mod otlp;
 mod server;
+mod sinks;
 mod snapshot;
 pub mod stats;
-mod stats_sink;
+pub mod stream_info;
 pub mod trace;
 
 pub use server::{Server, ServerOptions};

@@ -279,7 +279,7 @@ impl Server {
         if let Some((_, sock)) = admin {
             tokio::spawn(crate::admin::serve(server.clone(), sock));
         }
-        crate::stats_sink::start(&server);
+        crate::sinks::start(&server);
         Ok(server)
     }
 

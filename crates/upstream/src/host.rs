@@ -296,7 +296,9 @@ impl Host {
                         self.outlier.put(self, Outcome::ConnectFailed)
                     }
                     // A connection was had; the stream failed before a response.
-                    UpstreamError::ResetBeforeResponse(_) | UpstreamError::Protocol(_) => {
+                    UpstreamError::ConnectionTermination(_)
+                    | UpstreamError::RemoteReset { .. }
+                    | UpstreamError::Protocol(_) => {
                         self.outlier.put(self, Outcome::ConnectSuccess);
                         self.outlier.put(self, Outcome::ConnectFailed);
                     }

@@ -279,7 +279,10 @@ async fn connect_failure_to_closed_port() {
     );
     let err = get(&cm, "/").await.unwrap_err();
     assert!(matches!(err, UpstreamError::ConnectFailure(_)), "{err:?}");
-    assert_eq!(err.response_flag(), "UF");
+    assert_eq!(
+        err.response_flag(),
+        ferry_config::ResponseFlag::UpstreamConnectionFailure
+    );
     let cluster = cm.get("backend").unwrap();
     let host = cluster.hosts()[0].clone();
     assert_eq!(host.stats.cx_connect_fail.load(Ordering::SeqCst), 1);
@@ -310,10 +313,13 @@ async fn connection_closed_before_response_is_uc() {
     );
     let err = get(&cm, "/").await.unwrap_err();
     assert!(
-        matches!(err, UpstreamError::ResetBeforeResponse(_)),
+        matches!(err, UpstreamError::ConnectionTermination(_)),
         "{err:?}"
     );
-    assert_eq!(err.response_flag(), "UC");
+    assert_eq!(
+        err.response_flag(),
+        ferry_config::ResponseFlag::UpstreamConnectionTermination
+    );
 }
 
 #[tokio::test]

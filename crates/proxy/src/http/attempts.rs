@@ -6,11 +6,11 @@
 //! this one runs when a retry policy (route, virtual host or `x-envoy-retry-*`
 //! headers), a per-try timeout or a mirror applies.
 
-use crate::access_log::StreamInfo;
 use crate::http::body::RequestTap;
 use crate::http::local_reply::{self, LocalReason};
 use crate::http::replay::Replay;
 use crate::http::retry::{Decision, RetryState};
+use crate::stream_info::StreamInfo;
 use ferry_config::route::RouteAction;
 use ferry_upstream::circuit_breaker::{Admission, Resource};
 use ferry_upstream::{Body, Cluster, Host, UpstreamError};
@@ -453,7 +453,7 @@ pub async fn run(
                             }
                         }
                         if exhausted {
-                            info.response_flags.push("URX");
+                            info.response_flags.set(ferry_config::ResponseFlag::UpstreamRetryLimitExceeded);
                         }
                         abort_all(&running);
                         // The attempt whose response goes downstream (hedging may have
@@ -599,7 +599,8 @@ fn retry_at(
         } => schedule(plan, breaker, stats, info, admission, rate_limited).then(|| now + back_off),
         Decision::LimitExceeded => {
             stats.upstream_rq_retry_limit_exceeded.inc();
-            info.response_flags.push("URX");
+            info.response_flags
+                .set(ferry_config::ResponseFlag::UpstreamRetryLimitExceeded);
             None
         }
         Decision::No => None,
@@ -624,7 +625,8 @@ fn schedule(
         Some(a) => *admission = Some(a),
         None => {
             stats.upstream_rq_retry_overflow.inc();
-            info.response_flags.push("UO");
+            info.response_flags
+                .set(ferry_config::ResponseFlag::UpstreamOverflow);
             return false;
         }
     }

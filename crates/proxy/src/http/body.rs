@@ -1,8 +1,10 @@
 //! Body wrappers: count request bytes, and write the access log when the response
 //! body ends (or is abandoned).
 
-use crate::access_log::{Logger, StreamInfo};
+use crate::access_log::Logger;
+use crate::stream_info::StreamInfo;
 use bytes::Bytes;
+use ferry_config::ResponseFlag;
 use ferry_upstream::{Body, BoxError};
 use http_body::{Body as _, Frame, SizeHint};
 use std::future::Future;
@@ -187,7 +189,7 @@ pin_project_lite::pin_project! {
                 if this.inner.is_end_stream() {
                     log.info.response_complete = true;
                 } else {
-                    log.info.response_flags.push("DC");
+                    log.info.response_flags.set(ferry_config::ResponseFlag::DownstreamConnectionTermination);
                 }
                 log.finish(*this.sent, None);
             }
@@ -239,10 +241,13 @@ impl http_body::Body for LoggedResponse {
                     match e.downcast_ref::<BodyTimeout>() {
                         Some(t) => {
                             let (flag, details) = t.flag_and_details();
-                            log.info.response_flags.push(flag);
+                            log.info.response_flags.set(flag);
                             log.info.response_code_details = Some(details);
                         }
-                        None => log.info.response_flags.push("UR"),
+                        None => log
+                            .info
+                            .response_flags
+                            .set(ferry_config::ResponseFlag::UpstreamRemoteReset),
                     }
                     log.finish(*this.sent, None);
                 }
@@ -277,11 +282,14 @@ pub enum BodyTimeout {
 
 impl BodyTimeout {
     /// The response flag and response code details of a stream cut short by `self`.
-    pub fn flag_and_details(&self) -> (&'static str, &'static str) {
+    pub fn flag_and_details(&self) -> (ResponseFlag, &'static str) {
         match self {
-            BodyTimeout::Route => ("UT", "response_timeout"),
-            BodyTimeout::Idle => ("SI", "stream_idle_timeout"),
-            BodyTimeout::PerTryIdle => ("UT", "upstream_per_try_idle_timeout"),
+            BodyTimeout::Route => (ResponseFlag::UpstreamRequestTimeout, "response_timeout"),
+            BodyTimeout::Idle => (ResponseFlag::StreamIdleTimeout, "stream_idle_timeout"),
+            BodyTimeout::PerTryIdle => (
+                ResponseFlag::UpstreamRequestTimeout,
+                "upstream_per_try_idle_timeout",
+            ),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! response flags. One place maps a failure to what the client sees.
 
 use bytes::Bytes;
+use ferry_config::ResponseFlag;
 use ferry_upstream::{Body, UpstreamError};
 use http_body_util::{BodyExt, Empty, Full};
 
@@ -78,23 +79,25 @@ impl LocalReason {
     }
 
     /// Envoy's response flag.
-    pub fn flag(self) -> Option<&'static str> {
-        match self {
-            LocalReason::NoRoute => Some("NR"),
-            LocalReason::NoCluster(_) => Some("NC"),
-            LocalReason::NoHealthyUpstream => Some("UH"),
-            LocalReason::ConnectFailure => Some("UF"),
-            LocalReason::UpstreamReset => Some("UC"),
-            LocalReason::UpstreamTimeout => Some("UT"),
-            LocalReason::UpgradeFailed => None,
-            LocalReason::BadRequest => Some("DPE"),
-            LocalReason::DownstreamReset => Some("DC"),
-            LocalReason::StreamIdleTimeout { .. } => Some("SI"),
-            LocalReason::RequestTimeout => None,
-            LocalReason::Overflow => Some("UO"),
-            LocalReason::PerTryTimeout | LocalReason::PerTryIdleTimeout => Some("UT"),
-            LocalReason::RetryBufferOverflow | LocalReason::MaxStreamDuration => None,
-        }
+    pub fn flag(self) -> Option<ResponseFlag> {
+        Some(match self {
+            LocalReason::NoRoute => ResponseFlag::NoRouteFound,
+            LocalReason::NoCluster(_) => ResponseFlag::NoClusterFound,
+            LocalReason::NoHealthyUpstream => ResponseFlag::NoHealthyUpstream,
+            LocalReason::ConnectFailure => ResponseFlag::UpstreamConnectionFailure,
+            LocalReason::UpstreamReset => ResponseFlag::UpstreamConnectionTermination,
+            LocalReason::UpstreamTimeout
+            | LocalReason::PerTryTimeout
+            | LocalReason::PerTryIdleTimeout => ResponseFlag::UpstreamRequestTimeout,
+            LocalReason::BadRequest => ResponseFlag::DownstreamProtocolError,
+            LocalReason::DownstreamReset => ResponseFlag::DownstreamConnectionTermination,
+            LocalReason::StreamIdleTimeout { .. } => ResponseFlag::StreamIdleTimeout,
+            LocalReason::Overflow => ResponseFlag::UpstreamOverflow,
+            LocalReason::UpgradeFailed
+            | LocalReason::RequestTimeout
+            | LocalReason::RetryBufferOverflow
+            | LocalReason::MaxStreamDuration => return None,
+        })
     }
 
     /// Envoy's `%RESPONSE_CODE_DETAILS%`.
@@ -156,10 +159,15 @@ impl LocalReason {
 
     /// Classifies an upstream error.
     pub fn from_upstream(e: &UpstreamError) -> LocalReason {
-        match e.response_flag() {
-            "UF" => LocalReason::ConnectFailure,
-            "UO" => LocalReason::Overflow,
-            _ => LocalReason::UpstreamReset,
+        match e {
+            UpstreamError::ConnectFailure(_) | UpstreamError::ConnectTimeout => {
+                LocalReason::ConnectFailure
+            }
+            UpstreamError::Overflow(_) => LocalReason::Overflow,
+            UpstreamError::ConnectionTermination(_)
+            | UpstreamError::RemoteReset { .. }
+            | UpstreamError::Protocol(_)
+            | UpstreamError::RequestBody(_) => LocalReason::UpstreamReset,
         }
     }
 }

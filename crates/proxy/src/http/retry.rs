@@ -206,7 +206,7 @@ impl RetryState {
                     | RetryOn::RESET
                     | RetryOn::RESET_BEFORE_REQUEST,
             ),
-            UpstreamError::ResetBeforeResponse(_) => {
+            UpstreamError::ConnectionTermination(_) | UpstreamError::RemoteReset { .. } => {
                 on.has(RetryOn::FIVE_XX | RetryOn::GATEWAY_ERROR | RetryOn::RESET)
                     || (on.has(RetryOn::REFUSED_STREAM) && e.is_refused_stream())
             }
@@ -357,13 +357,17 @@ mod tests {
         assert_eq!(s.on_response(404, &none), Decision::No);
         assert!(matches!(s.on_response(409, &none), Decision::Retry { .. }));
         let mut s = state(on("connect-failure"), &[]).unwrap();
-        let reset = UpstreamError::ResetBeforeResponse("remote reset".into());
+        let reset = UpstreamError::RemoteReset {
+            refused: false,
+            message: "remote reset".into(),
+        };
         assert_eq!(s.on_failure(&reset), Decision::No);
         assert_eq!(s.on_per_try_timeout(), Decision::No);
         let mut s = state(on("refused-stream"), &[]).unwrap();
-        let refused = UpstreamError::ResetBeforeResponse(
-            "remote reset: http2 error: stream error received: refused stream before processing any application logic".into(),
-        );
+        let refused = UpstreamError::RemoteReset {
+            refused: true,
+            message: "stream error received: refused stream".into(),
+        };
         assert!(matches!(s.on_failure(&refused), Decision::Retry { .. }));
         assert_eq!(s.on_failure(&reset), Decision::No);
         let mut s = state(on("unavailable"), &[]).unwrap();

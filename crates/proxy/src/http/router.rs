@@ -1,7 +1,6 @@
 //! The router: for one request, choose the route and cluster, rewrite, forward upstream
 //! and stream the response back — or answer locally (Envoy's codes and flags).
 
-use crate::access_log::StreamInfo;
 use crate::http::attempts::{Attempted, Plan, PlanBody, Timeouts};
 use crate::http::body::{
     CountedRequest, LogOnEnd, LoggedResponse, PerTryIdle, RequestTap, TimedResponse,
@@ -12,6 +11,7 @@ use crate::http::local_reply::{self, LocalReason};
 use crate::http::retry::RetryState;
 use crate::http::route_match::{self, RequestView};
 use crate::network::hcm::{ConnInfo, HcmRuntime, RouteTarget};
+use crate::stream_info::StreamInfo;
 use bytes::Bytes;
 use ferry_config::hcm::ServerHeader;
 use ferry_config::route::{
@@ -1184,7 +1184,7 @@ fn finish_local(
         )
     };
     if let Some(f) = reason.flag() {
-        info.response_flags.push(f);
+        info.response_flags.set(f);
     }
     info.response_code_details = Some(reason.details());
     if hcm.keep_request_headers && info.request_headers.is_empty() {
@@ -1224,7 +1224,7 @@ fn finish_filter_reply(
         ),
     };
     if let Some(f) = reply.flag {
-        info.response_flags.push(f);
+        info.response_flags.set(f);
     }
     info.response_code_details = Some(reply.details);
     if hcm.keep_request_headers {

@@ -42,7 +42,10 @@ pub async fn proxy(
             .map_err(|_| UpgradeError::Timeout)?,
         None => send.await,
     }
-    .map_err(|e| UpstreamError::ResetBeforeResponse(e.to_string()))?;
+    .map_err(|e| UpstreamError::RemoteReset {
+        refused: false,
+        message: e.to_string(),
+    })?;
     if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
         let upstream = hyper::upgrade::on(&mut resp);
         // The tunnel counts against max_connections while it is open.

@@ -2,10 +2,12 @@
 //! connection (HTTP/1.1, HTTP/2 prior knowledge, or either by detection), its limits
 //! and timeouts, and graceful close on drain.
 
-use crate::access_log::{Logger, StreamInfo};
+use crate::access_log::Logger;
 use crate::server::Server;
+use crate::stream_info::StreamInfo;
 use crate::Snapshot;
 use ferry_config::hcm::{CodecType, HttpConnectionManager};
+use ferry_config::ResponseFlag;
 use ferry_upstream::ClusterManager;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -253,7 +255,7 @@ fn log_reset(hcm: &HcmRuntime, conn: &ConnInfo, details: &'static str) {
     let info = StreamInfo {
         start_time: Some(std::time::SystemTime::now()),
         duration: Some(Duration::ZERO),
-        ..conn.codec_error("HTTP/2", "DR", details)
+        ..conn.codec_error("HTTP/2", ResponseFlag::DownstreamRemoteReset, details)
     };
     log_all(&hcm.loggers, &info);
 }
@@ -276,7 +278,11 @@ fn refusal_log(
             response_code: Some(r.refusal.status().as_u16()),
             bytes_sent: r.bytes_sent,
             duration: Some(r.started.elapsed()),
-            ..conn.codec_error("HTTP/1.1", "DPE", r.refusal.details())
+            ..conn.codec_error(
+                "HTTP/1.1",
+                ResponseFlag::DownstreamProtocolError,
+                r.refusal.details(),
+            )
         };
         log_all(&loggers, &info);
     }))
@@ -303,13 +309,15 @@ impl ConnInfo {
     fn codec_error(
         &self,
         protocol: &'static str,
-        flag: &'static str,
+        flag: ResponseFlag,
         details: &'static str,
     ) -> StreamInfo {
+        let mut response_flags = ferry_config::ResponseFlags::default();
+        response_flags.set(flag);
         StreamInfo {
             protocol,
             response_code_details: Some(details),
-            response_flags: vec![flag],
+            response_flags,
             downstream_remote: Some(self.peer),
             downstream_direct_remote: Some(self.peer),
             downstream_local: Some(self.local),

@@ -1,8 +1,9 @@
 //! `envoy.filters.network.tcp_proxy`: bytes both ways between the downstream connection
 //! and a host of the chosen cluster, closed after `idle_timeout` without traffic.
 
-use crate::access_log::{Logger, StreamInfo};
+use crate::access_log::Logger;
 use crate::server::Server;
+use crate::stream_info::StreamInfo;
 use crate::Snapshot;
 use ferry_config::listener::TcpProxy;
 use ferry_upstream::ClusterManager;
@@ -72,12 +73,14 @@ pub(crate) async fn serve(
     };
     let cluster = rt.pick_cluster().and_then(|c| rt.clusters.get(c)).cloned();
     let Some(cluster) = cluster else {
-        info.response_flags.push("NC");
+        info.response_flags
+            .set(ferry_config::ResponseFlag::NoClusterFound);
         return log(&rt, info, start);
     };
     info.upstream_cluster = Some(cluster.config.name.clone());
     let Some(host) = cluster.choose_host(None) else {
-        info.response_flags.push("UH");
+        info.response_flags
+            .set(ferry_config::ResponseFlag::NoHealthyUpstream);
         return log(&rt, info, start);
     };
     info.upstream_host = Some(host.address);
@@ -88,7 +91,7 @@ pub(crate) async fn serve(
         Ok(s) => s,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "tcp_proxy upstream connect failed");
-            info.response_flags.push(e.response_flag());
+            info.response_flags.set(e.response_flag());
             return log(&rt, info, start);
         }
     };

@@ -11,8 +11,8 @@ mod export;
 mod otel;
 mod zipkin;
 
-use crate::access_log::StreamInfo;
 use crate::stats::HcmStats;
+use crate::stream_info::StreamInfo;
 use context::SpanContext;
 use ferry_config::trace::{CustomTagValue, Decorator, Provider, Tracing, SAMPLING_DENOMINATOR};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -383,11 +383,10 @@ impl Tracer {
         }
         let code = info.response_code.unwrap_or(0);
         span.tag("http.status_code", code.to_string());
-        let flags = if info.response_flags.is_empty() {
-            "-".to_string()
-        } else {
-            info.response_flags.join(",")
-        };
+        let flags = info
+            .response_flags
+            .render(false)
+            .unwrap_or_else(|| "-".into());
         span.tag("response_flags", flags);
         if code == 0 || code >= 500 {
             span.tag("error", "true");

@@ -5,7 +5,7 @@
 use super::context::{self, SpanContext};
 use super::export::{self, Queue, Report};
 use super::{Env, OpenTelemetryStats, Span, Started};
-use crate::access_log::StreamInfo;
+use crate::stream_info::StreamInfo;
 use ferry_config::trace::OpenTelemetry as Config;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
@@ -34,7 +34,7 @@ struct Reporter {
     clusters: Arc<ferry_upstream::ClusterManager>,
     stats: Arc<OpenTelemetryStats>,
     resource: Resource,
-    channels: crate::otlp::ClusterChannels,
+    channels: crate::grpc_client::ClusterChannels,
 }
 
 use crate::otlp::attribute as string_kv;
@@ -49,7 +49,7 @@ impl OpenTelemetry {
                 .collect(),
             ..Default::default()
         };
-        let channels = crate::otlp::ClusterChannels::new(&ferry_config::stats::GrpcTarget {
+        let channels = crate::grpc_client::ClusterChannels::new(&ferry_config::stats::GrpcTarget {
             cluster: config.cluster.clone(),
             authority: config.authority.clone(),
             timeout: config.timeout,

@@ -4,7 +4,7 @@
 use super::context::{self, B3Format, SpanContext};
 use super::export::{self, Queue, Report};
 use super::{Env, Span, Started, ZipkinStats};
-use crate::access_log::StreamInfo;
+use crate::stream_info::StreamInfo;
 use bytes::Bytes;
 use ferry_config::trace::Zipkin as Config;
 use http::{HeaderMap, HeaderValue};

@@ -128,7 +128,9 @@ impl FaultFilter {
                     && self.admit(cfg, &mut active)
                 {
                     self.stats.delays_injected.inc();
-                    rq.info.response_flags.push("DI");
+                    rq.info
+                        .response_flags
+                        .set(ferry_config::ResponseFlag::DelayInjected);
                     tokio::time::sleep(duration).await;
                 }
             }
@@ -153,7 +155,9 @@ impl FaultFilter {
                     && self.admit(cfg, &mut active)
                 {
                     self.stats.aborts_injected.inc();
-                    rq.info.response_flags.push("FI");
+                    rq.info
+                        .response_flags
+                        .set(ferry_config::ResponseFlag::FaultInjected);
                     if let Some(held) = active.take() {
                         rq.response.hold.push(Box::new(held));
                     }

@@ -75,7 +75,7 @@ impl HealthCheckFilter {
             },
             body: None,
             grpc_status: None,
-            flag: failed.then_some("LH"),
+            flag: failed.then_some(ferry_config::ResponseFlag::FailedLocalHealthCheck),
             details: if failed {
                 "health_check_failed"
             } else {

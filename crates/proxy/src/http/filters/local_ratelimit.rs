@@ -208,7 +208,9 @@ impl Limiter {
             return Verdict::Continue;
         }
         self.stats.enforced.inc();
-        rq.info.response_flags.push("RL");
+        rq.info
+            .response_flags
+            .set(ferry_config::ResponseFlag::RateLimited);
         let mut added = http::HeaderMap::new();
         headers::apply_all(
             [Some(&cfg.response_headers), None, None, None],

@@ -9,8 +9,8 @@ pub mod fault;
 pub mod health_check;
 pub mod local_ratelimit;
 
-use crate::access_log::StreamInfo;
 use crate::network::hcm::ConnInfo;
+use crate::stream_info::StreamInfo;
 use ferry_config::filters::{HttpFilter, HttpFilterConfig, PerRoute};
 use ferry_config::route::Route;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -224,7 +224,7 @@ pub struct LocalReply {
     /// An explicit gRPC status (fault filter `grpc_status`).
     pub grpc_status: Option<u32>,
     /// Response flag.
-    pub flag: Option<&'static str>,
+    pub flag: Option<ferry_config::ResponseFlag>,
     /// `%RESPONSE_CODE_DETAILS%`.
     pub details: &'static str,
     /// Extra response headers.
