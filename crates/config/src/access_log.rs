@@ -735,10 +735,10 @@ pub fn from_proto(logs: &[accesslog::AccessLog], ctx: &mut Ctx) -> Vec<AccessLog
                 .filter
                 .as_ref()
                 .and_then(|f| c.at("filter", |c| crate::access_log_filter::from_proto(f, c)));
-            let ty = any.type_url.rsplit('/').next().unwrap_or_default();
+            let ty = crate::any::type_name(any);
             let parsed = c.at("typed_config", |c| match ty {
                 "envoy.extensions.access_loggers.file.v3.FileAccessLog" => {
-                    let f: file::FileAccessLog = unpack(any, c)?;
+                    let f: file::FileAccessLog = crate::any::unpack(any, c)?;
                     let sink = Sink::File(f.path.clone().into());
                     let format = match (&f.access_log_format, f.path.is_empty()) {
                         (_, true) => {
@@ -768,7 +768,7 @@ pub fn from_proto(logs: &[accesslog::AccessLog], ctx: &mut Ctx) -> Vec<AccessLog
                     })
                 }
                 "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog" => {
-                    let s: stream::StdoutAccessLog = unpack(any, c)?;
+                    let s: stream::StdoutAccessLog = crate::any::unpack(any, c)?;
                     let format = match &s.access_log_format {
                         None => default_format(c),
                         Some(stream::stdout_access_log::AccessLogFormat::LogFormat(f)) => {
@@ -782,7 +782,7 @@ pub fn from_proto(logs: &[accesslog::AccessLog], ctx: &mut Ctx) -> Vec<AccessLog
                     })
                 }
                 "envoy.extensions.access_loggers.stream.v3.StderrAccessLog" => {
-                    let s: stream::StderrAccessLog = unpack(any, c)?;
+                    let s: stream::StderrAccessLog = crate::any::unpack(any, c)?;
                     let format = match &s.access_log_format {
                         None => default_format(c),
                         Some(stream::stderr_access_log::AccessLogFormat::LogFormat(f)) => {
@@ -796,7 +796,7 @@ pub fn from_proto(logs: &[accesslog::AccessLog], ctx: &mut Ctx) -> Vec<AccessLog
                     })
                 }
                 "envoy.extensions.access_loggers.open_telemetry.v3.OpenTelemetryAccessLogConfig" => {
-                    let o = unpack(any, c)?;
+                    let o = crate::any::unpack(any, c)?;
                     let otel = crate::otel_access_log::from_proto(&o, c)?;
                     Some(AccessLog {
                         sink: Sink::OpenTelemetry(std::sync::Arc::new(otel)),
@@ -816,19 +816,6 @@ pub fn from_proto(logs: &[accesslog::AccessLog], ctx: &mut Ctx) -> Vec<AccessLog
     out
 }
 
-fn unpack<T: prost::Message + Default + prost::Name>(
-    any: &ferry_envoy_api::pb::google::protobuf::Any,
-    c: &mut Ctx,
-) -> Option<T> {
-    match ferry_envoy_api::unpack::<T>(any) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            c.error(e.to_string());
-            None
-        }
-    }
-}
-
 fn default_format(c: &mut Ctx) -> LogFormat {
     LogFormat::Text(Template::parse(DEFAULT_FORMAT, c))
 }
@@ -841,7 +828,7 @@ fn substitution(s: &core::SubstitutionFormatString, c: &mut Ctx) -> LogFormat {
         let ty = f
             .typed_config
             .as_ref()
-            .map(|a| a.type_url.rsplit('/').next().unwrap_or_default())
+            .map(crate::any::type_name)
             .unwrap_or_default();
         match ty {
             "envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery" => {

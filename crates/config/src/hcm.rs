@@ -192,7 +192,7 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
         {
             use ferry_envoy_api::pb::envoy::extensions::filters::http::router::v3::Router;
             if let Some(r) = ctx.at(format!("http_filters[{i}].typed_config"), |c| {
-                crate::filters::unpack::<Router>(any, c)
+                crate::any::unpack::<Router>(any, c)
             }) {
                 router_dynamic_stats = r.dynamic_stats.is_none_or(|v| v.value);
             }

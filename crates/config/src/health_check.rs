@@ -283,7 +283,7 @@ fn event_logs(hc: &core::HealthCheck, ctx: &mut Ctx) -> Vec<PathBuf> {
                 ) {
                     return;
                 }
-                let Some(sink) = crate::filters::unpack::<HealthCheckEventFileSink>(any, c) else {
+                let Some(sink) = crate::any::unpack::<HealthCheckEventFileSink>(any, c) else {
                     return;
                 };
                 if sink.event_log_path.is_empty() {

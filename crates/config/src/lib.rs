@@ -14,6 +14,7 @@
 
 pub mod access_log;
 pub mod access_log_filter;
+pub mod any;
 pub mod bootstrap;
 pub mod circuit_breaker;
 pub mod cluster;

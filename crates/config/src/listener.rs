@@ -174,7 +174,7 @@ fn filter_chain(fc: &pb::FilterChain, ctx: &mut Ctx) -> Option<FilterChain> {
                 c.error_at("typed_config", "is required");
                 return;
             };
-            let ty = any.type_url.rsplit('/').next().unwrap_or_default();
+            let ty = crate::any::type_name(any);
             if ty == "envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit" {
                 if let Some(l) = c.at("typed_config", |c| {
                     crate::filters::local_ratelimit::network_from_any(any, c)
@@ -207,28 +207,15 @@ fn network_filter(f: &pb::Filter, ctx: &mut Ctx) -> Option<NetworkFilter> {
         ctx.error_at("typed_config", "is required");
         return None;
     };
-    let ty = any.type_url.rsplit('/').next().unwrap_or_default();
-    ctx.at("typed_config", |c| match ty {
+    ctx.at("typed_config", |c| match crate::any::type_name(any) {
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager" => {
-            let h = match ferry_envoy_api::unpack(any) {
-                Ok(h) => h,
-                Err(e) => {
-                    c.error(e.to_string());
-                    return None;
-                }
-            };
+            let h = crate::any::unpack(any, c)?;
             Some(NetworkFilter::Http(Arc::new(crate::hcm::from_proto(
                 &h, c,
             )?)))
         }
         "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy" => {
-            let t: tcp::TcpProxy = match ferry_envoy_api::unpack(any) {
-                Ok(t) => t,
-                Err(e) => {
-                    c.error(e.to_string());
-                    return None;
-                }
-            };
+            let t: tcp::TcpProxy = crate::any::unpack(any, c)?;
             Some(NetworkFilter::Tcp(Arc::new(tcp_proxy(&t, c)?)))
         }
         // Named by the support walk.

@@ -258,10 +258,9 @@ fn sink(s: &pb::StatsSink, ctx: &mut Ctx) -> Option<StatsSink> {
         ctx.error_at("typed_config", "is required");
         return None;
     };
-    let ty = any.type_url.rsplit('/').next().unwrap_or_default();
-    ctx.at("typed_config", |c| match ty {
+    ctx.at("typed_config", |c| match crate::any::type_name(any) {
         "envoy.config.metrics.v3.StatsdSink" => {
-            let s: pb::StatsdSink = crate::filters::unpack(any, c)?;
+            let s: pb::StatsdSink = crate::any::unpack(any, c)?;
             use pb::statsd_sink::StatsdSpecifier as S;
             let target = match &s.statsd_specifier {
                 Some(S::Address(a)) => StatsdTarget::Udp(c.at("address", |c| {
@@ -279,7 +278,7 @@ fn sink(s: &pb::StatsSink, ctx: &mut Ctx) -> Option<StatsSink> {
             })
         }
         "envoy.config.metrics.v3.DogStatsdSink" => {
-            let s: pb::DogStatsdSink = crate::filters::unpack(any, c)?;
+            let s: pb::DogStatsdSink = crate::any::unpack(any, c)?;
             use pb::dog_statsd_sink::DogStatsdSpecifier as S;
             let Some(S::Address(a)) = &s.dog_statsd_specifier else {
                 c.error_at("address", "is required");
@@ -298,7 +297,7 @@ fn sink(s: &pb::StatsSink, ctx: &mut Ctx) -> Option<StatsSink> {
             use ferry_envoy_api::pb::envoy::extensions::stat_sinks::open_telemetry::v3::{
                 sink_config::ProtocolSpecifier, SinkConfig,
             };
-            let s: SinkConfig = crate::filters::unpack(any, c)?;
+            let s: SinkConfig = crate::any::unpack(any, c)?;
             let grpc = match &s.protocol_specifier {
                 Some(ProtocolSpecifier::GrpcService(g)) => Some(g.clone()),
                 // http_service has been named by the support walk.

@@ -202,14 +202,14 @@ fn provider(p: &trace_pb::tracing::Http, ctx: &mut Ctx) -> Option<Provider> {
         ctx.error_at("typed_config", "is required");
         return None;
     };
-    let ty = any.type_url.rsplit('/').next().unwrap_or_default();
+    let ty = crate::any::type_name(any);
     ctx.at("typed_config", |ctx| match ty {
         "envoy.config.trace.v3.ZipkinConfig" => {
-            let z: trace_pb::ZipkinConfig = unpack(any, ctx)?;
+            let z: trace_pb::ZipkinConfig = crate::any::unpack(any, ctx)?;
             zipkin(&z, ctx).map(Provider::Zipkin)
         }
         "envoy.config.trace.v3.OpenTelemetryConfig" => {
-            let o: trace_pb::OpenTelemetryConfig = unpack(any, ctx)?;
+            let o: trace_pb::OpenTelemetryConfig = crate::any::unpack(any, ctx)?;
             opentelemetry(&o, ctx).map(Provider::OpenTelemetry)
         }
         _ => {
@@ -217,19 +217,6 @@ fn provider(p: &trace_pb::tracing::Http, ctx: &mut Ctx) -> Option<Provider> {
             None
         }
     })
-}
-
-fn unpack<T: prost::Message + Default + prost::Name>(
-    any: &ferry_envoy_api::pb::google::protobuf::Any,
-    ctx: &mut Ctx,
-) -> Option<T> {
-    match ferry_envoy_api::unpack(any) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            ctx.error(e.to_string());
-            None
-        }
-    }
 }
 
 fn zipkin(z: &trace_pb::ZipkinConfig, ctx: &mut Ctx) -> Option<Zipkin> {

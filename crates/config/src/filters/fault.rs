@@ -1,7 +1,7 @@
 //! `envoy.filters.http.fault` (`HTTPFault`): delays, aborts and response rate limits,
 //! by percentage or by request header.
 
-use super::unpack;
+use crate::any::unpack;
 use crate::retry::{fraction, Fraction};
 use crate::route::HeaderMatcher;
 use crate::util::duration;

@@ -1,7 +1,7 @@
 //! `envoy.filters.http.health_check`: answers health checks for this proxy (or passes
 //! them through), failing while admin `/healthcheck/fail` is in force.
 
-use super::unpack;
+use crate::any::unpack;
 use crate::route::HeaderMatcher;
 use crate::Ctx;
 use ferry_envoy_api::pb::envoy::extensions::filters::http::health_check::v3 as pb;

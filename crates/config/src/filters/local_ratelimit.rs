@@ -2,7 +2,7 @@
 //! token buckets in the proxy itself.
 
 use super::rate_limit_actions::{rules, RateLimitRule};
-use super::unpack;
+use crate::any::unpack;
 use crate::retry::{runtime_fraction, Fraction};
 use crate::util::{duration, HeaderMutations};
 use crate::Ctx;

@@ -6,6 +6,7 @@ pub mod health_check;
 pub mod local_ratelimit;
 pub mod rate_limit_actions;
 
+use crate::any::{type_name, unpack};
 use crate::Ctx;
 use ferry_envoy_api::pb::google::protobuf::Any;
 use std::sync::Arc;
@@ -33,10 +34,6 @@ pub struct HttpFilter {
 const FAULT: &str = "envoy.extensions.filters.http.fault.v3.HTTPFault";
 const LOCAL_RATELIMIT: &str = "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
 const HEALTH_CHECK: &str = "envoy.extensions.filters.http.health_check.v3.HealthCheck";
-
-fn type_name(any: &Any) -> &str {
-    any.type_url.rsplit('/').next().unwrap_or_default()
-}
 
 /// Converts an HTTP filter's `typed_config` (None: the router or an unsupported
 /// filter, which the support walk names).
@@ -108,18 +105,4 @@ pub fn per_route(
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
-}
-
-/// Unpacks an `Any`, reporting a decoding error at the current path.
-pub(crate) fn unpack<T: prost::Message + Default + prost::Name>(
-    any: &Any,
-    ctx: &mut Ctx,
-) -> Option<T> {
-    match ferry_envoy_api::unpack(any) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            ctx.error(e.to_string());
-            None
-        }
-    }
 }

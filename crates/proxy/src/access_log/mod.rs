@@ -131,14 +131,7 @@ fn evaluate(f: &Filter, info: &StreamInfo) -> bool {
         Filter::And(fs) => fs.iter().all(|f| evaluate(f, info)),
         Filter::Or(fs) => fs.iter().any(|f| evaluate(f, info)),
         Filter::Header(m) => {
-            let view = crate::http::route_match::RequestView {
-                method: &info.method,
-                path: &info.path,
-                authority: &info.authority,
-                scheme: info.scheme,
-                headers: &info.request_headers,
-                status: "",
-            };
+            let view = crate::http::route_match::RequestView::of(info, &info.request_headers);
             crate::http::route_match::header_matches(m, &view)
         }
         Filter::ResponseFlag(flags) => {

@@ -148,6 +148,8 @@ pub struct LogOnEnd {
     pub start: Instant,
     /// The request counters.
     pub tap: Arc<RequestTap>,
+    /// The stream's HTTP filters, whose log hooks run before the access logs.
+    pub filters: Option<crate::http::filter_manager::FilterChain>,
 }
 
 impl LogOnEnd {
@@ -161,6 +163,9 @@ impl LogOnEnd {
         }
         if let Some(t) = trailers {
             self.info.response_trailers = t.clone();
+        }
+        if let Some(f) = &self.filters {
+            f.log(&self.info);
         }
         for l in self.loggers.iter() {
             l.log(&self.info);

@@ -126,3 +126,14 @@ pub fn apply_all(
 pub fn of_weighted(w: Option<&WeightedCluster>) -> Option<&HeaderMutations> {
     w.map(|w| &w.headers)
 }
+
+/// Appends the connection manager's `via` value to `h`'s `via`.
+pub fn append_via(h: &mut HeaderMap, via: &HeaderValue) {
+    let value = match joined(h, "via") {
+        Some(existing) => format!("{existing}, {}", via.to_str().unwrap_or_default()),
+        None => via.to_str().unwrap_or_default().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        h.insert(http::header::VIA, v);
+    }
+}

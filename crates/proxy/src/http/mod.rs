@@ -2,13 +2,16 @@
 
 pub mod attempts;
 pub mod body;
+pub mod filter_manager;
 pub mod filters;
 pub mod headers;
 pub mod local_reply;
 pub mod mirror;
 pub mod replay;
+pub mod request_headers;
 pub mod retry;
 pub mod route_match;
 pub mod router;
-pub mod throttle;
+pub mod stream;
+pub mod timeouts;
 pub mod upgrade;

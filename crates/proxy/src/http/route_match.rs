@@ -22,7 +22,19 @@ pub struct RequestView<'a> {
     pub status: &'a str,
 }
 
-impl RequestView<'_> {
+impl<'a> RequestView<'a> {
+    /// The request of a stream's record, with `headers`.
+    pub fn of(info: &'a crate::stream_info::StreamInfo, headers: &'a HeaderMap) -> Self {
+        RequestView {
+            method: &info.method,
+            path: &info.path,
+            authority: &info.authority,
+            scheme: info.scheme,
+            headers,
+            status: "",
+        }
+    }
+
     fn path_only(&self) -> &str {
         self.path.split(['?', '#']).next().unwrap_or_default()
     }

@@ -34,7 +34,7 @@ pub struct HcmRuntime {
     /// This host's address, appended to `x-forwarded-for` for loopback peers.
     pub local_address: Option<std::net::IpAddr>,
     /// The HTTP filters before the router, in order.
-    pub filters: Vec<crate::http::filters::Filter>,
+    pub filters: Vec<Arc<dyn crate::http::filter_manager::HttpFilter>>,
     /// `http.<stat_prefix>.*`.
     pub stats: Arc<HcmStats>,
     /// `listener.<address>.http.<stat_prefix>.*`.
@@ -58,8 +58,9 @@ pub struct RouteTarget {
     pub clusters: Vec<Option<Arc<ferry_upstream::Cluster>>>,
     /// `x-envoy-expected-rq-timeout-ms` for the route timeout.
     pub expected_timeout: Option<http::HeaderValue>,
-    /// Per-route filter configs (`typed_per_filter_config`), with their state.
-    pub overrides: Vec<(String, crate::http::filters::RouteOverride)>,
+    /// What the route says of each HTTP filter (`typed_per_filter_config`), by filter
+    /// index, with the per-route configs' state.
+    pub filters: crate::http::filter_manager::RouteFilterConfigs,
     /// `request_mirror_policies` clusters, in order (None: the cluster does not exist,
     /// or is named per request by `cluster_header`).
     pub mirrors: Vec<Option<Arc<ferry_upstream::Cluster>>>,
@@ -101,9 +102,9 @@ impl HcmRuntime {
             .http_filters
             .iter()
             .enumerate()
-            .map(|(i, f)| crate::http::filters::Filter::new(f, i, &env))
-            .collect();
-        let routes = resolve_routes(&config, &snapshot.clusters, &env);
+            .map(|(i, f)| crate::http::filters::build(f, i, &env))
+            .collect::<Vec<_>>();
+        let routes = resolve_routes(&config, &snapshot.clusters, &filters, &env);
         let stats = Arc::new(HcmStats::default());
         snapshot
             .stats
@@ -295,6 +296,20 @@ fn log_all(loggers: &[Logger], info: &StreamInfo) {
 }
 
 impl ConnInfo {
+    /// A connection's facts, with a new id and no stream yet.
+    pub fn new(peer: SocketAddr, local: SocketAddr, buffer_limit: u32) -> ConnInfo {
+        ConnInfo {
+            peer,
+            local,
+            id: CONNECTION_IDS.fetch_add(1, Ordering::Relaxed),
+            shared: Arc::new(super::h1_guard::ConnShared::default()),
+            streams: StreamCount::new(),
+            buffer_limit,
+            buckets: Default::default(),
+            protocol: Default::default(),
+        }
+    }
+
     /// This connection's token bucket for the local rate limit filter at `index`.
     pub fn local_bucket(
         &self,
@@ -374,17 +389,8 @@ pub(crate) async fn serve(
     buffer_limit: u32,
 ) {
     let cfg = hcm.config.clone();
-    let shared = Arc::new(super::h1_guard::ConnShared::default());
-    let conn = Arc::new(ConnInfo {
-        peer,
-        local,
-        id: CONNECTION_IDS.fetch_add(1, Ordering::Relaxed),
-        shared: shared.clone(),
-        streams: StreamCount::new(),
-        buffer_limit,
-        buckets: Default::default(),
-        protocol: Default::default(),
-    });
+    let conn = Arc::new(ConnInfo::new(peer, local, buffer_limit));
+    let shared = conn.shared.clone();
     let stats = hcm.stats.clone();
     stats.downstream_cx_total.inc();
     stats.downstream_cx_active.inc();
@@ -414,7 +420,7 @@ pub(crate) async fn serve(
                     return Err(HeaderListTooLarge);
                 }
             }
-            Ok(crate::http::router::handle(hcm, conn, req).await)
+            Ok(crate::http::stream::handle(hcm, conn, req).await)
         }
     });
 
@@ -591,8 +597,10 @@ fn templates_read_request_headers(cfg: &HttpConnectionManager) -> bool {
 fn resolve_routes(
     cfg: &HttpConnectionManager,
     clusters: &ClusterManager,
+    filters: &[Arc<dyn crate::http::filter_manager::HttpFilter>],
     env: &crate::http::filters::Env<'_>,
 ) -> Vec<Vec<RouteTarget>> {
+    use crate::http::filter_manager::RouteFilterConfigs;
     use ferry_config::route::{Action, ClusterSpecifier};
     cfg.route_config
         .virtual_hosts
@@ -602,7 +610,7 @@ fn resolve_routes(
                 .iter()
                 .map(|r| match &r.action {
                     Action::Route(ra) => RouteTarget {
-                        overrides: crate::http::filters::route_overrides(r, env),
+                        filters: RouteFilterConfigs::resolve(filters, &r.per_filter, env),
                         clusters: match &ra.cluster {
                             ClusterSpecifier::Name(n) => vec![clusters.get(n).cloned()],
                             ClusterSpecifier::Weighted(w) => w
@@ -627,7 +635,7 @@ fn resolve_routes(
                             .collect(),
                     },
                     _ => RouteTarget {
-                        overrides: crate::http::filters::route_overrides(r, env),
+                        filters: RouteFilterConfigs::resolve(filters, &r.per_filter, env),
                         ..RouteTarget::default()
                     },
                 })

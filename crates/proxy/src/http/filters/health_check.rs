@@ -4,7 +4,11 @@
 //! `x-envoy-immediate-health-check-fail: true` (peers that see it through traffic
 //! drain at once); health check responses carry `x-envoy-upstream-healthchecked-cluster`.
 
-use super::{Env, FilterRequest, LocalReply, Verdict};
+use super::Env;
+use crate::http::filter_manager::{
+    FilterRequest, FilterResponse, HeadersStatus, HttpFilter, PerRouteConfig, StreamFilter,
+};
+use crate::http::local_reply::LocalReply;
 use crate::http::route_match::header_matches;
 use ferry_config::filters::health_check::HealthCheck;
 use http::{HeaderName, HeaderValue};
@@ -32,42 +36,61 @@ impl HealthCheckFilter {
             cluster: HeaderValue::from_str(env.node_cluster).ok(),
         }
     }
+}
 
-    /// The filter's name in `http_filters`.
-    pub fn name(&self) -> &str {
+impl HttpFilter for HealthCheckFilter {
+    fn name(&self) -> &str {
         &self.name
     }
 
+    fn stream(&self, _per_route: Option<&PerRouteConfig>) -> Box<dyn StreamFilter> {
+        Box::new(HealthCheckStream {
+            config: self.config.clone(),
+            failed: self.failed.clone(),
+            cluster: self.cluster.clone(),
+            response_headers: Vec::new(),
+        })
+    }
+}
+
+/// The filter on one stream: what it adds to the response.
+struct HealthCheckStream {
+    config: Arc<HealthCheck>,
+    failed: Arc<AtomicBool>,
+    cluster: Option<HeaderValue>,
+    response_headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl StreamFilter for HealthCheckStream {
     /// Answers a health check, or lets it through (failing it while the server fails).
-    pub fn on_request(&self, rq: &mut FilterRequest<'_>) -> Verdict {
+    fn on_request_headers(&mut self, rq: &mut FilterRequest<'_>) -> HeadersStatus {
         let failed = self.failed.load(Ordering::Relaxed);
         let view = rq.view();
         if !self.config.headers.iter().all(|m| header_matches(m, &view)) {
             if failed {
-                rq.response.headers.push((
+                self.response_headers.push((
                     HeaderName::from_static(IMMEDIATE_FAIL),
                     HeaderValue::from_static("true"),
                 ));
             }
-            return Verdict::Continue;
+            return HeadersStatus::Continue;
         }
         // A health check request (Envoy marks the stream: `not_health_check_filter`).
         rq.info.health_check = true;
         if let Some(c) = &self.cluster {
-            rq.response
-                .headers
+            self.response_headers
                 .push((HeaderName::from_static(HEALTHCHECKED_CLUSTER), c.clone()));
         }
         if failed {
-            rq.response.headers.push((
+            self.response_headers.push((
                 HeaderName::from_static(IMMEDIATE_FAIL),
                 HeaderValue::from_static("true"),
             ));
         }
         if self.config.pass_through && !failed {
-            return Verdict::Continue;
+            return HeadersStatus::Continue;
         }
-        Verdict::Reply(LocalReply {
+        HeadersStatus::LocalReply(LocalReply {
             status: if failed {
                 http::StatusCode::SERVICE_UNAVAILABLE
             } else {
@@ -83,5 +106,13 @@ impl HealthCheckFilter {
             },
             headers: Vec::new(),
         })
+    }
+
+    /// The headers the request hook decided on, on whatever response the stream gets.
+    fn on_response_headers(&mut self, rs: &mut FilterResponse<'_>) -> HeadersStatus {
+        for (name, value) in self.response_headers.drain(..) {
+            rs.headers.insert(name, value);
+        }
+        HeadersStatus::Continue
     }
 }

@@ -4,8 +4,12 @@
 //! The bucket refills continuously, as Envoy's (since 1.31) does: one compare-and-swap
 //! per request, no lock and no timer task.
 
-use super::{Env, FilterRequest, LocalReply, RouteOverride, Verdict};
+use super::Env;
+use crate::http::filter_manager::{
+    FilterRequest, HeadersStatus, HttpFilter, PerRouteConfig, StreamFilter,
+};
 use crate::http::headers::{self, Side};
+use crate::http::local_reply::LocalReply;
 use crate::http::route_match::header_matches;
 use ferry_config::filters::local_ratelimit::{LocalRateLimit, TokenBucket};
 use ferry_config::filters::rate_limit_actions::{Action, RateLimitRule};
@@ -186,15 +190,15 @@ impl Limiter {
         admitted
     }
 
-    fn check(&self, bucket: Option<&Bucket>, rq: &mut FilterRequest<'_>) -> Verdict {
+    fn check(&self, bucket: Option<&Bucket>, rq: &mut FilterRequest<'_>) -> HeadersStatus {
         let cfg = &self.config;
         if !cfg.enabled.sample() {
-            return Verdict::Continue;
+            return HeadersStatus::Continue;
         }
         self.stats.enabled.inc();
         if self.admit(bucket, rq) {
             self.stats.ok.inc();
-            return Verdict::Continue;
+            return HeadersStatus::Continue;
         }
         self.stats.rate_limited.inc();
         if !cfg.enforced.sample() {
@@ -205,7 +209,7 @@ impl Limiter {
                 None,
             ];
             headers::apply_all(levels, Side::Request, rq.headers, rq.info);
-            return Verdict::Continue;
+            return HeadersStatus::Continue;
         }
         self.stats.enforced.inc();
         rq.info
@@ -228,7 +232,7 @@ impl Limiter {
                 headers.push((n.clone(), value));
             }
         }
-        Verdict::Reply(LocalReply {
+        HeadersStatus::LocalReply(LocalReply {
             status: cfg.status,
             body: Some("local_rate_limited".into()),
             grpc_status: None,
@@ -243,7 +247,7 @@ impl Limiter {
 pub struct LocalRateLimitFilter {
     name: String,
     index: usize,
-    limiter: Limiter,
+    limiter: Arc<Limiter>,
 }
 
 impl LocalRateLimitFilter {
@@ -258,19 +262,51 @@ impl LocalRateLimitFilter {
         LocalRateLimitFilter {
             name: name.to_string(),
             index,
-            limiter: Limiter::new(config, env),
+            limiter: Arc::new(Limiter::new(config, env)),
         }
     }
+}
 
-    /// The filter's name in `http_filters`.
-    pub fn name(&self) -> &str {
+impl HttpFilter for LocalRateLimitFilter {
+    fn name(&self) -> &str {
         &self.name
     }
 
+    fn stream(&self, per_route: Option<&PerRouteConfig>) -> Box<dyn StreamFilter> {
+        // A route's own limiter (with its own bucket) replaces the filter's.
+        let route = per_route.and_then(|c| c.clone().downcast::<Limiter>().ok());
+        Box::new(LocalRateLimitStream {
+            limiter: self.limiter.clone(),
+            index: self.index,
+            route,
+        })
+    }
+
+    fn route_config(
+        &self,
+        config: &ferry_config::filters::PerRoute,
+        env: &Env<'_>,
+    ) -> Option<PerRouteConfig> {
+        match config {
+            ferry_config::filters::PerRoute::LocalRateLimit(l) => {
+                Some(Arc::new(Limiter::new(l.clone(), env)))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The filter on one stream.
+struct LocalRateLimitStream {
+    limiter: Arc<Limiter>,
+    index: usize,
+    route: Option<Arc<Limiter>>,
+}
+
+impl StreamFilter for LocalRateLimitStream {
     /// Takes a token from the route's, the connection's or the filter's bucket.
-    pub fn on_request(&self, rq: &mut FilterRequest<'_>) -> Verdict {
-        if let Some(RouteOverride::LocalRateLimit(l)) = rq.override_for(&self.name) {
-            let l = l.clone();
+    fn on_request_headers(&mut self, rq: &mut FilterRequest<'_>) -> HeadersStatus {
+        if let Some(l) = &self.route {
             return l.check(l.bucket.as_ref(), rq);
         }
         let limiter = &self.limiter;
