@@ -294,7 +294,9 @@ impl Dispatch {
         }
     }
 
-    fn mark(&self, conn: ConnectionInfo) {
+    /// Marks the request as given its connection (the pool does it; a test double of
+    /// an upstream may too).
+    pub fn mark(&self, conn: ConnectionInfo) {
         let _ = self.conn.set(conn);
         if self.at.set(Instant::now()).is_ok() {
             self.wake.notify_waiters();

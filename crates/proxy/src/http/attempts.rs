@@ -12,7 +12,7 @@ use crate::http::replay::Replay;
 use crate::http::retry::{Decision, RetryState};
 use crate::http::timeouts::Timeouts;
 use crate::stream_info::StreamInfo;
-use ferry_config::route::RouteAction;
+use ferry_config::route::{Priority, RouteAction};
 use ferry_config::ResponseFlag;
 use ferry_upstream::circuit_breaker::{Admission, Resource};
 use ferry_upstream::{Body, Cluster, Host, UpstreamError};
@@ -47,16 +47,61 @@ pub enum Attempted {
     },
 }
 
-type AttemptFuture = Pin<
-    Box<
-        dyn Future<
-                Output = Result<
-                    (u32, Result<Response<Body>, UpstreamError>),
-                    futures_util::future::Aborted,
-                >,
-            > + Send,
-    >,
->;
+/// Where attempts go: a host of the cluster over its pool ([`Pools`]), or — in tests —
+/// a double, so that the state machine runs in virtual time.
+pub trait Upstream: Send + Sync {
+    /// Sends `req` to `host`; `dispatch` is marked when the request gets its connection.
+    fn send(
+        &self,
+        cluster: Arc<Cluster>,
+        host: Arc<Host>,
+        priority: Priority,
+        req: Request<Body>,
+        dispatch: Arc<ferry_upstream::Dispatch>,
+    ) -> SendFuture;
+}
+
+/// An attempt on its way.
+pub type SendFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, UpstreamError>> + Send>>;
+
+/// The upstream of every routed request: the host's connection pool.
+pub struct Pools;
+
+impl Upstream for Pools {
+    fn send(
+        &self,
+        cluster: Arc<Cluster>,
+        host: Arc<Host>,
+        priority: Priority,
+        req: Request<Body>,
+        dispatch: Arc<ferry_upstream::Dispatch>,
+    ) -> SendFuture {
+        Box::pin(async move {
+            host.send_observed(&cluster, priority, req, Some(&dispatch))
+                .await
+        })
+    }
+}
+
+/// An attempt's future, tagged with its number.
+struct Tagged {
+    n: u32,
+    sent: SendFuture,
+}
+
+impl Future for Tagged {
+    type Output = (u32, Result<Response<Body>, UpstreamError>);
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let n = self.n;
+        self.sent.as_mut().poll(cx).map(|r| (n, r))
+    }
+}
+
+type AttemptFuture = Abortable<Tagged>;
 
 struct Running {
     n: u32,
@@ -71,6 +116,8 @@ struct Running {
 
 /// Everything an attempt needs, fixed for the request.
 pub struct Plan<'a> {
+    /// Where attempts go ([`Pools`]).
+    pub upstream: &'a dyn Upstream,
     /// The route.
     pub ra: &'a RouteAction,
     /// The cluster.
@@ -300,7 +347,7 @@ impl<'p, 'i> Attempts<'p, 'i> {
             let since_done = self
                 .tap
                 .completed_at(self.start)
-                .map(|done| done.elapsed())
+                .map(|done| tokio::time::Instant::from_std(done).elapsed())
                 .unwrap_or_default();
             let h = req.headers_mut();
             match self.plan.timeouts.expected(self.plan.hedging, since_done) {
@@ -318,17 +365,15 @@ impl<'p, 'i> Attempts<'p, 'i> {
         let (parts, ()) = req.into_parts();
         let req = Request::from_parts(parts, body);
         let (abort, reg) = AbortHandle::new_pair();
-        let (cluster, to) = (self.plan.cluster.clone(), host.clone());
-        let priority = self.plan.ra.priority;
         let dispatch = Arc::new(ferry_upstream::Dispatch::new(self.dispatched.clone()));
-        let marked = dispatch.clone();
-        self.inflight.push(Box::pin(Abortable::new(
-            async move {
-                let sent = to.send_observed(&cluster, priority, req, Some(&marked));
-                (n, sent.await)
-            },
-            reg,
-        )));
+        let sent = self.plan.upstream.send(
+            self.plan.cluster.clone(),
+            host.clone(),
+            self.plan.ra.priority,
+            req,
+            dispatch.clone(),
+        );
+        self.inflight.push(Abortable::new(Tagged { n, sent }, reg));
         self.running.push(Running {
             n,
             dispatch,
@@ -670,3 +715,6 @@ fn abort_all(running: &[Running]) {
         r.abort.abort();
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,6 +14,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+/// Time since `start` on the runtime's clock (the timers' clock: in tests with paused
+/// time it is virtual, and request times must agree with it).
+fn since(start: Instant) -> std::time::Duration {
+    tokio::time::Instant::now().saturating_duration_since(tokio::time::Instant::from_std(start))
+}
+
 /// Shared counters of the request body.
 #[derive(Debug, Default)]
 pub struct RequestTap {
@@ -34,7 +40,7 @@ pub struct RequestTap {
 impl RequestTap {
     /// Records the end of the request body.
     pub(crate) fn complete(&self, start: Instant) {
-        let n = start.elapsed().as_nanos().max(1) as u64;
+        let n = since(start).as_nanos().max(1) as u64;
         if self
             .done_nanos
             .compare_exchange(0, n, Ordering::Relaxed, Ordering::Relaxed)
@@ -101,7 +107,7 @@ impl http_body::Body for CountedRequest {
                 if let Some(d) = f.data_ref() {
                     this.tap.bytes.fetch_add(d.len() as u64, Ordering::Relaxed);
                 }
-                let n = this.start.elapsed().as_nanos() as u64;
+                let n = since(*this.start).as_nanos() as u64;
                 this.tap.last_activity_nanos.store(n, Ordering::Relaxed);
                 // hyper stops polling once the body says it has ended (Content-Length
                 // reached, HTTP/2 END_STREAM): the end is seen here, not as `None`.

@@ -342,6 +342,7 @@ async fn send(
         .stream_duration
         .map(|d| tokio::time::Instant::from_std(stream.start) + d);
     let plan = Plan {
+        upstream: &crate::http::attempts::Pools,
         ra,
         cluster: upstream.cluster.clone(),
         first_host: upstream.host.clone(),
