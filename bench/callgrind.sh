@@ -7,7 +7,8 @@
 # Runs the scenario 1-5 config (bench/configs.py envoy_main) on one worker under
 # `valgrind --tool=callgrind`, warms up, zeroes the counters, sends `wrk -c10` for
 # SECONDS (default 10), dumps, and divides the instructions by the requests the
-# proxy's own /stats counted in that window. Loopback only.
+# proxy's own /stats counted in that window; CALLGRIND_OUT=FILE keeps the profile.
+# Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ferrymesh/target}"
@@ -50,6 +51,8 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 total=$(grep '^totals:' "$f" | awk '{print $2}')
+# CALLGRIND_OUT=path keeps the profile (for callgrind_annotate --inclusive=yes).
+[ -n "${CALLGRIND_OUT:-}" ] && cp "$f" "$CALLGRIND_OUT"
 n=$((after - before))
 echo "binary: $FERRY"
 echo "requests: $n"

@@ -14,6 +14,7 @@
 pub mod access_log;
 pub mod admin;
 mod grpc_client;
+pub mod grpc_status;
 pub mod http;
 pub mod listener;
 pub mod network;
@@ -23,6 +24,7 @@ mod sinks;
 mod snapshot;
 pub mod stats;
 pub mod stream_info;
+pub mod token_bucket;
 pub mod trace;
 
 pub use server::{Server, ServerOptions};

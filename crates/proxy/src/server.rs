@@ -107,7 +107,7 @@ impl StatsView {
 impl Server {
     /// Every stat the stats matcher keeps, with the computed `server.*` gauges fresh.
     pub fn stats_snapshot(&self) -> std::collections::BTreeMap<String, ferry_stats::Value> {
-        crate::stats::refresh_server(self);
+        refresh_server(self);
         let mut all = self.stats.snapshot();
         if !matches!(
             self.stats_view.matcher,
@@ -337,5 +337,23 @@ impl Server {
                 return;
             }
         }
+    }
+}
+
+/// Refreshes the computed `server.*` gauges (uptime, memory, connections, state).
+fn refresh_server(server: &Server) {
+    let s = &server.server_stats;
+    s.uptime.set(server.started.elapsed().as_secs());
+    s.total_connections
+        .set(server.active_connections.load(Ordering::Relaxed) as u64);
+    // 0 LIVE, 1 DRAINING (Envoy's server.state).
+    let draining = server.is_draining();
+    s.state.set(u64::from(draining));
+    s.live.set(u64::from(!draining));
+    if let Some(memory) = server.options.memory {
+        let m = memory();
+        s.memory_allocated.set(m.allocated);
+        s.memory_heap_size.set(m.heap_size);
+        s.memory_physical_size.set(m.physical_size);
     }
 }

@@ -4,7 +4,6 @@
 //! connection and request paths bump directly.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 ferry_stats::stat_group! {
@@ -353,24 +352,6 @@ impl Drop for ConnectionStats {
         self.scope.thread.downstream_cx_active.dec();
         s.downstream_cx_destroy.inc();
         s.downstream_cx_length_ms.record(ms_since(self.start));
-    }
-}
-
-/// Refreshes the computed `server.*` gauges (uptime, memory, connections, state).
-pub fn refresh_server(server: &crate::server::Server) {
-    let s = &server.server_stats;
-    s.uptime.set(server.started.elapsed().as_secs());
-    s.total_connections
-        .set(server.active_connections.load(Ordering::Relaxed) as u64);
-    // 0 LIVE, 1 DRAINING (Envoy's server.state).
-    let draining = server.is_draining();
-    s.state.set(u64::from(draining));
-    s.live.set(u64::from(!draining));
-    if let Some(memory) = server.options.memory {
-        let m = memory();
-        s.memory_allocated.set(m.allocated);
-        s.memory_heap_size.set(m.heap_size);
-        s.memory_physical_size.set(m.physical_size);
     }
 }
 

@@ -97,7 +97,7 @@ pub struct StreamInfo {
     pub traced: bool,
     /// The stream's span while it is open (sampled streams of a traced connection
     /// manager); the tracer takes it when the stream ends.
-    pub span: Option<Box<crate::trace::Span>>,
+    pub span: Option<Box<crate::trace::span::Span>>,
 }
 
 impl StreamInfo {
@@ -117,7 +117,7 @@ impl StreamInfo {
             .or_else(|| {
                 self.response_code
                     .filter(|c| *c != 0)
-                    .map(crate::http::local_reply::grpc_status_of)
+                    .map(crate::grpc_status::grpc_status_of)
             })
     }
 }

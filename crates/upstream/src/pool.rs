@@ -281,12 +281,12 @@ pub(crate) struct Gate<'a> {
 pub struct Dispatch {
     at: std::sync::OnceLock<Instant>,
     conn: std::sync::OnceLock<ConnectionInfo>,
-    wake: Arc<tokio::sync::Notify>,
+    wake: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Dispatch {
-    /// A signal that wakes `wake` when it fires.
-    pub fn new(wake: Arc<tokio::sync::Notify>) -> Dispatch {
+    /// A signal that wakes `wake` (if any) when it fires.
+    pub fn new(wake: Option<Arc<tokio::sync::Notify>>) -> Dispatch {
         Dispatch {
             at: std::sync::OnceLock::new(),
             conn: std::sync::OnceLock::new(),
@@ -299,7 +299,9 @@ impl Dispatch {
     pub fn mark(&self, conn: ConnectionInfo) {
         let _ = self.conn.set(conn);
         if self.at.set(Instant::now()).is_ok() {
-            self.wake.notify_waiters();
+            if let Some(w) = &self.wake {
+                w.notify_waiters();
+            }
         }
     }
 

@@ -16,8 +16,6 @@ use ferry_config::route::{Priority, RouteAction};
 use ferry_config::ResponseFlag;
 use ferry_upstream::circuit_breaker::{Admission, Resource};
 use ferry_upstream::{Body, Cluster, Host, UpstreamError};
-use futures_util::future::{AbortHandle, Abortable};
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::{HeaderName, HeaderValue, Request, Response};
 use std::future::Future;
 use std::pin::Pin;
@@ -50,14 +48,15 @@ pub enum Attempted {
 /// Where attempts go: a host of the cluster over its pool ([`Pools`]), or — in tests —
 /// a double, so that the state machine runs in virtual time.
 pub trait Upstream: Send + Sync {
-    /// Sends `req` to `host`; `dispatch` is marked when the request gets its connection.
+    /// Sends `req` to `host`; `dispatch`, when given, is marked when the request gets
+    /// its connection.
     fn send(
         &self,
         cluster: Arc<Cluster>,
         host: Arc<Host>,
         priority: Priority,
         req: Request<Body>,
-        dispatch: Arc<ferry_upstream::Dispatch>,
+        dispatch: Option<Arc<ferry_upstream::Dispatch>>,
     ) -> SendFuture;
 }
 
@@ -74,42 +73,24 @@ impl Upstream for Pools {
         host: Arc<Host>,
         priority: Priority,
         req: Request<Body>,
-        dispatch: Arc<ferry_upstream::Dispatch>,
+        dispatch: Option<Arc<ferry_upstream::Dispatch>>,
     ) -> SendFuture {
         Box::pin(async move {
-            host.send_observed(&cluster, priority, req, Some(&dispatch))
+            host.send_observed(&cluster, priority, req, dispatch.as_deref())
                 .await
         })
     }
 }
 
-/// An attempt's future, tagged with its number.
-struct Tagged {
-    n: u32,
-    sent: SendFuture,
-}
-
-impl Future for Tagged {
-    type Output = (u32, Result<Response<Body>, UpstreamError>);
-
-    fn poll(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let n = self.n;
-        self.sent.as_mut().poll(cx).map(|r| (n, r))
-    }
-}
-
-type AttemptFuture = Abortable<Tagged>;
-
+/// An attempt on its way. Cancelling it is dropping it.
 struct Running {
     n: u32,
-    /// When the attempt got its connection (its per-try timers start there).
-    dispatch: Arc<ferry_upstream::Dispatch>,
+    sent: SendFuture,
+    /// When the attempt got its connection (its per-try timers start there), and which
+    /// connection it was; watched only when a per-try timer or a log needs it.
+    dispatch: Option<Arc<ferry_upstream::Dispatch>>,
     /// For outlier detection: a timed-out attempt is the host's local-origin timeout.
     host: Arc<Host>,
-    abort: AbortHandle,
     /// A hedged attempt past its per-try timeout: it runs on without a deadline.
     timed_out: bool,
 }
@@ -141,6 +122,8 @@ pub struct Plan<'a> {
     /// Hedge on per-try timeouts (the route's `hedge_policy`, or an internal request's
     /// `x-envoy-hedge-on-per-try-timeout: true`).
     pub hedging: bool,
+    /// Record which upstream connection the response came on (an access log reads it).
+    pub record_connection: bool,
 }
 
 /// The body attempts send.
@@ -186,38 +169,71 @@ pub async fn run(
     start: Instant,
 ) -> Attempted {
     let mut a = Attempts::new(plan, info, tap, start);
-    // Woken when an attempt gets its connection, to arm its per-try timers.
+    // Woken when an attempt gets its connection, to arm its per-try timers (only
+    // watched when there are per-try timers).
     let dispatched = a.dispatched.clone();
+    // One timer, set to the earliest deadline each turn.
+    let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(timer);
+    let mut armed: Option<tokio::time::Instant> = None;
     loop {
-        let connected = dispatched.notified();
+        let connected = dispatched.as_deref().map(tokio::sync::Notify::notified);
         tokio::pin!(connected);
-        connected.as_mut().enable();
+        if let Some(c) = connected.as_mut().as_pin_mut() {
+            c.enable();
+        }
         if let Some(done) = a.start_due() {
             return done;
         }
-        let d = a.deadlines();
+        let next = a.next_timer();
+        if let Some((at, _)) = next {
+            if armed != Some(at) {
+                timer.as_mut().reset(at);
+                armed = Some(at);
+            }
+        }
+        let request_done = a.tap.completed_at(start).is_some();
         let now = tokio::time::Instant::now();
         let step = tokio::select! {
-            Some(done) = a.inflight.next(), if !a.inflight.is_empty() => a.on_attempt_end(done, now),
-            _ = tokio::time::sleep_until(d.per_try.map_or(now, |p| p.0)), if d.per_try.is_some() => {
-                a.on_per_try_timeout(d.per_try, now)
+            (pos, result) = std::future::poll_fn(|cx| poll_attempts(&mut a.running, cx)), if !a.running.is_empty() => {
+                a.on_attempt_end(pos, result, now)
             }
-            _ = tokio::time::sleep_until(d.route.unwrap_or(now)), if d.route.is_some() => {
-                Step::Done(a.on_route_timeout())
+            _ = &mut timer, if next.is_some() => {
+                armed = None;
+                match next {
+                    Some((_, which)) => a.on_timer(which, now),
+                    None => Step::Continue,
+                }
             }
-            _ = tokio::time::sleep_until(d.idle.unwrap_or(now)), if d.idle.is_some() => a.on_idle(),
-            _ = tokio::time::sleep_until(d.request.unwrap_or(now)), if d.request.is_some() => {
-                a.on_request_timeout()
-            }
-            _ = tokio::time::sleep_until(a.next_at.unwrap_or(now)), if a.next_at.is_some() => Step::Continue,
             // The request just ended: arm the route and per-try timeouts.
-            _ = tap.completed.notified(), if d.completed.is_none() => Step::Continue,
+            _ = tap.completed.notified(), if !request_done => Step::Continue,
             // An attempt got its connection: arm its per-try timers.
-            _ = &mut connected => Step::Continue,
+            _ = connection_made(connected.as_mut().as_pin_mut()), if dispatched.is_some() => Step::Continue,
         };
         if let Step::Done(done) = step {
             return done;
         }
+    }
+}
+
+/// Polls every attempt out; the first that ends, by its place.
+fn poll_attempts(
+    running: &mut [Running],
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<(usize, Result<Response<Body>, UpstreamError>)> {
+    for (pos, r) in running.iter_mut().enumerate() {
+        if let std::task::Poll::Ready(result) = r.sent.as_mut().poll(cx) {
+            return std::task::Poll::Ready((pos, result));
+        }
+    }
+    std::task::Poll::Pending
+}
+
+/// Resolves when the watched notification comes (never when nothing is watched).
+async fn connection_made(notified: Option<Pin<&mut tokio::sync::futures::Notified<'_>>>) {
+    match notified {
+        Some(n) => n.await,
+        None => std::future::pending().await,
     }
 }
 
@@ -229,19 +245,24 @@ enum Step {
     Done(Attempted),
 }
 
-/// The timers of one turn of the loop, recomputed each turn (the request may have
-/// ended, an attempt may have got its connection).
-struct Deadlines {
-    /// When the request ended, if it has.
-    completed: Option<tokio::time::Instant>,
+/// Which timer is the next to fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// An attempt's per-try timeout (`idle`: its per-try idle timeout).
+    PerTry {
+        /// The attempt.
+        n: u32,
+        /// Whether it is `per_try_idle_timeout`.
+        idle: bool,
+    },
     /// The route timeout (from the end of the request).
-    route: Option<tokio::time::Instant>,
+    Route,
     /// The stream idle timeout (from the last request body frame).
-    idle: Option<tokio::time::Instant>,
+    Idle,
     /// The HCM request timeout, while the request is incomplete.
-    request: Option<tokio::time::Instant>,
-    /// The earliest per-try deadline: when, which attempt, and whether it is the idle one.
-    per_try: Option<(tokio::time::Instant, u32, bool)>,
+    Request,
+    /// A retry's back-off is over.
+    NextAttempt,
 }
 
 /// The attempt state machine of one request (Envoy's router with its
@@ -253,7 +274,6 @@ struct Attempts<'p, 'i> {
     start: Instant,
     stats: Arc<ferry_upstream::ClusterStats>,
     breaker: Arc<ferry_upstream::circuit_breaker::Breaker>,
-    inflight: FuturesUnordered<AttemptFuture>,
     running: Vec<Running>,
     /// Hosts tried (for `previous_hosts`).
     tried: Vec<Arc<Host>>,
@@ -264,12 +284,16 @@ struct Attempts<'p, 'i> {
     n: u32,
     /// The `max_retries` resource, held from a retry's scheduling to the next decision.
     retry_admission: Option<Admission>,
-    dispatched: Arc<tokio::sync::Notify>,
+    /// Woken when an attempt gets its connection (only with per-try timers).
+    dispatched: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl<'p, 'i> Attempts<'p, 'i> {
     fn new(plan: Plan<'p>, info: &'i mut StreamInfo, tap: &'i RequestTap, start: Instant) -> Self {
+        let per_try_timers =
+            plan.timeouts.per_try.is_some() || plan.timeouts.per_try_idle.is_some();
         Attempts {
+            dispatched: per_try_timers.then(|| Arc::new(tokio::sync::Notify::new())),
             stats: plan.cluster.stats.clone(),
             breaker: plan.cluster.breakers.get(plan.ra.priority).clone(),
             next_host: Some(plan.first_host.clone()),
@@ -277,13 +301,11 @@ impl<'p, 'i> Attempts<'p, 'i> {
             info,
             tap,
             start,
-            inflight: FuturesUnordered::new(),
             running: Vec::new(),
             tried: Vec::new(),
             next_at: Some(tokio::time::Instant::now()),
             n: 0,
             retry_admission: None,
-            dispatched: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -364,8 +386,13 @@ impl<'p, 'i> Attempts<'p, 'i> {
         }
         let (parts, ()) = req.into_parts();
         let req = Request::from_parts(parts, body);
-        let (abort, reg) = AbortHandle::new_pair();
-        let dispatch = Arc::new(ferry_upstream::Dispatch::new(self.dispatched.clone()));
+        let dispatch = match &self.dispatched {
+            Some(wake) => Some(Arc::new(ferry_upstream::Dispatch::new(Some(wake.clone())))),
+            None if self.plan.record_connection => {
+                Some(Arc::new(ferry_upstream::Dispatch::new(None)))
+            }
+            None => None,
+        };
         let sent = self.plan.upstream.send(
             self.plan.cluster.clone(),
             host.clone(),
@@ -373,12 +400,11 @@ impl<'p, 'i> Attempts<'p, 'i> {
             req,
             dispatch.clone(),
         );
-        self.inflight.push(Abortable::new(Tagged { n, sent }, reg));
         self.running.push(Running {
             n,
+            sent,
             dispatch,
             host,
-            abort,
             timed_out: false,
         });
     }
@@ -393,63 +419,89 @@ impl<'p, 'i> Attempts<'p, 'i> {
         head_clone(&self.plan.head)
     }
 
-    fn deadlines(&self) -> Deadlines {
+    /// When the request ended, on the timers' clock.
+    fn completed(&self) -> Option<tokio::time::Instant> {
+        self.tap
+            .completed_at(self.start)
+            .map(tokio::time::Instant::from_std)
+    }
+
+    /// When the route timeout fires, once the request has ended.
+    fn route_deadline(&self) -> Option<tokio::time::Instant> {
+        self.plan
+            .timeouts
+            .global
+            .zip(self.completed())
+            .map(|(t, done)| done + t)
+    }
+
+    /// The next timer to fire, recomputed each turn (the request may have ended, an
+    /// attempt may have got its connection, a body frame may have come).
+    fn next_timer(&self) -> Option<(tokio::time::Instant, Timer)> {
         use std::sync::atomic::Ordering;
         let start_t = tokio::time::Instant::from_std(self.start);
         let t = &self.plan.timeouts;
-        let completed = self
-            .tap
-            .completed_at(self.start)
-            .map(tokio::time::Instant::from_std);
+        let completed = self.completed();
+        let mut next: Option<(tokio::time::Instant, Timer)> = None;
+        let mut consider = |at: Option<tokio::time::Instant>, which: Timer| {
+            if let Some(at) = at {
+                if next.is_none_or(|(best, _)| at < best) {
+                    next = Some((at, which));
+                }
+            }
+        };
+        consider(self.route_deadline(), Timer::Route);
         let idle = self.plan.idle.map(|d| {
             let last = self.tap.last_activity_nanos.load(Ordering::Relaxed);
             start_t + Duration::from_nanos(last) + d
         });
+        consider(idle, Timer::Idle);
+        let request = self.plan.request_timeout.filter(|_| completed.is_none());
+        consider(request.map(|t| start_t + t), Timer::Request);
+        consider(self.next_at, Timer::NextAttempt);
         // per_try_timeout and per_try_idle_timeout run from when both the attempt had
         // its connection and the request ended (Envoy arms them at pool ready). Until
         // the response headers nothing comes back, so the idle timer is not reset;
         // over the body it is (see `TimedResponse`).
-        let mut per_try: Option<(tokio::time::Instant, u32, bool)> = None;
         for r in self.running.iter().filter(|r| !r.timed_out) {
-            let (Some(ready), Some(done)) = (r.dispatch.at(), completed) else {
+            let ready = r.dispatch.as_ref().and_then(|d| d.at());
+            let (Some(ready), Some(done)) = (ready, completed) else {
                 continue;
             };
             let from = ready.max(done);
-            let candidates = [
-                t.per_try.map(|t| (from + t, false)),
-                t.per_try_idle.map(|t| (from + t, true)),
-            ];
-            for (at, idle) in candidates.into_iter().flatten() {
-                if per_try.is_none_or(|(best, _, _)| at < best) {
-                    per_try = Some((at, r.n, idle));
-                }
-            }
+            consider(
+                t.per_try.map(|t| from + t),
+                Timer::PerTry {
+                    n: r.n,
+                    idle: false,
+                },
+            );
+            consider(
+                t.per_try_idle.map(|t| from + t),
+                Timer::PerTry { n: r.n, idle: true },
+            );
         }
-        Deadlines {
-            completed,
-            route: t.global.zip(completed).map(|(t, done)| done + t),
-            idle,
-            request: self
-                .plan
-                .request_timeout
-                .filter(|_| completed.is_none())
-                .map(|t| start_t + t),
-            per_try,
+        next
+    }
+
+    /// The timer `which` fired.
+    fn on_timer(&mut self, which: Timer, now: tokio::time::Instant) -> Step {
+        match which {
+            Timer::PerTry { n, idle } => self.on_per_try_timeout(n, idle, now),
+            Timer::Route => Step::Done(self.on_route_timeout()),
+            Timer::Idle => self.on_idle(),
+            Timer::Request => self.on_request_timeout(),
+            Timer::NextAttempt => Step::Continue,
         }
     }
 
-    /// An attempt ended with a response or a failure.
+    /// The attempt at `pos` ended with a response or a failure.
     fn on_attempt_end(
         &mut self,
-        done: Result<(u32, Result<Response<Body>, UpstreamError>), futures_util::future::Aborted>,
+        pos: usize,
+        result: Result<Response<Body>, UpstreamError>,
         now: tokio::time::Instant,
     ) -> Step {
-        let Ok((k, result)) = done else {
-            return Step::Continue; // aborted
-        };
-        let Some(pos) = self.running.iter().position(|r| r.n == k) else {
-            return Step::Continue;
-        };
         let ended = self.running.swap_remove(pos);
         drop(self.retry_admission.take());
         match result {
@@ -500,15 +552,14 @@ impl<'p, 'i> Attempts<'p, 'i> {
                 }
             }
         }
-        abort_all(&self.running);
-        // The attempt whose response goes downstream (hedging may have started another
-        // since).
+        // The others are cancelled (dropped with the state machine). The attempt whose
+        // response goes downstream (hedging may have started another since):
         self.info.upstream_host = Some(ended.host.address);
-        self.info.upstream_conn = ended.dispatch.connection();
+        self.info.upstream_conn = ended.dispatch.as_ref().and_then(|d| d.connection());
         self.info.host = Some(ended.host);
         Step::Done(Attempted::Response {
             resp,
-            route_deadline: self.deadlines().route,
+            route_deadline: self.route_deadline(),
             attempts: self.n,
         })
     }
@@ -518,7 +569,6 @@ impl<'p, 'i> Attempts<'p, 'i> {
         // The client's body failed: nothing to retry (the router answers 400 or logs
         // the client gone).
         if self.tap.malformed() || self.tap.aborted() {
-            abort_all(&self.running);
             return Step::Done(Attempted::Local {
                 reason: LocalReason::from_upstream(e),
                 failure: None,
@@ -535,17 +585,9 @@ impl<'p, 'i> Attempts<'p, 'i> {
         self.retry_or(decision, now, outcome)
     }
 
-    /// The earliest per-try deadline passed (`which`: the attempt and whether it is the
-    /// idle timeout).
-    fn on_per_try_timeout(
-        &mut self,
-        which: Option<(tokio::time::Instant, u32, bool)>,
-        now: tokio::time::Instant,
-    ) -> Step {
-        let Some((_, k, idle)) = which else {
-            return Step::Continue;
-        };
-        let Some(pos) = self.running.iter().position(|r| r.n == k) else {
+    /// Attempt `n`'s per-try (`idle`: per-try idle) timeout passed.
+    fn on_per_try_timeout(&mut self, n: u32, idle: bool, now: tokio::time::Instant) -> Step {
+        let Some(pos) = self.running.iter().position(|r| r.n == n) else {
             return Step::Continue;
         };
         let reason = if idle {
@@ -564,8 +606,8 @@ impl<'p, 'i> Attempts<'p, 'i> {
             } else {
                 self.stats.upstream_rq_per_try_timeout.inc();
             }
-            let r = self.running.swap_remove(pos);
-            r.abort.abort();
+            // Cancelled: dropped.
+            self.running.swap_remove(pos);
         }
         drop(self.retry_admission.take());
         let hedging = self.plan.hedging;
@@ -602,12 +644,11 @@ impl<'p, 'i> Attempts<'p, 'i> {
     /// The route timeout: every attempt is cancelled; 504 `UT`.
     fn on_route_timeout(&mut self) -> Attempted {
         self.stats.upstream_rq_timeout.inc();
-        for r in &self.running {
+        for r in self.running.drain(..) {
             // Attempts past a soft per-try timeout were reported then.
             if !r.timed_out {
                 r.host.report_timeout();
             }
-            r.abort.abort();
         }
         Attempted::Local {
             reason: LocalReason::UpstreamTimeout,
@@ -707,13 +748,6 @@ fn pick(plan: &Plan<'_>, tried: &[Arc<Host>]) -> Option<Arc<Host>> {
         }
     }
     Some(host)
-}
-
-/// Cancels every attempt still out.
-fn abort_all(running: &[Running]) {
-    for r in running {
-        r.abort.abort();
-    }
 }
 
 #[cfg(test)]

@@ -21,9 +21,8 @@
 //! downstream, the stream's filters sit behind one uncontended per-stream lock, taken
 //! once per hook call.
 
-use crate::http::filters::Env;
+use crate::http::connection::ConnInfo;
 use crate::http::local_reply::LocalReply;
-use crate::network::hcm::ConnInfo;
 use crate::stream_info::StreamInfo;
 use bytes::Bytes;
 use ferry_upstream::Body;
@@ -33,6 +32,18 @@ use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+
+/// What filters are built with.
+pub struct Env<'a> {
+    /// The HCM's `stat_prefix`.
+    pub stat_prefix: &'a str,
+    /// The stats store.
+    pub stats: &'a ferry_stats::Store,
+    /// Set by admin `/healthcheck/fail`.
+    pub health_failed: Arc<std::sync::atomic::AtomicBool>,
+    /// `node.cluster`.
+    pub node_cluster: &'a str,
+}
 
 /// A filter of a connection manager's `http_filters`, built once from its config.
 pub trait HttpFilter: Send + Sync {

@@ -293,17 +293,7 @@ pub fn response(status: http::StatusCode, body: Option<Bytes>) -> http::Response
     }
 }
 
-/// The gRPC status Envoy maps an HTTP status to (`Grpc::Utility::httpToGrpcStatus`).
-pub fn grpc_status_of(http_status: u16) -> u32 {
-    match http_status {
-        400 => 13,
-        401 => 16,
-        403 => 7,
-        404 => 12,
-        429 | 502 | 503 | 504 => 14,
-        _ => 2,
-    }
-}
+pub use crate::grpc_status::grpc_status_of;
 
 /// A local reply to a gRPC request, as Envoy sends it: HTTP 200, trailers-only, with
 /// `grpc-status` mapped from the HTTP status and `grpc-message` from the body.

@@ -2,8 +2,8 @@
 //! mirror cluster, fire and forget, with `-shadow` appended to its host (Envoy's
 //! shadowing). The copy's response is read and dropped; it never delays the request.
 
+use crate::http::conn_manager::{HcmRuntime, RouteTarget};
 use crate::http::replay::Replay;
-use crate::network::hcm::{HcmRuntime, RouteTarget};
 use ferry_config::retry::MirrorCluster;
 use ferry_config::route::RouteAction;
 use http::{HeaderValue, Request};

@@ -2,6 +2,8 @@
 
 pub mod attempts;
 pub mod body;
+pub mod conn_manager;
+pub mod connection;
 pub mod filter_manager;
 pub mod filters;
 pub mod headers;

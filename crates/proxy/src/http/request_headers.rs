@@ -3,8 +3,9 @@
 //! `x-forwarded-for`/`-proto`, `x-envoy-external-address`, `x-request-id`, and the
 //! control headers an external client may not send; and the trusted client address.
 
+use crate::http::conn_manager::HcmRuntime;
+use crate::http::connection::ConnInfo;
 use crate::http::headers;
-use crate::network::hcm::{ConnInfo, HcmRuntime};
 use ferry_config::hcm::HttpConnectionManager;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::net::{IpAddr, SocketAddr};

@@ -6,12 +6,13 @@
 //! then carries the access log, the trace span and the stream's accounting to its end.
 
 use crate::http::body::{CountedRequest, Guarded, LogOnEnd, LoggedResponse, RequestTap};
+use crate::http::conn_manager::{ActiveStream, HcmRuntime};
+use crate::http::connection::ConnInfo;
 use crate::http::filter_manager::{FilterChain, FilterRequest, RouteFilterConfigs};
 use crate::http::headers;
 use crate::http::request_headers::{self, X_REQUEST_ID};
 use crate::http::route_match::{self, Found, RequestView};
 use crate::http::router;
-use crate::network::hcm::{ConnInfo, HcmRuntime};
 use crate::stream_info::StreamInfo;
 use ferry_config::hcm::ServerHeader;
 use ferry_config::route::{Action, ClusterSpecifier};
@@ -20,21 +21,6 @@ use http::{HeaderName, Request, Response};
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
-
-/// What a stream carries from its start to its response: the connection manager, the
-/// connection, the stream's record, its request counters and its start.
-pub struct Stream<'a> {
-    /// The connection manager.
-    pub hcm: &'a Arc<HcmRuntime>,
-    /// The downstream connection.
-    pub conn: &'a Arc<ConnInfo>,
-    /// The stream's record.
-    pub info: StreamInfo,
-    /// The request body's counters.
-    pub tap: Arc<RequestTap>,
-    /// When the stream started.
-    pub start: Instant,
-}
 
 /// Handles one request to its response headers; the body streams after.
 pub async fn handle(
@@ -71,7 +57,7 @@ async fn respond(
     }
     request_headers::mutate(hcm, conn, req.headers_mut());
     let info = stream_info(hcm, conn, &req);
-    let mut stream = Stream {
+    let mut stream = ActiveStream {
         hcm,
         conn,
         info,
@@ -184,7 +170,7 @@ fn stream_info<B>(hcm: &HcmRuntime, conn: &ConnInfo, req: &Request<B>) -> Stream
 
 /// Runs the filters' request header hooks; `Some` when one answers locally.
 async fn request_filters<B>(
-    stream: &mut Stream<'_>,
+    stream: &mut ActiveStream<'_>,
     chain: &FilterChain,
     req: &mut Request<B>,
     found: Option<&Found<'_>>,
@@ -224,11 +210,11 @@ async fn request_filters<B>(
 /// Adds the headers every response gets (`server`, `via`, `x-request-id`) and wraps
 /// the body for the access log and the trace span.
 fn finish(
-    stream: Stream<'_>,
+    stream: ActiveStream<'_>,
     mut resp: Response<Body>,
     filters: Option<FilterChain>,
 ) -> Response<Body> {
-    let Stream {
+    let ActiveStream {
         hcm,
         mut info,
         tap,

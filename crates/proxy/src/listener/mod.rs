@@ -4,7 +4,8 @@ mod filter_chain;
 
 pub use filter_chain::{select, ConnectionFacts};
 
-use crate::network::{hcm::HcmRuntime, tcp_proxy::TcpProxyRuntime};
+use crate::http::conn_manager::HcmRuntime;
+use crate::network::tcp_proxy::TcpProxyRuntime;
 use crate::server::Server;
 use crate::Snapshot;
 use ferry_config::listener::{FilterChain, Listener, NetworkFilter};
@@ -151,21 +152,15 @@ async fn handle(server: &Arc<Server>, rt: &ListenerRuntime, stream: TcpStream, p
         tracing::debug!(listener = %rt.name, %peer, "connection rate limited; closing");
         return;
     }
+    let downstream = crate::network::Downstream {
+        stream,
+        peer,
+        local,
+        buffer_limit: rt.buffer_limit,
+        drain: server.drain_signal(),
+    };
     match &chain.filter {
-        NetworkRuntime::Http(h) => {
-            crate::network::hcm::serve(server, h.clone(), stream, peer, local, rt.buffer_limit)
-                .await
-        }
-        NetworkRuntime::Tcp(t) => {
-            crate::network::tcp_proxy::serve(
-                server,
-                t.clone(),
-                stream,
-                peer,
-                local,
-                rt.buffer_limit,
-            )
-            .await
-        }
+        NetworkRuntime::Http(h) => crate::network::hcm::serve(h.clone(), downstream).await,
+        NetworkRuntime::Tcp(t) => crate::network::tcp_proxy::serve(t.clone(), downstream).await,
     }
 }

@@ -3,211 +3,18 @@
 //! and timeouts, and graceful close on drain.
 
 use crate::access_log::Logger;
-use crate::server::Server;
+use crate::http::conn_manager::HcmRuntime;
+use crate::http::connection::ConnInfo;
+use crate::stats::HcmStats;
 use crate::stream_info::StreamInfo;
-use crate::Snapshot;
-use ferry_config::hcm::{CodecType, HttpConnectionManager};
+use ferry_config::hcm::CodecType;
 use ferry_config::ResponseFlag;
-use ferry_upstream::ClusterManager;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// An HCM ready to serve: its config, clusters and access loggers.
-pub struct HcmRuntime {
-    /// The validated config.
-    pub config: Arc<HttpConnectionManager>,
-    /// Clusters of the snapshot.
-    pub clusters: Arc<ClusterManager>,
-    /// Access loggers.
-    pub loggers: Arc<[Logger]>,
-    /// Whether a stream must keep a copy of its request headers: an access log, or a
-    /// header value template that reads `%REQ(...)%`. Decided once, not per request.
-    pub keep_request_headers: bool,
-    /// Per virtual host, per route: what the route resolves to, resolved once here so
-    /// that no request looks a cluster up by name.
-    pub routes: Vec<Vec<RouteTarget>>,
-    /// This host's address, appended to `x-forwarded-for` for loopback peers.
-    pub local_address: Option<std::net::IpAddr>,
-    /// The HTTP filters before the router, in order.
-    pub filters: Vec<Arc<dyn crate::http::filter_manager::HttpFilter>>,
-    /// `http.<stat_prefix>.*`.
-    pub stats: Arc<HcmStats>,
-    /// `listener.<address>.http.<stat_prefix>.*`.
-    pub listener_stats: Arc<crate::stats::ListenerHttpStats>,
-    /// `node.cluster` (`--service-cluster`).
-    pub node_cluster: String,
-    /// Whether an access log reads the upstream connection (its id or local address):
-    /// only then does a single-attempt request watch which connection it gets.
-    pub log_upstream_connection: bool,
-    /// The HCM's tracer (`tracing`), if it has one.
-    pub tracer: Option<Arc<crate::trace::Tracer>>,
-}
-
-pub use crate::stats::HcmStats;
-
-/// A route's upstream side, resolved against the snapshot's clusters.
-#[derive(Debug, Default)]
-pub struct RouteTarget {
-    /// `cluster`: one entry; `weighted_clusters`: one per entry, in order (None: the
-    /// cluster does not exist); `cluster_header`: empty (looked up per request).
-    pub clusters: Vec<Option<Arc<ferry_upstream::Cluster>>>,
-    /// `x-envoy-expected-rq-timeout-ms` for the route timeout.
-    pub expected_timeout: Option<http::HeaderValue>,
-    /// What the route says of each HTTP filter (`typed_per_filter_config`), by filter
-    /// index, with the per-route configs' state.
-    pub filters: crate::http::filter_manager::RouteFilterConfigs,
-    /// `request_mirror_policies` clusters, in order (None: the cluster does not exist,
-    /// or is named per request by `cluster_header`).
-    pub mirrors: Vec<Option<Arc<ferry_upstream::Cluster>>>,
-}
-
-impl HcmRuntime {
-    /// Builds the runtime (starts access log writers); `listener_scope` is the
-    /// listener's stats scope (`listener.<address>.`).
-    pub fn new(
-        config: Arc<HttpConnectionManager>,
-        snapshot: &Snapshot,
-        listener_scope: &str,
-    ) -> HcmRuntime {
-        let loggers: Vec<Logger> = config
-            .access_logs
-            .iter()
-            .map(|l| Logger::new(l, snapshot))
-            .collect();
-        let keep_request_headers = !loggers.is_empty() || templates_read_request_headers(&config);
-        let log_upstream_connection = loggers.iter().any(|l| {
-            l.reads(&|op| {
-                use ferry_config::access_log::Operator as O;
-                matches!(
-                    op,
-                    O::UpstreamLocalAddress
-                        | O::UpstreamLocalAddressWithoutPort
-                        | O::UpstreamLocalPort
-                        | O::UpstreamConnectionId
-                )
-            })
-        });
-        let env = crate::http::filters::Env {
-            stat_prefix: &config.stat_prefix,
-            stats: &snapshot.stats,
-            health_failed: snapshot.health_failed.clone(),
-            node_cluster: &snapshot.bootstrap.node_cluster,
-        };
-        let filters = config
-            .http_filters
-            .iter()
-            .enumerate()
-            .map(|(i, f)| crate::http::filters::build(f, i, &env))
-            .collect::<Vec<_>>();
-        let routes = resolve_routes(&config, &snapshot.clusters, &filters, &env);
-        let stats = Arc::new(HcmStats::default());
-        snapshot
-            .stats
-            .register(format!("http.{}.", config.stat_prefix), &stats);
-        let listener_stats = Arc::new(crate::stats::ListenerHttpStats::default());
-        snapshot.stats.register(
-            format!("{listener_scope}http.{}.", config.stat_prefix),
-            &listener_stats,
-        );
-        let tracer = config.tracing.as_ref().map(|t| {
-            Arc::new(crate::trace::Tracer::new(
-                t.clone(),
-                &crate::trace::Env {
-                    clusters: &snapshot.clusters,
-                    stats: &snapshot.stats,
-                    node_id: &snapshot.bootstrap.node_id,
-                    node_cluster: &snapshot.bootstrap.node_cluster,
-                    zone: &snapshot.bootstrap.node_zone,
-                    local_address: snapshot.local_address,
-                },
-            ))
-        });
-        HcmRuntime {
-            tracer,
-            listener_stats,
-            filters,
-            stats,
-            node_cluster: snapshot.bootstrap.node_cluster.clone(),
-            keep_request_headers,
-            log_upstream_connection,
-            routes,
-            local_address: snapshot.local_address,
-            config,
-            clusters: snapshot.clusters.clone(),
-            loggers: loggers.into(),
-        }
-    }
-}
-
-/// Facts about the downstream connection a stream arrived on.
-#[derive(Debug)]
-pub struct ConnInfo {
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// Our address.
-    pub local: SocketAddr,
-    /// Connection id.
-    pub id: u64,
-    /// State shared with the HTTP/1.1 framing guard: conflicting requests, streams in
-    /// flight, whether the connection speaks HTTP/2.
-    pub shared: Arc<super::h1_guard::ConnShared>,
-    /// HTTP/2 streams in flight, for the connection idle timeout.
-    pub streams: StreamCount,
-    /// The listener's `per_connection_buffer_limit_bytes` (caps what a request may
-    /// buffer for retries and mirrors).
-    pub buffer_limit: u32,
-    /// Local rate limit buckets of this connection
-    /// (`local_rate_limit_per_downstream_connection`).
-    pub buckets: crate::http::filters::local_ratelimit::ConnectionBuckets,
-    /// The protocol counted in `downstream_cx_http{1,2}_*` (0 until the first stream,
-    /// then 1 or 2).
-    protocol: std::sync::atomic::AtomicU8,
-}
-
-/// Open HTTP/2 streams of a connection and when the last one ended. (HTTP/1.1 idleness
-/// is the codec's wait for the next request's headers.)
-#[derive(Debug)]
-pub struct StreamCount {
-    opened: Instant,
-    last_end_nanos: AtomicU64,
-}
-
-impl StreamCount {
-    fn new() -> Self {
-        StreamCount {
-            opened: Instant::now(),
-            last_end_nanos: AtomicU64::new(0),
-        }
-    }
-
-    /// When the connection became idle, if it is (no stream in flight).
-    fn idle_since(&self, active: &AtomicUsize) -> Option<Instant> {
-        if active.load(Ordering::Relaxed) > 0 {
-            return None;
-        }
-        Some(self.opened + Duration::from_nanos(self.last_end_nanos.load(Ordering::Relaxed)))
-    }
-}
-
-/// Ends a stream's count when dropped (with the response body).
-#[derive(Debug)]
-pub struct StreamGuard(Arc<ConnInfo>);
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        let s = &self.0.streams;
-        s.last_end_nanos
-            .store(s.opened.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        self.0.shared.stream_ended();
-    }
-}
-
-static CONNECTION_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// An HTTP/2 request whose header list exceeds `max_request_headers_kb` or
 /// `max_headers_count`: hyper resets the stream (RST_STREAM INTERNAL_ERROR) when the
@@ -295,99 +102,15 @@ fn log_all(loggers: &[Logger], info: &StreamInfo) {
     }
 }
 
-impl ConnInfo {
-    /// A connection's facts, with a new id and no stream yet.
-    pub fn new(peer: SocketAddr, local: SocketAddr, buffer_limit: u32) -> ConnInfo {
-        ConnInfo {
-            peer,
-            local,
-            id: CONNECTION_IDS.fetch_add(1, Ordering::Relaxed),
-            shared: Arc::new(super::h1_guard::ConnShared::default()),
-            streams: StreamCount::new(),
-            buffer_limit,
-            buckets: Default::default(),
-            protocol: Default::default(),
-        }
-    }
-
-    /// This connection's token bucket for the local rate limit filter at `index`.
-    pub fn local_bucket(
-        &self,
-        index: usize,
-        config: ferry_config::filters::local_ratelimit::TokenBucket,
-    ) -> Arc<crate::http::filters::local_ratelimit::Bucket> {
-        self.buckets.get(index, config)
-    }
-
-    /// The access-log record of a stream the codec refused before it reached the
-    /// router: no request, the connection's addresses, Envoy's flag and details.
-    fn codec_error(
-        &self,
-        protocol: &'static str,
-        flag: ResponseFlag,
-        details: &'static str,
-    ) -> StreamInfo {
-        let mut response_flags = ferry_config::ResponseFlags::default();
-        response_flags.set(flag);
-        StreamInfo {
-            protocol,
-            response_code_details: Some(details),
-            response_flags,
-            downstream_remote: Some(self.peer),
-            downstream_direct_remote: Some(self.peer),
-            downstream_local: Some(self.local),
-            connection_id: self.id,
-            ..Default::default()
-        }
-    }
-
-    /// A stream (request) starts; the returned guard ends it when dropped, with its
-    /// response body.
-    pub fn open_stream(self: &Arc<ConnInfo>, http2: bool) -> StreamGuard {
-        if http2 {
-            self.shared.http2.store(true, Ordering::Relaxed);
-        }
-        self.shared.active.fetch_add(1, Ordering::Relaxed);
-        StreamGuard(self.clone())
-    }
-
-    /// Counts the connection's protocol in `stats` at its first stream.
-    pub fn count_protocol(&self, http2: bool, stats: &HcmStats) {
-        if self.protocol.load(Ordering::Relaxed) != 0 {
-            return;
-        }
-        let p = if http2 { 2 } else { 1 };
-        if self
-            .protocol
-            .compare_exchange(0, p, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-        {
-            if http2 {
-                stats.downstream_cx_http2_total.inc();
-                stats.downstream_cx_http2_active.inc();
-            } else {
-                stats.downstream_cx_http1_total.inc();
-                stats.downstream_cx_http1_active.inc();
-            }
-        }
-    }
-
-    /// Whether the connection has carried an HTTP/2 stream (an HTTP/1.1 connection's
-    /// idleness is left to the codec).
-    fn saw_http2(&self) -> bool {
-        self.shared.http2.load(Ordering::Relaxed)
-    }
-}
-
 /// Serves one downstream connection until it closes.
-pub(crate) async fn serve(
-    server: &Arc<Server>,
-    hcm: Arc<HcmRuntime>,
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    local: SocketAddr,
-    buffer_limit: u32,
-) {
+pub(crate) async fn serve(hcm: Arc<HcmRuntime>, downstream: super::Downstream) {
+    let super::Downstream {
+        stream,
+        peer,
+        local,
+        buffer_limit,
+        mut drain,
+    } = downstream;
     let cfg = hcm.config.clone();
     let conn = Arc::new(ConnInfo::new(peer, local, buffer_limit));
     let shared = conn.shared.clone();
@@ -484,7 +207,6 @@ pub(crate) async fn serve(
     ));
     let conn_fut = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn_fut);
-    let mut drain = server.drain_signal();
     let max_duration = async {
         match cfg.max_connection_duration {
             Some(d) => tokio::time::sleep(d).await,
@@ -567,79 +289,4 @@ pub(crate) async fn serve(
     stats
         .downstream_cx_length_ms
         .record(crate::stats::ms_since(opened));
-}
-
-/// Whether any header mutation of the route configuration renders `%REQ(...)%`.
-fn templates_read_request_headers(cfg: &HttpConnectionManager) -> bool {
-    use ferry_config::access_log::{Operator, Piece};
-    use ferry_config::route::{Action, ClusterSpecifier};
-    use ferry_config::HeaderMutations;
-    let reads = |m: &HeaderMutations| {
-        m.request_add.iter().chain(m.response_add.iter()).any(|h| {
-            h.value
-                .pieces
-                .iter()
-                .any(|p| matches!(p, Piece::Op(Operator::Req(..), _)))
-        })
-    };
-    let rc = &cfg.route_config;
-    reads(&rc.headers)
-        || rc.virtual_hosts.iter().any(|vh| {
-            reads(&vh.headers)
-                || vh.routes.iter().any(|r| {
-                    reads(&r.headers)
-                        || matches!(&r.action, Action::Route(ra) if matches!(&ra.cluster,
-                            ClusterSpecifier::Weighted(w) if w.clusters.iter().any(|c| reads(&c.headers))))
-                })
-        })
-}
-
-fn resolve_routes(
-    cfg: &HttpConnectionManager,
-    clusters: &ClusterManager,
-    filters: &[Arc<dyn crate::http::filter_manager::HttpFilter>],
-    env: &crate::http::filters::Env<'_>,
-) -> Vec<Vec<RouteTarget>> {
-    use crate::http::filter_manager::RouteFilterConfigs;
-    use ferry_config::route::{Action, ClusterSpecifier};
-    cfg.route_config
-        .virtual_hosts
-        .iter()
-        .map(|vh| {
-            vh.routes
-                .iter()
-                .map(|r| match &r.action {
-                    Action::Route(ra) => RouteTarget {
-                        filters: RouteFilterConfigs::resolve(filters, &r.per_filter, env),
-                        clusters: match &ra.cluster {
-                            ClusterSpecifier::Name(n) => vec![clusters.get(n).cloned()],
-                            ClusterSpecifier::Weighted(w) => w
-                                .clusters
-                                .iter()
-                                .map(|c| clusters.get(&c.name).cloned())
-                                .collect(),
-                            ClusterSpecifier::Header(_) => Vec::new(),
-                        },
-                        expected_timeout: ra.timeout.and_then(|t| {
-                            http::HeaderValue::from_str(&t.as_millis().to_string()).ok()
-                        }),
-                        mirrors: ra
-                            .mirrors
-                            .iter()
-                            .map(|m| match &m.cluster {
-                                ferry_config::retry::MirrorCluster::Name(n) => {
-                                    clusters.get(n).cloned()
-                                }
-                                ferry_config::retry::MirrorCluster::Header(_) => None,
-                            })
-                            .collect(),
-                    },
-                    _ => RouteTarget {
-                        filters: RouteFilterConfigs::resolve(filters, &r.per_filter, env),
-                        ..RouteTarget::default()
-                    },
-                })
-                .collect()
-        })
-        .collect()
 }

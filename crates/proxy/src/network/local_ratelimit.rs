@@ -1,7 +1,7 @@
 //! `envoy.filters.network.local_ratelimit`: a token bucket of connections; a connection
 //! that finds it empty is closed at once (`local_rate_limit.<stat_prefix>.rate_limited`).
 
-use crate::http::filters::local_ratelimit::Bucket;
+use crate::token_bucket::Bucket;
 use ferry_config::filters::local_ratelimit::NetworkLocalRateLimit;
 use std::sync::Arc;
 use std::time::Instant;

@@ -2,12 +2,10 @@
 //! and a host of the chosen cluster, closed after `idle_timeout` without traffic.
 
 use crate::access_log::Logger;
-use crate::server::Server;
 use crate::stream_info::StreamInfo;
 use crate::Snapshot;
 use ferry_config::listener::TcpProxy;
 use ferry_upstream::ClusterManager;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -55,14 +53,14 @@ impl TcpProxyRuntime {
 }
 
 /// Proxies one connection.
-pub(crate) async fn serve(
-    _server: &Arc<Server>,
-    rt: Arc<TcpProxyRuntime>,
-    downstream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    local: SocketAddr,
-    buffer_limit: u32,
-) {
+pub(crate) async fn serve(rt: Arc<TcpProxyRuntime>, connection: super::Downstream) {
+    let super::Downstream {
+        stream: downstream,
+        peer,
+        local,
+        buffer_limit,
+        ..
+    } = connection;
     let start = Instant::now();
     let mut info = StreamInfo {
         log_type: ferry_config::access_log_filter::LogType::TcpConnectionEnd,

@@ -8,7 +8,7 @@
 //! samples in the interval, with the bucket's midpoint as value and a sample rate
 //! (`|@0.25` for four samples) so that statsd servers count every sample.
 //!
-//! The line format is shared with [`super::dog_statsd`], which adds tags.
+//! The line format is shared with the DogStatsD sink, which adds tags.
 
 use crate::server::Server;
 use ferry_config::stats::StatsdTarget;

@@ -9,6 +9,7 @@
 pub mod context;
 mod export;
 mod otel;
+pub mod span;
 mod zipkin;
 
 use crate::stats::HcmStats;
@@ -16,7 +17,6 @@ use crate::stream_info::StreamInfo;
 use context::SpanContext;
 use ferry_config::trace::{CustomTagValue, Decorator, Provider, Tracing, SAMPLING_DENOMINATOR};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -125,34 +125,7 @@ pub fn decide(cfg: &Tracing, h: &mut HeaderMap) -> Reason {
     reason
 }
 
-/// A recorded span (sampled requests only), allocated once when the request is traced.
-#[derive(Debug, Clone)]
-pub struct Span {
-    /// This span's trace, span and parent ids.
-    pub context: SpanContext,
-    /// Write the trace id in 32 digits even when its high half is zero.
-    pub wide_trace_id: bool,
-    /// The operation name.
-    pub name: String,
-    /// When the request started.
-    pub start: SystemTime,
-    /// When the response ended.
-    pub end: SystemTime,
-    /// Zipkin `shared`: this server span shares the caller's span id.
-    pub shared: bool,
-    /// An egress (client) span, on an `OUTBOUND` listener; else a server span.
-    pub client: bool,
-    /// The caller's W3C `tracestate`, kept for the span (OpenTelemetry).
-    pub tracestate: Option<String>,
-    /// Tags, in the order Envoy sets them.
-    pub tags: Vec<(Cow<'static, str>, String)>,
-}
-
-impl Span {
-    fn tag(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<String>) {
-        self.tags.push((key.into(), value.into()));
-    }
-}
+pub use span::Span;
 
 ferry_stats::stat_group! {
     /// `tracing.zipkin.*` (Envoy's names; `spans_dropped` is ferry's: spans the full

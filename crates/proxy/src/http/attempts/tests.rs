@@ -62,7 +62,7 @@ impl Upstream for Arc<Double> {
         _host: Arc<Host>,
         _priority: Priority,
         req: Request<Body>,
-        dispatch: Arc<ferry_upstream::Dispatch>,
+        dispatch: Option<Arc<ferry_upstream::Dispatch>>,
     ) -> SendFuture {
         let n = self.sent.lock().len() as u32 + 1;
         self.sent.lock().push((n, self.start.elapsed()));
@@ -80,7 +80,9 @@ impl Upstream for Arc<Double> {
                     status,
                 } => {
                     tokio::time::sleep(connect).await;
-                    dispatch.mark(connection);
+                    if let Some(d) = &dispatch {
+                        d.mark(connection);
+                    }
                     tokio::time::sleep(respond).await;
                     let body = Empty::new().map_err(|never| match never {}).boxed();
                     let mut resp = Response::new(body);
@@ -88,7 +90,9 @@ impl Upstream for Arc<Double> {
                     Ok(resp)
                 }
                 Answer::Hang => {
-                    dispatch.mark(connection);
+                    if let Some(d) = &dispatch {
+                        d.mark(connection);
+                    }
                     std::future::pending().await
                 }
                 Answer::Reset => Err(UpstreamError::RemoteReset {
@@ -195,6 +199,7 @@ async fn attempt(route: &str, double: &Arc<Double>) -> (Result<u16, LocalReason>
         idle: None,
         request_timeout: None,
         hedging: ra.hedge_policy.hedge_on_per_try_timeout,
+        record_connection: false,
     };
     let tap = RequestTap::default();
     // The stream's start on the runtime's (virtual) clock.

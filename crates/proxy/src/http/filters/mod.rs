@@ -7,21 +7,10 @@ pub mod fault;
 pub mod health_check;
 pub mod local_ratelimit;
 
+pub use crate::http::filter_manager::Env;
 use crate::http::filter_manager::HttpFilter;
 use ferry_config::filters::{HttpFilter as FilterConfig, HttpFilterConfig};
 use std::sync::Arc;
-
-/// What filters are built with.
-pub struct Env<'a> {
-    /// The HCM's `stat_prefix`.
-    pub stat_prefix: &'a str,
-    /// The stats store.
-    pub stats: &'a ferry_stats::Store,
-    /// Set by admin `/healthcheck/fail`.
-    pub health_failed: Arc<std::sync::atomic::AtomicBool>,
-    /// `node.cluster`.
-    pub node_cluster: &'a str,
-}
 
 /// Builds the filter of `http_filters[index]`: the one place where a filter's kind is
 /// turned into the code that runs it.

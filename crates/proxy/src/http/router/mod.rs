@@ -9,14 +9,14 @@ mod rewrite;
 
 use crate::http::attempts::{Attempted, Plan, PlanBody};
 use crate::http::body::{PerTryIdle, TimedResponse};
+use crate::http::conn_manager::ActiveStream;
+use crate::http::conn_manager::RouteTarget;
 use crate::http::headers::{self, Side};
 use crate::http::local_reply::{self, LocalReason};
 use crate::http::request_headers;
 use crate::http::retry::RetryState;
 use crate::http::route_match::{Found, RequestView};
-use crate::http::stream::Stream;
 use crate::http::timeouts::Timeouts;
-use crate::network::hcm::RouteTarget;
 use bytes::Bytes;
 use ferry_config::route::{
     Action, ClusterSpecifier, Route, RouteAction, RouteConfig, VirtualHost, WeightedCluster,
@@ -73,7 +73,7 @@ impl<'r> Matched<'r> {
 
 /// Routes one request: answers it, or forwards it upstream.
 pub async fn route(
-    stream: &mut Stream<'_>,
+    stream: &mut ActiveStream<'_>,
     req: Request<Body>,
     rc: &RouteConfig,
     found: Option<Found<'_>>,
@@ -123,7 +123,11 @@ pub async fn route(
 }
 
 /// A direct response or redirect, with the route's response header mutations.
-fn direct(stream: &mut Stream<'_>, m: &Matched<'_>, mut resp: Response<Body>) -> Response<Body> {
+fn direct(
+    stream: &mut ActiveStream<'_>,
+    m: &Matched<'_>,
+    mut resp: Response<Body>,
+) -> Response<Body> {
     headers::apply_all(
         m.levels(None),
         Side::Response,
@@ -137,7 +141,7 @@ fn direct(stream: &mut Stream<'_>, m: &Matched<'_>, mut resp: Response<Body>) ->
 /// Answers locally for `reason` (with the matched route's response header mutations,
 /// once a route matched), counting it in the connection manager's stats.
 fn local(
-    stream: &mut Stream<'_>,
+    stream: &mut ActiveStream<'_>,
     m: Option<&Matched<'_>>,
     reason: LocalReason,
     failure: Option<String>,
@@ -178,7 +182,7 @@ struct Upstream<'r> {
 
 /// Forwards a request on a `route` action.
 async fn forward(
-    stream: &mut Stream<'_>,
+    stream: &mut ActiveStream<'_>,
     m: &Matched<'_>,
     ra: &RouteAction,
     mut req: Request<Body>,
@@ -219,7 +223,9 @@ async fn forward(
     let on_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (mut head, body) = req.into_parts();
     let levels = m.levels(weighted);
-    let rewritten = rewrite::upstream_head(stream, m, ra, &upstream.host, &mut head, levels);
+    let upgrading = on_upgrade.is_some();
+    let rewritten =
+        rewrite::upstream_head(stream, m, ra, &upstream.host, &mut head, levels, upgrading);
     let Some(timeouts) = rewritten else {
         return local(stream, Some(m), LocalReason::NoRoute, None);
     };
@@ -259,7 +265,7 @@ async fn forward(
 
 /// The cluster a `route` action names, and the weighted cluster picked, if any.
 fn pick_cluster<'r>(
-    stream: &Stream<'_>,
+    stream: &ActiveStream<'_>,
     ra: &'r RouteAction,
     target: &RouteTarget,
     h: &http::HeaderMap,
@@ -300,7 +306,7 @@ fn pick_cluster<'r>(
 /// hedging and mirrors when the route asks; a single attempt otherwise) and shapes
 /// what comes back.
 async fn send(
-    stream: &mut Stream<'_>,
+    stream: &mut ActiveStream<'_>,
     m: &Matched<'_>,
     ra: &RouteAction,
     upstream: Upstream<'_>,
@@ -354,6 +360,7 @@ async fn send(
         idle,
         request_timeout: hcm.config.request_timeout,
         hedging,
+        record_connection: hcm.log_upstream_connection,
     };
     let run = crate::http::attempts::run(plan, &mut stream.info, &stream.tap, stream.start);
     let attempted = match stream_deadline {
@@ -409,7 +416,7 @@ async fn send(
 
 /// Charges a local answer that stands for the upstream's (Envoy's `chargeUpstreamAbort`):
 /// 504 for timeouts, 503 for failed connections, resets and overflows.
-fn charge_local(stream: &Stream<'_>, cluster: &Cluster, reason: LocalReason, internal: bool) {
+fn charge_local(stream: &ActiveStream<'_>, cluster: &Cluster, reason: LocalReason, internal: bool) {
     if !stream.hcm.config.router_dynamic_stats {
         return;
     }
@@ -439,7 +446,7 @@ struct BodyTimers {
 /// `x-envoy-upstream-service-time` (and `x-envoy-attempt-count` when asked for), the
 /// route's response header mutations, and the timers over its body.
 fn upstream_response(
-    stream: &mut Stream<'_>,
+    stream: &mut ActiveStream<'_>,
     resp: Response<Body>,
     levels: Levels<'_>,
     timers: BodyTimers,
@@ -497,7 +504,7 @@ fn earliest(
 }
 
 /// The upgrade requested (`connection: upgrade` + `upgrade: X`), lower-cased.
-pub(super) fn upgrade_type(h: &http::HeaderMap) -> Option<String> {
+fn upgrade_type(h: &http::HeaderMap) -> Option<String> {
     let conn_upgrade = h
         .get_all(http::header::CONNECTION)
         .iter()

@@ -5,11 +5,11 @@
 //! policy's hash.
 
 use super::{Levels, Matched};
+use crate::http::conn_manager::ActiveStream;
+use crate::http::connection::ConnInfo;
 use crate::http::headers::{self, Side};
 use crate::http::request_headers::X_FORWARDED_PROTO;
-use crate::http::stream::Stream;
 use crate::http::timeouts::Timeouts;
-use crate::network::hcm::ConnInfo;
 use crate::stream_info::StreamInfo;
 use ferry_config::route::{
     HashPolicyKind, HostRewrite, PathMatch, Redirect, RedirectPath, Route, RouteAction,
@@ -24,12 +24,13 @@ const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: &str = "x-envoy-expected-rq-timeout-ms";
 /// Makes `head` the upstream request's head and settles its timeouts (consuming the
 /// timeout headers Envoy consumes). None when the rewritten path is not a valid URI.
 pub(super) fn upstream_head(
-    stream: &mut Stream<'_>,
+    stream: &mut ActiveStream<'_>,
     m: &Matched<'_>,
     ra: &RouteAction,
     host: &Host,
     head: &mut http::request::Parts,
     levels: Levels<'_>,
+    upgrade: bool,
 ) -> Option<Timeouts> {
     let hcm = stream.hcm;
     let info = &mut stream.info;
@@ -37,7 +38,7 @@ pub(super) fn upstream_head(
     let new_authority = rewritten_authority(ra, host, &info.authority);
     let h = &mut head.headers;
     // An upgrade keeps its `upgrade` and `connection` headers.
-    let upgrade_headers = super::upgrade_type(h).map(|_| {
+    let upgrade_headers = upgrade.then(|| {
         (
             h.get(http::header::UPGRADE).cloned(),
             h.get(http::header::CONNECTION).cloned(),
