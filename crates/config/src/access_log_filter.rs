@@ -1,7 +1,7 @@
 //! Access log filters (`AccessLog.filter`, `envoy.config.accesslog.v3.AccessLogFilter`):
 //! which streams a log writes a line for.
 
-use crate::route::HeaderMatcher;
+use crate::matcher::HeaderMatcher;
 use crate::Ctx;
 use ferry_envoy_api::pb::envoy::config::accesslog::v3 as pb;
 
@@ -75,7 +75,7 @@ pub enum Filter {
     /// id unless `use_independent_randomness`.
     Runtime {
         /// `percent_sampled` (default 0%).
-        percent: crate::retry::Fraction,
+        percent: crate::fraction::Fraction,
         /// `use_independent_randomness`.
         independent: bool,
     },
@@ -153,11 +153,11 @@ pub fn from_proto(f: &pb::AccessLogFilter, ctx: &mut Ctx) -> Option<Filter> {
                 c.error_at("runtime_key", "is required");
             }
             let percent = match &r.percent_sampled {
-                None => crate::retry::Fraction {
+                None => crate::fraction::Fraction {
                     numerator: 0,
                     denominator: 100,
                 },
-                Some(p) => c.at("percent_sampled", |c| crate::retry::fraction(p, c)),
+                Some(p) => c.at("percent_sampled", |c| crate::fraction::fraction(p, c)),
             };
             Some(Filter::Runtime {
                 percent,
@@ -172,7 +172,7 @@ pub fn from_proto(f: &pb::AccessLogFilter, ctx: &mut Ctx) -> Option<Filter> {
                 None
             }
             Some(m) => c
-                .at("header", |c| crate::route::header_matcher(m, c))
+                .at("header", |c| crate::matcher::header_matcher(m, c))
                 .map(Filter::Header),
         }),
         Some(F::ResponseFlagFilter(r)) => ctx.at("response_flag_filter", |c| {

@@ -1,7 +1,7 @@
 //! Active health checking (`Cluster.health_checks`): HTTP, TCP and gRPC checks with
 //! Envoy's intervals, thresholds and defaults.
 
-use crate::route::{string_matcher, StringMatcher};
+use crate::matcher::{string_matcher, StringMatcher};
 use crate::util::{duration, AppendAction, HeaderMutations};
 use crate::Ctx;
 use ferry_envoy_api::pb::envoy::config::core::v3 as core;

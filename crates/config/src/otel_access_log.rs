@@ -1,7 +1,7 @@
 //! `envoy.access_loggers.open_telemetry`: access log records as OTLP logs over gRPC to a
 //! cluster, their body and attributes rendered from format strings.
 
-use crate::access_log::Template;
+use crate::format::Template;
 use crate::util::duration;
 use crate::Ctx;
 use ferry_envoy_api::pb::envoy::extensions::access_loggers::open_telemetry::v3::OpenTelemetryAccessLogConfig;
@@ -29,7 +29,7 @@ pub enum OtelValue {
 #[derive(Debug, Clone)]
 pub struct OtelAccessLog {
     /// `grpc_service` (or `common_config`'s).
-    pub grpc: crate::stats::GrpcTarget,
+    pub grpc: crate::grpc_service::GrpcTarget,
     /// `log_name` (a built-in resource attribute).
     pub log_name: String,
     /// `buffer_flush_interval` (default 1 s).
@@ -92,7 +92,7 @@ pub fn from_proto(o: &OpenTelemetryAccessLogConfig, c: &mut Ctx) -> Option<OtelA
     } else {
         "common_config.grpc_service"
     };
-    let grpc = crate::stats::grpc_cluster(&grpc, field, c)?;
+    let grpc = crate::grpc_service::grpc_cluster(&grpc, field, c)?;
     let log_name = if o.log_name.is_empty() {
         common.log_name.clone()
     } else {

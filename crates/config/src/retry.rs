@@ -1,12 +1,11 @@
 //! Retry, hedging and mirroring policies of routes and virtual hosts
 //! (`RetryPolicy`, `HedgePolicy`, `RequestMirrorPolicy`), and fractional percentages.
 
-use crate::route::HeaderMatcher;
+use crate::fraction::{runtime_fraction, Fraction};
+use crate::matcher::HeaderMatcher;
 use crate::util::duration;
 use crate::Ctx;
-use ferry_envoy_api::pb::envoy::config::core::v3 as core;
 use ferry_envoy_api::pb::envoy::config::route::v3 as pb;
-use ferry_envoy_api::pb::envoy::r#type::v3 as types;
 use std::time::Duration;
 
 /// Envoy's default `retry_back_off.base_interval`.
@@ -271,7 +270,7 @@ fn matchers(list: &[pb::HeaderMatcher], field: &str, ctx: &mut Ctx) -> Vec<Heade
         .enumerate()
         .filter_map(|(i, h)| {
             ctx.at(format!("{field}[{i}]"), |c| {
-                crate::route::header_matcher(h, c)
+                crate::matcher::header_matcher(h, c)
             })
         })
         .collect()
@@ -298,54 +297,6 @@ pub fn hedge_policy(h: &pb::HedgePolicy, ctx: &mut Ctx) -> HedgePolicy {
     }
     HedgePolicy {
         hedge_on_per_try_timeout: h.hedge_on_per_try_timeout,
-    }
-}
-
-/// A fraction as Envoy's `FractionalPercent`: `numerator` out of `denominator`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fraction {
-    /// `numerator` (capped at the denominator).
-    pub numerator: u32,
-    /// 100, 10 000 or 1 000 000.
-    pub denominator: u32,
-}
-
-impl Fraction {
-    /// Always.
-    pub const ALL: Fraction = Fraction {
-        numerator: 100,
-        denominator: 100,
-    };
-
-    /// Draws: true with probability numerator/denominator.
-    pub fn sample(&self) -> bool {
-        self.numerator >= self.denominator
-            || (self.numerator > 0 && rand::random_range(0..self.denominator) < self.numerator)
-    }
-}
-
-/// Converts a `FractionalPercent`.
-pub fn fraction(p: &types::FractionalPercent, ctx: &mut Ctx) -> Fraction {
-    let denominator = match p.denominator {
-        0 => 100,
-        1 => 10_000,
-        2 => 1_000_000,
-        other => {
-            ctx.error_at("denominator", format!("unknown value {other}"));
-            100
-        }
-    };
-    Fraction {
-        numerator: p.numerator.min(denominator),
-        denominator,
-    }
-}
-
-/// Converts a `RuntimeFractionalPercent` (ferry has no runtime: the default value).
-pub fn runtime_fraction(p: &core::RuntimeFractionalPercent, ctx: &mut Ctx) -> Fraction {
-    match &p.default_value {
-        Some(v) => ctx.at("default_value", |c| fraction(v, c)),
-        None => Fraction::ALL,
     }
 }
 

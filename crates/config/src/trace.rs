@@ -272,7 +272,7 @@ fn opentelemetry(o: &trace_pb::OpenTelemetryConfig, ctx: &mut Ctx) -> Option<Ope
         );
         return None;
     };
-    let target = crate::stats::grpc_cluster(&o.grpc_service, "grpc_service", ctx)?;
+    let target = crate::grpc_service::grpc_cluster(&o.grpc_service, "grpc_service", ctx)?;
     Some(OpenTelemetry {
         cluster: target.cluster,
         authority: target.authority,

@@ -47,7 +47,7 @@ pub struct HeaderToAdd {
     /// Lower-cased header name.
     pub name: http::HeaderName,
     /// The value template.
-    pub value: crate::access_log::Template,
+    pub value: crate::format::Template,
     /// `append_action` (or the deprecated `append`).
     pub action: AppendAction,
     /// `keep_empty_value`: add even if the value formats to "".
@@ -150,7 +150,7 @@ fn headers_to_add(opts: &[core::HeaderValueOption], ctx: &mut Ctx) -> Vec<Header
                 raw.as_str()
             };
             let value = c.at("header.value", |c| {
-                crate::access_log::Template::parse(value_text, c)
+                crate::format::Template::parse(value_text, c)
             });
             let action = match (o.append, o.append_action) {
                 (Some(_), a) if a != 0 => {

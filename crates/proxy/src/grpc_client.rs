@@ -2,7 +2,7 @@
 //! channels that OTLP metrics, OTLP access logs and the OpenTelemetry tracer use, and
 //! that any other gRPC service of ferry's (an xDS client) can use the same way.
 
-use ferry_config::stats::GrpcTarget;
+use ferry_config::grpc_service::GrpcTarget;
 use ferry_upstream::ClusterManager;
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -2,8 +2,8 @@
 //! by percentage or by request header.
 
 use crate::any::unpack;
-use crate::retry::{fraction, Fraction};
-use crate::route::HeaderMatcher;
+use crate::fraction::{fraction, Fraction};
+use crate::matcher::HeaderMatcher;
 use crate::util::duration;
 use crate::Ctx;
 use ferry_envoy_api::pb::envoy::extensions::filters::common::fault::v3 as common;
@@ -181,7 +181,7 @@ pub fn from_any(any: &Any, ctx: &mut Ctx) -> Option<Fault> {
     out.upstream_cluster = (!f.upstream_cluster.is_empty()).then(|| f.upstream_cluster.clone());
     for (i, h) in f.headers.iter().enumerate() {
         if let Some(m) = ctx.at(format!("headers[{i}]"), |c| {
-            crate::route::header_matcher(h, c)
+            crate::matcher::header_matcher(h, c)
         }) {
             out.headers.push(m);
         }

@@ -2,7 +2,7 @@
 //! them through), failing while admin `/healthcheck/fail` is in force.
 
 use crate::any::unpack;
-use crate::route::HeaderMatcher;
+use crate::matcher::HeaderMatcher;
 use crate::Ctx;
 use ferry_envoy_api::pb::envoy::extensions::filters::http::health_check::v3 as pb;
 use ferry_envoy_api::pb::google::protobuf::Any;
@@ -27,7 +27,7 @@ pub fn from_any(any: &Any, ctx: &mut Ctx) -> Option<HealthCheck> {
     let mut headers = Vec::new();
     for (i, m) in h.headers.iter().enumerate() {
         if let Some(m) = ctx.at(format!("headers[{i}]"), |c| {
-            crate::route::header_matcher(m, c)
+            crate::matcher::header_matcher(m, c)
         }) {
             headers.push(m);
         }

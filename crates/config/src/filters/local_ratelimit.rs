@@ -3,7 +3,7 @@
 
 use super::rate_limit_actions::{rules, RateLimitRule};
 use crate::any::unpack;
-use crate::retry::{runtime_fraction, Fraction};
+use crate::fraction::{runtime_fraction, Fraction};
 use crate::util::{duration, HeaderMutations};
 use crate::Ctx;
 use ferry_envoy_api::pb::envoy::extensions::filters::http::local_ratelimit::v3 as pb;

@@ -1,7 +1,7 @@
 //! Route `rate_limits` (`envoy.config.route.v3.RateLimit`): actions that turn a request
 //! into rate limit descriptors, for the local rate limit filter's `descriptors`.
 
-use crate::route::HeaderMatcher;
+use crate::matcher::HeaderMatcher;
 use crate::Ctx;
 use ferry_envoy_api::pb::envoy::config::route::v3 as pb;
 
@@ -125,7 +125,7 @@ fn action(a: &pb::rate_limit::Action, ctx: &mut Ctx) -> Option<Action> {
             let mut headers = Vec::new();
             for (i, h) in m.headers.iter().enumerate() {
                 if let Some(h) = ctx.at(format!("header_value_match.headers[{i}]"), |c| {
-                    crate::route::header_matcher(h, c)
+                    crate::matcher::header_matcher(h, c)
                 }) {
                     headers.push(h);
                 }

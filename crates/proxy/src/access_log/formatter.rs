@@ -2,9 +2,8 @@
 //! ([`Values`] for [`StreamInfo`]), and JSON log objects.
 
 use crate::stream_info::StreamInfo;
-use ferry_config::access_log::{
-    GrpcStatusFormat, JsonField, Operator, Precision, TimePoint, Values,
-};
+use ferry_config::access_log::JsonField;
+use ferry_config::format::{GrpcStatusFormat, Operator, Precision, TimePoint, Values};
 use http::HeaderMap;
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -22,7 +21,7 @@ pub(crate) fn json_object(
             JsonField::Object(inner) => json_object(inner, record),
             JsonField::Template(t) => {
                 // A lone operator keeps its type: numbers as numbers, missing as null.
-                if let [ferry_config::access_log::Piece::Op(op, None)] = t.pieces.as_slice() {
+                if let [ferry_config::format::Piece::Op(op, None)] = t.pieces.as_slice() {
                     match record.value(op) {
                         None => serde_json::Value::Null,
                         Some(s) if op.is_numeric() => s

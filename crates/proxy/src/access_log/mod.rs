@@ -7,8 +7,9 @@ mod formatter;
 mod open_telemetry;
 
 use crate::stream_info::StreamInfo;
-use ferry_config::access_log::{AccessLog, JsonField, LogFormat, Operator, Sink};
+use ferry_config::access_log::{AccessLog, JsonField, LogFormat, Sink};
 use ferry_config::access_log_filter::Filter;
+use ferry_config::format::Operator;
 use ferry_config::otel_access_log::OtelAccessLog;
 use ferry_upstream::log_file::{LogFile, Target};
 use std::sync::Arc;
@@ -51,7 +52,7 @@ impl Logger {
 
     /// Whether the log's format reads a value that `pred` picks.
     pub fn reads(&self, pred: &dyn Fn(&Operator) -> bool) -> bool {
-        use ferry_config::access_log::{Piece, Template};
+        use ferry_config::format::{Piece, Template};
         let in_template = |t: &Template| {
             t.pieces
                 .iter()
@@ -59,7 +60,7 @@ impl Logger {
         };
         fn in_fields(
             fields: &[(String, JsonField)],
-            f: &dyn Fn(&ferry_config::access_log::Template) -> bool,
+            f: &dyn Fn(&ferry_config::format::Template) -> bool,
         ) -> bool {
             fields.iter().any(|(_, v)| match v {
                 JsonField::Template(t) => f(t),

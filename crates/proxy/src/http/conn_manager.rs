@@ -95,7 +95,7 @@ impl HcmRuntime {
         let keep_request_headers = !loggers.is_empty() || templates_read_request_headers(&config);
         let log_upstream_connection = loggers.iter().any(|l| {
             l.reads(&|op| {
-                use ferry_config::access_log::Operator as O;
+                use ferry_config::format::Operator as O;
                 matches!(
                     op,
                     O::UpstreamLocalAddress
@@ -159,7 +159,7 @@ impl HcmRuntime {
 
 /// Whether any header mutation of the route configuration renders `%REQ(...)%`.
 fn templates_read_request_headers(cfg: &HttpConnectionManager) -> bool {
-    use ferry_config::access_log::{Operator, Piece};
+    use ferry_config::format::{Operator, Piece};
     use ferry_config::route::{Action, ClusterSpecifier};
     use ferry_config::HeaderMutations;
     let reads = |m: &HeaderMutations| {

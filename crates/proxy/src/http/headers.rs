@@ -1,7 +1,7 @@
 //! Header mutations (`*_headers_to_add` / `*_headers_to_remove`) with Envoy's append
 //! semantics, and the hop-by-hop headers a proxy must not forward.
 
-use ferry_config::access_log::Values;
+use ferry_config::format::Values;
 use ferry_config::route::WeightedCluster;
 use ferry_config::{AppendAction, HeaderMutations, HeaderToAdd};
 use http::{HeaderMap, HeaderValue};

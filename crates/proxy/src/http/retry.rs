@@ -303,7 +303,7 @@ impl RetryState {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use ferry_config::route::{HeaderMatchKind, HeaderMatcher};
+    use ferry_config::matcher::{HeaderMatchKind, HeaderMatcher};
 
     fn present(name: &str) -> HeaderMatcher {
         HeaderMatcher {

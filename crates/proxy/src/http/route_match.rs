@@ -1,8 +1,7 @@
 //! Route selection: virtual host by authority, then the first route whose match holds.
 
-use ferry_config::route::{
-    HeaderMatchKind, HeaderMatcher, PathMatch, Route, RouteConfig, RouteMatch, VirtualHost,
-};
+use ferry_config::matcher::{HeaderMatchKind, HeaderMatcher};
+use ferry_config::route::{PathMatch, Route, RouteConfig, RouteMatch, VirtualHost};
 use http::HeaderMap;
 
 /// The parts of a request that routes match on.

@@ -49,11 +49,12 @@ impl OpenTelemetry {
                 .collect(),
             ..Default::default()
         };
-        let channels = crate::grpc_client::ClusterChannels::new(&ferry_config::stats::GrpcTarget {
-            cluster: config.cluster.clone(),
-            authority: config.authority.clone(),
-            timeout: config.timeout,
-        });
+        let channels =
+            crate::grpc_client::ClusterChannels::new(&ferry_config::grpc_service::GrpcTarget {
+                cluster: config.cluster.clone(),
+                authority: config.authority.clone(),
+                timeout: config.timeout,
+            });
         let reporter = Arc::new(Reporter {
             config,
             clusters: env.clusters.clone(),

@@ -9,7 +9,7 @@ use crate::http::local_reply::LocalReply;
 use crate::http::route_match::header_matches;
 use bytes::Bytes;
 use ferry_config::filters::fault::{AbortKind, DelayKind, Fault, RateLimitKind};
-use ferry_config::retry::Fraction;
+use ferry_config::fraction::Fraction;
 use ferry_config::ResponseFlag;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,54 @@
+//! Fractions of requests (`FractionalPercent`, `RuntimeFractionalPercent`): sampled
+//! per request by retry, mirror, fault, rate limit and access-log configs.
+
+use crate::Ctx;
+use ferry_envoy_api::pb::envoy::config::core::v3 as core;
+use ferry_envoy_api::pb::envoy::r#type::v3 as types;
+
+/// A fraction as Envoy's `FractionalPercent`: `numerator` out of `denominator`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fraction {
+    /// `numerator` (capped at the denominator).
+    pub numerator: u32,
+    /// 100, 10 000 or 1 000 000.
+    pub denominator: u32,
+}
+
+impl Fraction {
+    /// Always.
+    pub const ALL: Fraction = Fraction {
+        numerator: 100,
+        denominator: 100,
+    };
+
+    /// Draws: true with probability numerator/denominator.
+    pub fn sample(&self) -> bool {
+        self.numerator >= self.denominator
+            || (self.numerator > 0 && rand::random_range(0..self.denominator) < self.numerator)
+    }
+}
+
+/// Converts a `FractionalPercent`.
+pub fn fraction(p: &types::FractionalPercent, ctx: &mut Ctx) -> Fraction {
+    let denominator = match p.denominator {
+        0 => 100,
+        1 => 10_000,
+        2 => 1_000_000,
+        other => {
+            ctx.error_at("denominator", format!("unknown value {other}"));
+            100
+        }
+    };
+    Fraction {
+        numerator: p.numerator.min(denominator),
+        denominator,
+    }
+}
+
+/// Converts a `RuntimeFractionalPercent` (ferry has no runtime: the default value).
+pub fn runtime_fraction(p: &core::RuntimeFractionalPercent, ctx: &mut Ctx) -> Fraction {
+    match &p.default_value {
+        Some(v) => ctx.at("default_value", |c| fraction(v, c)),
+        None => Fraction::ALL,
+    }
+}
