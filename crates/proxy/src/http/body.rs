@@ -486,3 +486,129 @@ impl<G> http_body::Body for Guarded<G> {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The body timers in virtual time: the route deadline, the stream idle timeout
+    //! (either direction) and the per-try idle timeout cut a stalled body as Envoy's
+    //! timers reset a stream, to the millisecond.
+
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use http_body_util::{BodyExt, StreamBody};
+    use std::time::Duration;
+    use tokio::sync::mpsc;
+
+    /// A body whose frames the test sends when it likes.
+    fn body() -> (mpsc::UnboundedSender<&'static str>, Body) {
+        let (tx, rx) = mpsc::unbounded_channel::<&'static str>();
+        let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+            let s = rx.recv().await?;
+            Some((
+                Ok::<_, BoxError>(Frame::data(Bytes::from_static(s.as_bytes()))),
+                rx,
+            ))
+        });
+        (tx, StreamBody::new(frames).boxed())
+    }
+
+    /// Reads `body` to its end or failure: the frames with when they came (ms), and
+    /// the failure, if any.
+    async fn read(mut body: TimedResponse) -> (Vec<(u64, String)>, Option<String>, u64) {
+        let start = tokio::time::Instant::now();
+        let mut got = Vec::new();
+        loop {
+            let frame = body.frame().await;
+            let at = start.elapsed().as_millis() as u64;
+            match frame {
+                None => return (got, None, at),
+                Some(Ok(f)) => {
+                    let d = f.into_data().unwrap();
+                    got.push((at, String::from_utf8(d.to_vec()).unwrap()));
+                }
+                Some(Err(e)) => return (got, Some(e.to_string()), at),
+            }
+        }
+    }
+
+    fn tap_done() -> (Arc<RequestTap>, Instant) {
+        let start = tokio::time::Instant::now().into_std();
+        let tap = Arc::new(RequestTap::default());
+        tap.complete(start);
+        (tap, start)
+    }
+
+    /// Sends `frames` at their times (ms), then keeps the body open (stalled).
+    fn script(tx: mpsc::UnboundedSender<&'static str>, frames: &'static [(u64, &'static str)]) {
+        tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            for (at, s) in frames {
+                tokio::time::sleep_until(start + Duration::from_millis(*at)).await;
+                let _ = tx.send(s);
+            }
+            std::future::pending::<()>().await;
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_stream_idle_timeout_runs_from_the_last_frame() {
+        let (tx, inner) = body();
+        script(tx, &[(0, "a"), (50, "b")]);
+        let (tap, start) = tap_done();
+        let idle = Some(Duration::from_millis(100));
+        let timed = TimedResponse::new(inner, None, None, idle, None, tap, start);
+        let (got, err, at) = read(timed).await;
+        assert_eq!(got, [(0, "a".into()), (50, "b".into())]);
+        assert_eq!(err.as_deref(), Some("stream idle timeout"));
+        assert!((150..=151).contains(&at), "{at}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_route_deadline_cuts_a_body_that_keeps_coming() {
+        let (tx, inner) = body();
+        script(tx, &[(0, "a"), (100, "b"), (200, "c"), (300, "d")]);
+        let (tap, start) = tap_done();
+        let deadline = Some(tokio::time::Instant::now() + Duration::from_millis(250));
+        let timed = TimedResponse::new(inner, deadline, None, None, None, tap, start);
+        let (got, err, at) = read(timed).await;
+        assert_eq!(got.len(), 3);
+        assert_eq!(err.as_deref(), Some("upstream request timeout"));
+        assert!((250..=251).contains(&at), "{at}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_route_timeout_waits_for_the_end_of_the_request() {
+        let (tx, inner) = body();
+        script(tx, &[(0, "a")]);
+        let start = tokio::time::Instant::now().into_std();
+        let tap = Arc::new(RequestTap::default());
+        let ends = tap.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            ends.complete(start);
+        });
+        let route = Some(Duration::from_millis(100));
+        let timed = TimedResponse::new(inner, None, route, None, None, tap, start);
+        let (_, err, at) = read(timed).await;
+        assert_eq!(err.as_deref(), Some("upstream request timeout"));
+        assert!((400..=401).contains(&at), "{at}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_per_try_idle_timeout_counts_and_cuts_a_stalled_upstream() {
+        let (tx, inner) = body();
+        script(tx, &[(0, "a"), (50, "b"), (100, "c")]);
+        let (tap, start) = tap_done();
+        let stats = Arc::new(ferry_upstream::ClusterStats::default());
+        let per_try = PerTryIdle {
+            timeout: Duration::from_millis(80),
+            stats: stats.clone(),
+        };
+        let timed = TimedResponse::new(inner, None, None, None, Some(per_try), tap, start);
+        let (got, err, at) = read(timed).await;
+        assert_eq!(got.len(), 3);
+        assert_eq!(err.as_deref(), Some("upstream per-try idle timeout"));
+        assert!((180..=181).contains(&at), "{at}");
+        assert_eq!(stats.upstream_rq_per_try_idle_timeout.value(), 1);
+    }
+}

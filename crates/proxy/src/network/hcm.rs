@@ -147,6 +147,69 @@ pub(crate) async fn serve(hcm: Arc<HcmRuntime>, downstream: super::Downstream) {
         }
     });
 
+    let builder = codec(&cfg, header_bytes, buffer_limit);
+    let limits = super::h1_guard::Limits {
+        max_head_bytes: header_bytes,
+        max_headers: cfg.max_headers_count as usize,
+        server: match cfg.server_header {
+            ferry_config::hcm::ServerHeader::PassThrough => None,
+            _ => Some(cfg.server_name.clone()),
+        },
+    };
+    let io = TokioIo::new(super::h1_guard::H1Guard::new(
+        ferry_upstream::counted_io::CountedIo::new(stream, stats.clone()),
+        shared,
+        limits,
+        refusal_log(&loggers, log_conn, stats.clone()),
+    ));
+    let conn_fut = builder.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(conn_fut);
+    let max_duration = async {
+        match cfg.max_connection_duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(max_duration);
+    // HTTP/2: close (GOAWAY) after `idle_timeout` without a stream in flight.
+    let h2_idle = h2_idle(&cfg, &idle_conn);
+    tokio::pin!(h2_idle);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            res = conn_fut.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(%peer, error = %e, "downstream connection ended with an error");
+                }
+                break;
+            }
+            _ = drain.wait_for(|d| *d), if !closing => {
+                closing = true;
+                stats.downstream_cx_drain_close.inc();
+                conn_fut.as_mut().graceful_shutdown();
+            }
+            _ = &mut max_duration, if !closing => {
+                closing = true;
+                stats.downstream_cx_max_duration_reached.inc();
+                conn_fut.as_mut().graceful_shutdown();
+            }
+            _ = &mut h2_idle, if !closing => {
+                closing = true;
+                stats.downstream_cx_idle_timeout.inc();
+                conn_fut.as_mut().graceful_shutdown();
+            }
+        }
+    }
+    count_close(&stats, &end_conn, closing, opened);
+}
+
+/// The codec of one connection, configured from the connection manager: HTTP/1.1 and
+/// HTTP/2 limits, timers and flow-control windows.
+fn codec(
+    cfg: &ferry_config::hcm::HttpConnectionManager,
+    header_bytes: usize,
+    buffer_limit: u32,
+) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     match cfg.codec_type {
         CodecType::Auto => {}
@@ -191,88 +254,44 @@ pub(crate) async fn serve(hcm: Arc<HcmRuntime>, downstream: super::Downstream) {
             h2.max_concurrent_streams(n);
         }
     }
-    let limits = super::h1_guard::Limits {
-        max_head_bytes: header_bytes,
-        max_headers: cfg.max_headers_count as usize,
-        server: match cfg.server_header {
-            ferry_config::hcm::ServerHeader::PassThrough => None,
-            _ => Some(cfg.server_name.clone()),
-        },
+    builder
+}
+
+/// Resolves when an HTTP/2 connection has had no stream in flight for `idle_timeout`
+/// (never for HTTP/1.1 connections, whose idleness is the codec's header timeout).
+async fn h2_idle(cfg: &ferry_config::hcm::HttpConnectionManager, idle_conn: &ConnInfo) {
+    let Some(idle) = cfg
+        .idle_timeout
+        .filter(|_| cfg.codec_type != CodecType::Http1)
+    else {
+        return std::future::pending().await;
     };
-    let io = TokioIo::new(super::h1_guard::H1Guard::new(
-        ferry_upstream::counted_io::CountedIo::new(stream, stats.clone()),
-        shared,
-        limits,
-        refusal_log(&loggers, log_conn, stats.clone()),
-    ));
-    let conn_fut = builder.serve_connection_with_upgrades(io, svc);
-    tokio::pin!(conn_fut);
-    let max_duration = async {
-        match cfg.max_connection_duration {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(max_duration);
-    // HTTP/2: close (GOAWAY) after `idle_timeout` without a stream in flight.
-    let h2_idle = async {
-        let Some(idle) = cfg
-            .idle_timeout
-            .filter(|_| cfg.codec_type != CodecType::Http1)
-        else {
-            return std::future::pending().await;
-        };
-        let h2_only = cfg.codec_type == CodecType::Http2;
-        loop {
-            match idle_conn.streams.idle_since(&idle_conn.shared.active) {
-                Some(since) if since + idle <= Instant::now() => {
-                    if h2_only || idle_conn.saw_http2() {
-                        return;
-                    }
-                    // HTTP/1.1 (or not known yet): the codec's header timeout governs.
-                    tokio::time::sleep(idle).await;
-                }
-                Some(since) => tokio::time::sleep_until(since + idle).await,
-                None => tokio::time::sleep(idle).await,
-            }
-        }
-    };
-    tokio::pin!(h2_idle);
-    let mut closing = false;
+    let h2_only = cfg.codec_type == CodecType::Http2;
     loop {
-        tokio::select! {
-            res = conn_fut.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!(%peer, error = %e, "downstream connection ended with an error");
+        match idle_conn.streams.idle_since(&idle_conn.shared.active) {
+            Some(since) if since + idle <= Instant::now() => {
+                if h2_only || idle_conn.saw_http2() {
+                    return;
                 }
-                break;
+                // HTTP/1.1 (or not known yet): the codec's header timeout governs.
+                tokio::time::sleep(idle).await;
             }
-            _ = drain.wait_for(|d| *d), if !closing => {
-                closing = true;
-                stats.downstream_cx_drain_close.inc();
-                conn_fut.as_mut().graceful_shutdown();
-            }
-            _ = &mut max_duration, if !closing => {
-                closing = true;
-                stats.downstream_cx_max_duration_reached.inc();
-                conn_fut.as_mut().graceful_shutdown();
-            }
-            _ = &mut h2_idle, if !closing => {
-                closing = true;
-                stats.downstream_cx_idle_timeout.inc();
-                conn_fut.as_mut().graceful_shutdown();
-            }
+            Some(since) => tokio::time::sleep_until(since + idle).await,
+            None => tokio::time::sleep(idle).await,
         }
     }
-    // The connection is gone (Envoy's downstream_cx_destroy*).
+}
+
+/// Counts a closed connection in Envoy's `downstream_cx_destroy*` and its length.
+fn count_close(stats: &HcmStats, conn: &ConnInfo, closing: bool, opened: std::time::Instant) {
     stats.downstream_cx_active.dec();
     stats.downstream_cx_destroy.inc();
-    match end_conn.protocol.load(Ordering::Relaxed) {
+    match conn.protocol.load(Ordering::Relaxed) {
         1 => stats.downstream_cx_http1_active.dec(),
         2 => stats.downstream_cx_http2_active.dec(),
         _ => {}
     }
-    let with_requests = end_conn.shared.active.load(Ordering::Relaxed) > 0;
+    let with_requests = conn.shared.active.load(Ordering::Relaxed) > 0;
     if closing {
         stats.downstream_cx_destroy_local.inc();
     } else {
