@@ -28,7 +28,7 @@ ferry_stats::stat_group! {
 }
 
 /// The breakers of both priorities.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Breakers {
     default: Arc<Breaker>,
     high: Arc<Breaker>,

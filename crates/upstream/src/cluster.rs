@@ -213,26 +213,56 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     /// A cluster with `hosts` (not ready yet: see [`Cluster::mark_ready`]). Health
     /// checks and outlier detection start with [`Cluster::start_health`].
+    ///
+    /// With `previous` (the cluster of the same name it replaces), what outlives a
+    /// replacement is kept, as Envoy keeps it by name: the stats, the circuit breakers
+    /// when their thresholds did not change, the health check and outlier stats, and
+    /// the state of the `hosts` that are the previous cluster's (their pools, health
+    /// flags and outlier records live in the `Host`).
     pub(crate) fn new(
         config: ClusterConfig,
         hosts: Vec<Arc<Host>>,
+        previous: Option<&Cluster>,
         store: &ferry_stats::Store,
         logs: &crate::log_file::ClusterLogs,
     ) -> Arc<Cluster> {
-        let stats = Arc::new(ClusterStats::default());
-        store.register(format!("cluster.{}.", config.name), &stats);
-        // The default transport socket is picked for each host.
-        stats.default_total_match_count.add(hosts.len() as u64);
+        let stats = match previous {
+            Some(p) => p.stats.clone(),
+            None => {
+                let stats = Arc::new(ClusterStats::default());
+                store.register(format!("cluster.{}.", config.name), &stats);
+                stats
+            }
+        };
+        let previous_hosts = previous.map(|p| p.hosts()).unwrap_or_default();
+        let carried = |h: &Arc<Host>| previous_hosts.iter().any(|p| Arc::ptr_eq(p, h));
+        // The default transport socket is picked for each new host.
+        let new_hosts = hosts.iter().filter(|h| !carried(h)).count();
+        stats.default_total_match_count.add(new_hosts as u64);
         // Warmed up once created (Envoy's gauge is set when warming ends); nothing is
         // ever buffered outside the codecs.
         stats.warming_state.set(0);
         stats.upstream_cx_rx_bytes_buffered.set(0);
-        let breakers =
-            crate::circuit_breaker::Breakers::new(&config.circuit_breakers, &config.name, store);
+        let breakers = match previous {
+            Some(p) if p.config.circuit_breakers == config.circuit_breakers => p.breakers.clone(),
+            _ => {
+                crate::circuit_breaker::Breakers::new(&config.circuit_breakers, &config.name, store)
+            }
+        };
         let cluster = Arc::new_cyclic(|this| {
-            let health = ClusterHealth::new(this.clone(), &config, store, logs);
+            let health = ClusterHealth::new(
+                this.clone(),
+                &config,
+                previous.map(|p| &p.health),
+                store,
+                logs,
+            );
             for h in &hosts {
-                health.adopt(h, false);
+                if carried(h) {
+                    health.carry(h);
+                } else {
+                    health.adopt(h, false);
+                }
             }
             let host_set = ArcSwap::from_pointee(HostSet::new(
                 &config.lb_policy,
@@ -543,6 +573,7 @@ static_resources:
         let c = Cluster::new(
             config,
             vec![a.clone(), b.clone()],
+            None,
             &ferry_stats::Store::new(),
             &Default::default(),
         );

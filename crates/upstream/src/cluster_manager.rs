@@ -1,37 +1,83 @@
 //! The cluster manager: builds every cluster from config, runs their DNS refresh and
-//! idle-connection reaper tasks, and looks clusters up by name.
+//! idle-connection reaper tasks, looks clusters up by name, and replaces or removes one
+//! cluster at a time (as CDS does) without touching the others.
+//!
+//! Whoever routes to a cluster holds its [`ClusterSlot`] (resolved by name once, when
+//! routes are built): a replaced cluster is picked up by the next request, with no
+//! rebuild of what routes to it and no lookup by name per request. A replacement keeps
+//! the hosts whose endpoints stayed (their connection pools, health flags and outlier
+//! records), the cluster's stats, and its circuit breakers when their thresholds did
+//! not change; requests in flight finish on the cluster they started with.
 
 use crate::discovery::{dns, static_};
-use crate::log_file::Target;
+use crate::log_file::{ClusterLogs, Target};
 use crate::Cluster;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use ferry_config::cluster::{Cluster as ClusterConfig, Discovery};
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::task::AbortHandle;
 
+/// One cluster name's current cluster (empty while no cluster has that name).
+#[derive(Debug, Default)]
+pub struct ClusterSlot {
+    cluster: ArcSwapOption<Cluster>,
+}
+
+impl ClusterSlot {
+    /// The cluster now, if there is one.
+    pub fn get(&self) -> Option<Arc<Cluster>> {
+        self.cluster.load_full()
+    }
+}
+
+/// The clusters one reaper task looks after.
+type ReaperGroup = Arc<Mutex<Vec<Weak<Cluster>>>>;
+
+/// The clusters at one moment, in the order they were added.
+#[derive(Default)]
+struct Clusters {
+    list: Vec<Arc<Cluster>>,
+    by_name: HashMap<String, usize>,
+}
+
 /// All clusters of a proxy.
 pub struct ClusterManager {
-    clusters: Vec<Arc<Cluster>>,
-    by_name: HashMap<String, usize>,
-    /// Background tasks, aborted when the manager is dropped.
-    tasks: Vec<AbortHandle>,
+    clusters: ArcSwap<Clusters>,
+    /// Handles by name, made on first request (a route may name a cluster that comes
+    /// later).
+    slots: Mutex<HashMap<String, Arc<ClusterSlot>>>,
+    /// Serialises replacements.
+    update: Mutex<()>,
+    /// Each cluster's discovery tasks, aborted when it is replaced or removed.
+    tasks: Mutex<HashMap<String, Vec<AbortHandle>>>,
+    /// Clusters by how often their idle connections are looked for: one reaper task per
+    /// period, not one per cluster (a task per cluster costs memory at 10,000).
+    reapers: Mutex<BTreeMap<Duration, ReaperGroup>>,
+    reaper_tasks: Mutex<Vec<AbortHandle>>,
+    logs: ClusterLogs,
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for ClusterManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterManager")
-            .field("clusters", &self.clusters)
+            .field("clusters", &self.clusters.load().list)
             .finish_non_exhaustive()
     }
 }
 
 impl Drop for ClusterManager {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for t in self.tasks.get_mut().values().flatten() {
             t.abort();
         }
-        for c in &self.clusters {
+        for t in self.reaper_tasks.get_mut().iter() {
+            t.abort();
+        }
+        for c in &self.clusters.load().list {
             c.stop_health();
         }
     }
@@ -72,88 +118,214 @@ impl ClusterManager {
                 "cluster manager built outside a tokio runtime: DNS clusters will not resolve"
             );
         }
-        let mut manager = ClusterManager {
-            clusters: Vec::with_capacity(clusters.len()),
-            by_name: HashMap::new(),
-            tasks: Vec::new(),
+        let manager = ClusterManager {
+            clusters: ArcSwap::from_pointee(Clusters::default()),
+            slots: Mutex::new(HashMap::new()),
+            update: Mutex::new(()),
+            tasks: Mutex::new(HashMap::new()),
+            reapers: Mutex::new(BTreeMap::new()),
+            reaper_tasks: Mutex::new(Vec::new()),
+            logs: ClusterLogs {
+                outlier: options
+                    .outlier_event_log
+                    .as_ref()
+                    .map(|p| options.log_files.open(Target::path(p))),
+                files: options.log_files.clone(),
+            },
+            runtime,
         };
-        // Clusters by how often their idle connections are looked for: one reaper task
-        // per period, not one per cluster (a task per cluster costs memory at 10,000).
-        let mut reapers: BTreeMap<Duration, Vec<Weak<Cluster>>> = BTreeMap::new();
-        let logs = crate::log_file::ClusterLogs {
-            outlier: options
-                .outlier_event_log
-                .as_ref()
-                .map(|p| options.log_files.open(Target::path(p))),
-            files: options.log_files.clone(),
-        };
+        // The first cluster of a name wins at start (a bootstrap is validated for
+        // duplicates; this is the last line of defence).
+        let mut built: Vec<Arc<Cluster>> = Vec::with_capacity(clusters.len());
+        let mut by_name = HashMap::with_capacity(clusters.len());
         for config in clusters {
-            if manager.by_name.contains_key(&config.name) {
+            if by_name.contains_key(&config.name) {
                 tracing::warn!(cluster = %config.name, "duplicate cluster name; the first one is used");
                 continue;
             }
-            let cluster = match &config.discovery {
-                Discovery::Static => {
-                    let cluster =
-                        Cluster::new(config.clone(), static_::hosts(config), store, &logs);
-                    if let Some(rt) = &runtime {
-                        cluster.start_health(rt);
-                    }
-                    cluster.mark_ready();
-                    cluster
-                }
-                Discovery::StrictDns(d) | Discovery::LogicalDns(d) => {
-                    let logical = matches!(config.discovery, Discovery::LogicalDns(_));
-                    let cluster = Cluster::new(config.clone(), Vec::new(), store, &logs);
-                    if let Some(rt) = &runtime {
-                        cluster.start_health(rt);
-                        let task = rt.spawn(dns::run(Arc::downgrade(&cluster), d.clone(), logical));
-                        manager.tasks.push(task.abort_handle());
-                    }
-                    cluster
-                }
-            };
-            if let Some(idle) = config.idle_timeout {
-                reapers
-                    .entry(reap_period(idle))
-                    .or_default()
-                    .push(Arc::downgrade(&cluster));
-            }
-            manager
-                .by_name
-                .insert(config.name.clone(), manager.clusters.len());
-            manager.clusters.push(cluster);
+            by_name.insert(config.name.clone(), built.len());
+            built.push(manager.build(config, None, store));
         }
-        if let Some(rt) = &runtime {
-            for (period, clusters) in reapers {
-                let task = rt.spawn(async move {
-                    let mut interval = tokio::time::interval(period);
-                    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    loop {
-                        interval.tick().await;
-                        let mut alive = false;
-                        for cluster in clusters.iter().filter_map(Weak::upgrade) {
-                            cluster.reap_connections();
-                            alive = true;
-                        }
-                        if !alive {
-                            return;
-                        }
-                    }
-                });
-                manager.tasks.push(task.abort_handle());
-            }
-        }
+        manager.clusters.store(Arc::new(Clusters {
+            list: built,
+            by_name,
+        }));
         Arc::new(manager)
     }
 
-    /// The cluster called `name`.
-    pub fn get(&self, name: &str) -> Option<&Arc<Cluster>> {
-        self.by_name.get(name).and_then(|i| self.clusters.get(*i))
+    /// Builds one cluster, replacing `previous` (same name) if given, and starts its
+    /// tasks.
+    fn build(
+        &self,
+        config: &ClusterConfig,
+        previous: Option<&Arc<Cluster>>,
+        store: &ferry_stats::Store,
+    ) -> Arc<Cluster> {
+        let previous_hosts = previous.map(|p| p.hosts()).unwrap_or_default();
+        let logs = &self.logs;
+        let cluster = match &config.discovery {
+            Discovery::Static => {
+                let hosts = static_::hosts_reusing(config, &previous_hosts);
+                let cluster =
+                    Cluster::new(config.clone(), hosts, previous.map(|p| &**p), store, logs);
+                if let Some(rt) = &self.runtime {
+                    cluster.start_health(rt);
+                }
+                cluster.mark_ready();
+                cluster
+            }
+            Discovery::StrictDns(d) | Discovery::LogicalDns(d) => {
+                let logical = matches!(config.discovery, Discovery::LogicalDns(_));
+                // A replaced DNS cluster keeps its resolved hosts until the next
+                // resolution says otherwise.
+                let hosts = previous_hosts.to_vec();
+                let replaced = previous.is_some() && !hosts.is_empty();
+                let cluster =
+                    Cluster::new(config.clone(), hosts, previous.map(|p| &**p), store, logs);
+                if let Some(rt) = &self.runtime {
+                    cluster.start_health(rt);
+                    let task = rt.spawn(dns::run(Arc::downgrade(&cluster), d.clone(), logical));
+                    self.tasks
+                        .lock()
+                        .insert(config.name.clone(), vec![task.abort_handle()]);
+                }
+                if replaced {
+                    cluster.mark_ready();
+                }
+                cluster
+            }
+        };
+        if let Some(idle) = config.idle_timeout {
+            self.reap(reap_period(idle), &cluster);
+        }
+        cluster
     }
 
-    /// All clusters, in config order.
-    pub fn clusters(&self) -> impl Iterator<Item = &Arc<Cluster>> {
-        self.clusters.iter()
+    /// Adds `cluster` to the reaper of `period` (starting it if it is the first).
+    fn reap(&self, period: Duration, cluster: &Arc<Cluster>) {
+        let mut reapers = self.reapers.lock();
+        if let Some(group) = reapers.get(&period) {
+            group.lock().push(Arc::downgrade(cluster));
+            return;
+        }
+        let group = Arc::new(Mutex::new(vec![Arc::downgrade(cluster)]));
+        reapers.insert(period, group.clone());
+        let Some(rt) = &self.runtime else {
+            return;
+        };
+        let task = rt.spawn(async move {
+            let mut interval = tokio::time::interval(period);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let alive: Vec<Arc<Cluster>> = {
+                    let mut g = group.lock();
+                    g.retain(|w| w.strong_count() > 0);
+                    g.iter().filter_map(Weak::upgrade).collect()
+                };
+                for cluster in alive {
+                    cluster.reap_connections();
+                }
+            }
+        });
+        self.reaper_tasks.lock().push(task.abort_handle());
+    }
+
+    /// Adds the cluster `config` names, or replaces the cluster of that name (keeping
+    /// the state described in the module's documentation). Every other cluster is left
+    /// as it is. Returns the new cluster.
+    pub fn add_or_update(
+        &self,
+        config: &ClusterConfig,
+        store: &ferry_stats::Store,
+    ) -> Arc<Cluster> {
+        let _serial = self.update.lock();
+        let current = self.clusters.load_full();
+        let previous = current
+            .by_name
+            .get(&config.name)
+            .and_then(|i| current.list.get(*i))
+            .cloned();
+        if let Some(tasks) = self.tasks.lock().remove(&config.name) {
+            for t in tasks {
+                t.abort();
+            }
+        }
+        let cluster = self.build(config, previous.as_ref(), store);
+        let mut list = current.list.clone();
+        let mut by_name = current.by_name.clone();
+        match by_name.get(&config.name) {
+            Some(i) => list[*i] = cluster.clone(),
+            None => {
+                by_name.insert(config.name.clone(), list.len());
+                list.push(cluster.clone());
+            }
+        }
+        self.clusters.store(Arc::new(Clusters { list, by_name }));
+        if let Some(slot) = self.slots.lock().get(&config.name) {
+            slot.cluster.store(Some(cluster.clone()));
+        }
+        // The previous cluster's checks stop; its requests in flight finish.
+        if let Some(p) = previous {
+            p.stop_health();
+        }
+        cluster
+    }
+
+    /// Removes the cluster called `name` (its requests in flight finish). Whether there
+    /// was one.
+    pub fn remove(&self, name: &str) -> bool {
+        let _serial = self.update.lock();
+        let current = self.clusters.load_full();
+        let Some(&index) = current.by_name.get(name) else {
+            return false;
+        };
+        if let Some(tasks) = self.tasks.lock().remove(name) {
+            for t in tasks {
+                t.abort();
+            }
+        }
+        let mut list = current.list.clone();
+        let removed = list.remove(index);
+        let by_name = list
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.config.name.clone(), i))
+            .collect();
+        self.clusters.store(Arc::new(Clusters { list, by_name }));
+        if let Some(slot) = self.slots.lock().get(name) {
+            slot.cluster.store(None);
+        }
+        removed.stop_health();
+        true
+    }
+
+    /// The cluster called `name` now.
+    pub fn get(&self, name: &str) -> Option<Arc<Cluster>> {
+        let current = self.clusters.load();
+        current
+            .by_name
+            .get(name)
+            .and_then(|i| current.list.get(*i))
+            .cloned()
+    }
+
+    /// The handle of the cluster called `name`, which follows its replacements (made
+    /// empty while there is no such cluster).
+    pub fn slot(&self, name: &str) -> Arc<ClusterSlot> {
+        let mut slots = self.slots.lock();
+        if let Some(s) = slots.get(name) {
+            return s.clone();
+        }
+        let slot = Arc::new(ClusterSlot {
+            cluster: ArcSwapOption::new(self.get(name)),
+        });
+        slots.insert(name.to_string(), slot.clone());
+        slot
+    }
+
+    /// All clusters now, in the order they were added.
+    pub fn clusters(&self) -> Vec<Arc<Cluster>> {
+        self.clusters.load().list.clone()
     }
 }

@@ -27,7 +27,7 @@ mod pool;
 mod stats;
 
 pub use cluster::Cluster;
-pub use cluster_manager::{ClusterManager, Options as ClusterManagerOptions};
+pub use cluster_manager::{ClusterManager, ClusterSlot, Options as ClusterManagerOptions};
 pub use error::UpstreamError;
 pub use host::{Host, HostStats};
 pub use pool::{ConnectionInfo, Dispatch};

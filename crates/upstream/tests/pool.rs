@@ -134,7 +134,7 @@ async fn get(cm: &ClusterManager, path: &str) -> Result<String, UpstreamError> {
 async fn get_req(cm: &ClusterManager, req: http::Request<Body>) -> Result<String, UpstreamError> {
     let cluster = cm.get("backend").unwrap();
     let host = cluster.choose_host(None).unwrap();
-    let resp = tokio::time::timeout(DEADLINE, host.send(cluster, Default::default(), req))
+    let resp = tokio::time::timeout(DEADLINE, host.send(&cluster, Default::default(), req))
         .await
         .expect("deadline")?;
     assert_eq!(resp.status(), 200);
@@ -287,7 +287,7 @@ async fn connect_failure_to_closed_port() {
     let host = cluster.hosts()[0].clone();
     assert_eq!(host.stats.cx_connect_fail.load(Ordering::SeqCst), 1);
     assert_eq!(host.stats.rq_error.load(Ordering::SeqCst), 1);
-    let tcp = host.connect_tcp(cluster).await.unwrap_err();
+    let tcp = host.connect_tcp(&cluster).await.unwrap_err();
     assert!(matches!(tcp, UpstreamError::ConnectFailure(_)), "{tcp:?}");
 }
 
@@ -328,7 +328,7 @@ async fn connect_tcp() {
     let cm = static_manager(&s, UpstreamProtocol::Http1, None);
     let cluster = cm.get("backend").unwrap();
     let host = cluster.choose_host(None).unwrap();
-    let (stream, _admission) = host.connect_tcp(cluster).await.unwrap();
+    let (stream, _admission) = host.connect_tcp(&cluster).await.unwrap();
     assert_eq!(stream.peer_addr().unwrap(), s.addr);
     assert!(stream.nodelay().unwrap());
 }
@@ -420,7 +420,7 @@ async fn static_cluster_is_ready_immediately() {
         &ferry_stats::Store::default(),
     );
     assert!(cm.get("missing").is_none());
-    assert_eq!(cm.clusters().count(), 1);
+    assert_eq!(cm.clusters().len(), 1);
     let cluster = cm.get("backend").unwrap();
     cluster.ready().await;
     assert_eq!(cluster.hosts()[0].hostname, "127.0.0.1");
@@ -457,4 +457,94 @@ async fn http2_requests_share_one_connect_attempt() {
     let host = cm.get("backend").unwrap().hosts()[0].clone();
     assert_eq!(host.stats.cx_connect_fail.load(Ordering::SeqCst), 1);
     assert_eq!(host.stats.cx_total.load(Ordering::SeqCst), 1);
+}
+
+/// Waits (with a deadline) until `host` has been sent `n` requests.
+async fn until_sent(host: &ferry_upstream::Host, n: u64) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while host.stats.rq_total.load(Ordering::SeqCst) < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} sent",
+            host.stats.rq_total.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_replaced_under_load_keeps_its_hosts_pools_and_stats() {
+    let s = server(UpstreamProtocol::Http1, None).await;
+    let store = ferry_stats::Store::default();
+    let port = s.addr.port();
+    let base = config(
+        "127.0.0.1",
+        port,
+        Discovery::Static,
+        UpstreamProtocol::Http1,
+        None,
+    );
+    let cm = ClusterManager::new(std::slice::from_ref(&base), &store);
+    // What routes hold: the slot, which follows replacements.
+    let slot = cm.slot("backend");
+    let first = slot.get().unwrap();
+    let host = first.hosts()[0].clone();
+    // Four clients, each keeping one connection busy, 200 requests each.
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let slot = slot.clone();
+        clients.push(tokio::spawn(async move {
+            for i in 0..200 {
+                let cluster = slot.get().expect("a cluster");
+                let host = cluster.choose_host(None).expect("a host");
+                let resp = host
+                    .send(&cluster, Default::default(), request(&format!("/{i}")))
+                    .await?;
+                assert_eq!(resp.status(), 200);
+                resp.into_body().collect().await.expect("a body");
+            }
+            Ok::<(), UpstreamError>(())
+        }));
+    }
+    // Replaced five times while they run: another connect timeout, another balancer.
+    for i in 1..=5u64 {
+        until_sent(&host, i * 100).await;
+        let mut changed = base.clone();
+        changed.connect_timeout = Duration::from_secs(1 + i);
+        changed.lb_policy = if i % 2 == 0 {
+            LbPolicy::RoundRobin
+        } else {
+            LbPolicy::Random
+        };
+        let replaced = cm.add_or_update(&changed, &store);
+        assert!(Arc::ptr_eq(&replaced, &slot.get().unwrap()));
+        assert!(Arc::ptr_eq(&replaced.hosts()[0], &host), "the host is kept");
+    }
+    for c in clients {
+        c.await.unwrap().expect("no request failed");
+    }
+    let last = slot.get().unwrap();
+    assert!(!Arc::ptr_eq(&last, &first));
+    assert_eq!(last.config.connect_timeout, Duration::from_secs(6));
+    // The pool was kept: no more connections than clients, however many replacements.
+    let connections = s.connections.load(Ordering::SeqCst);
+    assert!((1..=4).contains(&connections), "{connections} connections");
+    assert_eq!(
+        host.stats.cx_total.load(Ordering::SeqCst),
+        connections as u64
+    );
+    // The stats were kept: every request is counted in the cluster's stats.
+    assert_eq!(last.stats.upstream_rq_total.value(), 800);
+    // Another endpoint replaces the host; removing the cluster empties the slot, and a
+    // cluster added again under the name fills it.
+    let mut moved = base.clone();
+    moved.localities[0].endpoints[0].port = port.wrapping_add(1);
+    let other = cm.add_or_update(&moved, &store);
+    assert!(!Arc::ptr_eq(&other.hosts()[0], &host));
+    assert!(cm.remove("backend"));
+    assert!(slot.get().is_none() && cm.get("backend").is_none());
+    assert!(!cm.remove("backend"));
+    cm.add_or_update(&base, &store);
+    assert!(slot.get().is_some());
+    assert_eq!(cm.clusters().len(), 1);
 }

@@ -7,9 +7,12 @@
 use crate::access_log::Logger;
 use crate::http::body::RequestTap;
 use crate::http::connection::ConnInfo;
+use crate::http::route_table::RouteTable;
 use crate::stream_info::StreamInfo;
 use crate::Snapshot;
+use arc_swap::ArcSwap;
 use ferry_config::hcm::HttpConnectionManager;
+use ferry_config::route::RouteConfig;
 use ferry_upstream::ClusterManager;
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,12 +25,15 @@ pub struct HcmRuntime {
     pub clusters: Arc<ClusterManager>,
     /// Access loggers.
     pub loggers: Arc<[Logger]>,
-    /// Whether a stream must keep a copy of its request headers: an access log, or a
-    /// header value template that reads `%REQ(...)%`. Decided once, not per request.
-    pub keep_request_headers: bool,
-    /// Per virtual host, per route: what the route resolves to, resolved once here so
-    /// that no request looks a cluster up by name.
-    pub routes: Vec<Vec<RouteTarget>>,
+    /// The route configuration with what each route resolves to; replaced alone by
+    /// [`HcmRuntime::replace_route_config`] (a stream keeps the table it started with).
+    pub routes: ArcSwap<RouteTable>,
+    /// Whether an access log reads the request headers (a stream then keeps a copy).
+    pub logs_read_request_headers: bool,
+    /// The stats store (per-route filter state registers its stats there).
+    store: Arc<ferry_stats::Store>,
+    /// Set by admin `/healthcheck/fail` (for filters built with a new route table).
+    health_failed: Arc<std::sync::atomic::AtomicBool>,
     /// This host's address, appended to `x-forwarded-for` for loopback peers.
     pub local_address: Option<std::net::IpAddr>,
     /// The HTTP filters before the router, in order.
@@ -61,22 +67,8 @@ pub struct ActiveStream<'a> {
     pub tap: Arc<RequestTap>,
     /// When the stream started.
     pub start: Instant,
-}
-
-/// A route's upstream side, resolved against the snapshot's clusters.
-#[derive(Debug, Default)]
-pub struct RouteTarget {
-    /// `cluster`: one entry; `weighted_clusters`: one per entry, in order (None: the
-    /// cluster does not exist); `cluster_header`: empty (looked up per request).
-    pub clusters: Vec<Option<Arc<ferry_upstream::Cluster>>>,
-    /// `x-envoy-expected-rq-timeout-ms` for the route timeout.
-    pub expected_timeout: Option<http::HeaderValue>,
-    /// What the route says of each HTTP filter (`typed_per_filter_config`), by filter
-    /// index, with the per-route configs' state.
-    pub filters: crate::http::filter_manager::RouteFilterConfigs,
-    /// `request_mirror_policies` clusters, in order (None: the cluster does not exist,
-    /// or is named per request by `cluster_header`).
-    pub mirrors: Vec<Option<Arc<ferry_upstream::Cluster>>>,
+    /// Whether the stream keeps a copy of its request headers (something reads them).
+    pub keep_request_headers: bool,
 }
 
 impl HcmRuntime {
@@ -92,7 +84,6 @@ impl HcmRuntime {
             .iter()
             .map(|l| Logger::new(l, snapshot))
             .collect();
-        let keep_request_headers = !loggers.is_empty() || templates_read_request_headers(&config);
         let log_upstream_connection = loggers.iter().any(|l| {
             l.reads(&|op| {
                 use ferry_config::format::Operator as O;
@@ -117,7 +108,12 @@ impl HcmRuntime {
             .enumerate()
             .map(|(i, f)| crate::http::filters::build(f, i, &env))
             .collect::<Vec<_>>();
-        let routes = resolve_routes(&config, &snapshot.clusters, &filters, &env);
+        let routes = RouteTable::build(
+            config.route_config.clone(),
+            &snapshot.clusters,
+            &filters,
+            &env,
+        );
         let stats = Arc::new(HcmStats::default());
         snapshot
             .stats
@@ -146,88 +142,34 @@ impl HcmRuntime {
             filters,
             stats,
             node_cluster: snapshot.bootstrap.node_cluster.clone(),
-            keep_request_headers,
+            logs_read_request_headers: !loggers.is_empty(),
             log_upstream_connection,
-            routes,
+            routes: ArcSwap::from_pointee(routes),
+            store: snapshot.stats.clone(),
+            health_failed: snapshot.health_failed.clone(),
             local_address: snapshot.local_address,
             config,
             clusters: snapshot.clusters.clone(),
             loggers: loggers.into(),
         }
     }
-}
 
-/// Whether any header mutation of the route configuration renders `%REQ(...)%`.
-fn templates_read_request_headers(cfg: &HttpConnectionManager) -> bool {
-    use ferry_config::format::{Operator, Piece};
-    use ferry_config::route::{Action, ClusterSpecifier};
-    use ferry_config::HeaderMutations;
-    let reads = |m: &HeaderMutations| {
-        m.request_add.iter().chain(m.response_add.iter()).any(|h| {
-            h.value
-                .pieces
-                .iter()
-                .any(|p| matches!(p, Piece::Op(Operator::Req(..), _)))
-        })
-    };
-    let rc = &cfg.route_config;
-    reads(&rc.headers)
-        || rc.virtual_hosts.iter().any(|vh| {
-            reads(&vh.headers)
-                || vh.routes.iter().any(|r| {
-                    reads(&r.headers)
-                        || matches!(&r.action, Action::Route(ra) if matches!(&ra.cluster,
-                            ClusterSpecifier::Weighted(w) if w.clusters.iter().any(|c| reads(&c.headers))))
-                })
-        })
-}
+    /// Replaces the route configuration alone (RDS): clusters, filters, loggers and
+    /// connections stay; streams already routed finish on the table they started with.
+    pub fn replace_route_config(&self, config: Arc<RouteConfig>) {
+        let env = crate::http::filter_manager::Env {
+            stat_prefix: &self.config.stat_prefix,
+            stats: &self.store,
+            health_failed: self.health_failed.clone(),
+            node_cluster: &self.node_cluster,
+        };
+        let table = RouteTable::build(config, &self.clusters, &self.filters, &env);
+        self.routes.store(Arc::new(table));
+    }
 
-fn resolve_routes(
-    cfg: &HttpConnectionManager,
-    clusters: &ClusterManager,
-    filters: &[Arc<dyn crate::http::filter_manager::HttpFilter>],
-    env: &crate::http::filter_manager::Env<'_>,
-) -> Vec<Vec<RouteTarget>> {
-    use crate::http::filter_manager::RouteFilterConfigs;
-    use ferry_config::route::{Action, ClusterSpecifier};
-    cfg.route_config
-        .virtual_hosts
-        .iter()
-        .map(|vh| {
-            vh.routes
-                .iter()
-                .map(|r| match &r.action {
-                    Action::Route(ra) => RouteTarget {
-                        filters: RouteFilterConfigs::resolve(filters, &r.per_filter, env),
-                        clusters: match &ra.cluster {
-                            ClusterSpecifier::Name(n) => vec![clusters.get(n).cloned()],
-                            ClusterSpecifier::Weighted(w) => w
-                                .clusters
-                                .iter()
-                                .map(|c| clusters.get(&c.name).cloned())
-                                .collect(),
-                            ClusterSpecifier::Header(_) => Vec::new(),
-                        },
-                        expected_timeout: ra.timeout.and_then(|t| {
-                            http::HeaderValue::from_str(&t.as_millis().to_string()).ok()
-                        }),
-                        mirrors: ra
-                            .mirrors
-                            .iter()
-                            .map(|m| match &m.cluster {
-                                ferry_config::retry::MirrorCluster::Name(n) => {
-                                    clusters.get(n).cloned()
-                                }
-                                ferry_config::retry::MirrorCluster::Header(_) => None,
-                            })
-                            .collect(),
-                    },
-                    _ => RouteTarget {
-                        filters: RouteFilterConfigs::resolve(filters, &r.per_filter, env),
-                        ..RouteTarget::default()
-                    },
-                })
-                .collect()
-        })
-        .collect()
+    /// Whether a stream on `table` keeps a copy of its request headers: an access log,
+    /// or a header value template that reads `%REQ(...)%`, reads them.
+    pub fn keeps_request_headers(&self, table: &RouteTable) -> bool {
+        self.logs_read_request_headers || table.reads_request_headers
+    }
 }

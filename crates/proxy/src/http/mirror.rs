@@ -2,8 +2,9 @@
 //! mirror cluster, fire and forget, with `-shadow` appended to its host (Envoy's
 //! shadowing). The copy's response is read and dropped; it never delays the request.
 
-use crate::http::conn_manager::{HcmRuntime, RouteTarget};
+use crate::http::conn_manager::HcmRuntime;
 use crate::http::replay::Replay;
+use crate::http::route_table::RouteTarget;
 use ferry_config::retry::MirrorCluster;
 use ferry_config::route::RouteAction;
 use http::{HeaderValue, Request};
@@ -27,14 +28,13 @@ pub fn shadow(
 ) {
     for (policy, cluster) in ra.mirrors.iter().zip(&target.mirrors) {
         let cluster = match &policy.cluster {
-            MirrorCluster::Name(_) => cluster.clone(),
+            MirrorCluster::Name(_) => cluster.as_ref().and_then(|s| s.get()),
             // Named per request: the one lookup by name that cannot be avoided.
             MirrorCluster::Header(h) => head
                 .headers
                 .get(h)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|n| hcm.clusters.get(n))
-                .cloned(),
+                .and_then(|n| hcm.clusters.get(n)),
         };
         let Some(cluster) = cluster else {
             continue;

@@ -13,6 +13,7 @@ pub mod replay;
 pub mod request_headers;
 pub mod retry;
 pub mod route_match;
+pub mod route_table;
 pub mod router;
 pub mod stream;
 pub mod timeouts;

@@ -57,21 +57,24 @@ async fn respond(
     }
     request_headers::mutate(hcm, conn, req.headers_mut());
     let info = stream_info(hcm, conn, &req);
+    // The route table this stream keeps, whatever replaces it meanwhile.
+    let table = hcm.routes.load_full();
     let mut stream = ActiveStream {
         hcm,
         conn,
         info,
         tap,
         start,
+        keep_request_headers: hcm.keeps_request_headers(&table),
     };
-    let rc = hcm.config.route_config.clone();
-    let found = route_match::find(&rc, &RequestView::of(&stream.info, req.headers()));
+    let rc = &table.config;
+    let found = route_match::find(rc, &RequestView::of(&stream.info, req.headers()));
     // The HTTP filters, with the matched route's configs for them.
     let chain = (!hcm.filters.is_empty()).then(|| {
         let target = found
             .as_ref()
             .and_then(|f| f.route.map(|(ri, _)| (f.vh_index, ri)))
-            .and_then(|(vi, ri)| hcm.routes.get(vi).and_then(|r| r.get(ri)));
+            .and_then(|(vi, ri)| table.target(vi, ri));
         let none = RouteFilterConfigs::default();
         FilterChain::new(&hcm.filters, target.map_or(&none, |t| &t.filters))
     });
@@ -94,7 +97,7 @@ async fn respond(
             decorator,
         );
     }
-    if hcm.keep_request_headers {
+    if stream.keep_request_headers {
         stream.info.request_headers = req.headers().clone();
     }
     let mut resp = match reply {
@@ -107,7 +110,7 @@ async fn respond(
                 None => body,
             };
             let req = Request::from_parts(parts, body);
-            router::route(&mut stream, req, &rc, found).await
+            router::route(&mut stream, req, &table, found).await
         }
     };
     if let Some(chain) = &chain {

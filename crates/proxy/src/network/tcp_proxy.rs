@@ -69,7 +69,7 @@ pub(crate) async fn serve(rt: Arc<TcpProxyRuntime>, connection: super::Downstrea
         downstream_local: Some(local),
         ..Default::default()
     };
-    let cluster = rt.pick_cluster().and_then(|c| rt.clusters.get(c)).cloned();
+    let cluster = rt.pick_cluster().and_then(|c| rt.clusters.get(c));
     let Some(cluster) = cluster else {
         info.response_flags
             .set(ferry_config::ResponseFlag::NoClusterFound);

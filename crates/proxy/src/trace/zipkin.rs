@@ -223,7 +223,7 @@ impl Report for Reporter {
         let start = std::time::Instant::now();
         let sent = tokio::time::timeout(REQUEST_TIMEOUT, async {
             let resp = host
-                .send(cluster, ferry_config::route::Priority::Default, req)
+                .send(&cluster, ferry_config::route::Priority::Default, req)
                 .await?;
             let status = resp.status();
             // Read the (small) answer so the connection can be reused.

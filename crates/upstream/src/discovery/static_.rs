@@ -5,8 +5,10 @@ use ferry_config::cluster::Cluster as ClusterConfig;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-/// The hosts of a static cluster, in config order.
-pub(crate) fn hosts(config: &ClusterConfig) -> Vec<Arc<Host>> {
+/// The hosts of a static cluster, in config order, reusing each host of `previous`
+/// whose endpoint is unchanged (address, hostname, weight, priority and locality): it
+/// keeps its pool, health and outlier state. Its EDS health flags follow the config.
+pub(crate) fn hosts_reusing(config: &ClusterConfig, previous: &[Arc<Host>]) -> Vec<Arc<Host>> {
     let mut hosts = Vec::new();
     for locality in &config.localities {
         for ep in &locality.endpoints {
@@ -16,13 +18,30 @@ pub(crate) fn hosts(config: &ClusterConfig) -> Vec<Arc<Host>> {
                 continue;
             };
             let hostname = ep.hostname.clone().unwrap_or_else(|| ip.to_string());
-            let host = Host::new(
-                SocketAddr::new(ip, ep.port),
-                hostname,
-                ep.weight,
-                locality.priority,
-                locality.name.clone(),
-            );
+            let address = SocketAddr::new(ip, ep.port);
+            let same = |h: &&Arc<Host>| {
+                h.address == address
+                    && h.hostname == hostname
+                    && h.weight == ep.weight.max(1)
+                    && h.priority == locality.priority
+                    && h.locality == locality.name
+                    && !hosts.iter().any(|k: &Arc<Host>| Arc::ptr_eq(k, h))
+            };
+            let host = match previous.iter().find(same) {
+                Some(kept) => {
+                    use crate::health::flags::FAILED_EDS_HEALTH;
+                    use crate::health::flags::{DEGRADED_EDS_HEALTH, EDS_STATUS_DRAINING};
+                    kept.flag_clear(FAILED_EDS_HEALTH | DEGRADED_EDS_HEALTH | EDS_STATUS_DRAINING);
+                    kept.clone()
+                }
+                None => Host::new(
+                    address,
+                    hostname,
+                    ep.weight,
+                    locality.priority,
+                    locality.name.clone(),
+                ),
+            };
             host.flag_set(crate::health::flags::from_eds(ep.health));
             hosts.push(host);
         }

@@ -122,16 +122,25 @@ fn key(h: &Arc<Host>) -> usize {
 
 impl ClusterHealth {
     /// The health state of a cluster being built (`this` is the cluster's own pointer).
+    /// With `previous` (the health of the cluster this one replaces), its health check
+    /// and outlier stats are kept.
     pub(crate) fn new(
         this: Weak<Cluster>,
         config: &ClusterConfig,
+        previous: Option<&ClusterHealth>,
         store: &ferry_stats::Store,
         logs: &crate::log_file::ClusterLogs,
     ) -> ClusterHealth {
         let outlier_log = logs.outlier.as_ref();
         let check = config.health_check.clone().map(|c| {
-            let stats = Arc::new(HealthCheckStats::default());
-            store.register(format!("cluster.{}.health_check.", config.name), &stats);
+            let stats = match previous.and_then(|p| p.check.as_ref()) {
+                Some(p) => p.stats.clone(),
+                None => {
+                    let stats = Arc::new(HealthCheckStats::default());
+                    store.register(format!("cluster.{}.health_check.", config.name), &stats);
+                    stats
+                }
+            };
             let events = (!c.event_logs.is_empty()).then(|| {
                 let files = c
                     .event_logs
@@ -150,10 +159,13 @@ impl ClusterHealth {
                 events,
             })
         });
+        let previous_outlier = previous
+            .and_then(|p| p.detector.as_ref())
+            .map(|d| d.stats.clone());
         let detector = config
             .outlier_detection
             .clone()
-            .map(|o| Detector::new(o, store, &config.name, outlier_log));
+            .map(|o| Detector::new(o, store, &config.name, outlier_log, previous_outlier));
         ClusterHealth {
             this,
             check,
@@ -181,14 +193,25 @@ impl ClusterHealth {
         }
     }
 
+    /// Takes over a host of the cluster this one replaces: its health flags stay as they
+    /// are (its checks go on in this cluster's sessions); it reports to this cluster's
+    /// outlier detector.
+    pub(crate) fn carry(&self, host: &Host) {
+        if let Some(d) = &self.detector {
+            host.outlier.attach(d);
+        }
+    }
+
     /// Starts checking `host` (if the cluster has a check and tasks may run).
     fn start_session(&self, host: &Arc<Host>, runtime: &tokio::runtime::Handle) {
         let Some(check) = &self.check else {
             return;
         };
         {
+            // Warming waits for the first check of the hosts that have not had one (a
+            // host carried over from a replaced cluster has).
             let mut w = self.warming.lock();
-            if !w.warm {
+            if !w.warm && host.hc.lock().first_check() {
                 w.pending += 1;
             }
         }

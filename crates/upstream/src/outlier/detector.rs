@@ -48,9 +48,16 @@ impl Detector {
         store: &ferry_stats::Store,
         cluster: &str,
         log: Option<&LogFile>,
+        previous: Option<Arc<OutlierStats>>,
     ) -> Arc<Detector> {
-        let stats = Arc::new(OutlierStats::default());
-        store.register(format!("cluster.{cluster}.outlier_detection."), &stats);
+        let stats = match previous {
+            Some(s) => s,
+            None => {
+                let stats = Arc::new(OutlierStats::default());
+                store.register(format!("cluster.{cluster}.outlier_detection."), &stats);
+                stats
+            }
+        };
         let (events, receiver) = mpsc::unbounded_channel();
         Arc::new(Detector {
             config,
@@ -424,7 +431,7 @@ mod tests {
     }
 
     fn detector(config: OutlierDetection, hosts: &[Arc<Host>]) -> Arc<Detector> {
-        let d = Detector::new(config, &ferry_stats::Store::new(), "c", None);
+        let d = Detector::new(config, &ferry_stats::Store::new(), "c", None, None);
         for h in hosts {
             h.outlier.attach(&d);
         }

@@ -6,7 +6,7 @@ use super::{Detector, EjectionType};
 use crate::Host;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use tokio::time::{Duration, Instant};
 
 /// What an attempt to use a host came to (Envoy's `Outlier::Result`, plus HTTP codes).
@@ -88,7 +88,7 @@ pub(crate) struct Ejection {
 #[derive(Debug)]
 pub(crate) struct HostMonitor {
     /// The cluster's detector (set once when the host joins a cluster with detection).
-    detector: OnceLock<Arc<Detector>>,
+    detector: arc_swap::ArcSwapOption<Detector>,
     consecutive_5xx: AtomicU32,
     consecutive_gateway_failure: AtomicU32,
     consecutive_local_origin_failure: AtomicU32,
@@ -105,7 +105,7 @@ pub(crate) struct HostMonitor {
 impl Default for HostMonitor {
     fn default() -> Self {
         HostMonitor {
-            detector: OnceLock::new(),
+            detector: arc_swap::ArcSwapOption::empty(),
             consecutive_5xx: AtomicU32::new(0),
             consecutive_gateway_failure: AtomicU32::new(0),
             consecutive_local_origin_failure: AtomicU32::new(0),
@@ -125,14 +125,16 @@ fn is_gateway_error(status: u16) -> bool {
 }
 
 impl HostMonitor {
-    /// Attaches the cluster's detector (first call wins: a host belongs to one cluster).
+    /// Attaches the cluster's detector (a host carried into a replaced cluster is
+    /// attached to the new cluster's).
     pub(crate) fn attach(&self, detector: &Arc<Detector>) {
-        let _ = self.detector.set(detector.clone());
+        self.detector.store(Some(detector.clone()));
     }
 
     /// Records an outcome of `host` (a no-op without a detector).
     pub(crate) fn put(&self, host: &Host, outcome: Outcome) {
-        let Some(d) = self.detector.get() else {
+        let d = self.detector.load();
+        let Some(d) = d.as_ref() else {
             return;
         };
         if d.config.split_external_local_origin_errors {

@@ -10,12 +10,12 @@ mod rewrite;
 use crate::http::attempts::{Attempted, Plan, PlanBody};
 use crate::http::body::{PerTryIdle, TimedResponse};
 use crate::http::conn_manager::ActiveStream;
-use crate::http::conn_manager::RouteTarget;
 use crate::http::headers::{self, Side};
 use crate::http::local_reply::{self, LocalReason};
 use crate::http::request_headers;
 use crate::http::retry::RetryState;
 use crate::http::route_match::{Found, RequestView};
+use crate::http::route_table::{RouteTable, RouteTarget};
 use crate::http::timeouts::Timeouts;
 use bytes::Bytes;
 use ferry_config::route::{
@@ -75,7 +75,7 @@ impl<'r> Matched<'r> {
 pub async fn route(
     stream: &mut ActiveStream<'_>,
     req: Request<Body>,
-    rc: &RouteConfig,
+    table: &RouteTable,
     found: Option<Found<'_>>,
 ) -> Response<Body> {
     let hcm = stream.hcm;
@@ -91,13 +91,9 @@ pub async fn route(
     if !route.name.is_empty() {
         stream.info.route_name = Some(route.name.clone());
     }
-    let target = hcm
-        .routes
-        .get(vh_index)
-        .and_then(|r| r.get(route_index))
-        .unwrap_or(&NO_TARGET);
+    let target = table.target(vh_index, route_index).unwrap_or(&NO_TARGET);
     let m = Matched {
-        rc,
+        rc: &table.config,
         vh,
         route,
         target,
@@ -274,15 +270,13 @@ fn pick_cluster<'r>(
         ClusterSpecifier::Name(_) => target
             .clusters
             .first()
-            .cloned()
-            .flatten()
+            .and_then(|slot| slot.get())
             .map(|c| (c, None)),
         // Names only known per request: the one lookup by name that cannot be avoided.
         ClusterSpecifier::Header(name) => h
             .get(name)
             .and_then(|v| v.to_str().ok())
             .and_then(|n| stream.hcm.clusters.get(n))
-            .cloned()
             .map(|c| (c, None)),
         ClusterSpecifier::Weighted(w) => {
             let mut pick = rand::random_range(0..w.total);
@@ -291,8 +285,7 @@ fn pick_cluster<'r>(
                     return target
                         .clusters
                         .get(i)
-                        .cloned()
-                        .flatten()
+                        .and_then(|slot| slot.get())
                         .map(|cl| (cl, Some(c)));
                 }
                 pick -= c.weight;

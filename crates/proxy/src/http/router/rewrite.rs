@@ -97,7 +97,7 @@ pub(super) fn upstream_head(
     }
     headers::apply_all(levels, Side::Request, h, info);
     // Logs see the request as it goes upstream (Envoy rewrites its headers in place).
-    if hcm.keep_request_headers {
+    if stream.keep_request_headers {
         info.rewritten_path = new_path.clone();
         info.rewritten_authority = new_authority.clone();
     }
