@@ -230,7 +230,7 @@ pub(crate) async fn serve(
     });
     // Start-up garbage (the config's decoding) goes back to the system now.
     memory::release_freed();
-    for (name, addr) in &server.bound {
+    for (name, addr) in server.bound() {
         tracing::info!(listener = %name, %addr, "listening");
     }
     if let Some(a) = server.admin_addr {

@@ -1,6 +1,6 @@
 //! The server: starts listeners and admin for a snapshot, drains on request.
 
-use crate::listener::ListenerRuntime;
+use crate::listener::{ActiveListener, ListenerRuntime};
 use crate::Snapshot;
 use arc_swap::ArcSwap;
 use ferry_config::Loaded;
@@ -46,8 +46,8 @@ pub struct Server {
     pub snapshot: ArcSwap<Snapshot>,
     /// Options it was started with.
     pub options: ServerOptions,
-    /// Addresses the listeners are bound to, by listener name (port 0 resolved).
-    pub bound: Vec<(String, SocketAddr)>,
+    /// The listeners being served (each replaceable alone).
+    listeners: parking_lot::Mutex<Vec<ActiveListener>>,
     /// The admin address, if any.
     pub admin_addr: Option<SocketAddr>,
     /// Every stat of the process, for admin `/stats`.
@@ -122,7 +122,7 @@ impl Server {
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
-            .field("bound", &self.bound)
+            .field("bound", &self.bound())
             .finish()
     }
 }
@@ -224,12 +224,7 @@ impl Server {
         };
         let mut sockets = Vec::new();
         for l in &snapshot.bootstrap.listeners {
-            let sock = crate::listener::bind(l.address).map_err(|source| StartError::Bind {
-                name: l.name.clone(),
-                addr: l.address,
-                source,
-            })?;
-            sockets.push((l.clone(), sock));
+            sockets.push((l.clone(), bind_listener(l)?));
         }
         let admin = match &snapshot.bootstrap.admin {
             Some(a) => Some((
@@ -243,14 +238,10 @@ impl Server {
             None => None,
         };
         let (drain_tx, _) = watch::channel(false);
-        let bound = sockets
-            .iter()
-            .map(|(l, s)| (l.name.clone(), s.local_addr().unwrap_or(l.address)))
-            .collect();
         let server = Arc::new(Server {
             snapshot: ArcSwap::from_pointee(snapshot.clone()),
             options,
-            bound,
+            listeners: parking_lot::Mutex::new(Vec::new()),
             admin_addr: admin.as_ref().and_then(|(_, s)| s.local_addr().ok()),
             stats: stats.clone(),
             server_stats: server_stats.clone(),
@@ -265,11 +256,7 @@ impl Server {
             connections_closed: Notify::new(),
         });
         for (l, sock) in sockets {
-            let rt = ListenerRuntime::new(&l, &snapshot);
-            lm_stats.listener_added.inc();
-            lm_stats.listener_create_success.inc();
-            lm_stats.total_listeners_active.inc();
-            tokio::spawn(crate::listener::serve(server.clone(), rt, sock));
+            server.activate(l, sock, &snapshot);
         }
         lm_stats.workers_started.set(1);
         server_stats.live.set(1);
@@ -289,11 +276,6 @@ impl Server {
         self.snapshot.load().log_files.reopen();
     }
 
-    /// A receiver that turns true when draining starts.
-    pub fn drain_signal(&self) -> watch::Receiver<bool> {
-        self.drain_tx.subscribe()
-    }
-
     /// Whether draining has started.
     pub fn is_draining(&self) -> bool {
         *self.drain_tx.borrow()
@@ -303,6 +285,89 @@ impl Server {
     /// in-flight requests (HTTP/1.1 `connection: close`, HTTP/2 GOAWAY).
     pub fn drain_listeners(&self) {
         self.drain_tx.send_replace(true);
+        for l in self.listeners.lock().iter() {
+            l.close();
+        }
+    }
+
+    /// The listeners' names and bound addresses (port 0 resolved).
+    pub fn bound(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners
+            .lock()
+            .iter()
+            .map(|l| (l.config.name.clone(), l.address))
+            .collect()
+    }
+
+    /// Serves `sock` as listener `l` (counted in `listener_manager.*`).
+    fn activate(
+        self: &Arc<Self>,
+        l: ferry_config::listener::Listener,
+        sock: tokio::net::TcpListener,
+        snapshot: &Snapshot,
+    ) {
+        let rt = ListenerRuntime::new(&l, snapshot);
+        let lm = &self._manager_stats.1;
+        lm.listener_added.inc();
+        lm.listener_create_success.inc();
+        lm.total_listeners_active.inc();
+        self.listeners
+            .lock()
+            .push(ActiveListener::start(self, l, rt, sock));
+    }
+
+    /// Adds listener `l`, or replaces the listener of its name (as LDS does), leaving
+    /// every other listener as it is. At the same address the socket is kept: new
+    /// connections get the new filter chains while the old ones close gracefully. At
+    /// another address the new socket is bound first (an error leaves the old listener
+    /// in force), then the old one stops accepting and its connections close
+    /// gracefully.
+    pub fn add_or_update_listener(
+        self: &Arc<Self>,
+        l: ferry_config::listener::Listener,
+    ) -> Result<(), StartError> {
+        if self.is_draining() {
+            return Err(StartError::Config(format!(
+                "listener {}: the server is draining",
+                l.name
+            )));
+        }
+        let snapshot = self.snapshot.load_full();
+        let lm = &self._manager_stats.1;
+        let mut listeners = self.listeners.lock();
+        if let Some(i) = listeners.iter().position(|a| a.config.name == l.name) {
+            let same_address = listeners[i].config.address == l.address;
+            if same_address {
+                let rt = ListenerRuntime::new(&l, &snapshot);
+                listeners[i].replace_runtime(rt);
+                listeners[i].config = l;
+            } else {
+                let sock = bind_listener(&l)?;
+                let rt = ListenerRuntime::new(&l, &snapshot);
+                let new = ActiveListener::start(self, l, rt, sock);
+                std::mem::replace(&mut listeners[i], new).close();
+            }
+            lm.listener_modified.inc();
+            return Ok(());
+        }
+        drop(listeners);
+        let sock = bind_listener(&l)?;
+        self.activate(l, sock, &snapshot);
+        Ok(())
+    }
+
+    /// Removes the listener called `name`: it stops accepting and its connections close
+    /// gracefully. Whether there was one.
+    pub fn remove_listener(&self, name: &str) -> bool {
+        let mut listeners = self.listeners.lock();
+        let Some(i) = listeners.iter().position(|a| a.config.name == name) else {
+            return false;
+        };
+        listeners.remove(i).close();
+        let lm = &self._manager_stats.1;
+        lm.listener_removed.inc();
+        lm.total_listeners_active.dec();
+        true
     }
 
     /// Asks the process to exit (`/quitquitquit`).
@@ -357,3 +422,17 @@ fn refresh_server(server: &Server) {
         s.memory_physical_size.set(m.physical_size);
     }
 }
+
+/// Binds listener `l`'s address.
+fn bind_listener(
+    l: &ferry_config::listener::Listener,
+) -> Result<tokio::net::TcpListener, StartError> {
+    crate::listener::bind(l.address).map_err(|source| StartError::Bind {
+        name: l.name.clone(),
+        addr: l.address,
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -300,6 +300,32 @@ impl ClusterManager {
         true
     }
 
+    /// Replaces the host set of the STATIC cluster called `name` (as EDS replaces a
+    /// cluster's load assignment): hosts whose endpoint stayed keep their pools, health
+    /// and outlier state; new hosts start as the cluster's config says (failed until
+    /// their first check with a health check); hosts that left stop being checked and
+    /// finish their requests. False when there is no such STATIC cluster.
+    pub fn set_endpoints(
+        &self,
+        name: &str,
+        localities: Vec<ferry_config::cluster::Locality>,
+    ) -> bool {
+        let _serial = self.update.lock();
+        let Some(cluster) = self.get(name) else {
+            return false;
+        };
+        if !matches!(cluster.config.discovery, Discovery::Static) {
+            return false;
+        }
+        let assignment = ClusterConfig {
+            localities,
+            ..cluster.config.clone()
+        };
+        let hosts = static_::hosts_reusing(&assignment, &cluster.hosts());
+        cluster.set_hosts(hosts);
+        true
+    }
+
     /// The cluster called `name` now.
     pub fn get(&self, name: &str) -> Option<Arc<Cluster>> {
         let current = self.clusters.load();

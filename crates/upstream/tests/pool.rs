@@ -548,3 +548,37 @@ async fn a_cluster_replaced_under_load_keeps_its_hosts_pools_and_stats() {
     assert!(slot.get().is_some());
     assert_eq!(cm.clusters().len(), 1);
 }
+
+#[tokio::test]
+async fn a_host_set_replaced_alone_keeps_the_hosts_that_stay() {
+    let store = ferry_stats::Store::default();
+    let base = config(
+        "127.0.0.1",
+        1001,
+        Discovery::Static,
+        UpstreamProtocol::Http1,
+        None,
+    );
+    let cm = ClusterManager::new(std::slice::from_ref(&base), &store);
+    let cluster = cm.get("backend").unwrap();
+    let kept = cluster.hosts()[0].clone();
+    let mut localities = base.localities.clone();
+    let mut added = localities[0].endpoints[0].clone();
+    added.port = 1002;
+    localities[0].endpoints.push(added);
+    assert!(cm.set_endpoints("backend", localities.clone()));
+    // The same cluster, the kept host, one new host.
+    assert!(Arc::ptr_eq(&cm.get("backend").unwrap(), &cluster));
+    let hosts = cluster.hosts();
+    assert_eq!(hosts.len(), 2);
+    assert!(Arc::ptr_eq(&hosts[0], &kept));
+    assert_eq!(hosts[1].address.port(), 1002);
+    assert_eq!(cluster.stats.membership_total.value(), 2);
+    // The first endpoint leaves.
+    localities[0].endpoints.remove(0);
+    assert!(cm.set_endpoints("backend", localities));
+    let hosts = cluster.hosts();
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(hosts[0].address.port(), 1002);
+    assert!(!cm.set_endpoints("missing", Vec::new()));
+}

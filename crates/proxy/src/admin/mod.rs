@@ -254,7 +254,7 @@ pub fn handle(server: &Server, method: &Method, uri: &http::Uri) -> Response<Bod
         "/server_info" => json(&server_info(server)),
         "/listeners" => {
             let mut s = String::new();
-            for (name, addr) in &server.bound {
+            for (name, addr) in server.bound() {
                 let _ = writeln!(s, "{name}::{addr}");
             }
             ok(s)

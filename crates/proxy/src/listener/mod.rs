@@ -51,6 +51,9 @@ pub(crate) enum NetworkRuntime {
 /// A listener ready to serve: its chains built against a snapshot.
 pub struct ListenerRuntime {
     pub(crate) name: String,
+    /// Turns true when this runtime's connections must close gracefully: the listener
+    /// was replaced or removed, or the server drains.
+    pub(crate) drain: tokio::sync::watch::Sender<bool>,
     /// `listener.<address>.*`.
     pub(crate) stats: crate::stats::ListenerScope,
     pub(crate) buffer_limit: u32,
@@ -84,6 +87,7 @@ impl ListenerRuntime {
         };
         ListenerRuntime {
             name: l.name.clone(),
+            drain: tokio::sync::watch::Sender::new(false),
             stats,
             buffer_limit: l.buffer_limit,
             chains: l.filter_chains.iter().map(build).collect(),
@@ -92,39 +96,96 @@ impl ListenerRuntime {
     }
 }
 
-/// Accepts until draining starts.
-pub(crate) async fn serve(server: Arc<Server>, rt: ListenerRuntime, listener: TcpListener) {
-    let rt = Arc::new(rt);
-    let mut drain = server.drain_signal();
+/// A bound listener as the server runs it: the runtime new connections get (replaced
+/// when the listener is updated in place) and the signal that stops its accept loop.
+pub(crate) struct ActiveListener {
+    /// The listener's config.
+    pub(crate) config: Listener,
+    /// The bound address (port 0 resolved).
+    pub(crate) address: SocketAddr,
+    pub(crate) runtime: Arc<arc_swap::ArcSwap<ListenerRuntime>>,
+    /// Stops accepting (the listener is removed, moves, or the server drains).
+    pub(crate) stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl ActiveListener {
+    /// Starts serving `socket` with `runtime`.
+    pub(crate) fn start(
+        server: &Arc<Server>,
+        config: Listener,
+        runtime: ListenerRuntime,
+        socket: TcpListener,
+    ) -> ActiveListener {
+        let address = socket.local_addr().unwrap_or(config.address);
+        let runtime = Arc::new(arc_swap::ArcSwap::from_pointee(runtime));
+        let stop = tokio::sync::watch::Sender::new(false);
+        tokio::spawn(serve(
+            server.clone(),
+            runtime.clone(),
+            stop.subscribe(),
+            socket,
+        ));
+        ActiveListener {
+            config,
+            address,
+            runtime,
+            stop,
+        }
+    }
+
+    /// Stops accepting and closes the connections gracefully (a removal, a move, the
+    /// server's drain).
+    pub(crate) fn close(&self) {
+        self.stop.send_replace(true);
+        self.runtime.load().drain.send_replace(true);
+    }
+
+    /// Serves new connections with `runtime`; the connections of the one it replaces
+    /// close gracefully.
+    pub(crate) fn replace_runtime(&self, runtime: ListenerRuntime) {
+        let old = self.runtime.swap(Arc::new(runtime));
+        old.drain.send_replace(true);
+    }
+}
+
+/// Accepts until the listener stops.
+async fn serve(
+    server: Arc<Server>,
+    runtime: Arc<arc_swap::ArcSwap<ListenerRuntime>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    listener: TcpListener,
+) {
+    let name = runtime.load().name.clone();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = drain.wait_for(|d| *d) => break,
+            _ = stop.wait_for(|d| *d) => break,
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 // EMFILE and friends: keep the listener, try again shortly.
-                tracing::warn!(listener = %rt.name, error = %e, "accept failed");
+                tracing::warn!(listener = %name, error = %e, "accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
         let server = server.clone();
-        let rt = rt.clone();
+        // The connection keeps the runtime it was accepted with.
+        let rt = runtime.load_full();
         server.active_connections.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
-            handle(&server, &rt, stream, peer).await;
+            handle(&rt, stream, peer).await;
             if server.active_connections.fetch_sub(1, Ordering::SeqCst) == 1 {
                 server.connections_closed.notify_waiters();
             }
         });
     }
-    tracing::info!(listener = %rt.name, "listener stopped accepting (draining)");
+    tracing::info!(listener = %name, "listener stopped accepting");
 }
 
-async fn handle(server: &Arc<Server>, rt: &ListenerRuntime, stream: TcpStream, peer: SocketAddr) {
+async fn handle(rt: &ListenerRuntime, stream: TcpStream, peer: SocketAddr) {
     let local = match stream.local_addr() {
         Ok(a) => a,
         Err(_) => return,
@@ -157,7 +218,7 @@ async fn handle(server: &Arc<Server>, rt: &ListenerRuntime, stream: TcpStream, p
         peer,
         local,
         buffer_limit: rt.buffer_limit,
-        drain: server.drain_signal(),
+        drain: rt.drain.subscribe(),
     };
     match &chain.filter {
         NetworkRuntime::Http(h) => crate::network::hcm::serve(h.clone(), downstream).await,
