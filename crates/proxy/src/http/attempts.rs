@@ -272,8 +272,6 @@ struct Attempts<'p, 'i> {
     info: &'i mut StreamInfo,
     tap: &'i RequestTap,
     start: Instant,
-    stats: Arc<ferry_upstream::ClusterStats>,
-    breaker: Arc<ferry_upstream::circuit_breaker::Breaker>,
     running: Vec<Running>,
     /// Hosts tried (for `previous_hosts`).
     tried: Vec<Arc<Host>>,
@@ -294,8 +292,6 @@ impl<'p, 'i> Attempts<'p, 'i> {
             plan.timeouts.per_try.is_some() || plan.timeouts.per_try_idle.is_some();
         Attempts {
             dispatched: per_try_timers.then(|| Arc::new(tokio::sync::Notify::new())),
-            stats: plan.cluster.stats.clone(),
-            breaker: plan.cluster.breakers.get(plan.ra.priority).clone(),
             next_host: Some(plan.first_host.clone()),
             plan,
             info,
@@ -528,7 +524,7 @@ impl<'p, 'i> Attempts<'p, 'i> {
             } => {
                 if self.schedule(rate_limited) {
                     // A response given up for a retry (Envoy's retry.upstream_rq_*).
-                    self.stats.retried.inc(resp.status().as_u16());
+                    self.plan.cluster.stats.retried.inc(resp.status().as_u16());
                     self.next_at = Some(now + back_off);
                     return Step::Continue;
                 }
@@ -538,7 +534,11 @@ impl<'p, 'i> Attempts<'p, 'i> {
                 }
             }
             Decision::LimitExceeded => {
-                self.stats.upstream_rq_retry_limit_exceeded.inc();
+                self.plan
+                    .cluster
+                    .stats
+                    .upstream_rq_retry_limit_exceeded
+                    .inc();
                 if !self.running.is_empty() {
                     return Step::Continue;
                 }
@@ -548,7 +548,7 @@ impl<'p, 'i> Attempts<'p, 'i> {
             }
             Decision::No => {
                 if self.n > 1 {
-                    self.stats.upstream_rq_retry_success.inc();
+                    self.plan.cluster.stats.upstream_rq_retry_success.inc();
                 }
             }
         }
@@ -602,9 +602,13 @@ impl<'p, 'i> Attempts<'p, 'i> {
             self.running[pos].timed_out = true;
         } else {
             if idle {
-                self.stats.upstream_rq_per_try_idle_timeout.inc();
+                self.plan
+                    .cluster
+                    .stats
+                    .upstream_rq_per_try_idle_timeout
+                    .inc();
             } else {
-                self.stats.upstream_rq_per_try_timeout.inc();
+                self.plan.cluster.stats.upstream_rq_per_try_timeout.inc();
             }
             // Cancelled: dropped.
             self.running.swap_remove(pos);
@@ -643,7 +647,7 @@ impl<'p, 'i> Attempts<'p, 'i> {
 
     /// The route timeout: every attempt is cancelled; 504 `UT`.
     fn on_route_timeout(&mut self) -> Attempted {
-        self.stats.upstream_rq_timeout.inc();
+        self.plan.cluster.stats.upstream_rq_timeout.inc();
         for r in self.running.drain(..) {
             // Attempts past a soft per-try timeout were reported then.
             if !r.timed_out {
@@ -698,7 +702,11 @@ impl<'p, 'i> Attempts<'p, 'i> {
                 rate_limited,
             } => self.schedule(rate_limited).then(|| now + back_off),
             Decision::LimitExceeded => {
-                self.stats.upstream_rq_retry_limit_exceeded.inc();
+                self.plan
+                    .cluster
+                    .stats
+                    .upstream_rq_retry_limit_exceeded
+                    .inc();
                 self.info
                     .response_flags
                     .set(ResponseFlag::UpstreamRetryLimitExceeded);
@@ -712,22 +720,31 @@ impl<'p, 'i> Attempts<'p, 'i> {
     /// (or retry budget) must have room. Counts Envoy's retry stats.
     fn schedule(&mut self, rate_limited: bool) -> bool {
         if !self.plan.body.replayable() {
-            self.stats.retry_or_shadow_abandoned.inc();
+            self.plan.cluster.stats.retry_or_shadow_abandoned.inc();
             return false;
         }
-        match self.breaker.try_acquire(Resource::Retries) {
+        let breaker = self.plan.cluster.breakers.get(self.plan.ra.priority);
+        match breaker.try_acquire(Resource::Retries) {
             Some(a) => self.retry_admission = Some(a),
             None => {
-                self.stats.upstream_rq_retry_overflow.inc();
+                self.plan.cluster.stats.upstream_rq_retry_overflow.inc();
                 self.info.response_flags.set(ResponseFlag::UpstreamOverflow);
                 return false;
             }
         }
-        self.stats.upstream_rq_retry.inc();
+        self.plan.cluster.stats.upstream_rq_retry.inc();
         if rate_limited {
-            self.stats.upstream_rq_retry_backoff_ratelimited.inc();
+            self.plan
+                .cluster
+                .stats
+                .upstream_rq_retry_backoff_ratelimited
+                .inc();
         } else {
-            self.stats.upstream_rq_retry_backoff_exponential.inc();
+            self.plan
+                .cluster
+                .stats
+                .upstream_rq_retry_backoff_exponential
+                .inc();
         }
         true
     }
