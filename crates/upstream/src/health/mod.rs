@@ -384,6 +384,9 @@ enum Probe {
     Http(Box<http::HttpProbe>),
     Tcp(tcp::TcpProbe),
     Grpc(grpc::GrpcProbe),
+    /// A test double: answers from a script, and records when it was asked.
+    #[cfg(test)]
+    Scripted(tests::Script),
 }
 
 impl Probe {
@@ -392,6 +395,8 @@ impl Probe {
             Probe::Http(p) => p.check(host).await,
             Probe::Tcp(p) => p.check().await,
             Probe::Grpc(p) => p.check().await,
+            #[cfg(test)]
+            Probe::Scripted(p) => p.check().await,
         }
     }
 
@@ -400,6 +405,8 @@ impl Probe {
             Probe::Http(p) => p.reset(),
             Probe::Tcp(p) => p.reset(),
             Probe::Grpc(p) => p.reset(),
+            #[cfg(test)]
+            Probe::Scripted(_) => {}
         }
     }
 }
@@ -414,7 +421,7 @@ async fn run_session(cluster: Weak<Cluster>, host: Arc<Host>, check: Arc<ActiveC
     if let Some(p) = cfg.alt_port {
         addr.set_port(p);
     }
-    let mut probe = match &cfg.kind {
+    let probe = match &cfg.kind {
         HealthCheckKind::Http(h) => Probe::Http(Box::new(http::HttpProbe::new(
             h.clone(),
             &name,
@@ -432,6 +439,18 @@ async fn run_session(cluster: Weak<Cluster>, host: Arc<Host>, check: Arc<ActiveC
             cfg.reuse_connection,
         )),
     };
+    run_checks(cluster, host, check, probe).await
+}
+
+/// The check loop of one host: check, apply the verdict, wait the interval that the
+/// verdict and the cluster's traffic call for.
+async fn run_checks(
+    cluster: Weak<Cluster>,
+    host: Arc<Host>,
+    check: Arc<ActiveCheck>,
+    mut probe: Probe,
+) {
+    let cfg = &check.config;
     if !cfg.initial_jitter.is_zero() {
         let wait = with_jitter(Duration::ZERO, cfg.initial_jitter, 0, &mut rand::rng());
         tokio::time::sleep(wait).await;
@@ -486,3 +505,6 @@ async fn run_session(cluster: Weak<Cluster>, host: Arc<Host>, check: Arc<ActiveC
         tokio::time::sleep(wait).await;
     }
 }
+
+#[cfg(test)]
+mod tests;
