@@ -326,7 +326,64 @@ impl StreamFilter for FaultStream {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::http::filter_manager::FilterChain;
+    use ferry_config::filters::fault::RateLimit;
+    use http_body_util::{BodyExt, Full};
+
+    #[tokio::test(start_paused = true)]
+    async fn one_kib_per_second_takes_a_second_per_kib() {
+        let store = ferry_stats::Store::default();
+        let env = Env {
+            stat_prefix: "t",
+            stats: &store,
+            health_failed: Default::default(),
+            node_cluster: "",
+        };
+        let fault = Fault {
+            response_rate_limit: Some(RateLimit {
+                kind: RateLimitKind::Fixed(1),
+                percentage: Fraction::ALL,
+            }),
+            ..Default::default()
+        };
+        let filter: Arc<dyn HttpFilter> = Arc::new(FaultFilter::new("f", Arc::new(fault), &env));
+        let chain = FilterChain::new(&[filter], &Default::default());
+        let a: std::net::SocketAddr = ([127, 0, 0, 1], 1).into();
+        let conn = crate::http::connection::ConnInfo::new(a, a, 1 << 20);
+        let mut info = crate::stream_info::StreamInfo::default();
+        let mut headers = http::HeaderMap::new();
+        let mut rq = FilterRequest {
+            headers: &mut headers,
+            path: "/",
+            method: "GET",
+            authority: "a",
+            cluster: None,
+            rate_limits: &[],
+            source_cluster: "",
+            conn: &conn,
+            info: &mut info,
+        };
+        assert!(chain.request_headers(&mut rq).await.is_none());
+        let body = Full::new(Bytes::from(vec![0u8; 2048]))
+            .map_err(|never| match never {})
+            .boxed();
+        let start = tokio::time::Instant::now();
+        let all = chain
+            .response_body(body, 1 << 20)
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(all.len(), 2048);
+        // 2 KiB at 64 bytes per 1/16 s: 32 ticks, the first at once.
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(1900) && took <= Duration::from_millis(2100),
+            "{took:?}"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_throttle_releases_a_tick_of_bytes_at_once_then_one_per_tick() {
