@@ -344,11 +344,6 @@ impl FilterChain {
             .fold(Hooks::NONE, |h, f| h.union(f.hooks()))
     }
 
-    /// Whether the stream has no filter.
-    pub fn is_empty(&self) -> bool {
-        self.filters.lock().is_empty()
-    }
-
     /// Runs the request header hooks in order; `Some` when one answers locally.
     pub async fn request_headers(&self, rq: &mut FilterRequest<'_>) -> Option<LocalReply> {
         let n = self.filters.lock().len();

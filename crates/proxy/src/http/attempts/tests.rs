@@ -6,8 +6,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
+use crate::http::replay::Replay;
+use crate::http::retry::RetryState;
+use crate::http::timeouts::Timeouts;
 use ferry_config::listener::NetworkFilter;
 use ferry_config::route::Action;
+use ferry_config::route::Priority;
+use ferry_upstream::Cluster;
 use ferry_upstream::ClusterManager;
 use http_body_util::{BodyExt, Empty};
 use parking_lot::Mutex;
