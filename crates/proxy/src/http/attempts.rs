@@ -207,6 +207,11 @@ impl<'p, 'i> Attempts<'p, 'i> {
         }
     }
 
+    /// The cluster's stats.
+    fn stats(&self) -> &ferry_upstream::ClusterStats {
+        &self.plan.cluster.stats
+    }
+
     /// Starts the next attempt when it is due; the outcome when none can start and none
     /// is out.
     fn start_due(&mut self) -> Option<Attempted> {
@@ -426,7 +431,7 @@ impl<'p, 'i> Attempts<'p, 'i> {
             } => {
                 if self.schedule(rate_limited) {
                     // A response given up for a retry (Envoy's retry.upstream_rq_*).
-                    self.plan.cluster.stats.retried.inc(resp.status().as_u16());
+                    self.stats().retried.inc(resp.status().as_u16());
                     self.next_at = Some(now + back_off);
                     return Step::Continue;
                 }
@@ -436,11 +441,7 @@ impl<'p, 'i> Attempts<'p, 'i> {
                 }
             }
             Decision::LimitExceeded => {
-                self.plan
-                    .cluster
-                    .stats
-                    .upstream_rq_retry_limit_exceeded
-                    .inc();
+                self.stats().upstream_rq_retry_limit_exceeded.inc();
                 if !self.running.is_empty() {
                     return Step::Continue;
                 }
@@ -450,7 +451,7 @@ impl<'p, 'i> Attempts<'p, 'i> {
             }
             Decision::No => {
                 if self.n > 1 {
-                    self.plan.cluster.stats.upstream_rq_retry_success.inc();
+                    self.stats().upstream_rq_retry_success.inc();
                 }
             }
         }
@@ -504,13 +505,9 @@ impl<'p, 'i> Attempts<'p, 'i> {
             self.running[pos].timed_out = true;
         } else {
             if idle {
-                self.plan
-                    .cluster
-                    .stats
-                    .upstream_rq_per_try_idle_timeout
-                    .inc();
+                self.stats().upstream_rq_per_try_idle_timeout.inc();
             } else {
-                self.plan.cluster.stats.upstream_rq_per_try_timeout.inc();
+                self.stats().upstream_rq_per_try_timeout.inc();
             }
             // Cancelled: dropped.
             self.running.swap_remove(pos);
@@ -549,7 +546,7 @@ impl<'p, 'i> Attempts<'p, 'i> {
 
     /// The route timeout: every attempt is cancelled; 504 `UT`.
     fn on_route_timeout(&mut self) -> Attempted {
-        self.plan.cluster.stats.upstream_rq_timeout.inc();
+        self.stats().upstream_rq_timeout.inc();
         for r in self.running.drain(..) {
             // Attempts past a soft per-try timeout were reported then.
             if !r.timed_out {
@@ -604,11 +601,7 @@ impl<'p, 'i> Attempts<'p, 'i> {
                 rate_limited,
             } => self.schedule(rate_limited).then(|| now + back_off),
             Decision::LimitExceeded => {
-                self.plan
-                    .cluster
-                    .stats
-                    .upstream_rq_retry_limit_exceeded
-                    .inc();
+                self.stats().upstream_rq_retry_limit_exceeded.inc();
                 self.info
                     .response_flags
                     .set(ResponseFlag::UpstreamRetryLimitExceeded);
@@ -622,31 +615,23 @@ impl<'p, 'i> Attempts<'p, 'i> {
     /// (or retry budget) must have room. Counts Envoy's retry stats.
     fn schedule(&mut self, rate_limited: bool) -> bool {
         if !self.plan.body.replayable() {
-            self.plan.cluster.stats.retry_or_shadow_abandoned.inc();
+            self.stats().retry_or_shadow_abandoned.inc();
             return false;
         }
         let breaker = self.plan.cluster.breakers.get(self.plan.ra.priority);
         match breaker.try_acquire(Resource::Retries) {
             Some(a) => self.retry_admission = Some(a),
             None => {
-                self.plan.cluster.stats.upstream_rq_retry_overflow.inc();
+                self.stats().upstream_rq_retry_overflow.inc();
                 self.info.response_flags.set(ResponseFlag::UpstreamOverflow);
                 return false;
             }
         }
-        self.plan.cluster.stats.upstream_rq_retry.inc();
+        self.stats().upstream_rq_retry.inc();
         if rate_limited {
-            self.plan
-                .cluster
-                .stats
-                .upstream_rq_retry_backoff_ratelimited
-                .inc();
+            self.stats().upstream_rq_retry_backoff_ratelimited.inc();
         } else {
-            self.plan
-                .cluster
-                .stats
-                .upstream_rq_retry_backoff_exponential
-                .inc();
+            self.stats().upstream_rq_retry_backoff_exponential.inc();
         }
         true
     }
