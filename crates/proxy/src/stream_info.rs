@@ -68,7 +68,7 @@ pub struct StreamInfo {
     /// The upstream request's protocol (`%UPSTREAM_PROTOCOL%`).
     pub upstream_protocol: Option<&'static str>,
     /// Upstream cluster name.
-    pub upstream_cluster: Option<String>,
+    pub upstream_cluster: Option<Arc<str>>,
     /// The downstream remote address (the trusted client address from
     /// `x-forwarded-for` unless `use_remote_address`).
     pub downstream_remote: Option<SocketAddr>,

@@ -16,6 +16,8 @@ use tokio::sync::watch;
 
 /// A cluster of upstream hosts.
 pub struct Cluster {
+    /// The cluster's name (shared by the records of the requests it serves).
+    pub name: Arc<str>,
     /// The validated config the cluster was built from.
     pub config: ClusterConfig,
     /// `cluster.<name>.*` stats.
@@ -270,6 +272,7 @@ impl Cluster {
                 Arc::new(Vec::new()),
             ));
             Cluster {
+                name: Arc::from(config.name.as_str()),
                 config,
                 stats,
                 breakers,

@@ -174,7 +174,8 @@ struct Attempts<'p, 'i> {
     info: &'i mut StreamInfo,
     tap: &'i RequestTap,
     start: Instant,
-    running: Vec<Running>,
+    /// The attempts out (one, unless hedging): inline, no allocation per request.
+    running: smallvec::SmallVec<[Running; 1]>,
     /// Hosts tried (for `previous_hosts`).
     tried: Vec<Arc<Host>>,
     next_host: Option<Arc<Host>>,
@@ -199,7 +200,7 @@ impl<'p, 'i> Attempts<'p, 'i> {
             info,
             tap,
             start,
-            running: Vec::new(),
+            running: smallvec::SmallVec::new(),
             tried: Vec::new(),
             next_at: Some(tokio::time::Instant::now()),
             n: 0,

@@ -75,7 +75,7 @@ pub(crate) async fn serve(rt: Arc<TcpProxyRuntime>, connection: super::Downstrea
             .set(ferry_config::ResponseFlag::NoClusterFound);
         return log(&rt, info, start);
     };
-    info.upstream_cluster = Some(cluster.config.name.clone());
+    info.upstream_cluster = Some(cluster.name.clone());
     let Some(host) = cluster.choose_host(None) else {
         info.response_flags
             .set(ferry_config::ResponseFlag::NoHealthyUpstream);

@@ -351,8 +351,8 @@ impl Tracer {
         span.tag("response_size", info.bytes_sent.to_string());
         span.tag("component", "proxy");
         if let Some(c) = &info.upstream_cluster {
-            span.tag("upstream_cluster", c.clone());
-            span.tag("upstream_cluster.name", c.clone());
+            span.tag("upstream_cluster", c.to_string());
+            span.tag("upstream_cluster.name", c.to_string());
         }
         let code = info.response_code.unwrap_or(0);
         span.tag("http.status_code", code.to_string());

@@ -188,7 +188,7 @@ async fn forward(
         let reason = LocalReason::NoCluster(ra.cluster_not_found_status);
         return local(stream, Some(m), reason, None);
     };
-    stream.info.upstream_cluster = Some(cluster.config.name.clone());
+    stream.info.upstream_cluster = Some(cluster.name.clone());
     let internal = request_headers::marked_internal(req.headers());
     // Upgrades (WebSocket...).
     let upgrade = upgrade_type(req.headers());
