@@ -15,9 +15,10 @@
 //! | [`StreamFilter::on_request_trailers`], [`StreamFilter::on_response_trailers`] | continue |
 //! | [`StreamFilter::on_log`] | — (the stream has ended) |
 //!
-//! Bodies are wrapped ([`FilteredBody`]) only when a filter of the chain declares body
-//! or trailer hooks ([`Hooks`]), so a chain of header-only filters costs nothing per
-//! frame. Because the request body streams upstream while the response streams
+//! Bodies go through the data and trailer hooks ([`FilteredBody`]) only when a stream
+//! filter asks for them once it has seen the request headers ([`Hooks`]), so
+//! header-only filters cost nothing per frame (the response body still carries the
+//! stream's filters, so that their state lives until it ends). Because the request body streams upstream while the response streams
 //! downstream, the stream's filters sit behind one uncontended per-stream lock, taken
 //! once per hook call.
 
