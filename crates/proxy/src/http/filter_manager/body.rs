@@ -195,6 +195,12 @@ impl http_body::Body for FilteredBody {
                     }
                 }
             }
+            // What a filter still buffers goes out before the trailers.
+            if this.trailers.is_some() {
+                if let Some(b) = this.held.buffered.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(b.data.freeze()))));
+                }
+            }
             if let Some(mut t) = this.trailers.take() {
                 let mut filters = this.chain.filters.lock();
                 let n = filters.len();

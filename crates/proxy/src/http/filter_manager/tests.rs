@@ -399,6 +399,9 @@ async fn stop_iteration_and_buffer_holds_data_until_the_filter_continues() {
     a.data = |_, _| DataStatus::StopIterationAndBuffer;
     let resp = chain(&[a.clone()]).response_body(body(&["ab", "cd"], false), 1024);
     assert_eq!(frames(resp).await.unwrap(), ["abcd"]);
+    // Still buffering when the trailers come: the data goes out first.
+    let resp = chain(&[a.clone()]).response_body(body(&["ab", "cd"], true), 1024);
+    assert_eq!(frames(resp).await.unwrap(), ["abcd", "trailers:a"]);
     // Past the limit the body fails.
     let resp = chain(&[a]).response_body(body(&["ab", "cd"], false), 3);
     let err = frames(resp).await.unwrap_err();
