@@ -24,6 +24,8 @@ mod sinks;
 mod snapshot;
 pub mod stats;
 pub mod stream_info;
+#[cfg(test)]
+mod testing;
 pub mod token_bucket;
 pub mod trace;
 

@@ -227,14 +227,7 @@ impl Server {
             sockets.push((l.clone(), bind_listener(l)?));
         }
         let admin = match &snapshot.bootstrap.admin {
-            Some(a) => Some((
-                a.clone(),
-                crate::listener::bind(a.address).map_err(|source| StartError::Bind {
-                    name: "admin".into(),
-                    addr: a.address,
-                    source,
-                })?,
-            )),
+            Some(a) => Some((a.clone(), bind("admin", a.address)?)),
             None => None,
         };
         let (drain_tx, _) = watch::channel(false);
@@ -427,9 +420,14 @@ fn refresh_server(server: &Server) {
 fn bind_listener(
     l: &ferry_config::listener::Listener,
 ) -> Result<tokio::net::TcpListener, StartError> {
-    crate::listener::bind(l.address).map_err(|source| StartError::Bind {
-        name: l.name.clone(),
-        addr: l.address,
+    bind(&l.name, l.address)
+}
+
+/// Binds `addr` for the listener (or admin endpoint) called `name`.
+fn bind(name: &str, addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
+    crate::listener::bind(addr).map_err(|source| StartError::Bind {
+        name: name.to_string(),
+        addr,
         source,
     })
 }

@@ -317,11 +317,7 @@ impl ClusterManager {
         if !matches!(cluster.config.discovery, Discovery::Static) {
             return false;
         }
-        let assignment = ClusterConfig {
-            localities,
-            ..cluster.config.clone()
-        };
-        let hosts = static_::hosts_reusing(&assignment, &cluster.hosts());
+        let hosts = static_::hosts_of(&cluster.config.name, &localities, &cluster.hosts());
         cluster.set_hosts(hosts);
         true
     }

@@ -132,47 +132,14 @@ fn resolve_routes(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use crate::http::conn_manager::HcmRuntime;
+    use crate::testing::{cluster, hcm_bootstrap, hcm_of};
     use crate::Snapshot;
-    use ferry_config::listener::NetworkFilter;
     use std::sync::Arc;
 
     /// A bootstrap with clusters `a` and `b` and a route `/` to `cluster`.
-    fn bootstrap(cluster: &str) -> ferry_config::Bootstrap {
-        let yaml = format!(
-            r#"
-static_resources:
-  listeners:
-  - address: {{socket_address: {{address: 127.0.0.1, port_value: 1}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: t
-          http_filters: [{{name: envoy.filters.http.router, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes: [{{match: {{prefix: /}}, route: {{cluster: {cluster}}}}}]
-  clusters:
-  - name: a
-    load_assignment: {{cluster_name: a, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 2}}}}}}}}]}}]}}
-  - name: b
-    load_assignment: {{cluster_name: b, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 3}}}}}}}}]}}]}}
-"#
-        );
-        match ferry_config::load(&yaml, ferry_config::Format::Yaml) {
-            Ok(l) => l.bootstrap,
-            Err(e) => panic!("{e}"),
-        }
-    }
-
-    fn hcm_config(b: &ferry_config::Bootstrap) -> Arc<ferry_config::hcm::HttpConnectionManager> {
-        match &b.listeners[0].filter_chains[0].filter {
-            NetworkFilter::Http(h) => h.clone(),
-            NetworkFilter::Tcp(_) => panic!("not an HCM"),
-        }
+    fn bootstrap(to: &str) -> ferry_config::Bootstrap {
+        let clusters = format!("[{}, {}]", cluster("a", 2), cluster("b", 3));
+        hcm_bootstrap("l", 1, &format!("route: {{cluster: {to}}}"), &clusters)
     }
 
     /// The cluster the first route resolves to now.
@@ -195,13 +162,13 @@ static_resources:
             health_failed: Default::default(),
             log_files: Default::default(),
         };
-        let hcm = HcmRuntime::new(hcm_config(&b), &snapshot, "listener.test.");
+        let hcm = HcmRuntime::new(hcm_of(&b), &snapshot, "listener.test.");
         let (a, cluster_b) = (clusters.get("a").unwrap(), clusters.get("b").unwrap());
         assert!(Arc::ptr_eq(&routed(&hcm), &a));
         // RDS: a new route configuration; the clusters are not touched, and a stream
         // that loaded the old table keeps it.
         let old = hcm.routes.load_full();
-        let new_routes = hcm_config(&bootstrap("b")).route_config.clone();
+        let new_routes = hcm_of(&bootstrap("b")).route_config.clone();
         hcm.replace_route_config(new_routes);
         assert!(Arc::ptr_eq(&routed(&hcm), &cluster_b));
         assert!(Arc::ptr_eq(&clusters.get("a").unwrap(), &a));

@@ -247,11 +247,8 @@ fn finish(
     }
     info.response_code = Some(resp.status().as_u16());
     info.first_byte_sent = Some(start.elapsed());
-    if hcm.loggers.is_empty() && info.span.is_none() {
-        // Nothing reads the record at the end, but the filters' log hooks.
-        if let Some(f) = &filters {
-            f.log(&info);
-        }
+    // Nothing reads the record when the stream ends: no access log, span or filter.
+    if hcm.loggers.is_empty() && info.span.is_none() && filters.is_none() {
         return resp;
     }
     if !hcm.loggers.is_empty() {

@@ -8,30 +8,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A listener called `name` on `port` answering every request with `body`.
 fn listener(name: &str, port: u16, body: &str) -> ferry_config::listener::Listener {
-    let yaml = format!(
-        r#"
-static_resources:
-  listeners:
-  - name: {name}
-    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: t
-          http_filters: [{{name: envoy.filters.http.router, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes: [{{match: {{prefix: /}}, direct_response: {{status: 200, body: {{inline_string: {body}}}}}}}]
-"#
-    );
-    match ferry_config::load(&yaml, ferry_config::Format::Yaml) {
-        Ok(l) => l.bootstrap.listeners[0].clone(),
-        Err(e) => panic!("{e}"),
-    }
+    let action = format!("direct_response: {{status: 200, body: {{inline_string: {body}}}}}");
+    crate::testing::hcm_bootstrap(name, port, &action, "[]").listeners[0].clone()
 }
 
 /// Sends one request on `c` and returns the response body ("" when the connection

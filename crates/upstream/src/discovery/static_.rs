@@ -1,7 +1,7 @@
 //! `STATIC` clusters: each endpoint's IP address is a host.
 
 use crate::Host;
-use ferry_config::cluster::Cluster as ClusterConfig;
+use ferry_config::cluster::{Cluster as ClusterConfig, Locality};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -9,12 +9,22 @@ use std::sync::Arc;
 /// whose endpoint is unchanged (address, hostname, weight, priority and locality): it
 /// keeps its pool, health and outlier state. Its EDS health flags follow the config.
 pub(crate) fn hosts_reusing(config: &ClusterConfig, previous: &[Arc<Host>]) -> Vec<Arc<Host>> {
+    hosts_of(&config.name, &config.localities, previous)
+}
+
+/// The hosts of `localities` (cluster `cluster`), reusing those of `previous` as
+/// [`hosts_reusing`] does.
+pub(crate) fn hosts_of(
+    cluster: &str,
+    localities: &[Locality],
+    previous: &[Arc<Host>],
+) -> Vec<Arc<Host>> {
     let mut hosts = Vec::new();
-    for locality in &config.localities {
+    for locality in localities {
         for ep in &locality.endpoints {
             // The config layer refuses names in STATIC clusters; skip defensively.
             let Ok(ip) = ep.host.parse::<IpAddr>() else {
-                tracing::warn!(cluster = %config.name, host = %ep.host, "not an IP address in a STATIC cluster; skipped");
+                tracing::warn!(%cluster, host = %ep.host, "not an IP address in a STATIC cluster; skipped");
                 continue;
             };
             let hostname = ep.hostname.clone().unwrap_or_else(|| ip.to_string());

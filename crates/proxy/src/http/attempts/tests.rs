@@ -9,7 +9,6 @@ use super::*;
 use crate::http::replay::Replay;
 use crate::http::retry::RetryState;
 use crate::http::timeouts::Timeouts;
-use ferry_config::listener::NetworkFilter;
 use ferry_config::route::Action;
 use ferry_config::route::Priority;
 use ferry_upstream::Cluster;
@@ -117,49 +116,18 @@ fn ok(status: u16) -> Answer {
     }
 }
 
-/// A route (`route:` YAML under a `match: {prefix: /}` route) to cluster `backend`.
+/// A route (`route:` YAML fields besides the cluster) to cluster `backend`.
 fn route_action(
     route: &str,
 ) -> (
     Arc<ferry_config::hcm::HttpConnectionManager>,
     Arc<ClusterManager>,
 ) {
-    let yaml = format!(
-        r#"
-static_resources:
-  listeners:
-  - address: {{socket_address: {{address: 127.0.0.1, port_value: 1}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: t
-          http_filters: [{{name: envoy.filters.http.router, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{prefix: /}}
-                route: {{cluster: backend, {route}}}
-  clusters:
-  - name: backend
-    load_assignment:
-      cluster_name: backend
-      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 2}}}}}}}}]}}]
-"#
-    );
-    let loaded = match ferry_config::load(&yaml, ferry_config::Format::Yaml) {
-        Ok(l) => l,
-        Err(e) => panic!("{e}"),
-    };
-    let hcm = match &loaded.bootstrap.listeners[0].filter_chains[0].filter {
-        NetworkFilter::Http(h) => h.clone(),
-        NetworkFilter::Tcp(_) => panic!("not an HCM"),
-    };
-    let clusters = ClusterManager::new(&loaded.bootstrap.clusters, &ferry_stats::Store::default());
-    (hcm, clusters)
+    use crate::testing::{cluster, hcm_bootstrap, hcm_of};
+    let action = format!("route: {{cluster: backend, {route}}}");
+    let b = hcm_bootstrap("l", 1, &action, &format!("[{}]", cluster("backend", 2)));
+    let clusters = ClusterManager::new(&b.clusters, &ferry_stats::Store::default());
+    (hcm_of(&b), clusters)
 }
 
 /// Runs one request's attempts against `double` on `route`; the request is complete

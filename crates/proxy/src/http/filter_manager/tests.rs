@@ -150,29 +150,10 @@ fn chain(filters: &[Script]) -> FilterChain {
     FilterChain::new(&filters, &RouteFilterConfigs::EMPTY)
 }
 
-fn conn() -> ConnInfo {
-    let a: std::net::SocketAddr = ([127, 0, 0, 1], 1).into();
-    ConnInfo::new(a, a, 1 << 20)
-}
-
 /// Runs the request header hooks; returns the reply's status, if any, and the
 /// `x-seen` headers the filters left.
 async fn request(chain: &FilterChain) -> (Option<u16>, Vec<String>) {
-    let conn = conn();
-    let mut info = StreamInfo::default();
-    let mut headers = HeaderMap::new();
-    let mut rq = FilterRequest {
-        headers: &mut headers,
-        path: "/",
-        method: "GET",
-        authority: "a",
-        cluster: None,
-        rate_limits: &[],
-        source_cluster: "",
-        conn: &conn,
-        info: &mut info,
-    };
-    let reply = chain.request_headers(&mut rq).await;
+    let (reply, headers) = crate::testing::request_headers(chain).await;
     let seen = headers
         .get_all("x-seen")
         .iter()

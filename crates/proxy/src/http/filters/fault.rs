@@ -350,22 +350,8 @@ mod tests {
         };
         let filter: Arc<dyn HttpFilter> = Arc::new(FaultFilter::new("f", Arc::new(fault), &env));
         let chain = FilterChain::new(&[filter], &Default::default());
-        let a: std::net::SocketAddr = ([127, 0, 0, 1], 1).into();
-        let conn = crate::http::connection::ConnInfo::new(a, a, 1 << 20);
-        let mut info = crate::stream_info::StreamInfo::default();
-        let mut headers = http::HeaderMap::new();
-        let mut rq = FilterRequest {
-            headers: &mut headers,
-            path: "/",
-            method: "GET",
-            authority: "a",
-            cluster: None,
-            rate_limits: &[],
-            source_cluster: "",
-            conn: &conn,
-            info: &mut info,
-        };
-        assert!(chain.request_headers(&mut rq).await.is_none());
+        let (reply, _) = crate::testing::request_headers(&chain).await;
+        assert!(reply.is_none());
         let body = Full::new(Bytes::from(vec![0u8; 2048]))
             .map_err(|never| match never {})
             .boxed();

@@ -153,12 +153,7 @@ fn local(
     }
     let mut resp = local_reply::reason_reply(reason, failure, &mut stream.info);
     if let Some(m) = m {
-        let levels = [
-            Some(&m.route.headers),
-            Some(&m.vh.headers),
-            Some(&m.rc.headers),
-            None,
-        ];
+        let levels = m.levels(None);
         headers::apply_all(levels, Side::Response, resp.headers_mut(), &stream.info);
     }
     resp
