@@ -1,19 +1,19 @@
 #!/usr/bin/env python3
-# Regenerates the "Supported fields, by message" list of docs/envoy-compat.md from the
-# SUPPORTED table in crates/config/src/support.rs (a unit test checks they agree).
-import os, re
+# Rewrites the generated sections of docs/envoy-compat.md (the extension table and the
+# supported fields by message) from `ferry support`, which lists what the converters
+# declare with `fields!`. A unit test of the `ferry` crate checks they agree.
+import os, subprocess
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
-src=open(os.path.join(root, 'crates/config/src/support.rs')).read()
-table=src[src.index('pub const SUPPORTED'):src.index('pub const SUPPORTED_EXTENSIONS')]
-entries=re.findall(r'\(\s*"([\w.]+)",\s*&\[(.*?)\],?\s*\)', table, re.S)
-lines=[]
-for msg, fields in entries:
-    fs=re.findall(r'"(\w+)"', fields)
-    lines.append(f"- `{msg}`: " + (", ".join(f"`{f}`" for f in fs) if fs else "(no fields)"))
-p=os.path.join(root, 'docs/envoy-compat.md')
-doc=open(p).read()
-start=doc.index('- `envoy.config.bootstrap.v3.Bootstrap`:')
-end=doc.index('\n## Values with limits')
-doc=doc[:start]+"\n".join(lines)+"\n"+doc[end:]
-open(p,'w').write(doc)
-print(len(lines))
+out = subprocess.run(['cargo', 'run', '-q', '-p', 'ferry', '--', 'support'], cwd=root,
+                     check=True, capture_output=True, text=True).stdout
+extensions, fields = out.split('\n\n', 1)
+p = os.path.join(root, 'docs/envoy-compat.md')
+doc = open(p).read()
+start = doc.index('| extension name | config type |')
+end = doc.index('\n\n', start) + 1
+doc = doc[:start] + extensions + '\n' + doc[end:]
+start = doc.index('- `', doc.index('## Supported fields, by message'))
+end = doc.index('\n## Values with limits')
+doc = doc[:start] + fields + doc[end:]
+open(p, 'w').write(doc)
+print(fields.count('\n'), 'messages')

@@ -35,6 +35,8 @@ pub struct Bootstrap {
 pub struct Admin {
     /// `address`.
     pub address: SocketAddr,
+    /// `address.socket_address.ipv4_compat`.
+    pub ipv4_compat: bool,
     /// `access_log_path` (deprecated in Envoy, still honoured).
     pub access_log_path: Option<String>,
 }
@@ -120,9 +122,11 @@ fn from_proto(b: &pb::Bootstrap, ctx: &mut Ctx) -> Bootstrap {
     });
     let admin = b.admin.as_ref().and_then(|a| {
         ctx.at("admin", |ctx| {
-            let address = ctx.at("address", |c| crate::util::socket_addr(&a.address, c))?;
+            let (address, ipv4_compat) =
+                ctx.at("address", |c| crate::util::listen_addr(&a.address, c))?;
             Some(Admin {
                 address,
+                ipv4_compat,
                 access_log_path: (!a.access_log_path.is_empty()).then(|| a.access_log_path.clone()),
             })
         })

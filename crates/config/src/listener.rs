@@ -1,7 +1,7 @@
 //! Listeners, filter chains and their network filters.
 
 use crate::hcm::HttpConnectionManager;
-use crate::util::{duration, socket_addr};
+use crate::util::{duration, listen_addr};
 use crate::Ctx;
 use ferry_envoy_api::pb::envoy::config::listener::v3 as pb;
 use ferry_envoy_api::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
@@ -21,6 +21,9 @@ pub struct Listener {
     pub name: String,
     /// `address`.
     pub address: SocketAddr,
+    /// `address.socket_address.ipv4_compat`: an IPv6 wildcard address also takes IPv4
+    /// connections.
+    pub ipv4_compat: bool,
     /// `filter_chains`.
     pub filter_chains: Vec<FilterChain>,
     /// `default_filter_chain`.
@@ -82,7 +85,7 @@ pub struct TcpProxy {
 
 /// Converts a listener; `index` names it when it has no name.
 pub fn from_proto(l: &pb::Listener, index: usize, ctx: &mut Ctx) -> Option<Listener> {
-    let address = ctx.at("address", |c| socket_addr(&l.address, c))?;
+    let (address, ipv4_compat) = ctx.at("address", |c| listen_addr(&l.address, c))?;
     let name = if l.name.is_empty() {
         format!("listener_{index}")
     } else {
@@ -130,6 +133,7 @@ pub fn from_proto(l: &pb::Listener, index: usize, ctx: &mut Ctx) -> Option<Liste
     Some(Listener {
         name,
         address,
+        ipv4_compat,
         filter_chains,
         default_filter_chain,
         stat_prefix: l.stat_prefix.clone(),

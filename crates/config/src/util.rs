@@ -213,16 +213,7 @@ fn ip_port(
     ctx: &mut Ctx,
 ) -> Option<std::net::SocketAddr> {
     let (host, port) = host_port_for(addr, transport, ctx)?;
-    match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => Some(std::net::SocketAddr::new(ip, port)),
-        Err(_) => {
-            ctx.error_at(
-                "socket_address.address",
-                format!("{host:?} is not an IP address"),
-            );
-            None
-        }
-    }
+    Some(std::net::SocketAddr::new(ip(&host, ctx)?, port))
 }
 
 /// The (host, port) of a `socket_address` (TCP).
@@ -235,6 +226,15 @@ fn host_port_for(
     transport: Transport,
     ctx: &mut Ctx,
 ) -> Option<(String, u16)> {
+    socket_address(addr, transport, ctx).map(|(host, port, _)| (host, port))
+}
+
+/// The address and port of an `Address`'s `socket_address`, and its `ipv4_compat`.
+fn socket_address(
+    addr: &Option<core::Address>,
+    transport: Transport,
+    ctx: &mut Ctx,
+) -> Option<(String, u16, bool)> {
     use core::address::Address as A;
     use core::socket_address::PortSpecifier;
     use core::socket_address::Protocol;
@@ -242,36 +242,63 @@ fn host_port_for(
         ctx.error("is required");
         return None;
     };
-    match &addr.address {
-        Some(A::SocketAddress(sa)) => {
-            let udp = sa.protocol == Protocol::Udp as i32;
-            if sa.protocol != Protocol::Tcp as i32 && !(udp && transport == Transport::Udp) {
-                let only = match transport {
-                    Transport::Tcp => "only TCP is supported",
-                    Transport::Udp => "only UDP (or the default, TCP) is supported",
-                };
-                ctx.error_at("socket_address.protocol", only);
-            }
-            let port = match sa.port_specifier {
-                Some(PortSpecifier::PortValue(p)) if p <= 65535 => p as u16,
-                Some(PortSpecifier::PortValue(p)) => {
-                    ctx.error_at("socket_address.port_value", format!("{p} is not a port"));
-                    return None;
-                }
-                Some(PortSpecifier::NamedPort(_)) => {
-                    ctx.error_at("socket_address.named_port", "is not supported");
-                    return None;
-                }
-                None => 0,
-            };
-            Some((sa.address.clone(), port))
-        }
-        Some(_) => {
-            ctx.error("only socket_address is supported");
-            None
-        }
+    crate::fields!(ctx, addr => core::Address {
+        address: ["socket_address"],
+    });
+    let sa = match &addr.address {
+        Some(A::SocketAddress(sa)) => sa,
+        Some(_) => return None,
         None => {
             ctx.error("socket_address is required");
+            return None;
+        }
+    };
+    ctx.at("socket_address", |ctx| {
+        crate::fields!(ctx, sa => core::SocketAddress {
+            protocol, address, port_specifier: ["port_value"], ipv4_compat,
+        } refused {
+            resolver_name, network_namespace_filepath,
+        });
+        let udp = sa.protocol == Protocol::Udp as i32;
+        if sa.protocol != Protocol::Tcp as i32 && !(udp && transport == Transport::Udp) {
+            let only = match transport {
+                Transport::Tcp => "only TCP is supported",
+                Transport::Udp => "only UDP (or the default, TCP) is supported",
+            };
+            ctx.error_at("protocol", only);
+        }
+        let port = match sa.port_specifier {
+            Some(PortSpecifier::PortValue(p)) if p <= 65535 => p as u16,
+            Some(PortSpecifier::PortValue(p)) => {
+                ctx.error_at("port_value", format!("{p} is not a port"));
+                return None;
+            }
+            Some(PortSpecifier::NamedPort(_)) => return None,
+            None => 0,
+        };
+        Some((sa.address.clone(), port, sa.ipv4_compat))
+    })
+}
+
+/// A listening address (a listener's or the admin's): the socket address and its
+/// `ipv4_compat` (an IPv6 wildcard also takes IPv4 connections only when it is set).
+pub fn listen_addr(
+    addr: &Option<core::Address>,
+    ctx: &mut Ctx,
+) -> Option<(std::net::SocketAddr, bool)> {
+    let (host, port, ipv4_compat) = socket_address(addr, Transport::Tcp, ctx)?;
+    let ip = ip(&host, ctx)?;
+    Some((std::net::SocketAddr::new(ip, port), ipv4_compat))
+}
+
+fn ip(host: &str, ctx: &mut Ctx) -> Option<std::net::IpAddr> {
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => Some(ip),
+        Err(_) => {
+            ctx.error_at(
+                "socket_address.address",
+                format!("{host:?} is not an IP address"),
+            );
             None
         }
     }

@@ -30,6 +30,9 @@ enum Command {
     },
     /// Run the local demo: the founding document's configuration in front of a built-in backend.
     Demo(demo::DemoArgs),
+    /// Print what ferry implements of Envoy's API: the extensions and, per message, the
+    /// fields its converters accept (Markdown, as in docs/envoy-compat.md).
+    Support,
 }
 
 /// Envoy's command line, as far as ferry implements it.
@@ -84,6 +87,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Validate { file } => Ok(validate(&file)),
         Command::Proxy(args) => proxy(args),
         Command::Demo(args) => demo::run(args),
+        Command::Support => {
+            print!("{}", support());
+            Ok(0)
+        }
     }
 }
 
@@ -145,6 +152,20 @@ fn merged(path: &std::path::Path, overlay: &str) -> Result<ferry_config::Loaded,
     merge(&mut base, over);
     load_text(&base.to_string(), ferry_config::Format::Json)
 }
+
+/// The two generated sections of docs/envoy-compat.md: the extension table's rows and
+/// the accepted fields by message.
+fn support() -> String {
+    use ferry_config::support;
+    format!(
+        "{}{}\n{}",
+        SUPPORT_EXTENSIONS_HEADER,
+        support::extension_table(),
+        support::field_list()
+    )
+}
+
+const SUPPORT_EXTENSIONS_HEADER: &str = "| extension name | config type |\n|---|---|\n";
 
 fn validate(file: &std::path::Path) -> i32 {
     match load_file(file) {
@@ -252,4 +273,28 @@ pub(crate) async fn serve(
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    /// docs/envoy-compat.md shows what the converters declare, verbatim
+    /// (`scripts/gen-supported-fields.py` rewrites it from `ferry support`).
+    #[test]
+    fn compat_doc_is_generated_from_the_converters() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/envoy-compat.md"
+        ))
+        .unwrap();
+        let generated = super::support();
+        let (extensions, fields) = generated.split_once("\n\n").unwrap();
+        for section in [extensions, fields] {
+            assert!(
+                doc.contains(section),
+                "docs/envoy-compat.md is stale: run scripts/gen-supported-fields.py"
+            );
+        }
+    }
 }

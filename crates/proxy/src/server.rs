@@ -227,7 +227,7 @@ impl Server {
             sockets.push((l.clone(), bind_listener(l)?));
         }
         let admin = match &snapshot.bootstrap.admin {
-            Some(a) => Some((a.clone(), bind("admin", a.address)?)),
+            Some(a) => Some((a.clone(), bind("admin", a.address, a.ipv4_compat)?)),
             None => None,
         };
         let (drain_tx, _) = watch::channel(false);
@@ -420,12 +420,16 @@ fn refresh_server(server: &Server) {
 fn bind_listener(
     l: &ferry_config::listener::Listener,
 ) -> Result<tokio::net::TcpListener, StartError> {
-    bind(&l.name, l.address)
+    bind(&l.name, l.address, l.ipv4_compat)
 }
 
 /// Binds `addr` for the listener (or admin endpoint) called `name`.
-fn bind(name: &str, addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
-    crate::listener::bind(addr).map_err(|source| StartError::Bind {
+fn bind(
+    name: &str,
+    addr: SocketAddr,
+    ipv4_compat: bool,
+) -> Result<tokio::net::TcpListener, StartError> {
+    crate::listener::bind(addr, ipv4_compat).map_err(|source| StartError::Bind {
         name: name.to_string(),
         addr,
         source,

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 
 /// Binds a listening socket as Envoy does (SO_REUSEADDR; IPv6 sockets are v6-only
-/// unless the address is `::`, where Envoy accepts v4-mapped connections too).
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// unless `ipv4_compat` is set).
+pub fn bind(addr: SocketAddr, ipv4_compat: bool) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let domain = if addr.is_ipv4() {
         Domain::IPV4
@@ -26,7 +26,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {
-        socket.set_only_v6(!addr.ip().is_unspecified())?;
+        socket.set_only_v6(!ipv4_compat)?;
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
