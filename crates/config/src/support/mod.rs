@@ -201,21 +201,16 @@ pub trait Extension {
     fn extension_name(&self) -> &str;
 }
 
-/// A field holding extension elements.
+/// A (singular) field holding an extension element; repeated ones are refused as any
+/// other field.
 pub trait Extensions {
-    /// The name of the first element, if any is set.
+    /// The extension's name, if the field is set.
     fn first_name(&self) -> Option<&str>;
 }
 
 impl<T: Extension> Extensions for Option<T> {
     fn first_name(&self) -> Option<&str> {
         self.as_ref().map(Extension::extension_name)
-    }
-}
-
-impl<T: Extension> Extensions for Vec<T> {
-    fn first_name(&self) -> Option<&str> {
-        self.first().map(Extension::extension_name)
     }
 }
 
