@@ -53,8 +53,19 @@ pub struct Loaded {
     pub warnings: Vec<Warning>,
 }
 
-/// Decodes and validates a bootstrap; every problem is reported, with its path.
+/// Decodes and validates a bootstrap that has no HTTP filters but the router (see
+/// [`load_with`]).
 pub fn load(text: &str, format: Format) -> Result<Loaded, ConfigErrors> {
+    load_with(text, format, &crate::filters::NoExtensions)
+}
+
+/// Decodes and validates a bootstrap, converting filters with the factories of
+/// `extensions`; every problem is reported, with its path.
+pub fn load_with(
+    text: &str,
+    format: Format,
+    extensions: &'static dyn crate::filters::Extensions,
+) -> Result<Loaded, ConfigErrors> {
     // One descriptor pool for the whole load (it is dropped afterwards).
     let _pool = ferry_envoy_api::pool();
     let decoded = ferry_envoy_api::decode_bootstrap(text, format).map_err(|e| {
@@ -67,7 +78,7 @@ pub fn load(text: &str, format: Format) -> Result<Loaded, ConfigErrors> {
         }])
     })?;
     let mut errors = crate::support::unsupported(&decoded.dynamic);
-    let mut ctx = Ctx::default();
+    let mut ctx = Ctx::new(extensions);
     let bootstrap = from_proto(&decoded.message, &mut ctx);
     errors.append(&mut ctx.errors);
     if !errors.is_empty() {

@@ -35,15 +35,41 @@ impl std::fmt::Display for ConfigErrors {
     }
 }
 
-/// The conversion context: the current field path and the errors found so far.
-#[derive(Debug, Default)]
+/// The conversion context: the current field path, the errors found so far, and the
+/// filters this load knows.
 pub struct Ctx {
     path: Vec<String>,
     /// Errors collected so far.
     pub errors: Vec<ConfigError>,
+    /// The filters (their config factories) by config type.
+    pub extensions: &'static dyn crate::filters::Extensions,
+}
+
+impl Default for Ctx {
+    fn default() -> Ctx {
+        Ctx::new(&crate::filters::NoExtensions)
+    }
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("path", &self.path())
+            .field("errors", &self.errors)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Ctx {
+    /// A context at the root, knowing the filters of `extensions`.
+    pub fn new(extensions: &'static dyn crate::filters::Extensions) -> Ctx {
+        Ctx {
+            path: Vec::new(),
+            errors: Vec::new(),
+            extensions,
+        }
+    }
+
     /// Runs `f` with `segment` appended to the path (`name` or `name[3]`).
     pub fn at<T>(&mut self, segment: impl Into<String>, f: impl FnOnce(&mut Ctx) -> T) -> T {
         self.path.push(segment.into());

@@ -173,42 +173,37 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
     let mut router_dynamic_stats = true;
     for (i, f) in h.http_filters.iter().enumerate() {
         let last = i + 1 == h.http_filters.len();
-        if let Some(pb::http_filter::ConfigType::TypedConfig(any)) = &f.config_type {
-            if !last {
-                if let Some(config) = ctx.at(format!("http_filters[{i}]"), |c| {
-                    crate::filters::http_filter(&f.name, any, c)
-                }) {
-                    http_filters.push(crate::filters::HttpFilter {
-                        name: f.name.clone(),
-                        config,
-                    });
+        ctx.at(format!("http_filters[{i}]"), |ctx| {
+            crate::fields!(ctx, f => pb::HttpFilter {
+                name, config_type: ["typed_config"],
+            } refused {
+                is_optional, disabled,
+            });
+            let any = match &f.config_type {
+                Some(pb::http_filter::ConfigType::TypedConfig(any)) => Some(any),
+                _ => None,
+            };
+            let is_router =
+                f.name == ROUTER || any.is_some_and(|a| crate::any::type_name(a) == ROUTER_CONFIG);
+            match (last, is_router) {
+                (true, true) => {
+                    if let Some(any) = any {
+                        router_dynamic_stats = ctx.at("typed_config", |c| router(any, c));
+                    }
                 }
+                (false, false) => {
+                    if let Some(filter) =
+                        any.and_then(|a| crate::filters::http_filter(&f.name, a, ctx))
+                    {
+                        http_filters.push(filter);
+                    }
+                }
+                (true, false) => {
+                    ctx.error("the last filter must be the router (envoy.filters.http.router)")
+                }
+                (false, true) => ctx.error("the router must be the last filter"),
             }
-        }
-        let is_router = f.name == "envoy.filters.http.router"
-            || matches!(&f.config_type, Some(pb::http_filter::ConfigType::TypedConfig(a)) if a.type_url.ends_with("envoy.extensions.filters.http.router.v3.Router"));
-        if let (true, true, Some(pb::http_filter::ConfigType::TypedConfig(any))) =
-            (last, is_router, &f.config_type)
-        {
-            use ferry_envoy_api::pb::envoy::extensions::filters::http::router::v3::Router;
-            if let Some(r) = ctx.at(format!("http_filters[{i}].typed_config"), |c| {
-                crate::any::unpack::<Router>(any, c)
-            }) {
-                router_dynamic_stats = r.dynamic_stats.is_none_or(|v| v.value);
-            }
-        }
-        if last && !is_router {
-            ctx.error_at(
-                &format!("http_filters[{i}]"),
-                "the last filter must be the router (envoy.filters.http.router)",
-            );
-        }
-        if !last && is_router {
-            ctx.error_at(
-                &format!("http_filters[{i}]"),
-                "the router must be the last filter",
-            );
-        }
+        });
     }
     let server_name = if h.server_name.is_empty() {
         http::HeaderValue::from_static(DEFAULT_SERVER_NAME)
@@ -370,4 +365,25 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
             })
             .unwrap_or_default(),
     })
+}
+
+const ROUTER: &str = "envoy.filters.http.router";
+const ROUTER_CONFIG: &str = "envoy.extensions.filters.http.router.v3.Router";
+
+/// The router's config (`envoy.filters.http.router`), which the connection manager
+/// itself applies: the router is its terminal step, not a filter of the chain. Returns
+/// `dynamic_stats` (default true).
+fn router(any: &ferry_envoy_api::pb::google::protobuf::Any, ctx: &mut Ctx) -> bool {
+    use ferry_envoy_api::pb::envoy::extensions::filters::http::router::v3 as router;
+    let Some(r) = crate::any::unpack::<router::Router>(any, ctx) else {
+        return true;
+    };
+    crate::fields!(ctx, &r => router::Router {
+        dynamic_stats,
+    } refused {
+        start_child_span, upstream_log, upstream_log_options, suppress_envoy_headers,
+        strict_check_headers, respect_expected_rq_timeout, suppress_grpc_request_failure_code_stats,
+        upstream_http_filters, reject_connect_request_early_data,
+    });
+    r.dynamic_stats.is_none_or(|v| v.value)
 }

@@ -35,9 +35,9 @@ pub mod route;
 pub mod stats;
 pub mod support;
 pub mod trace;
-mod util;
+pub mod util;
 
-pub use bootstrap::{load, Bootstrap, Loaded};
+pub use bootstrap::{load, load_with, Bootstrap, Loaded};
 pub use error::{ConfigError, ConfigErrors, Ctx};
 /// The decoding layer, for callers that merge documents before loading them.
 pub use ferry_envoy_api as envoy_api;

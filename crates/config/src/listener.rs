@@ -42,8 +42,9 @@ pub struct FilterChain {
     pub name: String,
     /// `filter_chain_match`.
     pub matcher: FilterChainMatch,
-    /// `envoy.filters.network.local_ratelimit` filters before the terminal one.
-    pub rate_limits: Vec<Arc<crate::filters::local_ratelimit::NetworkLocalRateLimit>>,
+    /// The network filters before the terminal one, in order
+    /// (`envoy.filters.network.local_ratelimit`).
+    pub read_filters: Vec<crate::filters::ReadFilter>,
     /// The terminal network filter.
     pub filter: NetworkFilter,
 }
@@ -170,27 +171,20 @@ fn filter_chain(fc: &pb::FilterChain, ctx: &mut Ctx) -> Option<FilterChain> {
         ctx.error_at("filters", "a terminal network filter is required");
         return None;
     }
-    // Before the terminal filter: local rate limits only.
-    let mut rate_limits = Vec::new();
+    // Before the terminal filter: read filters (local rate limits).
+    let mut read_filters = Vec::new();
     for (i, f) in fc.filters[..fc.filters.len() - 1].iter().enumerate() {
         ctx.at(format!("filters[{i}]"), |c| {
+            crate::fields!(c, f => pb::Filter { name, config_type: ["typed_config"] });
             let Some(pb::filter::ConfigType::TypedConfig(any)) = &f.config_type else {
                 c.error_at("typed_config", "is required");
                 return;
             };
             let ty = crate::any::type_name(any);
-            if ty == "envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit" {
-                if let Some(l) = c.at("typed_config", |c| {
-                    crate::filters::local_ratelimit::network_from_any(any, c)
-                }) {
-                    rate_limits.push(Arc::new(l));
-                }
-            } else if matches!(
-                ty,
-                "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-                    | "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
-            ) {
+            if matches!(ty, HCM | TCP_PROXY) {
                 c.error("a terminal filter must be the last network filter");
+            } else if let Some(filter) = crate::filters::read_filter(&f.name, any, c) {
+                read_filters.push(filter);
             }
             // Other types are named by the support walk.
         });
@@ -201,24 +195,29 @@ fn filter_chain(fc: &pb::FilterChain, ctx: &mut Ctx) -> Option<FilterChain> {
     Some(FilterChain {
         name: fc.name.clone(),
         matcher,
-        rate_limits,
+        read_filters,
         filter,
     })
 }
 
+const HCM: &str =
+    "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const TCP_PROXY: &str = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+
 fn network_filter(f: &pb::Filter, ctx: &mut Ctx) -> Option<NetworkFilter> {
+    crate::fields!(ctx, f => pb::Filter { name, config_type: ["typed_config"] });
     let Some(pb::filter::ConfigType::TypedConfig(any)) = &f.config_type else {
         ctx.error_at("typed_config", "is required");
         return None;
     };
     ctx.at("typed_config", |c| match crate::any::type_name(any) {
-        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager" => {
+        HCM => {
             let h = crate::any::unpack(any, c)?;
             Some(NetworkFilter::Http(Arc::new(crate::hcm::from_proto(
                 &h, c,
             )?)))
         }
-        "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy" => {
+        TCP_PROXY => {
             let t: tcp::TcpProxy = crate::any::unpack(any, c)?;
             Some(NetworkFilter::Tcp(Arc::new(tcp_proxy(&t, c)?)))
         }
@@ -229,17 +228,37 @@ fn network_filter(f: &pb::Filter, ctx: &mut Ctx) -> Option<NetworkFilter> {
 
 fn tcp_proxy(t: &tcp::TcpProxy, ctx: &mut Ctx) -> Option<TcpProxy> {
     use tcp::tcp_proxy::ClusterSpecifier as C;
+    crate::fields!(ctx, t => tcp::TcpProxy {
+        stat_prefix, cluster_specifier: ["cluster", "weighted_clusters"], access_log, idle_timeout,
+    } refused {
+        downstream_idle_timeout, upstream_idle_timeout, max_connect_attempts, metadata_match,
+        hash_policy, tunneling_config, max_downstream_connection_duration, on_demand,
+        access_log_flush_interval, flush_access_log_on_connected, access_log_options,
+        backoff_options, proxy_protocol_tlvs, max_downstream_connection_duration_jitter_percentage,
+        upstream_connect_mode, max_early_data_bytes, proxy_protocol_tlv_merge_policy,
+        check_drain_close,
+    });
     if t.stat_prefix.is_empty() {
         ctx.error_at("stat_prefix", "is required");
     }
     let clusters = match &t.cluster_specifier {
         Some(C::Cluster(c)) => vec![(c.clone(), 1)],
         Some(C::WeightedClusters(w)) => {
-            let v: Vec<(String, u32)> = w
-                .clusters
-                .iter()
-                .map(|c| (c.name.clone(), c.weight))
-                .collect();
+            let v: Vec<(String, u32)> = ctx.at("weighted_clusters", |ctx| {
+                crate::fields!(ctx, w => tcp::tcp_proxy::WeightedCluster { clusters });
+                let mut v = Vec::new();
+                for (i, c) in w.clusters.iter().enumerate() {
+                    ctx.at(format!("clusters[{i}]"), |ctx| {
+                        crate::fields!(ctx, c => tcp::tcp_proxy::weighted_cluster::ClusterWeight {
+                            name, weight,
+                        } refused {
+                            metadata_match,
+                        });
+                    });
+                    v.push((c.name.clone(), c.weight));
+                }
+                v
+            });
             if v.is_empty() || v.iter().map(|(_, w)| *w as u64).sum::<u64>() == 0 {
                 ctx.error_at(
                     "weighted_clusters",

@@ -139,7 +139,7 @@ pub fn string_matcher(m: &matcher::StringMatcher, ctx: &mut Ctx) -> Option<Strin
 }
 
 /// Converts a `HeaderMatcher`.
-pub(crate) fn header_matcher(h: &pb::HeaderMatcher, ctx: &mut Ctx) -> Option<HeaderMatcher> {
+pub fn header_matcher(h: &pb::HeaderMatcher, ctx: &mut Ctx) -> Option<HeaderMatcher> {
     use pb::header_matcher::HeaderMatchSpecifier as H;
     let kind = match &h.header_match_specifier {
         None => HeaderMatchKind::Present(true),

@@ -115,7 +115,7 @@ fn load_file(path: &std::path::Path) -> Result<ferry_config::Loaded, String> {
 }
 
 fn load_text(text: &str, format: ferry_config::Format) -> Result<ferry_config::Loaded, String> {
-    let loaded = ferry_config::load(text, format).map_err(|e| e.to_string())?;
+    let loaded = ferry_proxy::load(text, format).map_err(|e| e.to_string())?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }

@@ -13,6 +13,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod extensions;
 mod grpc_client;
 pub mod grpc_status;
 pub mod http;
@@ -29,5 +30,6 @@ mod testing;
 pub mod token_bucket;
 pub mod trace;
 
+pub use extensions::load;
 pub use server::{Server, ServerOptions};
 pub use snapshot::Snapshot;

@@ -43,7 +43,7 @@ static_resources:
   clusters: {clusters}
 "#
     );
-    match ferry_config::load(&yaml, ferry_config::Format::Yaml) {
+    match crate::load(&yaml, ferry_config::Format::Yaml) {
         Ok(l) => l.bootstrap,
         Err(e) => panic!("{e}"),
     }

@@ -4,11 +4,59 @@
 //! The bucket refills continuously, as Envoy's (since 1.31) does: one compare-and-swap
 //! per request, no lock and no timer task.
 
-use ferry_config::filters::local_ratelimit::TokenBucket;
+use ferry_config::util::duration;
+use ferry_config::Ctx;
+use ferry_envoy_api::pb::envoy::r#type::v3 as types;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// A `TokenBucket`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenBucket {
+    /// `max_tokens`: the bucket's size, and its content at start.
+    pub max_tokens: u32,
+    /// `tokens_per_fill` (default 1).
+    pub tokens_per_fill: u32,
+    /// `fill_interval` (at least 50 ms).
+    pub fill_interval: Duration,
+}
+
+pub fn token_bucket(b: &Option<types::TokenBucket>, ctx: &mut Ctx) -> Option<TokenBucket> {
+    let Some(b) = b else {
+        ctx.error_at("token_bucket", "is required");
+        return None;
+    };
+    ctx.at("token_bucket", |ctx| {
+        ferry_config::fields!(ctx, b => types::TokenBucket {
+            max_tokens, tokens_per_fill, fill_interval,
+        });
+        if b.max_tokens == 0 {
+            ctx.error_at("max_tokens", "must be at least 1");
+        }
+        let tokens_per_fill = b.tokens_per_fill.map(|v| v.value).unwrap_or(1);
+        if tokens_per_fill == 0 {
+            ctx.error_at("tokens_per_fill", "must be at least 1");
+        }
+        let fill_interval = match duration(&b.fill_interval, "fill_interval", ctx) {
+            Some(d) if d >= Duration::from_millis(50) => d,
+            Some(_) => {
+                ctx.error_at("fill_interval", "must be at least 50ms");
+                return None;
+            }
+            None => {
+                ctx.error_at("fill_interval", "is required");
+                return None;
+            }
+        };
+        Some(TokenBucket {
+            max_tokens: b.max_tokens.max(1),
+            tokens_per_fill: tokens_per_fill.max(1),
+            fill_interval,
+        })
+    })
+}
 
 /// A token bucket that refills continuously at `tokens_per_fill / fill_interval`, as
 /// Envoy's `AtomicTokenBucket`: one atomic holds the time at which the bucket was (or

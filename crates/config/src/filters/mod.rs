@@ -1,9 +1,12 @@
-//! HTTP filters before the router (`http_filters`), their per-route configs
-//! (`typed_per_filter_config`), and the network local rate limit.
+//! HTTP filters (`http_filters`), their per-route configs (`typed_per_filter_config`)
+//! and network read filters, converted by the filters themselves.
+//!
+//! A filter's config conversion lives with its runtime, in the filter's own folder of the
+//! proxy (`proxy/src/http/filters/<name>/`), and is registered there by its Envoy name and
+//! config type (`proxy/src/http/filters/mod.rs`). This crate knows filters only through
+//! [`HttpFilterFactory`]: the registry a load is given ([`Ctx::extensions`]) turns each
+//! `typed_config` into a [`FilterConfig`] that only the filter reads.
 
-pub mod fault;
-pub mod health_check;
-pub mod local_ratelimit;
 pub mod rate_limit_actions;
 
 use crate::any::{type_name, unpack};
@@ -11,60 +14,143 @@ use crate::Ctx;
 use ferry_envoy_api::pb::google::protobuf::Any;
 use std::sync::Arc;
 
-/// An HTTP filter's config, by kind.
-#[derive(Debug, Clone)]
-pub enum HttpFilterConfig {
-    /// `envoy.filters.http.fault`.
-    Fault(Arc<fault::Fault>),
-    /// `envoy.filters.http.local_ratelimit`.
-    LocalRateLimit(Arc<local_ratelimit::LocalRateLimit>),
-    /// `envoy.filters.http.health_check`.
-    HealthCheck(Arc<health_check::HealthCheck>),
+/// A filter's converted config: opaque here, read back by the filter that made it.
+pub type FilterConfig = Arc<dyn std::any::Any + Send + Sync>;
+
+/// How one HTTP filter's config is converted (Envoy's `NamedHttpFilterConfigFactory`).
+pub trait HttpFilterFactory: Send + Sync {
+    /// The filter's Envoy name (`envoy.filters.http.fault`).
+    fn name(&self) -> &'static str;
+    /// Its config's type (`envoy.extensions.filters.http.fault.v3.HTTPFault`).
+    fn config_type(&self) -> &'static str;
+    /// Whether it ends the chain (the router).
+    fn terminal(&self) -> bool {
+        false
+    }
+    /// Converts `typed_config` (errors go to `ctx`).
+    fn config(&self, any: &Any, ctx: &mut Ctx) -> Option<FilterConfig>;
+    /// Converts a route's `typed_per_filter_config` for this filter.
+    fn per_route_config(&self, any: &Any, ctx: &mut Ctx) -> Option<FilterConfig> {
+        let _ = any;
+        ctx.error(format!("{} takes no per-route config", self.name()));
+        None
+    }
 }
 
-/// An HTTP filter of the chain, with the name routes use for per-route configs.
-#[derive(Debug, Clone)]
+/// How one network read filter's config is converted: a network filter before the
+/// terminal one (`envoy.filters.network.local_ratelimit`).
+pub trait ReadFilterFactory: Send + Sync {
+    /// The filter's Envoy name.
+    fn name(&self) -> &'static str;
+    /// Its config's type.
+    fn config_type(&self) -> &'static str;
+    /// Converts `typed_config` (errors go to `ctx`).
+    fn config(&self, any: &Any, ctx: &mut Ctx) -> Option<FilterConfig>;
+}
+
+/// The filters a load knows, by config type.
+pub trait Extensions: Send + Sync {
+    /// The HTTP filter whose config type is `config_type`.
+    fn http_filter(&self, config_type: &str) -> Option<&'static dyn HttpFilterFactory>;
+    /// The network read filter whose config type is `config_type`.
+    fn read_filter(&self, config_type: &str) -> Option<&'static dyn ReadFilterFactory>;
+}
+
+/// No filters (a load of clusters alone, or a test of the model).
+#[derive(Debug)]
+pub struct NoExtensions;
+
+impl Extensions for NoExtensions {
+    fn http_filter(&self, _: &str) -> Option<&'static dyn HttpFilterFactory> {
+        None
+    }
+    fn read_filter(&self, _: &str) -> Option<&'static dyn ReadFilterFactory> {
+        None
+    }
+}
+
+/// An HTTP filter of the chain: its name (routes name their per-filter configs by it),
+/// its config type and its converted config.
+#[derive(Clone)]
 pub struct HttpFilter {
     /// `name`.
     pub name: String,
-    /// Its config.
-    pub config: HttpFilterConfig,
+    /// The config's type (which filter this is).
+    pub config_type: &'static str,
+    /// The converted `typed_config`.
+    pub config: FilterConfig,
 }
 
-const FAULT: &str = "envoy.extensions.filters.http.fault.v3.HTTPFault";
-const LOCAL_RATELIMIT: &str = "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
-const HEALTH_CHECK: &str = "envoy.extensions.filters.http.health_check.v3.HealthCheck";
+impl std::fmt::Debug for HttpFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpFilter")
+            .field("name", &self.name)
+            .field("config_type", &self.config_type)
+            .finish_non_exhaustive()
+    }
+}
 
-/// Converts an HTTP filter's `typed_config` (None: the router or an unsupported
-/// filter, which the support walk names).
-pub fn http_filter(name: &str, any: &Any, ctx: &mut Ctx) -> Option<HttpFilterConfig> {
-    ctx.at("typed_config", |ctx| {
-        Some(match type_name(any) {
-            FAULT => HttpFilterConfig::Fault(Arc::new(fault::from_any(any, ctx)?)),
-            LOCAL_RATELIMIT => {
-                HttpFilterConfig::LocalRateLimit(Arc::new(local_ratelimit::from_any(any, ctx)?))
-            }
-            HEALTH_CHECK => {
-                HttpFilterConfig::HealthCheck(Arc::new(health_check::from_any(any, ctx)?))
-            }
-            _ => {
-                let _ = name;
-                return None;
-            }
-        })
+/// Converts an HTTP filter's `typed_config` with the filter's factory (None: an error,
+/// or a filter ferry does not have, which the support walk names).
+pub fn http_filter(name: &str, any: &Any, ctx: &mut Ctx) -> Option<HttpFilter> {
+    let factory = ctx.extensions.http_filter(type_name(any))?;
+    let config = ctx.at("typed_config", |ctx| factory.config(any, ctx))?;
+    Some(HttpFilter {
+        name: name.to_string(),
+        config_type: factory.config_type(),
+        config,
+    })
+}
+
+/// A network read filter of a filter chain (before its terminal filter).
+#[derive(Clone)]
+pub struct ReadFilter {
+    /// `name`.
+    pub name: String,
+    /// The config's type (which filter this is).
+    pub config_type: &'static str,
+    /// The converted `typed_config`.
+    pub config: FilterConfig,
+}
+
+impl std::fmt::Debug for ReadFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadFilter")
+            .field("name", &self.name)
+            .field("config_type", &self.config_type)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Converts a network read filter's `typed_config` with the filter's factory (None: an
+/// error, or a filter ferry does not have, which the support walk names).
+pub fn read_filter(name: &str, any: &Any, ctx: &mut Ctx) -> Option<ReadFilter> {
+    let factory = ctx.extensions.read_filter(type_name(any))?;
+    let config = ctx.at("typed_config", |ctx| factory.config(any, ctx))?;
+    Some(ReadFilter {
+        name: name.to_string(),
+        config_type: factory.config_type(),
+        config,
     })
 }
 
 /// A per-route filter config (`typed_per_filter_config`), by filter name.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum PerRoute {
-    /// Replaces the fault filter's config on this route.
-    Fault(Arc<fault::Fault>),
-    /// Replaces the local rate limit's config (and bucket) on this route.
-    LocalRateLimit(Arc<local_ratelimit::LocalRateLimit>),
+    /// Replaces the filter's config on this route.
+    Config(FilterConfig),
     /// `envoy.config.route.v3.FilterConfig` with `disabled: true`: the filter does not
     /// run on this route.
     Disabled,
+}
+
+impl std::fmt::Debug for PerRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PerRoute::Config(_) => f.write_str("Config(..)"),
+            PerRoute::Disabled => f.write_str("Disabled"),
+        }
+    }
 }
 
 const FILTER_CONFIG: &str = "envoy.config.route.v3.FilterConfig";
@@ -82,6 +168,9 @@ pub fn per_route(
             let any = if type_name(any) == FILTER_CONFIG {
                 let fc: ferry_envoy_api::pb::envoy::config::route::v3::FilterConfig =
                     unpack(any, ctx)?;
+                crate::fields!(ctx, &fc => ferry_envoy_api::pb::envoy::config::route::v3::FilterConfig {
+                    config, is_optional, disabled,
+                });
                 if fc.disabled {
                     out.push((name.clone(), PerRoute::Disabled));
                     return Some(());
@@ -91,15 +180,10 @@ pub fn per_route(
             } else {
                 any
             };
-            let cfg = match type_name(any) {
-                FAULT => PerRoute::Fault(Arc::new(fault::from_any(any, ctx)?)),
-                LOCAL_RATELIMIT => {
-                    PerRoute::LocalRateLimit(Arc::new(local_ratelimit::from_any(any, ctx)?))
-                }
-                // Other types are named by the support walk.
-                _ => return None,
-            };
-            out.push((name.clone(), cfg));
+            // Other types are named by the support walk.
+            let factory = ctx.extensions.http_filter(type_name(any))?;
+            let config = factory.per_route_config(any, ctx)?;
+            out.push((name.clone(), PerRoute::Config(config)));
             Some(())
         });
     }

@@ -277,6 +277,7 @@ macro_rules! fields {
             $($($o,)*)?
             $($($e,)*)?
         } = $msg;
+        let _ = &$ctx;
         $($($crate::support::refuse_members($ctx, &($msg).$f, &$members);)?)*
         $($($crate::support::refuse($ctx, stringify!($r), $r);)*)?
         $($($crate::support::refuse_oneof($ctx, $o);)*)?
@@ -306,8 +307,14 @@ pub fn field_list() -> String {
         all.entry((*message).to_string())
             .or_insert_with(|| fields.to_vec());
     }
+    let pool = ferry_envoy_api::pool();
     let mut out = String::new();
-    for (message, fields) in all {
+    for (message, mut fields) in all {
+        // In the order Envoy's API declares them.
+        if let Some(desc) = pool.get_message_by_name(&message) {
+            let order: Vec<String> = desc.fields().map(|f| f.name().to_string()).collect();
+            fields.sort_by_key(|f| order.iter().position(|o| o == f));
+        }
         let fields: Vec<String> = fields.iter().map(|f| format!("`{f}`")).collect();
         let fields = if fields.is_empty() {
             "(no fields)".to_string()

@@ -106,7 +106,7 @@ impl HcmRuntime {
             .http_filters
             .iter()
             .enumerate()
-            .map(|(i, f)| crate::http::filters::build(f, i, &env))
+            .filter_map(|(i, f)| crate::http::filters::build(f, i, &env))
             .collect::<Vec<_>>();
         let routes = RouteTable::build(
             config.route_config.clone(),

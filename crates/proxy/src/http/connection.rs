@@ -95,7 +95,7 @@ impl ConnInfo {
     pub fn local_bucket(
         &self,
         index: usize,
-        config: ferry_config::filters::local_ratelimit::TokenBucket,
+        config: crate::token_bucket::TokenBucket,
     ) -> Arc<crate::token_bucket::Bucket> {
         self.buckets.get(index, config)
     }

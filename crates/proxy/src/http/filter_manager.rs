@@ -59,7 +59,7 @@ pub trait HttpFilter: Send + Sync {
     /// the route's entry is not for this filter.
     fn route_config(
         &self,
-        config: &ferry_config::filters::PerRoute,
+        config: &ferry_config::filters::FilterConfig,
         env: &Env<'_>,
     ) -> Option<PerRouteConfig> {
         let _ = (config, env);
@@ -106,7 +106,7 @@ impl RouteFilterConfigs {
             .map(|f| match per_filter.iter().find(|(n, _)| n == f.name()) {
                 None => RouteFilterConfig::Inherit,
                 Some((_, ferry_config::filters::PerRoute::Disabled)) => RouteFilterConfig::Disabled,
-                Some((_, c)) => f
+                Some((_, ferry_config::filters::PerRoute::Config(c))) => f
                     .route_config(c, env)
                     .map_or(RouteFilterConfig::Inherit, RouteFilterConfig::Config),
             })

@@ -37,8 +37,8 @@ pub fn bind(addr: SocketAddr, ipv4_compat: bool) -> std::io::Result<TcpListener>
 /// A filter chain with its network filter built for serving.
 pub(crate) struct ChainRuntime {
     pub(crate) config: FilterChain,
-    /// `envoy.filters.network.local_ratelimit` filters, in order.
-    pub(crate) rate_limits: Vec<crate::network::local_ratelimit::NetworkLimiter>,
+    /// The network filters before the terminal one, in order.
+    pub(crate) read_filters: Vec<Arc<dyn crate::network::ReadFilter>>,
     pub(crate) filter: NetworkRuntime,
 }
 
@@ -69,12 +69,10 @@ impl ListenerRuntime {
         let stats = crate::stats::ListenerScope::register(&snapshot.stats, &scope, "worker_0");
         let build = |fc: &FilterChain| ChainRuntime {
             config: fc.clone(),
-            rate_limits: fc
-                .rate_limits
+            read_filters: fc
+                .read_filters
                 .iter()
-                .map(|l| {
-                    crate::network::local_ratelimit::NetworkLimiter::new(l.clone(), &snapshot.stats)
-                })
+                .filter_map(|f| crate::network::build_read_filter(f, &snapshot.stats))
                 .collect(),
             filter: match &fc.filter {
                 NetworkFilter::Http(h) => {
@@ -209,7 +207,7 @@ async fn handle(rt: &ListenerRuntime, stream: TcpStream, peer: SocketAddr) {
             }
         },
     };
-    if !chain.rate_limits.iter().all(|l| l.admit()) {
+    if !chain.read_filters.iter().all(|f| f.on_new_connection()) {
         tracing::debug!(listener = %rt.name, %peer, "connection rate limited; closing");
         return;
     }

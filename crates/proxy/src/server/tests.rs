@@ -58,7 +58,7 @@ async fn drained(c: &mut tokio::net::TcpStream, body: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listeners_are_replaced_and_removed_alone() {
     let yaml = "static_resources: {}";
-    let loaded = match ferry_config::load(yaml, ferry_config::Format::Yaml) {
+    let loaded = match crate::load(yaml, ferry_config::Format::Yaml) {
         Ok(l) => l,
         Err(e) => panic!("{e}"),
     };

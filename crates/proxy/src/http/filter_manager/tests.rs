@@ -69,15 +69,13 @@ impl HttpFilter for Script {
 
     fn route_config(
         &self,
-        config: &ferry_config::filters::PerRoute,
+        config: &ferry_config::filters::FilterConfig,
         _env: &Env<'_>,
     ) -> Option<PerRouteConfig> {
-        match config {
-            ferry_config::filters::PerRoute::Fault(_) => {
-                Some(Arc::new(format!("{}-route", self.name)))
-            }
-            _ => None,
-        }
+        // A route's config for the script is a marker string.
+        config
+            .downcast_ref::<&str>()
+            .map(|_| Arc::new(format!("{}-route", self.name)) as PerRouteConfig)
     }
 }
 
@@ -246,7 +244,7 @@ async fn per_route_configs_are_handed_to_the_stream_and_disabled_filters_skipped
         health_failed: Default::default(),
         node_cluster: "",
     };
-    let fault = PerRoute::Fault(Arc::new(Default::default()));
+    let fault = PerRoute::Config(Arc::new("per-route"));
     let route = RouteFilterConfigs::resolve(
         &filters,
         &[("b".into(), PerRoute::Disabled), ("c".into(), fault)],

@@ -1,7 +1,8 @@
-//! The HTTP filters ferry implements, each in a file of its own, registered here by
-//! the kind of config that names them (the Envoy name and type URL are matched in
-//! `ferry_config::filters`). The filter manager (`http/filter_manager.rs`) runs them;
-//! the router is not among them: it is the terminal step of every stream.
+//! The HTTP filters ferry implements, one folder each: `config.rs` converts the
+//! filter's Envoy config, `mod.rs` runs it. They are registered here, one line each, by
+//! their Envoy name and config type ([`HTTP_FILTERS`]). The filter manager
+//! (`http/filter_manager.rs`) runs them; the router is not among them: it is the
+//! terminal step of every stream, and its config is the connection manager's.
 
 pub mod fault;
 pub mod health_check;
@@ -9,21 +10,96 @@ pub mod local_ratelimit;
 
 pub use crate::http::filter_manager::Env;
 use crate::http::filter_manager::HttpFilter;
-use ferry_config::filters::{HttpFilter as FilterConfig, HttpFilterConfig};
+use ferry_config::filters::{FilterConfig, HttpFilter as FilterEntry};
 use std::sync::Arc;
 
-/// Builds the filter of `http_filters[index]`: the one place where a filter's kind is
-/// turned into the code that runs it.
-pub fn build(f: &FilterConfig, index: usize, env: &Env<'_>) -> Arc<dyn HttpFilter> {
-    match &f.config {
-        HttpFilterConfig::Fault(c) => Arc::new(fault::FaultFilter::new(&f.name, c.clone(), env)),
-        HttpFilterConfig::LocalRateLimit(c) => Arc::new(
-            local_ratelimit::LocalRateLimitFilter::new(&f.name, index, c.clone(), env),
-        ),
-        HttpFilterConfig::HealthCheck(c) => Arc::new(health_check::HealthCheckFilter::new(
-            &f.name,
-            c.clone(),
-            env,
-        )),
-    }
+/// An HTTP filter as registered: its config conversion (Envoy name, config type) and
+/// how its runtime is built from the converted config.
+pub trait HttpFilterFactory: ferry_config::filters::HttpFilterFactory {
+    /// Builds the filter of `http_filters[index]` (None: `config` is not this filter's).
+    fn build(
+        &self,
+        name: &str,
+        index: usize,
+        config: &FilterConfig,
+        env: &Env<'_>,
+    ) -> Option<Arc<dyn HttpFilter>>;
 }
+
+/// Every HTTP filter, by Envoy name and config type.
+pub static HTTP_FILTERS: &[&dyn HttpFilterFactory] = &[
+    &fault::Factory,
+    &local_ratelimit::Factory,
+    &health_check::Factory,
+];
+
+/// The registered filter whose config type is `config_type`.
+pub fn factory(config_type: &str) -> Option<&'static dyn HttpFilterFactory> {
+    HTTP_FILTERS
+        .iter()
+        .copied()
+        .find(|f| f.config_type() == config_type)
+}
+
+/// Builds the filter of `http_filters[index]`.
+pub fn build(f: &FilterEntry, index: usize, env: &Env<'_>) -> Option<Arc<dyn HttpFilter>> {
+    factory(f.config_type)?.build(&f.name, index, &f.config, env)
+}
+
+/// Implements both factory traits for a filter whose config converts with
+/// `config::from_any` (also its per-route config when `per_route` is given) and whose
+/// runtime is built by `build`.
+macro_rules! http_filter_factory {
+    (
+        name: $name:literal,
+        config_type: $ty:literal,
+        config: $config:ty,
+        per_route: $per_route:literal,
+        build: $build:expr $(,)?
+    ) => {
+        /// This filter's registration.
+        pub struct Factory;
+
+        impl ferry_config::filters::HttpFilterFactory for Factory {
+            fn name(&self) -> &'static str {
+                $name
+            }
+            fn config_type(&self) -> &'static str {
+                $ty
+            }
+            fn config(
+                &self,
+                any: &ferry_envoy_api::pb::google::protobuf::Any,
+                ctx: &mut ferry_config::Ctx,
+            ) -> Option<ferry_config::filters::FilterConfig> {
+                Some(std::sync::Arc::new(config::from_any(any, ctx)?))
+            }
+            fn per_route_config(
+                &self,
+                any: &ferry_envoy_api::pb::google::protobuf::Any,
+                ctx: &mut ferry_config::Ctx,
+            ) -> Option<ferry_config::filters::FilterConfig> {
+                if !$per_route {
+                    ctx.error(format!("{} takes no per-route config", $name));
+                    return None;
+                }
+                self.config(any, ctx)
+            }
+        }
+
+        impl crate::http::filters::HttpFilterFactory for Factory {
+            fn build(
+                &self,
+                name: &str,
+                index: usize,
+                config: &ferry_config::filters::FilterConfig,
+                env: &crate::http::filters::Env<'_>,
+            ) -> Option<std::sync::Arc<dyn crate::http::filter_manager::HttpFilter>> {
+                let config: std::sync::Arc<$config> = config.clone().downcast().ok()?;
+                let build = $build;
+                Some(build(name, index, config, env))
+            }
+        }
+    };
+}
+pub(crate) use http_filter_factory;

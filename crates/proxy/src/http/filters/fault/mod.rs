@@ -1,6 +1,8 @@
 //! `envoy.filters.http.fault`: injects delays (`DI`), aborts (`FI`) and response
 //! throughput limits, by percentage or as the request's `x-envoy-fault-*` headers ask.
 
+pub mod config;
+
 use super::Env;
 use crate::http::filter_manager::{
     DataStatus, FilterRequest, HeadersStatus, Hooks, HttpFilter, PerRouteConfig, StreamFilter,
@@ -8,7 +10,8 @@ use crate::http::filter_manager::{
 use crate::http::local_reply::LocalReply;
 use crate::http::route_match::header_matches;
 use bytes::Bytes;
-use ferry_config::filters::fault::{AbortKind, DelayKind, Fault, RateLimitKind};
+use config::{AbortKind, DelayKind, Fault, RateLimitKind};
+use ferry_config::filters::FilterConfig;
 use ferry_config::fraction::Fraction;
 use ferry_config::ResponseFlag;
 use std::sync::Arc;
@@ -33,6 +36,14 @@ ferry_stats::stat_group! {
         counters: { delays_injected, aborts_injected, response_rl_injected, faults_overflow }
         gauges: { active_faults }
     }
+}
+
+super::http_filter_factory! {
+    name: "envoy.filters.http.fault",
+    config_type: "envoy.extensions.filters.http.fault.v3.HTTPFault",
+    config: Fault,
+    per_route: true,
+    build: |name: &str, _, config, env: &Env<'_>| Arc::new(FaultFilter::new(name, config, env)),
 }
 
 /// The fault filter of one HCM.
@@ -109,15 +120,8 @@ impl HttpFilter for FaultFilter {
         })
     }
 
-    fn route_config(
-        &self,
-        config: &ferry_config::filters::PerRoute,
-        _env: &Env<'_>,
-    ) -> Option<PerRouteConfig> {
-        match config {
-            ferry_config::filters::PerRoute::Fault(f) => Some(f.clone()),
-            _ => None,
-        }
+    fn route_config(&self, config: &FilterConfig, _env: &Env<'_>) -> Option<PerRouteConfig> {
+        Some(config.clone())
     }
 }
 
@@ -327,9 +331,9 @@ impl StreamFilter for FaultStream {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use super::config::RateLimit;
     use super::*;
     use crate::http::filter_manager::FilterChain;
-    use ferry_config::filters::fault::RateLimit;
     use http_body_util::{BodyExt, Full};
 
     #[tokio::test(start_paused = true)]

@@ -1,11 +1,11 @@
 //! `envoy.filters.http.fault` (`HTTPFault`): delays, aborts and response rate limits,
 //! by percentage or by request header.
 
-use crate::any::unpack;
-use crate::fraction::{fraction, Fraction};
-use crate::matcher::HeaderMatcher;
-use crate::util::duration;
-use crate::Ctx;
+use ferry_config::any::unpack;
+use ferry_config::fraction::{fraction, Fraction};
+use ferry_config::matcher::HeaderMatcher;
+use ferry_config::util::duration;
+use ferry_config::Ctx;
 use ferry_envoy_api::pb::envoy::extensions::filters::common::fault::v3 as common;
 use ferry_envoy_api::pb::envoy::extensions::filters::http::fault::v3 as pb;
 use ferry_envoy_api::pb::google::protobuf::Any;
@@ -109,16 +109,30 @@ fn runtime_key_unused(key: &str, field: &str, ctx: &mut Ctx) {
 /// Converts an `HTTPFault` from its `Any`.
 pub fn from_any(any: &Any, ctx: &mut Ctx) -> Option<Fault> {
     let f: pb::HttpFault = unpack(any, ctx)?;
+    ferry_config::fields!(ctx, &f => pb::HttpFault {
+        delay, abort, upstream_cluster, headers, downstream_nodes, max_active_faults,
+        response_rate_limit, delay_percent_runtime, abort_percent_runtime,
+        delay_duration_runtime, abort_http_status_runtime, max_active_faults_runtime,
+        response_rate_limit_percent_runtime, abort_grpc_status_runtime,
+    } refused {
+        disable_downstream_cluster_stats, filter_metadata,
+    });
     let mut out = Fault::default();
     if let Some(d) = &f.delay {
         ctx.at("delay", |ctx| {
             use common::fault_delay::FaultDelaySecifier as S;
+            ferry_config::fields!(ctx, d => common::FaultDelay {
+                fault_delay_secifier: ["fixed_delay", "header_delay"], percentage,
+            });
             let kind = match &d.fault_delay_secifier {
                 Some(S::FixedDelay(v)) => match duration(&Some(*v), "fixed_delay", ctx) {
                     Some(d) => DelayKind::Fixed(d),
                     None => return,
                 },
-                Some(S::HeaderDelay(_)) => DelayKind::Header,
+                Some(S::HeaderDelay(h)) => {
+                    ferry_config::fields!(ctx, h => common::fault_delay::HeaderDelay {});
+                    DelayKind::Header
+                }
                 None => {
                     ctx.error("fixed_delay or header_delay is required");
                     return;
@@ -133,6 +147,10 @@ pub fn from_any(any: &Any, ctx: &mut Ctx) -> Option<Fault> {
     if let Some(a) = &f.abort {
         ctx.at("abort", |ctx| {
             use pb::fault_abort::ErrorType as E;
+            ferry_config::fields!(ctx, a => pb::FaultAbort {
+                error_type: ["http_status", "header_abort", "grpc_status"], percentage,
+                response_body,
+            });
             let kind = match &a.error_type {
                 Some(E::HttpStatus(s)) => {
                     if !(200..600).contains(s) {
@@ -142,7 +160,10 @@ pub fn from_any(any: &Any, ctx: &mut Ctx) -> Option<Fault> {
                     AbortKind::Http(*s as u16)
                 }
                 Some(E::GrpcStatus(s)) => AbortKind::Grpc(*s),
-                Some(E::HeaderAbort(_)) => AbortKind::Header,
+                Some(E::HeaderAbort(h)) => {
+                    ferry_config::fields!(ctx, h => pb::fault_abort::HeaderAbort {});
+                    AbortKind::Header
+                }
                 None => {
                     ctx.error("http_status, grpc_status or header_abort is required");
                     return;
@@ -158,15 +179,24 @@ pub fn from_any(any: &Any, ctx: &mut Ctx) -> Option<Fault> {
     if let Some(r) = &f.response_rate_limit {
         ctx.at("response_rate_limit", |ctx| {
             use common::fault_rate_limit::LimitType as L;
+            ferry_config::fields!(ctx, r => common::FaultRateLimit {
+                limit_type: ["fixed_limit", "header_limit"], percentage,
+            });
             let kind = match &r.limit_type {
                 Some(L::FixedLimit(l)) => {
+                    ferry_config::fields!(ctx, l => common::fault_rate_limit::FixedLimit {
+                        limit_kbps,
+                    });
                     if l.limit_kbps == 0 {
                         ctx.error_at("fixed_limit.limit_kbps", "must be at least 1");
                         return;
                     }
                     RateLimitKind::Fixed(l.limit_kbps)
                 }
-                Some(L::HeaderLimit(_)) => RateLimitKind::Header,
+                Some(L::HeaderLimit(h)) => {
+                    ferry_config::fields!(ctx, h => common::fault_rate_limit::HeaderLimit {});
+                    RateLimitKind::Header
+                }
                 None => {
                     ctx.error("fixed_limit or header_limit is required");
                     return;
@@ -181,7 +211,7 @@ pub fn from_any(any: &Any, ctx: &mut Ctx) -> Option<Fault> {
     out.upstream_cluster = (!f.upstream_cluster.is_empty()).then(|| f.upstream_cluster.clone());
     for (i, h) in f.headers.iter().enumerate() {
         if let Some(m) = ctx.at(format!("headers[{i}]"), |c| {
-            crate::matcher::header_matcher(h, c)
+            ferry_config::matcher::header_matcher(h, c)
         }) {
             out.headers.push(m);
         }

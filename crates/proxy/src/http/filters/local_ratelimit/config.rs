@@ -1,59 +1,14 @@
 //! `envoy.filters.http.local_ratelimit` and `envoy.filters.network.local_ratelimit`:
 //! token buckets in the proxy itself.
 
-use super::rate_limit_actions::{rules, RateLimitRule};
-use crate::any::unpack;
-use crate::fraction::{runtime_fraction, Fraction};
-use crate::util::{duration, HeaderMutations};
-use crate::Ctx;
+use crate::token_bucket::{token_bucket, TokenBucket};
+use ferry_config::any::unpack;
+use ferry_config::filters::rate_limit_actions::{rules, RateLimitRule};
+use ferry_config::fraction::{runtime_fraction, Fraction};
+use ferry_config::util::HeaderMutations;
+use ferry_config::Ctx;
 use ferry_envoy_api::pb::envoy::extensions::filters::http::local_ratelimit::v3 as pb;
-use ferry_envoy_api::pb::envoy::extensions::filters::network::local_ratelimit::v3 as net;
-use ferry_envoy_api::pb::envoy::r#type::v3 as types;
 use ferry_envoy_api::pb::google::protobuf::Any;
-use std::time::Duration;
-
-/// A `TokenBucket`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TokenBucket {
-    /// `max_tokens`: the bucket's size, and its content at start.
-    pub max_tokens: u32,
-    /// `tokens_per_fill` (default 1).
-    pub tokens_per_fill: u32,
-    /// `fill_interval` (at least 50 ms).
-    pub fill_interval: Duration,
-}
-
-fn token_bucket(b: &Option<types::TokenBucket>, ctx: &mut Ctx) -> Option<TokenBucket> {
-    let Some(b) = b else {
-        ctx.error_at("token_bucket", "is required");
-        return None;
-    };
-    ctx.at("token_bucket", |ctx| {
-        if b.max_tokens == 0 {
-            ctx.error_at("max_tokens", "must be at least 1");
-        }
-        let tokens_per_fill = b.tokens_per_fill.map(|v| v.value).unwrap_or(1);
-        if tokens_per_fill == 0 {
-            ctx.error_at("tokens_per_fill", "must be at least 1");
-        }
-        let fill_interval = match duration(&b.fill_interval, "fill_interval", ctx) {
-            Some(d) if d >= Duration::from_millis(50) => d,
-            Some(_) => {
-                ctx.error_at("fill_interval", "must be at least 50ms");
-                return None;
-            }
-            None => {
-                ctx.error_at("fill_interval", "is required");
-                return None;
-            }
-        };
-        Some(TokenBucket {
-            max_tokens: b.max_tokens.max(1),
-            tokens_per_fill: tokens_per_fill.max(1),
-            fill_interval,
-        })
-    })
-}
 
 /// A validated HTTP `LocalRateLimit`.
 #[derive(Debug, Clone)]
@@ -102,6 +57,22 @@ const OFF: Fraction = Fraction {
 /// Converts an HTTP `LocalRateLimit` from its `Any`.
 pub fn from_any(any: &Any, ctx: &mut Ctx) -> Option<LocalRateLimit> {
     let l: pb::LocalRateLimit = unpack(any, ctx)?;
+    ferry_config::fields!(ctx, &l => pb::LocalRateLimit {
+        stat_prefix, status, token_bucket, filter_enabled, filter_enforced,
+        response_headers_to_add, descriptors, stage, request_headers_to_add_when_not_enforced,
+        local_rate_limit_per_downstream_connection, always_consume_default_token_bucket,
+        rate_limits,
+    } refused {
+        enable_x_ratelimit_headers, vh_rate_limits, rate_limited_as_resource_exhausted,
+        local_cluster_rate_limit, max_dynamic_descriptors, enable_retry_after_header,
+    });
+    if let Some(s) = &l.status {
+        ctx.at("status", |ctx| {
+            ferry_config::fields!(ctx, s => ferry_envoy_api::pb::envoy::r#type::v3::HttpStatus {
+                code,
+            });
+        });
+    }
     if l.stat_prefix.is_empty() {
         ctx.error_at("stat_prefix", "is required");
     }
@@ -155,6 +126,19 @@ pub fn from_any(any: &Any, ctx: &mut Ctx) -> Option<LocalRateLimit> {
             .enumerate()
             .filter_map(|(i, d)| {
                 ctx.at(format!("descriptors[{i}]"), |ctx| {
+                    use ferry_envoy_api::pb::envoy::extensions::common::ratelimit::v3 as ratelimit;
+                    ferry_config::fields!(ctx, d => ratelimit::LocalRateLimitDescriptor {
+                        entries, token_bucket,
+                    } refused {
+                        shadow_mode,
+                    });
+                    for (i, e) in d.entries.iter().enumerate() {
+                        ctx.at(format!("entries[{i}]"), |ctx| {
+                            ferry_config::fields!(ctx, e => ratelimit::rate_limit_descriptor::Entry {
+                                key, value,
+                            });
+                        });
+                    }
                     if d.entries.is_empty() {
                         ctx.error_at("entries", "at least one entry is required");
                     }
@@ -174,35 +158,6 @@ pub fn from_any(any: &Any, ctx: &mut Ctx) -> Option<LocalRateLimit> {
         always_consume_default: l
             .always_consume_default_token_bucket
             .map(|b| b.value)
-            .unwrap_or(true),
-    })
-}
-
-/// A validated network `LocalRateLimit` (connections per token bucket).
-#[derive(Debug, Clone)]
-pub struct NetworkLocalRateLimit {
-    /// `stat_prefix`: stats under `local_rate_limit.<stat_prefix>.`.
-    pub stat_prefix: String,
-    /// `token_bucket`.
-    pub bucket: TokenBucket,
-    /// `runtime_enabled` (default true; ferry has no runtime: its default value).
-    pub enabled: bool,
-}
-
-/// Converts a network `LocalRateLimit` from its `Any`.
-pub fn network_from_any(any: &Any, ctx: &mut Ctx) -> Option<NetworkLocalRateLimit> {
-    let l: net::LocalRateLimit = unpack(any, ctx)?;
-    if l.stat_prefix.is_empty() {
-        ctx.error_at("stat_prefix", "is required");
-    }
-    let bucket = token_bucket(&l.token_bucket, ctx)?;
-    Some(NetworkLocalRateLimit {
-        stat_prefix: l.stat_prefix.clone(),
-        bucket,
-        enabled: l
-            .runtime_enabled
-            .as_ref()
-            .and_then(|r| r.default_value.map(|b| b.value))
             .unwrap_or(true),
     })
 }

@@ -2,6 +2,8 @@
 //! per-route config, or per downstream connection); over it, 429 `RL`.
 //! The buckets are `crate::token_bucket`'s.
 
+pub mod config;
+
 use super::Env;
 use crate::http::filter_manager::{
     FilterRequest, HeadersStatus, HttpFilter, PerRouteConfig, StreamFilter,
@@ -10,8 +12,9 @@ use crate::http::headers::{self, Side};
 use crate::http::local_reply::LocalReply;
 use crate::http::route_match::header_matches;
 use crate::token_bucket::Bucket;
-use ferry_config::filters::local_ratelimit::LocalRateLimit;
+use config::LocalRateLimit;
 use ferry_config::filters::rate_limit_actions::{Action, RateLimitRule};
+use ferry_config::filters::FilterConfig;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -191,6 +194,16 @@ impl Limiter {
     }
 }
 
+super::http_filter_factory! {
+    name: "envoy.filters.http.local_ratelimit",
+    config_type: "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+    config: LocalRateLimit,
+    per_route: true,
+    build: |name: &str, index, config, env: &Env<'_>| {
+        Arc::new(LocalRateLimitFilter::new(name, index, config, env))
+    },
+}
+
 /// The local rate limit filter of one HCM.
 pub struct LocalRateLimitFilter {
     name: String,
@@ -230,17 +243,9 @@ impl HttpFilter for LocalRateLimitFilter {
         })
     }
 
-    fn route_config(
-        &self,
-        config: &ferry_config::filters::PerRoute,
-        env: &Env<'_>,
-    ) -> Option<PerRouteConfig> {
-        match config {
-            ferry_config::filters::PerRoute::LocalRateLimit(l) => {
-                Some(Arc::new(Limiter::new(l.clone(), env)))
-            }
-            _ => None,
-        }
+    fn route_config(&self, config: &FilterConfig, env: &Env<'_>) -> Option<PerRouteConfig> {
+        let config = config.clone().downcast::<LocalRateLimit>().ok()?;
+        Some(Arc::new(Limiter::new(config, env)))
     }
 }
 

@@ -4,19 +4,29 @@
 //! `x-envoy-immediate-health-check-fail: true` (peers that see it through traffic
 //! drain at once); health check responses carry `x-envoy-upstream-healthchecked-cluster`.
 
+pub mod config;
+
 use super::Env;
 use crate::http::filter_manager::{
     FilterRequest, FilterResponse, HeadersStatus, HttpFilter, PerRouteConfig, StreamFilter,
 };
 use crate::http::local_reply::LocalReply;
 use crate::http::route_match::header_matches;
-use ferry_config::filters::health_check::HealthCheck;
+use config::HealthCheck;
 use http::{HeaderName, HeaderValue};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 const IMMEDIATE_FAIL: &str = "x-envoy-immediate-health-check-fail";
 const HEALTHCHECKED_CLUSTER: &str = "x-envoy-upstream-healthchecked-cluster";
+
+super::http_filter_factory! {
+    name: "envoy.filters.http.health_check",
+    config_type: "envoy.extensions.filters.http.health_check.v3.HealthCheck",
+    config: HealthCheck,
+    per_route: false,
+    build: |name: &str, _, config, env: &Env<'_>| Arc::new(HealthCheckFilter::new(name, config, env)),
+}
 
 /// The health check filter of one HCM.
 pub struct HealthCheckFilter {

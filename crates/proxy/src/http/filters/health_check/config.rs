@@ -1,9 +1,9 @@
 //! `envoy.filters.http.health_check`: answers health checks for this proxy (or passes
 //! them through), failing while admin `/healthcheck/fail` is in force.
 
-use crate::any::unpack;
-use crate::matcher::HeaderMatcher;
-use crate::Ctx;
+use ferry_config::any::unpack;
+use ferry_config::matcher::HeaderMatcher;
+use ferry_config::Ctx;
 use ferry_envoy_api::pb::envoy::extensions::filters::http::health_check::v3 as pb;
 use ferry_envoy_api::pb::google::protobuf::Any;
 
@@ -20,6 +20,11 @@ pub struct HealthCheck {
 /// Converts a `HealthCheck` from its `Any`.
 pub fn from_any(any: &Any, ctx: &mut Ctx) -> Option<HealthCheck> {
     let h: pb::HealthCheck = unpack(any, ctx)?;
+    ferry_config::fields!(ctx, &h => pb::HealthCheck {
+        pass_through_mode, headers,
+    } refused {
+        cache_time, cluster_min_healthy_percentages,
+    });
     let Some(pass_through) = h.pass_through_mode.map(|b| b.value) else {
         ctx.error_at("pass_through_mode", "is required");
         return None;
@@ -27,7 +32,7 @@ pub fn from_any(any: &Any, ctx: &mut Ctx) -> Option<HealthCheck> {
     let mut headers = Vec::new();
     for (i, m) in h.headers.iter().enumerate() {
         if let Some(m) = ctx.at(format!("headers[{i}]"), |c| {
-            crate::matcher::header_matcher(m, c)
+            ferry_config::matcher::header_matcher(m, c)
         }) {
             headers.push(m);
         }

@@ -1,8 +1,10 @@
 //! `envoy.filters.network.local_ratelimit`: a token bucket of connections; a connection
 //! that finds it empty is closed at once (`local_rate_limit.<stat_prefix>.rate_limited`).
 
+pub mod config;
+
 use crate::token_bucket::Bucket;
-use ferry_config::filters::local_ratelimit::NetworkLocalRateLimit;
+use config::NetworkLocalRateLimit;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,6 +13,36 @@ ferry_stats::stat_group! {
     pub struct NetworkRateLimitStats {
         counters: { rate_limited }
         gauges: {}
+    }
+}
+
+/// This filter's registration.
+pub struct Factory;
+
+impl ferry_config::filters::ReadFilterFactory for Factory {
+    fn name(&self) -> &'static str {
+        "envoy.filters.network.local_ratelimit"
+    }
+    fn config_type(&self) -> &'static str {
+        "envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit"
+    }
+    fn config(
+        &self,
+        any: &ferry_envoy_api::pb::google::protobuf::Any,
+        ctx: &mut ferry_config::Ctx,
+    ) -> Option<ferry_config::filters::FilterConfig> {
+        Some(Arc::new(config::from_any(any, ctx)?))
+    }
+}
+
+impl super::ReadFilterFactory for Factory {
+    fn build(
+        &self,
+        config: &ferry_config::filters::FilterConfig,
+        store: &ferry_stats::Store,
+    ) -> Option<Arc<dyn super::ReadFilter>> {
+        let config = config.clone().downcast::<NetworkLocalRateLimit>().ok()?;
+        Some(Arc::new(NetworkLimiter::new(config, store)))
     }
 }
 
@@ -32,9 +64,11 @@ impl NetworkLimiter {
             stats,
         }
     }
+}
 
+impl super::ReadFilter for NetworkLimiter {
     /// Whether a new connection may proceed (it takes a token).
-    pub fn admit(&self) -> bool {
+    fn on_new_connection(&self) -> bool {
         if !self.config.enabled || self.bucket.try_take(Instant::now()) {
             return true;
         }
