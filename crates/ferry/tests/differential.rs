@@ -481,3 +481,51 @@ async fn malformed_http1_is_refused_like_envoy() {
         );
     }
 }
+
+/// `socket_address.ipv4_compat`: a listener on the IPv6 wildcard takes IPv4 connections
+/// only when it is set, on Envoy and on ferry (IPv6 connections always).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv4_compat_decides_whether_an_ipv6_listener_takes_ipv4() {
+    use ferry_test_util::free_port;
+    let listener = |name: &str, port: u16, compat: bool| {
+        format!(
+            r#"
+  - name: {name}
+    address: {{socket_address: {{address: "::", port_value: {port}, ipv4_compat: {compat}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {name}
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes: [{{match: {{prefix: "/"}}, direct_response: {{status: 200}}}}]
+          http_filters: [{{name: envoy.filters.http.router, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]"#
+        )
+    };
+    for flavor in ferry_test_util::proc::flavors() {
+        let (compat, strict) = (free_port(), free_port());
+        let yaml = format!(
+            "admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\nstatic_resources:\n  listeners:{}{}\n",
+            free_port(),
+            listener("compat", compat, true),
+            listener("strict", strict, false),
+        );
+        let _proxy = ferry_test_util::proc::start(flavor, &yaml)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let reaches = |host: &'static str, port: u16| async move {
+            tokio::net::TcpStream::connect((host, port)).await.is_ok()
+        };
+        let seen = [
+            reaches("127.0.0.1", compat).await,
+            reaches("::1", compat).await,
+            reaches("127.0.0.1", strict).await,
+            reaches("::1", strict).await,
+        ];
+        assert_eq!(seen, [true, true, false, true], "{flavor}");
+    }
+}

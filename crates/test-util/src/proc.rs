@@ -298,7 +298,10 @@ pub async fn start(flavor: Flavor, yaml: &str) -> anyhow::Result<Proxy> {
 
 async fn is_ready(proxy: &Proxy) -> bool {
     for &port in &proxy.listener_ports {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        // An IPv6 listener may take IPv6 connections only (no `ipv4_compat`).
+        if TcpStream::connect(("127.0.0.1", port)).await.is_err()
+            && TcpStream::connect(("::1", port)).await.is_err()
+        {
             return false;
         }
     }
