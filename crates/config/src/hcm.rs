@@ -378,7 +378,7 @@ fn router(any: &ferry_envoy_api::pb::google::protobuf::Any, ctx: &mut Ctx) -> bo
     let Some(r) = crate::any::unpack::<router::Router>(any, ctx) else {
         return true;
     };
-    crate::fields!(ctx, &r => router::Router {
+    crate::fields!(ctx, &r => router::Router as "envoy.filters.http.router" {
         dynamic_stats,
     } refused {
         start_child_span, upstream_log, upstream_log_options, suppress_envoy_headers,

@@ -228,7 +228,7 @@ fn network_filter(f: &pb::Filter, ctx: &mut Ctx) -> Option<NetworkFilter> {
 
 fn tcp_proxy(t: &tcp::TcpProxy, ctx: &mut Ctx) -> Option<TcpProxy> {
     use tcp::tcp_proxy::ClusterSpecifier as C;
-    crate::fields!(ctx, t => tcp::TcpProxy {
+    crate::fields!(ctx, t => tcp::TcpProxy as "envoy.filters.network.tcp_proxy" {
         stat_prefix, cluster_specifier: ["cluster", "weighted_clusters"], access_log, idle_timeout,
     } refused {
         downstream_idle_timeout, upstream_idle_timeout, max_connect_attempts, metadata_match,

@@ -297,4 +297,65 @@ mod tests {
             );
         }
     }
+
+    /// Every message a config can reach through accepted fields (from the bootstrap, and
+    /// from each accepted extension's config) is declared by a converter: none is let
+    /// through unchecked. `google.protobuf` types are values.
+    #[test]
+    fn every_reachable_message_is_declared() {
+        let accepted = ferry_config::support::accepted();
+        let pool = ferry_config::envoy_api::pool();
+        let mut todo: Vec<String> = vec!["envoy.config.bootstrap.v3.Bootstrap".into()];
+        todo.extend(
+            ferry_config::support::extensions()
+                .into_iter()
+                .map(|(_, t)| t),
+        );
+        let mut seen = std::collections::HashSet::new();
+        let mut missing = Vec::new();
+        while let Some(name) = todo.pop() {
+            if !seen.insert(name.clone()) || name.starts_with("google.protobuf.") {
+                continue;
+            }
+            let Some(fields) = accepted.get(&name) else {
+                missing.push(name);
+                continue;
+            };
+            let desc = pool.get_message_by_name(&name).unwrap();
+            for f in fields {
+                let field = desc.get_field_by_name(f).unwrap();
+                if let ferry_config::envoy_api::prost_reflect::Kind::Message(m) = field.kind() {
+                    // A map's entries: its value type.
+                    let m = if m.is_map_entry() {
+                        match m.map_entry_value_field().kind() {
+                            ferry_config::envoy_api::prost_reflect::Kind::Message(v) => v,
+                            _ => continue,
+                        }
+                    } else {
+                        m
+                    };
+                    todo.push(m.full_name().to_string());
+                }
+            }
+        }
+        missing.sort();
+        assert!(
+            missing.is_empty(),
+            "accepted but not declared: {missing:#?}"
+        );
+    }
+
+    /// A message declared in several places accepts the same fields everywhere.
+    #[test]
+    fn declarations_of_a_message_agree() {
+        for (message, places) in ferry_config::support::declarations() {
+            for p in &places {
+                let mut a = p.clone();
+                let mut b = places[0].clone();
+                a.sort();
+                b.sort();
+                assert_eq!(a, b, "{message} is declared differently in two places");
+            }
+        }
+    }
 }

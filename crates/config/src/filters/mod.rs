@@ -168,7 +168,7 @@ pub fn per_route(
             let any = if type_name(any) == FILTER_CONFIG {
                 let fc: ferry_envoy_api::pb::envoy::config::route::v3::FilterConfig =
                     unpack(any, ctx)?;
-                crate::fields!(ctx, &fc => ferry_envoy_api::pb::envoy::config::route::v3::FilterConfig {
+                crate::fields!(ctx, &fc => ferry_envoy_api::pb::envoy::config::route::v3::FilterConfig as "envoy.config.route.v3.FilterConfig" {
                     config, is_optional, disabled,
                 });
                 if fc.disabled {

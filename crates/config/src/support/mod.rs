@@ -21,6 +21,9 @@ pub struct Message {
     pub full_name: fn() -> String,
     /// The fields the converter accepts, in declaration order.
     pub accepted: &'static [Field],
+    /// The extension whose config this message is (`envoy.filters.http.fault`), when
+    /// it is one (reached through an `Any`).
+    pub extension: Option<&'static str>,
 }
 
 /// An accepted field of a [`Message`].
@@ -69,6 +72,32 @@ pub fn accepted() -> &'static BTreeMap<String, Vec<&'static str>> {
         }
         out
     })
+}
+
+/// The extensions the converters declare: `(name, config type)`, sorted by name.
+pub fn extensions() -> Vec<(&'static str, String)> {
+    let mut out: Vec<(&'static str, String)> = inventory::iter::<Message>
+        .into_iter()
+        .filter_map(|m| Some((m.extension?, (m.full_name)())))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Reports an extension that no converter implements, at the element that names it
+/// (`name`: the element's name or map key; empty: the config type stands for it).
+pub fn refuse_extension_type(
+    ctx: &mut Ctx,
+    name: &str,
+    any: &ferry_envoy_api::pb::google::protobuf::Any,
+) {
+    let what = if name.is_empty() {
+        crate::any::type_name(any)
+    } else {
+        name
+    };
+    ctx.error(format!("{what} is not supported"));
 }
 
 /// The declarations of each message, one list of accepted names per place (for the
@@ -260,11 +289,13 @@ extension_elements!(
 /// ```
 ///
 /// Accepted fields are not bound: the converter reads them from the message. A oneof
-/// lists the members it accepts; a member set that is not listed is refused here.
+/// lists the members it accepts; a member set that is not listed is refused here. The
+/// config of an extension names it: `fields!(ctx, &f => pb::HttpFault as
+/// "envoy.filters.http.fault" { ... })`.
 #[macro_export]
 macro_rules! fields {
     (
-        $ctx:expr, $msg:expr => $($ty:ident)::+ {
+        $ctx:expr, $msg:expr => $($ty:ident)::+ $(as $extension:literal)? {
             $($f:ident $(: $members:tt)?),* $(,)?
         }
         $(refused { $($r:ident),* $(,)? })?
@@ -285,6 +316,7 @@ macro_rules! fields {
         $crate::support::inventory::submit! {
             $crate::support::Message {
                 full_name: <$($ty)::+ as ::prost::Name>::full_name,
+                extension: $crate::fields!(@extension $($extension)?),
                 accepted: &[$($crate::support::Field {
                     rust: stringify!($f),
                     members: $crate::fields!(@members $($members)?),
@@ -292,6 +324,8 @@ macro_rules! fields {
             }
         }
     };
+    (@extension) => { None };
+    (@extension $extension:literal) => { Some($extension) };
     (@members) => { &[] };
     (@members $members:tt) => { &$members };
 }

@@ -20,7 +20,7 @@ pub struct NetworkLocalRateLimit {
 /// Converts a network `LocalRateLimit` from its `Any`.
 pub fn from_any(any: &Any, ctx: &mut Ctx) -> Option<NetworkLocalRateLimit> {
     let l: net::LocalRateLimit = unpack(any, ctx)?;
-    ferry_config::fields!(ctx, &l => net::LocalRateLimit {
+    ferry_config::fields!(ctx, &l => net::LocalRateLimit as "envoy.filters.network.local_ratelimit" {
         stat_prefix, token_bucket, runtime_enabled,
     } refused {
         share_key,

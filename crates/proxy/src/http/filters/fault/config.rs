@@ -109,7 +109,7 @@ fn runtime_key_unused(key: &str, field: &str, ctx: &mut Ctx) {
 /// Converts an `HTTPFault` from its `Any`.
 pub fn from_any(any: &Any, ctx: &mut Ctx) -> Option<Fault> {
     let f: pb::HttpFault = unpack(any, ctx)?;
-    ferry_config::fields!(ctx, &f => pb::HttpFault {
+    ferry_config::fields!(ctx, &f => pb::HttpFault as "envoy.filters.http.fault" {
         delay, abort, upstream_cluster, headers, downstream_nodes, max_active_faults,
         response_rate_limit, delay_percent_runtime, abort_percent_runtime,
         delay_duration_runtime, abort_http_status_runtime, max_active_faults_runtime,

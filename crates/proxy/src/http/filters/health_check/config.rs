@@ -20,7 +20,7 @@ pub struct HealthCheck {
 /// Converts a `HealthCheck` from its `Any`.
 pub fn from_any(any: &Any, ctx: &mut Ctx) -> Option<HealthCheck> {
     let h: pb::HealthCheck = unpack(any, ctx)?;
-    ferry_config::fields!(ctx, &h => pb::HealthCheck {
+    ferry_config::fields!(ctx, &h => pb::HealthCheck as "envoy.filters.http.health_check" {
         pass_through_mode, headers,
     } refused {
         cache_time, cluster_min_healthy_percentages,

@@ -57,7 +57,7 @@ const OFF: Fraction = Fraction {
 /// Converts an HTTP `LocalRateLimit` from its `Any`.
 pub fn from_any(any: &Any, ctx: &mut Ctx) -> Option<LocalRateLimit> {
     let l: pb::LocalRateLimit = unpack(any, ctx)?;
-    ferry_config::fields!(ctx, &l => pb::LocalRateLimit {
+    ferry_config::fields!(ctx, &l => pb::LocalRateLimit as "envoy.filters.http.local_ratelimit" {
         stat_prefix, status, token_bucket, filter_enabled, filter_enforced,
         response_headers_to_add, descriptors, stage, request_headers_to_add_when_not_enforced,
         local_rate_limit_per_downstream_connection, always_consume_default_token_bucket,
