@@ -8,6 +8,7 @@ use ferry_envoy_api::pb::envoy::config::core::v3 as core;
 use ferry_envoy_api::pb::envoy::extensions::access_loggers::{
     file::v3 as file, stream::v3 as stream,
 };
+use ferry_envoy_api::pb::envoy::extensions::formatter::req_without_query::v3::ReqWithoutQuery;
 
 /// Envoy's default access log format.
 pub const DEFAULT_FORMAT: &str = "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\"\n";
@@ -62,6 +63,9 @@ pub fn from_proto(logs: &[accesslog::AccessLog], ctx: &mut Ctx) -> Vec<AccessLog
     let mut out = Vec::new();
     for (i, log) in logs.iter().enumerate() {
         ctx.at(format!("[{i}]"), |c| {
+            crate::fields!(c, log => accesslog::AccessLog {
+                name, config_type: ["typed_config"], filter,
+            });
             let Some(ConfigType::TypedConfig(any)) = &log.config_type else {
                 c.error_at("typed_config", "is required");
                 return;
@@ -73,29 +77,29 @@ pub fn from_proto(logs: &[accesslog::AccessLog], ctx: &mut Ctx) -> Vec<AccessLog
             let ty = crate::any::type_name(any);
             let parsed = c.at("typed_config", |c| match ty {
                 "envoy.extensions.access_loggers.file.v3.FileAccessLog" => {
+                    use file::file_access_log::AccessLogFormat as F;
                     let f: file::FileAccessLog = crate::any::unpack(any, c)?;
+                    crate::fields!(c, &f => file::FileAccessLog {
+                        path, access_log_format: ["format", "json_format", "log_format"],
+                    });
                     let sink = Sink::File(f.path.clone().into());
-                    let format = match (&f.access_log_format, f.path.is_empty()) {
-                        (_, true) => {
-                            c.error_at("path", "is required");
-                            return None;
-                        }
-                        (None, _) => default_format(c),
-                        (Some(file::file_access_log::AccessLogFormat::Format(s)), _) => {
+                    // The format is converted (its errors reported) even without a path.
+                    let format = match &f.access_log_format {
+                        None => default_format(c),
+                        Some(F::Format(s)) => {
                             c.at("format", |c| LogFormat::Text(Template::parse(s, c)))
                         }
-                        (Some(file::file_access_log::AccessLogFormat::JsonFormat(j)), _) => c
-                            .at("json_format", |c| {
-                                LogFormat::Json(json_fields(j, Formatters::default(), c))
-                            }),
-                        (Some(file::file_access_log::AccessLogFormat::LogFormat(s)), _) => {
-                            c.at("log_format", |c| substitution(s, c))
-                        }
-                        (Some(_), _) => {
-                            c.error("typed_json_format is not supported");
-                            return None;
-                        }
+                        Some(F::JsonFormat(j)) => c.at("json_format", |c| {
+                            LogFormat::Json(json_fields(j, Formatters::default(), c))
+                        }),
+                        Some(F::LogFormat(s)) => c.at("log_format", |c| substitution(s, c)),
+                        // Refused by `fields!`.
+                        Some(F::TypedJsonFormat(_)) => return None,
                     };
+                    if f.path.is_empty() {
+                        c.error_at("path", "is required");
+                        return None;
+                    }
                     Some(AccessLog {
                         sink,
                         format,
@@ -104,6 +108,9 @@ pub fn from_proto(logs: &[accesslog::AccessLog], ctx: &mut Ctx) -> Vec<AccessLog
                 }
                 "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog" => {
                     let s: stream::StdoutAccessLog = crate::any::unpack(any, c)?;
+                    crate::fields!(c, &s => stream::StdoutAccessLog {
+                        access_log_format: ["log_format"],
+                    });
                     let format = match &s.access_log_format {
                         None => default_format(c),
                         Some(stream::stdout_access_log::AccessLogFormat::LogFormat(f)) => {
@@ -118,6 +125,9 @@ pub fn from_proto(logs: &[accesslog::AccessLog], ctx: &mut Ctx) -> Vec<AccessLog
                 }
                 "envoy.extensions.access_loggers.stream.v3.StderrAccessLog" => {
                     let s: stream::StderrAccessLog = crate::any::unpack(any, c)?;
+                    crate::fields!(c, &s => stream::StderrAccessLog {
+                        access_log_format: ["log_format"],
+                    });
                     let format = match &s.access_log_format {
                         None => default_format(c),
                         Some(stream::stderr_access_log::AccessLogFormat::LogFormat(f)) => {
@@ -158,6 +168,11 @@ fn default_format(c: &mut Ctx) -> LogFormat {
 fn substitution(s: &core::SubstitutionFormatString, c: &mut Ctx) -> LogFormat {
     use core::data_source::Specifier;
     use core::substitution_format_string::Format as F;
+    crate::fields!(c, s => core::SubstitutionFormatString {
+        format: ["text_format", "json_format", "text_format_source"], formatters,
+    } refused {
+        omit_empty_values, content_type, json_format_options,
+    });
     let mut fmt = Formatters::default();
     for (i, f) in s.formatters.iter().enumerate() {
         let ty = f
@@ -165,11 +180,18 @@ fn substitution(s: &core::SubstitutionFormatString, c: &mut Ctx) -> LogFormat {
             .as_ref()
             .map(crate::any::type_name)
             .unwrap_or_default();
-        match ty {
-            "envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery" => {
-                fmt.req_without_query = true
+        match (ty, &f.typed_config) {
+            ("envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery", Some(any)) => {
+                let r: Option<ReqWithoutQuery> = c
+                    .at(format!("formatters[{i}].typed_config"), |c| {
+                        crate::any::unpack(any, c)
+                    });
+                if let Some(r) = &r {
+                    crate::fields!(c, r => ReqWithoutQuery {});
+                    fmt.req_without_query = true
+                }
             }
-            other => c.error_at(
+            (other, _) => c.error_at(
                 &format!("formatters[{i}]"),
                 format!("formatter {other:?} is not supported"),
             ),

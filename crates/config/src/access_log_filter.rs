@@ -120,6 +120,7 @@ pub fn from_proto(f: &pb::AccessLogFilter, ctx: &mut Ctx) -> Option<Filter> {
             return None;
         };
         ctx.at("comparison", |ctx| {
+            crate::fields!(ctx, c => pb::ComparisonFilter { op, value });
             let op = match pb::comparison_filter::Op::try_from(c.op) {
                 Ok(pb::comparison_filter::Op::Eq) => Op::Eq,
                 Ok(pb::comparison_filter::Op::Ge) => Op::Ge,
@@ -135,20 +136,39 @@ pub fn from_proto(f: &pb::AccessLogFilter, ctx: &mut Ctx) -> Option<Filter> {
             Some((op, value))
         })
     };
+    crate::fields!(ctx, f => pb::AccessLogFilter {
+        filter_specifier: [
+            "status_code_filter", "duration_filter", "not_health_check_filter",
+            "traceable_filter", "runtime_filter", "and_filter", "or_filter", "header_filter",
+            "response_flag_filter", "grpc_status_filter", "log_type_filter",
+        ],
+    });
     match &f.filter_specifier {
         None => {
             ctx.error("one of the filters must be set");
             None
         }
         Some(F::StatusCodeFilter(s)) => ctx.at("status_code_filter", |c| {
+            crate::fields!(c, s => pb::StatusCodeFilter { comparison });
             comparison(&s.comparison, c).map(|(op, v)| Filter::StatusCode(op, v))
         }),
         Some(F::DurationFilter(d)) => ctx.at("duration_filter", |c| {
+            crate::fields!(c, d => pb::DurationFilter { comparison });
             comparison(&d.comparison, c).map(|(op, v)| Filter::Duration(op, v))
         }),
-        Some(F::NotHealthCheckFilter(_)) => Some(Filter::NotHealthCheck),
-        Some(F::TraceableFilter(_)) => Some(Filter::Traceable),
+        // These filters refuse nothing: declared without a path of their own.
+        Some(F::NotHealthCheckFilter(n)) => {
+            crate::fields!(ctx, n => pb::NotHealthCheckFilter {});
+            Some(Filter::NotHealthCheck)
+        }
+        Some(F::TraceableFilter(t)) => {
+            crate::fields!(ctx, t => pb::TraceableFilter {});
+            Some(Filter::Traceable)
+        }
         Some(F::RuntimeFilter(r)) => ctx.at("runtime_filter", |c| {
+            crate::fields!(c, r => pb::RuntimeFilter {
+                runtime_key, percent_sampled, use_independent_randomness,
+            });
             if r.runtime_key.is_empty() {
                 c.error_at("runtime_key", "is required");
             }
@@ -164,18 +184,28 @@ pub fn from_proto(f: &pb::AccessLogFilter, ctx: &mut Ctx) -> Option<Filter> {
                 independent: r.use_independent_randomness,
             })
         }),
-        Some(F::AndFilter(a)) => ctx.at("and_filter", |c| list(&a.filters, c).map(Filter::And)),
-        Some(F::OrFilter(o)) => ctx.at("or_filter", |c| list(&o.filters, c).map(Filter::Or)),
-        Some(F::HeaderFilter(h)) => ctx.at("header_filter", |c| match &h.header {
-            None => {
-                c.error_at("header", "is required");
-                None
+        Some(F::AndFilter(a)) => ctx.at("and_filter", |c| {
+            crate::fields!(c, a => pb::AndFilter { filters });
+            list(&a.filters, c).map(Filter::And)
+        }),
+        Some(F::OrFilter(o)) => ctx.at("or_filter", |c| {
+            crate::fields!(c, o => pb::OrFilter { filters });
+            list(&o.filters, c).map(Filter::Or)
+        }),
+        Some(F::HeaderFilter(h)) => ctx.at("header_filter", |c| {
+            crate::fields!(c, h => pb::HeaderFilter { header });
+            match &h.header {
+                None => {
+                    c.error_at("header", "is required");
+                    None
+                }
+                Some(m) => c
+                    .at("header", |c| crate::matcher::header_matcher(m, c))
+                    .map(Filter::Header),
             }
-            Some(m) => c
-                .at("header", |c| crate::matcher::header_matcher(m, c))
-                .map(Filter::Header),
         }),
         Some(F::ResponseFlagFilter(r)) => ctx.at("response_flag_filter", |c| {
+            crate::fields!(c, r => pb::ResponseFlagFilter { flags });
             let mut flags = Vec::with_capacity(r.flags.len());
             for (i, flag) in r.flags.iter().enumerate() {
                 match crate::response_flag::ResponseFlag::from_short(flag) {
@@ -188,22 +218,22 @@ pub fn from_proto(f: &pb::AccessLogFilter, ctx: &mut Ctx) -> Option<Filter> {
             }
             Some(Filter::ResponseFlag(flags))
         }),
-        Some(F::GrpcStatusFilter(g)) => Some(Filter::GrpcStatus {
-            statuses: g.statuses.iter().map(|s| *s as u32).collect(),
-            exclude: g.exclude,
-        }),
-        Some(F::LogTypeFilter(l)) => Some(Filter::LogType {
-            types: l.types.clone(),
-            exclude: l.exclude,
-        }),
-        Some(F::ExtensionFilter(_)) => {
-            ctx.error_at("extension_filter", "is not supported");
-            None
+        Some(F::GrpcStatusFilter(g)) => {
+            crate::fields!(ctx, g => pb::GrpcStatusFilter { statuses, exclude });
+            Some(Filter::GrpcStatus {
+                statuses: g.statuses.iter().map(|s| *s as u32).collect(),
+                exclude: g.exclude,
+            })
         }
-        Some(F::MetadataFilter(_)) => {
-            ctx.error_at("metadata_filter", "is not supported");
-            None
+        Some(F::LogTypeFilter(l)) => {
+            crate::fields!(ctx, l => pb::LogTypeFilter { types, exclude });
+            Some(Filter::LogType {
+                types: l.types.clone(),
+                exclude: l.exclude,
+            })
         }
+        // Refused by `fields!`.
+        Some(F::ExtensionFilter(_) | F::MetadataFilter(_)) => None,
     }
 }
 

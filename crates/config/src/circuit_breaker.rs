@@ -91,6 +91,7 @@ pub fn from_proto(cb: &pb::CircuitBreakers, ctx: &mut Ctx) -> CircuitBreakers {
             th.max_connection_pools = t.max_connection_pools.map(|v| v.value);
             if let Some(b) = &t.retry_budget {
                 ctx.at("retry_budget", |ctx| {
+                    crate::trace::percent_fields(&b.budget_percent, "budget_percent", ctx);
                     let budget_percent = b.budget_percent.as_ref().map(|p| p.value).unwrap_or(20.0);
                     if !(0.0..=100.0).contains(&budget_percent) {
                         ctx.error_at("budget_percent", "must be in [0, 100]");

@@ -314,6 +314,7 @@ pub enum UpstreamProtocol {
 
 /// Converts a cluster.
 pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
+    crate::listener::metadata(&c.metadata, ctx);
     if c.name.is_empty() {
         ctx.error_at("name", "is required");
     }
@@ -459,6 +460,7 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
                     for (j, e) in l.lb_endpoints.iter().enumerate() {
                         use ferry_envoy_api::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
                         ctx.at(format!("lb_endpoints[{j}]"), |ctx| {
+                            crate::listener::metadata(&e.metadata, ctx);
                             let Some(HostIdentifier::Endpoint(ep)) = &e.host_identifier else {
                                 ctx.error_at("endpoint", "is required");
                                 return;
@@ -612,6 +614,7 @@ fn common_lb_config(c: &pb::Cluster, ctx: &mut Ctx) -> CommonLbConfig {
         return out;
     };
     ctx.at("common_lb_config", |ctx| {
+        crate::trace::percent_fields(&l.healthy_panic_threshold, "healthy_panic_threshold", ctx);
         if let Some(p) = &l.healthy_panic_threshold {
             if !(0.0..=100.0).contains(&p.value) {
                 ctx.error_at(

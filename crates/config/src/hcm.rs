@@ -133,6 +133,33 @@ fn in_cidr(ip: std::net::IpAddr, prefix: std::net::IpAddr, len: u8) -> bool {
 /// Converts an HCM.
 pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpConnectionManager> {
     use pb::http_connection_manager::RouteSpecifier;
+    crate::fields!(ctx, h => pb::HttpConnectionManager {
+        codec_type, stat_prefix, route_specifier: ["route_config"], http_filters,
+        common_http_protocol_options, http_protocol_options, http2_protocol_options,
+        server_name, server_header_transformation, max_request_headers_kb,
+        stream_idle_timeout, request_timeout, access_log, use_remote_address,
+        xff_num_trusted_hops, skip_xff_append, via, generate_request_id,
+        preserve_external_request_id, always_set_request_id_in_response, upgrade_configs,
+        internal_address_config, tracing,
+    } refused {
+        add_user_agent, drain_timeout, forward_client_cert_details,
+        set_current_client_cert_details, proxy_100_continue,
+        represent_ipv4_remote_address_as_ipv4_mapped_ipv6, delayed_close_timeout,
+        normalize_path, merge_slashes, request_id_extension, local_reply_config,
+        strip_matching_host_port, stream_error_on_invalid_http_message,
+        request_headers_timeout, path_normalization_options, http3_protocol_options,
+        path_with_escaped_slashes_action, original_ip_detection_extensions,
+        strip_trailing_host_dot, scheme_header_transformation, proxy_status_config,
+        append_x_forwarded_port, early_header_mutation_extensions,
+        add_proxy_protocol_connection_state, access_log_flush_interval,
+        flush_access_log_on_new_request, access_log_options, append_local_overload,
+        http1_safe_max_connection_duration, stream_flush_timeout, forward_client_cert_matcher,
+        forward_proto_config, drain_timeout_jitter,
+    } refused_oneofs {
+        strip_port_mode,
+    } refused_extensions {
+        typed_header_validation_config,
+    });
     if h.stat_prefix.is_empty() {
         ctx.error_at("stat_prefix", "is required");
     }
@@ -145,21 +172,16 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
             CodecType::Auto
         }
     };
+    // Without a route config the rest is still converted (its errors reported).
     let route_config = match &h.route_specifier {
         Some(RouteSpecifier::RouteConfig(rc)) => {
-            ctx.at("route_config", |c| crate::route::from_proto(rc, c))
+            Some(ctx.at("route_config", |c| crate::route::from_proto(rc, c)))
         }
-        Some(RouteSpecifier::Rds(_)) => {
-            ctx.error_at("rds", "is not supported yet (use route_config)");
-            return None;
-        }
-        Some(RouteSpecifier::ScopedRoutes(_)) => {
-            ctx.error_at("scoped_routes", "is not supported");
-            return None;
-        }
+        // Refused by `fields!`.
+        Some(RouteSpecifier::Rds(_) | RouteSpecifier::ScopedRoutes(_)) => None,
         None => {
             ctx.error("route_config is required");
-            return None;
+            None
         }
     };
     // http_filters: the router must be present and last (Envoy's rule).
@@ -281,9 +303,16 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
     });
     let mut upgrades = Vec::new();
     for (i, u) in h.upgrade_configs.iter().enumerate() {
-        if u.upgrade_type.is_empty() {
-            ctx.error_at(&format!("upgrade_configs[{i}].upgrade_type"), "is required");
-        }
+        ctx.at(format!("upgrade_configs[{i}]"), |ctx| {
+            crate::fields!(ctx, u => pb::http_connection_manager::UpgradeConfig {
+                upgrade_type, enabled,
+            } refused {
+                filters,
+            });
+            if u.upgrade_type.is_empty() {
+                ctx.error_at("upgrade_type", "is required");
+            }
+        });
         if u.enabled.map(|b| b.value).unwrap_or(true) {
             upgrades.push(u.upgrade_type.to_ascii_lowercase());
         }
@@ -295,6 +324,12 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
         .tracing
         .as_ref()
         .map(|t| Arc::new(ctx.at("tracing", |c| crate::trace::from_proto(t, c))));
+    let internal_cidrs = h
+        .internal_address_config
+        .as_ref()
+        .map(|c| ctx.at("internal_address_config", |ctx| internal_cidrs(c, ctx)))
+        .unwrap_or_default();
+    let route_config = route_config?;
     Some(HttpConnectionManager {
         tracing,
         stat_prefix: h.stat_prefix.clone(),
@@ -336,34 +371,7 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
             .as_ref()
             .and_then(|o| o.initial_connection_window_size.map(|v| v.value)),
         http_filters,
-        internal_cidrs: h
-            .internal_address_config
-            .as_ref()
-            .map(|c| {
-                ctx.at("internal_address_config", |ctx| {
-                    if c.unix_sockets {
-                        ctx.error_at(
-                            "unix_sockets",
-                            "is not supported (ferry listens on TCP only)",
-                        );
-                    }
-                    let mut out = Vec::new();
-                    for (i, r) in c.cidr_ranges.iter().enumerate() {
-                        let len = r.prefix_len.map(|v| v.value).unwrap_or(0);
-                        match r.address_prefix.parse::<std::net::IpAddr>() {
-                            Ok(ip) if len <= if ip.is_ipv4() { 32 } else { 128 } => {
-                                out.push((ip, len as u8))
-                            }
-                            _ => ctx.error_at(
-                                &format!("cidr_ranges[{i}]"),
-                                "is not a valid address prefix and length",
-                            ),
-                        }
-                    }
-                    out
-                })
-            })
-            .unwrap_or_default(),
+        internal_cidrs,
     })
 }
 
@@ -386,4 +394,30 @@ fn router(any: &ferry_envoy_api::pb::google::protobuf::Any, ctx: &mut Ctx) -> bo
         upstream_http_filters, reject_connect_request_early_data,
     });
     r.dynamic_stats.is_none_or(|v| v.value)
+}
+
+/// `internal_address_config`'s ranges (`ctx` is at it).
+fn internal_cidrs(
+    c: &pb::http_connection_manager::InternalAddressConfig,
+    ctx: &mut Ctx,
+) -> Vec<(std::net::IpAddr, u8)> {
+    crate::fields!(ctx, c => pb::http_connection_manager::InternalAddressConfig {
+        cidr_ranges,
+    } refused {
+        unix_sockets,
+    });
+    let mut out = Vec::new();
+    for (i, r) in c.cidr_ranges.iter().enumerate() {
+        ctx.at(format!("cidr_ranges[{i}]"), |ctx| {
+            crate::fields!(ctx, r => ferry_envoy_api::pb::envoy::config::core::v3::CidrRange {
+                address_prefix, prefix_len,
+            });
+            let len = r.prefix_len.map(|v| v.value).unwrap_or(0);
+            match r.address_prefix.parse::<std::net::IpAddr>() {
+                Ok(ip) if len <= if ip.is_ipv4() { 32 } else { 128 } => out.push((ip, len as u8)),
+                _ => ctx.error("is not a valid address prefix and length"),
+            }
+        });
+    }
+    out
 }

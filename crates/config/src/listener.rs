@@ -3,6 +3,7 @@
 use crate::hcm::HttpConnectionManager;
 use crate::util::{duration, listen_addr};
 use crate::Ctx;
+use ferry_envoy_api::pb::envoy::config::core::v3 as core;
 use ferry_envoy_api::pb::envoy::config::listener::v3 as pb;
 use ferry_envoy_api::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
 use std::net::SocketAddr;
@@ -86,7 +87,25 @@ pub struct TcpProxy {
 
 /// Converts a listener; `index` names it when it has no name.
 pub fn from_proto(l: &pb::Listener, index: usize, ctx: &mut Ctx) -> Option<Listener> {
-    let (address, ipv4_compat) = ctx.at("address", |c| listen_addr(&l.address, c))?;
+    crate::fields!(ctx, l => pb::Listener {
+        name, address, stat_prefix, filter_chains, default_filter_chain,
+        per_connection_buffer_limit_bytes, traffic_direction, metadata,
+    } refused {
+        use_original_dst, deprecated_v1, drain_type, listener_filters, transparent, freebind,
+        tcp_fast_open_queue_length, socket_options, listener_filters_timeout,
+        continue_on_listener_filters_timeout, udp_listener_config, api_listener,
+        connection_balance_config, reuse_port, access_log, tcp_backlog_size, bind_to_port,
+        enable_reuse_port, enable_mptcp, ignore_global_conn_limit, filter_chain_matcher,
+        additional_addresses, max_connections_to_accept_per_socket_event,
+        bypass_overload_manager, fcds_config, tcp_keepalive,
+        per_connection_buffer_high_watermark_timeout, stats_matcher,
+    } refused_oneofs {
+        listener_specifier,
+    });
+    metadata(&l.metadata, ctx);
+    // The filter chains are converted (and their errors reported) even when the address
+    // is wrong.
+    let address = ctx.at("address", |c| listen_addr(&l.address, c));
     let name = if l.name.is_empty() {
         format!("listener_{index}")
     } else {
@@ -131,6 +150,7 @@ pub fn from_proto(l: &pb::Listener, index: usize, ctx: &mut Ctx) -> Option<Liste
             }
         }
     }
+    let (address, ipv4_compat) = address?;
     Some(Listener {
         name,
         address,
@@ -146,7 +166,23 @@ pub fn from_proto(l: &pb::Listener, index: usize, ctx: &mut Ctx) -> Option<Liste
 }
 
 fn filter_chain(fc: &pb::FilterChain, ctx: &mut Ctx) -> Option<FilterChain> {
+    crate::fields!(ctx, fc => pb::FilterChain {
+        filter_chain_match, filters, name, metadata,
+    } refused {
+        use_proxy_proto, transport_socket_connect_timeout,
+    } refused_extensions {
+        transport_socket,
+    });
+    metadata(&fc.metadata, ctx);
     let m = fc.filter_chain_match.clone().unwrap_or_default();
+    ctx.at("filter_chain_match", |ctx| {
+        crate::fields!(ctx, &m => pb::FilterChainMatch {
+            destination_port, server_names, transport_protocol, application_protocols,
+        } refused {
+            prefix_ranges, address_suffix, suffix_len, source_prefix_ranges, source_ports,
+            source_type, direct_source_prefix_ranges,
+        });
+    });
     let matcher = FilterChainMatch {
         destination_port: match m.destination_port.map(|v| v.value) {
             Some(p) if (1..=65535).contains(&p) => Some(p as u16),
@@ -285,4 +321,18 @@ fn tcp_proxy(t: &tcp::TcpProxy, ctx: &mut Ctx) -> Option<TcpProxy> {
             crate::access_log::from_proto(&t.access_log, c)
         }),
     })
+}
+
+/// Declares a `metadata` field's `Metadata` (accepted, not used: ferry has no filter that
+/// reads metadata); the one place for every message that holds one.
+pub(crate) fn metadata(m: &Option<core::Metadata>, ctx: &mut Ctx) {
+    if let Some(m) = m {
+        ctx.at("metadata", |ctx| {
+            crate::fields!(ctx, m => core::Metadata {
+                filter_metadata,
+            } refused {
+                typed_filter_metadata,
+            });
+        });
+    }
 }

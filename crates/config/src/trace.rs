@@ -4,7 +4,7 @@
 use crate::Ctx;
 use ferry_envoy_api::pb::envoy::config::trace::v3 as trace_pb;
 use ferry_envoy_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing as TracingPb;
-use ferry_envoy_api::pb::envoy::r#type::tracing::v3::custom_tag;
+use ferry_envoy_api::pb::envoy::r#type::tracing::v3::{custom_tag, CustomTag as CustomTagPb};
 use std::time::Duration;
 
 /// Envoy's default `max_path_tag_length`.
@@ -115,6 +115,7 @@ fn percent(
     field: &str,
     ctx: &mut Ctx,
 ) -> u32 {
+    percent_fields(p, field, ctx);
     match p {
         None => SAMPLING_DENOMINATOR,
         Some(p) if (0.0..=100.0).contains(&p.value) => {
@@ -127,8 +128,31 @@ fn percent(
     }
 }
 
+/// Declares a `Percent` (at `field`); the one place for every message that holds one.
+// `Percent` has no field to refuse: the path is unused until it has one.
+#[allow(unused_variables)]
+pub(crate) fn percent_fields(
+    p: &Option<ferry_envoy_api::pb::envoy::r#type::v3::Percent>,
+    field: &str,
+    ctx: &mut Ctx,
+) {
+    if let Some(p) = p {
+        ctx.at(field, |ctx| {
+            crate::fields!(ctx, p => ferry_envoy_api::pb::envoy::r#type::v3::Percent {
+                value,
+            });
+        });
+    }
+}
+
 /// Converts an HCM's `tracing`.
 pub fn from_proto(t: &TracingPb, ctx: &mut Ctx) -> Tracing {
+    crate::fields!(ctx, t => TracingPb {
+        client_sampling, random_sampling, overall_sampling, verbose, max_path_tag_length,
+        custom_tags, provider, spawn_upstream_span,
+    } refused {
+        operation, upstream_operation, no_context_propagation,
+    });
     if t.spawn_upstream_span.is_some_and(|b| b.value) {
         ctx.error_at(
             "spawn_upstream_span",
@@ -138,15 +162,25 @@ pub fn from_proto(t: &TracingPb, ctx: &mut Ctx) -> Tracing {
     let mut custom_tags = Vec::new();
     for (i, tag) in t.custom_tags.iter().enumerate() {
         ctx.at(format!("custom_tags[{i}]"), |ctx| {
+            crate::fields!(ctx, tag => CustomTagPb {
+                tag, r#type: ["literal", "environment", "request_header"],
+            });
             if tag.tag.is_empty() {
                 ctx.error_at("tag", "is required");
             }
             let value = match &tag.r#type {
-                Some(custom_tag::Type::Literal(l)) => CustomTagValue::Literal(l.value.clone()),
-                Some(custom_tag::Type::Environment(e)) => CustomTagValue::Literal(
-                    std::env::var(&e.name).unwrap_or_else(|_| e.default_value.clone()),
-                ),
+                Some(custom_tag::Type::Literal(l)) => {
+                    crate::fields!(ctx, l => custom_tag::Literal { value });
+                    CustomTagValue::Literal(l.value.clone())
+                }
+                Some(custom_tag::Type::Environment(e)) => {
+                    crate::fields!(ctx, e => custom_tag::Environment { name, default_value });
+                    CustomTagValue::Literal(
+                        std::env::var(&e.name).unwrap_or_else(|_| e.default_value.clone()),
+                    )
+                }
                 Some(custom_tag::Type::RequestHeader(h)) => {
+                    crate::fields!(ctx, h => custom_tag::Header { name, default_value });
                     match http::HeaderName::from_bytes(h.name.as_bytes()) {
                         Ok(name) => CustomTagValue::RequestHeader {
                             name,
@@ -158,14 +192,8 @@ pub fn from_proto(t: &TracingPb, ctx: &mut Ctx) -> Tracing {
                         }
                     }
                 }
-                Some(custom_tag::Type::Metadata(_)) => {
-                    ctx.error_at("metadata", "is not supported");
-                    return;
-                }
-                Some(custom_tag::Type::Value(_)) => {
-                    ctx.error_at("value", "is not supported");
-                    return;
-                }
+                // Refused by `fields!`.
+                Some(custom_tag::Type::Metadata(_) | custom_tag::Type::Value(_)) => return,
                 None => {
                     ctx.error("one of literal, environment or request_header is required");
                     return;
@@ -198,6 +226,9 @@ pub fn from_proto(t: &TracingPb, ctx: &mut Ctx) -> Tracing {
 
 fn provider(p: &trace_pb::tracing::Http, ctx: &mut Ctx) -> Option<Provider> {
     use trace_pb::tracing::http::ConfigType;
+    crate::fields!(ctx, p => trace_pb::tracing::Http {
+        name, config_type: ["typed_config"],
+    });
     let Some(ConfigType::TypedConfig(any)) = &p.config_type else {
         ctx.error_at("typed_config", "is required");
         return None;
@@ -221,6 +252,12 @@ fn provider(p: &trace_pb::tracing::Http, ctx: &mut Ctx) -> Option<Provider> {
 
 fn zipkin(z: &trace_pb::ZipkinConfig, ctx: &mut Ctx) -> Option<Zipkin> {
     use trace_pb::zipkin_config::CollectorEndpointVersion as V;
+    crate::fields!(ctx, z => trace_pb::ZipkinConfig {
+        collector_cluster, collector_endpoint, trace_id_128bit, shared_span_context,
+        collector_endpoint_version, collector_hostname, trace_context_option,
+    } refused {
+        split_spans_for_request, collector_service, timestamp_trace_ids,
+    });
     if z.collector_cluster.is_empty() {
         ctx.error_at("collector_cluster", "is required");
     }
@@ -258,6 +295,14 @@ fn zipkin(z: &trace_pb::ZipkinConfig, ctx: &mut Ctx) -> Option<Zipkin> {
 
 fn opentelemetry(o: &trace_pb::OpenTelemetryConfig, ctx: &mut Ctx) -> Option<OpenTelemetry> {
     use ferry_envoy_api::pb::envoy::config::core::v3::grpc_service::TargetSpecifier;
+    crate::fields!(ctx, o => trace_pb::OpenTelemetryConfig {
+        grpc_service, service_name,
+    } refused {
+        http_service, resource_detectors, max_cache_size, set_telemetry_sdk_resource_attributes,
+        set_service_name_resource_attribute, set_instrumentation_scope,
+    } refused_extensions {
+        sampler, exporter,
+    });
     let Some(g) = &o.grpc_service else {
         ctx.error_at(
             "grpc_service",
