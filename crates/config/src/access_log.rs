@@ -175,6 +175,9 @@ fn substitution(s: &core::SubstitutionFormatString, c: &mut Ctx) -> LogFormat {
     });
     let mut fmt = Formatters::default();
     for (i, f) in s.formatters.iter().enumerate() {
+        c.at(format!("formatters[{i}]"), |c| {
+            crate::util::typed_extension_config_fields(f, c)
+        });
         let ty = f
             .typed_config
             .as_ref()
@@ -196,6 +199,11 @@ fn substitution(s: &core::SubstitutionFormatString, c: &mut Ctx) -> LogFormat {
                 format!("formatter {other:?} is not supported"),
             ),
         }
+    }
+    if let Some(F::TextFormatSource(src)) = &s.format {
+        c.at("text_format_source", |c| {
+            crate::util::data_source_fields(src, c)
+        });
     }
     let text = |t: &str, c: &mut Ctx| LogFormat::Text(Template::parse_with(t, fmt, c));
     match &s.format {

@@ -121,6 +121,9 @@ pub fn from_proto(f: &pb::AccessLogFilter, ctx: &mut Ctx) -> Option<Filter> {
         };
         ctx.at("comparison", |ctx| {
             crate::fields!(ctx, c => pb::ComparisonFilter { op, value });
+            if let Some(v) = &c.value {
+                ctx.at("value", |ctx| crate::util::runtime_uint32_fields(v, ctx));
+            }
             let op = match pb::comparison_filter::Op::try_from(c.op) {
                 Ok(pb::comparison_filter::Op::Eq) => Op::Eq,
                 Ok(pb::comparison_filter::Op::Ge) => Op::Ge,

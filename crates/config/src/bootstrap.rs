@@ -4,6 +4,7 @@ use crate::cluster::Cluster;
 use crate::listener::Listener;
 use crate::{ConfigError, ConfigErrors, Ctx};
 use ferry_envoy_api::pb::envoy::config::bootstrap::v3 as pb;
+use ferry_envoy_api::pb::envoy::config::core::v3 as core;
 use ferry_envoy_api::{Format, Warning};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -93,11 +94,36 @@ pub fn load_with(
 }
 
 fn from_proto(b: &pb::Bootstrap, ctx: &mut Ctx) -> Bootstrap {
+    crate::fields!(ctx, b => pb::Bootstrap {
+        node, static_resources, admin, cluster_manager, stats_config, stats_sinks,
+        stats_flush_interval,
+    } refused {
+        dynamic_resources, flags_path, watchdog, tracing, hds_config, overload_manager,
+        enable_dispatcher_stats, layered_runtime, header_prefix, stats_server_version_override,
+        use_tcp_for_dns_lookups, bootstrap_extensions, config_sources, default_config_source,
+        default_socket_interface, certificate_provider_instances, node_context_params, watchdogs,
+        fatal_actions, dns_resolution_config, inline_headers, perf_tracing_file_path,
+        application_log_config, deferred_stat_options, grpc_async_client_manager_config,
+        memory_allocator_manager, enable_worker_cpu_affinity,
+    } refused_oneofs {
+        stats_flush, stats_eviction,
+    } refused_extensions {
+        typed_dns_resolver_config, default_regex_engine, xds_delegate_extension,
+        xds_config_tracker_extension, listener_manager,
+    });
     let node = b.node.clone().unwrap_or_default();
+    if let Some(n) = &b.node {
+        ctx.at("node", |ctx| node_fields(n, ctx));
+    }
     let sr = b.static_resources.clone().unwrap_or_default();
     let mut listeners: Vec<Listener> = Vec::new();
     let mut clusters: Vec<Cluster> = Vec::new();
     ctx.at("static_resources", |ctx| {
+        crate::fields!(ctx, &sr => pb::bootstrap::StaticResources {
+            listeners, clusters,
+        } refused {
+            secrets,
+        });
         for (i, c) in sr.clusters.iter().enumerate() {
             if let Some(c) = ctx.at(format!("clusters[{i}]"), |ctx| {
                 crate::cluster::from_proto(c, ctx)
@@ -133,6 +159,11 @@ fn from_proto(b: &pb::Bootstrap, ctx: &mut Ctx) -> Bootstrap {
     });
     let admin = b.admin.as_ref().and_then(|a| {
         ctx.at("admin", |ctx| {
+            crate::fields!(ctx, a => pb::Admin {
+                access_log_path, address,
+            } refused {
+                profile_path, socket_options, access_log, ignore_global_conn_limit, allow_paths,
+            });
             let (address, ipv4_compat) =
                 ctx.at("address", |c| crate::util::listen_addr(&a.address, c))?;
             Some(Admin {
@@ -140,6 +171,25 @@ fn from_proto(b: &pb::Bootstrap, ctx: &mut Ctx) -> Bootstrap {
                 ipv4_compat,
                 access_log_path: (!a.access_log_path.is_empty()).then(|| a.access_log_path.clone()),
             })
+        })
+    });
+    let outlier_event_log = b.cluster_manager.as_ref().and_then(|cm| {
+        ctx.at("cluster_manager", |ctx| {
+            crate::fields!(ctx, cm => pb::ClusterManager {
+                outlier_detection,
+            } refused {
+                local_cluster_name, upstream_bind_config, load_stats_config,
+                enable_deferred_cluster_creation,
+            });
+            let o = cm.outlier_detection.as_ref()?;
+            ctx.at("outlier_detection", |ctx| {
+                crate::fields!(ctx, o => pb::cluster_manager::OutlierDetection {
+                    event_log_path,
+                } refused {
+                    event_service,
+                });
+            });
+            (!o.event_log_path.is_empty()).then(|| o.event_log_path.clone().into())
         })
     });
     let stats = crate::stats::from_proto(b, ctx);
@@ -173,12 +223,22 @@ fn from_proto(b: &pb::Bootstrap, ctx: &mut Ctx) -> Bootstrap {
         listeners,
         clusters,
         admin,
-        outlier_event_log: b
-            .cluster_manager
-            .as_ref()
-            .and_then(|cm| cm.outlier_detection.as_ref())
-            .filter(|o| !o.event_log_path.is_empty())
-            .map(|o| o.event_log_path.clone().into()),
+        outlier_event_log,
+    }
+}
+
+/// Declares the `node` (`ctx` at it); `from_proto` reads its `id`, `cluster` and
+/// `locality.zone`.
+fn node_fields(n: &core::Node, ctx: &mut Ctx) {
+    crate::fields!(ctx, n => core::Node {
+        id, cluster, metadata, locality,
+    } refused {
+        user_agent_name, extensions, client_features, listening_addresses, dynamic_parameters,
+    } refused_oneofs {
+        user_agent_version_type,
+    });
+    if let Some(l) = &n.locality {
+        ctx.at("locality", |ctx| crate::cluster::locality_fields(l, ctx));
     }
 }
 

@@ -62,12 +62,18 @@ pub struct RetryBudget {
 /// Converts `circuit_breakers`.
 pub fn from_proto(cb: &pb::CircuitBreakers, ctx: &mut Ctx) -> CircuitBreakers {
     let mut out = CircuitBreakers::default();
-    if !cb.per_host_thresholds.is_empty() {
-        ctx.error_at("per_host_thresholds", "is not supported");
-    }
+    crate::fields!(ctx, cb => pb::CircuitBreakers {
+        thresholds,
+    } refused {
+        per_host_thresholds,
+    });
     let mut seen = [false; 2];
     for (i, t) in cb.thresholds.iter().enumerate() {
         ctx.at(format!("thresholds[{i}]"), |ctx| {
+            crate::fields!(ctx, t => pb::circuit_breakers::Thresholds {
+                priority, max_connections, max_pending_requests, max_requests, max_retries,
+                retry_budget, track_remaining, max_connection_pools,
+            });
             let slot = match t.priority {
                 0 => 0,
                 1 => 1,
@@ -92,12 +98,14 @@ pub fn from_proto(cb: &pb::CircuitBreakers, ctx: &mut Ctx) -> CircuitBreakers {
             if let Some(b) = &t.retry_budget {
                 ctx.at("retry_budget", |ctx| {
                     crate::trace::percent_fields(&b.budget_percent, "budget_percent", ctx);
+                    crate::fields!(ctx, b => pb::circuit_breakers::thresholds::RetryBudget {
+                        budget_percent, min_retry_concurrency,
+                    } refused {
+                        budget_interval,
+                    });
                     let budget_percent = b.budget_percent.as_ref().map(|p| p.value).unwrap_or(20.0);
                     if !(0.0..=100.0).contains(&budget_percent) {
                         ctx.error_at("budget_percent", "must be in [0, 100]");
-                    }
-                    if b.budget_interval.is_some() {
-                        ctx.error_at("budget_interval", "is not supported");
                     }
                     th.retry_budget = Some(RetryBudget {
                         budget_percent,

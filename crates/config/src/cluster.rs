@@ -5,6 +5,7 @@ use crate::util::{duration, host_port, socket_addr, timeout};
 use crate::Ctx;
 use ferry_envoy_api::pb::envoy::config::cluster::v3 as pb;
 use ferry_envoy_api::pb::envoy::config::core::v3 as core;
+use ferry_envoy_api::pb::envoy::config::endpoint::v3 as epb;
 use ferry_envoy_api::pb::envoy::extensions::network::dns_resolver::cares::v3 as cares;
 use ferry_envoy_api::pb::envoy::extensions::upstreams::http::v3 as upstream_http;
 use std::time::Duration;
@@ -183,20 +184,30 @@ fn resolver_addresses(
 
 fn dns_resolver(c: &pb::Cluster, ctx: &mut Ctx) -> DnsResolver {
     let mut r = DnsResolver::default();
-    let options = |r: &mut DnsResolver, o: &Option<core::DnsResolverOptions>| {
+    let options = |r: &mut DnsResolver, o: &Option<core::DnsResolverOptions>, ctx: &mut Ctx| {
         if let Some(o) = o {
+            // Nothing is refused: the declaration reports nothing.
+            ctx.at("dns_resolver_options", |_ctx| {
+                crate::fields!(_ctx, o => core::DnsResolverOptions {
+                    use_tcp_for_dns_lookups, no_default_search_domain,
+                });
+            });
             r.use_tcp = o.use_tcp_for_dns_lookups;
             r.no_default_search_domain = o.no_default_search_domain;
         }
     };
     if let Some(t) = &c.typed_dns_resolver_config {
         ctx.at("typed_dns_resolver_config", |ctx| {
-            if t.name != "envoy.network.dns_resolver.cares" {
-                return; // named by the support walk
-            }
+            crate::util::typed_extension_config_fields(t, ctx);
             let Some(any) = &t.typed_config else {
                 return;
             };
+            // Another resolver has been named by the support walk.
+            if crate::any::type_name(any)
+                != "envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig"
+            {
+                return;
+            }
             let cares: cares::CaresDnsResolverConfig = match ferry_envoy_api::unpack(any) {
                 Ok(v) => v,
                 Err(e) => {
@@ -205,9 +216,17 @@ fn dns_resolver(c: &pb::Cluster, ctx: &mut Ctx) -> DnsResolver {
                 }
             };
             ctx.at("typed_config", |ctx| {
+                crate::fields!(ctx, &cares => cares::CaresDnsResolverConfig {
+                    resolvers, use_resolvers_as_fallback, dns_resolver_options,
+                    query_timeout_seconds, query_tries,
+                } refused {
+                    filter_unroutable_families, udp_max_queries, rotate_nameservers,
+                    edns0_max_payload_size, max_udp_channel_duration, reinit_channel_on_timeout,
+                    qcache_max_ttl,
+                });
                 r.resolvers = resolver_addresses(&cares.resolvers, "resolvers", ctx);
                 r.use_resolvers_as_fallback = cares.use_resolvers_as_fallback;
-                options(&mut r, &cares.dns_resolver_options);
+                options(&mut r, &cares.dns_resolver_options, ctx);
                 if let Some(t) = cares.query_timeout_seconds {
                     if t.value == 0 {
                         ctx.error_at("query_timeout_seconds", "must be at least 1");
@@ -224,8 +243,11 @@ fn dns_resolver(c: &pb::Cluster, ctx: &mut Ctx) -> DnsResolver {
         });
     } else if let Some(d) = &c.dns_resolution_config {
         ctx.at("dns_resolution_config", |ctx| {
+            crate::fields!(ctx, d => core::DnsResolutionConfig {
+                resolvers, dns_resolver_options,
+            });
             r.resolvers = resolver_addresses(&d.resolvers, "resolvers", ctx);
-            options(&mut r, &d.dns_resolver_options);
+            options(&mut r, &d.dns_resolver_options, ctx);
         });
     } else {
         r.resolvers = resolver_addresses(&c.dns_resolvers, "dns_resolvers", ctx);
@@ -315,6 +337,27 @@ pub enum UpstreamProtocol {
 /// Converts a cluster.
 pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
     crate::listener::metadata(&c.metadata, ctx);
+    crate::fields!(ctx, c => pb::Cluster {
+        name, cluster_discovery_type: ["type"], connect_timeout, lb_policy, load_assignment,
+        dns_refresh_rate, respect_dns_ttl, dns_lookup_family, dns_failure_refresh_rate,
+        dns_jitter, dns_resolvers, use_tcp_for_dns_lookups, dns_resolution_config,
+        typed_dns_resolver_config, typed_extension_protocol_options, http2_protocol_options,
+        http_protocol_options, common_http_protocol_options, max_requests_per_connection,
+        per_connection_buffer_limit_bytes,
+        lb_config: ["ring_hash_lb_config", "maglev_lb_config", "least_request_lb_config"],
+        metadata, circuit_breakers, health_checks, outlier_detection, common_lb_config,
+    } refused {
+        eds_cluster_config, cleanup_interval, upstream_bind_config, lb_subset_config,
+        protocol_selection, alt_stat_name, upstream_connection_options,
+        close_connections_on_host_health_failure, ignore_health_on_host_removal, filters,
+        load_balancing_policy, lrs_server, transport_socket_matches,
+        upstream_http_protocol_options, track_timeout_budgets, track_cluster_stats,
+        preconnect_policy, connection_pool_per_downstream_connection, wait_for_warm_on_init,
+        lrs_report_endpoint_metrics, transport_socket_matcher,
+        per_connection_buffer_high_watermark_timeout, stats_matcher, queuing_policies,
+    } refused_extensions {
+        transport_socket, upstream_config,
+    });
     if c.name.is_empty() {
         ctx.error_at("name", "is required");
     }
@@ -325,6 +368,9 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
         respect_ttl: c.respect_dns_ttl,
         failure_refresh_rate: c.dns_failure_refresh_rate.as_ref().and_then(|f| {
             ctx.at("dns_failure_refresh_rate", |ctx| {
+                crate::fields!(ctx, f => pb::cluster::RefreshRate {
+                    base_interval, max_interval,
+                });
                 let Some(base) = duration(&f.base_interval, "base_interval", ctx) else {
                     ctx.error_at("base_interval", "is required");
                     return None;
@@ -355,74 +401,40 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
             }
         },
     };
+    // An unsupported discovery type is reported here and the rest still converted (for
+    // its errors); the cluster is dropped at the end.
     let discovery = match &c.cluster_discovery_type {
-        None | Some(pb::cluster::ClusterDiscoveryType::Type(0)) => Discovery::Static,
-        Some(pb::cluster::ClusterDiscoveryType::Type(1)) => Discovery::StrictDns(dns(ctx)),
-        Some(pb::cluster::ClusterDiscoveryType::Type(2)) => Discovery::LogicalDns(dns(ctx)),
+        None | Some(pb::cluster::ClusterDiscoveryType::Type(0)) => Some(Discovery::Static),
+        Some(pb::cluster::ClusterDiscoveryType::Type(1)) => Some(Discovery::StrictDns(dns(ctx))),
+        Some(pb::cluster::ClusterDiscoveryType::Type(2)) => Some(Discovery::LogicalDns(dns(ctx))),
         Some(pb::cluster::ClusterDiscoveryType::Type(t)) => {
             let name = pb::cluster::DiscoveryType::try_from(*t)
                 .map(|d| d.as_str_name().to_string())
                 .unwrap_or_else(|_| t.to_string());
             ctx.error_at("type", format!("{name} is not supported"));
-            return None;
+            None
         }
-        Some(pb::cluster::ClusterDiscoveryType::ClusterType(_)) => {
-            ctx.error_at("cluster_type", "custom cluster types are not supported");
-            return None;
-        }
+        // Refused by fields! above.
+        Some(pb::cluster::ClusterDiscoveryType::ClusterType(_)) => None,
     };
+    let lb_config = c.lb_config.as_ref().and_then(|l| lb_policy_config(l, ctx));
     let lb_policy = match c.lb_policy {
         0 => LbPolicy::RoundRobin,
-        1 => LbPolicy::LeastRequest {
-            choice_count: match &c.lb_config {
-                Some(pb::cluster::LbConfig::LeastRequestLbConfig(l)) => {
-                    let n = l.choice_count.map(|v| v.value).unwrap_or(2);
-                    if n < 2 {
-                        ctx.error_at("least_request_lb_config.choice_count", "must be at least 2");
-                    }
-                    n.max(2)
-                }
-                _ => 2,
+        1 => match lb_config.clone() {
+            Some(p @ LbPolicy::LeastRequest { .. }) => p,
+            _ => LbPolicy::LeastRequest { choice_count: 2 },
+        },
+        2 => match lb_config.clone() {
+            Some(p @ LbPolicy::RingHash { .. }) => p,
+            _ => LbPolicy::RingHash {
+                minimum_ring_size: 1024,
+                maximum_ring_size: 8 * 1024 * 1024,
             },
         },
-        2 => {
-            let (mut min, mut max) = (1024u64, 8 * 1024 * 1024u64);
-            if let Some(pb::cluster::LbConfig::RingHashLbConfig(r)) = &c.lb_config {
-                if r.hash_function != 0 {
-                    ctx.error_at(
-                        "ring_hash_lb_config.hash_function",
-                        "only XX_HASH is supported",
-                    );
-                }
-                min = r.minimum_ring_size.map(|v| v.value).unwrap_or(min);
-                max = r.maximum_ring_size.map(|v| v.value).unwrap_or(max);
-                if min > max {
-                    ctx.error_at(
-                        "ring_hash_lb_config",
-                        "minimum_ring_size must not exceed maximum_ring_size",
-                    );
-                }
-            }
-            LbPolicy::RingHash {
-                minimum_ring_size: min,
-                maximum_ring_size: max,
-            }
-        }
         3 => LbPolicy::Random,
-        5 => LbPolicy::Maglev {
-            table_size: match &c.lb_config {
-                Some(pb::cluster::LbConfig::MaglevLbConfig(m)) => {
-                    let n = m.table_size.map(|v| v.value).unwrap_or(65537);
-                    if !is_prime(n) {
-                        ctx.error_at(
-                            "maglev_lb_config.table_size",
-                            format!("{n} is not a prime number"),
-                        );
-                    }
-                    n
-                }
-                _ => 65537,
-            },
+        5 => match lb_config.clone() {
+            Some(p @ LbPolicy::Maglev { .. }) => p,
+            _ => LbPolicy::Maglev { table_size: 65537 },
         },
         other => {
             let name = pb::cluster::LbPolicy::try_from(other)
@@ -432,21 +444,8 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
             LbPolicy::RoundRobin
         }
     };
-    if let Some(cfg) = &c.lb_config {
-        let ok = matches!(
-            (cfg, &lb_policy),
-            (
-                pb::cluster::LbConfig::LeastRequestLbConfig(_),
-                LbPolicy::LeastRequest { .. }
-            ) | (
-                pb::cluster::LbConfig::RingHashLbConfig(_),
-                LbPolicy::RingHash { .. }
-            ) | (
-                pb::cluster::LbConfig::MaglevLbConfig(_),
-                LbPolicy::Maglev { .. }
-            )
-        );
-        if !ok {
+    if let Some(cfg) = &lb_config {
+        if std::mem::discriminant(cfg) != std::mem::discriminant(&lb_policy) {
             ctx.error("the lb config does not match lb_policy");
         }
     }
@@ -454,50 +453,35 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
     let mut localities = Vec::new();
     if let Some(la) = &c.load_assignment {
         ctx.at("load_assignment", |ctx| {
+            crate::fields!(ctx, la => epb::ClusterLoadAssignment {
+                cluster_name, endpoints,
+            } refused {
+                policy, named_endpoints,
+            });
             for (i, l) in la.endpoints.iter().enumerate() {
                 ctx.at(format!("endpoints[{i}]"), |ctx| {
+                    crate::fields!(ctx, l => epb::LocalityLbEndpoints {
+                        locality, lb_endpoints, load_balancing_weight, priority,
+                    } refused {
+                        proximity, metadata,
+                    } refused_oneofs {
+                        lb_config,
+                    });
                     let mut endpoints = Vec::new();
                     for (j, e) in l.lb_endpoints.iter().enumerate() {
-                        use ferry_envoy_api::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
                         ctx.at(format!("lb_endpoints[{j}]"), |ctx| {
-                            crate::listener::metadata(&e.metadata, ctx);
-                            let Some(HostIdentifier::Endpoint(ep)) = &e.host_identifier else {
-                                ctx.error_at("endpoint", "is required");
-                                return;
-                            };
-                            let Some((host, port)) = ctx.at("endpoint.address", |c| host_port(&ep.address, c)) else {
-                                return;
-                            };
-                            let weight = e.load_balancing_weight.map(|w| w.value).unwrap_or(1);
-                            if weight == 0 {
-                                ctx.error_at("load_balancing_weight", "must be at least 1");
+                            if let Some(ep) = lb_endpoint(e, discovery.as_ref(), ctx) {
+                                endpoints.push(ep);
                             }
-                            if matches!(discovery, Discovery::Static) && host.parse::<std::net::IpAddr>().is_err() {
-                                ctx.error_at(
-                                    "endpoint.address.socket_address.address",
-                                    format!("{host:?} is not an IP address (a STATIC cluster does not resolve names)"),
-                                );
-                                return;
-                            }
-                            let health = match e.health_status {
-                                2 | 4 => EndpointHealth::Unhealthy,
-                                3 => EndpointHealth::Draining,
-                                5 => EndpointHealth::Degraded,
-                                _ => EndpointHealth::Healthy,
-                            };
-                            endpoints.push(Endpoint {
-                                host,
-                                port,
-                                weight: weight.max(1),
-                                hostname: (!ep.hostname.is_empty()).then(|| ep.hostname.clone()),
-                                health,
-                            });
                         });
                     }
                     let name = l
                         .locality
                         .as_ref()
-                        .map(|l| format!("{}/{}/{}", l.region, l.zone, l.sub_zone))
+                        .map(|loc| {
+                            ctx.at("locality", |ctx| locality_fields(loc, ctx));
+                            format!("{}/{}/{}", loc.region, loc.zone, loc.sub_zone)
+                        })
                         .unwrap_or_default();
                     localities.push(Locality {
                         name,
@@ -509,7 +493,7 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
             }
         });
     }
-    if let Discovery::LogicalDns(_) = discovery {
+    if let Some(Discovery::LogicalDns(_)) = discovery {
         let n: usize = localities.iter().map(|l| l.endpoints.len()).sum();
         if n != 1 {
             ctx.error_at("load_assignment", "LOGICAL_DNS clusters must have a single locality_lb_endpoint and a single lb_endpoint");
@@ -519,6 +503,12 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
     // Protocol options: the typed extension (v3) or the legacy cluster fields.
     let mut protocol = UpstreamProtocol::Http1;
     let mut common: Option<core::HttpProtocolOptions> = c.common_http_protocol_options;
+    crate::util::protocol_options_fields(
+        c.common_http_protocol_options.as_ref(),
+        c.http_protocol_options.as_ref(),
+        c.http2_protocol_options.as_ref(),
+        ctx,
+    );
     if c.http2_protocol_options.is_some() {
         protocol = UpstreamProtocol::Http2;
     }
@@ -534,23 +524,8 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
                     return;
                 }
             };
-            use upstream_http::http_protocol_options::explicit_http_config::ProtocolConfig;
-            use upstream_http::http_protocol_options::UpstreamProtocolOptions;
-            match &opts.upstream_protocol_options {
-                Some(UpstreamProtocolOptions::ExplicitHttpConfig(e)) => match &e.protocol_config {
-                    Some(ProtocolConfig::Http2ProtocolOptions(_)) => {
-                        protocol = UpstreamProtocol::Http2
-                    }
-                    Some(ProtocolConfig::HttpProtocolOptions(_)) => {
-                        protocol = UpstreamProtocol::Http1
-                    }
-                    _ => ctx.error_at(
-                        "explicit_http_config",
-                        "only http_protocol_options and http2_protocol_options are supported",
-                    ),
-                },
-                None => {}
-                Some(_) => ctx.error("only explicit_http_config is supported"),
+            if let Some(p) = upstream_http_protocol(&opts, ctx) {
+                protocol = p;
             }
             if opts.common_http_protocol_options.is_some() {
                 common = opts.common_http_protocol_options;
@@ -579,11 +554,21 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
         .outlier_detection
         .as_ref()
         .map(|o| ctx.at("outlier_detection", |c| crate::outlier::from_proto(o, c)));
+    let connect_timeout =
+        duration(&c.connect_timeout, "connect_timeout", ctx).unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let circuit_breakers = c
+        .circuit_breakers
+        .as_ref()
+        .map(|cb| {
+            ctx.at("circuit_breakers", |c| {
+                crate::circuit_breaker::from_proto(cb, c)
+            })
+        })
+        .unwrap_or_default();
     Some(Cluster {
         name: c.name.clone(),
-        discovery,
-        connect_timeout: duration(&c.connect_timeout, "connect_timeout", ctx)
-            .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        discovery: discovery?,
+        connect_timeout,
         lb_policy,
         common_lb,
         health_check,
@@ -596,15 +581,169 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
             .per_connection_buffer_limit_bytes
             .map(|v| v.value)
             .unwrap_or(1024 * 1024),
-        circuit_breakers: c
-            .circuit_breakers
-            .as_ref()
-            .map(|cb| {
-                ctx.at("circuit_breakers", |c| {
-                    crate::circuit_breaker::from_proto(cb, c)
-                })
+        circuit_breakers,
+    })
+}
+
+/// Declares a `Locality` (`ctx` at it): a node's or a group of endpoints' region, zone
+/// and sub-zone (all accepted: nothing is reported).
+pub(crate) fn locality_fields(l: &core::Locality, _ctx: &mut Ctx) {
+    crate::fields!(_ctx, l => core::Locality {
+        region, zone, sub_zone,
+    });
+}
+
+/// The policy a cluster's `lb_config` configures, whatever its `lb_policy` (a mismatch
+/// is reported by the caller).
+fn lb_policy_config(l: &pb::cluster::LbConfig, ctx: &mut Ctx) -> Option<LbPolicy> {
+    use pb::cluster::LbConfig;
+    match l {
+        LbConfig::LeastRequestLbConfig(l) => ctx.at("least_request_lb_config", |ctx| {
+            crate::fields!(ctx, l => pb::cluster::LeastRequestLbConfig {
+                choice_count,
+            } refused {
+                active_request_bias, slow_start_config,
+            });
+            let n = l.choice_count.map(|v| v.value).unwrap_or(2);
+            if n < 2 {
+                ctx.error_at("choice_count", "must be at least 2");
+            }
+            Some(LbPolicy::LeastRequest {
+                choice_count: n.max(2),
             })
-            .unwrap_or_default(),
+        }),
+        LbConfig::RingHashLbConfig(r) => ctx.at("ring_hash_lb_config", |ctx| {
+            crate::fields!(ctx, r => pb::cluster::RingHashLbConfig {
+                minimum_ring_size, maximum_ring_size, hash_function,
+            });
+            if r.hash_function != 0 {
+                ctx.error_at("hash_function", "only XX_HASH is supported");
+            }
+            let min = r.minimum_ring_size.map(|v| v.value).unwrap_or(1024);
+            let max = r
+                .maximum_ring_size
+                .map(|v| v.value)
+                .unwrap_or(8 * 1024 * 1024);
+            if min > max {
+                ctx.error("minimum_ring_size must not exceed maximum_ring_size");
+            }
+            Some(LbPolicy::RingHash {
+                minimum_ring_size: min,
+                maximum_ring_size: max,
+            })
+        }),
+        LbConfig::MaglevLbConfig(m) => ctx.at("maglev_lb_config", |ctx| {
+            crate::fields!(ctx, m => pb::cluster::MaglevLbConfig {
+                table_size,
+            });
+            let n = m.table_size.map(|v| v.value).unwrap_or(65537);
+            if !is_prime(n) {
+                ctx.error_at("table_size", format!("{n} is not a prime number"));
+            }
+            Some(LbPolicy::Maglev { table_size: n })
+        }),
+        // Refused by fields! in from_proto.
+        LbConfig::OriginalDstLbConfig(_) | LbConfig::RoundRobinLbConfig(_) => None,
+    }
+}
+
+/// One `lb_endpoints` entry (`ctx` at it).
+fn lb_endpoint(
+    e: &epb::LbEndpoint,
+    discovery: Option<&Discovery>,
+    ctx: &mut Ctx,
+) -> Option<Endpoint> {
+    use epb::lb_endpoint::HostIdentifier;
+    crate::fields!(ctx, e => epb::LbEndpoint {
+        host_identifier: ["endpoint"], load_balancing_weight, health_status, metadata,
+    });
+    crate::listener::metadata(&e.metadata, ctx);
+    let ep = match &e.host_identifier {
+        Some(HostIdentifier::Endpoint(ep)) => ep,
+        // Refused by fields! above.
+        Some(HostIdentifier::EndpointName(_)) => return None,
+        None => {
+            ctx.error_at("endpoint", "is required");
+            return None;
+        }
+    };
+    let (host, port) = ctx.at("endpoint", |ctx| {
+        crate::fields!(ctx, ep => epb::Endpoint {
+            address, hostname,
+        } refused {
+            health_check_config, additional_addresses, observability_name,
+        });
+        ctx.at("address", |c| host_port(&ep.address, c))
+    })?;
+    let weight = e.load_balancing_weight.map(|w| w.value).unwrap_or(1);
+    if weight == 0 {
+        ctx.error_at("load_balancing_weight", "must be at least 1");
+    }
+    if matches!(discovery, Some(Discovery::Static)) && host.parse::<std::net::IpAddr>().is_err() {
+        ctx.error_at(
+            "endpoint.address.socket_address.address",
+            format!("{host:?} is not an IP address (a STATIC cluster does not resolve names)"),
+        );
+        return None;
+    }
+    let health = match e.health_status {
+        2 | 4 => EndpointHealth::Unhealthy,
+        3 => EndpointHealth::Draining,
+        5 => EndpointHealth::Degraded,
+        _ => EndpointHealth::Healthy,
+    };
+    Some(Endpoint {
+        host,
+        port,
+        weight: weight.max(1),
+        hostname: (!ep.hostname.is_empty()).then(|| ep.hostname.clone()),
+        health,
+    })
+}
+
+/// The protocol an `envoy.extensions.upstreams.http.v3.HttpProtocolOptions` sets, if
+/// any (`ctx` at it).
+fn upstream_http_protocol(
+    opts: &upstream_http::HttpProtocolOptions,
+    ctx: &mut Ctx,
+) -> Option<UpstreamProtocol> {
+    use upstream_http::http_protocol_options::explicit_http_config::ProtocolConfig;
+    use upstream_http::http_protocol_options::UpstreamProtocolOptions;
+    crate::fields!(ctx, opts => upstream_http::HttpProtocolOptions {
+        upstream_protocol_options: ["explicit_http_config"], common_http_protocol_options,
+    } refused {
+        upstream_http_protocol_options, http_filters, outlier_detection, request_mirror_policies,
+        hash_policy, retry_policy,
+    } refused_extensions {
+        header_validation_config,
+    });
+    let common = opts.common_http_protocol_options.as_ref();
+    crate::util::protocol_options_fields(common, None, None, ctx);
+    let Some(UpstreamProtocolOptions::ExplicitHttpConfig(e)) = &opts.upstream_protocol_options
+    else {
+        // Unset, or refused by fields! above.
+        return None;
+    };
+    ctx.at("explicit_http_config", |ctx| {
+        crate::fields!(ctx, e => upstream_http::http_protocol_options::ExplicitHttpConfig {
+            protocol_config: ["http_protocol_options", "http2_protocol_options"],
+        });
+        match &e.protocol_config {
+            Some(ProtocolConfig::Http2ProtocolOptions(o)) => {
+                crate::util::protocol_options_fields(None, None, Some(o), ctx);
+                Some(UpstreamProtocol::Http2)
+            }
+            Some(ProtocolConfig::HttpProtocolOptions(o)) => {
+                crate::util::protocol_options_fields(None, Some(o), None, ctx);
+                Some(UpstreamProtocol::Http1)
+            }
+            // Refused by fields! above.
+            Some(ProtocolConfig::Http3ProtocolOptions(_)) => None,
+            None => {
+                ctx.error("only http_protocol_options and http2_protocol_options are supported");
+                None
+            }
+        }
     })
 }
 
@@ -615,6 +754,13 @@ fn common_lb_config(c: &pb::Cluster, ctx: &mut Ctx) -> CommonLbConfig {
     };
     ctx.at("common_lb_config", |ctx| {
         crate::trace::percent_fields(&l.healthy_panic_threshold, "healthy_panic_threshold", ctx);
+        crate::fields!(ctx, l => pb::cluster::CommonLbConfig {
+            healthy_panic_threshold, ignore_new_hosts_until_first_hc,
+            locality_config_specifier: ["zone_aware_lb_config"],
+        } refused {
+            update_merge_window, close_connections_on_host_set_change,
+            consistent_hashing_lb_config, override_host_status,
+        });
         if let Some(p) = &l.healthy_panic_threshold {
             if !(0.0..=100.0).contains(&p.value) {
                 ctx.error_at(
@@ -627,6 +773,13 @@ fn common_lb_config(c: &pb::Cluster, ctx: &mut Ctx) -> CommonLbConfig {
         out.ignore_new_hosts_until_first_hc = l.ignore_new_hosts_until_first_hc;
         use pb::cluster::common_lb_config::LocalityConfigSpecifier;
         if let Some(LocalityConfigSpecifier::ZoneAwareLbConfig(z)) = &l.locality_config_specifier {
+            ctx.at("zone_aware_lb_config", |ctx| {
+                crate::fields!(ctx, z => pb::cluster::common_lb_config::ZoneAwareLbConfig {
+                    fail_traffic_on_panic,
+                } refused {
+                    routing_enabled, min_cluster_size,
+                });
+            });
             out.fail_traffic_on_panic = z.fail_traffic_on_panic;
         }
     });
@@ -725,6 +878,53 @@ static_resources:
         assert!(d.resolver.use_resolvers_as_fallback);
         assert_eq!(d.resolver.query_timeout, Duration::from_secs(2));
         assert_eq!(d.resolver.query_tries, 1);
+    }
+
+    /// The converter refuses what it does not accept, once, at the field's path (the
+    /// cluster's own fields and those of the messages it reads).
+    #[test]
+    fn refused_fields_are_named_once_by_path() {
+        let yaml = r#"
+static_resources:
+  clusters:
+  - name: svc
+    cluster_type: {name: envoy.clusters.aggregate}
+    alt_stat_name: x
+    round_robin_lb_config: {}
+    http2_protocol_options: {hpack_table_size: 1}
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http3_protocol_options: {}}
+    circuit_breakers: {per_host_thresholds: [{}], thresholds: [{retry_budget: {budget_interval: 1s}}]}
+    load_assignment:
+      cluster_name: svc
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 80}}, health_check_config: {port_value: 1}}
+        - endpoint_name: other
+"#;
+        let errors = match load(yaml, Format::Yaml) {
+            Ok(_) => panic!("must be refused"),
+            Err(e) => e.to_string(),
+        };
+        let mut errors: Vec<&str> = errors.lines().collect();
+        errors.sort();
+        let p = "static_resources.clusters[0]";
+        let t = "typed_extension_protocol_options[envoy.extensions.upstreams.http.v3.HttpProtocolOptions]";
+        let mut want = vec![
+            format!("{p}.alt_stat_name: field is not supported"),
+            format!("{p}.circuit_breakers.per_host_thresholds: field is not supported"),
+            format!("{p}.circuit_breakers.thresholds[0].retry_budget.budget_interval: field is not supported"),
+            format!("{p}.cluster_type: field is not supported"),
+            format!("{p}.http2_protocol_options.hpack_table_size: field is not supported"),
+            format!("{p}.load_assignment.endpoints[0].lb_endpoints[0].endpoint.health_check_config: field is not supported"),
+            format!("{p}.load_assignment.endpoints[0].lb_endpoints[1].endpoint_name: field is not supported"),
+            format!("{p}.round_robin_lb_config: field is not supported"),
+            format!("{p}.{t}.explicit_http_config.http3_protocol_options: field is not supported"),
+        ];
+        want.sort();
+        assert_eq!(errors, want);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use crate::util::duration;
 use crate::Ctx;
+use ferry_envoy_api::pb::envoy::config::core::v3 as core;
 use std::time::Duration;
 
 /// Where an `envoy_grpc` client sends: a cluster, the `:authority` it names (default
@@ -17,20 +18,46 @@ pub struct GrpcTarget {
     pub timeout: Option<Duration>,
 }
 
-/// The target of a `GrpcService` (`envoy_grpc`; `google_grpc` is refused by the
-/// support walk).
+/// The target of a `GrpcService` (`envoy_grpc`; `google_grpc` is refused).
 pub fn grpc_cluster(
-    g: &Option<ferry_envoy_api::pb::envoy::config::core::v3::GrpcService>,
+    g: &Option<core::GrpcService>,
     field: &str,
     ctx: &mut Ctx,
 ) -> Option<GrpcTarget> {
-    use ferry_envoy_api::pb::envoy::config::core::v3::grpc_service::TargetSpecifier;
+    use core::grpc_service::TargetSpecifier;
     let Some(g) = g else {
         ctx.error_at(field, "is required");
         return None;
     };
-    ctx.at(field, |c| match &g.target_specifier {
-        Some(TargetSpecifier::EnvoyGrpc(e)) if !e.cluster_name.is_empty() => Some(GrpcTarget {
+    ctx.at(field, |c| {
+        crate::fields!(c, g => core::GrpcService {
+            target_specifier: ["envoy_grpc"], timeout,
+        } refused {
+            initial_metadata, retry_policy,
+        });
+        let e = match &g.target_specifier {
+            Some(TargetSpecifier::EnvoyGrpc(e)) => e,
+            // Refused by fields! above.
+            Some(TargetSpecifier::GoogleGrpc(_)) => return None,
+            None => {
+                c.error_at("envoy_grpc.cluster_name", "is required");
+                return None;
+            }
+        };
+        c.at("envoy_grpc", |c| {
+            crate::fields!(c, e => core::grpc_service::EnvoyGrpc {
+                cluster_name, authority,
+            } refused {
+                retry_policy, max_receive_message_length, skip_envoy_headers,
+            });
+            if e.cluster_name.is_empty() {
+                c.error_at("cluster_name", "is required");
+            }
+        });
+        if e.cluster_name.is_empty() {
+            return None;
+        }
+        Some(GrpcTarget {
             cluster: e.cluster_name.clone(),
             authority: if e.authority.is_empty() {
                 e.cluster_name.clone()
@@ -38,10 +65,6 @@ pub fn grpc_cluster(
                 e.authority.clone()
             },
             timeout: duration(&g.timeout, "timeout", c).filter(|t| !t.is_zero()),
-        }),
-        _ => {
-            c.error_at("envoy_grpc.cluster_name", "is required");
-            None
-        }
+        })
     })
 }

@@ -173,6 +173,12 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
         }
     };
     // Without a route config the rest is still converted (its errors reported).
+    crate::util::protocol_options_fields(
+        h.common_http_protocol_options.as_ref(),
+        h.http_protocol_options.as_ref(),
+        h.http2_protocol_options.as_ref(),
+        ctx,
+    );
     let route_config = match &h.route_specifier {
         Some(RouteSpecifier::RouteConfig(rc)) => {
             Some(ctx.at("route_config", |c| crate::route::from_proto(rc, c)))

@@ -147,8 +147,15 @@ pub fn from_proto(checks: &[core::HealthCheck], ctx: &mut Ctx) -> Option<HealthC
             "multiple health checks are not supported (Envoy allows one)",
         );
     }
-    let hc = checks.first()?;
-    ctx.at("health_checks[0]", |ctx| one(hc, ctx))
+    // Every check is converted (for its errors); the first is the cluster's.
+    let mut first = None;
+    for (i, hc) in checks.iter().enumerate() {
+        let converted = ctx.at(format!("health_checks[{i}]"), |ctx| one(hc, ctx));
+        if i == 0 {
+            first = converted;
+        }
+    }
+    first
 }
 
 fn required_positive(
@@ -184,6 +191,16 @@ fn optional_positive(
 
 fn one(hc: &core::HealthCheck, ctx: &mut Ctx) -> Option<HealthCheck> {
     use core::health_check::HealthChecker;
+    crate::fields!(ctx, hc => core::HealthCheck {
+        timeout, interval, initial_jitter, interval_jitter, interval_jitter_percent,
+        unhealthy_threshold, healthy_threshold, alt_port, reuse_connection,
+        health_checker: ["http_health_check", "tcp_health_check", "grpc_health_check"],
+        no_traffic_interval, no_traffic_healthy_interval, unhealthy_interval,
+        unhealthy_edge_interval, healthy_edge_interval, always_log_health_check_failures,
+        always_log_health_check_success, event_log_path, event_logger,
+    } refused {
+        tls_options, event_service, transport_socket_match_criteria,
+    });
     let timeout = required_positive(&hc.timeout, "timeout", ctx);
     let interval = required_positive(&hc.interval, "interval", ctx);
     let unhealthy_threshold = hc.unhealthy_threshold.map(|v| v.value);
@@ -220,11 +237,19 @@ fn one(hc: &core::HealthCheck, ctx: &mut Ctx) -> Option<HealthCheck> {
             .at("http_health_check", |c| http_check(h, c))
             .map(HealthCheckKind::Http),
         Some(HealthChecker::TcpHealthCheck(t)) => ctx.at("tcp_health_check", |c| {
+            crate::fields!(c, t => core::health_check::TcpHealthCheck {
+                send, receive,
+            } refused {
+                proxy_protocol_config,
+            });
             let send = payloads(t.send.as_slice(), "send", c).concat();
             let receive = payloads(&t.receive, "receive", c);
             Some(HealthCheckKind::Tcp(TcpHealthCheck { send, receive }))
         }),
         Some(HealthChecker::GrpcHealthCheck(g)) => ctx.at("grpc_health_check", |c| {
+            crate::fields!(c, g => core::health_check::GrpcHealthCheck {
+                service_name, authority, initial_metadata,
+            });
             let initial_metadata = plain_headers(&g.initial_metadata, "initial_metadata", c);
             Some(HealthCheckKind::Grpc(GrpcHealthCheck {
                 service_name: g.service_name.clone(),
@@ -232,7 +257,7 @@ fn one(hc: &core::HealthCheck, ctx: &mut Ctx) -> Option<HealthCheck> {
                 initial_metadata,
             }))
         }),
-        Some(HealthChecker::CustomHealthCheck(_)) => None, // named by the support walk
+        Some(HealthChecker::CustomHealthCheck(_)) => None, // refused by fields! above
         None => {
             ctx.error(
                 "one of http_health_check, tcp_health_check or grpc_health_check is required",
@@ -240,6 +265,7 @@ fn one(hc: &core::HealthCheck, ctx: &mut Ctx) -> Option<HealthCheck> {
             None
         }
     };
+    let event_logs = event_logs(hc, ctx);
     let interval = interval?;
     let unhealthy_interval = unhealthy_interval.unwrap_or(interval);
     Some(HealthCheck {
@@ -259,7 +285,7 @@ fn one(hc: &core::HealthCheck, ctx: &mut Ctx) -> Option<HealthCheck> {
         healthy_edge_interval: healthy_edge_interval.unwrap_or(interval),
         always_log_health_check_failures: hc.always_log_health_check_failures,
         always_log_health_check_success: hc.always_log_health_check_success,
-        event_logs: event_logs(hc, ctx),
+        event_logs,
         kind: kind?,
     })
 }
@@ -272,6 +298,7 @@ fn event_logs(hc: &core::HealthCheck, ctx: &mut Ctx) -> Vec<PathBuf> {
     }
     for (i, l) in hc.event_logger.iter().enumerate() {
         ctx.at(format!("event_logger[{i}]"), |c| {
+            crate::util::typed_extension_config_fields(l, c);
             // Other sink types have been named by the support walk.
             let Some(any) = &l.typed_config else {
                 c.error_at("typed_config", "is required");
@@ -286,6 +313,9 @@ fn event_logs(hc: &core::HealthCheck, ctx: &mut Ctx) -> Vec<PathBuf> {
                 let Some(sink) = crate::any::unpack::<HealthCheckEventFileSink>(any, c) else {
                     return;
                 };
+                crate::fields!(c, &sink => HealthCheckEventFileSink {
+                    event_log_path,
+                });
                 if sink.event_log_path.is_empty() {
                     c.error_at("event_log_path", "is required");
                 } else {
@@ -298,6 +328,11 @@ fn event_logs(hc: &core::HealthCheck, ctx: &mut Ctx) -> Vec<PathBuf> {
 }
 
 fn http_check(h: &core::health_check::HttpHealthCheck, ctx: &mut Ctx) -> Option<HttpHealthCheck> {
+    crate::fields!(ctx, h => core::health_check::HttpHealthCheck {
+        host, path, send, receive, response_buffer_size, request_headers_to_add,
+        request_headers_to_remove, expected_statuses, retriable_statuses, codec_client_type,
+        service_name_matcher, method,
+    });
     if h.path.is_empty() {
         ctx.error_at("path", "is required");
     }
@@ -377,16 +412,17 @@ fn ranges(
 ) -> Vec<(u16, u16)> {
     let mut out = Vec::new();
     for (i, r) in rs.iter().enumerate() {
-        if r.start < 100 || r.start >= 600 || r.end <= r.start || r.end > 600 {
-            ctx.at(format!("[{i}]"), |c| {
+        ctx.at(format!("[{i}]"), |c| {
+            crate::util::int64_range_fields(r, c);
+            if r.start < 100 || r.start >= 600 || r.end <= r.start || r.end > 600 {
                 c.error(format!(
                     "[{}, {}) is not a range of statuses within [100, 600)",
                     r.start, r.end
-                ))
-            });
-            continue;
-        }
-        out.push((r.start as u16, r.end as u16));
+                ));
+                return;
+            }
+            out.push((r.start as u16, r.end as u16));
+        });
     }
     out
 }
@@ -431,17 +467,19 @@ fn payloads(ps: &[core::health_check::Payload], field: &str, ctx: &mut Ctx) -> V
         } else {
             format!("{field}[{i}]")
         };
-        match &p.payload {
-            Some(P::Text(t)) => match hex(t) {
-                Some(b) if !b.is_empty() => out.push(b),
-                _ => ctx.error_at(
-                    &format!("{path}.text"),
-                    format!("{t:?} is not a non-empty hex string"),
-                ),
-            },
-            Some(P::Binary(b)) => out.push(b.clone()),
-            None => ctx.error_at(&path, "text or binary is required"),
-        }
+        ctx.at(path, |ctx| {
+            crate::fields!(ctx, p => core::health_check::Payload {
+                payload: ["text", "binary"],
+            });
+            match &p.payload {
+                Some(P::Text(t)) => match hex(t) {
+                    Some(b) if !b.is_empty() => out.push(b),
+                    _ => ctx.error_at("text", format!("{t:?} is not a non-empty hex string")),
+                },
+                Some(P::Binary(b)) => out.push(b.clone()),
+                None => ctx.error("text or binary is required"),
+            }
+        });
     }
     out
 }

@@ -154,6 +154,7 @@ pub fn header_matcher(h: &pb::HeaderMatcher, ctx: &mut Ctx) -> Option<HeaderMatc
             ctx.at("safe_regex_match", |c| regex_matcher(&Some(r.clone()), c))?,
         )),
         Some(H::RangeMatch(r)) => {
+            ctx.at("range_match", |c| crate::util::int64_range_fields(r, c));
             if r.start >= r.end {
                 ctx.error_at("range_match", "start must be less than end");
             }

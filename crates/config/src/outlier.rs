@@ -94,6 +94,20 @@ impl Default for OutlierDetection {
 
 /// Converts `outlier_detection`.
 pub fn from_proto(o: &pb::OutlierDetection, ctx: &mut Ctx) -> OutlierDetection {
+    crate::fields!(ctx, o => pb::OutlierDetection {
+        consecutive_5xx, interval, base_ejection_time, max_ejection_percent,
+        enforcing_consecutive_5xx, enforcing_success_rate, success_rate_minimum_hosts,
+        success_rate_request_volume, success_rate_stdev_factor, consecutive_gateway_failure,
+        enforcing_consecutive_gateway_failure, split_external_local_origin_errors,
+        consecutive_local_origin_failure, enforcing_consecutive_local_origin_failure,
+        enforcing_local_origin_success_rate, failure_percentage_threshold,
+        enforcing_failure_percentage, enforcing_failure_percentage_local_origin,
+        failure_percentage_minimum_hosts, failure_percentage_request_volume, max_ejection_time,
+        max_ejection_time_jitter, successful_active_health_check_uneject_host,
+        always_eject_one_host,
+    } refused {
+        monitors, detect_degraded_hosts,
+    });
     let d = OutlierDetection::default();
     let count = |v: Option<u32>, default: u32| v.unwrap_or(default);
     let percent = |v: Option<u32>, default: u32, field: &str, ctx: &mut Ctx| match v {

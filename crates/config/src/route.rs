@@ -878,6 +878,9 @@ fn redirect(r: &pb::RedirectAction, ctx: &mut Ctx) -> Option<Redirect> {
 
 fn direct_response(d: &pb::DirectResponseAction, ctx: &mut Ctx) -> Option<DirectResponse> {
     use ferry_envoy_api::pb::envoy::config::core::v3::data_source::Specifier;
+    if let Some(b) = &d.body {
+        ctx.at("body", |c| crate::util::data_source_fields(b, c));
+    }
     let status = match http::StatusCode::from_u16(d.status as u16) {
         Ok(s) if (200..600).contains(&d.status) => s,
         _ => {

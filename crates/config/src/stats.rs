@@ -7,6 +7,7 @@ use crate::util::duration;
 use crate::Ctx;
 use ferry_envoy_api::pb::envoy::config::bootstrap::v3 as bpb;
 use ferry_envoy_api::pb::envoy::config::metrics::v3 as pb;
+use ferry_envoy_api::pb::envoy::r#type::matcher::v3 as type_matcher;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -153,8 +154,16 @@ pub fn from_proto(b: &bpb::Bootstrap, ctx: &mut Ctx) -> Stats {
 
 fn config(sc: &pb::StatsConfig, out: &mut Stats, ctx: &mut Ctx) {
     use pb::tag_specifier::TagValue as V;
+    crate::fields!(ctx, sc => pb::StatsConfig {
+        stats_tags, use_all_default_tags, stats_matcher,
+    } refused {
+        histogram_bucket_settings, allow_default_tag_overrides,
+    });
     for (i, t) in sc.stats_tags.iter().enumerate() {
         ctx.at(format!("stats_tags[{i}]"), |c| {
+            crate::fields!(c, t => pb::TagSpecifier {
+                tag_name, tag_value: ["regex", "fixed_value"],
+            });
             if t.tag_name.is_empty() {
                 c.error_at("tag_name", "is required");
                 return;
@@ -181,24 +190,29 @@ fn config(sc: &pb::StatsConfig, out: &mut Stats, ctx: &mut Ctx) {
     out.use_all_default_tags = sc.use_all_default_tags.is_none_or(|v| v.value);
     if let Some(m) = &sc.stats_matcher {
         use pb::stats_matcher::StatsMatcher as M;
-        out.matcher = ctx.at("stats_matcher", |c| match &m.stats_matcher {
-            Some(M::RejectAll(true)) => StatsMatcher::None,
-            Some(M::RejectAll(false)) | None => StatsMatcher::All,
-            Some(M::InclusionList(l)) => {
-                StatsMatcher::Include(c.at("inclusion_list", |c| matchers(&l.patterns, c)))
-            }
-            Some(M::ExclusionList(l)) => {
-                StatsMatcher::Exclude(c.at("exclusion_list", |c| matchers(&l.patterns, c)))
+        out.matcher = ctx.at("stats_matcher", |c| {
+            crate::fields!(c, m => pb::StatsMatcher {
+                stats_matcher: ["reject_all", "exclusion_list", "inclusion_list"],
+            });
+            match &m.stats_matcher {
+                Some(M::RejectAll(true)) => StatsMatcher::None,
+                Some(M::RejectAll(false)) | None => StatsMatcher::All,
+                Some(M::InclusionList(l)) => {
+                    StatsMatcher::Include(c.at("inclusion_list", |c| matchers(l, c)))
+                }
+                Some(M::ExclusionList(l)) => {
+                    StatsMatcher::Exclude(c.at("exclusion_list", |c| matchers(l, c)))
+                }
             }
         });
     }
 }
 
-fn matchers(
-    patterns: &[ferry_envoy_api::pb::envoy::r#type::matcher::v3::StringMatcher],
-    ctx: &mut Ctx,
-) -> Vec<StringMatcher> {
-    patterns
+fn matchers(l: &type_matcher::ListStringMatcher, ctx: &mut Ctx) -> Vec<StringMatcher> {
+    crate::fields!(ctx, l => type_matcher::ListStringMatcher {
+        patterns,
+    });
+    l.patterns
         .iter()
         .enumerate()
         .filter_map(|(i, p)| ctx.at(format!("patterns[{i}]"), |c| string_matcher(p, c)))
@@ -214,6 +228,9 @@ fn prefix(p: &str) -> String {
 }
 
 fn sink(s: &pb::StatsSink, ctx: &mut Ctx) -> Option<StatsSink> {
+    crate::fields!(ctx, s => pb::StatsSink {
+        name, config_type: ["typed_config"],
+    });
     let Some(pb::stats_sink::ConfigType::TypedConfig(any)) = &s.config_type else {
         ctx.error_at("typed_config", "is required");
         return None;
@@ -221,6 +238,9 @@ fn sink(s: &pb::StatsSink, ctx: &mut Ctx) -> Option<StatsSink> {
     ctx.at("typed_config", |c| match crate::any::type_name(any) {
         "envoy.config.metrics.v3.StatsdSink" => {
             let s: pb::StatsdSink = crate::any::unpack(any, c)?;
+            crate::fields!(c, &s => pb::StatsdSink {
+                statsd_specifier: ["address", "tcp_cluster_name"], prefix,
+            });
             use pb::statsd_sink::StatsdSpecifier as S;
             let target = match &s.statsd_specifier {
                 Some(S::Address(a)) => StatsdTarget::Udp(c.at("address", |c| {
@@ -239,6 +259,9 @@ fn sink(s: &pb::StatsSink, ctx: &mut Ctx) -> Option<StatsSink> {
         }
         "envoy.config.metrics.v3.DogStatsdSink" => {
             let s: pb::DogStatsdSink = crate::any::unpack(any, c)?;
+            crate::fields!(c, &s => pb::DogStatsdSink {
+                dog_statsd_specifier: ["address"], prefix, max_bytes_per_datagram,
+            });
             use pb::dog_statsd_sink::DogStatsdSpecifier as S;
             let Some(S::Address(a)) = &s.dog_statsd_specifier else {
                 c.error_at("address", "is required");
@@ -258,10 +281,18 @@ fn sink(s: &pb::StatsSink, ctx: &mut Ctx) -> Option<StatsSink> {
                 sink_config::ProtocolSpecifier, SinkConfig,
             };
             let s: SinkConfig = crate::any::unpack(any, c)?;
+            crate::fields!(c, &s => SinkConfig {
+                protocol_specifier: ["grpc_service"], report_counters_as_deltas,
+                report_histograms_as_deltas, emit_tags_as_attributes, use_tag_extracted_name,
+                prefix,
+            } refused {
+                resource_detectors, custom_metric_conversions, max_data_points_per_request,
+            });
             let grpc = match &s.protocol_specifier {
                 Some(ProtocolSpecifier::GrpcService(g)) => Some(g.clone()),
-                // http_service has been named by the support walk.
-                _ => None,
+                // Refused by fields! above.
+                Some(ProtocolSpecifier::HttpService(_)) => return None,
+                None => None,
             };
             let grpc = grpc_cluster(&grpc, "grpc_service", c)?;
             Some(StatsSink::OpenTelemetry(OtlpSink {

@@ -2,6 +2,7 @@
 
 use crate::Ctx;
 use ferry_envoy_api::pb::envoy::config::core::v3 as core;
+use ferry_envoy_api::pb::envoy::r#type::v3 as types;
 use ferry_envoy_api::pb::google::protobuf as pbwkt;
 use std::time::Duration;
 
@@ -127,10 +128,19 @@ fn headers_to_add(opts: &[core::HeaderValueOption], ctx: &mut Ctx) -> Vec<Header
     let mut out = Vec::new();
     for (i, o) in opts.iter().enumerate() {
         ctx.at(format!("[{i}]"), |c| {
+            crate::fields!(c, o => core::HeaderValueOption {
+                header, append, append_action, keep_empty_value,
+            });
             let Some(h) = &o.header else {
                 c.error_at("header", "is required");
                 return;
             };
+            // Nothing is refused: the declaration reports nothing.
+            c.at("header", |_c| {
+                crate::fields!(_c, h => core::HeaderValue {
+                    key, value, raw_value,
+                });
+            });
             if !modifiable(&h.key) {
                 c.error_at("header.key", format!("{:?} cannot be modified", h.key));
                 return;
@@ -182,6 +192,91 @@ fn headers_to_add(opts: &[core::HeaderValueOption], ctx: &mut Ctx) -> Vec<Header
         });
     }
     out
+}
+
+/// Declares a `DataSource` (`ctx` at it); the caller reads the accepted members.
+pub fn data_source_fields(d: &core::DataSource, ctx: &mut Ctx) {
+    crate::fields!(ctx, d => core::DataSource {
+        specifier: ["filename", "inline_bytes", "inline_string"],
+    } refused {
+        watched_directory,
+    });
+}
+
+/// Declares an `Int64Range` (`ctx` at it); the caller reads `start` and `end` (all
+/// accepted: nothing is reported).
+pub fn int64_range_fields(r: &types::Int64Range, _ctx: &mut Ctx) {
+    crate::fields!(_ctx, r => types::Int64Range {
+        start, end,
+    });
+}
+
+/// Declares a `RuntimeUInt32` (`ctx` at it; all accepted: nothing is reported). The
+/// caller reads `default_value`; ferry has no runtime, `runtime_key` is never looked up.
+pub fn runtime_uint32_fields(v: &core::RuntimeUInt32, _ctx: &mut Ctx) {
+    crate::fields!(_ctx, v => core::RuntimeUInt32 {
+        default_value, runtime_key,
+    });
+}
+
+/// Declares a `TypedExtensionConfig` (`ctx` at it; all accepted: nothing is reported).
+/// The caller reads `name` and `typed_config` (an extension ferry does not implement is
+/// named by the support walk).
+pub fn typed_extension_config_fields(e: &core::TypedExtensionConfig, _ctx: &mut Ctx) {
+    crate::fields!(_ctx, e => core::TypedExtensionConfig {
+        name, typed_config,
+    });
+}
+
+/// Declares the HTTP protocol options a cluster, its upstream options and a connection
+/// manager share, each at its usual field name below `ctx`:
+/// `common_http_protocol_options`, `http_protocol_options` (HTTP/1: ferry speaks it with
+/// Envoy's defaults, none of its fields is supported) and `http2_protocol_options`. The
+/// callers read the accepted fields.
+pub fn protocol_options_fields(
+    common: Option<&core::HttpProtocolOptions>,
+    http1: Option<&core::Http1ProtocolOptions>,
+    http2: Option<&core::Http2ProtocolOptions>,
+    ctx: &mut Ctx,
+) {
+    if let Some(o) = common {
+        ctx.at("common_http_protocol_options", |ctx| {
+            crate::fields!(ctx, o => core::HttpProtocolOptions {
+                idle_timeout, max_connection_duration, max_headers_count,
+                max_requests_per_connection,
+            } refused {
+                max_stream_duration, headers_with_underscores_action, max_response_headers_kb,
+                max_connection_duration_jitter,
+            });
+        });
+    }
+    if let Some(o) = http1 {
+        ctx.at("http_protocol_options", |ctx| {
+            crate::fields!(ctx, o => core::Http1ProtocolOptions {
+            } refused {
+                allow_absolute_url, accept_http_10, default_host_for_http_10, header_key_format,
+                enable_trailers, allow_chunked_length,
+                override_stream_error_on_invalid_http_message, send_fully_qualified_url,
+                use_balsa_parser, allow_custom_methods, ignore_http_11_upgrade,
+            });
+        });
+    }
+    if let Some(o) = http2 {
+        ctx.at("http2_protocol_options", |ctx| {
+            crate::fields!(ctx, o => core::Http2ProtocolOptions {
+                max_concurrent_streams, initial_stream_window_size, initial_connection_window_size,
+            } refused {
+                hpack_table_size, allow_connect, allow_metadata, max_outbound_frames,
+                max_outbound_control_frames, max_consecutive_inbound_frames_with_empty_payload,
+                max_inbound_priority_frames_per_stream,
+                max_inbound_window_update_frames_per_data_frame_sent,
+                stream_error_on_invalid_http_messaging, custom_settings_parameters,
+                override_stream_error_on_invalid_http_message, connection_keepalive,
+                use_oghttp2_codec, max_metadata_size, enable_huffman_encoding,
+                max_header_field_size_kb, disallow_obs_text, stream_reset_burst, stream_reset_rate,
+            });
+        });
+    }
 }
 
 /// The socket address of an `Address`, resolved for listening or for a STATIC host
