@@ -125,6 +125,14 @@ pub fn from_proto(o: &OpenTelemetryAccessLogConfig, c: &mut Ctx) -> Option<OtelA
     };
     // `?` at the end: the rest is converted (its errors reported) without a target.
     let grpc = crate::grpc_service::grpc_cluster(&grpc, field, c);
+    if o.grpc_service.is_some() && common.grpc_service.is_some() {
+        // Shadowed by `grpc_service`, still checked.
+        let _ = crate::grpc_service::grpc_cluster(
+            &common.grpc_service,
+            "common_config.grpc_service",
+            c,
+        );
+    }
     let log_name = if o.log_name.is_empty() {
         common.log_name.clone()
     } else {

@@ -294,7 +294,6 @@ fn zipkin(z: &trace_pb::ZipkinConfig, ctx: &mut Ctx) -> Option<Zipkin> {
 }
 
 fn opentelemetry(o: &trace_pb::OpenTelemetryConfig, ctx: &mut Ctx) -> Option<OpenTelemetry> {
-    use ferry_envoy_api::pb::envoy::config::core::v3::grpc_service::TargetSpecifier;
     crate::fields!(ctx, o => trace_pb::OpenTelemetryConfig {
         grpc_service, service_name,
     } refused {
@@ -303,20 +302,13 @@ fn opentelemetry(o: &trace_pb::OpenTelemetryConfig, ctx: &mut Ctx) -> Option<Ope
     } refused_extensions {
         sampler, exporter,
     });
-    let Some(g) = &o.grpc_service else {
+    if o.grpc_service.is_none() {
         ctx.error_at(
             "grpc_service",
             "is required (http_service is not supported)",
         );
         return None;
-    };
-    let Some(TargetSpecifier::EnvoyGrpc(_)) = &g.target_specifier else {
-        ctx.error_at(
-            "grpc_service",
-            "envoy_grpc is required (google_grpc is not supported)",
-        );
-        return None;
-    };
+    }
     let target = crate::grpc_service::grpc_cluster(&o.grpc_service, "grpc_service", ctx)?;
     Some(OpenTelemetry {
         cluster: target.cluster,
