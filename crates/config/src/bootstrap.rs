@@ -245,21 +245,25 @@ fn node_fields(n: &core::Node, ctx: &mut Ctx) {
 /// Routes and TCP proxies must name clusters that exist (Envoy's `validate_clusters`
 /// default for static route configs).
 fn check_clusters(l: &Listener, names: &HashSet<&str>, ctx: &mut Ctx) {
-    use crate::listener::NetworkFilter;
+    use crate::listener::TerminalFilter;
     use crate::route::{Action, ClusterSpecifier};
     for (i, fc) in l.filter_chains.iter().enumerate() {
         match &fc.filter {
-            NetworkFilter::Tcp(t) => {
-                for (c, _) in &t.clusters {
+            TerminalFilter::Filter(f) => {
+                let Some(factory) = ctx.extensions.network_filter(f.config_type) else {
+                    continue;
+                };
+                let short = factory.name().trim_start_matches("envoy.filters.network.");
+                for c in factory.clusters(&f.config) {
                     if !names.contains(c.as_str()) {
                         ctx.error_at(
                             &format!("filter_chains[{i}]"),
-                            format!("tcp_proxy: unknown cluster '{c}'"),
+                            format!("{short}: unknown cluster '{c}'"),
                         );
                     }
                 }
             }
-            NetworkFilter::Http(h) => {
+            TerminalFilter::Http(h) => {
                 for log in &h.access_logs {
                     if let crate::access_log::Sink::OpenTelemetry(o) = &log.sink {
                         if !names.contains(o.grpc.cluster.as_str()) {

@@ -1,20 +1,16 @@
 //! Listeners, filter chains and their network filters.
 
 use crate::hcm::HttpConnectionManager;
-use crate::util::{duration, listen_addr};
+use crate::util::listen_addr;
 use crate::Ctx;
 use ferry_envoy_api::pb::envoy::config::core::v3 as core;
 use ferry_envoy_api::pb::envoy::config::listener::v3 as pb;
-use ferry_envoy_api::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
+use ferry_envoy_api::pb::google::protobuf::Any;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Envoy's default `per_connection_buffer_limit_bytes`.
 pub const DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
-/// Envoy's default TCP proxy `idle_timeout`.
-pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
-
 /// A listener.
 #[derive(Debug, Clone)]
 pub struct Listener {
@@ -45,9 +41,9 @@ pub struct FilterChain {
     pub matcher: FilterChainMatch,
     /// The network filters before the terminal one, in order
     /// (`envoy.filters.network.local_ratelimit`).
-    pub read_filters: Vec<crate::filters::ReadFilter>,
+    pub read_filters: Vec<crate::filters::NetworkFilter>,
     /// The terminal network filter.
-    pub filter: NetworkFilter,
+    pub filter: TerminalFilter,
 }
 
 /// `filter_chain_match`.
@@ -63,27 +59,15 @@ pub struct FilterChainMatch {
     pub application_protocols: Vec<String>,
 }
 
-/// The network filter that handles a connection.
+/// The network filter that handles a connection (the last of a filter chain).
 #[derive(Debug, Clone)]
-pub enum NetworkFilter {
+pub enum TerminalFilter {
     /// `envoy.filters.network.http_connection_manager`.
     Http(Arc<HttpConnectionManager>),
-    /// `envoy.filters.network.tcp_proxy`.
-    Tcp(Arc<TcpProxy>),
+    /// A registered terminal filter (`envoy.filters.network.tcp_proxy`).
+    Filter(crate::filters::NetworkFilter),
 }
 
-/// `envoy.filters.network.tcp_proxy`.
-#[derive(Debug, Clone)]
-pub struct TcpProxy {
-    /// `stat_prefix`.
-    pub stat_prefix: String,
-    /// (cluster, weight); one entry for `cluster`.
-    pub clusters: Vec<(String, u32)>,
-    /// `idle_timeout` (default 1 h; None = disabled).
-    pub idle_timeout: Option<Duration>,
-    /// `access_log`.
-    pub access_logs: Vec<crate::access_log::AccessLog>,
-}
 
 /// Converts a listener; `index` names it when it has no name.
 pub fn from_proto(l: &pb::Listener, index: usize, ctx: &mut Ctx) -> Option<Listener> {
@@ -127,7 +111,7 @@ pub fn from_proto(l: &pb::Listener, index: usize, ctx: &mut Ctx) -> Option<Liste
             .iter_mut()
             .chain(default_filter_chain.as_mut())
         {
-            if let NetworkFilter::Http(h) = &mut fc.filter {
+            if let TerminalFilter::Http(h) = &mut fc.filter {
                 if h.tracing.is_some() {
                     let h = Arc::make_mut(h);
                     if let Some(t) = h.tracing.as_mut() {
@@ -207,121 +191,57 @@ fn filter_chain(fc: &pb::FilterChain, ctx: &mut Ctx) -> Option<FilterChain> {
         ctx.error_at("filters", "a terminal network filter is required");
         return None;
     }
-    // Before the terminal filter: read filters (local rate limits).
+    // Read filters (local rate limits), then the terminal filter.
     let mut read_filters = Vec::new();
-    for (i, f) in fc.filters[..fc.filters.len() - 1].iter().enumerate() {
+    let mut terminal = None;
+    let last = fc.filters.len() - 1;
+    for (i, f) in fc.filters.iter().enumerate() {
         ctx.at(format!("filters[{i}]"), |c| {
             crate::fields!(c, f => pb::Filter { name, config_type: ["typed_config"] });
             let Some(pb::filter::ConfigType::TypedConfig(any)) = &f.config_type else {
                 c.error_at("typed_config", "is required");
                 return;
             };
-            let ty = crate::any::type_name(any);
-            if matches!(ty, HCM | TCP_PROXY) {
-                c.error("a terminal filter must be the last network filter");
-            } else if let Some(filter) = crate::filters::read_filter(&f.name, any, c) {
-                read_filters.push(filter);
+            let is_terminal = if crate::any::type_name(any) == HCM {
+                true
+            } else {
+                match c.extensions.network_filter(crate::any::type_name(any)) {
+                    Some(factory) => factory.terminal(),
+                    // Named by the support walk.
+                    None => return,
+                }
+            };
+            match (i == last, is_terminal) {
+                (false, true) => c.error("a terminal filter must be the last network filter"),
+                (true, false) => c.error("the last network filter must be a terminal filter"),
+                (false, false) => read_filters.extend(crate::filters::network_filter(&f.name, any, c)),
+                (true, true) => terminal = terminal_filter(&f.name, any, c),
             }
-            // Other types are named by the support walk.
         });
     }
-    let f = fc.filters.last()?;
-    let idx = fc.filters.len() - 1;
-    let filter = ctx.at(format!("filters[{idx}]"), |c| network_filter(f, c))?;
     Some(FilterChain {
         name: fc.name.clone(),
         matcher,
         read_filters,
-        filter,
+        filter: terminal?,
     })
 }
 
 const HCM: &str =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-const TCP_PROXY: &str = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 
-fn network_filter(f: &pb::Filter, ctx: &mut Ctx) -> Option<NetworkFilter> {
-    crate::fields!(ctx, f => pb::Filter { name, config_type: ["typed_config"] });
-    let Some(pb::filter::ConfigType::TypedConfig(any)) = &f.config_type else {
-        ctx.error_at("typed_config", "is required");
-        return None;
-    };
-    ctx.at("typed_config", |c| match crate::any::type_name(any) {
-        HCM => {
+/// The terminal filter: the HTTP connection manager (this crate's model), or a
+/// registered filter (`envoy.filters.network.tcp_proxy`).
+fn terminal_filter(name: &str, any: &Any, ctx: &mut Ctx) -> Option<TerminalFilter> {
+    if crate::any::type_name(any) == HCM {
+        return ctx.at("typed_config", |c| {
             let h = crate::any::unpack(any, c)?;
-            Some(NetworkFilter::Http(Arc::new(crate::hcm::from_proto(
-                &h, c,
-            )?)))
-        }
-        TCP_PROXY => {
-            let t: tcp::TcpProxy = crate::any::unpack(any, c)?;
-            Some(NetworkFilter::Tcp(Arc::new(tcp_proxy(&t, c)?)))
-        }
-        // Named by the support walk.
-        _ => None,
-    })
+            Some(TerminalFilter::Http(Arc::new(crate::hcm::from_proto(&h, c)?)))
+        });
+    }
+    crate::filters::network_filter(name, any, ctx).map(TerminalFilter::Filter)
 }
 
-fn tcp_proxy(t: &tcp::TcpProxy, ctx: &mut Ctx) -> Option<TcpProxy> {
-    use tcp::tcp_proxy::ClusterSpecifier as C;
-    crate::fields!(ctx, t => tcp::TcpProxy as "envoy.filters.network.tcp_proxy" {
-        stat_prefix, cluster_specifier: ["cluster", "weighted_clusters"], access_log, idle_timeout,
-    } refused {
-        downstream_idle_timeout, upstream_idle_timeout, max_connect_attempts, metadata_match,
-        hash_policy, tunneling_config, max_downstream_connection_duration, on_demand,
-        access_log_flush_interval, flush_access_log_on_connected, access_log_options,
-        backoff_options, proxy_protocol_tlvs, max_downstream_connection_duration_jitter_percentage,
-        upstream_connect_mode, max_early_data_bytes, proxy_protocol_tlv_merge_policy,
-        check_drain_close,
-    });
-    if t.stat_prefix.is_empty() {
-        ctx.error_at("stat_prefix", "is required");
-    }
-    let clusters = match &t.cluster_specifier {
-        Some(C::Cluster(c)) => vec![(c.clone(), 1)],
-        Some(C::WeightedClusters(w)) => {
-            let v: Vec<(String, u32)> = ctx.at("weighted_clusters", |ctx| {
-                crate::fields!(ctx, w => tcp::tcp_proxy::WeightedCluster { clusters });
-                let mut v = Vec::new();
-                for (i, c) in w.clusters.iter().enumerate() {
-                    ctx.at(format!("clusters[{i}]"), |ctx| {
-                        crate::fields!(ctx, c => tcp::tcp_proxy::weighted_cluster::ClusterWeight {
-                            name, weight,
-                        } refused {
-                            metadata_match,
-                        });
-                    });
-                    v.push((c.name.clone(), c.weight));
-                }
-                v
-            });
-            if v.is_empty() || v.iter().map(|(_, w)| *w as u64).sum::<u64>() == 0 {
-                ctx.error_at(
-                    "weighted_clusters",
-                    "at least one cluster with a weight is required",
-                );
-                return None;
-            }
-            v
-        }
-        None => {
-            ctx.error("cluster or weighted_clusters is required");
-            return None;
-        }
-    };
-    let idle_timeout = match &t.idle_timeout {
-        None => Some(DEFAULT_TCP_IDLE_TIMEOUT),
-        Some(_) => duration(&t.idle_timeout, "idle_timeout", ctx).filter(|d| !d.is_zero()),
-    };
-    Some(TcpProxy {
-        stat_prefix: t.stat_prefix.clone(),
-        clusters,
-        idle_timeout,
-        access_logs: ctx.at("access_log", |c| {
-            crate::access_log::from_proto(&t.access_log, c)
-        }),
-    })
-}
 
 /// Declares a `metadata` field's `Metadata` (accepted, not used: ferry has no filter that
 /// reads metadata); the one place for every message that holds one.

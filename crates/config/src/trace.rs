@@ -326,7 +326,7 @@ fn opentelemetry(o: &trace_pb::OpenTelemetryConfig, ctx: &mut Ctx) -> Option<Ope
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use crate::bootstrap::load;
-    use crate::listener::NetworkFilter;
+    use crate::listener::TerminalFilter;
     use crate::trace::*;
     use ferry_envoy_api::Format;
 
@@ -370,8 +370,8 @@ static_resources:
     fn loaded(tracing: &str, direction: &str) -> Result<Tracing, String> {
         match load(&bootstrap(tracing, direction), Format::Yaml) {
             Ok(l) => match &l.bootstrap.listeners[0].filter_chains[0].filter {
-                NetworkFilter::Http(h) => Ok((**h.tracing.as_ref().unwrap()).clone()),
-                NetworkFilter::Tcp(_) => Err("not an HCM".into()),
+                TerminalFilter::Http(h) => Ok((**h.tracing.as_ref().unwrap()).clone()),
+                TerminalFilter::Filter(_) => Err("not an HCM".into()),
             },
             Err(e) => Err(e.to_string()),
         }

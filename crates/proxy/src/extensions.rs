@@ -1,9 +1,9 @@
 //! The filters this proxy has, as a config load sees them: the HTTP filters of
-//! `http/filters/` and the network read filters of `network/`, each registered in its
-//! own list there by Envoy name and config type. Loading a bootstrap through [`load`]
+//! `http/filters/` and the network filters of `network/`, each registered in its list
+//! there by Envoy name and config type. Loading a bootstrap through [`load`]
 //! converts every filter's config with the filter's own code.
 
-use ferry_config::filters::{Extensions, HttpFilterFactory, ReadFilterFactory};
+use ferry_config::filters::{Extensions, HttpFilterFactory, NetworkFilterFactory};
 use ferry_config::{ConfigErrors, Format, Loaded};
 
 /// The registry of this proxy's filters.
@@ -19,8 +19,8 @@ impl Extensions for Registry {
         Some(f)
     }
 
-    fn read_filter(&self, config_type: &str) -> Option<&'static dyn ReadFilterFactory> {
-        let f = crate::network::read_filter_factory(config_type)?;
+    fn network_filter(&self, config_type: &str) -> Option<&'static dyn NetworkFilterFactory> {
+        let f = crate::network::factory(config_type)?;
         Some(f)
     }
 }

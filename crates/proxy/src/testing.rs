@@ -9,7 +9,7 @@ use crate::http::filter_manager::{FilterChain, FilterRequest};
 use crate::http::local_reply::LocalReply;
 use crate::stream_info::StreamInfo;
 use ferry_config::hcm::HttpConnectionManager;
-use ferry_config::listener::NetworkFilter;
+use ferry_config::listener::TerminalFilter;
 use http::HeaderMap;
 use std::sync::Arc;
 
@@ -59,8 +59,8 @@ pub(crate) fn cluster(name: &str, port: u16) -> String {
 /// The connection manager of the bootstrap's first listener.
 pub(crate) fn hcm_of(b: &ferry_config::Bootstrap) -> Arc<HttpConnectionManager> {
     match &b.listeners[0].filter_chains[0].filter {
-        NetworkFilter::Http(h) => h.clone(),
-        NetworkFilter::Tcp(_) => panic!("not an HCM"),
+        TerminalFilter::Http(h) => h.clone(),
+        TerminalFilter::Filter(_) => panic!("not an HCM"),
     }
 }
 

@@ -1,5 +1,5 @@
 //! HTTP filters (`http_filters`), their per-route configs (`typed_per_filter_config`)
-//! and network read filters, converted by the filters themselves.
+//! and network filters, converted by the filters themselves.
 //!
 //! A filter's config conversion lives with its runtime, in the filter's own folder of the
 //! proxy (`proxy/src/http/filters/<name>/`), and is registered there by its Envoy name and
@@ -37,23 +37,33 @@ pub trait HttpFilterFactory: Send + Sync {
     }
 }
 
-/// How one network read filter's config is converted: a network filter before the
-/// terminal one (`envoy.filters.network.local_ratelimit`).
-pub trait ReadFilterFactory: Send + Sync {
+/// How one network filter's config is converted (Envoy's
+/// `NamedNetworkFilterConfigFactory`): a read filter before the terminal one
+/// (`envoy.filters.network.local_ratelimit`) or a terminal filter
+/// (`envoy.filters.network.tcp_proxy`). The HTTP connection manager is not one of them:
+/// its config is this crate's model (`hcm.rs`).
+pub trait NetworkFilterFactory: Send + Sync {
     /// The filter's Envoy name.
     fn name(&self) -> &'static str;
     /// Its config's type.
     fn config_type(&self) -> &'static str;
+    /// Whether it ends the chain.
+    fn terminal(&self) -> bool;
     /// Converts `typed_config` (errors go to `ctx`).
     fn config(&self, any: &Any, ctx: &mut Ctx) -> Option<FilterConfig>;
+    /// The clusters `config` sends to, which must exist.
+    fn clusters(&self, config: &FilterConfig) -> Vec<String> {
+        let _ = config;
+        Vec::new()
+    }
 }
 
 /// The filters a load knows, by config type.
 pub trait Extensions: Send + Sync {
     /// The HTTP filter whose config type is `config_type`.
     fn http_filter(&self, config_type: &str) -> Option<&'static dyn HttpFilterFactory>;
-    /// The network read filter whose config type is `config_type`.
-    fn read_filter(&self, config_type: &str) -> Option<&'static dyn ReadFilterFactory>;
+    /// The network filter whose config type is `config_type`.
+    fn network_filter(&self, config_type: &str) -> Option<&'static dyn NetworkFilterFactory>;
 }
 
 /// No filters (a load of clusters alone, or a test of the model).
@@ -64,7 +74,7 @@ impl Extensions for NoExtensions {
     fn http_filter(&self, _: &str) -> Option<&'static dyn HttpFilterFactory> {
         None
     }
-    fn read_filter(&self, _: &str) -> Option<&'static dyn ReadFilterFactory> {
+    fn network_filter(&self, _: &str) -> Option<&'static dyn NetworkFilterFactory> {
         None
     }
 }
@@ -102,9 +112,9 @@ pub fn http_filter(name: &str, any: &Any, ctx: &mut Ctx) -> Option<HttpFilter> {
     })
 }
 
-/// A network read filter of a filter chain (before its terminal filter).
+/// A network filter of a filter chain.
 #[derive(Clone)]
-pub struct ReadFilter {
+pub struct NetworkFilter {
     /// `name`.
     pub name: String,
     /// The config's type (which filter this is).
@@ -113,21 +123,21 @@ pub struct ReadFilter {
     pub config: FilterConfig,
 }
 
-impl std::fmt::Debug for ReadFilter {
+impl std::fmt::Debug for NetworkFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReadFilter")
+        f.debug_struct("NetworkFilter")
             .field("name", &self.name)
             .field("config_type", &self.config_type)
             .finish_non_exhaustive()
     }
 }
 
-/// Converts a network read filter's `typed_config` with the filter's factory (None: an
+/// Converts a network filter's `typed_config` with the filter's factory (None: an
 /// error, or a filter ferry does not have, which the support walk names).
-pub fn read_filter(name: &str, any: &Any, ctx: &mut Ctx) -> Option<ReadFilter> {
-    let factory = ctx.extensions.read_filter(type_name(any))?;
+pub fn network_filter(name: &str, any: &Any, ctx: &mut Ctx) -> Option<NetworkFilter> {
+    let factory = ctx.extensions.network_filter(type_name(any))?;
     let config = ctx.at("typed_config", |ctx| factory.config(any, ctx))?;
-    Some(ReadFilter {
+    Some(NetworkFilter {
         name: name.to_string(),
         config_type: factory.config_type(),
         config,

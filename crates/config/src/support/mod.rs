@@ -302,6 +302,8 @@ macro_rules! fields {
         $(refused_oneofs { $($o:ident),* $(,)? })?
         $(refused_extensions { $($e:ident),* $(,)? })?
     ) => {
+        // Envoy's deprecated fields are declared as any other.
+        #[allow(deprecated)]
         let $($ty)::+ {
             $($f: _,)*
             $($($r,)*)?

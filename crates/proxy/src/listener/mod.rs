@@ -5,10 +5,10 @@ mod filter_chain;
 pub use filter_chain::{select, ConnectionFacts};
 
 use crate::http::conn_manager::HcmRuntime;
-use crate::network::tcp_proxy::TcpProxyRuntime;
+use crate::network::NetworkFilterRuntime;
 use crate::server::Server;
 use crate::Snapshot;
-use ferry_config::listener::{FilterChain, Listener, NetworkFilter};
+use ferry_config::listener::{FilterChain, Listener, TerminalFilter};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -42,10 +42,13 @@ pub(crate) struct ChainRuntime {
     pub(crate) filter: NetworkRuntime,
 }
 
-/// The runtime of a network filter.
+/// The runtime of a chain's terminal filter.
 pub(crate) enum NetworkRuntime {
     Http(Arc<HcmRuntime>),
-    Tcp(Arc<TcpProxyRuntime>),
+    Filter(Arc<dyn crate::network::TerminalFilter>),
+    /// A filter this proxy cannot build (its config came through another registry):
+    /// connections are closed.
+    Closed,
 }
 
 /// A listener ready to serve: its chains built against a snapshot.
@@ -72,15 +75,22 @@ impl ListenerRuntime {
             read_filters: fc
                 .read_filters
                 .iter()
-                .filter_map(|f| crate::network::build_read_filter(f, &snapshot.stats))
+                .filter_map(|f| match crate::network::build(f, snapshot)? {
+                    NetworkFilterRuntime::Read(r) => Some(r),
+                    NetworkFilterRuntime::Terminal(_) => None,
+                })
                 .collect(),
             filter: match &fc.filter {
-                NetworkFilter::Http(h) => {
+                TerminalFilter::Http(h) => {
                     NetworkRuntime::Http(Arc::new(HcmRuntime::new(h.clone(), snapshot, &scope)))
                 }
-                NetworkFilter::Tcp(t) => {
-                    NetworkRuntime::Tcp(Arc::new(TcpProxyRuntime::new(t.clone(), snapshot)))
-                }
+                TerminalFilter::Filter(f) => match crate::network::build(f, snapshot) {
+                    Some(NetworkFilterRuntime::Terminal(t)) => NetworkRuntime::Filter(t),
+                    _ => {
+                        tracing::error!(filter = %f.name, "not a terminal network filter of this proxy");
+                        NetworkRuntime::Closed
+                    }
+                },
             },
         };
         ListenerRuntime {
@@ -220,6 +230,7 @@ async fn handle(rt: &ListenerRuntime, stream: TcpStream, peer: SocketAddr) {
     };
     match &chain.filter {
         NetworkRuntime::Http(h) => crate::network::hcm::serve(h.clone(), downstream).await,
-        NetworkRuntime::Tcp(t) => crate::network::tcp_proxy::serve(t.clone(), downstream).await,
+        NetworkRuntime::Filter(t) => t.clone().serve(downstream).await,
+        NetworkRuntime::Closed => drop(downstream),
     }
 }

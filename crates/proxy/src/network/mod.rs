@@ -5,6 +5,7 @@ pub mod hcm;
 pub mod local_ratelimit;
 pub mod tcp_proxy;
 
+use crate::Snapshot;
 use ferry_config::filters::FilterConfig;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,33 +17,48 @@ pub trait ReadFilter: Send + Sync {
     fn on_new_connection(&self) -> bool;
 }
 
-/// A read filter as registered: its config conversion and how its runtime is built.
-pub trait ReadFilterFactory: ferry_config::filters::ReadFilterFactory {
-    /// Builds the filter (None: `config` is not this filter's).
-    fn build(
-        &self,
-        config: &FilterConfig,
-        store: &ferry_stats::Store,
-    ) -> Option<Arc<dyn ReadFilter>>;
+/// The last network filter of a chain: it serves the connection.
+pub trait TerminalFilter: Send + Sync {
+    /// Serves one connection to its end.
+    fn serve(
+        self: Arc<Self>,
+        downstream: Downstream,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 }
 
-/// Every network read filter, by Envoy name and config type.
-pub static READ_FILTERS: &[&dyn ReadFilterFactory] = &[&local_ratelimit::Factory];
+/// A network filter's runtime, as its factory built it.
+pub enum NetworkFilterRuntime {
+    /// Before the terminal filter.
+    Read(Arc<dyn ReadFilter>),
+    /// The last filter.
+    Terminal(Arc<dyn TerminalFilter>),
+}
 
-/// The registered read filter whose config type is `config_type`.
-pub fn read_filter_factory(config_type: &str) -> Option<&'static dyn ReadFilterFactory> {
-    READ_FILTERS
+/// A network filter as registered: its config conversion and how its runtime is built.
+pub trait NetworkFilterFactory: ferry_config::filters::NetworkFilterFactory {
+    /// Builds the filter against `snapshot` (None: `config` is not this filter's).
+    fn build(&self, config: &FilterConfig, snapshot: &Snapshot) -> Option<NetworkFilterRuntime>;
+}
+
+/// Every network filter (but the HTTP connection manager, which is the core's), by
+/// Envoy name and config type.
+pub static NETWORK_FILTERS: &[&dyn NetworkFilterFactory] =
+    &[&local_ratelimit::Factory, &tcp_proxy::Factory];
+
+/// The registered network filter whose config type is `config_type`.
+pub fn factory(config_type: &str) -> Option<&'static dyn NetworkFilterFactory> {
+    NETWORK_FILTERS
         .iter()
         .copied()
         .find(|f| f.config_type() == config_type)
 }
 
-/// Builds a filter chain's read filter.
-pub fn build_read_filter(
-    f: &ferry_config::filters::ReadFilter,
-    store: &ferry_stats::Store,
-) -> Option<Arc<dyn ReadFilter>> {
-    read_filter_factory(f.config_type)?.build(&f.config, store)
+/// Builds a filter chain's network filter.
+pub fn build(
+    f: &ferry_config::filters::NetworkFilter,
+    snapshot: &Snapshot,
+) -> Option<NetworkFilterRuntime> {
+    factory(f.config_type)?.build(&f.config, snapshot)
 }
 
 /// An accepted downstream connection as its network filter gets it: the socket, its

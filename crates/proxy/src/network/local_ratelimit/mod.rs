@@ -19,12 +19,15 @@ ferry_stats::stat_group! {
 /// This filter's registration.
 pub struct Factory;
 
-impl ferry_config::filters::ReadFilterFactory for Factory {
+impl ferry_config::filters::NetworkFilterFactory for Factory {
     fn name(&self) -> &'static str {
         "envoy.filters.network.local_ratelimit"
     }
     fn config_type(&self) -> &'static str {
         "envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit"
+    }
+    fn terminal(&self) -> bool {
+        false
     }
     fn config(
         &self,
@@ -35,14 +38,16 @@ impl ferry_config::filters::ReadFilterFactory for Factory {
     }
 }
 
-impl super::ReadFilterFactory for Factory {
+impl super::NetworkFilterFactory for Factory {
     fn build(
         &self,
         config: &ferry_config::filters::FilterConfig,
-        store: &ferry_stats::Store,
-    ) -> Option<Arc<dyn super::ReadFilter>> {
+        snapshot: &crate::Snapshot,
+    ) -> Option<super::NetworkFilterRuntime> {
         let config = config.clone().downcast::<NetworkLocalRateLimit>().ok()?;
-        Some(Arc::new(NetworkLimiter::new(config, store)))
+        Some(super::NetworkFilterRuntime::Read(Arc::new(
+            NetworkLimiter::new(config, &snapshot.stats),
+        )))
     }
 }
 

@@ -4,12 +4,64 @@
 use crate::access_log::Logger;
 use crate::stream_info::StreamInfo;
 use crate::Snapshot;
-use ferry_config::listener::TcpProxy;
+pub mod config;
+
+use config::TcpProxy;
 use ferry_upstream::ClusterManager;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// This filter's registration.
+pub struct Factory;
+
+impl ferry_config::filters::NetworkFilterFactory for Factory {
+    fn name(&self) -> &'static str {
+        "envoy.filters.network.tcp_proxy"
+    }
+    fn config_type(&self) -> &'static str {
+        "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+    }
+    fn terminal(&self) -> bool {
+        true
+    }
+    fn config(
+        &self,
+        any: &ferry_envoy_api::pb::google::protobuf::Any,
+        ctx: &mut ferry_config::Ctx,
+    ) -> Option<ferry_config::filters::FilterConfig> {
+        Some(Arc::new(config::from_any(any, ctx)?))
+    }
+    fn clusters(&self, config: &ferry_config::filters::FilterConfig) -> Vec<String> {
+        config
+            .downcast_ref::<TcpProxy>()
+            .map(|t| t.clusters.iter().map(|(c, _)| c.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl super::NetworkFilterFactory for Factory {
+    fn build(
+        &self,
+        config: &ferry_config::filters::FilterConfig,
+        snapshot: &Snapshot,
+    ) -> Option<super::NetworkFilterRuntime> {
+        let config = config.clone().downcast::<TcpProxy>().ok()?;
+        Some(super::NetworkFilterRuntime::Terminal(Arc::new(
+            TcpProxyRuntime::new(config, snapshot),
+        )))
+    }
+}
+
+impl super::TerminalFilter for TcpProxyRuntime {
+    fn serve(
+        self: Arc<Self>,
+        downstream: super::Downstream,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(serve(self, downstream))
+    }
+}
 
 /// A TCP proxy ready to serve.
 pub struct TcpProxyRuntime {
