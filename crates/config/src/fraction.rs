@@ -1,5 +1,6 @@
 //! Fractions of requests (`FractionalPercent`, `RuntimeFractionalPercent`): sampled
-//! per request by retry, mirror, fault, rate limit and access-log configs.
+//! per request by retry, mirror, fault, rate limit and access-log configs; and runtime
+//! feature flags (`RuntimeFeatureFlag`), which ferry reads as their default.
 
 use crate::Ctx;
 use ferry_envoy_api::pb::envoy::config::core::v3 as core;
@@ -30,6 +31,9 @@ impl Fraction {
 
 /// Converts a `FractionalPercent`.
 pub fn fraction(p: &types::FractionalPercent, ctx: &mut Ctx) -> Fraction {
+    crate::fields!(ctx, p => types::FractionalPercent {
+        numerator, denominator,
+    });
     let denominator = match p.denominator {
         0 => 100,
         1 => 10_000,
@@ -47,8 +51,20 @@ pub fn fraction(p: &types::FractionalPercent, ctx: &mut Ctx) -> Fraction {
 
 /// Converts a `RuntimeFractionalPercent` (ferry has no runtime: the default value).
 pub fn runtime_fraction(p: &core::RuntimeFractionalPercent, ctx: &mut Ctx) -> Fraction {
+    crate::fields!(ctx, p => core::RuntimeFractionalPercent {
+        default_value, runtime_key,
+    });
     match &p.default_value {
         Some(v) => ctx.at("default_value", |c| fraction(v, c)),
         None => Fraction::ALL,
     }
+}
+
+/// Converts a `RuntimeFeatureFlag` (ferry has no runtime: the default value, true when
+/// unset).
+pub fn runtime_feature_flag(f: &core::RuntimeFeatureFlag, _ctx: &mut Ctx) -> bool {
+    crate::fields!(_ctx, f => core::RuntimeFeatureFlag {
+        default_value, runtime_key,
+    });
+    f.default_value.map(|b| b.value).unwrap_or(true)
 }

@@ -97,19 +97,44 @@ pub(crate) fn search_regex(re: &str, ctx: &mut Ctx) -> Option<regex::Regex> {
     }
 }
 
-fn regex_matcher(m: &Option<matcher::RegexMatcher>, ctx: &mut Ctx) -> Option<regex::Regex> {
-    match m {
-        Some(m) => ctx.at("regex", |c| full_regex(&m.regex, c)),
-        None => {
-            ctx.error("is required");
-            None
-        }
+/// Declares a `RegexMatcher`'s fields (and its `google_re2`'s); ctx is at the matcher.
+fn regex_fields(m: &matcher::RegexMatcher, ctx: &mut Ctx) {
+    use matcher::regex_matcher::EngineType;
+    crate::fields!(ctx, m => matcher::RegexMatcher {
+        engine_type: ["google_re2"], regex,
+    });
+    if let Some(EngineType::GoogleRe2(g)) = &m.engine_type {
+        ctx.at("google_re2", |_ctx| {
+            crate::fields!(_ctx, g => matcher::regex_matcher::GoogleRe2 {
+                max_program_size,
+            });
+        });
     }
+}
+
+/// Converts a `RegexMatcher` that matches the whole input (`safe_regex`): errors in
+/// the regex are reported at its `regex`.
+pub(crate) fn regex_matcher(m: &matcher::RegexMatcher, ctx: &mut Ctx) -> Option<regex::Regex> {
+    regex_fields(m, ctx);
+    ctx.at("regex", |c| full_regex(&m.regex, c))
+}
+
+/// Converts the `RegexMatcher` of a search and replace (not anchored): errors in the
+/// regex are reported at the matcher itself.
+pub(crate) fn search_regex_matcher(
+    m: &matcher::RegexMatcher,
+    ctx: &mut Ctx,
+) -> Option<regex::Regex> {
+    regex_fields(m, ctx);
+    search_regex(&m.regex, ctx)
 }
 
 /// Converts a `StringMatcher`.
 pub fn string_matcher(m: &matcher::StringMatcher, ctx: &mut Ctx) -> Option<StringMatcher> {
     use matcher::string_matcher::MatchPattern as P;
+    crate::fields!(ctx, m => matcher::StringMatcher {
+        match_pattern: ["exact", "prefix", "suffix", "safe_regex", "contains"], ignore_case,
+    });
     let ic = m.ignore_case;
     let low = |s: &String| {
         if ic {
@@ -125,12 +150,10 @@ pub fn string_matcher(m: &matcher::StringMatcher, ctx: &mut Ctx) -> Option<Strin
         Some(P::Contains(s)) => StringMatcher::Contains(low(s), ic),
         // `ignore_case` has no effect on `safe_regex` (Envoy).
         Some(P::SafeRegex(r)) => {
-            StringMatcher::Regex(ctx.at("safe_regex.regex", |c| full_regex(&r.regex, c))?)
+            StringMatcher::Regex(ctx.at("safe_regex", |c| regex_matcher(r, c))?)
         }
-        Some(_) => {
-            ctx.error("only exact, prefix, suffix, contains and safe_regex are supported");
-            return None;
-        }
+        // Refused by `fields!`.
+        Some(P::Custom(_)) => return None,
         None => {
             ctx.error("a match pattern is required");
             return None;
@@ -141,6 +164,16 @@ pub fn string_matcher(m: &matcher::StringMatcher, ctx: &mut Ctx) -> Option<Strin
 /// Converts a `HeaderMatcher`.
 pub fn header_matcher(h: &pb::HeaderMatcher, ctx: &mut Ctx) -> Option<HeaderMatcher> {
     use pb::header_matcher::HeaderMatchSpecifier as H;
+    crate::fields!(ctx, h => pb::HeaderMatcher {
+        name,
+        header_match_specifier: [
+            "exact_match", "safe_regex_match", "range_match", "present_match", "prefix_match",
+            "suffix_match", "contains_match", "string_match"
+        ],
+        invert_match,
+    } refused {
+        treat_missing_header_as_empty,
+    });
     let kind = match &h.header_match_specifier {
         None => HeaderMatchKind::Present(true),
         Some(H::PresentMatch(b)) => HeaderMatchKind::Present(*b),
@@ -151,7 +184,7 @@ pub fn header_matcher(h: &pb::HeaderMatcher, ctx: &mut Ctx) -> Option<HeaderMatc
             HeaderMatchKind::String(StringMatcher::Contains(s.clone(), false))
         }
         Some(H::SafeRegexMatch(r)) => HeaderMatchKind::String(StringMatcher::Regex(
-            ctx.at("safe_regex_match", |c| regex_matcher(&Some(r.clone()), c))?,
+            ctx.at("safe_regex_match", |c| regex_matcher(r, c))?,
         )),
         Some(H::RangeMatch(r)) => {
             ctx.at("range_match", |c| crate::util::int64_range_fields(r, c));

@@ -1,7 +1,7 @@
 //! Retry, hedging and mirroring policies of routes and virtual hosts
 //! (`RetryPolicy`, `HedgePolicy`, `RequestMirrorPolicy`), and fractional percentages.
 
-use crate::fraction::{runtime_fraction, Fraction};
+use crate::fraction::{fraction, runtime_fraction, Fraction};
 use crate::matcher::HeaderMatcher;
 use crate::util::duration;
 use crate::Ctx;
@@ -162,8 +162,24 @@ impl Default for RetryPolicy {
 
 const PREVIOUS_HOSTS: &str = "envoy.retry_host_predicates.previous_hosts";
 
+/// `retry_priority` names an extension (`{name, typed_config}`): refused by its name.
+impl crate::support::Extension for pb::retry_policy::RetryPriority {
+    fn extension_name(&self) -> &str {
+        &self.name
+    }
+}
+
 /// Converts a `RetryPolicy`.
 pub fn retry_policy(p: &pb::RetryPolicy, ctx: &mut Ctx) -> RetryPolicy {
+    crate::fields!(ctx, p => pb::RetryPolicy {
+        retry_on, num_retries, per_try_timeout, per_try_idle_timeout, retry_host_predicate,
+        host_selection_retry_max_attempts, retriable_status_codes, retry_back_off,
+        rate_limited_retry_back_off, retriable_headers, retriable_request_headers,
+    } refused {
+        retry_options_predicates, refresh_cluster_on_retry,
+    } refused_extensions {
+        retry_priority,
+    });
     let mut out = RetryPolicy::default();
     let (retry_on, unknown) = RetryOn::parse(&p.retry_on);
     if !unknown.is_empty() {
@@ -182,6 +198,9 @@ pub fn retry_policy(p: &pb::RetryPolicy, ctx: &mut Ctx) -> RetryPolicy {
         duration(&p.per_try_idle_timeout, "per_try_idle_timeout", ctx).filter(|d| !d.is_zero());
     if let Some(b) = &p.retry_back_off {
         ctx.at("retry_back_off", |ctx| {
+            crate::fields!(ctx, b => pb::retry_policy::RetryBackOff {
+                base_interval, max_interval,
+            });
             match duration(&b.base_interval, "base_interval", ctx) {
                 Some(base) if base >= Duration::from_millis(1) => out.back_off_base = base,
                 Some(_) => ctx.error_at("base_interval", "must be at least 1ms"),
@@ -203,24 +222,30 @@ pub fn retry_policy(p: &pb::RetryPolicy, ctx: &mut Ctx) -> RetryPolicy {
     }
     if let Some(r) = &p.rate_limited_retry_back_off {
         ctx.at("rate_limited_retry_back_off", |ctx| {
+            crate::fields!(ctx, r => pb::retry_policy::RateLimitedRetryBackOff {
+                reset_headers, max_interval,
+            });
             if r.reset_headers.is_empty() {
                 ctx.error_at("reset_headers", "at least one reset header is required");
             }
             let mut reset_headers = Vec::new();
             for (i, h) in r.reset_headers.iter().enumerate() {
-                match http::HeaderName::from_bytes(h.name.to_ascii_lowercase().as_bytes()) {
-                    Ok(n) => reset_headers.push((
-                        n,
-                        if h.format == 1 {
-                            ResetFormat::UnixTimestamp
-                        } else {
-                            ResetFormat::Seconds
-                        },
-                    )),
-                    Err(_) => {
-                        ctx.error_at(&format!("reset_headers[{i}].name"), "invalid header name")
+                ctx.at(format!("reset_headers[{i}]"), |ctx| {
+                    crate::fields!(ctx, h => pb::retry_policy::ResetHeader {
+                        name, format,
+                    });
+                    match http::HeaderName::from_bytes(h.name.to_ascii_lowercase().as_bytes()) {
+                        Ok(n) => reset_headers.push((
+                            n,
+                            if h.format == 1 {
+                                ResetFormat::UnixTimestamp
+                            } else {
+                                ResetFormat::Seconds
+                            },
+                        )),
+                        Err(_) => ctx.error_at("name", "invalid header name"),
                     }
-                }
+                });
             }
             let max_interval = duration(&r.max_interval, "max_interval", ctx)
                 .filter(|d| !d.is_zero())
@@ -247,14 +272,17 @@ pub fn retry_policy(p: &pb::RetryPolicy, ctx: &mut Ctx) -> RetryPolicy {
         ctx,
     );
     for (i, pred) in p.retry_host_predicate.iter().enumerate() {
-        if pred.name == PREVIOUS_HOSTS {
-            out.previous_hosts = true;
-        } else {
-            ctx.error_at(
-                &format!("retry_host_predicate[{i}].name"),
-                format!("only {PREVIOUS_HOSTS} is supported"),
-            );
-        }
+        ctx.at(format!("retry_host_predicate[{i}]"), |ctx| {
+            crate::fields!(ctx, pred => pb::retry_policy::RetryHostPredicate {
+                name, config_type: ["typed_config"],
+            });
+            if pred.name == PREVIOUS_HOSTS {
+                out.previous_hosts = true;
+                previous_hosts_predicate(pred, ctx);
+            } else {
+                ctx.error_at("name", format!("only {PREVIOUS_HOSTS} is supported"));
+            }
+        });
     }
     if p.host_selection_retry_max_attempts < 0 {
         ctx.error_at("host_selection_retry_max_attempts", "must not be negative");
@@ -263,6 +291,26 @@ pub fn retry_policy(p: &pb::RetryPolicy, ctx: &mut Ctx) -> RetryPolicy {
             u32::try_from(p.host_selection_retry_max_attempts).unwrap_or(u32::MAX);
     }
     out
+}
+
+/// The `typed_config` of a `previous_hosts` predicate, when it has the predicate's type
+/// (the support walk refuses an `Any` of a type that is no supported extension's).
+fn previous_hosts_predicate(pred: &pb::retry_policy::RetryHostPredicate, ctx: &mut Ctx) {
+    use ferry_envoy_api::pb::envoy::extensions::retry::host::previous_hosts::v3 as previous_hosts;
+    use pb::retry_policy::retry_host_predicate::ConfigType;
+    let Some(ConfigType::TypedConfig(any)) = &pred.config_type else {
+        return;
+    };
+    if crate::any::type_name(any)
+        != <previous_hosts::PreviousHostsPredicate as prost::Name>::full_name()
+    {
+        return;
+    }
+    ctx.at("typed_config", |ctx| {
+        if let Some(p) = crate::any::unpack::<previous_hosts::PreviousHostsPredicate>(any, ctx) {
+            crate::fields!(ctx, p => previous_hosts::PreviousHostsPredicate {});
+        }
+    });
 }
 
 fn matchers(list: &[pb::HeaderMatcher], field: &str, ctx: &mut Ctx) -> Vec<HeaderMatcher> {
@@ -286,14 +334,18 @@ pub struct HedgePolicy {
 
 /// Converts a `HedgePolicy`.
 pub fn hedge_policy(h: &pb::HedgePolicy, ctx: &mut Ctx) -> HedgePolicy {
+    crate::fields!(ctx, h => pb::HedgePolicy {
+        initial_requests, additional_request_chance, hedge_on_per_try_timeout,
+    });
     if h.initial_requests.is_some_and(|n| n.value > 1) {
         ctx.error_at("initial_requests", "only 1 is supported");
     }
-    if h.additional_request_chance
-        .as_ref()
-        .is_some_and(|p| p.numerator > 0)
-    {
-        ctx.error_at("additional_request_chance", "is not supported");
+    if let Some(p) = &h.additional_request_chance {
+        ctx.at("additional_request_chance", |c| {
+            if fraction(p, c).numerator > 0 {
+                c.error("is not supported");
+            }
+        });
     }
     HedgePolicy {
         hedge_on_per_try_timeout: h.hedge_on_per_try_timeout,
@@ -323,6 +375,11 @@ pub struct MirrorPolicy {
 
 /// Converts a `RequestMirrorPolicy`.
 pub fn mirror_policy(m: &pb::route_action::RequestMirrorPolicy, ctx: &mut Ctx) -> MirrorPolicy {
+    crate::fields!(ctx, m => pb::route_action::RequestMirrorPolicy {
+        cluster, cluster_header, runtime_fraction, disable_shadow_host_suffix_append,
+    } refused {
+        trace_sampled, request_headers_mutations, host_rewrite_literal,
+    });
     let cluster = match (m.cluster.is_empty(), m.cluster_header.is_empty()) {
         (false, true) => MirrorCluster::Name(m.cluster.clone()),
         (true, false) => {

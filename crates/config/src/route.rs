@@ -1,11 +1,12 @@
 //! Route configuration: virtual hosts, route matches and actions, precompiled.
 
-use crate::matcher::{full_regex, header_matcher, search_regex, string_matcher};
+use crate::matcher::{header_matcher, regex_matcher, search_regex_matcher, string_matcher};
 use crate::matcher::{HeaderMatcher, StringMatcher};
 use crate::retry::{HedgePolicy, MirrorPolicy, RetryPolicy};
 use crate::util::{duration, timeout, HeaderMutations};
 use crate::Ctx;
 use ferry_envoy_api::pb::envoy::config::route::v3 as pb;
+use ferry_envoy_api::pb::envoy::r#type::matcher::v3 as type_matcher;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -343,11 +344,30 @@ pub mod bytes_body {
 
 /// Converts a `RouteConfiguration`.
 pub fn from_proto(rc: &pb::RouteConfiguration, ctx: &mut Ctx) -> RouteConfig {
+    crate::fields!(ctx, rc => pb::RouteConfiguration {
+        name, virtual_hosts, request_headers_to_add, request_headers_to_remove,
+        response_headers_to_add, response_headers_to_remove, validate_clusters,
+    } refused {
+        internal_only_headers, vhds, most_specific_header_mutations_wins,
+        max_direct_response_body_size_bytes, cluster_specifier_plugins, request_mirror_policies,
+        ignore_port_in_host_matching, ignore_path_parameters_in_path_matching,
+        typed_per_filter_config, metadata, vhost_header, route_specifiers,
+    });
     let mut virtual_hosts = Vec::new();
     let mut domains = DomainIndex::default();
     let mut seen: HashMap<String, String> = HashMap::new();
     for (i, vh) in rc.virtual_hosts.iter().enumerate() {
         ctx.at(format!("virtual_hosts[{i}]"), |c| {
+            crate::fields!(c, vh => pb::VirtualHost {
+                name, domains, routes, request_headers_to_add, request_headers_to_remove,
+                response_headers_to_add, response_headers_to_remove, retry_policy, hedge_policy,
+                per_request_buffer_limit_bytes, include_request_attempt_count,
+                include_attempt_count_in_response, typed_per_filter_config, rate_limits,
+            } refused {
+                require_tls, virtual_clusters, cors, retry_policy_typed_config, matcher,
+                request_mirror_policies, include_is_timeout_retry_header, metadata,
+                request_body_buffer_limit, route_specifiers,
+            });
             let idx = virtual_hosts.len();
             if vh.domains.is_empty() {
                 c.error_at("domains", "at least one domain is required");
@@ -428,32 +448,43 @@ pub fn from_proto(rc: &pb::RouteConfiguration, ctx: &mut Ctx) -> RouteConfig {
 
 fn route(r: &pb::Route, defaults: &VhostDefaults, ctx: &mut Ctx) -> Option<Route> {
     use pb::route::Action as A;
+    crate::fields!(ctx, r => pb::Route {
+        name, r#match, action: ["route", "redirect", "direct_response"], request_headers_to_add,
+        request_headers_to_remove, response_headers_to_add, response_headers_to_remove,
+        per_request_buffer_limit_bytes, typed_per_filter_config, decorator,
+    } refused {
+        metadata, tracing, stat_prefix, request_body_buffer_limit, route_specifiers,
+    });
+    // The match and the action are both converted (and their errors reported) before
+    // a failed one drops the route.
     let matcher = match &r.r#match {
-        Some(m) => ctx.at("match", |c| route_match(m, c))?,
+        Some(m) => ctx.at("match", |c| route_match(m, c)),
         None => {
             ctx.error_at("match", "is required");
-            return None;
+            None
         }
     };
     let action = match &r.action {
         Some(A::Route(ra)) => {
-            let mut action = ctx.at("route", |c| route_action(ra, defaults, c))?;
-            if let Some(limit) = r.per_request_buffer_limit_bytes {
-                action.buffer_limit = Some(limit.value);
-            }
-            Action::Route(Box::new(action))
+            ctx.at("route", |c| route_action(ra, defaults, c))
+                .map(|mut action| {
+                    if let Some(limit) = r.per_request_buffer_limit_bytes {
+                        action.buffer_limit = Some(limit.value);
+                    }
+                    Action::Route(Box::new(action))
+                })
         }
-        Some(A::Redirect(rd)) => Action::Redirect(ctx.at("redirect", |c| redirect(rd, c))?),
-        Some(A::DirectResponse(d)) => {
-            Action::DirectResponse(ctx.at("direct_response", |c| direct_response(d, c))?)
-        }
-        Some(_) => {
-            ctx.error("only route, redirect and direct_response actions are supported");
-            return None;
-        }
+        Some(A::Redirect(rd)) => ctx
+            .at("redirect", |c| redirect(rd, c))
+            .map(Action::Redirect),
+        Some(A::DirectResponse(d)) => ctx
+            .at("direct_response", |c| direct_response(d, c))
+            .map(Action::DirectResponse),
+        // Refused by `fields!`.
+        Some(A::FilterAction(_) | A::NonForwardingAction(_)) => None,
         None => {
             ctx.error("an action (route, redirect or direct_response) is required");
-            return None;
+            None
         }
     };
     let headers = HeaderMutations::from_proto(
@@ -471,18 +502,23 @@ fn route(r: &pb::Route, defaults: &VhostDefaults, ctx: &mut Ctx) -> Option<Route
         }
     }
     let decorator = r.decorator.as_ref().map(|d| {
-        if d.operation.is_empty() {
-            ctx.error_at("decorator.operation", "is required");
-        }
-        crate::trace::Decorator {
-            operation: d.operation.clone(),
-            propagate: d.propagate.map(|b| b.value).unwrap_or(true),
-        }
+        ctx.at("decorator", |c| {
+            crate::fields!(c, d => pb::Decorator {
+                operation, propagate,
+            });
+            if d.operation.is_empty() {
+                c.error_at("operation", "is required");
+            }
+            crate::trace::Decorator {
+                operation: d.operation.clone(),
+                propagate: d.propagate.map(|b| b.value).unwrap_or(true),
+            }
+        })
     });
     Some(Route {
         name: r.name.clone(),
-        matcher,
-        action,
+        matcher: matcher?,
+        action: action?,
         headers,
         per_filter,
         decorator,
@@ -491,6 +527,12 @@ fn route(r: &pb::Route, defaults: &VhostDefaults, ctx: &mut Ctx) -> Option<Route
 
 fn route_match(m: &pb::RouteMatch, ctx: &mut Ctx) -> Option<RouteMatch> {
     use pb::route_match::PathSpecifier as P;
+    crate::fields!(ctx, m => pb::RouteMatch {
+        path_specifier: ["prefix", "path", "safe_regex", "path_separated_prefix"],
+        case_sensitive, headers, query_parameters, grpc,
+    } refused {
+        runtime_fraction, tls_context, dynamic_metadata, filter_state, cookies,
+    });
     let case_sensitive = m.case_sensitive.map(|b| b.value).unwrap_or(true);
     let fold = |s: &String| {
         if case_sensitive {
@@ -499,12 +541,13 @@ fn route_match(m: &pb::RouteMatch, ctx: &mut Ctx) -> Option<RouteMatch> {
             s.to_ascii_lowercase()
         }
     };
+    // The headers and query parameters are converted even when the path fails.
     let path = match &m.path_specifier {
-        Some(P::Prefix(p)) => PathMatch::Prefix(fold(p)),
-        Some(P::Path(p)) => PathMatch::Exact(fold(p)),
-        Some(P::SafeRegex(r)) => {
-            PathMatch::Regex(ctx.at("safe_regex.regex", |c| full_regex(&r.regex, c))?)
-        }
+        Some(P::Prefix(p)) => Some(PathMatch::Prefix(fold(p))),
+        Some(P::Path(p)) => Some(PathMatch::Exact(fold(p))),
+        Some(P::SafeRegex(r)) => ctx
+            .at("safe_regex", |c| regex_matcher(r, c))
+            .map(PathMatch::Regex),
         Some(P::PathSeparatedPrefix(p)) => {
             if p.contains(['?', '#']) || (p.ends_with('/') && p.len() > 1) {
                 ctx.error_at(
@@ -512,17 +555,15 @@ fn route_match(m: &pb::RouteMatch, ctx: &mut Ctx) -> Option<RouteMatch> {
                     "must not contain ? or # nor end in /",
                 );
             }
-            PathMatch::SeparatedPrefix(fold(p))
+            Some(PathMatch::SeparatedPrefix(fold(p)))
         }
-        Some(_) => {
-            ctx.error("only prefix, path, safe_regex and path_separated_prefix are supported");
-            return None;
-        }
+        // Refused by `fields!`.
+        Some(P::ConnectMatcher(_) | P::PathMatchPolicy(_)) => None,
         None => {
             ctx.error(
                 "a path specifier (prefix, path, safe_regex, path_separated_prefix) is required",
             );
-            return None;
+            None
         }
     };
     let mut headers = Vec::new();
@@ -535,6 +576,9 @@ fn route_match(m: &pb::RouteMatch, ctx: &mut Ctx) -> Option<RouteMatch> {
     for (i, q) in m.query_parameters.iter().enumerate() {
         use pb::query_parameter_matcher::QueryParameterMatchSpecifier as Q;
         ctx.at(format!("query_parameters[{i}]"), |c| {
+            crate::fields!(c, q => pb::QueryParameterMatcher {
+                name, query_parameter_match_specifier: ["string_match", "present_match"],
+            });
             let value = match &q.query_parameter_match_specifier {
                 Some(Q::StringMatch(s)) => Some(c.at("string_match", |c| string_matcher(s, c))?),
                 Some(Q::PresentMatch(_)) | None => None,
@@ -546,8 +590,13 @@ fn route_match(m: &pb::RouteMatch, ctx: &mut Ctx) -> Option<RouteMatch> {
             Some(())
         });
     }
+    if let Some(g) = &m.grpc {
+        ctx.at("grpc", |_ctx| {
+            crate::fields!(_ctx, g => pb::route_match::GrpcRouteMatchOptions {});
+        });
+    }
     Some(RouteMatch {
-        path,
+        path: path?,
         case_sensitive,
         headers,
         query_parameters,
@@ -562,47 +611,51 @@ fn route_action(
 ) -> Option<RouteAction> {
     use pb::route_action::ClusterSpecifier as C;
     use pb::route_action::HostRewriteSpecifier as HR;
+    crate::fields!(ctx, ra => pb::RouteAction {
+        cluster_specifier: ["cluster", "cluster_header", "weighted_clusters"], prefix_rewrite,
+        regex_rewrite, host_rewrite_specifier: ["host_rewrite_literal", "auto_host_rewrite"],
+        timeout, idle_timeout, hash_policy, cluster_not_found_response_code, retry_policy,
+        hedge_policy, request_mirror_policies, priority, max_stream_duration, max_grpc_timeout,
+        grpc_timeout_offset, rate_limits,
+    } refused {
+        metadata_match, include_vh_rate_limits, cors, upgrade_configs, internal_redirect_action,
+        max_internal_redirects, retry_policy_typed_config, internal_redirect_policy,
+        append_x_forwarded_host, flush_timeout, path_rewrite,
+    } refused_extensions {
+        early_data_policy, path_rewrite_policy,
+    });
+    // The rest of the action is converted (and its errors reported) even without a
+    // cluster: `cluster?` comes last.
     let cluster = match &ra.cluster_specifier {
         Some(C::Cluster(name)) => {
             if name.is_empty() {
                 ctx.error_at("cluster", "must not be empty");
             }
-            ClusterSpecifier::Name(name.clone())
+            Some(ClusterSpecifier::Name(name.clone()))
         }
         Some(C::ClusterHeader(h)) => {
             match http::HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()) {
-                Ok(h) => ClusterSpecifier::Header(h),
+                Ok(h) => Some(ClusterSpecifier::Header(h)),
                 Err(_) => {
                     ctx.error_at("cluster_header", format!("invalid header name {h:?}"));
-                    return None;
+                    None
                 }
             }
         }
-        Some(C::WeightedClusters(w)) => {
-            ClusterSpecifier::Weighted(ctx.at("weighted_clusters", |c| weighted(w, c))?)
-        }
-        Some(_) => {
-            ctx.error("cluster_specifier_plugin is not supported");
-            return None;
-        }
+        Some(C::WeightedClusters(w)) => ctx
+            .at("weighted_clusters", |c| weighted(w, c))
+            .map(ClusterSpecifier::Weighted),
+        // Refused by `fields!`.
+        Some(C::ClusterSpecifierPlugin(_) | C::InlineClusterSpecifierPlugin(_)) => None,
         None => {
             ctx.error("one of cluster, cluster_header or weighted_clusters is required");
-            return None;
+            None
         }
     };
-    let regex_rewrite = match &ra.regex_rewrite {
-        Some(r) => ctx.at("regex_rewrite", |c| {
-            let pattern = c.at("pattern", |c| match &r.pattern {
-                Some(p) => search_regex(&p.regex, c),
-                None => {
-                    c.error("is required");
-                    None
-                }
-            })?;
-            Some((pattern, convert_substitution(&r.substitution)))
-        }),
-        None => None,
-    };
+    let regex_rewrite = ra
+        .regex_rewrite
+        .as_ref()
+        .and_then(|r| ctx.at("regex_rewrite", |c| regex_rewrite(r, c)));
     let host_rewrite = match &ra.host_rewrite_specifier {
         None => HostRewrite::None,
         Some(HR::HostRewriteLiteral(h)) => HostRewrite::Literal(h.clone()),
@@ -613,47 +666,68 @@ fn route_action(
                 HostRewrite::None
             }
         }
-        Some(_) => {
-            ctx.error("only host_rewrite_literal and auto_host_rewrite are supported");
-            HostRewrite::None
-        }
+        // Refused by `fields!`.
+        Some(_) => HostRewrite::None,
     };
     let mut hash_policy = Vec::new();
     for (i, h) in ra.hash_policy.iter().enumerate() {
+        use pb::route_action::hash_policy;
         use pb::route_action::hash_policy::PolicySpecifier as P;
         ctx.at(format!("hash_policy[{i}]"), |c| {
+            crate::fields!(c, h => pb::route_action::HashPolicy {
+                policy_specifier: ["header", "cookie", "connection_properties", "query_parameter"],
+                terminal,
+            });
             let kind = match &h.policy_specifier {
-                Some(P::Header(hd)) => match http::HeaderName::from_bytes(
-                    hd.header_name.to_ascii_lowercase().as_bytes(),
-                ) {
-                    Ok(n) => HashPolicyKind::Header(n),
-                    Err(_) => {
-                        c.error_at("header.header_name", "invalid header name");
-                        return;
+                Some(P::Header(hd)) => c.at("header", |c| {
+                    crate::fields!(c, hd => hash_policy::Header {
+                        header_name,
+                    } refused {
+                        regex_rewrite,
+                    });
+                    match http::HeaderName::from_bytes(
+                        hd.header_name.to_ascii_lowercase().as_bytes(),
+                    ) {
+                        Ok(n) => Some(HashPolicyKind::Header(n)),
+                        Err(_) => {
+                            c.error_at("header_name", "invalid header name");
+                            None
+                        }
                     }
-                },
-                Some(P::Cookie(ck)) => {
+                }),
+                Some(P::Cookie(ck)) => c.at("cookie", |c| {
+                    crate::fields!(c, ck => hash_policy::Cookie {
+                        name, ttl, path,
+                    } refused {
+                        attributes,
+                    });
                     if ck.ttl.is_some() {
                         // With a ttl Envoy generates the cookie when it is missing.
-                        c.error_at("cookie.ttl", "generating hash cookies is not supported (hash an existing cookie: leave ttl unset)");
+                        c.error_at("ttl", "generating hash cookies is not supported (hash an existing cookie: leave ttl unset)");
                     }
-                    HashPolicyKind::Cookie { name: ck.name.clone() }
-                }
-                Some(P::ConnectionProperties(cp)) => {
-                    if !cp.source_ip {
-                        return;
-                    }
-                    HashPolicyKind::SourceIp
-                }
-                Some(P::QueryParameter(q)) => HashPolicyKind::QueryParameter(q.name.clone()),
-                Some(_) => {
-                    c.error("filter_state hashing is not supported");
-                    return;
-                }
+                    Some(HashPolicyKind::Cookie { name: ck.name.clone() })
+                }),
+                Some(P::ConnectionProperties(cp)) => c.at("connection_properties", |_c| {
+                    crate::fields!(_c, cp => hash_policy::ConnectionProperties {
+                        source_ip,
+                    });
+                    cp.source_ip.then_some(HashPolicyKind::SourceIp)
+                }),
+                Some(P::QueryParameter(q)) => c.at("query_parameter", |_c| {
+                    crate::fields!(_c, q => hash_policy::QueryParameter {
+                        name,
+                    });
+                    Some(HashPolicyKind::QueryParameter(q.name.clone()))
+                }),
+                // Refused by `fields!`.
+                Some(P::FilterState(_)) => None,
                 None => {
                     c.error("a policy specifier is required");
-                    return;
+                    None
                 }
+            };
+            let Some(kind) = kind else {
+                return;
             };
             hash_policy.push(HashPolicy {
                 kind,
@@ -674,7 +748,6 @@ fn route_action(
         }
     };
     Some(RouteAction {
-        cluster,
         prefix_rewrite: (!ra.prefix_rewrite.is_empty()).then(|| ra.prefix_rewrite.clone()),
         regex_rewrite,
         host_rewrite,
@@ -717,22 +790,27 @@ fn route_action(
         attempt_count_in_request: defaults.attempt_count_in_request,
         attempt_count_in_response: defaults.attempt_count_in_response,
         max_stream_duration: ra.max_stream_duration.as_ref().map(|m| {
-            ctx.at("max_stream_duration", |c| MaxStreamDuration {
-                max: timeout(&m.max_stream_duration, None, "max_stream_duration", c),
-                grpc_header_max: m.grpc_timeout_header_max.as_ref().map(|_| {
-                    timeout(
-                        &m.grpc_timeout_header_max,
-                        None,
-                        "grpc_timeout_header_max",
+            ctx.at("max_stream_duration", |c| {
+                crate::fields!(c, m => pb::route_action::MaxStreamDuration {
+                    max_stream_duration, grpc_timeout_header_max, grpc_timeout_header_offset,
+                });
+                MaxStreamDuration {
+                    max: timeout(&m.max_stream_duration, None, "max_stream_duration", c),
+                    grpc_header_max: m.grpc_timeout_header_max.as_ref().map(|_| {
+                        timeout(
+                            &m.grpc_timeout_header_max,
+                            None,
+                            "grpc_timeout_header_max",
+                            c,
+                        )
+                    }),
+                    grpc_header_offset: duration(
+                        &m.grpc_timeout_header_offset,
+                        "grpc_timeout_header_offset",
                         c,
                     )
-                }),
-                grpc_header_offset: duration(
-                    &m.grpc_timeout_header_offset,
-                    "grpc_timeout_header_offset",
-                    c,
-                )
-                .unwrap_or_default(),
+                    .unwrap_or_default(),
+                }
             })
         }),
         rate_limits: if ra.rate_limits.is_empty() {
@@ -746,7 +824,27 @@ fn route_action(
                 duration(&ra.grpc_timeout_offset, "grpc_timeout_offset", ctx).unwrap_or_default(),
             )
         }),
+        cluster: cluster?,
     })
+}
+
+/// Converts a `RegexMatchAndSubstitute` (`regex_rewrite`): the pattern, searched, and
+/// the substitution in the regex crate's syntax.
+fn regex_rewrite(
+    r: &type_matcher::RegexMatchAndSubstitute,
+    ctx: &mut Ctx,
+) -> Option<(regex::Regex, String)> {
+    crate::fields!(ctx, r => type_matcher::RegexMatchAndSubstitute {
+        pattern, substitution,
+    });
+    let pattern = ctx.at("pattern", |c| match &r.pattern {
+        Some(p) => search_regex_matcher(p, c),
+        None => {
+            c.error("is required");
+            None
+        }
+    })?;
+    Some((pattern, convert_substitution(&r.substitution)))
 }
 
 /// Envoy (RE2) writes groups as `\1`; the regex crate as `${1}`.
@@ -774,9 +872,24 @@ fn convert_substitution(s: &str) -> String {
 }
 
 fn weighted(w: &pb::WeightedCluster, ctx: &mut Ctx) -> Option<WeightedClusters> {
+    crate::fields!(ctx, w => pb::WeightedCluster {
+        clusters, total_weight,
+    } refused {
+        runtime_key_prefix,
+    } refused_oneofs {
+        random_value_specifier,
+    });
     let mut clusters = Vec::new();
     for (i, cw) in w.clusters.iter().enumerate() {
         ctx.at(format!("clusters[{i}]"), |c| {
+            crate::fields!(c, cw => pb::weighted_cluster::ClusterWeight {
+                name, weight, request_headers_to_add, request_headers_to_remove,
+                response_headers_to_add, response_headers_to_remove,
+            } refused {
+                metadata_match, typed_per_filter_config, cluster_header,
+            } refused_oneofs {
+                host_rewrite_specifier,
+            });
             if cw.name.is_empty() {
                 c.error_at("name", "is required (cluster_header is not supported)");
             }
@@ -823,6 +936,12 @@ fn weighted(w: &pb::WeightedCluster, ctx: &mut Ctx) -> Option<WeightedClusters> 
 fn redirect(r: &pb::RedirectAction, ctx: &mut Ctx) -> Option<Redirect> {
     use pb::redirect_action::PathRewriteSpecifier as P;
     use pb::redirect_action::SchemeRewriteSpecifier as S;
+    crate::fields!(ctx, r => pb::RedirectAction {
+        scheme_rewrite_specifier: ["https_redirect", "scheme_redirect"], host_redirect,
+        port_redirect,
+        path_rewrite_specifier: ["path_redirect", "prefix_rewrite", "regex_rewrite"],
+        response_code, strip_query,
+    });
     let scheme = match &r.scheme_rewrite_specifier {
         Some(S::HttpsRedirect(true)) => Some("https".to_string()),
         Some(S::HttpsRedirect(false)) | None => None,
@@ -833,19 +952,11 @@ fn redirect(r: &pb::RedirectAction, ctx: &mut Ctx) -> Option<Redirect> {
         Some(P::PathRedirect(p)) => RedirectPath::Path(p.clone()),
         Some(P::PrefixRewrite(p)) => RedirectPath::PrefixRewrite(p.clone()),
         Some(P::RegexRewrite(rr)) => {
-            let re = ctx.at("regex_rewrite.pattern", |c| match &rr.pattern {
-                Some(p) => search_regex(&p.regex, c),
-                None => {
-                    c.error("is required");
-                    None
-                }
-            })?;
-            RedirectPath::Regex(re, convert_substitution(&rr.substitution))
+            let (re, substitution) = ctx.at("regex_rewrite", |c| regex_rewrite(rr, c))?;
+            RedirectPath::Regex(re, substitution)
         }
-        Some(_) => {
-            ctx.error("path_rewrite is not supported");
-            RedirectPath::Keep
-        }
+        // Refused by `fields!`.
+        Some(P::PathRewrite(_)) => RedirectPath::Keep,
     };
     let status = match r.response_code {
         0 => http::StatusCode::MOVED_PERMANENTLY,
@@ -878,17 +989,23 @@ fn redirect(r: &pb::RedirectAction, ctx: &mut Ctx) -> Option<Redirect> {
 
 fn direct_response(d: &pb::DirectResponseAction, ctx: &mut Ctx) -> Option<DirectResponse> {
     use ferry_envoy_api::pb::envoy::config::core::v3::data_source::Specifier;
+    crate::fields!(ctx, d => pb::DirectResponseAction {
+        status, body,
+    } refused {
+        body_format,
+    });
+    // The body is converted (and its errors reported) even with a bad status.
     if let Some(b) = &d.body {
         ctx.at("body", |c| crate::util::data_source_fields(b, c));
     }
     let status = match http::StatusCode::from_u16(d.status as u16) {
-        Ok(s) if (200..600).contains(&d.status) => s,
+        Ok(s) if (200..600).contains(&d.status) => Some(s),
         _ => {
             ctx.error_at(
                 "status",
                 format!("{} is not a status in [200, 600)", d.status),
             );
-            return None;
+            None
         }
     };
     let body = match &d.body {
@@ -909,12 +1026,60 @@ fn direct_response(d: &pb::DirectResponseAction, ctx: &mut Ctx) -> Option<Direct
             }
         }),
     };
-    Some(DirectResponse { status, body })
+    Some(DirectResponse {
+        status: status?,
+        body,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Declared route messages refuse what they do not accept once, at the field's path,
+    /// and a route whose match fails still has its action converted.
+    #[test]
+    fn route_refusals_are_reported_once_at_their_field() {
+        let yaml = "static_resources:
+  listeners:
+  - address: {socket_address: {address: 127.0.0.1, port_value: 1}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          '@type': type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: s
+          http_filters: [{name: envoy.filters.http.router, typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]
+          route_config:
+            virtual_hosts:
+            - name: v
+              domains: ['*']
+              routes:
+              - match: {prefix: /, runtime_fraction: {default_value: {numerator: 1}}}
+                non_forwarding_action: {}
+              - match: {safe_regex: {regex: '('}}
+                route:
+                  cluster: c
+                  hash_policy: [{filter_state: {key: k}}, {cookie: {name: a, attributes: [{name: b}]}}]
+                  retry_policy: {retry_priority: {name: p}}
+  clusters: [{name: c, connect_timeout: 1s}]
+";
+        let err = crate::load(yaml, ferry_envoy_api::Format::Yaml)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        let vh = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0]";
+        let expected = [
+            "routes[0].non_forwarding_action: field is not supported",
+            "routes[0].match.runtime_fraction: field is not supported",
+            "routes[1].match.safe_regex.regex: invalid regex \"(\": error: unclosed group",
+            "routes[1].route.hash_policy[0].filter_state: field is not supported",
+            "routes[1].route.hash_policy[1].cookie.attributes: field is not supported",
+            "routes[1].route.retry_policy.retry_priority: p is not supported",
+        ]
+        .map(|e| format!("{vh}.{e}"));
+        assert_eq!(err.lines().collect::<Vec<_>>(), expected);
+    }
 
     #[test]
     fn substitution_groups() {

@@ -59,6 +59,11 @@ pub fn rules(list: &[pb::RateLimit], ctx: &mut Ctx) -> Vec<RateLimitRule> {
     let mut out = Vec::new();
     for (i, r) in list.iter().enumerate() {
         ctx.at(format!("rate_limits[{i}]"), |ctx| {
+            crate::fields!(ctx, r => pb::RateLimit {
+                stage, actions,
+            } refused {
+                disable_key, limit, hits_addend, apply_on_stream_done, x_ratelimit_option,
+            });
             let mut actions = Vec::new();
             for (j, a) in r.actions.iter().enumerate() {
                 if let Some(a) = ctx.at(format!("actions[{j}]"), |c| action(a, c)) {
@@ -86,45 +91,80 @@ fn non_empty(s: &str, default: &str) -> String {
 }
 
 fn action(a: &pb::rate_limit::Action, ctx: &mut Ctx) -> Option<Action> {
-    use pb::rate_limit::action::ActionSpecifier as S;
+    use action::ActionSpecifier as S;
+    use pb::rate_limit::action;
+    crate::fields!(ctx, a => pb::rate_limit::Action {
+        action_specifier: [
+            "source_cluster", "destination_cluster", "request_headers", "remote_address",
+            "generic_key", "header_value_match"
+        ],
+    });
     Some(match &a.action_specifier {
-        Some(S::SourceCluster(_)) => Action::SourceCluster,
-        Some(S::DestinationCluster(_)) => Action::DestinationCluster,
-        Some(S::RequestHeaders(h)) => {
+        Some(S::SourceCluster(s)) => {
+            ctx.at("source_cluster", |_ctx| {
+                crate::fields!(_ctx, s => action::SourceCluster {});
+            });
+            Action::SourceCluster
+        }
+        Some(S::DestinationCluster(d)) => {
+            ctx.at("destination_cluster", |_ctx| {
+                crate::fields!(_ctx, d => action::DestinationCluster {});
+            });
+            Action::DestinationCluster
+        }
+        Some(S::RequestHeaders(h)) => ctx.at("request_headers", |ctx| {
+            crate::fields!(ctx, h => action::RequestHeaders {
+                header_name, descriptor_key, skip_if_absent,
+            });
             let header =
                 match http::HeaderName::from_bytes(h.header_name.to_ascii_lowercase().as_bytes()) {
                     Ok(n) => n,
                     Err(_) => {
-                        ctx.error_at("request_headers.header_name", "is not a valid header name");
+                        ctx.error_at("header_name", "is not a valid header name");
                         return None;
                     }
                 };
             if h.descriptor_key.is_empty() {
-                ctx.error_at("request_headers.descriptor_key", "is required");
+                ctx.error_at("descriptor_key", "is required");
             }
-            Action::RequestHeaders {
+            Some(Action::RequestHeaders {
                 header,
                 key: h.descriptor_key.clone(),
                 skip_if_absent: h.skip_if_absent,
-            }
+            })
+        })?,
+        Some(S::RemoteAddress(r)) => {
+            ctx.at("remote_address", |_ctx| {
+                crate::fields!(_ctx, r => action::RemoteAddress {});
+            });
+            Action::RemoteAddress
         }
-        Some(S::RemoteAddress(_)) => Action::RemoteAddress,
-        Some(S::GenericKey(g)) => {
+        Some(S::GenericKey(g)) => ctx.at("generic_key", |ctx| {
+            crate::fields!(ctx, g => action::GenericKey {
+                descriptor_value, descriptor_key,
+            } refused {
+                default_value,
+            });
             if g.descriptor_value.is_empty() {
-                ctx.error_at("generic_key.descriptor_value", "is required");
+                ctx.error_at("descriptor_value", "is required");
             }
             Action::GenericKey {
                 key: non_empty(&g.descriptor_key, "generic_key"),
                 value: g.descriptor_value.clone(),
             }
-        }
-        Some(S::HeaderValueMatch(m)) => {
+        }),
+        Some(S::HeaderValueMatch(m)) => ctx.at("header_value_match", |ctx| {
+            crate::fields!(ctx, m => action::HeaderValueMatch {
+                descriptor_value, descriptor_key, expect_match, headers,
+            } refused {
+                default_value,
+            });
             if m.descriptor_value.is_empty() {
-                ctx.error_at("header_value_match.descriptor_value", "is required");
+                ctx.error_at("descriptor_value", "is required");
             }
             let mut headers = Vec::new();
             for (i, h) in m.headers.iter().enumerate() {
-                if let Some(h) = ctx.at(format!("header_value_match.headers[{i}]"), |c| {
+                if let Some(h) = ctx.at(format!("headers[{i}]"), |c| {
                     crate::matcher::header_matcher(h, c)
                 }) {
                     headers.push(h);
@@ -136,8 +176,8 @@ fn action(a: &pb::rate_limit::Action, ctx: &mut Ctx) -> Option<Action> {
                 expect_match: m.expect_match.map(|b| b.value).unwrap_or(true),
                 headers,
             }
-        }
-        // Other actions are named by the support walk.
+        }),
+        // Refused by `fields!`.
         Some(_) => return None,
         None => {
             ctx.error("an action is required");
