@@ -57,7 +57,13 @@ pub struct AccessLog {
     pub filter: Option<crate::access_log_filter::Filter>,
 }
 
-/// Converts `access_log` entries; unsupported loggers have been named by [`crate::support`].
+const FILE: &str = "envoy.extensions.access_loggers.file.v3.FileAccessLog";
+const STDOUT: &str = "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog";
+const STDERR: &str = "envoy.extensions.access_loggers.stream.v3.StderrAccessLog";
+const OPEN_TELEMETRY: &str =
+    "envoy.extensions.access_loggers.open_telemetry.v3.OpenTelemetryAccessLogConfig";
+
+/// Converts `access_log` entries.
 pub fn from_proto(logs: &[accesslog::AccessLog], ctx: &mut Ctx) -> Vec<AccessLog> {
     use accesslog::access_log::ConfigType;
     let mut out = Vec::new();
@@ -74,12 +80,14 @@ pub fn from_proto(logs: &[accesslog::AccessLog], ctx: &mut Ctx) -> Vec<AccessLog
                 .filter
                 .as_ref()
                 .and_then(|f| c.at("filter", |c| crate::access_log_filter::from_proto(f, c)));
-            let ty = crate::any::type_name(any);
+            let Some(ty) = crate::support::known_type(c, &log.name, any, &[FILE, STDOUT, STDERR, OPEN_TELEMETRY]) else {
+                return;
+            };
             let parsed = c.at("typed_config", |c| match ty {
-                "envoy.extensions.access_loggers.file.v3.FileAccessLog" => {
+                FILE => {
                     use file::file_access_log::AccessLogFormat as F;
                     let f: file::FileAccessLog = crate::any::unpack(any, c)?;
-                    crate::fields!(c, &f => file::FileAccessLog {
+                    crate::fields!(c, &f => file::FileAccessLog as "envoy.access_loggers.file" {
                         path, access_log_format: ["format", "json_format", "log_format"],
                     });
                     let sink = Sink::File(f.path.clone().into());
@@ -106,9 +114,9 @@ pub fn from_proto(logs: &[accesslog::AccessLog], ctx: &mut Ctx) -> Vec<AccessLog
                         filter: filter.clone(),
                     })
                 }
-                "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog" => {
+                STDOUT => {
                     let s: stream::StdoutAccessLog = crate::any::unpack(any, c)?;
-                    crate::fields!(c, &s => stream::StdoutAccessLog {
+                    crate::fields!(c, &s => stream::StdoutAccessLog as "envoy.access_loggers.stdout" {
                         access_log_format: ["log_format"],
                     });
                     let format = match &s.access_log_format {
@@ -123,9 +131,9 @@ pub fn from_proto(logs: &[accesslog::AccessLog], ctx: &mut Ctx) -> Vec<AccessLog
                         filter: filter.clone(),
                     })
                 }
-                "envoy.extensions.access_loggers.stream.v3.StderrAccessLog" => {
+                STDERR => {
                     let s: stream::StderrAccessLog = crate::any::unpack(any, c)?;
-                    crate::fields!(c, &s => stream::StderrAccessLog {
+                    crate::fields!(c, &s => stream::StderrAccessLog as "envoy.access_loggers.stderr" {
                         access_log_format: ["log_format"],
                     });
                     let format = match &s.access_log_format {
@@ -140,7 +148,7 @@ pub fn from_proto(logs: &[accesslog::AccessLog], ctx: &mut Ctx) -> Vec<AccessLog
                         filter: filter.clone(),
                     })
                 }
-                "envoy.extensions.access_loggers.open_telemetry.v3.OpenTelemetryAccessLogConfig" => {
+                OPEN_TELEMETRY => {
                     let o = crate::any::unpack(any, c)?;
                     let otel = crate::otel_access_log::from_proto(&o, c)?;
                     Some(AccessLog {
@@ -150,10 +158,7 @@ pub fn from_proto(logs: &[accesslog::AccessLog], ctx: &mut Ctx) -> Vec<AccessLog
                         filter: filter.clone(),
                     })
                 }
-                other => {
-                    c.error(format!("{other} is not supported"));
-                    None
-                }
+                _ => None,
             });
             out.extend(parsed);
         });
@@ -178,26 +183,22 @@ fn substitution(s: &core::SubstitutionFormatString, c: &mut Ctx) -> LogFormat {
         c.at(format!("formatters[{i}]"), |c| {
             crate::util::typed_extension_config_fields(f, c)
         });
-        let ty = f
-            .typed_config
-            .as_ref()
-            .map(crate::any::type_name)
-            .unwrap_or_default();
-        match (ty, &f.typed_config) {
-            ("envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery", Some(any)) => {
-                let r: Option<ReqWithoutQuery> = c
-                    .at(format!("formatters[{i}].typed_config"), |c| {
-                        crate::any::unpack(any, c)
-                    });
-                if let Some(r) = &r {
-                    crate::fields!(c, r => ReqWithoutQuery {});
-                    fmt.req_without_query = true
-                }
+        let Some(any) = &f.typed_config else {
+            c.error_at(&format!("formatters[{i}].typed_config"), "is required");
+            continue;
+        };
+        let known = ["envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery"];
+        let ty = c.at(format!("formatters[{i}]"), |c| {
+            crate::support::known_type(c, &f.name, any, &known)
+        });
+        if ty.is_some() {
+            let r: Option<ReqWithoutQuery> = c.at(format!("formatters[{i}].typed_config"), |c| {
+                crate::any::unpack(any, c)
+            });
+            if let Some(r) = &r {
+                crate::fields!(c, r => ReqWithoutQuery as "envoy.formatter.req_without_query" {});
+                fmt.req_without_query = true
             }
-            (other, _) => c.error_at(
-                &format!("formatters[{i}]"),
-                format!("formatter {other:?} is not supported"),
-            ),
         }
     }
     if let Some(F::TextFormatSource(src)) = &s.format {

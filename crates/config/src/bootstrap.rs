@@ -78,12 +78,10 @@ pub fn load_with(
             },
         }])
     })?;
-    let mut errors = crate::support::unsupported(&decoded.dynamic);
     let mut ctx = Ctx::new(extensions);
     let bootstrap = from_proto(&decoded.message, &mut ctx);
-    errors.append(&mut ctx.errors);
-    if !errors.is_empty() {
-        return Err(ConfigErrors(errors));
+    if !ctx.errors.is_empty() {
+        return Err(ConfigErrors(ctx.errors));
     }
     let json = serde_json::to_string(&decoded.dynamic).unwrap_or_else(|_| "null".to_string());
     Ok(Loaded {

@@ -202,10 +202,8 @@ fn dns_resolver(c: &pb::Cluster, ctx: &mut Ctx) -> DnsResolver {
             let Some(any) = &t.typed_config else {
                 return;
             };
-            // Another resolver has been named by the support walk.
-            if crate::any::type_name(any)
-                != "envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig"
-            {
+            let cares_type = "envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig";
+            if crate::support::known_type(ctx, &t.name, any, &[cares_type]).is_none() {
                 return;
             }
             let cares: cares::CaresDnsResolverConfig = match ferry_envoy_api::unpack(any) {
@@ -216,7 +214,7 @@ fn dns_resolver(c: &pb::Cluster, ctx: &mut Ctx) -> DnsResolver {
                 }
             };
             ctx.at("typed_config", |ctx| {
-                crate::fields!(ctx, &cares => cares::CaresDnsResolverConfig {
+                crate::fields!(ctx, &cares => cares::CaresDnsResolverConfig as "envoy.network.dns_resolver.cares" {
                     resolvers, use_resolvers_as_fallback, dns_resolver_options,
                     query_timeout_seconds, query_tries,
                 } refused {
@@ -514,8 +512,9 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
     }
     for (key, any) in &c.typed_extension_protocol_options {
         ctx.at(format!("typed_extension_protocol_options[{key}]"), |ctx| {
-            if key != "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" {
-                return; // named by the support walk
+            let known = ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+            if crate::support::known_type(ctx, key, any, &known).is_none() {
+                return;
             }
             let opts: upstream_http::HttpProtocolOptions = match ferry_envoy_api::unpack(any) {
                 Ok(o) => o,
@@ -709,7 +708,7 @@ fn upstream_http_protocol(
 ) -> Option<UpstreamProtocol> {
     use upstream_http::http_protocol_options::explicit_http_config::ProtocolConfig;
     use upstream_http::http_protocol_options::UpstreamProtocolOptions;
-    crate::fields!(ctx, opts => upstream_http::HttpProtocolOptions {
+    crate::fields!(ctx, opts => upstream_http::HttpProtocolOptions as "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" {
         upstream_protocol_options: ["explicit_http_config"], common_http_protocol_options,
     } refused {
         upstream_http_protocol_options, http_filters, outlier_detection, request_mirror_policies,

@@ -62,8 +62,8 @@ pub fn runtime_fraction(p: &core::RuntimeFractionalPercent, ctx: &mut Ctx) -> Fr
 
 /// Converts a `RuntimeFeatureFlag` (ferry has no runtime: the default value, true when
 /// unset).
-pub fn runtime_feature_flag(f: &core::RuntimeFeatureFlag, _ctx: &mut Ctx) -> bool {
-    crate::fields!(_ctx, f => core::RuntimeFeatureFlag {
+pub fn runtime_feature_flag(f: &core::RuntimeFeatureFlag, ctx: &mut Ctx) -> bool {
+    crate::fields!(ctx, f => core::RuntimeFeatureFlag {
         default_value, runtime_key,
     });
     f.default_value.map(|b| b.value).unwrap_or(true)

@@ -133,7 +133,7 @@ fn in_cidr(ip: std::net::IpAddr, prefix: std::net::IpAddr, len: u8) -> bool {
 /// Converts an HCM.
 pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpConnectionManager> {
     use pb::http_connection_manager::RouteSpecifier;
-    crate::fields!(ctx, h => pb::HttpConnectionManager {
+    crate::fields!(ctx, h => pb::HttpConnectionManager as "envoy.filters.network.http_connection_manager" {
         codec_type, stat_prefix, route_specifier: ["route_config"], http_filters,
         common_http_protocol_options, http_protocol_options, http2_protocol_options,
         server_name, server_header_transformation, max_request_headers_kb,

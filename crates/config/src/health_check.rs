@@ -299,21 +299,19 @@ fn event_logs(hc: &core::HealthCheck, ctx: &mut Ctx) -> Vec<PathBuf> {
     for (i, l) in hc.event_logger.iter().enumerate() {
         ctx.at(format!("event_logger[{i}]"), |c| {
             crate::util::typed_extension_config_fields(l, c);
-            // Other sink types have been named by the support walk.
             let Some(any) = &l.typed_config else {
                 c.error_at("typed_config", "is required");
                 return;
             };
+            let file = "envoy.extensions.health_check.event_sinks.file.v3.HealthCheckEventFileSink";
+            if crate::support::known_type(c, &l.name, any, &[file]).is_none() {
+                return;
+            }
             c.at("typed_config", |c| {
-                if !any.type_url.ends_with(
-                    "/envoy.extensions.health_check.event_sinks.file.v3.HealthCheckEventFileSink",
-                ) {
-                    return;
-                }
                 let Some(sink) = crate::any::unpack::<HealthCheckEventFileSink>(any, c) else {
                     return;
                 };
-                crate::fields!(c, &sink => HealthCheckEventFileSink {
+                crate::fields!(c, &sink => HealthCheckEventFileSink as "envoy.health_check.event_sink.file" {
                     event_log_path,
                 });
                 if sink.event_log_path.is_empty() {

@@ -68,7 +68,6 @@ pub enum TerminalFilter {
     Filter(crate::filters::NetworkFilter),
 }
 
-
 /// Converts a listener; `index` names it when it has no name.
 pub fn from_proto(l: &pb::Listener, index: usize, ctx: &mut Ctx) -> Option<Listener> {
     crate::fields!(ctx, l => pb::Listener {
@@ -207,14 +206,15 @@ fn filter_chain(fc: &pb::FilterChain, ctx: &mut Ctx) -> Option<FilterChain> {
             } else {
                 match c.extensions.network_filter(crate::any::type_name(any)) {
                     Some(factory) => factory.terminal(),
-                    // Named by the support walk.
-                    None => return,
+                    None => return crate::support::refuse_extension_type(c, &f.name, any),
                 }
             };
             match (i == last, is_terminal) {
                 (false, true) => c.error("a terminal filter must be the last network filter"),
                 (true, false) => c.error("the last network filter must be a terminal filter"),
-                (false, false) => read_filters.extend(crate::filters::network_filter(&f.name, any, c)),
+                (false, false) => {
+                    read_filters.extend(crate::filters::network_filter(&f.name, any, c))
+                }
                 (true, true) => terminal = terminal_filter(&f.name, any, c),
             }
         });
@@ -236,12 +236,13 @@ fn terminal_filter(name: &str, any: &Any, ctx: &mut Ctx) -> Option<TerminalFilte
     if crate::any::type_name(any) == HCM {
         return ctx.at("typed_config", |c| {
             let h = crate::any::unpack(any, c)?;
-            Some(TerminalFilter::Http(Arc::new(crate::hcm::from_proto(&h, c)?)))
+            Some(TerminalFilter::Http(Arc::new(crate::hcm::from_proto(
+                &h, c,
+            )?)))
         });
     }
     crate::filters::network_filter(name, any, ctx).map(TerminalFilter::Filter)
 }
-
 
 /// Declares a `metadata` field's `Metadata` (accepted, not used: ferry has no filter that
 /// reads metadata); the one place for every message that holds one.

@@ -99,7 +99,7 @@ fn list(l: &KeyValueList, ctx: &mut Ctx) -> Vec<(String, OtelValue)> {
 
 /// Converts the logger's config (`c` is at its `typed_config`).
 pub fn from_proto(o: &OpenTelemetryAccessLogConfig, c: &mut Ctx) -> Option<OtelAccessLog> {
-    crate::fields!(c, o => OpenTelemetryAccessLogConfig {
+    crate::fields!(c, o => OpenTelemetryAccessLogConfig as "envoy.access_loggers.open_telemetry" {
         common_config, grpc_service, disable_builtin_labels, resource_attributes, body,
         attributes, log_name, buffer_flush_interval, buffer_size_bytes,
     } refused {

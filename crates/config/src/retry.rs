@@ -162,13 +162,6 @@ impl Default for RetryPolicy {
 
 const PREVIOUS_HOSTS: &str = "envoy.retry_host_predicates.previous_hosts";
 
-/// `retry_priority` names an extension (`{name, typed_config}`): refused by its name.
-impl crate::support::Extension for pb::retry_policy::RetryPriority {
-    fn extension_name(&self) -> &str {
-        &self.name
-    }
-}
-
 /// Converts a `RetryPolicy`.
 pub fn retry_policy(p: &pb::RetryPolicy, ctx: &mut Ctx) -> RetryPolicy {
     crate::fields!(ctx, p => pb::RetryPolicy {
@@ -293,22 +286,20 @@ pub fn retry_policy(p: &pb::RetryPolicy, ctx: &mut Ctx) -> RetryPolicy {
     out
 }
 
-/// The `typed_config` of a `previous_hosts` predicate, when it has the predicate's type
-/// (the support walk refuses an `Any` of a type that is no supported extension's).
+/// The `typed_config` of a `previous_hosts` predicate (the only one ferry has).
 fn previous_hosts_predicate(pred: &pb::retry_policy::RetryHostPredicate, ctx: &mut Ctx) {
     use ferry_envoy_api::pb::envoy::extensions::retry::host::previous_hosts::v3 as previous_hosts;
     use pb::retry_policy::retry_host_predicate::ConfigType;
     let Some(ConfigType::TypedConfig(any)) = &pred.config_type else {
         return;
     };
-    if crate::any::type_name(any)
-        != <previous_hosts::PreviousHostsPredicate as prost::Name>::full_name()
-    {
+    let known = ["envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"];
+    if crate::support::known_type(ctx, &pred.name, any, &known).is_none() {
         return;
     }
     ctx.at("typed_config", |ctx| {
         if let Some(p) = crate::any::unpack::<previous_hosts::PreviousHostsPredicate>(any, ctx) {
-            crate::fields!(ctx, p => previous_hosts::PreviousHostsPredicate {});
+            crate::fields!(ctx, p => previous_hosts::PreviousHostsPredicate as "envoy.retry_host_predicates.previous_hosts" {});
         }
     });
 }

@@ -235,10 +235,11 @@ fn sink(s: &pb::StatsSink, ctx: &mut Ctx) -> Option<StatsSink> {
         ctx.error_at("typed_config", "is required");
         return None;
     };
-    ctx.at("typed_config", |c| match crate::any::type_name(any) {
-        "envoy.config.metrics.v3.StatsdSink" => {
+    let ty = crate::support::known_type(ctx, &s.name, any, &[STATSD, DOG_STATSD, OPEN_TELEMETRY])?;
+    ctx.at("typed_config", |c| match ty {
+        STATSD => {
             let s: pb::StatsdSink = crate::any::unpack(any, c)?;
-            crate::fields!(c, &s => pb::StatsdSink {
+            crate::fields!(c, &s => pb::StatsdSink as "envoy.stat_sinks.statsd" {
                 statsd_specifier: ["address", "tcp_cluster_name"], prefix,
             });
             use pb::statsd_sink::StatsdSpecifier as S;
@@ -257,9 +258,9 @@ fn sink(s: &pb::StatsSink, ctx: &mut Ctx) -> Option<StatsSink> {
                 prefix: prefix(&s.prefix),
             })
         }
-        "envoy.config.metrics.v3.DogStatsdSink" => {
+        DOG_STATSD => {
             let s: pb::DogStatsdSink = crate::any::unpack(any, c)?;
-            crate::fields!(c, &s => pb::DogStatsdSink {
+            crate::fields!(c, &s => pb::DogStatsdSink as "envoy.stat_sinks.dog_statsd" {
                 dog_statsd_specifier: ["address"], prefix, max_bytes_per_datagram,
             });
             use pb::dog_statsd_sink::DogStatsdSpecifier as S;
@@ -276,12 +277,12 @@ fn sink(s: &pb::StatsSink, ctx: &mut Ctx) -> Option<StatsSink> {
                 max_bytes_per_datagram: s.max_bytes_per_datagram.map(|v| v.value),
             })
         }
-        "envoy.extensions.stat_sinks.open_telemetry.v3.SinkConfig" => {
+        OPEN_TELEMETRY => {
             use ferry_envoy_api::pb::envoy::extensions::stat_sinks::open_telemetry::v3::{
                 sink_config::ProtocolSpecifier, SinkConfig,
             };
             let s: SinkConfig = crate::any::unpack(any, c)?;
-            crate::fields!(c, &s => SinkConfig {
+            crate::fields!(c, &s => SinkConfig as "envoy.stat_sinks.open_telemetry" {
                 protocol_specifier: ["grpc_service"], report_counters_as_deltas,
                 report_histograms_as_deltas, emit_tags_as_attributes, use_tag_extracted_name,
                 prefix,
@@ -304,10 +305,13 @@ fn sink(s: &pb::StatsSink, ctx: &mut Ctx) -> Option<StatsSink> {
                 prefix: s.prefix.clone(),
             }))
         }
-        // Other sink types have been named by the support walk.
         _ => None,
     })
 }
+
+const STATSD: &str = "envoy.config.metrics.v3.StatsdSink";
+const DOG_STATSD: &str = "envoy.config.metrics.v3.DogStatsdSink";
+const OPEN_TELEMETRY: &str = "envoy.extensions.stat_sinks.open_telemetry.v3.SinkConfig";
 
 #[cfg(test)]
 mod tests {

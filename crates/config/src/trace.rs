@@ -233,26 +233,25 @@ fn provider(p: &trace_pb::tracing::Http, ctx: &mut Ctx) -> Option<Provider> {
         ctx.error_at("typed_config", "is required");
         return None;
     };
-    let ty = crate::any::type_name(any);
+    const ZIPKIN: &str = "envoy.config.trace.v3.ZipkinConfig";
+    const OPEN_TELEMETRY: &str = "envoy.config.trace.v3.OpenTelemetryConfig";
+    let ty = crate::support::known_type(ctx, &p.name, any, &[ZIPKIN, OPEN_TELEMETRY])?;
     ctx.at("typed_config", |ctx| match ty {
-        "envoy.config.trace.v3.ZipkinConfig" => {
+        ZIPKIN => {
             let z: trace_pb::ZipkinConfig = crate::any::unpack(any, ctx)?;
             zipkin(&z, ctx).map(Provider::Zipkin)
         }
-        "envoy.config.trace.v3.OpenTelemetryConfig" => {
+        OPEN_TELEMETRY => {
             let o: trace_pb::OpenTelemetryConfig = crate::any::unpack(any, ctx)?;
             opentelemetry(&o, ctx).map(Provider::OpenTelemetry)
         }
-        _ => {
-            ctx.error(format!("{} is not supported", p.name));
-            None
-        }
+        _ => None,
     })
 }
 
 fn zipkin(z: &trace_pb::ZipkinConfig, ctx: &mut Ctx) -> Option<Zipkin> {
     use trace_pb::zipkin_config::CollectorEndpointVersion as V;
-    crate::fields!(ctx, z => trace_pb::ZipkinConfig {
+    crate::fields!(ctx, z => trace_pb::ZipkinConfig as "envoy.tracers.zipkin" {
         collector_cluster, collector_endpoint, trace_id_128bit, shared_span_context,
         collector_endpoint_version, collector_hostname, trace_context_option,
     } refused {
@@ -294,7 +293,7 @@ fn zipkin(z: &trace_pb::ZipkinConfig, ctx: &mut Ctx) -> Option<Zipkin> {
 }
 
 fn opentelemetry(o: &trace_pb::OpenTelemetryConfig, ctx: &mut Ctx) -> Option<OpenTelemetry> {
-    crate::fields!(ctx, o => trace_pb::OpenTelemetryConfig {
+    crate::fields!(ctx, o => trace_pb::OpenTelemetryConfig as "envoy.tracers.opentelemetry" {
         grpc_service, service_name,
     } refused {
         http_service, resource_detectors, max_cache_size, set_telemetry_sdk_resource_attributes,

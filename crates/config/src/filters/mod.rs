@@ -100,10 +100,13 @@ impl std::fmt::Debug for HttpFilter {
     }
 }
 
-/// Converts an HTTP filter's `typed_config` with the filter's factory (None: an error,
-/// or a filter ferry does not have, which the support walk names).
+/// Converts an HTTP filter's `typed_config` with the filter's factory (`ctx` is at the
+/// filter; a filter ferry does not have is reported there).
 pub fn http_filter(name: &str, any: &Any, ctx: &mut Ctx) -> Option<HttpFilter> {
-    let factory = ctx.extensions.http_filter(type_name(any))?;
+    let Some(factory) = ctx.extensions.http_filter(type_name(any)) else {
+        crate::support::refuse_extension_type(ctx, name, any);
+        return None;
+    };
     let config = ctx.at("typed_config", |ctx| factory.config(any, ctx))?;
     Some(HttpFilter {
         name: name.to_string(),
@@ -132,10 +135,13 @@ impl std::fmt::Debug for NetworkFilter {
     }
 }
 
-/// Converts a network filter's `typed_config` with the filter's factory (None: an
-/// error, or a filter ferry does not have, which the support walk names).
+/// Converts a network filter's `typed_config` with the filter's factory (`ctx` is at
+/// the filter; a filter ferry does not have is reported there).
 pub fn network_filter(name: &str, any: &Any, ctx: &mut Ctx) -> Option<NetworkFilter> {
-    let factory = ctx.extensions.network_filter(type_name(any))?;
+    let Some(factory) = ctx.extensions.network_filter(type_name(any)) else {
+        crate::support::refuse_extension_type(ctx, name, any);
+        return None;
+    };
     let config = ctx.at("typed_config", |ctx| factory.config(any, ctx))?;
     Some(NetworkFilter {
         name: name.to_string(),
@@ -172,7 +178,7 @@ pub fn per_route(
 ) -> Vec<(String, PerRoute)> {
     let mut out: Vec<(String, PerRoute)> = Vec::new();
     for (name, any) in map {
-        ctx.at(format!("typed_per_filter_config[{name:?}]"), |ctx| {
+        ctx.at(format!("typed_per_filter_config[{name}]"), |ctx| {
             // The FilterConfig wrapper: `disabled`, or the config it holds.
             let wrapped;
             let any = if type_name(any) == FILTER_CONFIG {
@@ -190,8 +196,10 @@ pub fn per_route(
             } else {
                 any
             };
-            // Other types are named by the support walk.
-            let factory = ctx.extensions.http_filter(type_name(any))?;
+            let Some(factory) = ctx.extensions.http_filter(type_name(any)) else {
+                crate::support::refuse_extension_type(ctx, name, any);
+                return None;
+            };
             let config = factory.per_route_config(any, ctx)?;
             out.push((name.clone(), PerRoute::Config(config)));
             Some(())

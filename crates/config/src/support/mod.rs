@@ -7,10 +7,6 @@
 //! there, with its path. Each declaration is also registered (by `inventory`), so
 //! `ferry support` and `docs/envoy-compat.md` list exactly what the converters accept.
 
-mod table;
-
-pub use table::{extension_type, unsupported, SUPPORTED, SUPPORTED_EXTENSIONS};
-
 use crate::Ctx;
 use std::collections::{BTreeMap, HashMap};
 
@@ -83,6 +79,22 @@ pub fn extensions() -> Vec<(&'static str, String)> {
     out.sort();
     out.dedup();
     out
+}
+
+/// The config type of an extension element's `typed_config` when it is one of `known`;
+/// otherwise reports "<name> is not supported" at the element (`ctx`'s path).
+pub fn known_type<'a>(
+    ctx: &mut Ctx,
+    name: &str,
+    any: &'a ferry_envoy_api::pb::google::protobuf::Any,
+    known: &[&str],
+) -> Option<&'a str> {
+    let ty = crate::any::type_name(any);
+    if known.contains(&ty) {
+        return Some(ty);
+    }
+    refuse_extension_type(ctx, name, any);
+    None
 }
 
 /// Reports an extension that no converter implements, at the element that names it
@@ -271,6 +283,7 @@ extension_elements!(
     envoy_config::listener::v3::ListenerFilter,
     envoy_config::listener::v3::Filter,
     envoy_config::accesslog::v3::AccessLog,
+    envoy_config::route::v3::retry_policy::RetryPriority,
 );
 
 /// Destructures a message exhaustively, declaring what its converter accepts and
@@ -338,11 +351,7 @@ pub use inventory;
 /// The accepted fields of every message, for `ferry support` and
 /// `docs/envoy-compat.md`: one line per message, `- `name`: `field`, ...`.
 pub fn field_list() -> String {
-    let mut all: BTreeMap<String, Vec<&'static str>> = accepted().clone();
-    for (message, fields) in SUPPORTED {
-        all.entry((*message).to_string())
-            .or_insert_with(|| fields.to_vec());
-    }
+    let all: BTreeMap<String, Vec<&'static str>> = accepted().clone();
     let pool = ferry_envoy_api::pool();
     let mut out = String::new();
     for (message, mut fields) in all {
@@ -365,8 +374,8 @@ pub fn field_list() -> String {
 /// The supported extensions, as rows of a Markdown table (`| name | config type |`).
 pub fn extension_table() -> String {
     let mut out = String::new();
-    for name in SUPPORTED_EXTENSIONS {
-        out.push_str(&format!("| `{name}` | `{}` |\n", extension_type(name)));
+    for (name, config_type) in extensions() {
+        out.push_str(&format!("| `{name}` | `{config_type}` |\n"));
     }
     out
 }
@@ -427,8 +436,9 @@ mod tests {
     /// registers what it accepts.
     #[test]
     fn declared_messages_refuse_and_register() {
-        let yaml = "static_resources:\n  listeners:\n  - address: {socket_address: {address: 127.0.0.1, port_value: 1, resolver_name: x}}\n    filter_chains: [{filters: [{name: envoy.filters.network.tcp_proxy, typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: t, cluster: c}}]}]\n  - address: {socket_address: {address: 127.0.0.1, named_port: http}}\n    filter_chains: [{filters: [{name: envoy.filters.network.tcp_proxy, typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: t, cluster: c}}]}]\n  clusters: [{name: c, connect_timeout: 1s}]\n";
-        let err = crate::load(yaml, ferry_envoy_api::Format::Yaml)
+        let chain = "filter_chains: [{filters: [{name: envoy.filters.network.http_connection_manager, typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: h, route_config: {}, http_filters: [{name: envoy.filters.http.router, typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]}}]}]";
+        let yaml = format!("static_resources:\n  listeners:\n  - address: {{socket_address: {{address: 127.0.0.1, port_value: 1, resolver_name: x}}}}\n    {chain}\n  - address: {{socket_address: {{address: 127.0.0.1, named_port: http}}}}\n    {chain}\n");
+        let err = crate::load(&yaml, ferry_envoy_api::Format::Yaml)
             .unwrap_err()
             .to_string();
         assert_eq!(

@@ -2,6 +2,7 @@
 
 use crate::token_bucket::{token_bucket, TokenBucket};
 use ferry_config::any::unpack;
+use ferry_config::fraction::runtime_feature_flag;
 use ferry_config::Ctx;
 use ferry_envoy_api::pb::envoy::extensions::filters::network::local_ratelimit::v3 as net;
 use ferry_envoy_api::pb::google::protobuf::Any;
@@ -28,21 +29,14 @@ pub fn from_any(any: &Any, ctx: &mut Ctx) -> Option<NetworkLocalRateLimit> {
     if l.stat_prefix.is_empty() {
         ctx.error_at("stat_prefix", "is required");
     }
-    if let Some(r) = &l.runtime_enabled {
-        ctx.at("runtime_enabled", |ctx| {
-            ferry_config::fields!(ctx, r => ferry_envoy_api::pb::envoy::config::core::v3::RuntimeFeatureFlag {
-                default_value, runtime_key,
-            });
-        });
-    }
+    let enabled = match &l.runtime_enabled {
+        Some(r) => ctx.at("runtime_enabled", |c| runtime_feature_flag(r, c)),
+        None => true,
+    };
     let bucket = token_bucket(&l.token_bucket, ctx)?;
     Some(NetworkLocalRateLimit {
         stat_prefix: l.stat_prefix.clone(),
         bucket,
-        enabled: l
-            .runtime_enabled
-            .as_ref()
-            .and_then(|r| r.default_value.map(|b| b.value))
-            .unwrap_or(true),
+        enabled,
     })
 }

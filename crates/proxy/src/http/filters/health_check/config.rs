@@ -25,10 +25,6 @@ pub fn from_any(any: &Any, ctx: &mut Ctx) -> Option<HealthCheck> {
     } refused {
         cache_time, cluster_min_healthy_percentages,
     });
-    let Some(pass_through) = h.pass_through_mode.map(|b| b.value) else {
-        ctx.error_at("pass_through_mode", "is required");
-        return None;
-    };
     let mut headers = Vec::new();
     for (i, m) in h.headers.iter().enumerate() {
         if let Some(m) = ctx.at(format!("headers[{i}]"), |c| {
@@ -37,6 +33,10 @@ pub fn from_any(any: &Any, ctx: &mut Ctx) -> Option<HealthCheck> {
             headers.push(m);
         }
     }
+    let Some(pass_through) = h.pass_through_mode.map(|b| b.value) else {
+        ctx.error_at("pass_through_mode", "is required");
+        return None;
+    };
     Some(HealthCheck {
         pass_through,
         headers,
