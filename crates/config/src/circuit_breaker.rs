@@ -97,7 +97,7 @@ pub fn from_proto(cb: &pb::CircuitBreakers, ctx: &mut Ctx) -> CircuitBreakers {
             th.max_connection_pools = t.max_connection_pools.map(|v| v.value);
             if let Some(b) = &t.retry_budget {
                 ctx.at("retry_budget", |ctx| {
-                    crate::trace::percent_fields(&b.budget_percent, "budget_percent", ctx);
+                    crate::fraction::percent_fields(&b.budget_percent, "budget_percent", ctx);
                     crate::fields!(ctx, b => pb::circuit_breakers::thresholds::RetryBudget {
                         budget_percent, min_retry_concurrency,
                     } refused {

@@ -187,8 +187,8 @@ fn dns_resolver(c: &pb::Cluster, ctx: &mut Ctx) -> DnsResolver {
     let options = |r: &mut DnsResolver, o: &Option<core::DnsResolverOptions>, ctx: &mut Ctx| {
         if let Some(o) = o {
             // Nothing is refused: the declaration reports nothing.
-            ctx.at("dns_resolver_options", |_ctx| {
-                crate::fields!(_ctx, o => core::DnsResolverOptions {
+            ctx.at("dns_resolver_options", |ctx| {
+                crate::fields!(ctx, o => core::DnsResolverOptions {
                     use_tcp_for_dns_lookups, no_default_search_domain,
                 });
             });
@@ -334,7 +334,7 @@ pub enum UpstreamProtocol {
 
 /// Converts a cluster.
 pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
-    crate::listener::metadata(&c.metadata, ctx);
+    crate::util::metadata(&c.metadata, ctx);
     crate::fields!(ctx, c => pb::Cluster {
         name, cluster_discovery_type: ["type"], connect_timeout, lb_policy, load_assignment,
         dns_refresh_rate, respect_dns_ttl, dns_lookup_family, dns_failure_refresh_rate,
@@ -586,8 +586,8 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
 
 /// Declares a `Locality` (`ctx` at it): a node's or a group of endpoints' region, zone
 /// and sub-zone (all accepted: nothing is reported).
-pub(crate) fn locality_fields(l: &core::Locality, _ctx: &mut Ctx) {
-    crate::fields!(_ctx, l => core::Locality {
+pub(crate) fn locality_fields(l: &core::Locality, ctx: &mut Ctx) {
+    crate::fields!(ctx, l => core::Locality {
         region, zone, sub_zone,
     });
 }
@@ -656,7 +656,7 @@ fn lb_endpoint(
     crate::fields!(ctx, e => epb::LbEndpoint {
         host_identifier: ["endpoint"], load_balancing_weight, health_status, metadata,
     });
-    crate::listener::metadata(&e.metadata, ctx);
+    crate::util::metadata(&e.metadata, ctx);
     let ep = match &e.host_identifier {
         Some(HostIdentifier::Endpoint(ep)) => ep,
         // Refused by fields! above.
@@ -752,7 +752,7 @@ fn common_lb_config(c: &pb::Cluster, ctx: &mut Ctx) -> CommonLbConfig {
         return out;
     };
     ctx.at("common_lb_config", |ctx| {
-        crate::trace::percent_fields(&l.healthy_panic_threshold, "healthy_panic_threshold", ctx);
+        crate::fraction::percent_fields(&l.healthy_panic_threshold, "healthy_panic_threshold", ctx);
         crate::fields!(ctx, l => pb::cluster::CommonLbConfig {
             healthy_panic_threshold, ignore_new_hosts_until_first_hc,
             locality_config_specifier: ["zone_aware_lb_config"],

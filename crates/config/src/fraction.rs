@@ -68,3 +68,18 @@ pub fn runtime_feature_flag(f: &core::RuntimeFeatureFlag, ctx: &mut Ctx) -> bool
     });
     f.default_value.map(|b| b.value).unwrap_or(true)
 }
+
+/// Declares a `Percent` (at `field`); the one place for every message that holds one.
+pub(crate) fn percent_fields(
+    p: &Option<ferry_envoy_api::pb::envoy::r#type::v3::Percent>,
+    field: &str,
+    ctx: &mut Ctx,
+) {
+    if let Some(p) = p {
+        ctx.at(field, |ctx| {
+            crate::fields!(ctx, p => ferry_envoy_api::pb::envoy::r#type::v3::Percent {
+                value,
+            });
+        });
+    }
+}

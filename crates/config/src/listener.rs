@@ -3,7 +3,6 @@
 use crate::hcm::HttpConnectionManager;
 use crate::util::listen_addr;
 use crate::Ctx;
-use ferry_envoy_api::pb::envoy::config::core::v3 as core;
 use ferry_envoy_api::pb::envoy::config::listener::v3 as pb;
 use ferry_envoy_api::pb::google::protobuf::Any;
 use std::net::SocketAddr;
@@ -85,7 +84,7 @@ pub fn from_proto(l: &pb::Listener, index: usize, ctx: &mut Ctx) -> Option<Liste
     } refused_oneofs {
         listener_specifier,
     });
-    metadata(&l.metadata, ctx);
+    crate::util::metadata(&l.metadata, ctx);
     // The filter chains are converted (and their errors reported) even when the address
     // is wrong.
     let address = ctx.at("address", |c| listen_addr(&l.address, c));
@@ -156,7 +155,7 @@ fn filter_chain(fc: &pb::FilterChain, ctx: &mut Ctx) -> Option<FilterChain> {
     } refused_extensions {
         transport_socket,
     });
-    metadata(&fc.metadata, ctx);
+    crate::util::metadata(&fc.metadata, ctx);
     let m = fc.filter_chain_match.clone().unwrap_or_default();
     ctx.at("filter_chain_match", |ctx| {
         crate::fields!(ctx, &m => pb::FilterChainMatch {
@@ -242,18 +241,4 @@ fn terminal_filter(name: &str, any: &Any, ctx: &mut Ctx) -> Option<TerminalFilte
         });
     }
     crate::filters::network_filter(name, any, ctx).map(TerminalFilter::Filter)
-}
-
-/// Declares a `metadata` field's `Metadata` (accepted, not used: ferry has no filter that
-/// reads metadata); the one place for every message that holds one.
-pub(crate) fn metadata(m: &Option<core::Metadata>, ctx: &mut Ctx) {
-    if let Some(m) = m {
-        ctx.at("metadata", |ctx| {
-            crate::fields!(ctx, m => core::Metadata {
-                filter_metadata,
-            } refused {
-                typed_filter_metadata,
-            });
-        });
-    }
 }

@@ -104,8 +104,8 @@ fn regex_fields(m: &matcher::RegexMatcher, ctx: &mut Ctx) {
         engine_type: ["google_re2"], regex,
     });
     if let Some(EngineType::GoogleRe2(g)) = &m.engine_type {
-        ctx.at("google_re2", |_ctx| {
-            crate::fields!(_ctx, g => matcher::regex_matcher::GoogleRe2 {
+        ctx.at("google_re2", |ctx| {
+            crate::fields!(ctx, g => matcher::regex_matcher::GoogleRe2 {
                 max_program_size,
             });
         });

@@ -591,8 +591,8 @@ fn route_match(m: &pb::RouteMatch, ctx: &mut Ctx) -> Option<RouteMatch> {
         });
     }
     if let Some(g) = &m.grpc {
-        ctx.at("grpc", |_ctx| {
-            crate::fields!(_ctx, g => pb::route_match::GrpcRouteMatchOptions {});
+        ctx.at("grpc", |ctx| {
+            crate::fields!(ctx, g => pb::route_match::GrpcRouteMatchOptions {});
         });
     }
     Some(RouteMatch {

@@ -115,7 +115,7 @@ fn percent(
     field: &str,
     ctx: &mut Ctx,
 ) -> u32 {
-    percent_fields(p, field, ctx);
+    crate::fraction::percent_fields(p, field, ctx);
     match p {
         None => SAMPLING_DENOMINATOR,
         Some(p) if (0.0..=100.0).contains(&p.value) => {
@@ -125,23 +125,6 @@ fn percent(
             ctx.error_at(field, "must be in [0, 100]");
             SAMPLING_DENOMINATOR
         }
-    }
-}
-
-/// Declares a `Percent` (at `field`); the one place for every message that holds one.
-// `Percent` has no field to refuse: the path is unused until it has one.
-#[allow(unused_variables)]
-pub(crate) fn percent_fields(
-    p: &Option<ferry_envoy_api::pb::envoy::r#type::v3::Percent>,
-    field: &str,
-    ctx: &mut Ctx,
-) {
-    if let Some(p) = p {
-        ctx.at(field, |ctx| {
-            crate::fields!(ctx, p => ferry_envoy_api::pb::envoy::r#type::v3::Percent {
-                value,
-            });
-        });
     }
 }
 

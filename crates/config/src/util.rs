@@ -205,16 +205,16 @@ pub fn data_source_fields(d: &core::DataSource, ctx: &mut Ctx) {
 
 /// Declares an `Int64Range` (`ctx` at it); the caller reads `start` and `end` (all
 /// accepted: nothing is reported).
-pub fn int64_range_fields(r: &types::Int64Range, _ctx: &mut Ctx) {
-    crate::fields!(_ctx, r => types::Int64Range {
+pub fn int64_range_fields(r: &types::Int64Range, ctx: &mut Ctx) {
+    crate::fields!(ctx, r => types::Int64Range {
         start, end,
     });
 }
 
 /// Declares a `RuntimeUInt32` (`ctx` at it; all accepted: nothing is reported). The
 /// caller reads `default_value`; ferry has no runtime, `runtime_key` is never looked up.
-pub fn runtime_uint32_fields(v: &core::RuntimeUInt32, _ctx: &mut Ctx) {
-    crate::fields!(_ctx, v => core::RuntimeUInt32 {
+pub fn runtime_uint32_fields(v: &core::RuntimeUInt32, ctx: &mut Ctx) {
+    crate::fields!(ctx, v => core::RuntimeUInt32 {
         default_value, runtime_key,
     });
 }
@@ -222,8 +222,8 @@ pub fn runtime_uint32_fields(v: &core::RuntimeUInt32, _ctx: &mut Ctx) {
 /// Declares a `TypedExtensionConfig` (`ctx` at it; all accepted: nothing is reported).
 /// The caller reads `name` and `typed_config` (an extension ferry does not implement is
 /// named by the support walk).
-pub fn typed_extension_config_fields(e: &core::TypedExtensionConfig, _ctx: &mut Ctx) {
-    crate::fields!(_ctx, e => core::TypedExtensionConfig {
+pub fn typed_extension_config_fields(e: &core::TypedExtensionConfig, ctx: &mut Ctx) {
+    crate::fields!(ctx, e => core::TypedExtensionConfig {
         name, typed_config,
     });
 }
@@ -396,5 +396,19 @@ fn ip(host: &str, ctx: &mut Ctx) -> Option<std::net::IpAddr> {
             );
             None
         }
+    }
+}
+
+/// Declares a `metadata` field's `Metadata` (accepted, not used: ferry has no filter that
+/// reads metadata); the one place for every message that holds one.
+pub(crate) fn metadata(m: &Option<core::Metadata>, ctx: &mut Ctx) {
+    if let Some(m) = m {
+        ctx.at("metadata", |ctx| {
+            crate::fields!(ctx, m => core::Metadata {
+                filter_metadata,
+            } refused {
+                typed_filter_metadata,
+            });
+        });
     }
 }

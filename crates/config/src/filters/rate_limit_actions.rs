@@ -101,14 +101,14 @@ fn action(a: &pb::rate_limit::Action, ctx: &mut Ctx) -> Option<Action> {
     });
     Some(match &a.action_specifier {
         Some(S::SourceCluster(s)) => {
-            ctx.at("source_cluster", |_ctx| {
-                crate::fields!(_ctx, s => action::SourceCluster {});
+            ctx.at("source_cluster", |ctx| {
+                crate::fields!(ctx, s => action::SourceCluster {});
             });
             Action::SourceCluster
         }
         Some(S::DestinationCluster(d)) => {
-            ctx.at("destination_cluster", |_ctx| {
-                crate::fields!(_ctx, d => action::DestinationCluster {});
+            ctx.at("destination_cluster", |ctx| {
+                crate::fields!(ctx, d => action::DestinationCluster {});
             });
             Action::DestinationCluster
         }
@@ -134,8 +134,8 @@ fn action(a: &pb::rate_limit::Action, ctx: &mut Ctx) -> Option<Action> {
             })
         })?,
         Some(S::RemoteAddress(r)) => {
-            ctx.at("remote_address", |_ctx| {
-                crate::fields!(_ctx, r => action::RemoteAddress {});
+            ctx.at("remote_address", |ctx| {
+                crate::fields!(ctx, r => action::RemoteAddress {});
             });
             Action::RemoteAddress
         }
