@@ -94,7 +94,7 @@ pub struct HttpConnectionManager {
     /// `http2_protocol_options.initial_connection_window_size`.
     pub http2_initial_connection_window_size: Option<u32>,
     /// `http_filters` before the router, in order.
-    pub http_filters: Vec<crate::filters::HttpFilter>,
+    pub http_filters: Vec<crate::filters::Filter>,
     /// `internal_address_config.cidr_ranges`: a request from one of these is internal
     /// (its `x-envoy-*` control headers are honoured); none: every request is external.
     pub internal_cidrs: Vec<(std::net::IpAddr, u8)>,

@@ -40,7 +40,7 @@ pub struct FilterChain {
     pub matcher: FilterChainMatch,
     /// The network filters before the terminal one, in order
     /// (`envoy.filters.network.local_ratelimit`).
-    pub read_filters: Vec<crate::filters::NetworkFilter>,
+    pub read_filters: Vec<crate::filters::Filter>,
     /// The terminal network filter.
     pub filter: TerminalFilter,
 }
@@ -64,7 +64,7 @@ pub enum TerminalFilter {
     /// `envoy.filters.network.http_connection_manager`.
     Http(Arc<HttpConnectionManager>),
     /// A registered terminal filter (`envoy.filters.network.tcp_proxy`).
-    Filter(crate::filters::NetworkFilter),
+    Filter(crate::filters::Filter),
 }
 
 /// Converts a listener; `index` names it when it has no name.

@@ -17,18 +17,18 @@ use std::sync::Arc;
 /// A filter's converted config: opaque here, read back by the filter that made it.
 pub type FilterConfig = Arc<dyn std::any::Any + Send + Sync>;
 
-/// How one HTTP filter's config is converted (Envoy's `NamedHttpFilterConfigFactory`).
-pub trait HttpFilterFactory: Send + Sync {
+/// How one filter's config is converted: what HTTP and network filter factories share.
+pub trait FilterFactory: Send + Sync {
     /// The filter's Envoy name (`envoy.filters.http.fault`).
     fn name(&self) -> &'static str;
     /// Its config's type (`envoy.extensions.filters.http.fault.v3.HTTPFault`).
     fn config_type(&self) -> &'static str;
-    /// Whether it ends the chain (the router).
-    fn terminal(&self) -> bool {
-        false
-    }
     /// Converts `typed_config` (errors go to `ctx`).
     fn config(&self, any: &Any, ctx: &mut Ctx) -> Option<FilterConfig>;
+}
+
+/// How one HTTP filter's config is converted (Envoy's `NamedHttpFilterConfigFactory`).
+pub trait HttpFilterFactory: FilterFactory {
     /// Converts a route's `typed_per_filter_config` for this filter.
     fn per_route_config(&self, any: &Any, ctx: &mut Ctx) -> Option<FilterConfig> {
         let _ = any;
@@ -42,15 +42,9 @@ pub trait HttpFilterFactory: Send + Sync {
 /// (`envoy.filters.network.local_ratelimit`) or a terminal filter
 /// (`envoy.filters.network.tcp_proxy`). The HTTP connection manager is not one of them:
 /// its config is this crate's model (`hcm.rs`).
-pub trait NetworkFilterFactory: Send + Sync {
-    /// The filter's Envoy name.
-    fn name(&self) -> &'static str;
-    /// Its config's type.
-    fn config_type(&self) -> &'static str;
+pub trait NetworkFilterFactory: FilterFactory {
     /// Whether it ends the chain.
     fn terminal(&self) -> bool;
-    /// Converts `typed_config` (errors go to `ctx`).
-    fn config(&self, any: &Any, ctx: &mut Ctx) -> Option<FilterConfig>;
     /// The clusters `config` sends to, which must exist.
     fn clusters(&self, config: &FilterConfig) -> Vec<String> {
         let _ = config;
@@ -79,10 +73,10 @@ impl Extensions for NoExtensions {
     }
 }
 
-/// An HTTP filter of the chain: its name (routes name their per-filter configs by it),
-/// its config type and its converted config.
+/// A filter of a chain (HTTP or network): its name (routes name their per-filter
+/// configs by it), its config type and its converted config.
 #[derive(Clone)]
-pub struct HttpFilter {
+pub struct Filter {
     /// `name`.
     pub name: String,
     /// The config's type (which filter this is).
@@ -91,63 +85,46 @@ pub struct HttpFilter {
     pub config: FilterConfig,
 }
 
-impl std::fmt::Debug for HttpFilter {
+impl std::fmt::Debug for Filter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpFilter")
+        f.debug_struct("Filter")
             .field("name", &self.name)
             .field("config_type", &self.config_type)
             .finish_non_exhaustive()
     }
 }
 
-/// Converts an HTTP filter's `typed_config` with the filter's factory (`ctx` is at the
-/// filter; a filter ferry does not have is reported there).
-pub fn http_filter(name: &str, any: &Any, ctx: &mut Ctx) -> Option<HttpFilter> {
-    let Some(factory) = ctx.extensions.http_filter(type_name(any)) else {
+/// Converts a filter's `typed_config` with its factory, found by config type among the
+/// HTTP filters or the network filters (`ctx` is at the filter; a filter ferry does not
+/// have is reported there).
+pub fn filter(
+    name: &str,
+    any: &Any,
+    factory: Option<&dyn FilterFactory>,
+    ctx: &mut Ctx,
+) -> Option<Filter> {
+    let Some(factory) = factory else {
         crate::support::refuse_extension_type(ctx, name, any);
         return None;
     };
     let config = ctx.at("typed_config", |ctx| factory.config(any, ctx))?;
-    Some(HttpFilter {
+    Some(Filter {
         name: name.to_string(),
         config_type: factory.config_type(),
         config,
     })
 }
 
-/// A network filter of a filter chain.
-#[derive(Clone)]
-pub struct NetworkFilter {
-    /// `name`.
-    pub name: String,
-    /// The config's type (which filter this is).
-    pub config_type: &'static str,
-    /// The converted `typed_config`.
-    pub config: FilterConfig,
+/// An HTTP filter ([`filter`] among the HTTP filters).
+pub fn http_filter(name: &str, any: &Any, ctx: &mut Ctx) -> Option<Filter> {
+    let factory = ctx.extensions.http_filter(type_name(any));
+    filter(name, any, factory.map(|f| f as &dyn FilterFactory), ctx)
 }
 
-impl std::fmt::Debug for NetworkFilter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NetworkFilter")
-            .field("name", &self.name)
-            .field("config_type", &self.config_type)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Converts a network filter's `typed_config` with the filter's factory (`ctx` is at
-/// the filter; a filter ferry does not have is reported there).
-pub fn network_filter(name: &str, any: &Any, ctx: &mut Ctx) -> Option<NetworkFilter> {
-    let Some(factory) = ctx.extensions.network_filter(type_name(any)) else {
-        crate::support::refuse_extension_type(ctx, name, any);
-        return None;
-    };
-    let config = ctx.at("typed_config", |ctx| factory.config(any, ctx))?;
-    Some(NetworkFilter {
-        name: name.to_string(),
-        config_type: factory.config_type(),
-        config,
-    })
+/// A network filter ([`filter`] among the network filters).
+pub fn network_filter(name: &str, any: &Any, ctx: &mut Ctx) -> Option<Filter> {
+    let factory = ctx.extensions.network_filter(type_name(any));
+    filter(name, any, factory.map(|f| f as &dyn FilterFactory), ctx)
 }
 
 /// A per-route filter config (`typed_per_filter_config`), by filter name.

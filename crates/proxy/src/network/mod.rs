@@ -55,7 +55,7 @@ pub fn factory(config_type: &str) -> Option<&'static dyn NetworkFilterFactory> {
 
 /// Builds a filter chain's network filter.
 pub fn build(
-    f: &ferry_config::filters::NetworkFilter,
+    f: &ferry_config::filters::Filter,
     snapshot: &Snapshot,
 ) -> Option<NetworkFilterRuntime> {
     factory(f.config_type)?.build(&f.config, snapshot)

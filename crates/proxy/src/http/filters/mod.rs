@@ -10,7 +10,7 @@ pub mod local_ratelimit;
 
 pub use crate::http::filter_manager::Env;
 use crate::http::filter_manager::HttpFilter;
-use ferry_config::filters::{FilterConfig, HttpFilter as FilterEntry};
+use ferry_config::filters::{Filter, FilterConfig};
 use std::sync::Arc;
 
 /// An HTTP filter as registered: its config conversion (Envoy name, config type) and
@@ -42,13 +42,12 @@ pub fn factory(config_type: &str) -> Option<&'static dyn HttpFilterFactory> {
 }
 
 /// Builds the filter of `http_filters[index]`.
-pub fn build(f: &FilterEntry, index: usize, env: &Env<'_>) -> Option<Arc<dyn HttpFilter>> {
+pub fn build(f: &Filter, index: usize, env: &Env<'_>) -> Option<Arc<dyn HttpFilter>> {
     factory(f.config_type)?.build(&f.name, index, &f.config, env)
 }
 
-/// Implements both factory traits for a filter whose config converts with
-/// `config::from_any` (also its per-route config when `per_route` is given) and whose
-/// runtime is built by `build`.
+/// Registers an HTTP filter whose config converts with `config::from_any` (also its
+/// per-route config when `per_route` is true) and whose runtime is built by `build`.
 macro_rules! http_filter_factory {
     (
         name: $name:literal,
@@ -57,23 +56,9 @@ macro_rules! http_filter_factory {
         per_route: $per_route:literal,
         build: $build:expr $(,)?
     ) => {
-        /// This filter's registration.
-        pub struct Factory;
+        crate::extensions::filter_factory! { name: $name, config_type: $ty, config: $config }
 
         impl ferry_config::filters::HttpFilterFactory for Factory {
-            fn name(&self) -> &'static str {
-                $name
-            }
-            fn config_type(&self) -> &'static str {
-                $ty
-            }
-            fn config(
-                &self,
-                any: &ferry_envoy_api::pb::google::protobuf::Any,
-                ctx: &mut ferry_config::Ctx,
-            ) -> Option<ferry_config::filters::FilterConfig> {
-                Some(std::sync::Arc::new(config::from_any(any, ctx)?))
-            }
             fn per_route_config(
                 &self,
                 any: &ferry_envoy_api::pb::google::protobuf::Any,
@@ -83,7 +68,7 @@ macro_rules! http_filter_factory {
                     ctx.error(format!("{} takes no per-route config", $name));
                     return None;
                 }
-                self.config(any, ctx)
+                ferry_config::filters::FilterFactory::config(self, any, ctx)
             }
         }
 

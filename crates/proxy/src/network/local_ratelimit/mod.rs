@@ -16,25 +16,15 @@ ferry_stats::stat_group! {
     }
 }
 
-/// This filter's registration.
-pub struct Factory;
+crate::extensions::filter_factory! {
+    name: "envoy.filters.network.local_ratelimit",
+    config_type: "envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit",
+    config: NetworkLocalRateLimit,
+}
 
 impl ferry_config::filters::NetworkFilterFactory for Factory {
-    fn name(&self) -> &'static str {
-        "envoy.filters.network.local_ratelimit"
-    }
-    fn config_type(&self) -> &'static str {
-        "envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit"
-    }
     fn terminal(&self) -> bool {
         false
-    }
-    fn config(
-        &self,
-        any: &ferry_envoy_api::pb::google::protobuf::Any,
-        ctx: &mut ferry_config::Ctx,
-    ) -> Option<ferry_config::filters::FilterConfig> {
-        Some(Arc::new(config::from_any(any, ctx)?))
     }
 }
 

@@ -13,25 +13,15 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// This filter's registration.
-pub struct Factory;
+crate::extensions::filter_factory! {
+    name: "envoy.filters.network.tcp_proxy",
+    config_type: "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+    config: TcpProxy,
+}
 
 impl ferry_config::filters::NetworkFilterFactory for Factory {
-    fn name(&self) -> &'static str {
-        "envoy.filters.network.tcp_proxy"
-    }
-    fn config_type(&self) -> &'static str {
-        "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
-    }
     fn terminal(&self) -> bool {
         true
-    }
-    fn config(
-        &self,
-        any: &ferry_envoy_api::pb::google::protobuf::Any,
-        ctx: &mut ferry_config::Ctx,
-    ) -> Option<ferry_config::filters::FilterConfig> {
-        Some(Arc::new(config::from_any(any, ctx)?))
     }
     fn clusters(&self, config: &ferry_config::filters::FilterConfig) -> Vec<String> {
         config
