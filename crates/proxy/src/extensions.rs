@@ -25,34 +25,6 @@ impl Extensions for Registry {
     }
 }
 
-/// Declares a filter's registration, `Factory`: its Envoy name, its config type, and
-/// its config converted by the `config::from_any` of the filter's folder into a
-/// `$config`. The filter then implements its kind's factory traits for it.
-macro_rules! filter_factory {
-    (name: $name:literal, config_type: $ty:literal, config: $config:ty $(,)?) => {
-        /// This filter's registration.
-        pub struct Factory;
-
-        impl ferry_config::filters::FilterFactory for Factory {
-            fn name(&self) -> &'static str {
-                $name
-            }
-            fn config_type(&self) -> &'static str {
-                $ty
-            }
-            fn config(
-                &self,
-                any: &ferry_envoy_api::pb::google::protobuf::Any,
-                ctx: &mut ferry_config::Ctx,
-            ) -> Option<ferry_config::filters::FilterConfig> {
-                let config: $config = config::from_any(any, ctx)?;
-                Some(std::sync::Arc::new(config))
-            }
-        }
-    };
-}
-pub(crate) use filter_factory;
-
 /// Decodes and validates a bootstrap with this proxy's filters.
 pub fn load(text: &str, format: Format) -> Result<Loaded, ConfigErrors> {
     ferry_config::load_with(text, format, &EXTENSIONS)

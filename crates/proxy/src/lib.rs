@@ -14,6 +14,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod extensions;
+mod filter_factory;
 mod grpc_client;
 pub mod grpc_status;
 pub mod http;

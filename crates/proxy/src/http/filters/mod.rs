@@ -56,7 +56,7 @@ macro_rules! http_filter_factory {
         per_route: $per_route:literal,
         build: $build:expr $(,)?
     ) => {
-        crate::extensions::filter_factory! { name: $name, config_type: $ty, config: $config }
+        crate::filter_factory::filter_factory! { name: $name, config_type: $ty, config: $config }
 
         impl ferry_config::filters::HttpFilterFactory for Factory {
             fn per_route_config(

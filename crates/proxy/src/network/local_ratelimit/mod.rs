@@ -16,7 +16,7 @@ ferry_stats::stat_group! {
     }
 }
 
-crate::extensions::filter_factory! {
+crate::filter_factory::filter_factory! {
     name: "envoy.filters.network.local_ratelimit",
     config_type: "envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit",
     config: NetworkLocalRateLimit,

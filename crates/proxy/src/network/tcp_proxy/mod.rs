@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-crate::extensions::filter_factory! {
+crate::filter_factory::filter_factory! {
     name: "envoy.filters.network.tcp_proxy",
     config_type: "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
     config: TcpProxy,
