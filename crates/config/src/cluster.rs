@@ -501,7 +501,7 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
     // Protocol options: the typed extension (v3) or the legacy cluster fields.
     let mut protocol = UpstreamProtocol::Http1;
     let mut common: Option<core::HttpProtocolOptions> = c.common_http_protocol_options;
-    crate::util::protocol_options_fields(
+    crate::util::upstream_protocol_options_fields(
         c.common_http_protocol_options.as_ref(),
         c.http_protocol_options.as_ref(),
         c.http2_protocol_options.as_ref(),
@@ -717,7 +717,7 @@ fn upstream_http_protocol(
         header_validation_config,
     });
     let common = opts.common_http_protocol_options.as_ref();
-    crate::util::protocol_options_fields(common, None, None, ctx);
+    crate::util::upstream_protocol_options_fields(common, None, None, ctx);
     let Some(UpstreamProtocolOptions::ExplicitHttpConfig(e)) = &opts.upstream_protocol_options
     else {
         // Unset, or refused by fields! above.
@@ -729,11 +729,11 @@ fn upstream_http_protocol(
         });
         match &e.protocol_config {
             Some(ProtocolConfig::Http2ProtocolOptions(o)) => {
-                crate::util::protocol_options_fields(None, None, Some(o), ctx);
+                crate::util::upstream_protocol_options_fields(None, None, Some(o), ctx);
                 Some(UpstreamProtocol::Http2)
             }
             Some(ProtocolConfig::HttpProtocolOptions(o)) => {
-                crate::util::protocol_options_fields(None, Some(o), None, ctx);
+                crate::util::upstream_protocol_options_fields(None, Some(o), None, ctx);
                 Some(UpstreamProtocol::Http1)
             }
             // Refused by fields! above.
@@ -924,6 +924,35 @@ static_resources:
         ];
         want.sort();
         assert_eq!(errors, want);
+    }
+
+    /// Limits ferry applies on connection managers only are refused on a cluster, in
+    /// its own options and in its upstream protocol options.
+    #[test]
+    fn downstream_only_protocol_limits_are_refused_on_a_cluster() {
+        let yaml = cluster(
+            r#"    common_http_protocol_options: {max_connection_duration: 5s, max_headers_count: 50}
+    http2_protocol_options: {max_concurrent_streams: 10}
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {initial_stream_window_size: 65536}}"#,
+        );
+        let errors = load(&yaml, Format::Yaml).unwrap_err().to_string();
+        let mut errors: Vec<&str> = errors.lines().collect();
+        errors.sort();
+        let p = "static_resources.clusters[0]";
+        let t = "typed_extension_protocol_options[envoy.extensions.upstreams.http.v3.HttpProtocolOptions]";
+        let why = "is not supported on a cluster (only on a connection manager)";
+        assert_eq!(
+            errors,
+            [
+                format!("{p}.common_http_protocol_options.max_connection_duration: {why}"),
+                format!("{p}.common_http_protocol_options.max_headers_count: {why}"),
+                format!("{p}.http2_protocol_options.max_concurrent_streams: {why}"),
+                format!("{p}.{t}.explicit_http_config.http2_protocol_options.initial_stream_window_size: {why}"),
+            ]
+        );
     }
 
     #[test]

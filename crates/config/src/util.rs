@@ -228,6 +228,52 @@ pub fn typed_extension_config_fields(e: &core::TypedExtensionConfig, ctx: &mut C
     });
 }
 
+/// [`protocol_options_fields`] for a cluster's (upstream) options: the fields ferry
+/// implements on connection managers only are refused.
+pub fn upstream_protocol_options_fields(
+    common: Option<&core::HttpProtocolOptions>,
+    http1: Option<&core::Http1ProtocolOptions>,
+    http2: Option<&core::Http2ProtocolOptions>,
+    ctx: &mut Ctx,
+) {
+    protocol_options_fields(common, http1, http2, ctx);
+    let downstream_only = "is not supported on a cluster (only on a connection manager)";
+    if let Some(o) = common {
+        ctx.at("common_http_protocol_options", |ctx| {
+            for (field, set) in [
+                (
+                    "max_connection_duration",
+                    o.max_connection_duration.is_some(),
+                ),
+                ("max_headers_count", o.max_headers_count.is_some()),
+            ] {
+                if set {
+                    ctx.error_at(field, downstream_only);
+                }
+            }
+        });
+    }
+    if let Some(o) = http2 {
+        ctx.at("http2_protocol_options", |ctx| {
+            for (field, set) in [
+                ("max_concurrent_streams", o.max_concurrent_streams.is_some()),
+                (
+                    "initial_stream_window_size",
+                    o.initial_stream_window_size.is_some(),
+                ),
+                (
+                    "initial_connection_window_size",
+                    o.initial_connection_window_size.is_some(),
+                ),
+            ] {
+                if set {
+                    ctx.error_at(field, downstream_only);
+                }
+            }
+        });
+    }
+}
+
 /// Declares the HTTP protocol options a cluster, its upstream options and a connection
 /// manager share, each at its usual field name below `ctx`:
 /// `common_http_protocol_options`, `http_protocol_options` (HTTP/1: ferry speaks it with
