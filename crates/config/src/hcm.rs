@@ -64,9 +64,9 @@ pub struct HttpConnectionManager {
     pub via: Option<http::HeaderValue>,
     /// `generate_request_id` (default true).
     pub generate_request_id: bool,
-    /// The router's `dynamic_stats` (default true): charge responses to the cluster's
-    /// per-code stats and `upstream_rq_time`.
-    pub router_dynamic_stats: bool,
+    /// The terminal filter of `http_filters`: the router, with its config (read by the
+    /// router, `proxy/src/http/router/config.rs`).
+    pub router: crate::filters::Filter,
     /// `preserve_external_request_id`.
     pub preserve_external_request_id: bool,
     /// `always_set_request_id_in_response`.
@@ -198,7 +198,7 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
         );
     }
     let mut http_filters = Vec::new();
-    let mut router_dynamic_stats = true;
+    let mut router = None;
     for (i, f) in h.http_filters.iter().enumerate() {
         let last = i + 1 == h.http_filters.len();
         ctx.at(format!("http_filters[{i}]"), |ctx| {
@@ -207,25 +207,21 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
             } refused {
                 is_optional, disabled,
             });
-            let any = match &f.config_type {
-                Some(pb::http_filter::ConfigType::TypedConfig(any)) => Some(any),
-                _ => None,
+            // As Envoy: no filter is found by its name alone.
+            let Some(pb::http_filter::ConfigType::TypedConfig(any)) = &f.config_type else {
+                ctx.error_at("typed_config", "is required");
+                return;
             };
-            let is_router =
-                f.name == ROUTER || any.is_some_and(|a| crate::any::type_name(a) == ROUTER_CONFIG);
-            match (last, is_router) {
-                (true, true) => {
-                    if let Some(any) = any {
-                        router_dynamic_stats = ctx.at("typed_config", |c| router(any, c));
-                    }
-                }
-                (false, false) => {
-                    if let Some(filter) =
-                        any.and_then(|a| crate::filters::http_filter(&f.name, a, ctx))
-                    {
-                        http_filters.push(filter);
-                    }
-                }
+            let Some(filter) = crate::filters::http_filter(&f.name, any, ctx) else {
+                return;
+            };
+            let terminal = ctx
+                .extensions
+                .http_filter(filter.config_type)
+                .is_some_and(|f| f.terminal());
+            match (last, terminal) {
+                (true, true) => router = Some(filter),
+                (false, false) => http_filters.push(filter),
                 (true, false) => {
                     ctx.error("the last filter must be the router (envoy.filters.http.router)")
                 }
@@ -348,7 +344,7 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
         skip_xff_append: h.skip_xff_append,
         via,
         generate_request_id: h.generate_request_id.map(|b| b.value).unwrap_or(true),
-        router_dynamic_stats,
+        router: router?,
         preserve_external_request_id: h.preserve_external_request_id,
         always_set_request_id_in_response: h.always_set_request_id_in_response,
         max_request_headers_kb,
@@ -381,27 +377,6 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
     })
 }
 
-const ROUTER: &str = "envoy.filters.http.router";
-const ROUTER_CONFIG: &str = "envoy.extensions.filters.http.router.v3.Router";
-
-/// The router's config (`envoy.filters.http.router`), which the connection manager
-/// itself applies: the router is its terminal step, not a filter of the chain. Returns
-/// `dynamic_stats` (default true).
-fn router(any: &ferry_envoy_api::pb::google::protobuf::Any, ctx: &mut Ctx) -> bool {
-    use ferry_envoy_api::pb::envoy::extensions::filters::http::router::v3 as router;
-    let Some(r) = crate::any::unpack::<router::Router>(any, ctx) else {
-        return true;
-    };
-    crate::fields!(ctx, &r => router::Router as "envoy.filters.http.router" {
-        dynamic_stats,
-    } refused {
-        start_child_span, upstream_log, upstream_log_options, suppress_envoy_headers,
-        strict_check_headers, respect_expected_rq_timeout, suppress_grpc_request_failure_code_stats,
-        upstream_http_filters, reject_connect_request_early_data,
-    });
-    r.dynamic_stats.is_none_or(|v| v.value)
-}
-
 /// `internal_address_config`'s ranges (`ctx` is at it).
 fn internal_cidrs(
     c: &pb::http_connection_manager::InternalAddressConfig,
@@ -426,4 +401,37 @@ fn internal_cidrs(
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    /// As Envoy 1.40 ("Didn't find a registered implementation for 'X' with type URL:
+    /// ''"), no HTTP filter is found by its name alone, the router included.
+    #[test]
+    fn an_http_filter_needs_its_typed_config() {
+        let yaml = r#"
+static_resources:
+  listeners:
+  - address: {socket_address: {address: 127.0.0.1, port_value: 10000}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: h
+          route_config: {}
+          http_filters: [{name: envoy.filters.http.fault}, {name: envoy.filters.http.router}]
+"#;
+        let err = crate::filters::testing::load(yaml, crate::Format::Yaml)
+            .unwrap_err()
+            .to_string();
+        let p =
+            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters";
+        assert_eq!(
+            err,
+            format!("{p}[0].typed_config: is required\n{p}[1].typed_config: is required")
+        );
+    }
 }

@@ -1064,7 +1064,7 @@ mod tests {
                   retry_policy: {retry_priority: {name: p}}
   clusters: [{name: c, connect_timeout: 1s}]
 ";
-        let err = crate::load(yaml, ferry_envoy_api::Format::Yaml)
+        let err = crate::filters::testing::load(yaml, ferry_envoy_api::Format::Yaml)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();

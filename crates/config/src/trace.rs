@@ -307,7 +307,6 @@ fn opentelemetry(o: &trace_pb::OpenTelemetryConfig, ctx: &mut Ctx) -> Option<Ope
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use crate::bootstrap::load;
     use crate::listener::TerminalFilter;
     use crate::trace::*;
     use ferry_envoy_api::Format;
@@ -350,7 +349,7 @@ static_resources:
     }
 
     fn loaded(tracing: &str, direction: &str) -> Result<Tracing, String> {
-        match load(&bootstrap(tracing, direction), Format::Yaml) {
+        match crate::filters::testing::load(&bootstrap(tracing, direction), Format::Yaml) {
             Ok(l) => match &l.bootstrap.listeners[0].filter_chains[0].filter {
                 TerminalFilter::Http(h) => Ok((**h.tracing.as_ref().unwrap()).clone()),
                 TerminalFilter::Filter(_) => Err("not an HCM".into()),

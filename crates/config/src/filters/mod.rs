@@ -29,6 +29,10 @@ pub trait FilterFactory: Send + Sync {
 
 /// How one HTTP filter's config is converted (Envoy's `NamedHttpFilterConfigFactory`).
 pub trait HttpFilterFactory: FilterFactory {
+    /// Whether it ends the chain (the router).
+    fn terminal(&self) -> bool {
+        false
+    }
     /// Converts a route's `typed_per_filter_config` for this filter.
     fn per_route_config(&self, any: &Any, ctx: &mut Ctx) -> Option<FilterConfig> {
         let _ = any;
@@ -184,4 +188,50 @@ pub fn per_route(
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
+}
+
+/// A registry for this crate's tests: the router alone (its config unread), so that
+/// connection managers load without the proxy's filters.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    struct Router;
+
+    impl FilterFactory for Router {
+        fn name(&self) -> &'static str {
+            "envoy.filters.http.router"
+        }
+        fn config_type(&self) -> &'static str {
+            "envoy.extensions.filters.http.router.v3.Router"
+        }
+        fn config(&self, _: &Any, _: &mut Ctx) -> Option<FilterConfig> {
+            Some(Arc::new(()))
+        }
+    }
+
+    impl HttpFilterFactory for Router {
+        fn terminal(&self) -> bool {
+            true
+        }
+    }
+
+    struct RouterOnly;
+
+    impl Extensions for RouterOnly {
+        fn http_filter(&self, config_type: &str) -> Option<&'static dyn HttpFilterFactory> {
+            (config_type == Router.config_type()).then_some(&Router as &dyn HttpFilterFactory)
+        }
+        fn network_filter(&self, _: &str) -> Option<&'static dyn NetworkFilterFactory> {
+            None
+        }
+    }
+
+    /// Loads a bootstrap whose connection managers have the router alone.
+    pub(crate) fn load(
+        text: &str,
+        format: crate::Format,
+    ) -> Result<crate::Loaded, crate::ConfigErrors> {
+        crate::load_with(text, format, &RouterOnly)
+    }
 }

@@ -438,7 +438,7 @@ mod tests {
     fn declared_messages_refuse_and_register() {
         let chain = "filter_chains: [{filters: [{name: envoy.filters.network.http_connection_manager, typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: h, route_config: {}, http_filters: [{name: envoy.filters.http.router, typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]}}]}]";
         let yaml = format!("static_resources:\n  listeners:\n  - address: {{socket_address: {{address: 127.0.0.1, port_value: 1, resolver_name: x}}}}\n    {chain}\n  - address: {{socket_address: {{address: 127.0.0.1, named_port: http}}}}\n    {chain}\n");
-        let err = crate::load(&yaml, ferry_envoy_api::Format::Yaml)
+        let err = crate::filters::testing::load(&yaml, ferry_envoy_api::Format::Yaml)
             .unwrap_err()
             .to_string();
         assert_eq!(

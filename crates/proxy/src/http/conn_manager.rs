@@ -38,6 +38,8 @@ pub struct HcmRuntime {
     pub local_address: Option<std::net::IpAddr>,
     /// The HTTP filters before the router, in order.
     pub filters: Vec<Arc<dyn crate::http::filter_manager::HttpFilter>>,
+    /// The router's config (the terminal filter of `http_filters`).
+    pub router: crate::http::router::config::RouterConfig,
     /// `http.<stat_prefix>.*`.
     pub stats: Arc<HcmStats>,
     /// `listener.<address>.http.<stat_prefix>.*`.
@@ -140,6 +142,12 @@ impl HcmRuntime {
             tracer,
             listener_stats,
             filters,
+            router: config
+                .router
+                .config
+                .downcast_ref::<crate::http::router::config::RouterConfig>()
+                .cloned()
+                .unwrap_or_default(),
             stats,
             node_cluster: snapshot.bootstrap.node_cluster.clone(),
             logs_read_request_headers: !loggers.is_empty(),

@@ -1,8 +1,9 @@
 //! The HTTP filters ferry implements, one folder each: `config.rs` converts the
 //! filter's Envoy config, `mod.rs` runs it. They are registered here, one line each, by
 //! their Envoy name and config type ([`HTTP_FILTERS`]). The filter manager
-//! (`http/filter_manager.rs`) runs them; the router is not among them: it is the
-//! terminal step of every stream, and its config is the connection manager's.
+//! (`http/filter_manager.rs`) runs them. The router is registered here too, as the
+//! terminal filter, but it is no stream filter: it is the terminal step of every stream
+//! (`http/router/`), and the connection manager reads its config.
 
 pub mod fault;
 pub mod health_check;
@@ -31,6 +32,7 @@ pub static HTTP_FILTERS: &[&dyn HttpFilterFactory] = &[
     &fault::Factory,
     &local_ratelimit::Factory,
     &health_check::Factory,
+    &crate::http::router::Factory,
 ];
 
 /// The registered filter whose config type is `config_type`.

@@ -5,6 +5,7 @@
 //! attempts) — then shapes the upstream response for the client. Failures become
 //! responses in `http/local_reply.rs`. It knows nothing of the HTTP filters.
 
+pub mod config;
 mod rewrite;
 
 use crate::http::attempts::{Attempted, Plan, PlanBody};
@@ -26,6 +27,32 @@ use ferry_upstream::{Body, Cluster, Host};
 use http::{HeaderName, HeaderValue, Request, Response};
 use std::sync::Arc;
 use std::time::Duration;
+
+crate::filter_factory::filter_factory! {
+    name: "envoy.filters.http.router",
+    config_type: "envoy.extensions.filters.http.router.v3.Router",
+    config: config::RouterConfig,
+}
+
+impl ferry_config::filters::HttpFilterFactory for Factory {
+    fn terminal(&self) -> bool {
+        true
+    }
+}
+
+impl crate::http::filters::HttpFilterFactory for Factory {
+    /// The router is the connection manager's terminal step, not a stream filter: the
+    /// connection manager reads its config (`HcmRuntime::router`).
+    fn build(
+        &self,
+        _: &str,
+        _: usize,
+        _: &ferry_config::filters::FilterConfig,
+        _: &crate::http::filters::Env<'_>,
+    ) -> Option<Arc<dyn crate::http::filter_manager::HttpFilter>> {
+        None
+    }
+}
 
 const X_ENVOY_HEDGE_ON_PER_TRY_TIMEOUT: &str = "x-envoy-hedge-on-per-try-timeout";
 const X_ENVOY_ATTEMPT_COUNT: &str = "x-envoy-attempt-count";
@@ -367,7 +394,7 @@ async fn send(
             route_deadline,
             attempts,
         } => {
-            if hcm.config.router_dynamic_stats {
+            if hcm.router.dynamic_stats {
                 let ms = stream.start.elapsed().as_millis() as u64;
                 let status = resp.status().as_u16();
                 upstream
@@ -405,7 +432,7 @@ async fn send(
 /// Charges a local answer that stands for the upstream's (Envoy's `chargeUpstreamAbort`):
 /// 504 for timeouts, 503 for failed connections, resets and overflows.
 fn charge_local(stream: &ActiveStream<'_>, cluster: &Cluster, reason: LocalReason, internal: bool) {
-    if !stream.hcm.config.router_dynamic_stats {
+    if !stream.hcm.router.dynamic_stats {
         return;
     }
     let status = match reason {
