@@ -29,6 +29,10 @@ pub struct Bootstrap {
     pub outlier_event_log: Option<std::path::PathBuf>,
     /// `stats_config`, `stats_sinks`, `stats_flush_interval`.
     pub stats: crate::stats::Stats,
+    /// `dynamic_resources`: listeners and clusters from xDS.
+    pub dynamic: crate::dynamic::DynamicResources,
+    /// `node` as written (an xDS client sends it as its identity).
+    pub node: core::Node,
 }
 
 /// The admin endpoint.
@@ -93,10 +97,10 @@ pub fn load_with(
 
 fn from_proto(b: &pb::Bootstrap, ctx: &mut Ctx) -> Bootstrap {
     crate::fields!(ctx, b => pb::Bootstrap {
-        node, static_resources, admin, cluster_manager, stats_config, stats_sinks,
-        stats_flush_interval,
+        node, static_resources, dynamic_resources, admin, cluster_manager, stats_config,
+        stats_sinks, stats_flush_interval,
     } refused {
-        dynamic_resources, flags_path, watchdog, tracing, hds_config, overload_manager,
+        flags_path, watchdog, tracing, hds_config, overload_manager,
         enable_dispatcher_stats, layered_runtime, header_prefix, stats_server_version_override,
         use_tcp_for_dns_lookups, bootstrap_extensions, config_sources, default_config_source,
         default_socket_interface, certificate_provider_instances, node_context_params, watchdogs,
@@ -191,6 +195,15 @@ fn from_proto(b: &pb::Bootstrap, ctx: &mut Ctx) -> Bootstrap {
         })
     });
     let stats = crate::stats::from_proto(b, ctx);
+    let dynamic = b
+        .dynamic_resources
+        .as_ref()
+        .map(|d| {
+            ctx.at("dynamic_resources", |ctx| {
+                crate::dynamic::from_proto(d, ctx)
+            })
+        })
+        .unwrap_or_default();
     for (i, s) in stats.sinks.iter().enumerate() {
         let (name, field) = match s {
             crate::stats::StatsSink::Statsd {
@@ -222,6 +235,8 @@ fn from_proto(b: &pb::Bootstrap, ctx: &mut Ctx) -> Bootstrap {
         clusters,
         admin,
         outlier_event_log,
+        dynamic,
+        node: b.node.clone().unwrap_or_default(),
     }
 }
 
@@ -242,7 +257,7 @@ fn node_fields(n: &core::Node, ctx: &mut Ctx) {
 
 /// Routes and TCP proxies must name clusters that exist (Envoy's `validate_clusters`
 /// default for static route configs).
-fn check_clusters(l: &Listener, names: &HashSet<&str>, ctx: &mut Ctx) {
+pub fn check_clusters(l: &Listener, names: &HashSet<&str>, ctx: &mut Ctx) {
     use crate::listener::TerminalFilter;
     use crate::route::{Action, ClusterSpecifier};
     for (i, fc) in l.filter_chains.iter().enumerate() {

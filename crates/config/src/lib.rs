@@ -18,6 +18,7 @@ pub mod any;
 pub mod bootstrap;
 pub mod circuit_breaker;
 pub mod cluster;
+pub mod dynamic;
 mod error;
 pub mod filters;
 pub mod format;

@@ -30,6 +30,7 @@ pub mod stream_info;
 mod testing;
 pub mod token_bucket;
 pub mod trace;
+mod xds;
 
 pub use extensions::load;
 pub use server::{Server, ServerOptions};

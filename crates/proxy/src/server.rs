@@ -74,6 +74,9 @@ pub struct Server {
     /// Open downstream connections.
     pub(crate) active_connections: AtomicUsize,
     pub(crate) connections_closed: Notify,
+    /// Envoy's INITIALIZING: the first xDS responses (or their `initial_fetch_timeout`)
+    /// are awaited; `/ready` answers 503 meanwhile.
+    initializing: AtomicBool,
 }
 
 /// How stats are listed and sent (from `stats_config`).
@@ -247,6 +250,7 @@ impl Server {
             shutdown_requested: AtomicBool::new(false),
             active_connections: AtomicUsize::new(0),
             connections_closed: Notify::new(),
+            initializing: AtomicBool::new(false),
         });
         for (l, sock) in sockets {
             server.activate(l, sock, &snapshot);
@@ -260,6 +264,7 @@ impl Server {
             tokio::spawn(crate::admin::serve(server.clone(), sock));
         }
         crate::sinks::start(&server);
+        crate::xds::start(&server);
         Ok(server)
     }
 
@@ -272,6 +277,16 @@ impl Server {
     /// Whether draining has started.
     pub fn is_draining(&self) -> bool {
         *self.drain_tx.borrow()
+    }
+
+    /// Whether the first xDS responses are still awaited (Envoy's INITIALIZING).
+    pub fn is_initializing(&self) -> bool {
+        self.initializing.load(Ordering::Relaxed)
+    }
+
+    /// Sets whether the first xDS responses are awaited.
+    pub(crate) fn set_initializing(&self, initializing: bool) {
+        self.initializing.store(initializing, Ordering::Relaxed);
     }
 
     /// Starts draining: listeners stop accepting, HTTP connections close after their
@@ -363,6 +378,34 @@ impl Server {
         true
     }
 
+    /// Adds cluster `c`, or replaces the cluster of its name (as CDS does): routes that
+    /// name it send to it from the next request; pools, health and outlier state of
+    /// hosts that stay are kept; requests in flight finish where they started.
+    pub fn add_or_update_cluster(&self, c: &ferry_config::cluster::Cluster) {
+        let snapshot = self.snapshot.load();
+        let existed = snapshot.clusters.get(&c.name).is_some();
+        snapshot.clusters.add_or_update(c, &snapshot.stats);
+        let cm = &self._manager_stats.0;
+        if existed {
+            cm.cluster_modified.inc();
+        } else {
+            cm.cluster_added.inc();
+            cm.active_clusters.inc();
+        }
+    }
+
+    /// Removes the cluster called `name`: new requests routed to it get 503 (no
+    /// cluster); requests in flight finish. Whether there was one.
+    pub fn remove_cluster(&self, name: &str) -> bool {
+        let removed = self.snapshot.load().clusters.remove(name);
+        if removed {
+            let cm = &self._manager_stats.0;
+            cm.cluster_removed.inc();
+            cm.active_clusters.dec();
+        }
+        removed
+    }
+
     /// Asks the process to exit (`/quitquitquit`).
     pub fn request_shutdown(&self) {
         self.shutdown_requested.store(true, Ordering::SeqCst);
@@ -404,10 +447,17 @@ fn refresh_server(server: &Server) {
     s.uptime.set(server.started.elapsed().as_secs());
     s.total_connections
         .set(server.active_connections.load(Ordering::Relaxed) as u64);
-    // 0 LIVE, 1 DRAINING (Envoy's server.state).
+    // 0 LIVE, 1 DRAINING, 3 INITIALIZING (Envoy's server.state).
     let draining = server.is_draining();
-    s.state.set(u64::from(draining));
-    s.live.set(u64::from(!draining));
+    let state = if draining {
+        1
+    } else if server.is_initializing() {
+        3
+    } else {
+        0
+    };
+    s.state.set(state);
+    s.live.set(u64::from(state == 0));
     if let Some(memory) = server.options.memory {
         let m = memory();
         s.memory_allocated.set(m.allocated);

@@ -22,6 +22,7 @@ pub mod proc;
 pub mod raw;
 pub mod scripted;
 pub mod switchable;
+pub mod xds;
 
 pub use backend::Backend;
 pub use diff::{compare, normalize, run_scenario, run_scenario_with, Observed, Report, Request};

@@ -247,6 +247,8 @@ pub fn handle(server: &Server, method: &Method, uri: &http::Uri) -> Response<Bod
         "/ready" => {
             if server.is_draining() || server.health_failed.load(Ordering::Relaxed) {
                 text(StatusCode::SERVICE_UNAVAILABLE, "DRAINING\n".into(), "text/plain; charset=UTF-8")
+            } else if server.is_initializing() {
+                text(StatusCode::SERVICE_UNAVAILABLE, "INITIALIZING\n".into(), "text/plain; charset=UTF-8")
             } else {
                 ok("LIVE\n".into())
             }
@@ -310,6 +312,8 @@ fn server_info(server: &Server) -> serde_json::Value {
     let snap = server.snapshot.load();
     let state = if server.is_draining() || server.health_failed.load(Ordering::Relaxed) {
         "DRAINING"
+    } else if server.is_initializing() {
+        "INITIALIZING"
     } else {
         "LIVE"
     };

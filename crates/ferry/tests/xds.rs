@@ -1,0 +1,404 @@
+//! `ferry proxy` as an xDS client (ADS, state of the world) against the scripted
+//! server of `ferry_test_util::xds`: clusters and listeners arrive, are ACKed and serve
+//! traffic; a bad update is NACKed with the resource's name and field path while the
+//! last good config keeps serving; routes change and clusters go away at the next
+//! request; the client comes back after the control plane restarts.
+
+use ferry_test_util::diff::send;
+use ferry_test_util::proc::{flavors, start, Flavor};
+use ferry_test_util::xds::{cluster, listener, XdsServer, CLUSTER, LISTENER};
+use ferry_test_util::{backend, free_port, start_ferry, Request};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+fn bootstrap(xds: SocketAddr) -> String {
+    format!(
+        r#"
+node: {{id: node-1, cluster: mesh-a, locality: {{zone: z1}}}}
+admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    grpc_services: [{{envoy_grpc: {{cluster_name: xds_cluster}}}}]
+  cds_config: {{ads: {{}}, resource_api_version: V3}}
+  lds_config: {{ads: {{}}, resource_api_version: V3}}
+static_resources:
+  clusters:
+  - name: xds_cluster
+    type: STATIC
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{}}}}
+    load_assignment:
+      cluster_name: xds_cluster
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}
+"#,
+        admin = free_port(),
+        port = xds.port()
+    )
+}
+
+fn backend_cluster(name: &str, addr: SocketAddr) -> String {
+    format!(
+        r#"
+name: {name}
+type: STATIC
+connect_timeout: 1s
+load_assignment:
+  cluster_name: {name}
+  endpoints:
+  - lb_endpoints:
+    - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}
+"#,
+        port = addr.port()
+    )
+}
+
+/// A listener on `port` whose one route is `action` (a `route:` or `direct_response:`).
+fn http_listener(port: u16, action: &str) -> String {
+    format!(
+        r#"
+name: ingress
+address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+filter_chains:
+- filters:
+  - name: envoy.filters.network.http_connection_manager
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: ingress
+      route_config:
+        virtual_hosts:
+        - name: all
+          domains: ["*"]
+          routes: [{{match: {{prefix: "/"}}, {action}}}]
+      http_filters:
+      - name: envoy.filters.http.router
+        typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+"#
+    )
+}
+
+async fn status(port: u16) -> u16 {
+    send(port, &Request::get("/"))
+        .await
+        .map(|o| o.status)
+        .unwrap_or(0)
+}
+
+async fn backend_of(port: u16) -> Option<String> {
+    let o = send(port, &Request::get("/")).await.ok()?;
+    o.header("x-backend").map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ads_delivers_clusters_and_listeners_acks_and_nacks() {
+    let a = backend::start("a").await;
+    let b = backend::start("b").await;
+    let xds = XdsServer::start().await;
+    let port = free_port();
+    xds.set(
+        CLUSTER,
+        "1",
+        vec![cluster(&backend_cluster("backend", a.addr()))],
+    );
+    xds.set(
+        LISTENER,
+        "1",
+        vec![listener(&http_listener(port, "route: {cluster: backend}"))],
+    );
+    let _proxy = start_ferry(&bootstrap(xds.addr()))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+
+    // Both types are ACKed at their version and the listener serves through the cluster.
+    assert!(xds.wait_ack(CLUSTER, "1").await.is_some(), "no CDS ACK");
+    assert!(xds.wait_ack(LISTENER, "1").await.is_some(), "no LDS ACK");
+    assert_eq!(backend_of(port).await.as_deref(), Some("a"));
+    // The node is sent as Envoy sends it.
+    let first = xds.requests()[0].clone();
+    let node = first
+        .node
+        .unwrap_or_else(|| panic!("no node on the first request"));
+    assert_eq!(
+        (node.id.as_str(), node.cluster.as_str()),
+        ("node-1", "mesh-a")
+    );
+    assert_eq!(node.user_agent_name, "envoy");
+    assert_eq!(node.locality.map(|l| l.zone), Some("z1".to_string()));
+
+    // A bad cluster: NACKed with its name and field path, at the last good version;
+    // the good cluster of the same response is applied (Envoy's CDS), and traffic goes on.
+    let bad = format!("{}alt_stat_name: x\n", backend_cluster("bad", b.addr()));
+    xds.set(
+        CLUSTER,
+        "2",
+        vec![
+            cluster(&backend_cluster("backend", b.addr())),
+            cluster(&bad),
+        ],
+    );
+    let nack = xds
+        .wait_nack(CLUSTER)
+        .await
+        .unwrap_or_else(|| panic!("no NACK"));
+    assert_eq!(nack.version_info, "1");
+    let detail = nack.error_detail.unwrap_or_default();
+    assert_eq!(detail.message, "bad: alt_stat_name: field is not supported");
+    assert_eq!(backend_of(port).await.as_deref(), Some("b"));
+
+    // A good update after the bad one is applied and ACKed.
+    xds.set(
+        CLUSTER,
+        "3",
+        vec![cluster(&backend_cluster("backend", a.addr()))],
+    );
+    assert!(xds.wait_ack(CLUSTER, "3").await.is_some(), "no ACK of 3");
+    assert_eq!(backend_of(port).await.as_deref(), Some("a"));
+
+    // The listener replaced on its port: the next request gets the new route.
+    xds.set(
+        LISTENER,
+        "2",
+        vec![listener(&http_listener(
+            port,
+            "direct_response: {status: 418}",
+        ))],
+    );
+    assert!(
+        xds.wait_ack(LISTENER, "2").await.is_some(),
+        "no ACK of listener 2"
+    );
+    assert_eq!(status(port).await, 418);
+
+    // A cluster missing from a CDS response is removed: its route answers 503.
+    xds.set(
+        LISTENER,
+        "3",
+        vec![listener(&http_listener(port, "route: {cluster: backend}"))],
+    );
+    assert!(
+        xds.wait_ack(LISTENER, "3").await.is_some(),
+        "no ACK of listener 3"
+    );
+    assert_eq!(backend_of(port).await.as_deref(), Some("a"));
+    xds.set(CLUSTER, "4", vec![]);
+    assert!(xds.wait_ack(CLUSTER, "4").await.is_some(), "no ACK of 4");
+    assert_eq!(status(port).await, 503);
+
+    // A listener missing from an LDS response is removed: its port closes.
+    xds.set(LISTENER, "4", vec![]);
+    assert!(
+        xds.wait_ack(LISTENER, "4").await.is_some(),
+        "no ACK of listener 4"
+    );
+    let closed = ferry_test_util::admin::poll(Duration::from_secs(10), || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    assert!(closed.is_some(), "the removed listener still accepts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_good_config_serves_while_the_control_plane_is_away() {
+    let a = backend::start("a").await;
+    let xds = XdsServer::start().await;
+    let xds_addr = xds.addr();
+    let port = free_port();
+    xds.set(
+        CLUSTER,
+        "1",
+        vec![cluster(&backend_cluster("backend", a.addr()))],
+    );
+    xds.set(
+        LISTENER,
+        "1",
+        vec![listener(&http_listener(port, "route: {cluster: backend}"))],
+    );
+    let _proxy = start_ferry(&bootstrap(xds_addr))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(xds.wait_ack(LISTENER, "1").await.is_some(), "no LDS ACK");
+    assert_eq!(backend_of(port).await.as_deref(), Some("a"));
+
+    // The control plane goes away: traffic goes on with the last config.
+    xds.stop().await;
+    for _ in 0..20 {
+        assert_eq!(backend_of(port).await.as_deref(), Some("a"));
+    }
+
+    // It comes back knowing nothing: the proxy reconnects, says which versions it has
+    // (state of the world), and takes the new config.
+    let xds = XdsServer::restart_at(xds_addr).await;
+    let hello = xds
+        .wait_request(Duration::from_secs(30), |r| r.type_url == LISTENER)
+        .await
+        .unwrap_or_else(|| panic!("the proxy did not reconnect"));
+    assert_eq!(hello.version_info, "1");
+    assert!(hello.response_nonce.is_empty());
+    xds.set(
+        CLUSTER,
+        "2",
+        vec![cluster(&backend_cluster("backend", a.addr()))],
+    );
+    xds.set(
+        LISTENER,
+        "2",
+        vec![listener(&http_listener(
+            port,
+            "direct_response: {status: 418}",
+        ))],
+    );
+    assert!(
+        xds.wait_ack(LISTENER, "2").await.is_some(),
+        "no LDS ACK after reconnecting"
+    );
+    assert_eq!(status(port).await, 418);
+}
+
+/// The same xDS stream drives Envoy 1.40 and ferry: they take and refuse the same
+/// updates (a route to a cluster nobody sent, duplicate clusters in one response) and
+/// clients see the same routing after each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_and_ferry_take_and_refuse_the_same_updates() {
+    let a = backend::start("a").await;
+    let b = backend::start("b").await;
+    let mut seen: Vec<(Flavor, Vec<String>)> = Vec::new();
+    for flavor in flavors() {
+        let xds = XdsServer::start().await;
+        let port = free_port();
+        let mut log = Vec::new();
+        xds.set(
+            CLUSTER,
+            "1",
+            vec![cluster(&backend_cluster("backend", a.addr()))],
+        );
+        xds.set(
+            LISTENER,
+            "1",
+            vec![listener(&http_listener(port, "route: {cluster: backend}"))],
+        );
+        let _proxy = start(flavor, &bootstrap(xds.addr()))
+            .await
+            .unwrap_or_else(|e| panic!("{flavor}: {e:#}"));
+        log.push(format!(
+            "cds 1 acked: {}",
+            xds.wait_ack(CLUSTER, "1").await.is_some()
+        ));
+        log.push(format!(
+            "lds 1 acked: {}",
+            xds.wait_ack(LISTENER, "1").await.is_some()
+        ));
+        log.push(format!("routes to {:?}", backend_of(port).await));
+
+        // A route to a cluster that does not exist: refused (Envoy validates an inline
+        // route configuration's clusters), the old listener serves on.
+        xds.set(
+            LISTENER,
+            "2",
+            vec![listener(&http_listener(port, "route: {cluster: nope}"))],
+        );
+        let nack = xds.wait_nack(LISTENER).await;
+        log.push(format!(
+            "lds 2 refused at version {:?}",
+            nack.map(|n| n.version_info)
+        ));
+        log.push(format!("routes to {:?}", backend_of(port).await));
+
+        // Two clusters of one name in a response: refused.
+        xds.set(
+            CLUSTER,
+            "2",
+            vec![
+                cluster(&backend_cluster("backend", b.addr())),
+                cluster(&backend_cluster("backend", b.addr())),
+            ],
+        );
+        let nack = xds.wait_nack(CLUSTER).await;
+        log.push(format!(
+            "cds 2 refused at version {:?}",
+            nack.map(|n| n.version_info)
+        ));
+
+        // The cluster moves to b, then goes away.
+        xds.set(
+            CLUSTER,
+            "3",
+            vec![cluster(&backend_cluster("backend", b.addr()))],
+        );
+        log.push(format!(
+            "cds 3 acked: {}",
+            xds.wait_ack(CLUSTER, "3").await.is_some()
+        ));
+        log.push(format!("routes to {:?}", backend_of(port).await));
+        xds.set(CLUSTER, "4", vec![]);
+        log.push(format!(
+            "cds 4 acked: {}",
+            xds.wait_ack(CLUSTER, "4").await.is_some()
+        ));
+        log.push(format!("status {}", status(port).await));
+        seen.push((flavor, log));
+    }
+    for (flavor, log) in &seen {
+        assert_eq!(log, &seen[0].1, "{flavor} differs from {}", seen[0].0);
+    }
+    let expected = [
+        "cds 1 acked: true",
+        "lds 1 acked: true",
+        "routes to Some(\"a\")",
+        "lds 2 refused at version Some(\"1\")",
+        "routes to Some(\"a\")",
+        "cds 2 refused at version Some(\"1\")",
+        "cds 3 acked: true",
+        "routes to Some(\"b\")",
+        "cds 4 acked: true",
+        "status 503",
+    ];
+    assert_eq!(seen[0].1, expected);
+}
+
+/// While the first responses are awaited the server is INITIALIZING: `/ready` answers
+/// 503, as Envoy's does, until the listeners arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_is_initializing_until_the_first_responses() {
+    let a = backend::start("a").await;
+    let xds = XdsServer::start().await;
+    let port = free_port();
+    xds.set(
+        CLUSTER,
+        "1",
+        vec![cluster(&backend_cluster("backend", a.addr()))],
+    );
+    let yaml = bootstrap(xds.addr());
+    let (admin, _) = ferry_test_util::ports::ports_of(&yaml).unwrap_or_else(|e| panic!("{e:#}"));
+    let starting = tokio::spawn(async move { start_ferry(&yaml).await });
+    // Clusters came; listeners are asked for and withheld.
+    assert!(xds.wait_ack(CLUSTER, "1").await.is_some(), "no CDS ACK");
+    assert!(
+        xds.wait_request(Duration::from_secs(10), |r| r.type_url == LISTENER)
+            .await
+            .is_some(),
+        "no LDS subscription"
+    );
+    let (code, body) = ferry_test_util::proc::admin_get(admin, "/ready")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!((code, body.as_str()), (503, "INITIALIZING\n"));
+    // The listeners arrive: the server is ready and serves.
+    xds.set(
+        LISTENER,
+        "1",
+        vec![listener(&http_listener(port, "route: {cluster: backend}"))],
+    );
+    let _proxy = starting
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(backend_of(port).await.as_deref(), Some("a"));
+}
