@@ -109,7 +109,38 @@ fn ads(a: &core::ApiConfigSource, ctx: &mut Ctx) -> Option<Ads> {
     })
 }
 
-fn config_source(s: &core::ConfigSource, ctx: &mut Ctx) -> Option<ConfigSource> {
+/// An HCM's `rds`: the route configuration a control plane sends by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rds {
+    /// `route_config_name`.
+    pub name: String,
+    /// `config_source`.
+    pub source: ConfigSource,
+}
+
+/// Converts an HCM's `rds` (`ctx` is at it).
+pub fn rds(
+    r: &ferry_envoy_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::Rds,
+    ctx: &mut Ctx,
+) -> Option<Rds> {
+    use ferry_envoy_api::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+    crate::fields!(ctx, r => hcm::Rds { config_source, route_config_name });
+    if r.route_config_name.is_empty() {
+        ctx.error_at("route_config_name", "is required");
+    }
+    let Some(source) = &r.config_source else {
+        ctx.error_at("config_source", "is required");
+        return None;
+    };
+    let source = ctx.at("config_source", |ctx| config_source(source, ctx))?;
+    Some(Rds {
+        name: r.route_config_name.clone(),
+        source,
+    })
+}
+
+/// Converts a `ConfigSource` (`ctx` is at it).
+pub fn config_source(s: &core::ConfigSource, ctx: &mut Ctx) -> Option<ConfigSource> {
     use core::config_source::ConfigSourceSpecifier as S;
     crate::fields!(ctx, s => core::ConfigSource {
         config_source_specifier: ["ads"], initial_fetch_timeout, resource_api_version,
@@ -179,6 +210,18 @@ pub fn listener(
         crate::bootstrap::check_clusters(listener, clusters, &mut ctx);
     }
     finish(&l.name, listener, ctx)
+}
+
+/// A `RouteConfiguration` resource (RDS), converted as an inline `route_config` is.
+pub fn route_configuration(
+    any: &ferry_envoy_api::pb::google::protobuf::Any,
+    extensions: &'static dyn crate::filters::Extensions,
+) -> Converted<crate::route::RouteConfig> {
+    use ferry_envoy_api::pb::envoy::config::route::v3 as rpb;
+    let r: rpb::RouteConfiguration = decode(any)?;
+    let mut ctx = Ctx::new(extensions);
+    let config = crate::route::from_proto(&r, &mut ctx);
+    finish(&r.name, Some(config), ctx)
 }
 
 /// A `Cluster` resource, converted as the bootstrap's clusters are.

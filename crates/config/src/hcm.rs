@@ -48,8 +48,10 @@ pub struct HttpConnectionManager {
     pub stat_prefix: String,
     /// `codec_type`.
     pub codec_type: CodecType,
-    /// `route_config` (inline).
+    /// `route_config` (inline); with `rds`, an empty one named for it until RDS sends it.
     pub route_config: Arc<RouteConfig>,
+    /// `rds`: the route configuration comes from a control plane.
+    pub rds: Option<crate::dynamic::Rds>,
     /// `server_name` (default "envoy").
     pub server_name: http::HeaderValue,
     /// `server_header_transformation`.
@@ -134,7 +136,7 @@ fn in_cidr(ip: std::net::IpAddr, prefix: std::net::IpAddr, len: u8) -> bool {
 pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpConnectionManager> {
     use pb::http_connection_manager::RouteSpecifier;
     crate::fields!(ctx, h => pb::HttpConnectionManager as "envoy.filters.network.http_connection_manager" {
-        codec_type, stat_prefix, route_specifier: ["route_config"], http_filters,
+        codec_type, stat_prefix, route_specifier: ["route_config", "rds"], http_filters,
         common_http_protocol_options, http_protocol_options, http2_protocol_options,
         server_name, server_header_transformation, max_request_headers_kb,
         stream_idle_timeout, request_timeout, access_log, use_remote_address,
@@ -179,14 +181,24 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
         h.http2_protocol_options.as_ref(),
         ctx,
     );
+    let mut rds = None;
     let route_config = match &h.route_specifier {
         Some(RouteSpecifier::RouteConfig(rc)) => {
             Some(ctx.at("route_config", |c| crate::route::from_proto(rc, c)))
         }
+        Some(RouteSpecifier::Rds(r)) => {
+            rds = ctx.at("rds", |c| crate::dynamic::rds(r, c));
+            // No route until RDS sends one (the listener warms meanwhile).
+            let empty = crate::route::from_proto(&Default::default(), ctx);
+            rds.as_ref().map(|r| crate::route::RouteConfig {
+                name: r.name.clone(),
+                ..empty
+            })
+        }
         // Refused by `fields!`.
-        Some(RouteSpecifier::Rds(_) | RouteSpecifier::ScopedRoutes(_)) => None,
+        Some(RouteSpecifier::ScopedRoutes(_)) => None,
         None => {
-            ctx.error("route_config is required");
+            ctx.error("route_config or rds is required");
             None
         }
     };
@@ -337,6 +349,7 @@ pub fn from_proto(h: &pb::HttpConnectionManager, ctx: &mut Ctx) -> Option<HttpCo
         stat_prefix: h.stat_prefix.clone(),
         codec_type,
         route_config: Arc::new(route_config),
+        rds,
         server_name,
         server_header,
         use_remote_address: h.use_remote_address.map(|b| b.value).unwrap_or(false),

@@ -6,7 +6,9 @@
 
 use ferry_test_util::diff::send;
 use ferry_test_util::proc::{flavors, start, Flavor};
-use ferry_test_util::xds::{cluster, listener, XdsServer, CLUSTER, LISTENER};
+use ferry_test_util::xds::{
+    cluster, listener, route_configuration, XdsServer, CLUSTER, LISTENER, ROUTE,
+};
 use ferry_test_util::{backend, free_port, start_ferry, Request};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -401,4 +403,101 @@ async fn the_server_is_initializing_until_the_first_responses() {
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(backend_of(port).await.as_deref(), Some("a"));
+}
+
+/// A listener with a connection manager on `rds: {route_config_name: routes}`.
+fn rds_listener(port: u16) -> String {
+    format!(
+        r#"
+name: ingress
+address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+filter_chains:
+- filters:
+  - name: envoy.filters.network.http_connection_manager
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: ingress
+      rds: {{route_config_name: routes, config_source: {{ads: {{}}, resource_api_version: V3}}}}
+      http_filters:
+      - name: envoy.filters.http.router
+        typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+"#
+    )
+}
+
+fn routes(action: &str) -> String {
+    format!(
+        r#"
+name: routes
+virtual_hosts:
+- name: all
+  domains: ["*"]
+  routes: [{{match: {{prefix: "/"}}, {action}}}]
+"#
+    )
+}
+
+/// RDS, on Envoy and ferry: a listener naming a route configuration warms (does not
+/// accept) until it comes, is asked for by name, then serves; a new version of the
+/// route configuration routes the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_warms_until_its_route_configuration_comes() {
+    let a = backend::start("a").await;
+    let b = backend::start("b").await;
+    for flavor in flavors() {
+        let xds = XdsServer::start().await;
+        let port = free_port();
+        xds.set(
+            CLUSTER,
+            "1",
+            vec![
+                cluster(&backend_cluster("a", a.addr())),
+                cluster(&backend_cluster("b", b.addr())),
+            ],
+        );
+        let yaml = bootstrap(xds.addr());
+        let starting = tokio::spawn(async move { start(flavor, &yaml).await });
+        assert!(
+            xds.wait_ack(CLUSTER, "1").await.is_some(),
+            "{flavor}: no CDS ACK"
+        );
+        xds.set(LISTENER, "1", vec![listener(&rds_listener(port))]);
+        // The route configuration is asked for by the name the listener gives.
+        let asked = xds
+            .wait_request(Duration::from_secs(10), |r| {
+                r.type_url == ROUTE && r.resource_names == ["routes"]
+            })
+            .await;
+        assert!(asked.is_some(), "{flavor}: no RDS request for routes");
+        assert!(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err(),
+            "{flavor}: a warming listener accepts"
+        );
+        xds.set(
+            ROUTE,
+            "1",
+            vec![route_configuration(&routes("route: {cluster: a}"))],
+        );
+        assert!(
+            xds.wait_ack(ROUTE, "1").await.is_some(),
+            "{flavor}: no RDS ACK"
+        );
+        let _proxy = starting
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{flavor}: {e:#}"));
+        assert_eq!(backend_of(port).await.as_deref(), Some("a"), "{flavor}");
+        xds.set(
+            ROUTE,
+            "2",
+            vec![route_configuration(&routes("route: {cluster: b}"))],
+        );
+        assert!(
+            xds.wait_ack(ROUTE, "2").await.is_some(),
+            "{flavor}: no RDS ACK of 2"
+        );
+        assert_eq!(backend_of(port).await.as_deref(), Some("b"), "{flavor}");
+    }
 }

@@ -224,6 +224,7 @@ impl Server {
             stats: stats.clone(),
             health_failed: health_failed.clone(),
             log_files,
+            route_configs: Arc::default(),
         };
         let mut sockets = Vec::new();
         for l in &snapshot.bootstrap.listeners {

@@ -22,6 +22,8 @@ pub struct Snapshot {
     pub health_failed: Arc<std::sync::atomic::AtomicBool>,
     /// Opens access and event log files; reopens them all on SIGUSR1 / `/reopen_logs`.
     pub log_files: ferry_upstream::log_file::LogFiles,
+    /// Route configurations from RDS, by name.
+    pub route_configs: Arc<crate::http::route_config_provider::RouteConfigProviders>,
 }
 
 /// The first non-loopback, non-link-local interface address, IPv4 first, as Envoy's

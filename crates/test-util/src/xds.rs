@@ -23,6 +23,8 @@ use tokio::task::JoinHandle;
 pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 /// The type URL of clusters.
 pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+/// The type URL of route configurations.
+pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 
 /// Packs a resource written in YAML (Envoy's v3 JSON mapping) as an `Any` of
 /// `full_name` (`envoy.config.listener.v3.Listener`...).
@@ -42,6 +44,14 @@ pub fn listener(yaml: &str) -> Any {
     resource::<ferry_envoy_api::pb::envoy::config::listener::v3::Listener>(
         yaml,
         "envoy.config.listener.v3.Listener",
+    )
+}
+
+/// A route configuration resource from YAML.
+pub fn route_configuration(yaml: &str) -> Any {
+    resource::<ferry_envoy_api::pb::envoy::config::route::v3::RouteConfiguration>(
+        yaml,
+        "envoy.config.route.v3.RouteConfiguration",
     )
 }
 

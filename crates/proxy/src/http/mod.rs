@@ -12,6 +12,7 @@ pub mod mirror;
 pub mod replay;
 pub mod request_headers;
 pub mod retry;
+pub mod route_config_provider;
 pub mod route_match;
 pub mod route_table;
 pub mod router;

@@ -161,6 +161,7 @@ mod tests {
             stats: stats.clone(),
             health_failed: Default::default(),
             log_files: Default::default(),
+            route_configs: Default::default(),
         };
         let hcm = HcmRuntime::new(hcm_of(&b), &snapshot, "listener.test.");
         let (a, cluster_b) = (clusters.get("a").unwrap(), clusters.get("b").unwrap());

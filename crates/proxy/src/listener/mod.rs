@@ -82,7 +82,11 @@ impl ListenerRuntime {
                 .collect(),
             filter: match &fc.filter {
                 TerminalFilter::Http(h) => {
-                    NetworkRuntime::Http(Arc::new(HcmRuntime::new(h.clone(), snapshot, &scope)))
+                    let hcm = Arc::new(HcmRuntime::new(h.clone(), snapshot, &scope));
+                    if let Some(rds) = &h.rds {
+                        snapshot.route_configs.subscribe(&rds.name, &hcm);
+                    }
+                    NetworkRuntime::Http(hcm)
                 }
                 TerminalFilter::Filter(f) => match crate::network::build(f, snapshot) {
                     Some(NetworkFilterRuntime::Terminal(t)) => NetworkRuntime::Filter(t),

@@ -37,6 +37,13 @@ struct Client {
     stats: Stats,
     init: Arc<Init>,
     versions: HashMap<ResourceType, String>,
+    /// The last nonce of each type on the current stream.
+    nonces: HashMap<ResourceType, String>,
+    /// The route configuration names RDS asked for on the current stream.
+    route_names: Vec<String>,
+    /// Whether a listener response came (the listeners' part of initialization then
+    /// ends when none is warming).
+    listeners_came: bool,
     applied: Applied,
 }
 
@@ -56,6 +63,9 @@ pub(super) async fn run(
         stats,
         init,
         versions: HashMap::new(),
+        nonces: HashMap::new(),
+        route_names: Vec::new(),
+        listeners_came: false,
         applied: Applied::default(),
     };
     let mut failures = 0u32;
@@ -100,9 +110,14 @@ impl Client {
             first: true,
         };
         let (tx, mut rx) = mpsc::channel::<DiscoveryRequest>(16);
+        self.nonces.clear();
+        self.route_names.clear();
         for &t in &self.types {
             let version = self.versions.get(&t).cloned().unwrap_or_default();
-            let _ = tx.try_send(requests.next(t, &version, "", None));
+            let _ = tx.try_send(requests.next(t, &version, "", Vec::new(), None));
+        }
+        if let Some(request) = self.route_subscription(&mut requests) {
+            let _ = tx.try_send(request);
         }
         let outbound = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
         let mut responses = grpc
@@ -119,14 +134,53 @@ impl Client {
                 continue;
             };
             let error = self.on_response(t, &response);
-            self.init.received(t);
+            self.nonces.insert(t, response.nonce.clone());
+            self.initialized(t);
             let version = self.versions.get(&t).cloned().unwrap_or_default();
-            let request = requests.next(t, &version, &response.nonce, error);
-            if tx.send(request).await.is_err() {
-                break;
+            let names = match t {
+                ResourceType::RouteConfiguration => self.route_names.clone(),
+                _ => Vec::new(),
+            };
+            let mut out = vec![requests.next(t, &version, &response.nonce, names, error)];
+            out.extend(self.route_subscription(&mut requests));
+            for request in out {
+                if tx.send(request).await.is_err() {
+                    return Ok(responded);
+                }
             }
         }
         Ok(responded)
+    }
+
+    /// The RDS request when the route configurations in use changed.
+    fn route_subscription(&mut self, requests: &mut Requests) -> Option<DiscoveryRequest> {
+        let names = self.applied.route_config_names(&self.server);
+        if names == self.route_names || names.is_empty() {
+            return None;
+        }
+        self.route_names = names.clone();
+        let t = ResourceType::RouteConfiguration;
+        let version = self.versions.get(&t).cloned().unwrap_or_default();
+        let nonce = self.nonces.get(&t).cloned().unwrap_or_default();
+        Some(requests.next(t, &version, &nonce, names, None))
+    }
+
+    /// Tells initialization what came: listeners count once none is warming; route
+    /// configurations once every one in use has come.
+    fn initialized(&mut self, t: ResourceType) {
+        match t {
+            ResourceType::Listener => self.listeners_came = true,
+            ResourceType::Cluster => self.init.received(t),
+            ResourceType::RouteConfiguration => {
+                let routes = self.server.snapshot.load().route_configs.clone();
+                if routes.names_in_use().iter().all(|n| routes.has(n)) {
+                    self.init.received(t);
+                }
+            }
+        }
+        if self.listeners_came && !self.applied.warming() {
+            self.init.received(ResourceType::Listener);
+        }
     }
 
     /// Applies a response; the NACK's detail when it is refused.
@@ -165,12 +219,14 @@ struct Requests {
 }
 
 impl Requests {
-    /// A subscription (empty nonce), an ACK, or a NACK (with `error`).
+    /// A subscription (empty nonce), an ACK, or a NACK (with `error`); `names`: the
+    /// resources asked for (none: all of the type).
     fn next(
         &mut self,
         t: ResourceType,
         version: &str,
         nonce: &str,
+        names: Vec<String>,
         error: Option<String>,
     ) -> DiscoveryRequest {
         let send_node = self.first || !self.node_once;
@@ -178,6 +234,7 @@ impl Requests {
         DiscoveryRequest {
             version_info: version.to_string(),
             node: send_node.then(|| self.node.clone()),
+            resource_names: names,
             type_url: t.type_url().to_string(),
             response_nonce: nonce.to_string(),
             error_detail: error.map(|message| Status {

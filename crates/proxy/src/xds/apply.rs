@@ -1,23 +1,46 @@
-//! One state-of-the-world response applied: every resource of the type is in it, so a
-//! resource the client applied before and that is missing now is removed. Each
-//! resource is converted on its own; the valid ones are applied, the others are
-//! reported in the NACK and keep what they had (as Envoy's CDS and LDS do). A resource
-//! sent again unchanged is not applied again (its connections and pools stay as they
-//! are).
+//! One state-of-the-world response applied. For listeners and clusters every resource
+//! of the type is in it, so one the client applied before and that is missing now is
+//! removed; route configurations are asked for by name and stay. Each resource is
+//! converted on its own; the valid ones are applied, the others are reported in the
+//! NACK and keep what they had (as Envoy's CDS and LDS do). A resource sent again
+//! unchanged is not applied again (its connections and pools stay as they are).
+//!
+//! A listener whose connection managers wait for a route configuration from RDS warms:
+//! it is held (its previous version, if any, serving on) until every route
+//! configuration it names has come, then it is applied.
 
 use super::ResourceType;
 use crate::extensions::EXTENSIONS;
 use crate::server::Server;
 use ferry_config::dynamic::Refused;
+use ferry_config::listener::{Listener, TerminalFilter};
 use ferry_envoy_api::pb::google::protobuf::Any;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// What the client applied, per type: each resource's name and the bytes it was
-/// applied from.
-#[derive(Debug, Default)]
+/// applied from; and the listeners warming.
+#[derive(Default)]
 pub(crate) struct Applied {
     by_type: HashMap<ResourceType, HashMap<String, Vec<u8>>>,
+    warming: HashMap<String, Listener>,
+}
+
+impl Applied {
+    /// The route configurations RDS must ask for: those that connection managers use,
+    /// and those that warming listeners wait for.
+    pub(crate) fn route_config_names(&self, server: &Server) -> Vec<String> {
+        let mut names = server.snapshot.load().route_configs.names_in_use();
+        names.extend(self.warming.values().flat_map(rds_names));
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Whether listeners are warming.
+    pub(crate) fn warming(&self) -> bool {
+        !self.warming.is_empty()
+    }
 }
 
 /// Applies the resources of one response of type `t`. `Err`: the NACK's detail.
@@ -27,13 +50,18 @@ pub(crate) fn apply(
     resources: &[Any],
     applied: &mut Applied,
 ) -> Result<(), String> {
-    let mine = applied.by_type.entry(t).or_default();
+    if t == ResourceType::RouteConfiguration {
+        return route_configurations(server, resources, applied);
+    }
+    let Applied { by_type, warming } = applied;
+    let mine = by_type.entry(t).or_default();
     let mut errors = Vec::new();
     let mut seen = HashSet::new();
     for any in resources {
         let outcome = match t {
             ResourceType::Cluster => cluster(server, any, mine),
-            ResourceType::Listener => listener(server, any, mine),
+            ResourceType::Listener => listener(server, any, mine, warming),
+            ResourceType::RouteConfiguration => continue,
         };
         // A refused resource keeps what it had: it is not removed below.
         let (name, error) = match outcome {
@@ -54,7 +82,11 @@ pub(crate) fn apply(
         mine.remove(&name);
         match t {
             ResourceType::Cluster => server.remove_cluster(&name),
-            ResourceType::Listener => server.remove_listener(&name),
+            ResourceType::Listener => {
+                warming.remove(&name);
+                server.remove_listener(&name)
+            }
+            ResourceType::RouteConfiguration => false,
         };
     }
     if errors.is_empty() {
@@ -85,11 +117,12 @@ fn cluster(
     Ok(c.name)
 }
 
-/// Converts and applies one listener; its name.
+/// Converts and applies one listener (or holds it warming); its name.
 fn listener(
     server: &Arc<Server>,
     any: &Any,
     mine: &mut HashMap<String, Vec<u8>>,
+    warming: &mut HashMap<String, Listener>,
 ) -> Result<String, Refused> {
     let snapshot = server.snapshot.load();
     let clusters = snapshot.clusters.clusters();
@@ -107,13 +140,77 @@ fn listener(
         ));
     }
     let name = l.name.clone();
-    if mine.get(&name) != Some(&any.value) {
+    if mine.get(&name) == Some(&any.value) {
+        return Ok(name);
+    }
+    mine.insert(name.clone(), any.value.clone());
+    let routes = &snapshot.route_configs;
+    if rds_names(&l).iter().all(|n| routes.has(n)) {
+        warming.remove(&name);
         server
             .add_or_update_listener(l)
             .map_err(|e| refused(&name, &e.to_string()))?;
-        mine.insert(name.clone(), any.value.clone());
+    } else {
+        warming.insert(name.clone(), l);
     }
     Ok(name)
+}
+
+/// The route configurations a listener's connection managers take from RDS.
+fn rds_names(l: &Listener) -> Vec<String> {
+    l.filter_chains
+        .iter()
+        .chain(l.default_filter_chain.as_ref())
+        .filter_map(|fc| match &fc.filter {
+            TerminalFilter::Http(h) => h.rds.as_ref().map(|r| r.name.clone()),
+            TerminalFilter::Filter(_) => None,
+        })
+        .collect()
+}
+
+/// Converts and applies route configurations (RDS), then the listeners that were
+/// warming for them.
+fn route_configurations(
+    server: &Arc<Server>,
+    resources: &[Any],
+    applied: &mut Applied,
+) -> Result<(), String> {
+    let snapshot = server.snapshot.load_full();
+    let mine = applied
+        .by_type
+        .entry(ResourceType::RouteConfiguration)
+        .or_default();
+    let mut errors = Vec::new();
+    for any in resources {
+        match ferry_config::dynamic::route_configuration(any, &EXTENSIONS) {
+            Ok(config) => {
+                if mine.get(&config.name) != Some(&any.value) {
+                    mine.insert(config.name.clone(), any.value.clone());
+                    let name = config.name.clone();
+                    snapshot.route_configs.update(&name, Arc::new(config));
+                }
+            }
+            Err(refused) => errors.push(refused.message),
+        }
+    }
+    let ready: Vec<String> = applied
+        .warming
+        .iter()
+        .filter(|(_, l)| rds_names(l).iter().all(|n| snapshot.route_configs.has(n)))
+        .map(|(n, _)| n.clone())
+        .collect();
+    for name in ready {
+        if let Some(l) = applied.warming.remove(&name) {
+            if let Err(e) = server.add_or_update_listener(l) {
+                errors.push(format!("{name}: {e}"));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n"))
+    }
 }
 
 fn refused(name: &str, message: &str) -> Refused {

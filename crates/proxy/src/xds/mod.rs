@@ -36,6 +36,8 @@ pub(crate) enum ResourceType {
     Cluster,
     /// LDS: `envoy.config.listener.v3.Listener`.
     Listener,
+    /// RDS: `envoy.config.route.v3.RouteConfiguration`, by the names listeners use.
+    RouteConfiguration,
 }
 
 impl ResourceType {
@@ -44,13 +46,20 @@ impl ResourceType {
         match self {
             ResourceType::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
             ResourceType::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
+            ResourceType::RouteConfiguration => {
+                "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+            }
         }
     }
 
     fn from_type_url(url: &str) -> Option<ResourceType> {
-        [ResourceType::Cluster, ResourceType::Listener]
-            .into_iter()
-            .find(|t| t.type_url() == url)
+        [
+            ResourceType::Cluster,
+            ResourceType::Listener,
+            ResourceType::RouteConfiguration,
+        ]
+        .into_iter()
+        .find(|t| t.type_url() == url)
     }
 }
 
@@ -69,11 +78,16 @@ pub(crate) fn start(server: &Arc<Server>) {
     if let Some(ConfigSource::Ads { .. }) = &dynamic.lds {
         types.push(ResourceType::Listener);
     }
-    if types.is_empty() {
+    // Static listeners that take their routes from RDS wait for them too.
+    let mut waited = types.clone();
+    if !snapshot.route_configs.names_in_use().is_empty() {
+        waited.push(ResourceType::RouteConfiguration);
+    }
+    if waited.is_empty() {
         return;
     }
     let stats = Stats::register(&snapshot.stats);
-    let init = Init::start(server, &types, [&dynamic.cds, &dynamic.lds]);
+    let init = Init::start(server, &waited, [&dynamic.cds, &dynamic.lds]);
     tokio::spawn(ads::run(server.clone(), ads, types, stats, init));
 }
 
@@ -138,6 +152,7 @@ pub(crate) struct Stats {
     pub(crate) control_plane: Arc<ControlPlaneStats>,
     pub(crate) cds: Arc<SubscriptionStats>,
     pub(crate) lds: Arc<SubscriptionStats>,
+    pub(crate) rds: Arc<SubscriptionStats>,
 }
 
 impl Stats {
@@ -146,10 +161,14 @@ impl Stats {
             control_plane: Arc::default(),
             cds: Arc::default(),
             lds: Arc::default(),
+            rds: Arc::default(),
         };
         store.register("control_plane.", &stats.control_plane);
         store.register("cluster_manager.cds.", &stats.cds);
         store.register("listener_manager.lds.", &stats.lds);
+        // Envoy counts RDS per connection manager (`http.<prefix>.rds.<name>.*`);
+        // ferry counts the one RDS subscription of its ADS stream.
+        store.register("control_plane.rds.", &stats.rds);
         stats
     }
 
@@ -157,6 +176,7 @@ impl Stats {
         match t {
             ResourceType::Cluster => &self.cds,
             ResourceType::Listener => &self.lds,
+            ResourceType::RouteConfiguration => &self.rds,
         }
     }
 }
