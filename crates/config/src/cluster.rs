@@ -94,6 +94,18 @@ pub enum Discovery {
     StrictDns(Dns),
     /// `LOGICAL_DNS`: the first address of the (single) name is the host.
     LogicalDns(Dns),
+    /// `EDS`: the hosts come from a control plane, as a `ClusterLoadAssignment` (IP
+    /// addresses, as `STATIC`).
+    Eds(Eds),
+}
+
+/// `eds_cluster_config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eds {
+    /// `service_name` (default: the cluster's name): the assignment asked for.
+    pub service_name: String,
+    /// `eds_config`.
+    pub source: crate::dynamic::ConfigSource,
 }
 
 /// DNS settings of a DNS cluster.
@@ -336,7 +348,8 @@ pub enum UpstreamProtocol {
 pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
     crate::util::metadata(&c.metadata, ctx);
     crate::fields!(ctx, c => pb::Cluster {
-        name, cluster_discovery_type: ["type"], connect_timeout, lb_policy, load_assignment,
+        name, cluster_discovery_type: ["type"], eds_cluster_config, connect_timeout, lb_policy,
+        load_assignment,
         dns_refresh_rate, respect_dns_ttl, dns_lookup_family, dns_failure_refresh_rate,
         dns_jitter, dns_resolvers, use_tcp_for_dns_lookups, dns_resolution_config,
         typed_dns_resolver_config, typed_extension_protocol_options, http2_protocol_options,
@@ -345,7 +358,7 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
         lb_config: ["ring_hash_lb_config", "maglev_lb_config", "least_request_lb_config"],
         metadata, circuit_breakers, health_checks, outlier_detection, common_lb_config,
     } refused {
-        eds_cluster_config, cleanup_interval, upstream_bind_config, lb_subset_config,
+        cleanup_interval, upstream_bind_config, lb_subset_config,
         protocol_selection, alt_stat_name, upstream_connection_options,
         close_connections_on_host_health_failure, ignore_health_on_host_removal, filters,
         load_balancing_policy, lrs_server, transport_socket_matches,
@@ -405,6 +418,7 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
         None | Some(pb::cluster::ClusterDiscoveryType::Type(0)) => Some(Discovery::Static),
         Some(pb::cluster::ClusterDiscoveryType::Type(1)) => Some(Discovery::StrictDns(dns(ctx))),
         Some(pb::cluster::ClusterDiscoveryType::Type(2)) => Some(Discovery::LogicalDns(dns(ctx))),
+        Some(pb::cluster::ClusterDiscoveryType::Type(3)) => eds(c, ctx).map(Discovery::Eds),
         Some(pb::cluster::ClusterDiscoveryType::Type(t)) => {
             let name = pb::cluster::DiscoveryType::try_from(*t)
                 .map(|d| d.as_str_name().to_string())
@@ -448,49 +462,15 @@ pub fn from_proto(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Cluster> {
         }
     }
 
-    let mut localities = Vec::new();
-    if let Some(la) = &c.load_assignment {
-        ctx.at("load_assignment", |ctx| {
-            crate::fields!(ctx, la => epb::ClusterLoadAssignment {
-                cluster_name, endpoints,
-            } refused {
-                policy, named_endpoints,
-            });
-            for (i, l) in la.endpoints.iter().enumerate() {
-                ctx.at(format!("endpoints[{i}]"), |ctx| {
-                    crate::fields!(ctx, l => epb::LocalityLbEndpoints {
-                        locality, lb_endpoints, load_balancing_weight, priority,
-                    } refused {
-                        proximity, metadata,
-                    } refused_oneofs {
-                        lb_config,
-                    });
-                    let mut endpoints = Vec::new();
-                    for (j, e) in l.lb_endpoints.iter().enumerate() {
-                        ctx.at(format!("lb_endpoints[{j}]"), |ctx| {
-                            if let Some(ep) = lb_endpoint(e, discovery.as_ref(), ctx) {
-                                endpoints.push(ep);
-                            }
-                        });
-                    }
-                    let name = l
-                        .locality
-                        .as_ref()
-                        .map(|loc| {
-                            ctx.at("locality", |ctx| locality_fields(loc, ctx));
-                            format!("{}/{}/{}", loc.region, loc.zone, loc.sub_zone)
-                        })
-                        .unwrap_or_default();
-                    localities.push(Locality {
-                        name,
-                        priority: l.priority,
-                        weight: l.load_balancing_weight.map(|w| w.value),
-                        endpoints,
-                    });
-                });
-            }
-        });
-    }
+    let localities = c
+        .load_assignment
+        .as_ref()
+        .map(|la| {
+            ctx.at("load_assignment", |ctx| {
+                load_assignment(la, discovery.as_ref(), ctx)
+            })
+        })
+        .unwrap_or_default();
     if let Some(Discovery::LogicalDns(_)) = discovery {
         let n: usize = localities.iter().map(|l| l.endpoints.len()).sum();
         if n != 1 {
@@ -647,6 +627,81 @@ fn lb_policy_config(l: &pb::cluster::LbConfig, ctx: &mut Ctx) -> Option<LbPolicy
 }
 
 /// One `lb_endpoints` entry (`ctx` at it).
+/// An EDS cluster's `eds_cluster_config`.
+fn eds(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Eds> {
+    let Some(e) = &c.eds_cluster_config else {
+        ctx.error_at("eds_cluster_config", "is required for an EDS cluster");
+        return None;
+    };
+    ctx.at("eds_cluster_config", |ctx| {
+        crate::fields!(ctx, e => pb::cluster::EdsClusterConfig { eds_config, service_name });
+        let Some(source) = &e.eds_config else {
+            ctx.error_at("eds_config", "is required");
+            return None;
+        };
+        let source = ctx.at("eds_config", |ctx| {
+            crate::dynamic::config_source(source, ctx)
+        })?;
+        Some(Eds {
+            service_name: if e.service_name.is_empty() {
+                c.name.clone()
+            } else {
+                e.service_name.clone()
+            },
+            source,
+        })
+    })
+}
+
+/// A `ClusterLoadAssignment` (a cluster's `load_assignment`, or an EDS resource) as
+/// its localities; `discovery` decides whether endpoints must be IP addresses.
+pub fn load_assignment(
+    la: &epb::ClusterLoadAssignment,
+    discovery: Option<&Discovery>,
+    ctx: &mut Ctx,
+) -> Vec<Locality> {
+    let mut localities = Vec::new();
+    crate::fields!(ctx, la => epb::ClusterLoadAssignment {
+        cluster_name, endpoints,
+    } refused {
+        policy, named_endpoints,
+    });
+    for (i, l) in la.endpoints.iter().enumerate() {
+        ctx.at(format!("endpoints[{i}]"), |ctx| {
+            crate::fields!(ctx, l => epb::LocalityLbEndpoints {
+                locality, lb_endpoints, load_balancing_weight, priority,
+            } refused {
+                proximity, metadata,
+            } refused_oneofs {
+                lb_config,
+            });
+            let mut endpoints = Vec::new();
+            for (j, e) in l.lb_endpoints.iter().enumerate() {
+                ctx.at(format!("lb_endpoints[{j}]"), |ctx| {
+                    if let Some(ep) = lb_endpoint(e, discovery, ctx) {
+                        endpoints.push(ep);
+                    }
+                });
+            }
+            let name = l
+                .locality
+                .as_ref()
+                .map(|loc| {
+                    ctx.at("locality", |ctx| locality_fields(loc, ctx));
+                    format!("{}/{}/{}", loc.region, loc.zone, loc.sub_zone)
+                })
+                .unwrap_or_default();
+            localities.push(Locality {
+                name,
+                priority: l.priority,
+                weight: l.load_balancing_weight.map(|w| w.value),
+                endpoints,
+            });
+        });
+    }
+    localities
+}
+
 fn lb_endpoint(
     e: &epb::LbEndpoint,
     discovery: Option<&Discovery>,
@@ -678,7 +733,9 @@ fn lb_endpoint(
     if weight == 0 {
         ctx.error_at("load_balancing_weight", "must be at least 1");
     }
-    if matches!(discovery, Some(Discovery::Static)) && host.parse::<std::net::IpAddr>().is_err() {
+    if matches!(discovery, Some(Discovery::Static | Discovery::Eds(_)))
+        && host.parse::<std::net::IpAddr>().is_err()
+    {
         ctx.error_at(
             "endpoint.address.socket_address.address",
             format!("{host:?} is not an IP address (a STATIC cluster does not resolve names)"),

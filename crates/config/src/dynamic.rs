@@ -224,6 +224,28 @@ pub fn route_configuration(
     finish(&r.name, Some(config), ctx)
 }
 
+/// A `ClusterLoadAssignment` resource (EDS): its `cluster_name` and its localities
+/// (IP addresses, as an EDS cluster takes them).
+pub fn cluster_load_assignment(
+    any: &ferry_envoy_api::pb::google::protobuf::Any,
+) -> Converted<(String, Vec<crate::cluster::Locality>)> {
+    use ferry_envoy_api::pb::envoy::config::endpoint::v3 as epb;
+    let la: epb::ClusterLoadAssignment = decode(any)?;
+    let mut ctx = Ctx::default();
+    let eds = crate::cluster::Discovery::Eds(crate::cluster::Eds {
+        service_name: la.cluster_name.clone(),
+        source: ConfigSource::Ads {
+            initial_fetch_timeout: None,
+        },
+    });
+    let localities = crate::cluster::load_assignment(&la, Some(&eds), &mut ctx);
+    finish(
+        &la.cluster_name,
+        Some((la.cluster_name.clone(), localities)),
+        ctx,
+    )
+}
+
 /// A `Cluster` resource, converted as the bootstrap's clusters are.
 pub fn cluster(
     any: &ferry_envoy_api::pb::google::protobuf::Any,

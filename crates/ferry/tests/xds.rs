@@ -7,7 +7,8 @@
 use ferry_test_util::diff::send;
 use ferry_test_util::proc::{flavors, start, Flavor};
 use ferry_test_util::xds::{
-    cluster, listener, route_configuration, XdsServer, CLUSTER, LISTENER, ROUTE,
+    cluster, cluster_load_assignment, listener, route_configuration, XdsServer, CLUSTER, ENDPOINTS,
+    LISTENER, ROUTE,
 };
 use ferry_test_util::{backend, free_port, start_ferry, Request};
 use std::net::SocketAddr;
@@ -497,6 +498,87 @@ async fn a_listener_warms_until_its_route_configuration_comes() {
         assert!(
             xds.wait_ack(ROUTE, "2").await.is_some(),
             "{flavor}: no RDS ACK of 2"
+        );
+        assert_eq!(backend_of(port).await.as_deref(), Some("b"), "{flavor}");
+    }
+}
+
+fn eds_cluster(name: &str) -> String {
+    format!(
+        r#"
+name: {name}
+type: EDS
+connect_timeout: 1s
+eds_cluster_config: {{eds_config: {{ads: {{}}, resource_api_version: V3}}}}
+"#
+    )
+}
+
+fn assignment(name: &str, backends: &[SocketAddr]) -> String {
+    let endpoints: Vec<String> = backends
+        .iter()
+        .map(|a| {
+            format!(
+                "    - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}",
+                a.port()
+            )
+        })
+        .collect();
+    format!(
+        "cluster_name: {name}\nendpoints:\n- lb_endpoints:\n{}\n",
+        endpoints.join("\n")
+    )
+}
+
+/// EDS, on Envoy and ferry: an EDS cluster warms until its assignment comes (asked for
+/// by the cluster's name), then its hosts serve; a new assignment moves traffic at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eds_cluster_serves_the_hosts_its_assignment_names() {
+    let a = backend::start("a").await;
+    let b = backend::start("b").await;
+    for flavor in flavors() {
+        let xds = XdsServer::start().await;
+        let port = free_port();
+        xds.set(CLUSTER, "1", vec![cluster(&eds_cluster("svc"))]);
+        xds.set(
+            LISTENER,
+            "1",
+            vec![listener(&http_listener(port, "route: {cluster: svc}"))],
+        );
+        let yaml = bootstrap(xds.addr());
+        let starting = tokio::spawn(async move { start(flavor, &yaml).await });
+        let asked = xds
+            .wait_request(Duration::from_secs(10), |r| {
+                r.type_url == ENDPOINTS && r.resource_names == ["svc"]
+            })
+            .await;
+        assert!(asked.is_some(), "{flavor}: no EDS request for svc");
+        xds.set(
+            ENDPOINTS,
+            "1",
+            vec![cluster_load_assignment(&assignment("svc", &[a.addr()]))],
+        );
+        assert!(
+            xds.wait_ack(ENDPOINTS, "1").await.is_some(),
+            "{flavor}: no EDS ACK"
+        );
+        let _proxy = starting
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{flavor}: {e:#}"));
+        assert!(
+            xds.wait_ack(LISTENER, "1").await.is_some(),
+            "{flavor}: no LDS ACK"
+        );
+        assert_eq!(backend_of(port).await.as_deref(), Some("a"), "{flavor}");
+        xds.set(
+            ENDPOINTS,
+            "2",
+            vec![cluster_load_assignment(&assignment("svc", &[b.addr()]))],
+        );
+        assert!(
+            xds.wait_ack(ENDPOINTS, "2").await.is_some(),
+            "{flavor}: no EDS ACK of 2"
         );
         assert_eq!(backend_of(port).await.as_deref(), Some("b"), "{flavor}");
     }

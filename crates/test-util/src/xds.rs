@@ -23,6 +23,8 @@ use tokio::task::JoinHandle;
 pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 /// The type URL of clusters.
 pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+/// The type URL of cluster load assignments.
+pub const ENDPOINTS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 /// The type URL of route configurations.
 pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 
@@ -52,6 +54,14 @@ pub fn route_configuration(yaml: &str) -> Any {
     resource::<ferry_envoy_api::pb::envoy::config::route::v3::RouteConfiguration>(
         yaml,
         "envoy.config.route.v3.RouteConfiguration",
+    )
+}
+
+/// A cluster load assignment resource from YAML.
+pub fn cluster_load_assignment(yaml: &str) -> Any {
+    resource::<ferry_envoy_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment>(
+        yaml,
+        "envoy.config.endpoint.v3.ClusterLoadAssignment",
     )
 }
 

@@ -164,7 +164,9 @@ impl ClusterManager {
         let previous_hosts = previous.map(|p| p.hosts()).unwrap_or_default();
         let logs = &self.logs;
         let cluster = match &config.discovery {
-            Discovery::Static => {
+            // An EDS cluster's hosts are set as a STATIC cluster's are (its assignment
+            // comes from the xDS client, through `set_endpoints` or in its config).
+            Discovery::Static | Discovery::Eds(_) => {
                 let hosts = static_::hosts_reusing(config, &previous_hosts);
                 let cluster =
                     Cluster::new(config.clone(), hosts, previous.map(|p| &**p), store, logs);
@@ -314,7 +316,10 @@ impl ClusterManager {
         let Some(cluster) = self.get(name) else {
             return false;
         };
-        if !matches!(cluster.config.discovery, Discovery::Static) {
+        if !matches!(
+            cluster.config.discovery,
+            Discovery::Static | Discovery::Eds(_)
+        ) {
             return false;
         }
         let hosts = static_::hosts_of(&cluster.config.name, &localities, &cluster.hosts());

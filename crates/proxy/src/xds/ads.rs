@@ -39,11 +39,12 @@ struct Client {
     versions: HashMap<ResourceType, String>,
     /// The last nonce of each type on the current stream.
     nonces: HashMap<ResourceType, String>,
-    /// The route configuration names RDS asked for on the current stream.
-    route_names: Vec<String>,
-    /// Whether a listener response came (the listeners' part of initialization then
-    /// ends when none is warming).
+    /// The names asked for of each named type (RDS, EDS) on the current stream.
+    names: HashMap<ResourceType, Vec<String>>,
+    /// Whether a listener (cluster) response came: that part of initialization then
+    /// ends when none is warming.
     listeners_came: bool,
+    clusters_came: bool,
     applied: Applied,
 }
 
@@ -64,8 +65,9 @@ pub(super) async fn run(
         init,
         versions: HashMap::new(),
         nonces: HashMap::new(),
-        route_names: Vec::new(),
+        names: HashMap::new(),
         listeners_came: false,
+        clusters_came: false,
         applied: Applied::default(),
     };
     let mut failures = 0u32;
@@ -111,12 +113,12 @@ impl Client {
         };
         let (tx, mut rx) = mpsc::channel::<DiscoveryRequest>(16);
         self.nonces.clear();
-        self.route_names.clear();
+        self.names.clear();
         for &t in &self.types {
             let version = self.versions.get(&t).cloned().unwrap_or_default();
             let _ = tx.try_send(requests.next(t, &version, "", Vec::new(), None));
         }
-        if let Some(request) = self.route_subscription(&mut requests) {
+        for request in self.named_subscriptions(&mut requests) {
             let _ = tx.try_send(request);
         }
         let outbound = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
@@ -137,12 +139,9 @@ impl Client {
             self.nonces.insert(t, response.nonce.clone());
             self.initialized(t);
             let version = self.versions.get(&t).cloned().unwrap_or_default();
-            let names = match t {
-                ResourceType::RouteConfiguration => self.route_names.clone(),
-                _ => Vec::new(),
-            };
+            let names = self.names.get(&t).cloned().unwrap_or_default();
             let mut out = vec![requests.next(t, &version, &response.nonce, names, error)];
-            out.extend(self.route_subscription(&mut requests));
+            out.extend(self.named_subscriptions(&mut requests));
             for request in out {
                 if tx.send(request).await.is_err() {
                     return Ok(responded);
@@ -152,31 +151,49 @@ impl Client {
         Ok(responded)
     }
 
-    /// The RDS request when the route configurations in use changed.
-    fn route_subscription(&mut self, requests: &mut Requests) -> Option<DiscoveryRequest> {
-        let names = self.applied.route_config_names(&self.server);
-        if names == self.route_names || names.is_empty() {
-            return None;
+    /// The RDS and EDS requests whose names changed (what listeners and clusters use
+    /// now): each subscription is the whole list of names of its type.
+    fn named_subscriptions(&mut self, requests: &mut Requests) -> Vec<DiscoveryRequest> {
+        let mut out = Vec::new();
+        for t in [
+            ResourceType::RouteConfiguration,
+            ResourceType::ClusterLoadAssignment,
+        ] {
+            let names = match t {
+                ResourceType::RouteConfiguration => self.applied.route_config_names(&self.server),
+                _ => self.applied.endpoint_names(&self.server),
+            };
+            if names.is_empty() || self.names.get(&t) == Some(&names) {
+                continue;
+            }
+            self.names.insert(t, names.clone());
+            let version = self.versions.get(&t).cloned().unwrap_or_default();
+            let nonce = self.nonces.get(&t).cloned().unwrap_or_default();
+            out.push(requests.next(t, &version, &nonce, names, None));
         }
-        self.route_names = names.clone();
-        let t = ResourceType::RouteConfiguration;
-        let version = self.versions.get(&t).cloned().unwrap_or_default();
-        let nonce = self.nonces.get(&t).cloned().unwrap_or_default();
-        Some(requests.next(t, &version, &nonce, names, None))
+        out
     }
 
-    /// Tells initialization what came: listeners count once none is warming; route
-    /// configurations once every one in use has come.
+    /// Tells initialization what came: listeners and clusters count once none is
+    /// warming; route configurations and assignments once every one in use has come.
     fn initialized(&mut self, t: ResourceType) {
         match t {
             ResourceType::Listener => self.listeners_came = true,
-            ResourceType::Cluster => self.init.received(t),
+            ResourceType::Cluster => self.clusters_came = true,
             ResourceType::RouteConfiguration => {
                 let routes = self.server.snapshot.load().route_configs.clone();
                 if routes.names_in_use().iter().all(|n| routes.has(n)) {
                     self.init.received(t);
                 }
             }
+            ResourceType::ClusterLoadAssignment => {
+                if self.applied.endpoints_complete(&self.server) {
+                    self.init.received(t);
+                }
+            }
+        }
+        if self.clusters_came && !self.applied.clusters_warming() {
+            self.init.received(ResourceType::Cluster);
         }
         if self.listeners_came && !self.applied.warming() {
             self.init.received(ResourceType::Listener);

@@ -7,11 +7,14 @@
 //!
 //! A listener whose connection managers wait for a route configuration from RDS warms:
 //! it is held (its previous version, if any, serving on) until every route
-//! configuration it names has come, then it is applied.
+//! configuration it names has come, then it is applied. An EDS cluster warms the same
+//! way until its `ClusterLoadAssignment` has come; the latest assignment of each
+//! service is kept, so that a cluster modified later takes it at once.
 
 use super::ResourceType;
 use crate::extensions::EXTENSIONS;
 use crate::server::Server;
+use ferry_config::cluster::{Cluster, Discovery, Locality};
 use ferry_config::dynamic::Refused;
 use ferry_config::listener::{Listener, TerminalFilter};
 use ferry_envoy_api::pb::google::protobuf::Any;
@@ -24,6 +27,31 @@ use std::sync::Arc;
 pub(crate) struct Applied {
     by_type: HashMap<ResourceType, HashMap<String, Vec<u8>>>,
     warming: HashMap<String, Listener>,
+    warming_clusters: HashMap<String, Cluster>,
+    /// The latest assignment of each EDS service.
+    endpoints: HashMap<String, Vec<Locality>>,
+}
+
+/// The service names of the EDS clusters the server has.
+pub(crate) fn eds_names_in_use(server: &Server) -> Vec<String> {
+    let mut names: Vec<String> = server
+        .snapshot
+        .load()
+        .clusters
+        .clusters()
+        .iter()
+        .filter_map(|c| eds_name(&c.config))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn eds_name(c: &Cluster) -> Option<String> {
+    match &c.discovery {
+        Discovery::Eds(e) => Some(e.service_name.clone()),
+        _ => None,
+    }
 }
 
 impl Applied {
@@ -41,6 +69,28 @@ impl Applied {
     pub(crate) fn warming(&self) -> bool {
         !self.warming.is_empty()
     }
+
+    /// The assignments EDS must ask for: those of the EDS clusters the server has and
+    /// of the warming ones.
+    pub(crate) fn endpoint_names(&self, server: &Server) -> Vec<String> {
+        let mut names = eds_names_in_use(server);
+        names.extend(self.warming_clusters.values().filter_map(eds_name));
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Whether clusters are warming.
+    pub(crate) fn clusters_warming(&self) -> bool {
+        !self.warming_clusters.is_empty()
+    }
+
+    /// Whether every EDS cluster has its assignment.
+    pub(crate) fn endpoints_complete(&self, server: &Server) -> bool {
+        eds_names_in_use(server)
+            .iter()
+            .all(|n| self.endpoints.contains_key(n))
+    }
 }
 
 /// Applies the resources of one response of type `t`. `Err`: the NACK's detail.
@@ -50,18 +100,31 @@ pub(crate) fn apply(
     resources: &[Any],
     applied: &mut Applied,
 ) -> Result<(), String> {
-    if t == ResourceType::RouteConfiguration {
-        return route_configurations(server, resources, applied);
+    match t {
+        ResourceType::RouteConfiguration => {
+            return route_configurations(server, resources, applied)
+        }
+        ResourceType::ClusterLoadAssignment => return endpoints(server, resources, applied),
+        ResourceType::Cluster | ResourceType::Listener => {}
     }
-    let Applied { by_type, warming } = applied;
+    let Applied {
+        by_type,
+        warming,
+        warming_clusters,
+        endpoints,
+    } = applied;
     let mine = by_type.entry(t).or_default();
     let mut errors = Vec::new();
     let mut seen = HashSet::new();
     for any in resources {
         let outcome = match t {
-            ResourceType::Cluster => cluster(server, any, mine),
-            ResourceType::Listener => listener(server, any, mine, warming),
-            ResourceType::RouteConfiguration => continue,
+            ResourceType::Cluster => cluster(server, any, mine, warming_clusters, endpoints),
+            ResourceType::Listener => {
+                // Routes may name warming clusters too (as Envoy validates them).
+                let known: HashSet<String> = warming_clusters.keys().cloned().collect();
+                listener(server, any, mine, warming, &known)
+            }
+            _ => continue,
         };
         // A refused resource keeps what it had: it is not removed below.
         let (name, error) = match outcome {
@@ -81,12 +144,15 @@ pub(crate) fn apply(
     for name in gone {
         mine.remove(&name);
         match t {
-            ResourceType::Cluster => server.remove_cluster(&name),
+            ResourceType::Cluster => {
+                warming_clusters.remove(&name);
+                server.remove_cluster(&name)
+            }
             ResourceType::Listener => {
                 warming.remove(&name);
                 server.remove_listener(&name)
             }
-            ResourceType::RouteConfiguration => false,
+            _ => false,
         };
     }
     if errors.is_empty() {
@@ -96,13 +162,15 @@ pub(crate) fn apply(
     }
 }
 
-/// Converts and applies one cluster; its name.
+/// Converts and applies one cluster (or holds it warming); its name.
 fn cluster(
     server: &Arc<Server>,
     any: &Any,
     mine: &mut HashMap<String, Vec<u8>>,
+    warming: &mut HashMap<String, Cluster>,
+    endpoints: &HashMap<String, Vec<Locality>>,
 ) -> Result<String, Refused> {
-    let c = ferry_config::dynamic::cluster(any, &EXTENSIONS)?;
+    let mut c = ferry_config::dynamic::cluster(any, &EXTENSIONS)?;
     let snapshot = server.snapshot.load();
     if snapshot.bootstrap.clusters.iter().any(|s| s.name == c.name) {
         return Err(refused(
@@ -110,11 +178,72 @@ fn cluster(
             "a static cluster cannot be updated by CDS",
         ));
     }
-    if mine.get(&c.name) != Some(&any.value) {
-        server.add_or_update_cluster(&c);
-        mine.insert(c.name.clone(), any.value.clone());
+    if mine.get(&c.name) == Some(&any.value) {
+        return Ok(c.name);
     }
+    mine.insert(c.name.clone(), any.value.clone());
+    if let Some(service) = eds_name(&c) {
+        match endpoints.get(&service) {
+            Some(localities) => c.localities = localities.clone(),
+            None => {
+                let name = c.name.clone();
+                warming.insert(name.clone(), c);
+                return Ok(name);
+            }
+        }
+    }
+    warming.remove(&c.name);
+    server.add_or_update_cluster(&c);
     Ok(c.name)
+}
+
+/// Converts and applies assignments (EDS): to the EDS clusters of their service, then
+/// to the clusters that were warming for them.
+fn endpoints(server: &Arc<Server>, resources: &[Any], applied: &mut Applied) -> Result<(), String> {
+    let snapshot = server.snapshot.load_full();
+    let mine = applied
+        .by_type
+        .entry(ResourceType::ClusterLoadAssignment)
+        .or_default();
+    let mut errors = Vec::new();
+    for any in resources {
+        match ferry_config::dynamic::cluster_load_assignment(any) {
+            Ok((service, localities)) => {
+                if mine.get(&service) == Some(&any.value) {
+                    continue;
+                }
+                mine.insert(service.clone(), any.value.clone());
+                for c in snapshot.clusters.clusters() {
+                    if eds_name(&c.config).as_ref() == Some(&service) {
+                        snapshot
+                            .clusters
+                            .set_endpoints(&c.config.name, localities.clone());
+                    }
+                }
+                applied.endpoints.insert(service, localities);
+            }
+            Err(refused) => errors.push(refused.message),
+        }
+    }
+    let ready: Vec<String> = applied
+        .warming_clusters
+        .iter()
+        .filter(|(_, c)| eds_name(c).is_some_and(|s| applied.endpoints.contains_key(&s)))
+        .map(|(n, _)| n.clone())
+        .collect();
+    for name in ready {
+        if let Some(mut c) = applied.warming_clusters.remove(&name) {
+            if let Some(localities) = eds_name(&c).and_then(|s| applied.endpoints.get(&s)) {
+                c.localities = localities.clone();
+            }
+            server.add_or_update_cluster(&c);
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n"))
+    }
 }
 
 /// Converts and applies one listener (or holds it warming); its name.
@@ -123,10 +252,15 @@ fn listener(
     any: &Any,
     mine: &mut HashMap<String, Vec<u8>>,
     warming: &mut HashMap<String, Listener>,
+    warming_clusters: &HashSet<String>,
 ) -> Result<String, Refused> {
     let snapshot = server.snapshot.load();
     let clusters = snapshot.clusters.clusters();
-    let names: HashSet<&str> = clusters.iter().map(|c| c.config.name.as_str()).collect();
+    let names: HashSet<&str> = clusters
+        .iter()
+        .map(|c| c.config.name.as_str())
+        .chain(warming_clusters.iter().map(String::as_str))
+        .collect();
     let l = ferry_config::dynamic::listener(any, &names, &EXTENSIONS)?;
     if snapshot
         .bootstrap

@@ -7,7 +7,7 @@
 //! resource name and field path, the previous configuration staying in force.
 
 mod ads;
-mod apply;
+pub(crate) mod apply;
 
 use crate::server::Server;
 use ferry_config::dynamic::ConfigSource;
@@ -38,6 +38,9 @@ pub(crate) enum ResourceType {
     Listener,
     /// RDS: `envoy.config.route.v3.RouteConfiguration`, by the names listeners use.
     RouteConfiguration,
+    /// EDS: `envoy.config.endpoint.v3.ClusterLoadAssignment`, by the service names of
+    /// EDS clusters.
+    ClusterLoadAssignment,
 }
 
 impl ResourceType {
@@ -49,6 +52,9 @@ impl ResourceType {
             ResourceType::RouteConfiguration => {
                 "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
             }
+            ResourceType::ClusterLoadAssignment => {
+                "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+            }
         }
     }
 
@@ -57,6 +63,7 @@ impl ResourceType {
             ResourceType::Cluster,
             ResourceType::Listener,
             ResourceType::RouteConfiguration,
+            ResourceType::ClusterLoadAssignment,
         ]
         .into_iter()
         .find(|t| t.type_url() == url)
@@ -82,6 +89,10 @@ pub(crate) fn start(server: &Arc<Server>) {
     let mut waited = types.clone();
     if !snapshot.route_configs.names_in_use().is_empty() {
         waited.push(ResourceType::RouteConfiguration);
+    }
+    // So do static EDS clusters.
+    if !apply::eds_names_in_use(server).is_empty() {
+        waited.push(ResourceType::ClusterLoadAssignment);
     }
     if waited.is_empty() {
         return;
@@ -153,6 +164,7 @@ pub(crate) struct Stats {
     pub(crate) cds: Arc<SubscriptionStats>,
     pub(crate) lds: Arc<SubscriptionStats>,
     pub(crate) rds: Arc<SubscriptionStats>,
+    pub(crate) eds: Arc<SubscriptionStats>,
 }
 
 impl Stats {
@@ -162,6 +174,7 @@ impl Stats {
             cds: Arc::default(),
             lds: Arc::default(),
             rds: Arc::default(),
+            eds: Arc::default(),
         };
         store.register("control_plane.", &stats.control_plane);
         store.register("cluster_manager.cds.", &stats.cds);
@@ -169,6 +182,9 @@ impl Stats {
         // Envoy counts RDS per connection manager (`http.<prefix>.rds.<name>.*`);
         // ferry counts the one RDS subscription of its ADS stream.
         store.register("control_plane.rds.", &stats.rds);
+        // Envoy counts EDS per cluster (`cluster.<name>.update_*`); ferry counts the
+        // one EDS subscription.
+        store.register("control_plane.eds.", &stats.eds);
         stats
     }
 
@@ -177,6 +193,7 @@ impl Stats {
             ResourceType::Cluster => &self.cds,
             ResourceType::Listener => &self.lds,
             ResourceType::RouteConfiguration => &self.rds,
+            ResourceType::ClusterLoadAssignment => &self.eds,
         }
     }
 }
