@@ -87,7 +87,9 @@ pub fn load_with(
     if !ctx.errors.is_empty() {
         return Err(ConfigErrors(ctx.errors));
     }
-    let json = serde_json::to_string(&decoded.dynamic).unwrap_or_else(|_| "null".to_string());
+    let json = ferry_envoy_api::to_json(&decoded.dynamic)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "null".to_string());
     Ok(Loaded {
         bootstrap,
         json,

@@ -60,3 +60,28 @@ impl std::fmt::Display for Warning {
         }
     }
 }
+
+/// A message as proto3 JSON with the proto field names (`cluster_name`), as Envoy's
+/// admin writes them.
+pub fn to_json(message: &DynamicMessage) -> Option<serde_json::Value> {
+    let options = prost_reflect::SerializeOptions::new().use_proto_field_name(true);
+    message
+        .serialize_with_options(serde_json::value::Serializer, &options)
+        .ok()
+}
+
+/// An `Any` as proto3 JSON, with its `@type` (for admin `/config_dump`); None when its
+/// type is not in the pool or its bytes do not decode.
+pub fn any_to_json(any: &pb::google::protobuf::Any) -> Option<serde_json::Value> {
+    let name = any.type_url.rsplit('/').next()?;
+    let desc = pool().get_message_by_name(name)?;
+    let message = DynamicMessage::decode(desc, any.value.as_slice()).ok()?;
+    let mut json = to_json(&message)?;
+    if let serde_json::Value::Object(fields) = &mut json {
+        let mut with_type = serde_json::Map::new();
+        with_type.insert("@type".into(), any.type_url.clone().into());
+        with_type.extend(std::mem::take(fields));
+        *fields = with_type;
+    }
+    Some(json)
+}

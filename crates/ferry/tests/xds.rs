@@ -583,3 +583,97 @@ async fn an_eds_cluster_serves_the_hosts_its_assignment_names() {
         assert_eq!(backend_of(port).await.as_deref(), Some("b"), "{flavor}");
     }
 }
+
+/// What `/config_dump?include_eds` says of the dynamic resources: per section, each
+/// resource's name and version.
+async fn dump_summary(admin: u16) -> Vec<String> {
+    let (code, body) = ferry_test_util::proc::admin_get(admin, "/config_dump?include_eds")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(code, 200, "{body}");
+    let dump: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}"));
+    let mut out = Vec::new();
+    for config in dump["configs"].as_array().into_iter().flatten() {
+        let ty = config["@type"].as_str().unwrap_or_default();
+        let entries = |key: &str, inner: &str, name: &str| -> Vec<String> {
+            config[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    let state = if inner.is_empty() { e } else { &e[inner] };
+                    format!(
+                        "{key} {} {}",
+                        state[name.split('.').next().unwrap_or_default()]
+                            [name.split('.').nth(1).unwrap_or_default()],
+                        state["version_info"]
+                    )
+                })
+                .collect()
+        };
+        match ty.rsplit('.').next().unwrap_or_default() {
+            "ClustersConfigDump" => {
+                out.extend(entries("dynamic_active_clusters", "", "cluster.name"))
+            }
+            "ListenersConfigDump" => out.extend(entries(
+                "dynamic_listeners",
+                "active_state",
+                "listener.name",
+            )),
+            "RoutesConfigDump" => {
+                out.extend(entries("dynamic_route_configs", "", "route_config.name"))
+            }
+            "EndpointsConfigDump" => out.extend(entries(
+                "dynamic_endpoint_configs",
+                "",
+                "endpoint_config.cluster_name",
+            )),
+            _ => {}
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `/config_dump` lists what came over xDS in Envoy's sections, on Envoy and ferry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_dump_lists_the_dynamic_resources_as_envoy_does() {
+    let a = backend::start("a").await;
+    let mut seen = Vec::new();
+    for flavor in flavors() {
+        let xds = XdsServer::start().await;
+        let port = free_port();
+        xds.set(CLUSTER, "c1", vec![cluster(&eds_cluster("svc"))]);
+        xds.set(
+            ENDPOINTS,
+            "e1",
+            vec![cluster_load_assignment(&assignment("svc", &[a.addr()]))],
+        );
+        xds.set(LISTENER, "l1", vec![listener(&rds_listener(port))]);
+        xds.set(
+            ROUTE,
+            "r1",
+            vec![route_configuration(&routes("route: {cluster: svc}"))],
+        );
+        let yaml = bootstrap(xds.addr());
+        let (admin, _) =
+            ferry_test_util::ports::ports_of(&yaml).unwrap_or_else(|e| panic!("{e:#}"));
+        let _proxy = start(flavor, &yaml)
+            .await
+            .unwrap_or_else(|e| panic!("{flavor}: {e:#}"));
+        assert_eq!(backend_of(port).await.as_deref(), Some("a"), "{flavor}");
+        seen.push((flavor, dump_summary(admin).await));
+    }
+    for (flavor, summary) in &seen {
+        assert_eq!(summary, &seen[0].1, "{flavor} differs from {}", seen[0].0);
+    }
+    assert_eq!(
+        seen[0].1,
+        [
+            "dynamic_active_clusters \"svc\" \"c1\"",
+            "dynamic_endpoint_configs \"svc\" null",
+            "dynamic_listeners \"ingress\" \"l1\"",
+            "dynamic_route_configs \"routes\" \"r1\"",
+        ]
+    );
+}

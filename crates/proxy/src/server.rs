@@ -77,6 +77,8 @@ pub struct Server {
     /// Envoy's INITIALIZING: the first xDS responses (or their `initial_fetch_timeout`)
     /// are awaited; `/ready` answers 503 meanwhile.
     initializing: AtomicBool,
+    /// What the xDS client applied or holds warming (for `/config_dump`).
+    pub(crate) dynamic_config: parking_lot::Mutex<crate::xds::dump::DynamicConfig>,
 }
 
 /// How stats are listed and sent (from `stats_config`).
@@ -252,6 +254,7 @@ impl Server {
             active_connections: AtomicUsize::new(0),
             connections_closed: Notify::new(),
             initializing: AtomicBool::new(false),
+            dynamic_config: Default::default(),
         });
         for (l, sock) in sockets {
             server.activate(l, sock, &snapshot);

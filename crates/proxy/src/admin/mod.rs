@@ -2,6 +2,8 @@
 //! clusters, config dump, health check failing, draining and quitting. It answers
 //! only on the address configured.
 
+mod config_dump;
+
 use crate::server::Server;
 use bytes::Bytes;
 use ferry_upstream::Body;
@@ -271,14 +273,8 @@ pub fn handle(server: &Server, method: &Method, uri: &http::Uri) -> Response<Bod
         "/memory" => memory(server),
         "/runtime" => json(&serde_json::json!({ "entries": {}, "layers": [] })),
         "/config_dump" => {
-            let snap = server.snapshot.load();
-            json(&serde_json::json!({
-                "configs": [{
-                    "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
-                    "bootstrap": serde_json::from_str::<serde_json::Value>(&snap.config_json)
-                        .unwrap_or(serde_json::Value::Null),
-                }]
-            }))
+            let include_eds = params.iter().any(|(k, _)| k == "include_eds");
+            json(&config_dump::config_dump(server, include_eds))
         }
         "/healthcheck/fail" => post_only(&|| {
             server.health_failed.store(true, Ordering::Relaxed);

@@ -207,7 +207,14 @@ impl Client {
         if response.resources.is_empty() {
             sub.update_empty.inc();
         }
-        match apply(&self.server, t, &response.resources, &mut self.applied) {
+        let version = &response.version_info;
+        match apply(
+            &self.server,
+            t,
+            version,
+            &response.resources,
+            &mut self.applied,
+        ) {
             Ok(()) => {
                 self.versions.insert(t, response.version_info.clone());
                 sub.update_success.inc();

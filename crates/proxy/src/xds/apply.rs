@@ -97,14 +97,17 @@ impl Applied {
 pub(crate) fn apply(
     server: &Arc<Server>,
     t: ResourceType,
+    version: &str,
     resources: &[Any],
     applied: &mut Applied,
 ) -> Result<(), String> {
     match t {
         ResourceType::RouteConfiguration => {
-            return route_configurations(server, resources, applied)
+            return route_configurations(server, version, resources, applied)
         }
-        ResourceType::ClusterLoadAssignment => return endpoints(server, resources, applied),
+        ResourceType::ClusterLoadAssignment => {
+            return endpoints(server, version, resources, applied)
+        }
         ResourceType::Cluster | ResourceType::Listener => {}
     }
     let Applied {
@@ -128,7 +131,14 @@ pub(crate) fn apply(
         };
         // A refused resource keeps what it had: it is not removed below.
         let (name, error) = match outcome {
-            Ok(name) => (name, None),
+            Ok(name) => {
+                let warming = warming.contains_key(&name) || warming_clusters.contains_key(&name);
+                server
+                    .dynamic_config
+                    .lock()
+                    .set(t, &name, version, any, warming);
+                (name, None)
+            }
             Err(Refused { name, message }) => (name, Some(message)),
         };
         if !name.is_empty() && !seen.insert(name.clone()) {
@@ -143,6 +153,7 @@ pub(crate) fn apply(
         .collect();
     for name in gone {
         mine.remove(&name);
+        server.dynamic_config.lock().remove(t, &name);
         match t {
             ResourceType::Cluster => {
                 warming_clusters.remove(&name);
@@ -199,7 +210,12 @@ fn cluster(
 
 /// Converts and applies assignments (EDS): to the EDS clusters of their service, then
 /// to the clusters that were warming for them.
-fn endpoints(server: &Arc<Server>, resources: &[Any], applied: &mut Applied) -> Result<(), String> {
+fn endpoints(
+    server: &Arc<Server>,
+    version: &str,
+    resources: &[Any],
+    applied: &mut Applied,
+) -> Result<(), String> {
     let snapshot = server.snapshot.load_full();
     let mine = applied
         .by_type
@@ -213,6 +229,13 @@ fn endpoints(server: &Arc<Server>, resources: &[Any], applied: &mut Applied) -> 
                     continue;
                 }
                 mine.insert(service.clone(), any.value.clone());
+                server.dynamic_config.lock().set(
+                    ResourceType::ClusterLoadAssignment,
+                    &service,
+                    version,
+                    any,
+                    false,
+                );
                 for c in snapshot.clusters.clusters() {
                     if eds_name(&c.config).as_ref() == Some(&service) {
                         snapshot
@@ -237,6 +260,10 @@ fn endpoints(server: &Arc<Server>, resources: &[Any], applied: &mut Applied) -> 
                 c.localities = localities.clone();
             }
             server.add_or_update_cluster(&c);
+            server
+                .dynamic_config
+                .lock()
+                .activate(ResourceType::Cluster, &name);
         }
     }
     if errors.is_empty() {
@@ -306,6 +333,7 @@ fn rds_names(l: &Listener) -> Vec<String> {
 /// warming for them.
 fn route_configurations(
     server: &Arc<Server>,
+    version: &str,
     resources: &[Any],
     applied: &mut Applied,
 ) -> Result<(), String> {
@@ -321,6 +349,13 @@ fn route_configurations(
                 if mine.get(&config.name) != Some(&any.value) {
                     mine.insert(config.name.clone(), any.value.clone());
                     let name = config.name.clone();
+                    server.dynamic_config.lock().set(
+                        ResourceType::RouteConfiguration,
+                        &name,
+                        version,
+                        any,
+                        false,
+                    );
                     snapshot.route_configs.update(&name, Arc::new(config));
                 }
             }
@@ -335,8 +370,12 @@ fn route_configurations(
         .collect();
     for name in ready {
         if let Some(l) = applied.warming.remove(&name) {
-            if let Err(e) = server.add_or_update_listener(l) {
-                errors.push(format!("{name}: {e}"));
+            match server.add_or_update_listener(l) {
+                Ok(()) => server
+                    .dynamic_config
+                    .lock()
+                    .activate(ResourceType::Listener, &name),
+                Err(e) => errors.push(format!("{name}: {e}")),
             }
         }
     }

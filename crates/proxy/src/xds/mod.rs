@@ -8,6 +8,7 @@
 
 mod ads;
 pub(crate) mod apply;
+pub(crate) mod dump;
 
 use crate::server::Server;
 use ferry_config::dynamic::ConfigSource;
@@ -30,7 +31,7 @@ ferry_stats::stat_group! {
 }
 
 /// A type of resource the client subscribes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum ResourceType {
     /// CDS: `envoy.config.cluster.v3.Cluster`.
     Cluster,
