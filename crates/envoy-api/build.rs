@@ -29,7 +29,13 @@ fn main() {
 
     let api = proto.join("data-plane-api");
     let mut files = Vec::new();
-    for sub in ["envoy/config", "envoy/extensions", "envoy/type"] {
+    // The discovery service: a file config source holds a `DiscoveryResponse`.
+    for sub in [
+        "envoy/config",
+        "envoy/extensions",
+        "envoy/type",
+        "envoy/service/discovery/v3",
+    ] {
         collect(&api.join(sub), &api, &mut files);
     }
     files.sort();

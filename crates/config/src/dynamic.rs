@@ -39,15 +39,26 @@ pub enum ConfigSource {
         /// `initial_fetch_timeout` (default 15 s; None: wait without limit).
         initial_fetch_timeout: Option<Duration>,
     },
+    /// `path_config_source` (or the deprecated `path`): a file holding a
+    /// `DiscoveryResponse`, read again when it is moved into place.
+    Path {
+        /// `path`.
+        path: std::path::PathBuf,
+        /// `watched_directory.path`: a move into this directory re-reads the file
+        /// (a Kubernetes ConfigMap's symlink swap).
+        watched_directory: Option<std::path::PathBuf>,
+    },
 }
 
 impl ConfigSource {
-    /// How long the first fetch may take before the proxy goes on without it.
+    /// How long the first fetch may take before the proxy goes on without it (a file
+    /// is read at once).
     pub fn initial_fetch_timeout(&self) -> Option<Duration> {
         match self {
             ConfigSource::Ads {
                 initial_fetch_timeout,
             } => *initial_fetch_timeout,
+            ConfigSource::Path { .. } => Some(Duration::ZERO),
         }
     }
 }
@@ -132,18 +143,32 @@ pub fn rds(
         ctx.error_at("config_source", "is required");
         return None;
     };
-    let source = ctx.at("config_source", |ctx| config_source(source, ctx))?;
+    let source = ctx.at("config_source", |ctx| {
+        ads_only(config_source(source, ctx)?, ctx)
+    })?;
     Some(Rds {
         name: r.route_config_name.clone(),
         source,
     })
 }
 
+/// A config source of a named subscription (RDS, EDS): only ADS carries those yet.
+pub fn ads_only(source: ConfigSource, ctx: &mut Ctx) -> Option<ConfigSource> {
+    match source {
+        ConfigSource::Ads { .. } => Some(source),
+        ConfigSource::Path { .. } => {
+            ctx.error("only ads is supported here yet (route configurations and endpoints come by name over ADS)");
+            None
+        }
+    }
+}
+
 /// Converts a `ConfigSource` (`ctx` is at it).
 pub fn config_source(s: &core::ConfigSource, ctx: &mut Ctx) -> Option<ConfigSource> {
     use core::config_source::ConfigSourceSpecifier as S;
     crate::fields!(ctx, s => core::ConfigSource {
-        config_source_specifier: ["ads"], initial_fetch_timeout, resource_api_version,
+        config_source_specifier: ["ads", "path", "path_config_source"], initial_fetch_timeout,
+        resource_api_version,
     } refused {
         authorities,
     });
@@ -163,10 +188,35 @@ pub fn config_source(s: &core::ConfigSource, ctx: &mut Ctx) -> Option<ConfigSour
                 initial_fetch_timeout,
             })
         }
+        Some(S::Path(p)) => Some(ConfigSource::Path {
+            path: p.into(),
+            watched_directory: None,
+        }),
+        Some(S::PathConfigSource(p)) => ctx.at("path_config_source", |ctx| {
+            crate::fields!(ctx, p => core::PathConfigSource {
+                path, watched_directory,
+            } refused {
+                poll_interval,
+            });
+            if p.path.is_empty() {
+                ctx.error_at("path", "is required");
+                return None;
+            }
+            let watched_directory = p.watched_directory.as_ref().map(|w| {
+                ctx.at("watched_directory", |ctx| {
+                    crate::fields!(ctx, w => core::WatchedDirectory { path } refused { watch_modify });
+                });
+                std::path::PathBuf::from(&w.path)
+            });
+            Some(ConfigSource::Path {
+                path: (&p.path).into(),
+                watched_directory,
+            })
+        }),
         // Refused by fields! above.
         Some(_) => None,
         None => {
-            ctx.error("ads is required");
+            ctx.error("ads, path or path_config_source is required");
             None
         }
     }

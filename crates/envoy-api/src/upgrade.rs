@@ -350,6 +350,15 @@ fn upgrade_fields(
         let Some(field) = field else { continue };
         let fpath = join(path, &key);
         let Some(v) = obj.get_mut(&key) else { continue };
+        // Envoy's JSON parser takes a single value where a list is expected (Envoy's
+        // own examples write `filters:` so).
+        if field.is_list() && !v.is_array() && !v.is_null() {
+            out.push(Warning {
+                path: fpath.clone(),
+                message: "a single value where a list is expected: read as a list of one".into(),
+            });
+            *v = Value::Array(vec![v.take()]);
+        }
         match field.kind() {
             Kind::Enum(e) => {
                 let fix = |v: &mut Value, p: String, out: &mut Vec<Warning>| {

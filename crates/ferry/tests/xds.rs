@@ -677,3 +677,205 @@ async fn config_dump_lists_the_dynamic_resources_as_envoy_does() {
         ]
     );
 }
+
+/// Writes `text` to `dir/name` by moving a temporary file into place, as Envoy's file
+/// sources expect an update to be made.
+fn move_into_place(dir: &std::path::Path, name: &str, text: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::rename(&tmp, dir.join(name)).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// `resources:` of a file source, from resources written in YAML at an indent of 2.
+fn discovery_file(type_url: &str, resources: &[String]) -> String {
+    let mut out = String::from("resources:\n");
+    for r in resources {
+        let mut lines = r.trim_start_matches('\n').lines();
+        out.push_str(&format!("- \"@type\": {type_url}\n"));
+        for line in lines.by_ref() {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    out
+}
+
+/// File config sources, on Envoy and ferry: listeners and clusters read from files at
+/// start, read again when a new file is moved into place; a bad file is refused
+/// (counted in `update_rejected`) and the last good config serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_sources_are_read_again_when_a_file_is_moved_into_place() {
+    let a = backend::start("a").await;
+    for flavor in flavors() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let port = free_port();
+        move_into_place(
+            dir.path(),
+            "cds.yaml",
+            &discovery_file(CLUSTER, &[backend_cluster("backend", a.addr())]),
+        );
+        move_into_place(
+            dir.path(),
+            "lds.yaml",
+            &discovery_file(
+                LISTENER,
+                &[http_listener(port, "route: {cluster: backend}")],
+            ),
+        );
+        let admin = free_port();
+        let yaml = format!(
+            r#"
+node: {{id: node-1, cluster: mesh-a}}
+admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
+dynamic_resources:
+  cds_config: {{path_config_source: {{path: {cds}}}, resource_api_version: V3}}
+  lds_config: {{path_config_source: {{path: {lds}}}, resource_api_version: V3}}
+"#,
+            cds = dir.path().join("cds.yaml").display(),
+            lds = dir.path().join("lds.yaml").display(),
+        );
+        let _proxy = start(flavor, &yaml)
+            .await
+            .unwrap_or_else(|e| panic!("{flavor}: {e:#}"));
+        let served = ferry_test_util::admin::poll(Duration::from_secs(10), || async move {
+            backend_of(port).await.filter(|b| b == "a")
+        })
+        .await;
+        assert!(
+            served.is_some(),
+            "{flavor}: the listener from the file does not serve"
+        );
+
+        // A new listener file moved into place changes the routing.
+        move_into_place(
+            dir.path(),
+            "lds.yaml",
+            &discovery_file(
+                LISTENER,
+                &[http_listener(port, "direct_response: {status: 418}")],
+            ),
+        );
+        let changed = ferry_test_util::admin::poll(Duration::from_secs(10), || async move {
+            (status(port).await == 418).then_some(())
+        })
+        .await;
+        assert!(changed.is_some(), "{flavor}: the moved file was not read");
+
+        // A bad cluster file is refused; the cluster stays.
+        move_into_place(
+            dir.path(),
+            "cds.yaml",
+            &discovery_file(
+                CLUSTER,
+                &[format!(
+                    "{}lb_policy: 99\n",
+                    backend_cluster("backend", a.addr())
+                )],
+            ),
+        );
+        let rejected =
+            ferry_test_util::admin::stat_when(admin, "cluster_manager.cds.update_rejected", |v| {
+                v >= 1
+            })
+            .await;
+        assert_eq!(rejected, 1, "{flavor}");
+        move_into_place(
+            dir.path(),
+            "lds.yaml",
+            &discovery_file(
+                LISTENER,
+                &[http_listener(port, "route: {cluster: backend}")],
+            ),
+        );
+        let back = ferry_test_util::admin::poll(Duration::from_secs(10), || async move {
+            backend_of(port).await.filter(|b| b == "a")
+        })
+        .await;
+        assert!(
+            back.is_some(),
+            "{flavor}: the last good cluster does not serve"
+        );
+    }
+}
+
+const EXAMPLES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/envoy-examples"
+);
+
+fn example(name: &str) -> String {
+    std::fs::read_to_string(format!("{EXAMPLES}/{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Envoy's `dynamic-config-fs` example as written, its files in a temporary directory,
+/// its listener on a free loopback port and its `service1` at a test backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dynamic_config_fs_example_runs() {
+    let a = backend::start("service1").await;
+    for flavor in flavors() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let port = free_port();
+        let lds = example("dynamic-config-fs__configs__lds.yaml")
+            .replace("address: 0.0.0.0", "address: 127.0.0.1")
+            .replace("port_value: 10000", &format!("port_value: {port}"));
+        let cds = example("dynamic-config-fs__configs__cds.yaml")
+            .replace("address: service1", "address: 127.0.0.1")
+            .replace(
+                "port_value: 8080",
+                &format!("port_value: {}", a.addr().port()),
+            );
+        move_into_place(dir.path(), "lds.yaml", &lds);
+        move_into_place(dir.path(), "cds.yaml", &cds);
+        let bootstrap = example("dynamic-config-fs__envoy.yaml")
+            .replace("/var/lib/envoy", &dir.path().display().to_string())
+            .replace("address: 0.0.0.0", "address: 127.0.0.1")
+            .replace("port_value: 19000", &format!("port_value: {}", free_port()));
+        let _proxy = start(flavor, &bootstrap)
+            .await
+            .unwrap_or_else(|e| panic!("{flavor}: {e:#}"));
+        let served = ferry_test_util::admin::poll(Duration::from_secs(10), || async move {
+            backend_of(port).await.filter(|b| b == "service1")
+        })
+        .await;
+        assert!(
+            served.is_some(),
+            "{flavor}: the example does not route to service1"
+        );
+    }
+}
+
+/// Envoy's `dynamic-config-cp` example as written, its `go-control-plane` being the
+/// scripted xDS server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dynamic_config_cp_example_runs() {
+    let a = backend::start("a").await;
+    for flavor in flavors() {
+        let xds = XdsServer::start().await;
+        let port = free_port();
+        xds.set(
+            CLUSTER,
+            "1",
+            vec![cluster(&backend_cluster("backend", a.addr()))],
+        );
+        xds.set(
+            LISTENER,
+            "1",
+            vec![listener(&http_listener(port, "route: {cluster: backend}"))],
+        );
+        let bootstrap = example("dynamic-config-cp__envoy.yaml")
+            .replace("address: go-control-plane", "address: 127.0.0.1")
+            .replace(
+                "port_value: 18000",
+                &format!("port_value: {}", xds.addr().port()),
+            )
+            .replace("address: 0.0.0.0", "address: 127.0.0.1")
+            .replace("port_value: 19000", &format!("port_value: {}", free_port()));
+        let _proxy = start(flavor, &bootstrap)
+            .await
+            .unwrap_or_else(|e| panic!("{flavor}: {e:#}"));
+        assert!(
+            xds.wait_ack(LISTENER, "1").await.is_some(),
+            "{flavor}: no LDS ACK"
+        );
+        assert_eq!(backend_of(port).await.as_deref(), Some("a"), "{flavor}");
+    }
+}

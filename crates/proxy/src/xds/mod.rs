@@ -9,6 +9,7 @@
 mod ads;
 pub(crate) mod apply;
 pub(crate) mod dump;
+mod file;
 
 use crate::server::Server;
 use ferry_config::dynamic::ConfigSource;
@@ -76,16 +77,34 @@ impl ResourceType {
 pub(crate) fn start(server: &Arc<Server>) {
     let snapshot = server.snapshot.load_full();
     let dynamic = &snapshot.bootstrap.dynamic;
+    if dynamic.ads.is_none() && dynamic.cds.is_none() && dynamic.lds.is_none() {
+        return;
+    }
+    let stats = Stats::register(&snapshot.stats);
+    // File sources are read now, clusters first.
+    let mut types = Vec::new();
+    for (t, source) in [
+        (ResourceType::Cluster, &dynamic.cds),
+        (ResourceType::Listener, &dynamic.lds),
+    ] {
+        match source {
+            Some(ConfigSource::Ads { .. }) => types.push(t),
+            Some(ConfigSource::Path {
+                path,
+                watched_directory,
+            }) => file::start(
+                server,
+                t,
+                path.clone(),
+                watched_directory.clone(),
+                stats.clone(),
+            ),
+            None => {}
+        }
+    }
     let Some(ads) = dynamic.ads.clone() else {
         return;
     };
-    let mut types = Vec::new();
-    if let Some(ConfigSource::Ads { .. }) = &dynamic.cds {
-        types.push(ResourceType::Cluster);
-    }
-    if let Some(ConfigSource::Ads { .. }) = &dynamic.lds {
-        types.push(ResourceType::Listener);
-    }
     // Static listeners that take their routes from RDS wait for them too.
     let mut waited = types.clone();
     if !snapshot.route_configs.names_in_use().is_empty() {
@@ -98,7 +117,6 @@ pub(crate) fn start(server: &Arc<Server>) {
     if waited.is_empty() {
         return;
     }
-    let stats = Stats::register(&snapshot.stats);
     let init = Init::start(server, &waited, [&dynamic.cds, &dynamic.lds]);
     tokio::spawn(ads::run(server.clone(), ads, types, stats, init));
 }

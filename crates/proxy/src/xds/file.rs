@@ -1,0 +1,119 @@
+//! File config sources (`path_config_source`, or the deprecated `path`): a file holding
+//! a `DiscoveryResponse` (YAML, or JSON for `.json`), read at start and again each time
+//! a file is moved into place (an atomic rename, as Envoy watches it; with
+//! `watched_directory`, any move into that directory). Each version is applied as a
+//! state-of-the-world response; a bad one is refused (logged and counted), the last
+//! good config staying in force.
+
+use super::apply::{apply, Applied};
+use super::{ResourceType, Stats};
+use crate::server::Server;
+use ferry_envoy_api::pb::envoy::service::discovery::v3::DiscoveryResponse;
+use notify::event::{EventKind, ModifyKind, RenameMode};
+use notify::{RecursiveMode, Watcher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Reads `path` for resources of type `t` now, then each time it is moved into place.
+pub(super) fn start(
+    server: &Arc<Server>,
+    t: ResourceType,
+    path: PathBuf,
+    watched_directory: Option<PathBuf>,
+    stats: Stats,
+) {
+    let mut applied = Applied::default();
+    load(server, t, &path, &mut applied, &stats);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let name = path.file_name().map(|n| n.to_os_string());
+    let directory = watched_directory.clone();
+    let handler = move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        let moved_in = matches!(
+            event.kind,
+            EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+                | EventKind::Create(_)
+        );
+        let ours = directory.is_some()
+            || event
+                .paths
+                .iter()
+                .any(|p| p.file_name().map(|n| n.to_os_string()) == name);
+        if moved_in && ours {
+            let _ = tx.send(());
+        }
+    };
+    let watched = watched_directory
+        .clone()
+        .or_else(|| path.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let watcher = notify::recommended_watcher(handler).and_then(|mut w| {
+        w.watch(&watched, RecursiveMode::NonRecursive)?;
+        Ok(w)
+    });
+    let watcher = match watcher {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(path = %watched.display(), "xDS file source: cannot watch: {e}");
+            return;
+        }
+    };
+    let server = Arc::downgrade(server);
+    tokio::spawn(async move {
+        let _watcher = watcher;
+        while rx.recv().await.is_some() {
+            // Several events of one move come together: read once.
+            while rx.try_recv().is_ok() {}
+            let Some(server) = server.upgrade() else {
+                return;
+            };
+            load(&server, t, &path, &mut applied, &stats);
+        }
+    });
+}
+
+/// Reads and applies the file once.
+fn load(server: &Arc<Server>, t: ResourceType, path: &Path, applied: &mut Applied, stats: &Stats) {
+    let sub = stats.of(t);
+    sub.update_attempt.inc();
+    let response = match read(path) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "xDS file source: {e}");
+            sub.update_failure.inc();
+            return;
+        }
+    };
+    if response.resources.is_empty() {
+        sub.update_empty.inc();
+    }
+    match apply(
+        server,
+        t,
+        &response.version_info,
+        &response.resources,
+        applied,
+    ) {
+        Ok(()) => sub.update_success.inc(),
+        Err(detail) => {
+            tracing::warn!(path = %path.display(), "xDS file source: update rejected: {detail}");
+            sub.update_rejected.inc();
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<DiscoveryResponse, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+    let format = if path.extension().is_some_and(|e| e == "json") {
+        ferry_envoy_api::Format::Json
+    } else {
+        ferry_envoy_api::Format::Yaml
+    };
+    ferry_envoy_api::decode_message(
+        &text,
+        format,
+        "envoy.service.discovery.v3.DiscoveryResponse",
+    )
+    .map(|d| d.message)
+    .map_err(|e| e.to_string())
+}
