@@ -879,3 +879,141 @@ async fn the_dynamic_config_cp_example_runs() {
         assert_eq!(backend_of(port).await.as_deref(), Some("a"), "{flavor}");
     }
 }
+
+/// A listener on `port` splitting traffic between clusters `a` and `b` by weight.
+fn weighted_listener(port: u16, a: u32, b: u32) -> String {
+    http_listener(
+        port,
+        &format!(
+            "route: {{weighted_clusters: {{clusters: [{{name: a, weight: {a}}}, {{name: b, weight: {b}}}]}}}}"
+        ),
+    )
+}
+
+/// Hitless updates: while clients send a steady stream of requests over kept-alive
+/// HTTP/1.1 and HTTP/2 connections, 100 updates change route weights, modify the
+/// listener in place, add, modify and remove clusters: no request fails, and at the
+/// end the split follows the last weights.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_updates_under_load_fail_no_request() {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let ba = backend::start("a").await;
+    let bb = backend::start("b").await;
+    let xds = XdsServer::start().await;
+    let port = free_port();
+    let clusters = |extra: Option<&str>, timeout: &str| {
+        let mut v = vec![
+            cluster(&backend_cluster("a", ba.addr()).replace(
+                "connect_timeout: 1s",
+                &format!("connect_timeout: {timeout}"),
+            )),
+            cluster(&backend_cluster("b", bb.addr())),
+        ];
+        if let Some(name) = extra {
+            v.push(cluster(&backend_cluster(name, bb.addr())));
+        }
+        v
+    };
+    xds.set(CLUSTER, "0", clusters(None, "1s"));
+    xds.set(
+        LISTENER,
+        "0",
+        vec![listener(&weighted_listener(port, 50, 50))],
+    );
+    let _proxy = start_ferry(&bootstrap(xds.addr()))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(xds.wait_ack(LISTENER, "0").await.is_some(), "no LDS ACK");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut clients = Vec::new();
+    for h2 in [false, false, true] {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        clients.push(tokio::spawn(async move {
+            let mut builder = Client::builder(TokioExecutor::new());
+            builder.http2_only(h2);
+            let client = builder.build_http::<http_body_util::Empty<bytes::Bytes>>();
+            while !stop.load(Ordering::Relaxed) {
+                let uri: http::Uri = format!("http://127.0.0.1:{port}/")
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{e}"));
+                match client.get(uri).await {
+                    Ok(resp) if resp.status() == 200 => {
+                        let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(resp) => failed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(format!("h2={h2}: status {}", resp.status())),
+                    Err(e) => failed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(format!("h2={h2}: {e:?}")),
+                }
+            }
+        }));
+    }
+    for i in 1..=100u32 {
+        let version = i.to_string();
+        match i % 4 {
+            0 => xds.set(
+                LISTENER,
+                &version,
+                vec![listener(&weighted_listener(port, i % 100, 100 - i % 100))],
+            ),
+            1 => xds.set(CLUSTER, &version, clusters(Some("c"), "1s")),
+            2 => xds.set(CLUSTER, &version, clusters(None, "1s")),
+            _ => xds.set(
+                CLUSTER,
+                &version,
+                clusters(None, if i % 8 == 3 { "2s" } else { "1s" }),
+            ),
+        }
+        let t = if i % 4 == 0 { LISTENER } else { CLUSTER };
+        assert!(
+            xds.wait_ack(t, &version).await.is_some(),
+            "no ACK of update {i}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        let _ = c.await;
+    }
+    let failures = failed.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > 100,
+        "too few requests went through"
+    );
+
+    // The split follows the last weights: 80/20.
+    xds.set(
+        LISTENER,
+        "final",
+        vec![listener(&weighted_listener(port, 80, 20))],
+    );
+    assert!(
+        xds.wait_ack(LISTENER, "final").await.is_some(),
+        "no final ACK"
+    );
+    let mut to_a = 0;
+    for _ in 0..500 {
+        if backend_of(port).await.as_deref() == Some("a") {
+            to_a += 1;
+        }
+    }
+    // 500 draws at 0.8: mean 400, sd 9; ±6 sd.
+    assert!((346..=454).contains(&to_a), "{to_a} of 500 to a at 80%");
+}

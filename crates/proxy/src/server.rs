@@ -227,6 +227,7 @@ impl Server {
             health_failed: health_failed.clone(),
             log_files,
             route_configs: Arc::default(),
+            drain_time: options.drain_time,
         };
         let mut sockets = Vec::new();
         for l in &snapshot.bootstrap.listeners {
@@ -276,6 +277,11 @@ impl Server {
     /// logrotate moved a file, new lines go to a new file at the configured path.
     pub fn reopen_logs(&self) {
         self.snapshot.load().log_files.reopen();
+    }
+
+    /// Turns true when the server starts draining.
+    pub(crate) fn draining(&self) -> watch::Receiver<bool> {
+        self.drain_tx.subscribe()
     }
 
     /// Whether draining has started.

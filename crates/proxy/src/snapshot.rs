@@ -22,6 +22,8 @@ pub struct Snapshot {
     pub health_failed: Arc<std::sync::atomic::AtomicBool>,
     /// Opens access and event log files; reopens them all on SIGUSR1 / `/reopen_logs`.
     pub log_files: ferry_upstream::log_file::LogFiles,
+    /// `--drain-time-s`.
+    pub drain_time: std::time::Duration,
     /// Route configurations from RDS, by name.
     pub route_configs: Arc<crate::http::route_config_provider::RouteConfigProviders>,
 }

@@ -34,6 +34,8 @@ pub struct ConnInfo {
     /// The protocol counted in `downstream_cx_http{1,2}_*` (0 until the first stream,
     /// then 1 or 2).
     pub(crate) protocol: std::sync::atomic::AtomicU8,
+    /// Draining (an updated listener): HTTP/1.1 responses say `connection: close`.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// Open HTTP/2 streams of a connection and when the last one ended. (HTTP/1.1 idleness
@@ -88,7 +90,24 @@ impl ConnInfo {
             buffer_limit,
             buckets: Default::default(),
             protocol: Default::default(),
+            draining: Default::default(),
         }
+    }
+
+    /// From now on, HTTP/1.1 responses close the connection.
+    pub(crate) fn start_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether HTTP/1.1 responses close the connection.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the connection speaks HTTP/2 (after its first stream).
+    pub(crate) fn is_http2(&self) -> bool {
+        self.protocol.load(std::sync::atomic::Ordering::Relaxed) == 2
     }
 
     /// This connection's token bucket for the local rate limit filter at `index`.

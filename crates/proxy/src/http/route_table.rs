@@ -162,6 +162,7 @@ mod tests {
             health_failed: Default::default(),
             log_files: Default::default(),
             route_configs: Default::default(),
+            drain_time: std::time::Duration::from_secs(600),
         };
         let hcm = HcmRuntime::new(hcm_of(&b), &snapshot, "listener.test.");
         let (a, cluster_b) = (clusters.get("a").unwrap(), clusters.get("b").unwrap());

@@ -35,7 +35,13 @@ pub async fn handle(
     // A stream counts as in flight until its response body ends: for the HTTP/2 idle
     // timeout and for the HTTP/1.1 framing guard's refusals.
     let guard = conn.open_stream(http2);
-    let resp = respond(&hcm, &conn, req, start).await;
+    let mut resp = respond(&hcm, &conn, req, start).await;
+    if !http2 && conn.is_draining() {
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
     let status = resp.status().as_u16();
     hcm.stats.response_class(status);
     hcm.listener_stats.response_class(status);

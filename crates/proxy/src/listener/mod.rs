@@ -56,7 +56,9 @@ pub struct ListenerRuntime {
     pub(crate) name: String,
     /// Turns true when this runtime's connections must close gracefully: the listener
     /// was replaced or removed, or the server drains.
-    pub(crate) drain: tokio::sync::watch::Sender<bool>,
+    pub(crate) drain: tokio::sync::watch::Sender<crate::network::Drain>,
+    /// `--drain-time-s`.
+    pub(crate) drain_time: std::time::Duration,
     /// `listener.<address>.*`.
     pub(crate) stats: crate::stats::ListenerScope,
     pub(crate) buffer_limit: u32,
@@ -99,7 +101,8 @@ impl ListenerRuntime {
         };
         ListenerRuntime {
             name: l.name.clone(),
-            drain: tokio::sync::watch::Sender::new(false),
+            drain: tokio::sync::watch::Sender::new(crate::network::Drain::Serving),
+            drain_time: snapshot.drain_time,
             stats,
             buffer_limit: l.buffer_limit,
             chains: l.filter_chains.iter().map(build).collect(),
@@ -149,14 +152,17 @@ impl ActiveListener {
     /// server's drain).
     pub(crate) fn close(&self) {
         self.stop.send_replace(true);
-        self.runtime.load().drain.send_replace(true);
+        self.runtime
+            .load()
+            .drain
+            .send_replace(crate::network::Drain::Closing);
     }
 
     /// Serves new connections with `runtime`; the connections of the one it replaces
     /// close gracefully.
     pub(crate) fn replace_runtime(&self, runtime: ListenerRuntime) {
         let old = self.runtime.swap(Arc::new(runtime));
-        old.drain.send_replace(true);
+        old.drain.send_replace(crate::network::Drain::Updated);
     }
 }
 
@@ -188,7 +194,7 @@ async fn serve(
         let rt = runtime.load_full();
         server.active_connections.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
-            handle(&rt, stream, peer).await;
+            handle(&rt, stream, peer, server.draining()).await;
             if server.active_connections.fetch_sub(1, Ordering::SeqCst) == 1 {
                 server.connections_closed.notify_waiters();
             }
@@ -197,7 +203,12 @@ async fn serve(
     tracing::info!(listener = %name, "listener stopped accepting");
 }
 
-async fn handle(rt: &ListenerRuntime, stream: TcpStream, peer: SocketAddr) {
+async fn handle(
+    rt: &ListenerRuntime,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     let local = match stream.local_addr() {
         Ok(a) => a,
         Err(_) => return,
@@ -231,6 +242,8 @@ async fn handle(rt: &ListenerRuntime, stream: TcpStream, peer: SocketAddr) {
         local,
         buffer_limit: rt.buffer_limit,
         drain: rt.drain.subscribe(),
+        drain_time: rt.drain_time,
+        shutdown,
     };
     match &chain.filter {
         NetworkRuntime::Http(h) => crate::network::hcm::serve(h.clone(), downstream).await,

@@ -5,6 +5,7 @@
 use crate::access_log::Logger;
 use crate::http::conn_manager::HcmRuntime;
 use crate::http::connection::ConnInfo;
+use crate::network::Drain;
 use crate::stats::HcmStats;
 use crate::stream_info::StreamInfo;
 use ferry_config::hcm::CodecType;
@@ -110,6 +111,8 @@ pub(crate) async fn serve(hcm: Arc<HcmRuntime>, downstream: super::Downstream) {
         local,
         buffer_limit,
         mut drain,
+        drain_time,
+        mut shutdown,
     } = downstream;
     let cfg = hcm.config.clone();
     let conn = Arc::new(ConnInfo::new(peer, local, buffer_limit));
@@ -175,6 +178,10 @@ pub(crate) async fn serve(hcm: Arc<HcmRuntime>, downstream: super::Downstream) {
     let h2_idle = h2_idle(&cfg, &idle_conn);
     tokio::pin!(h2_idle);
     let mut closing = false;
+    // An updated listener's HTTP/1.1 connection closes when still idle at this time.
+    let idle_close = tokio::time::sleep(std::time::Duration::MAX);
+    tokio::pin!(idle_close);
+    let mut idle_close_set = false;
     loop {
         tokio::select! {
             res = conn_fut.as_mut() => {
@@ -183,7 +190,30 @@ pub(crate) async fn serve(hcm: Arc<HcmRuntime>, downstream: super::Downstream) {
                 }
                 break;
             }
-            _ = drain.wait_for(|d| *d), if !closing => {
+            state = async {
+                drain
+                    .wait_for(|d| *d != Drain::Serving)
+                    .await
+                    .map(|d| *d)
+                    .unwrap_or(Drain::Closing)
+            }, if !closing && !idle_close_set => {
+                if state == Drain::Updated && !end_conn.is_http2() {
+                    // Told on its next response; closed when still idle at the end.
+                    end_conn.start_draining();
+                    idle_close.as_mut().reset(tokio::time::Instant::now() + drain_time);
+                    idle_close_set = true;
+                    continue;
+                }
+                closing = true;
+                stats.downstream_cx_drain_close.inc();
+                conn_fut.as_mut().graceful_shutdown();
+            }
+            _ = async { let _ = shutdown.wait_for(|d| *d).await; }, if !closing => {
+                closing = true;
+                stats.downstream_cx_drain_close.inc();
+                conn_fut.as_mut().graceful_shutdown();
+            }
+            _ = &mut idle_close, if idle_close_set && !closing => {
                 closing = true;
                 stats.downstream_cx_drain_close.inc();
                 conn_fut.as_mut().graceful_shutdown();

@@ -61,6 +61,20 @@ pub fn build(
     factory(f.config_type)?.build(&f.config, snapshot)
 }
 
+/// What a connection's listener asks of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// Serve on.
+    Serving,
+    /// The listener was updated in place (as Envoy drains over `--drain-time-s`): an
+    /// HTTP/1.1 connection says `connection: close` on its next response and is closed
+    /// when still idle at the end of the drain time, so that a client sending on a kept
+    /// connection is not cut off; HTTP/2 gets its GOAWAY at once.
+    Updated,
+    /// The listener stops (removed, moved, the server drains): close gracefully now.
+    Closing,
+}
+
 /// An accepted downstream connection as its network filter gets it: the socket, its
 /// addresses, and the handles the filter uses — not the whole server.
 #[derive(Debug)]
@@ -73,6 +87,12 @@ pub struct Downstream {
     pub local: SocketAddr,
     /// The listener's `per_connection_buffer_limit_bytes`.
     pub buffer_limit: u32,
-    /// Turns true when the server starts draining.
-    pub drain: tokio::sync::watch::Receiver<bool>,
+    /// Whether (and how) the connection must close: its listener was updated, or it
+    /// stops.
+    pub drain: tokio::sync::watch::Receiver<Drain>,
+    /// `--drain-time-s`: how long an updated listener's HTTP/1.1 connections may stay
+    /// idle before they are closed.
+    pub drain_time: std::time::Duration,
+    /// Turns true when the server drains (whatever became of the listener).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
