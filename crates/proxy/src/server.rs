@@ -404,6 +404,16 @@ impl Server {
         }
     }
 
+    /// The xDS client's warming listeners and clusters (Envoy's
+    /// `listener_manager.total_listeners_warming`, `cluster_manager.warming_clusters`).
+    pub(crate) fn set_warming(&self, listeners: usize, clusters: usize) {
+        self._manager_stats
+            .1
+            .total_listeners_warming
+            .set(listeners as u64);
+        self._manager_stats.0.warming_clusters.set(clusters as u64);
+    }
+
     /// Removes the cluster called `name`: new requests routed to it get 503 (no
     /// cluster); requests in flight finish. Whether there was one.
     pub fn remove_cluster(&self, name: &str) -> bool {

@@ -208,13 +208,15 @@ impl Client {
             sub.update_empty.inc();
         }
         let version = &response.version_info;
-        match apply(
+        let applied = apply(
             &self.server,
             t,
             version,
             &response.resources,
             &mut self.applied,
-        ) {
+        );
+        self.applied.count_warming(&self.server);
+        match applied {
             Ok(()) => {
                 self.versions.insert(t, response.version_info.clone());
                 sub.update_success.inc();

@@ -70,6 +70,11 @@ impl Applied {
         !self.warming.is_empty()
     }
 
+    /// Counts what warms in the server's stats.
+    pub(crate) fn count_warming(&self, server: &Server) {
+        server.set_warming(self.warming.len(), self.warming_clusters.len());
+    }
+
     /// The assignments EDS must ask for: those of the EDS clusters the server has and
     /// of the warming ones.
     pub(crate) fn endpoint_names(&self, server: &Server) -> Vec<String> {
