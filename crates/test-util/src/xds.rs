@@ -135,7 +135,11 @@ impl XdsServer {
         let svc = service.clone();
         let mut stopping = service.stopping.subscribe();
         let incoming = futures_util::stream::unfold(listener, |l| async move {
-            let conn = l.accept().await.map(|(s, _)| s);
+            // Responses go out at once (no Nagle delay on the stream).
+            let conn = l.accept().await.map(|(s, _)| {
+                let _ = s.set_nodelay(true);
+                s
+            });
             Some((conn, l))
         });
         let task = tokio::spawn(async move {

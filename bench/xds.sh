@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# xDS on ferry and Envoy (crates/bench/src/bin/bench_xds.rs): push-to-applied time of a
+# route change (RDS) and of 1,000 EDS clusters, and RSS with them loaded.
+# Usage: bench/xds.sh [OUT.json] — builds ferry and bench-xds in release first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ferrymesh/target}"
+out="${1:-bench/results/$(date -u +%Y%m%dT%H%M%SZ)-xds.json}"
+cargo build --release -q -p ferry -p ferry-bench
+export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+export FERRY_BIN="$CARGO_TARGET_DIR/release/ferry"
+{
+    echo "["
+    "$CARGO_TARGET_DIR/release/bench-xds" --target ferry
+    echo ","
+    "$CARGO_TARGET_DIR/release/bench-xds" --target envoy
+    echo "]"
+} > "$out"
+cat "$out"
