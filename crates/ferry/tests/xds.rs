@@ -6,6 +6,9 @@
 
 use ferry_test_util::diff::send;
 use ferry_test_util::proc::{flavors, start, Flavor};
+use ferry_test_util::xds::yaml::{
+    assignment, backend_cluster, bootstrap, eds_cluster, http_listener, rds_listener, routes,
+};
 use ferry_test_util::xds::{
     cluster, cluster_load_assignment, listener, route_configuration, XdsServer, CLUSTER, ENDPOINTS,
     LISTENER, ROUTE,
@@ -13,77 +16,6 @@ use ferry_test_util::xds::{
 use ferry_test_util::{backend, free_port, start_ferry, Request};
 use std::net::SocketAddr;
 use std::time::Duration;
-
-fn bootstrap(xds: SocketAddr) -> String {
-    format!(
-        r#"
-node: {{id: node-1, cluster: mesh-a, locality: {{zone: z1}}}}
-admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
-dynamic_resources:
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    grpc_services: [{{envoy_grpc: {{cluster_name: xds_cluster}}}}]
-  cds_config: {{ads: {{}}, resource_api_version: V3}}
-  lds_config: {{ads: {{}}, resource_api_version: V3}}
-static_resources:
-  clusters:
-  - name: xds_cluster
-    type: STATIC
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{http2_protocol_options: {{}}}}
-    load_assignment:
-      cluster_name: xds_cluster
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}
-"#,
-        admin = free_port(),
-        port = xds.port()
-    )
-}
-
-fn backend_cluster(name: &str, addr: SocketAddr) -> String {
-    format!(
-        r#"
-name: {name}
-type: STATIC
-connect_timeout: 1s
-load_assignment:
-  cluster_name: {name}
-  endpoints:
-  - lb_endpoints:
-    - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}
-"#,
-        port = addr.port()
-    )
-}
-
-/// A listener on `port` whose one route is `action` (a `route:` or `direct_response:`).
-fn http_listener(port: u16, action: &str) -> String {
-    format!(
-        r#"
-name: ingress
-address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
-filter_chains:
-- filters:
-  - name: envoy.filters.network.http_connection_manager
-    typed_config:
-      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-      stat_prefix: ingress
-      route_config:
-        virtual_hosts:
-        - name: all
-          domains: ["*"]
-          routes: [{{match: {{prefix: "/"}}, {action}}}]
-      http_filters:
-      - name: envoy.filters.http.router
-        typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-"#
-    )
-}
 
 async fn status(port: u16) -> u16 {
     send(port, &Request::get("/"))
@@ -406,38 +338,6 @@ async fn the_server_is_initializing_until_the_first_responses() {
     assert_eq!(backend_of(port).await.as_deref(), Some("a"));
 }
 
-/// A listener with a connection manager on `rds: {route_config_name: routes}`.
-fn rds_listener(port: u16) -> String {
-    format!(
-        r#"
-name: ingress
-address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
-filter_chains:
-- filters:
-  - name: envoy.filters.network.http_connection_manager
-    typed_config:
-      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-      stat_prefix: ingress
-      rds: {{route_config_name: routes, config_source: {{ads: {{}}, resource_api_version: V3}}}}
-      http_filters:
-      - name: envoy.filters.http.router
-        typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-"#
-    )
-}
-
-fn routes(action: &str) -> String {
-    format!(
-        r#"
-name: routes
-virtual_hosts:
-- name: all
-  domains: ["*"]
-  routes: [{{match: {{prefix: "/"}}, {action}}}]
-"#
-    )
-}
-
 /// RDS, on Envoy and ferry: a listener naming a route configuration warms (does not
 /// accept) until it comes, is asked for by name, then serves; a new version of the
 /// route configuration routes the next request.
@@ -501,33 +401,6 @@ async fn a_listener_warms_until_its_route_configuration_comes() {
         );
         assert_eq!(backend_of(port).await.as_deref(), Some("b"), "{flavor}");
     }
-}
-
-fn eds_cluster(name: &str) -> String {
-    format!(
-        r#"
-name: {name}
-type: EDS
-connect_timeout: 1s
-eds_cluster_config: {{eds_config: {{ads: {{}}, resource_api_version: V3}}}}
-"#
-    )
-}
-
-fn assignment(name: &str, backends: &[SocketAddr]) -> String {
-    let endpoints: Vec<String> = backends
-        .iter()
-        .map(|a| {
-            format!(
-                "    - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}",
-                a.port()
-            )
-        })
-        .collect();
-    format!(
-        "cluster_name: {name}\nendpoints:\n- lb_endpoints:\n{}\n",
-        endpoints.join("\n")
-    )
 }
 
 /// EDS, on Envoy and ferry: an EDS cluster warms until its assignment comes (asked for

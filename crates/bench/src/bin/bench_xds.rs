@@ -9,6 +9,7 @@
 use clap::Parser;
 use ferry_test_util::diff::send;
 use ferry_test_util::proc::{start, Flavor};
+use ferry_test_util::xds::yaml;
 use ferry_test_util::xds::{
     cluster, cluster_load_assignment, listener, route_configuration, XdsServer, CLUSTER, ENDPOINTS,
     LISTENER, ROUTE,
@@ -29,80 +30,11 @@ struct Args {
     clusters: usize,
 }
 
-fn bootstrap(xds: std::net::SocketAddr) -> String {
-    format!(
-        r#"
-node: {{id: bench, cluster: bench}}
-admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
-dynamic_resources:
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    grpc_services: [{{envoy_grpc: {{cluster_name: xds}}}}]
-  cds_config: {{ads: {{}}, resource_api_version: V3}}
-  lds_config: {{ads: {{}}, resource_api_version: V3}}
-static_resources:
-  clusters:
-  - name: xds
-    type: STATIC
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{http2_protocol_options: {{}}}}
-    load_assignment:
-      cluster_name: xds
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}
-"#,
-        admin = free_port(),
-        port = xds.port()
-    )
-}
-
-fn rds_listener(port: u16) -> String {
-    format!(
-        r#"
-name: ingress
-address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
-filter_chains:
-- filters:
-  - name: envoy.filters.network.http_connection_manager
-    typed_config:
-      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-      stat_prefix: ingress
-      rds: {{route_config_name: routes, config_source: {{ads: {{}}, resource_api_version: V3}}}}
-      http_filters:
-      - name: envoy.filters.http.router
-        typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-"#
-    )
-}
-
-fn routes(version: usize) -> String {
-    format!(
-        r#"
-name: routes
-virtual_hosts:
-- name: all
-  domains: ["*"]
-  routes: [{{match: {{prefix: "/"}}, direct_response: {{status: 200, body: {{inline_string: "v{version}"}}}}}}]
-"#
-    )
-}
-
-fn eds_cluster(i: usize) -> String {
-    format!(
-        "name: c{i}\ntype: EDS\nconnect_timeout: 1s\n\
-         eds_cluster_config: {{eds_config: {{ads: {{}}, resource_api_version: V3}}}}\n"
-    )
-}
-
-fn assignment(i: usize) -> String {
-    format!(
-        "cluster_name: c{i}\nendpoints:\n- lb_endpoints:\n  - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n",
-        10000 + i % 50000
-    )
+/// The route configuration at `version`: its direct response names the version.
+fn routes_at(version: usize) -> String {
+    yaml::routes(&format!(
+        "direct_response: {{status: 200, body: {{inline_string: \"v{version}\"}}}}"
+    ))
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -134,9 +66,9 @@ async fn main() -> anyhow::Result<()> {
     let xds = XdsServer::start().await;
     let port = free_port();
     xds.set(CLUSTER, "0", vec![]);
-    xds.set(LISTENER, "0", vec![listener(&rds_listener(port))]);
-    xds.set(ROUTE, "0", vec![route_configuration(&routes(0))]);
-    let proxy = start(flavor, &bootstrap(xds.addr())).await?;
+    xds.set(LISTENER, "0", vec![listener(&yaml::rds_listener(port))]);
+    xds.set(ROUTE, "0", vec![route_configuration(&routes_at(0))]);
+    let proxy = start(flavor, &yaml::bootstrap(xds.addr())).await?;
     let rss_before = rss_kib(proxy.pid());
 
     // Route changes: from the push until a client sees the new body.
@@ -144,7 +76,11 @@ async fn main() -> anyhow::Result<()> {
     for i in 1..=args.pushes {
         let want = format!("v{i}");
         let pushed = Instant::now();
-        xds.set(ROUTE, &i.to_string(), vec![route_configuration(&routes(i))]);
+        xds.set(
+            ROUTE,
+            &i.to_string(),
+            vec![route_configuration(&routes_at(i))],
+        );
         loop {
             let o = send(port, &Request::get("/")).await?;
             if o.body_text() == want {
@@ -160,10 +96,13 @@ async fn main() -> anyhow::Result<()> {
 
     // EDS clusters: from the push until CDS and EDS are both ACKed.
     let clusters: Vec<_> = (0..args.clusters)
-        .map(|i| cluster(&eds_cluster(i)))
+        .map(|i| cluster(&yaml::eds_cluster(&format!("c{i}"))))
         .collect();
     let assignments: Vec<_> = (0..args.clusters)
-        .map(|i| cluster_load_assignment(&assignment(i)))
+        .map(|i| {
+            let host: std::net::SocketAddr = ([127, 0, 0, 1], 10000 + (i % 50000) as u16).into();
+            cluster_load_assignment(&yaml::assignment(&format!("c{i}"), &[host]))
+        })
         .collect();
     let pushed = Instant::now();
     xds.set(ENDPOINTS, "1", assignments);

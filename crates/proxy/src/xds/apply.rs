@@ -171,11 +171,7 @@ pub(crate) fn apply(
             _ => false,
         };
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("\n"))
-    }
+    outcome(errors)
 }
 
 /// Converts and applies one cluster (or holds it warming); its name.
@@ -271,11 +267,7 @@ fn endpoints(
                 .activate(ResourceType::Cluster, &name);
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("\n"))
-    }
+    outcome(errors)
 }
 
 /// Converts and applies one listener (or holds it warming); its name.
@@ -384,16 +376,21 @@ fn route_configurations(
             }
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("\n"))
-    }
+    outcome(errors)
 }
 
 fn refused(name: &str, message: &str) -> Refused {
     Refused {
         name: name.to_string(),
         message: format!("{name}: {message}"),
+    }
+}
+
+/// The outcome of a response: applied, or the NACK's detail (a problem a line).
+fn outcome(errors: Vec<String>) -> Result<(), String> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n"))
     }
 }

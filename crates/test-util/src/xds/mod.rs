@@ -73,6 +73,8 @@ pub fn cluster(yaml: &str) -> Any {
     )
 }
 
+pub mod yaml;
+
 #[derive(Default)]
 struct Shared {
     /// Per type URL: the version and the resources.
