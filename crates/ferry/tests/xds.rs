@@ -981,3 +981,34 @@ async fn an_independent_grpcio_ads_server_drives_ferry() {
     acks.sort();
     assert_eq!(acks, ["Cluster \"1\" null", "Listener \"1\" null"]);
 }
+
+/// A listener whose address is taken is refused (NACKed with its name) and keeps
+/// nothing; sent again, unchanged, once the address is free, it is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_cannot_bind_is_refused_then_applied_when_sent_again() {
+    let xds = XdsServer::start().await;
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = blocker
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .port();
+    let resource = listener(&http_listener(port, "direct_response: {status: 418}"));
+    xds.set(CLUSTER, "1", vec![]);
+    xds.set(LISTENER, "1", vec![resource.clone()]);
+    let _proxy = start_ferry(&bootstrap(xds.addr()))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let nack = xds
+        .wait_nack(LISTENER)
+        .await
+        .unwrap_or_else(|| panic!("no NACK"));
+    let detail = nack.error_detail.unwrap_or_default().message;
+    assert!(detail.starts_with("ingress: "), "{detail}");
+    drop(blocker);
+    xds.set(LISTENER, "2", vec![resource]);
+    assert!(
+        xds.wait_ack(LISTENER, "2").await.is_some(),
+        "not applied when sent again"
+    );
+    assert_eq!(status(port).await, 418);
+}

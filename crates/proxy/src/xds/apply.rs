@@ -301,16 +301,18 @@ fn listener(
     if mine.get(&name) == Some(&any.value) {
         return Ok(name);
     }
-    mine.insert(name.clone(), any.value.clone());
     let routes = &snapshot.route_configs;
     if rds_names(&l).iter().all(|n| routes.has(n)) {
         warming.remove(&name);
+        // A listener that cannot be applied (its address in use) is tried again when
+        // it is sent again, even unchanged.
         server
             .add_or_update_listener(l)
             .map_err(|e| refused(&name, &e.to_string()))?;
     } else {
         warming.insert(name.clone(), l);
     }
+    mine.insert(name.clone(), any.value.clone());
     Ok(name)
 }
 
