@@ -195,7 +195,7 @@ impl Client {
         if self.clusters_came && !self.applied.clusters_warming() {
             self.init.received(ResourceType::Cluster);
         }
-        if self.listeners_came && !self.applied.warming() {
+        if self.listeners_came && !self.applied.listeners_warming() {
             self.init.received(ResourceType::Listener);
         }
     }

@@ -22,11 +22,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// What the client applied, per type: each resource's name and the bytes it was
-/// applied from; and the listeners warming.
+/// applied from; and the listeners and clusters warming.
 #[derive(Default)]
 pub(crate) struct Applied {
     by_type: HashMap<ResourceType, HashMap<String, Vec<u8>>>,
-    warming: HashMap<String, Listener>,
+    warming_listeners: HashMap<String, Listener>,
     warming_clusters: HashMap<String, Cluster>,
     /// The latest assignment of each EDS service.
     endpoints: HashMap<String, Vec<Locality>>,
@@ -59,20 +59,20 @@ impl Applied {
     /// and those that warming listeners wait for.
     pub(crate) fn route_config_names(&self, server: &Server) -> Vec<String> {
         let mut names = server.snapshot.load().route_configs.names_in_use();
-        names.extend(self.warming.values().flat_map(rds_names));
+        names.extend(self.warming_listeners.values().flat_map(rds_names));
         names.sort();
         names.dedup();
         names
     }
 
     /// Whether listeners are warming.
-    pub(crate) fn warming(&self) -> bool {
-        !self.warming.is_empty()
+    pub(crate) fn listeners_warming(&self) -> bool {
+        !self.warming_listeners.is_empty()
     }
 
     /// Counts what warms in the server's stats.
     pub(crate) fn count_warming(&self, server: &Server) {
-        server.set_warming(self.warming.len(), self.warming_clusters.len());
+        server.set_warming(self.warming_listeners.len(), self.warming_clusters.len());
     }
 
     /// The assignments EDS must ask for: those of the EDS clusters the server has and
@@ -117,7 +117,7 @@ pub(crate) fn apply(
     }
     let Applied {
         by_type,
-        warming,
+        warming_listeners,
         warming_clusters,
         endpoints,
     } = applied;
@@ -130,14 +130,15 @@ pub(crate) fn apply(
             ResourceType::Listener => {
                 // Routes may name warming clusters too (as Envoy validates them).
                 let known: HashSet<String> = warming_clusters.keys().cloned().collect();
-                listener(server, any, mine, warming, &known)
+                listener(server, any, mine, warming_listeners, &known)
             }
             _ => continue,
         };
         // A refused resource keeps what it had: it is not removed below.
         let (name, error) = match outcome {
             Ok(name) => {
-                let warming = warming.contains_key(&name) || warming_clusters.contains_key(&name);
+                let warming =
+                    warming_listeners.contains_key(&name) || warming_clusters.contains_key(&name);
                 server
                     .dynamic_config
                     .lock()
@@ -165,7 +166,7 @@ pub(crate) fn apply(
                 server.remove_cluster(&name)
             }
             ResourceType::Listener => {
-                warming.remove(&name);
+                warming_listeners.remove(&name);
                 server.remove_listener(&name)
             }
             _ => false,
@@ -362,13 +363,13 @@ fn route_configurations(
         }
     }
     let ready: Vec<String> = applied
-        .warming
+        .warming_listeners
         .iter()
         .filter(|(_, l)| rds_names(l).iter().all(|n| snapshot.route_configs.has(n)))
         .map(|(n, _)| n.clone())
         .collect();
     for name in ready {
-        if let Some(l) = applied.warming.remove(&name) {
+        if let Some(l) = applied.warming_listeners.remove(&name) {
             match server.add_or_update_listener(l) {
                 Ok(()) => server
                     .dynamic_config

@@ -56,30 +56,25 @@ load_assignment:
 
 /// A listener on `port` whose one route is `action` (a `route:` or `direct_response:`).
 pub fn http_listener(port: u16, action: &str) -> String {
-    format!(
-        r#"
-name: ingress
-address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
-filter_chains:
-- filters:
-  - name: envoy.filters.network.http_connection_manager
-    typed_config:
-      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-      stat_prefix: ingress
-      route_config:
-        virtual_hosts:
-        - name: all
-          domains: ["*"]
-          routes: [{{match: {{prefix: "/"}}, {action}}}]
-      http_filters:
-      - name: envoy.filters.http.router
-        typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-"#
+    hcm_listener(
+        port,
+        &format!(
+            "route_config: {{virtual_hosts: [{{name: all, domains: [\"*\"], routes: [{{match: {{prefix: \"/\"}}, {action}}}]}}]}}"
+        ),
     )
 }
 
 /// A listener with a connection manager on `rds: {route_config_name: routes}`.
 pub fn rds_listener(port: u16) -> String {
+    hcm_listener(
+        port,
+        "rds: {route_config_name: routes, config_source: {ads: {}, resource_api_version: V3}}",
+    )
+}
+
+/// A listener `ingress` on `port` with a connection manager whose routes come from
+/// `routes` (its `route_config:` or `rds:`, on one line).
+fn hcm_listener(port: u16, routes: &str) -> String {
     format!(
         r#"
 name: ingress
@@ -90,7 +85,7 @@ filter_chains:
     typed_config:
       "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
       stat_prefix: ingress
-      rds: {{route_config_name: routes, config_source: {{ads: {{}}, resource_api_version: V3}}}}
+      {routes}
       http_filters:
       - name: envoy.filters.http.router
         typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}

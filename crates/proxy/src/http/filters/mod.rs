@@ -55,23 +55,13 @@ macro_rules! http_filter_factory {
         name: $name:literal,
         config_type: $ty:literal,
         config: $config:ty,
-        per_route: $per_route:literal,
+        per_route: $per_route:tt,
         build: $build:expr $(,)?
     ) => {
         crate::filter_factory::filter_factory! { name: $name, config_type: $ty, config: $config }
 
         impl ferry_config::filters::HttpFilterFactory for Factory {
-            fn per_route_config(
-                &self,
-                any: &ferry_envoy_api::pb::google::protobuf::Any,
-                ctx: &mut ferry_config::Ctx,
-            ) -> Option<ferry_config::filters::FilterConfig> {
-                if !$per_route {
-                    ctx.error(format!("{} takes no per-route config", $name));
-                    return None;
-                }
-                ferry_config::filters::FilterFactory::config(self, any, ctx)
-            }
+            crate::http::filters::http_filter_factory!(@per_route $per_route);
         }
 
         impl crate::http::filters::HttpFilterFactory for Factory {
@@ -88,5 +78,17 @@ macro_rules! http_filter_factory {
             }
         }
     };
+    // A per-route config is converted as the filter's own; without one, the trait's
+    // default refuses it.
+    (@per_route true) => {
+        fn per_route_config(
+            &self,
+            any: &ferry_envoy_api::pb::google::protobuf::Any,
+            ctx: &mut ferry_config::Ctx,
+        ) -> Option<ferry_config::filters::FilterConfig> {
+            ferry_config::filters::FilterFactory::config(self, any, ctx)
+        }
+    };
+    (@per_route false) => {};
 }
 pub(crate) use http_filter_factory;
