@@ -640,8 +640,7 @@ fn eds(c: &pb::Cluster, ctx: &mut Ctx) -> Option<Eds> {
             return None;
         };
         let source = ctx.at("eds_config", |ctx| {
-            let source = crate::dynamic::config_source(source, ctx)?;
-            crate::dynamic::ads_only(source, ctx)
+            crate::dynamic::config_source(source, ctx)
         })?;
         Some(Eds {
             service_name: if e.service_name.is_empty() {

@@ -14,21 +14,36 @@ pub const DEFAULT_INITIAL_FETCH_TIMEOUT: Duration = Duration::from_secs(15);
 /// A validated `dynamic_resources`.
 #[derive(Debug, Clone, Default)]
 pub struct DynamicResources {
-    /// `ads_config`: the one stream that carries every type (ADS).
-    pub ads: Option<Ads>,
+    /// `ads_config`: the one stream that carries every type whose source is `ads`.
+    pub ads: Option<ApiSource>,
     /// `lds_config`: where listeners come from.
     pub lds: Option<ConfigSource>,
     /// `cds_config`: where clusters come from.
     pub cds: Option<ConfigSource>,
 }
 
-/// `ads_config` (an `ApiConfigSource`).
+/// An `ApiConfigSource` of gRPC: a stream to a control plane (`ads_config`, or an
+/// `api_config_source` that has its own stream).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ads {
+pub struct ApiSource {
+    /// `api_type`: `DELTA_GRPC` (incremental) rather than `GRPC` (state of the world).
+    pub delta: bool,
     /// `grpc_services[0].envoy_grpc`: the control plane's cluster.
     pub grpc: GrpcTarget,
     /// `set_node_on_first_message_only`: the node is sent on a stream's first request only.
     pub set_node_on_first_message_only: bool,
+    /// `rate_limit_settings`: a token bucket on the requests the client sends.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// `rate_limit_settings`: at most `max_tokens` requests at once, then one a
+/// `fill_interval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// `max_tokens` (default 100).
+    pub max_tokens: u32,
+    /// 1 / `fill_rate` (default 10 per second; at least once a year).
+    pub fill_interval: Duration,
 }
 
 /// A `ConfigSource`: where one type of resource comes from.
@@ -36,6 +51,13 @@ pub struct Ads {
 pub enum ConfigSource {
     /// `ads: {}`: the ADS stream.
     Ads {
+        /// `initial_fetch_timeout` (default 15 s; None: wait without limit).
+        initial_fetch_timeout: Option<Duration>,
+    },
+    /// `api_config_source`: a stream of its own for this type.
+    Api {
+        /// The stream.
+        api: ApiSource,
         /// `initial_fetch_timeout` (default 15 s; None: wait without limit).
         initial_fetch_timeout: Option<Duration>,
     },
@@ -57,6 +79,10 @@ impl ConfigSource {
         match self {
             ConfigSource::Ads {
                 initial_fetch_timeout,
+            }
+            | ConfigSource::Api {
+                initial_fetch_timeout,
+                ..
             } => *initial_fetch_timeout,
             ConfigSource::Path { .. } => Some(Duration::ZERO),
         }
@@ -73,7 +99,7 @@ pub fn from_proto(d: &bpb::bootstrap::DynamicResources, ctx: &mut Ctx) -> Dynami
     let ads = d
         .ads_config
         .as_ref()
-        .and_then(|a| ctx.at("ads_config", |ctx| ads(a, ctx)));
+        .and_then(|a| ctx.at("ads_config", |ctx| api_source(a, ctx)));
     let source = |s: &Option<core::ConfigSource>, field: &str, ctx: &mut Ctx| {
         s.as_ref()
             .and_then(|s| ctx.at(field, |ctx| config_source(s, ctx)))
@@ -90,34 +116,65 @@ pub fn from_proto(d: &bpb::bootstrap::DynamicResources, ctx: &mut Ctx) -> Dynami
     DynamicResources { ads, lds, cds }
 }
 
-fn ads(a: &core::ApiConfigSource, ctx: &mut Ctx) -> Option<Ads> {
+/// Converts a gRPC `ApiConfigSource` (`ads_config` or `api_config_source`).
+fn api_source(a: &core::ApiConfigSource, ctx: &mut Ctx) -> Option<ApiSource> {
     use core::api_config_source::ApiType;
     crate::fields!(ctx, a => core::ApiConfigSource {
         api_type, transport_api_version, grpc_services, set_node_on_first_message_only,
+        rate_limit_settings,
     } refused {
-        cluster_names, refresh_delay, request_timeout, rate_limit_settings, config_validators,
+        cluster_names, refresh_delay, request_timeout, config_validators,
     });
-    match ApiType::try_from(a.api_type) {
-        Ok(ApiType::Grpc) => {}
-        Ok(ApiType::DeltaGrpc) => ctx.error_at(
-            "api_type",
-            "DELTA_GRPC is not supported yet (use GRPC: state of the world)",
-        ),
-        _ => ctx.error_at("api_type", "only GRPC is supported"),
-    }
+    let delta = match ApiType::try_from(a.api_type) {
+        Ok(ApiType::Grpc) => false,
+        Ok(ApiType::DeltaGrpc) => true,
+        Ok(t) => {
+            ctx.error_at(
+                "api_type",
+                format!("{} is not supported (GRPC or DELTA_GRPC)", t.as_str_name()),
+            );
+            false
+        }
+        Err(_) => {
+            ctx.error_at("api_type", "is not a known API type");
+            false
+        }
+    };
     transport_v3(a.transport_api_version, "transport_api_version", ctx);
     if a.grpc_services.len() != 1 {
         ctx.error_at("grpc_services", "exactly one gRPC service is required");
     }
+    let rate_limit = a
+        .rate_limit_settings
+        .as_ref()
+        .map(|r| ctx.at("rate_limit_settings", |ctx| rate_limit(r, ctx)));
     let grpc = crate::grpc_service::grpc_cluster(
         &a.grpc_services.first().cloned(),
         "grpc_services[0]",
         ctx,
     )?;
-    Some(Ads {
+    Some(ApiSource {
+        delta,
         grpc,
         set_node_on_first_message_only: a.set_node_on_first_message_only,
+        rate_limit,
     })
+}
+
+fn rate_limit(r: &core::RateLimitSettings, ctx: &mut Ctx) -> RateLimit {
+    crate::fields!(ctx, r => core::RateLimitSettings { max_tokens, fill_rate });
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    let fill_rate = r.fill_rate.map_or(10.0, |f| f.value);
+    let fill_interval = if fill_rate > 0.0 && fill_rate.is_finite() {
+        Duration::from_secs_f64(1.0 / fill_rate).min(YEAR)
+    } else {
+        ctx.error_at("fill_rate", "must be a number greater than 0");
+        YEAR
+    };
+    RateLimit {
+        max_tokens: r.max_tokens.map_or(100, |m| m.value),
+        fill_interval,
+    }
 }
 
 /// An HCM's `rds`: the route configuration a control plane sends by name.
@@ -143,31 +200,19 @@ pub fn rds(
         ctx.error_at("config_source", "is required");
         return None;
     };
-    let source = ctx.at("config_source", |ctx| {
-        ads_only(config_source(source, ctx)?, ctx)
-    })?;
+    let source = ctx.at("config_source", |ctx| config_source(source, ctx))?;
     Some(Rds {
         name: r.route_config_name.clone(),
         source,
     })
 }
 
-/// A config source of a named subscription (RDS, EDS): only ADS carries those yet.
-pub fn ads_only(source: ConfigSource, ctx: &mut Ctx) -> Option<ConfigSource> {
-    match source {
-        ConfigSource::Ads { .. } => Some(source),
-        ConfigSource::Path { .. } => {
-            ctx.error("only ads is supported here yet (route configurations and endpoints come by name over ADS)");
-            None
-        }
-    }
-}
-
 /// Converts a `ConfigSource` (`ctx` is at it).
 pub fn config_source(s: &core::ConfigSource, ctx: &mut Ctx) -> Option<ConfigSource> {
     use core::config_source::ConfigSourceSpecifier as S;
     crate::fields!(ctx, s => core::ConfigSource {
-        config_source_specifier: ["ads", "path", "path_config_source"], initial_fetch_timeout,
+        config_source_specifier: ["ads", "api_config_source", "path", "path_config_source"],
+        initial_fetch_timeout,
         resource_api_version,
     } refused {
         authorities,
@@ -185,6 +230,13 @@ pub fn config_source(s: &core::ConfigSource, ctx: &mut Ctx) -> Option<ConfigSour
                 crate::fields!(ctx, a => core::AggregatedConfigSource {});
             });
             Some(ConfigSource::Ads {
+                initial_fetch_timeout,
+            })
+        }
+        Some(S::ApiConfigSource(a)) => {
+            let api = ctx.at("api_config_source", |ctx| api_source(a, ctx))?;
+            Some(ConfigSource::Api {
+                api,
                 initial_fetch_timeout,
             })
         }
@@ -340,4 +392,91 @@ fn finish<T>(name: &str, value: Option<T>, ctx: Ctx) -> Converted<T> {
             errors.join("\n")
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::bootstrap::load;
+    use ferry_envoy_api::Format;
+
+    fn dynamic(yaml: &str) -> Result<DynamicResources, String> {
+        let text = format!("dynamic_resources:\n{yaml}");
+        load(&text, Format::Yaml)
+            .map(|l| l.bootstrap.dynamic)
+            .map_err(|e| e.to_string())
+    }
+
+    const GRPC: &str = "grpc_services: [{envoy_grpc: {cluster_name: xds}}]";
+
+    #[test]
+    fn delta_ads_with_rate_limit_settings() {
+        let d = dynamic(&format!(
+            "  ads_config: {{api_type: DELTA_GRPC, transport_api_version: V3, {GRPC}, rate_limit_settings: {{max_tokens: 5, fill_rate: 2}}}}\n  lds_config: {{ads: {{}}}}\n"
+        ))
+        .unwrap();
+        let ads = d.ads.unwrap();
+        assert!(ads.delta);
+        assert_eq!(
+            ads.rate_limit,
+            Some(RateLimit {
+                max_tokens: 5,
+                fill_interval: Duration::from_millis(500)
+            })
+        );
+        // Envoy's defaults: 100 tokens, 10 a second.
+        let d = dynamic(&format!(
+            "  ads_config: {{api_type: GRPC, {GRPC}, rate_limit_settings: {{}}}}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            d.ads.unwrap().rate_limit,
+            Some(RateLimit {
+                max_tokens: 100,
+                fill_interval: Duration::from_millis(100)
+            })
+        );
+    }
+
+    #[test]
+    fn api_config_source_is_a_stream_of_its_own() {
+        let d = dynamic(&format!(
+            "  cds_config: {{api_config_source: {{api_type: GRPC, transport_api_version: V3, {GRPC}}}, initial_fetch_timeout: 2s}}\n"
+        ))
+        .unwrap();
+        match d.cds.unwrap() {
+            ConfigSource::Api {
+                api,
+                initial_fetch_timeout,
+            } => {
+                assert!(!api.delta);
+                assert_eq!(api.grpc.cluster, "xds");
+                assert_eq!(initial_fetch_timeout, Some(Duration::from_secs(2)));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rest_and_bad_rates_are_refused_with_their_paths() {
+        let e = dynamic(&format!(
+            "  cds_config: {{api_config_source: {{api_type: REST, {GRPC}}}}}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains(
+                "dynamic_resources.cds_config.api_config_source.api_type: REST is not supported"
+            ),
+            "{e}"
+        );
+        let e = dynamic(&format!(
+            "  ads_config: {{api_type: GRPC, {GRPC}, rate_limit_settings: {{fill_rate: 0}}}}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("dynamic_resources.ads_config.rate_limit_settings.fill_rate"),
+            "{e}"
+        );
+    }
 }

@@ -7,7 +7,8 @@
 use ferry_test_util::diff::send;
 use ferry_test_util::proc::{flavors, start, Flavor};
 use ferry_test_util::xds::yaml::{
-    assignment, backend_cluster, bootstrap, eds_cluster, http_listener, rds_listener, routes,
+    assignment, backend_cluster, bootstrap, bootstrap_over, discovery_file, eds_cluster,
+    http_listener, move_into_place, rds_listener, routes, Transport,
 };
 use ferry_test_util::xds::{
     cluster, cluster_load_assignment, listener, route_configuration, XdsServer, CLUSTER, ENDPOINTS,
@@ -551,27 +552,6 @@ async fn config_dump_lists_the_dynamic_resources_as_envoy_does() {
     );
 }
 
-/// Writes `text` to `dir/name` by moving a temporary file into place, as Envoy's file
-/// sources expect an update to be made.
-fn move_into_place(dir: &std::path::Path, name: &str, text: &str) {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, text).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::rename(&tmp, dir.join(name)).unwrap_or_else(|e| panic!("{e}"));
-}
-
-/// `resources:` of a file source, from resources written in YAML at an indent of 2.
-fn discovery_file(type_url: &str, resources: &[String]) -> String {
-    let mut out = String::from("resources:\n");
-    for r in resources {
-        let mut lines = r.trim_start_matches('\n').lines();
-        out.push_str(&format!("- \"@type\": {type_url}\n"));
-        for line in lines.by_ref() {
-            out.push_str(&format!("  {line}\n"));
-        }
-    }
-    out
-}
-
 /// File config sources, on Envoy and ferry: listeners and clusters read from files at
 /// start, read again when a new file is moved into place; a bad file is refused
 /// (counted in `update_rejected`) and the last good config serves on.
@@ -892,10 +872,17 @@ async fn a_hundred_updates_under_load_fail_no_request() {
 }
 
 /// The xDS client against a peer it did not write: an ADS server on Python's grpcio
-/// and xds-protos (`tests/py/ads_server.py`). Clusters and listeners come, are ACKed at
-/// their version with the server's nonce, and serve.
+/// and xds-protos (`tests/py/ads_server.py`), state of the world and delta. Clusters
+/// and listeners come, are ACKed (at their version in state of the world) with the
+/// server's nonce, and serve.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_independent_grpcio_ads_server_drives_ferry() {
+    grpcio_ads_server_drives_ferry(Transport::Ads, "\"1\"").await;
+    grpcio_ads_server_drives_ferry(Transport::DeltaAds, "\"\"").await;
+}
+
+/// The Python server drives ferry over `transport`; ACKs carry `version` (JSON).
+async fn grpcio_ads_server_drives_ferry(transport: Transport, version: &str) {
     use std::io::BufRead;
     let a = backend::start("a").await;
     let port = free_port();
@@ -937,7 +924,7 @@ async fn an_independent_grpcio_ads_server_drives_ferry() {
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or_else(|| panic!("the Python ADS server did not start"));
     let xds_addr: SocketAddr = ([127, 0, 0, 1], xds_port).into();
-    let proxy = start_ferry(&bootstrap(xds_addr)).await;
+    let proxy = start_ferry(&bootstrap_over(xds_addr, transport)).await;
     let proxy = match proxy {
         Ok(p) => p,
         Err(e) => {
@@ -979,7 +966,14 @@ async fn an_independent_grpcio_ads_server_drives_ferry() {
         "ferry does not serve what the Python server sent"
     );
     acks.sort();
-    assert_eq!(acks, ["Cluster \"1\" null", "Listener \"1\" null"]);
+    assert_eq!(
+        acks,
+        [
+            format!("Cluster {version} null"),
+            format!("Listener {version} null")
+        ],
+        "{transport:?}"
+    );
 }
 
 /// A listener whose address is taken is refused (NACKed with its name) and keeps

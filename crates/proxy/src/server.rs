@@ -363,7 +363,7 @@ impl Server {
                 let sock = bind_listener(&l)?;
                 let rt = ListenerRuntime::new(&l, &snapshot);
                 let new = ActiveListener::start(self, l, rt, sock);
-                std::mem::replace(&mut listeners[i], new).close();
+                self.drain_listener(std::mem::replace(&mut listeners[i], new));
             }
             lm.listener_modified.inc();
             return Ok(());
@@ -374,18 +374,66 @@ impl Server {
         Ok(())
     }
 
-    /// Removes the listener called `name`: it stops accepting and its connections close
-    /// gracefully. Whether there was one.
-    pub fn remove_listener(&self, name: &str) -> bool {
+    /// Renames listener `old` to `new` when it listens where `l` is to listen and no
+    /// listener is called `new` yet, so that `l`, replacing it under another name in
+    /// one update, takes over its socket (Envoy shares a leaving listener's socket the
+    /// same way). Whether it did.
+    pub(crate) fn hand_over_listener(
+        &self,
+        old: &str,
+        l: &ferry_config::listener::Listener,
+    ) -> bool {
+        let mut listeners = self.listeners.lock();
+        if listeners.iter().any(|a| a.config.name == l.name) {
+            return false;
+        }
+        match listeners
+            .iter_mut()
+            .find(|a| a.config.name == old && a.config.address == l.address)
+        {
+            Some(a) => {
+                a.config.name = l.name.clone();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes the listener called `name`: it stops accepting and its connections
+    /// drain. Whether there was one.
+    pub fn remove_listener(self: &Arc<Self>, name: &str) -> bool {
         let mut listeners = self.listeners.lock();
         let Some(i) = listeners.iter().position(|a| a.config.name == name) else {
             return false;
         };
-        listeners.remove(i).close();
+        let removed = listeners.remove(i);
+        drop(listeners);
+        self.drain_listener(removed);
         let lm = &self._manager_stats.1;
         lm.listener_removed.inc();
         lm.total_listeners_active.dec();
         true
+    }
+
+    /// A listener that LDS removed or moved: it stops accepting now, and its
+    /// connections drain over the drain time (`total_listeners_draining` meanwhile),
+    /// as Envoy drains a listener it removes.
+    fn drain_listener(self: &Arc<Self>, l: ActiveListener) {
+        l.drain();
+        let name = l.config.name.clone();
+        self.dynamic_config.lock().drain(&name);
+        let lm = self._manager_stats.1.clone();
+        lm.total_listeners_draining.inc();
+        let drain_time = self.options.drain_time;
+        let server = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(drain_time).await;
+            lm.total_listeners_draining.dec();
+            if let Some(server) = server.upgrade() {
+                server.dynamic_config.lock().drained(&name);
+            }
+            drop(l);
+        });
     }
 
     /// Adds cluster `c`, or replaces the cluster of its name (as CDS does): routes that

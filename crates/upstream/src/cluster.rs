@@ -22,6 +22,8 @@ pub struct Cluster {
     pub config: ClusterConfig,
     /// `cluster.<name>.*` stats.
     pub stats: Arc<ClusterStats>,
+    /// The EDS subscription's stats of an EDS cluster (`cluster.<name>.*`).
+    pub eds_stats: Option<Arc<crate::stats::EdsStats>>,
     /// `circuit_breakers`, per priority.
     pub breakers: crate::circuit_breaker::Breakers,
     host_set: ArcSwap<HostSet>,
@@ -236,6 +238,18 @@ impl Cluster {
                 stats
             }
         };
+        let eds_stats = match (
+            &config.discovery,
+            previous.and_then(|p| p.eds_stats.clone()),
+        ) {
+            (ferry_config::cluster::Discovery::Eds(_), Some(kept)) => Some(kept),
+            (ferry_config::cluster::Discovery::Eds(_), None) => {
+                let eds = Arc::new(crate::stats::EdsStats::default());
+                store.register(format!("cluster.{}.", config.name), &eds);
+                Some(eds)
+            }
+            _ => None,
+        };
         let previous_hosts = previous.map(|p| p.hosts()).unwrap_or_default();
         let carried = |h: &Arc<Host>| previous_hosts.iter().any(|p| Arc::ptr_eq(p, h));
         // The default transport socket is picked for each new host.
@@ -275,6 +289,7 @@ impl Cluster {
                 name: Arc::from(config.name.as_str()),
                 config,
                 stats,
+                eds_stats,
                 breakers,
                 host_set,
                 ready: watch::Sender::new(false),

@@ -139,6 +139,15 @@ impl ClusterStats {
 }
 
 ferry_stats::stat_group! {
+    /// `cluster.<name>.*` of an EDS cluster beyond [`ClusterStats`]: its EDS
+    /// subscription's (Envoy counts them in the cluster's scope).
+    pub struct EdsStats {
+        counters: { update_rejected, init_fetch_timeout }
+        gauges: { update_time }
+    }
+}
+
+ferry_stats::stat_group! {
     /// `cluster.<name>.health_check.*` (only for clusters with a health check).
     pub struct HealthCheckStats {
         counters: {

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""An ADS server (state of the world) on grpcio and xds-protos, sharing no code with
-ferry: the independent peer of ferry's xDS client in crates/ferry/tests/xds.rs.
+"""An ADS server (state of the world and delta) on grpcio and xds-protos, sharing no
+code with ferry: the independent peer of ferry's xDS client in crates/ferry/tests/xds.rs.
 
 Usage: ads_server.py RESOURCES.json
 RESOURCES.json: {"<type url>": [<resource in Envoy's JSON mapping>, ...], ...}
 Prints the port it listens on (127.0.0.1), then one JSON line per request received:
-{"type_url", "version_info", "response_nonce", "resource_names", "error"}. Each type is
+{"delta", "type_url", "version_info", "response_nonce", "resource_names", "error"}
+(delta: "resource_names" are those subscribed, "version_info" is empty). Each type is
 answered once, at version "1", when first asked for.
 """
 import json
@@ -51,12 +52,15 @@ def pack(type_url, resource):
 class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     def __init__(self, resources):
         self.resources = {t: [pack(t, r) for r in rs] for t, rs in resources.items()}
+        self.names = {t: [r.get("name") or r.get("cluster_name") for r in rs]
+                      for t, rs in resources.items()}
 
     def StreamAggregatedResources(self, requests, context):
         answered = set()
         nonce = 0
         for request in requests:
             log({
+                "delta": False,
                 "type_url": request.type_url,
                 "version_info": request.version_info,
                 "response_nonce": request.response_nonce,
@@ -70,6 +74,33 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             yield discovery_pb2.DiscoveryResponse(
                 version_info="1",
                 resources=self.resources[request.type_url],
+                type_url=request.type_url,
+                nonce=str(nonce),
+            )
+
+    def DeltaAggregatedResources(self, requests, context):
+        answered = set()
+        nonce = 0
+        for request in requests:
+            log({
+                "delta": True,
+                "type_url": request.type_url,
+                "version_info": "",
+                "response_nonce": request.response_nonce,
+                "resource_names": list(request.resource_names_subscribe),
+                "error": request.error_detail.message if request.HasField("error_detail") else None,
+            })
+            if request.type_url in answered or request.type_url not in self.resources:
+                continue
+            answered.add(request.type_url)
+            nonce += 1
+            yield discovery_pb2.DeltaDiscoveryResponse(
+                system_version_info="1",
+                resources=[
+                    discovery_pb2.Resource(name=name, version="1", resource=any_)
+                    for name, any_ in zip(self.names[request.type_url],
+                                          self.resources[request.type_url])
+                ],
                 type_url=request.type_url,
                 nonce=str(nonce),
             )

@@ -273,8 +273,16 @@ pub fn handle(server: &Server, method: &Method, uri: &http::Uri) -> Response<Bod
         "/memory" => memory(server),
         "/runtime" => json(&serde_json::json!({ "entries": {}, "layers": [] })),
         "/config_dump" => {
-            let include_eds = params.iter().any(|(k, _)| k == "include_eds");
-            json(&config_dump::config_dump(server, include_eds))
+            let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+            let query = config_dump::Query {
+                include_eds: param("include_eds").is_some(),
+                resource: param("resource").filter(|r| !r.is_empty()).cloned(),
+                mask: param("mask").filter(|m| !m.is_empty()).cloned(),
+            };
+            match config_dump::config_dump(server, &query) {
+                Ok(dump) => json(&dump),
+                Err(e) => text(StatusCode::NOT_FOUND, e, "text/plain; charset=UTF-8"),
+            }
         }
         "/healthcheck/fail" => post_only(&|| {
             server.health_failed.store(true, Ordering::Relaxed);

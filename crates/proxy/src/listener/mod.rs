@@ -86,7 +86,8 @@ impl ListenerRuntime {
                 TerminalFilter::Http(h) => {
                     let hcm = Arc::new(HcmRuntime::new(h.clone(), snapshot, &scope));
                     if let Some(rds) = &h.rds {
-                        snapshot.route_configs.subscribe(&rds.name, &hcm);
+                        let routes = &snapshot.route_configs;
+                        routes.subscribe(rds, &hcm, &h.stat_prefix, &snapshot.stats);
                     }
                     NetworkRuntime::Http(hcm)
                 }
@@ -151,11 +152,18 @@ impl ActiveListener {
     /// Stops accepting and closes the connections gracefully (a removal, a move, the
     /// server's drain).
     pub(crate) fn close(&self) {
+        self.halt(crate::network::Drain::Closing);
+    }
+
+    /// Stops accepting (the listener was removed or moved by LDS); its connections
+    /// drain as those of an updated listener do, over the drain time.
+    pub(crate) fn drain(&self) {
+        self.halt(crate::network::Drain::Updated);
+    }
+
+    fn halt(&self, drain: crate::network::Drain) {
         self.stop.send_replace(true);
-        self.runtime
-            .load()
-            .drain
-            .send_replace(crate::network::Drain::Closing);
+        self.runtime.load().drain.send_replace(drain);
     }
 
     /// Serves new connections with `runtime`; the connections of the one it replaces

@@ -1,6 +1,9 @@
-//! One state-of-the-world response applied. For listeners and clusters every resource
-//! of the type is in it, so one the client applied before and that is missing now is
-//! removed; route configurations are asked for by name and stay. Each resource is
+//! One update applied: a state-of-the-world response, a delta response, a file, or a
+//! resource whose TTL ran out. In a state-of-the-world update of listeners or clusters
+//! every resource of the type is there, so one the client applied before and that is
+//! missing now is removed; a delta update names what it removes. As in Envoy, a
+//! removed route configuration stays with the connection managers that use it, and a
+//! removed assignment leaves its clusters' hosts as they are. Each resource is
 //! converted on its own; the valid ones are applied, the others are reported in the
 //! NACK and keep what they had (as Envoy's CDS and LDS do). A resource sent again
 //! unchanged is not applied again (its connections and pools stay as they are).
@@ -15,7 +18,7 @@ use super::ResourceType;
 use crate::extensions::EXTENSIONS;
 use crate::server::Server;
 use ferry_config::cluster::{Cluster, Discovery, Locality};
-use ferry_config::dynamic::Refused;
+use ferry_config::dynamic::{ConfigSource, Rds, Refused};
 use ferry_config::listener::{Listener, TerminalFilter};
 use ferry_envoy_api::pb::google::protobuf::Any;
 use std::collections::{HashMap, HashSet};
@@ -32,119 +35,115 @@ pub(crate) struct Applied {
     endpoints: HashMap<String, Vec<Locality>>,
 }
 
-/// The service names of the EDS clusters the server has.
-pub(crate) fn eds_names_in_use(server: &Server) -> Vec<String> {
-    let mut names: Vec<String> = server
-        .snapshot
-        .load()
-        .clusters
-        .clusters()
-        .iter()
-        .filter_map(|c| eds_name(&c.config))
-        .collect();
-    names.sort();
-    names.dedup();
-    names
+/// The EDS services of the clusters the server has, with where they come from.
+pub(crate) fn eds_in_use(server: &Server) -> Vec<(String, ConfigSource)> {
+    let snapshot = server.snapshot.load();
+    let clusters = snapshot.clusters.clusters();
+    named(clusters.iter().filter_map(|c| eds(&c.config)))
 }
 
-fn eds_name(c: &Cluster) -> Option<String> {
+fn eds(c: &Cluster) -> Option<(String, ConfigSource)> {
     match &c.discovery {
-        Discovery::Eds(e) => Some(e.service_name.clone()),
+        Discovery::Eds(e) => Some((e.service_name.clone(), e.source.clone())),
         _ => None,
     }
 }
 
+fn eds_name(c: &Cluster) -> Option<String> {
+    eds(c).map(|(name, _)| name)
+}
+
+/// Names with their sources, sorted, each once (the first source it was seen with).
+fn named(names: impl Iterator<Item = (String, ConfigSource)>) -> Vec<(String, ConfigSource)> {
+    let mut names: Vec<(String, ConfigSource)> = names.collect();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    names.dedup_by(|a, b| a.0 == b.0);
+    names
+}
+
 impl Applied {
-    /// The route configurations RDS must ask for: those that connection managers use,
-    /// and those that warming listeners wait for.
-    pub(crate) fn route_config_names(&self, server: &Server) -> Vec<String> {
-        let mut names = server.snapshot.load().route_configs.names_in_use();
-        names.extend(self.warming_listeners.values().flat_map(rds_names));
-        names.sort();
-        names.dedup();
-        names
+    /// What a named subscription must ask for, with where each comes from: the route
+    /// configurations that connection managers use and that warming listeners wait
+    /// for (RDS); the assignments of the EDS clusters, warming ones included (EDS).
+    pub(crate) fn wanted(&self, server: &Server, t: ResourceType) -> Vec<(String, ConfigSource)> {
+        match t {
+            ResourceType::RouteConfiguration => {
+                let in_use = server.snapshot.load().route_configs.names_in_use();
+                let warming = self.warming_listeners.values().flat_map(rds_of);
+                named(in_use.into_iter().chain(warming))
+            }
+            ResourceType::ClusterLoadAssignment => {
+                let warming = self.warming_clusters.values().filter_map(eds);
+                named(eds_in_use(server).into_iter().chain(warming))
+            }
+            ResourceType::Cluster | ResourceType::Listener => Vec::new(),
+        }
     }
 
-    /// Whether listeners are warming.
-    pub(crate) fn listeners_warming(&self) -> bool {
-        !self.warming_listeners.is_empty()
+    /// Whether every resource of a named type in use has come.
+    pub(crate) fn complete(&self, server: &Server, t: ResourceType) -> bool {
+        let routes = server.snapshot.load().route_configs.clone();
+        self.wanted(server, t).iter().all(|(n, _)| match t {
+            ResourceType::RouteConfiguration => routes.has(n),
+            _ => self.endpoints.contains_key(n),
+        })
+    }
+
+    /// Whether listeners (clusters) are warming.
+    pub(crate) fn warming(&self, t: ResourceType) -> bool {
+        match t {
+            ResourceType::Listener => !self.warming_listeners.is_empty(),
+            ResourceType::Cluster => !self.warming_clusters.is_empty(),
+            _ => false,
+        }
     }
 
     /// Counts what warms in the server's stats.
     pub(crate) fn count_warming(&self, server: &Server) {
         server.set_warming(self.warming_listeners.len(), self.warming_clusters.len());
     }
-
-    /// The assignments EDS must ask for: those of the EDS clusters the server has and
-    /// of the warming ones.
-    pub(crate) fn endpoint_names(&self, server: &Server) -> Vec<String> {
-        let mut names = eds_names_in_use(server);
-        names.extend(self.warming_clusters.values().filter_map(eds_name));
-        names.sort();
-        names.dedup();
-        names
-    }
-
-    /// Whether clusters are warming.
-    pub(crate) fn clusters_warming(&self) -> bool {
-        !self.warming_clusters.is_empty()
-    }
-
-    /// Whether every EDS cluster has its assignment.
-    pub(crate) fn endpoints_complete(&self, server: &Server) -> bool {
-        eds_names_in_use(server)
-            .iter()
-            .all(|n| self.endpoints.contains_key(n))
-    }
 }
 
-/// Applies the resources of one response of type `t`. `Err`: the NACK's detail.
+/// One update of a type.
+#[derive(Debug, Default)]
+pub(crate) struct Update {
+    /// The resources added or updated, each with its version (the response's
+    /// `version_info` in state of the world, the resource's own in delta).
+    pub(crate) resources: Vec<(String, Any)>,
+    /// The names removed (delta's `removed_resources`, an expired TTL).
+    pub(crate) removed: Vec<String>,
+    /// State of the world: a listener or cluster not in `resources` is removed.
+    pub(crate) complete: bool,
+}
+
+/// Applies an update of type `t`. `Err`: the NACK's detail.
 pub(crate) fn apply(
     server: &Arc<Server>,
     t: ResourceType,
-    version: &str,
-    resources: &[Any],
+    update: &Update,
     applied: &mut Applied,
 ) -> Result<(), String> {
-    match t {
-        ResourceType::RouteConfiguration => {
-            return route_configurations(server, version, resources, applied)
-        }
-        ResourceType::ClusterLoadAssignment => {
-            return endpoints(server, version, resources, applied)
-        }
-        ResourceType::Cluster | ResourceType::Listener => {}
-    }
-    let Applied {
-        by_type,
-        warming_listeners,
-        warming_clusters,
-        endpoints,
-    } = applied;
-    let mine = by_type.entry(t).or_default();
+    // Listeners leaving in this update hand their sockets to new ones at their
+    // address; they are removed after the new ones are applied.
+    let leaving = leaving(t, update, applied);
     let mut errors = Vec::new();
     let mut seen = HashSet::new();
-    for any in resources {
-        let outcome = match t {
-            ResourceType::Cluster => cluster(server, any, mine, warming_clusters, endpoints),
-            ResourceType::Listener => {
-                // Routes may name warming clusters too (as Envoy validates them).
-                let known: HashSet<String> = warming_clusters.keys().cloned().collect();
-                listener(server, any, mine, warming_listeners, &known)
-            }
-            _ => continue,
-        };
-        // A refused resource keeps what it had: it is not removed below.
+    for (version, any) in &update.resources {
+        let outcome = one(server, t, any, &leaving, applied);
+        count(server, t, version, &outcome);
         let (name, error) = match outcome {
-            Ok(name) => {
-                let warming =
-                    warming_listeners.contains_key(&name) || warming_clusters.contains_key(&name);
-                server
-                    .dynamic_config
-                    .lock()
-                    .set(t, &name, version, any, warming);
+            Ok((name, changed)) => {
+                let warming = applied.warming_listeners.contains_key(&name)
+                    || applied.warming_clusters.contains_key(&name);
+                if changed {
+                    server
+                        .dynamic_config
+                        .lock()
+                        .set(t, &name, version, any, warming);
+                }
                 (name, None)
             }
+            // A refused resource keeps what it had: it is not removed below.
             Err(Refused { name, message }) => (name, Some(message)),
         };
         if !name.is_empty() && !seen.insert(name.clone()) {
@@ -152,37 +151,202 @@ pub(crate) fn apply(
         }
         errors.extend(error);
     }
-    let gone: Vec<String> = mine
-        .keys()
-        .filter(|n| !seen.contains(*n))
-        .cloned()
-        .collect();
-    for name in gone {
-        mine.remove(&name);
-        server.dynamic_config.lock().remove(t, &name);
-        match t {
-            ResourceType::Cluster => {
-                warming_clusters.remove(&name);
-                server.remove_cluster(&name)
-            }
-            ResourceType::Listener => {
-                warming_listeners.remove(&name);
-                server.remove_listener(&name)
-            }
-            _ => false,
-        };
+    match t {
+        ResourceType::RouteConfiguration => errors.extend(promote_listeners(server, applied)),
+        ResourceType::ClusterLoadAssignment => promote_clusters(server, applied),
+        ResourceType::Cluster | ResourceType::Listener => {}
+    }
+    for name in &update.removed {
+        remove(server, t, name, applied);
+    }
+    if update.complete && t.wildcard() {
+        let gone: Vec<String> = applied
+            .by_type
+            .get(&t)
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter(|n| !seen.contains(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            remove(server, t, &name, applied);
+        }
     }
     outcome(errors)
 }
 
-/// Converts and applies one cluster (or holds it warming); its name.
-fn cluster(
+/// The listeners an update removes: those it names as removed and, in state of the
+/// world, those it no longer has.
+fn leaving(t: ResourceType, update: &Update, applied: &Applied) -> Vec<String> {
+    if t != ResourceType::Listener {
+        return Vec::new();
+    }
+    let mut leaving = update.removed.clone();
+    if update.complete {
+        let kept: HashSet<String> = update
+            .resources
+            .iter()
+            .map(|(_, any)| super::resource_name(any))
+            .collect();
+        let applied = applied.by_type.get(&t).into_iter().flat_map(|m| m.keys());
+        leaving.extend(applied.filter(|n| !kept.contains(*n)).cloned());
+    }
+    leaving
+}
+
+/// Converts and applies one resource (or holds it warming): its name, and whether it
+/// changed (a route configuration or assignment sent again unchanged is left alone).
+fn one(
     server: &Arc<Server>,
+    t: ResourceType,
     any: &Any,
-    mine: &mut HashMap<String, Vec<u8>>,
-    warming: &mut HashMap<String, Cluster>,
-    endpoints: &HashMap<String, Vec<Locality>>,
-) -> Result<String, Refused> {
+    leaving: &[String],
+    applied: &mut Applied,
+) -> Result<(String, bool), Refused> {
+    match t {
+        ResourceType::Cluster => cluster(server, any, applied).map(|n| (n, true)),
+        ResourceType::Listener => listener(server, any, leaving, applied).map(|n| (n, true)),
+        ResourceType::RouteConfiguration => {
+            let config = ferry_config::dynamic::route_configuration(any, &EXTENSIONS)?;
+            let name = config.name.clone();
+            if !applied.changed(t, &name, any) {
+                return Ok((name, false));
+            }
+            let routes = &server.snapshot.load().route_configs;
+            routes.update(&name, Arc::new(config));
+            Ok((name, true))
+        }
+        ResourceType::ClusterLoadAssignment => {
+            let (service, localities) = ferry_config::dynamic::cluster_load_assignment(any)?;
+            if !applied.changed(t, &service, any) {
+                return Ok((service, false));
+            }
+            set_endpoints(server, &service, localities, applied);
+            Ok((service, true))
+        }
+    }
+}
+
+/// Counts a route configuration's update in its subscription's stats
+/// (`http.<prefix>.rds.<name>.*`) and an assignment's in its clusters'
+/// (`cluster.<name>.update_*`), as Envoy does; listeners and clusters are counted per
+/// response (`listener_manager.lds.*`, `cluster_manager.cds.*`).
+fn count(
+    server: &Server,
+    t: ResourceType,
+    version: &str,
+    outcome: &Result<(String, bool), Refused>,
+) {
+    let (name, ok) = match outcome {
+        Ok((name, _)) => (name, true),
+        Err(refused) => (&refused.name, false),
+    };
+    let snapshot = server.snapshot.load();
+    match t {
+        ResourceType::RouteConfiguration => {
+            let Some(stats) = snapshot.route_configs.stats(name) else {
+                return;
+            };
+            stats.update_attempt.inc();
+            if ok {
+                stats.update_success.inc();
+                stats.version.set(super::version_hash(version));
+                stats.update_time.set(super::now_ms());
+            } else {
+                stats.update_rejected.inc();
+            }
+        }
+        ResourceType::ClusterLoadAssignment => {
+            for c in snapshot.clusters.clusters() {
+                if eds_name(&c.config).as_ref() == Some(name) {
+                    c.stats.update_attempt.inc();
+                    if ok {
+                        c.stats.update_success.inc();
+                    }
+                    if let Some(eds) = &c.eds_stats {
+                        match ok {
+                            true => eds.update_time.set(super::now_ms()),
+                            false => eds.update_rejected.inc(),
+                        }
+                    }
+                }
+            }
+        }
+        ResourceType::Cluster | ResourceType::Listener => {}
+    }
+}
+
+impl Applied {
+    /// Records `any` as the bytes `name` is applied from; false when it is unchanged.
+    fn changed(&mut self, t: ResourceType, name: &str, any: &Any) -> bool {
+        let mine = self.by_type.entry(t).or_default();
+        if mine.get(name) == Some(&any.value) {
+            return false;
+        }
+        mine.insert(name.to_string(), any.value.clone());
+        true
+    }
+}
+
+/// Removes a resource the client applied (or holds warming).
+fn remove(server: &Arc<Server>, t: ResourceType, name: &str, applied: &mut Applied) {
+    match t {
+        ResourceType::Cluster => {
+            applied.warming_clusters.remove(name);
+            server.remove_cluster(name);
+        }
+        ResourceType::Listener => {
+            applied.warming_listeners.remove(name);
+            if let Some(mine) = applied.by_type.get_mut(&t) {
+                mine.remove(name);
+            }
+            // `/config_dump` shows it draining until its connections have drained.
+            if !server.remove_listener(name) {
+                server.dynamic_config.lock().remove(t, name);
+            }
+            return;
+        }
+        ResourceType::RouteConfiguration => {
+            // Envoy ignores an RDS removal: connection managers keep their routes.
+            tracing::warn!(name, "xDS: removal of a route configuration ignored");
+            return;
+        }
+        ResourceType::ClusterLoadAssignment => {
+            // As in Envoy, an empty update of its clusters: they keep their hosts
+            // (`update_empty`), and those warming for it start without any.
+            applied.endpoints.remove(name);
+            let snapshot = server.snapshot.load();
+            for c in snapshot.clusters.clusters() {
+                if eds_name(&c.config).as_deref() == Some(name) {
+                    c.stats.update_empty.inc();
+                }
+            }
+            let starting: Vec<String> = applied
+                .warming_clusters
+                .iter()
+                .filter(|(_, c)| eds_name(c).as_deref() == Some(name))
+                .map(|(n, _)| n.clone())
+                .collect();
+            for cluster in starting {
+                if let Some(mut c) = applied.warming_clusters.remove(&cluster) {
+                    c.localities.clear();
+                    server.add_or_update_cluster(&c);
+                    server
+                        .dynamic_config
+                        .lock()
+                        .activate(ResourceType::Cluster, &cluster);
+                }
+            }
+        }
+    }
+    if let Some(mine) = applied.by_type.get_mut(&t) {
+        mine.remove(name);
+    }
+    server.dynamic_config.lock().remove(t, name);
+}
+
+/// Converts and applies one cluster (or holds it warming); its name.
+fn cluster(server: &Arc<Server>, any: &Any, applied: &mut Applied) -> Result<String, Refused> {
     let mut c = ferry_config::dynamic::cluster(any, &EXTENSIONS)?;
     let snapshot = server.snapshot.load();
     if snapshot.bootstrap.clusters.iter().any(|s| s.name == c.name) {
@@ -191,65 +355,40 @@ fn cluster(
             "a static cluster cannot be updated by CDS",
         ));
     }
-    if mine.get(&c.name) == Some(&any.value) {
+    if !applied.changed(ResourceType::Cluster, &c.name, any) {
         return Ok(c.name);
     }
-    mine.insert(c.name.clone(), any.value.clone());
     if let Some(service) = eds_name(&c) {
-        match endpoints.get(&service) {
+        match applied.endpoints.get(&service) {
             Some(localities) => c.localities = localities.clone(),
             None => {
                 let name = c.name.clone();
-                warming.insert(name.clone(), c);
+                applied.warming_clusters.insert(name.clone(), c);
                 return Ok(name);
             }
         }
     }
-    warming.remove(&c.name);
+    applied.warming_clusters.remove(&c.name);
     server.add_or_update_cluster(&c);
     Ok(c.name)
 }
 
-/// Converts and applies assignments (EDS): to the EDS clusters of their service, then
-/// to the clusters that were warming for them.
-fn endpoints(
-    server: &Arc<Server>,
-    version: &str,
-    resources: &[Any],
-    applied: &mut Applied,
-) -> Result<(), String> {
-    let snapshot = server.snapshot.load_full();
-    let mine = applied
-        .by_type
-        .entry(ResourceType::ClusterLoadAssignment)
-        .or_default();
-    let mut errors = Vec::new();
-    for any in resources {
-        match ferry_config::dynamic::cluster_load_assignment(any) {
-            Ok((service, localities)) => {
-                if mine.get(&service) == Some(&any.value) {
-                    continue;
-                }
-                mine.insert(service.clone(), any.value.clone());
-                server.dynamic_config.lock().set(
-                    ResourceType::ClusterLoadAssignment,
-                    &service,
-                    version,
-                    any,
-                    false,
-                );
-                for c in snapshot.clusters.clusters() {
-                    if eds_name(&c.config).as_ref() == Some(&service) {
-                        snapshot
-                            .clusters
-                            .set_endpoints(&c.config.name, localities.clone());
-                    }
-                }
-                applied.endpoints.insert(service, localities);
-            }
-            Err(refused) => errors.push(refused.message),
+/// An assignment (EDS) for `service`: to the EDS clusters of that service, and kept for
+/// those that come later.
+fn set_endpoints(server: &Server, service: &str, localities: Vec<Locality>, applied: &mut Applied) {
+    let snapshot = server.snapshot.load();
+    for c in snapshot.clusters.clusters() {
+        if eds_name(&c.config).as_deref() == Some(service) {
+            snapshot
+                .clusters
+                .set_endpoints(&c.config.name, localities.clone());
         }
     }
+    applied.endpoints.insert(service.to_string(), localities);
+}
+
+/// Applies the warming clusters whose assignment has come.
+fn promote_clusters(server: &Arc<Server>, applied: &mut Applied) {
     let ready: Vec<String> = applied
         .warming_clusters
         .iter()
@@ -268,23 +407,23 @@ fn endpoints(
                 .activate(ResourceType::Cluster, &name);
         }
     }
-    outcome(errors)
 }
 
-/// Converts and applies one listener (or holds it warming); its name.
+/// Converts and applies one listener (or holds it warming); its name. A new listener
+/// at the address of one `leaving` takes over its socket.
 fn listener(
     server: &Arc<Server>,
     any: &Any,
-    mine: &mut HashMap<String, Vec<u8>>,
-    warming: &mut HashMap<String, Listener>,
-    warming_clusters: &HashSet<String>,
+    leaving: &[String],
+    applied: &mut Applied,
 ) -> Result<String, Refused> {
     let snapshot = server.snapshot.load();
     let clusters = snapshot.clusters.clusters();
+    // Routes may name warming clusters too (as Envoy validates them).
     let names: HashSet<&str> = clusters
         .iter()
         .map(|c| c.config.name.as_str())
-        .chain(warming_clusters.iter().map(String::as_str))
+        .chain(applied.warming_clusters.keys().map(String::as_str))
         .collect();
     let l = ferry_config::dynamic::listener(any, &names, &EXTENSIONS)?;
     if snapshot
@@ -299,75 +438,62 @@ fn listener(
         ));
     }
     let name = l.name.clone();
+    let mine = applied.by_type.entry(ResourceType::Listener).or_default();
     if mine.get(&name) == Some(&any.value) {
         return Ok(name);
     }
     let routes = &snapshot.route_configs;
     if rds_names(&l).iter().all(|n| routes.has(n)) {
-        warming.remove(&name);
+        applied.warming_listeners.remove(&name);
+        if let Some(old) = leaving
+            .iter()
+            .find(|old| server.hand_over_listener(old, &l))
+        {
+            tracing::info!(listener = %name, from = %old, "xDS: a new listener takes over a leaving one's socket");
+        }
         // A listener that cannot be applied (its address in use) is tried again when
         // it is sent again, even unchanged.
         server
             .add_or_update_listener(l)
             .map_err(|e| refused(&name, &e.to_string()))?;
     } else {
-        warming.insert(name.clone(), l);
+        applied.warming_listeners.insert(name.clone(), l);
     }
-    mine.insert(name.clone(), any.value.clone());
+    applied.changed(ResourceType::Listener, &name, any);
     Ok(name)
 }
 
-/// The route configurations a listener's connection managers take from RDS.
-fn rds_names(l: &Listener) -> Vec<String> {
+/// The route configurations a listener's connection managers take from RDS, with
+/// where they come from.
+fn rds_of(l: &Listener) -> Vec<(String, ConfigSource)> {
     l.filter_chains
         .iter()
         .chain(l.default_filter_chain.as_ref())
         .filter_map(|fc| match &fc.filter {
-            TerminalFilter::Http(h) => h.rds.as_ref().map(|r| r.name.clone()),
+            TerminalFilter::Http(h) => h
+                .rds
+                .as_ref()
+                .map(|r: &Rds| (r.name.clone(), r.source.clone())),
             TerminalFilter::Filter(_) => None,
         })
         .collect()
 }
 
-/// Converts and applies route configurations (RDS), then the listeners that were
-/// warming for them.
-fn route_configurations(
-    server: &Arc<Server>,
-    version: &str,
-    resources: &[Any],
-    applied: &mut Applied,
-) -> Result<(), String> {
-    let snapshot = server.snapshot.load_full();
-    let mine = applied
-        .by_type
-        .entry(ResourceType::RouteConfiguration)
-        .or_default();
-    let mut errors = Vec::new();
-    for any in resources {
-        match ferry_config::dynamic::route_configuration(any, &EXTENSIONS) {
-            Ok(config) => {
-                if mine.get(&config.name) != Some(&any.value) {
-                    mine.insert(config.name.clone(), any.value.clone());
-                    let name = config.name.clone();
-                    server.dynamic_config.lock().set(
-                        ResourceType::RouteConfiguration,
-                        &name,
-                        version,
-                        any,
-                        false,
-                    );
-                    snapshot.route_configs.update(&name, Arc::new(config));
-                }
-            }
-            Err(refused) => errors.push(refused.message),
-        }
-    }
+fn rds_names(l: &Listener) -> Vec<String> {
+    rds_of(l).into_iter().map(|(n, _)| n).collect()
+}
+
+/// Applies the warming listeners whose route configurations have all come; the
+/// problems of those that cannot be applied.
+fn promote_listeners(server: &Arc<Server>, applied: &mut Applied) -> Vec<String> {
+    let routes = server.snapshot.load().route_configs.clone();
     let ready: Vec<String> = applied
         .warming_listeners
         .iter()
-        .filter(|(_, l)| rds_names(l).iter().all(|n| snapshot.route_configs.has(n)))
+        .filter(|(_, l)| rds_names(l).iter().all(|n| routes.has(n)))
         .map(|(n, _)| n.clone())
         .collect();
+    let mut errors = Vec::new();
     for name in ready {
         if let Some(l) = applied.warming_listeners.remove(&name) {
             match server.add_or_update_listener(l) {
@@ -379,7 +505,7 @@ fn route_configurations(
             }
         }
     }
-    outcome(errors)
+    errors
 }
 
 fn refused(name: &str, message: &str) -> Refused {
@@ -389,7 +515,7 @@ fn refused(name: &str, message: &str) -> Refused {
     }
 }
 
-/// The outcome of a response: applied, or the NACK's detail (a problem a line).
+/// The outcome of an update: applied, or the NACK's detail (a problem a line).
 fn outcome(errors: Vec<String>) -> Result<(), String> {
     if errors.is_empty() {
         Ok(())

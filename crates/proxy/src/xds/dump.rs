@@ -14,6 +14,8 @@ struct Entry {
     last_updated: String,
     resource: Any,
     warming: bool,
+    /// Removed by LDS, its connections draining.
+    draining: bool,
 }
 
 /// The dynamic resources, by type and name.
@@ -34,7 +36,7 @@ impl DynamicConfig {
     ) {
         let entries = self.entries.entry(t).or_default();
         if let Some(e) = entries.get_mut(name) {
-            if e.resource == *resource {
+            if e.resource == *resource && !e.draining {
                 // Sent again unchanged: it keeps the version it was applied at.
                 e.warming = warming;
                 return;
@@ -48,14 +50,40 @@ impl DynamicConfig {
                     .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 resource: resource.clone(),
                 warming,
+                draining: false,
             },
         );
+    }
+
+    /// The version of each resource of `t` the client has (a delta stream's
+    /// `initial_resource_versions`).
+    pub(crate) fn versions(&self, t: ResourceType) -> std::collections::HashMap<String, String> {
+        self.of(t)
+            .filter(|(_, e)| !e.draining)
+            .map(|(name, e)| (name.clone(), e.version_info.clone()))
+            .collect()
     }
 
     /// A warming resource became active.
     pub(crate) fn activate(&mut self, t: ResourceType, name: &str) {
         if let Some(e) = self.entries.get_mut(&t).and_then(|m| m.get_mut(name)) {
             e.warming = false;
+        }
+    }
+
+    /// A listener was removed: its connections drain.
+    pub(crate) fn drain(&mut self, name: &str) {
+        let listeners = self.entries.entry(ResourceType::Listener).or_default();
+        if let Some(e) = listeners.get_mut(name) {
+            e.draining = true;
+        }
+    }
+
+    /// A removed listener's connections have drained.
+    pub(crate) fn drained(&mut self, name: &str) {
+        let listeners = self.entries.entry(ResourceType::Listener).or_default();
+        if listeners.get(name).is_some_and(|e| e.draining) {
+            listeners.remove(name);
         }
     }
 
@@ -98,7 +126,9 @@ impl DynamicConfig {
                     "listener": ferry_envoy_api::any_to_json(&e.resource),
                     "last_updated": e.last_updated,
                 });
-                let key = if e.warming {
+                let key = if e.draining {
+                    "draining_state"
+                } else if e.warming {
                     "warming_state"
                 } else {
                     "active_state"

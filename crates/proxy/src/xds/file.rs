@@ -2,12 +2,13 @@
 //! a `DiscoveryResponse` (YAML, or JSON for `.json`), read at start and again each time
 //! a file is moved into place (an atomic rename, as Envoy watches it; with
 //! `watched_directory`, any move into that directory). Each version is applied as a
-//! state-of-the-world response; a bad one is refused (logged and counted), the last
-//! good config staying in force.
+//! state-of-the-world response (for route configurations and assignments, those the
+//! file holds); a bad one is refused (logged and counted), the last good config
+//! staying in force.
 
-use super::apply::{apply, Applied};
-use super::{ResourceType, Stats};
-use crate::server::Server;
+use super::apply::Update;
+use super::client::Client;
+use super::ResourceType;
 use ferry_envoy_api::pb::envoy::service::discovery::v3::DiscoveryResponse;
 use notify::event::{EventKind, ModifyKind, RenameMode};
 use notify::{RecursiveMode, Watcher};
@@ -16,14 +17,12 @@ use std::sync::Arc;
 
 /// Reads `path` for resources of type `t` now, then each time it is moved into place.
 pub(super) fn start(
-    server: &Arc<Server>,
+    client: &Arc<Client>,
     t: ResourceType,
     path: PathBuf,
     watched_directory: Option<PathBuf>,
-    stats: Stats,
 ) {
-    let mut applied = Applied::default();
-    load(server, t, &path, &mut applied, &stats);
+    load(client, t, &path);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let name = path.file_name().map(|n| n.to_os_string());
     let directory = watched_directory.clone();
@@ -58,47 +57,41 @@ pub(super) fn start(
             return;
         }
     };
-    let server = Arc::downgrade(server);
+    let client = client.clone();
     tokio::spawn(async move {
         let _watcher = watcher;
         while rx.recv().await.is_some() {
             // Several events of one move come together: read once.
             while rx.try_recv().is_ok() {}
-            let Some(server) = server.upgrade() else {
+            if client.server.is_draining() {
                 return;
-            };
-            load(&server, t, &path, &mut applied, &stats);
+            }
+            load(&client, t, &path);
         }
     });
 }
 
 /// Reads and applies the file once.
-fn load(server: &Arc<Server>, t: ResourceType, path: &Path, applied: &mut Applied, stats: &Stats) {
-    let sub = stats.of(t);
-    sub.update_attempt.inc();
+fn load(client: &Arc<Client>, t: ResourceType, path: &Path) {
     let response = match read(path) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(path = %path.display(), "xDS file source: {e}");
-            sub.update_failure.inc();
+            client.failed(t);
             return;
         }
     };
-    if response.resources.is_empty() {
-        sub.update_empty.inc();
-    }
-    match apply(
-        server,
-        t,
-        &response.version_info,
-        &response.resources,
-        applied,
-    ) {
-        Ok(()) => sub.update_success.inc(),
-        Err(detail) => {
-            tracing::warn!(path = %path.display(), "xDS file source: update rejected: {detail}");
-            sub.update_rejected.inc();
-        }
+    let update = Update {
+        resources: response
+            .resources
+            .into_iter()
+            .map(|any| (response.version_info.clone(), any))
+            .collect(),
+        complete: true,
+        ..Default::default()
+    };
+    if let Err(detail) = client.update(t, &response.version_info, update, Vec::new()) {
+        tracing::warn!(path = %path.display(), "xDS file source: update rejected: {detail}");
     }
 }
 

@@ -1,17 +1,30 @@
-//! The xDS client: listeners and clusters from a control plane (`dynamic_resources`),
-//! applied one resource at a time through the server's per-resource paths
-//! (`Server::add_or_update_listener`, `ClusterManager::add_or_update`) so that an update
-//! drops no request. [`ads`] runs the aggregated stream (state of the world); each
-//! response is converted with the same converters as the bootstrap
-//! (`ferry_config::dynamic`), applied, and ACKed — or NACKed with every problem's
-//! resource name and field path, the previous configuration staying in force.
+//! The xDS client: listeners, clusters, route configurations and endpoints from a
+//! control plane or from files, applied one resource at a time through the server's
+//! per-resource paths (`Server::add_or_update_listener`, `add_or_update_cluster`,
+//! `RouteConfigProviders::update`, `ClusterManager::set_endpoints`) so that an update
+//! drops no request.
+//!
+//! - [`client`]: what every source shares — the resources applied, the names to
+//!   subscribe to, initialization, TTLs;
+//! - [`stream`]: one gRPC stream to a control plane (ADS, or a type's own
+//!   `api_config_source`), reconnected with back-off and rate limited; it speaks
+//!   [`sotw`] (state of the world) or [`delta`] (incremental);
+//! - [`file`]: `path_config_source`, watched;
+//! - [`apply`]: one update converted with the bootstrap's converters
+//!   (`ferry_config::dynamic`) and applied, or refused with every problem's resource
+//!   name and field path (the NACK), the previous configuration staying in force;
+//! - [`dump`]: what `/config_dump` shows of it.
 
-mod ads;
 pub(crate) mod apply;
+mod client;
+mod delta;
 pub(crate) mod dump;
 mod file;
+mod sotw;
+mod stream;
 
 use crate::server::Server;
+use client::Client;
 use ferry_config::dynamic::ConfigSource;
 use std::sync::Arc;
 
@@ -26,7 +39,10 @@ ferry_stats::stat_group! {
 ferry_stats::stat_group! {
     /// `cluster_manager.cds.*` and `listener_manager.lds.*`: one subscription's updates.
     pub struct SubscriptionStats {
-        counters: { update_attempt, update_success, update_rejected, update_failure, update_empty }
+        counters: {
+            update_attempt, update_success, update_rejected, update_failure, update_empty,
+            init_fetch_timeout,
+        }
         gauges: { version, update_time }
     }
 }
@@ -70,55 +86,44 @@ impl ResourceType {
         .into_iter()
         .find(|t| t.type_url() == url)
     }
+
+    /// Whether the client asks for every resource of the type (LDS, CDS) rather than
+    /// for the names in use (RDS, EDS).
+    fn wildcard(self) -> bool {
+        matches!(self, ResourceType::Cluster | ResourceType::Listener)
+    }
 }
 
-/// Starts the xDS client when the bootstrap has `dynamic_resources` on ADS: clusters
-/// first, then listeners (Envoy's order, so that listeners find their clusters).
+/// Starts the xDS client when the bootstrap has `dynamic_resources`, or static
+/// listeners or clusters that take route configurations or endpoints from xDS:
+/// clusters first, then listeners (Envoy's order, so that listeners find their
+/// clusters).
 pub(crate) fn start(server: &Arc<Server>) {
     let snapshot = server.snapshot.load_full();
     let dynamic = &snapshot.bootstrap.dynamic;
-    if dynamic.ads.is_none() && dynamic.cds.is_none() && dynamic.lds.is_none() {
-        return;
-    }
-    let stats = Stats::register(&snapshot.stats);
-    // File sources are read now, clusters first.
-    let mut types = Vec::new();
-    for (t, source) in [
+    let wildcard: Vec<(ResourceType, ConfigSource)> = [
         (ResourceType::Cluster, &dynamic.cds),
         (ResourceType::Listener, &dynamic.lds),
-    ] {
-        match source {
-            Some(ConfigSource::Ads { .. }) => types.push(t),
-            Some(ConfigSource::Path {
-                path,
-                watched_directory,
-            }) => file::start(
-                server,
-                t,
-                path.clone(),
-                watched_directory.clone(),
-                stats.clone(),
-            ),
-            None => {}
-        }
-    }
-    let Some(ads) = dynamic.ads.clone() else {
-        return;
-    };
-    // Static listeners that take their routes from RDS wait for them too.
-    let mut waited = types.clone();
+    ]
+    .into_iter()
+    .filter_map(|(t, s)| Some((t, s.clone()?)))
+    .collect();
+    // Static listeners that take their routes from RDS wait for them, and static EDS
+    // clusters for their endpoints.
+    let mut waited: Vec<ResourceType> = wildcard.iter().map(|(t, _)| *t).collect();
     if !snapshot.route_configs.names_in_use().is_empty() {
         waited.push(ResourceType::RouteConfiguration);
     }
-    // So do static EDS clusters.
-    if !apply::eds_names_in_use(server).is_empty() {
+    if !apply::eds_in_use(server).is_empty() {
         waited.push(ResourceType::ClusterLoadAssignment);
     }
-    if waited.is_empty() {
+    if waited.is_empty() && dynamic.ads.is_none() {
         return;
     }
-    let init = Init::start(server, &waited, [&dynamic.cds, &dynamic.lds]);
-    tokio::spawn(ads::run(server.clone(), ads, types, stats, init));
+    let stats = Stats::register(&snapshot.stats);
+    let init = Init::start(server, &waited, wildcard.iter().map(|(_, s)| s), &stats);
+    let client = Client::new(server.clone(), stats, init, dynamic.ads.clone());
+    client.start(&wildcard);
 }
 
 /// The server's initialization (Envoy's init manager, for xDS): INITIALIZING until the
@@ -130,28 +135,49 @@ pub(crate) struct Init {
 }
 
 impl Init {
-    fn start(
+    fn start<'a>(
         server: &Arc<Server>,
         types: &[ResourceType],
-        sources: [&Option<ConfigSource>; 2],
+        sources: impl Iterator<Item = &'a ConfigSource>,
+        stats: &Stats,
     ) -> Arc<Init> {
-        server.set_initializing(true);
+        if !types.is_empty() {
+            server.set_initializing(true);
+        }
         let init = Arc::new(Init {
             server: Arc::downgrade(server),
             pending: parking_lot::Mutex::new(types.iter().copied().collect()),
         });
-        let timeouts: Option<Vec<std::time::Duration>> = sources
-            .iter()
-            .filter_map(|s| s.as_ref())
-            .map(ConfigSource::initial_fetch_timeout)
-            .collect();
+        let timeouts: Option<Vec<std::time::Duration>> =
+            sources.map(ConfigSource::initial_fetch_timeout).collect();
         if let Some(timeouts) = timeouts {
             let limit: std::time::Duration = timeouts.iter().sum();
             let init = init.clone();
+            let stats = stats.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(limit).await;
-                if !init.pending.lock().is_empty() {
-                    tracing::warn!("xDS: initial fetch timed out; serving without it");
+                let pending: Vec<ResourceType> = init.pending.lock().iter().copied().collect();
+                for t in &pending {
+                    tracing::warn!(
+                        type_url = t.type_url(),
+                        "xDS: initial fetch timed out; serving without it"
+                    );
+                    if let Some(sub) = stats.of(*t) {
+                        sub.init_fetch_timeout.inc();
+                    }
+                }
+                // EDS clusters still without hosts count it in their own stats.
+                let server = init.server.upgrade();
+                if let (Some(server), true) = (
+                    server,
+                    pending.contains(&ResourceType::ClusterLoadAssignment),
+                ) {
+                    for c in server.snapshot.load().clusters.clusters() {
+                        match &c.eds_stats {
+                            Some(eds) if c.hosts().is_empty() => eds.init_fetch_timeout.inc(),
+                            _ => {}
+                        }
+                    }
                 }
                 init.finish();
             });
@@ -159,7 +185,7 @@ impl Init {
         init
     }
 
-    /// The first response of `t` was handled.
+    /// Everything of `t` that initialization waits for has come.
     pub(crate) fn received(&self, t: ResourceType) {
         let mut pending = self.pending.lock();
         if pending.remove(&t) && pending.is_empty() {
@@ -176,14 +202,14 @@ impl Init {
     }
 }
 
-/// The client's stats.
+/// The client's stats. Route configurations are counted per subscription
+/// (`http.<prefix>.rds.<name>.*`, with `RouteConfigProviders`) and assignments per
+/// cluster (`cluster.<name>.update_*`), as Envoy counts them.
 #[derive(Clone)]
 pub(crate) struct Stats {
     pub(crate) control_plane: Arc<ControlPlaneStats>,
     pub(crate) cds: Arc<SubscriptionStats>,
     pub(crate) lds: Arc<SubscriptionStats>,
-    pub(crate) rds: Arc<SubscriptionStats>,
-    pub(crate) eds: Arc<SubscriptionStats>,
 }
 
 impl Stats {
@@ -192,27 +218,56 @@ impl Stats {
             control_plane: Arc::default(),
             cds: Arc::default(),
             lds: Arc::default(),
-            rds: Arc::default(),
-            eds: Arc::default(),
         };
         store.register("control_plane.", &stats.control_plane);
         store.register("cluster_manager.cds.", &stats.cds);
         store.register("listener_manager.lds.", &stats.lds);
-        // Envoy counts RDS per connection manager (`http.<prefix>.rds.<name>.*`);
-        // ferry counts the one RDS subscription of its ADS stream.
-        store.register("control_plane.rds.", &stats.rds);
-        // Envoy counts EDS per cluster (`cluster.<name>.update_*`); ferry counts the
-        // one EDS subscription.
-        store.register("control_plane.eds.", &stats.eds);
         stats
     }
 
-    pub(crate) fn of(&self, t: ResourceType) -> &SubscriptionStats {
+    /// The stats of a wildcard subscription (LDS, CDS).
+    pub(crate) fn of(&self, t: ResourceType) -> Option<&SubscriptionStats> {
         match t {
-            ResourceType::Cluster => &self.cds,
-            ResourceType::Listener => &self.lds,
-            ResourceType::RouteConfiguration => &self.rds,
-            ResourceType::ClusterLoadAssignment => &self.eds,
+            ResourceType::Cluster => Some(&self.cds),
+            ResourceType::Listener => Some(&self.lds),
+            ResourceType::RouteConfiguration | ResourceType::ClusterLoadAssignment => None,
         }
     }
+}
+
+/// Envoy's `version` stat: a hash of `version_info`.
+fn version_hash(version: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    version.hash(&mut h);
+    h.finish()
+}
+
+/// Now, in milliseconds since the epoch (`update_time`).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// A resource's `ttl` (None: unset, or not a positive duration).
+fn ttl(d: Option<ferry_envoy_api::pb::google::protobuf::Duration>) -> Option<std::time::Duration> {
+    let d = d?;
+    let secs = u64::try_from(d.seconds).ok()?;
+    let nanos = u32::try_from(d.nanos).ok()?;
+    Some(std::time::Duration::new(secs, nanos)).filter(|d| !d.is_zero())
+}
+
+/// The name of a resource of the four types (their field 1: `name`, or an
+/// assignment's `cluster_name`), without decoding the rest.
+pub(crate) fn resource_name(any: &ferry_envoy_api::pb::google::protobuf::Any) -> String {
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Named {
+        #[prost(string, tag = "1")]
+        name: String,
+    }
+    <Named as prost::Message>::decode(any.value.as_slice())
+        .map(|n| n.name)
+        .unwrap_or_default()
 }

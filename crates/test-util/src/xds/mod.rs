@@ -1,23 +1,22 @@
-//! A scripted xDS server for tests, written from the xDS protocol document: ADS, state
-//! of the world. A test sets the resources of a type (with a version); every stream
-//! that subscribed to the type gets them, with a fresh nonce. Every request the proxy
-//! sends (subscriptions, ACKs, NACKs) is recorded for the test to assert on.
+//! A scripted xDS server for tests, written from the xDS protocol document: ADS and
+//! the per-type services (LDS, CDS, RDS, EDS), state of the world and delta. A test
+//! sets the resources of a type (with a version); every stream subscribed to the type
+//! gets them (state of the world: all of them; delta: what changed since, and what
+//! was removed), with a fresh nonce. Resources may carry a TTL, and the test may send
+//! heartbeats. Every request the proxy sends is recorded, and every ACK and NACK, for
+//! the test to assert on.
 
-use ferry_envoy_api::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
-use ferry_envoy_api::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
+use ferry_envoy_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use ferry_envoy_api::pb::google::protobuf::Any;
-use futures_util::Stream;
-use std::collections::{HashMap, HashSet};
+use ferry_envoy_api::pb::google::rpc::Status;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
+
+mod service;
 
 /// The type URL of listeners.
 pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
@@ -75,20 +74,51 @@ pub fn cluster(yaml: &str) -> Any {
 
 pub mod yaml;
 
+/// How a proxy answered a response: an ACK (no `error_detail`) or a NACK. In state of
+/// the world, `version_info` is the one the request carries (the version accepted
+/// last); in delta, where requests carry none, it is the version of the response
+/// answered (ACK) or of the last one the stream ACKed (NACK).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The type answered.
+    pub type_url: String,
+    /// See above.
+    pub version_info: String,
+    /// The nonce of the response answered.
+    pub response_nonce: String,
+    /// Why the response was refused (a NACK).
+    pub error_detail: Option<Status>,
+    /// Whether it came on a delta stream.
+    pub delta: bool,
+}
+
 #[derive(Default)]
 struct Shared {
     /// Per type URL: the version and the resources.
     resources: HashMap<String, (String, Vec<Any>)>,
+    /// Per type URL: the TTL its resources are sent with.
+    ttls: HashMap<String, Duration>,
     requests: Vec<DiscoveryRequest>,
+    delta_requests: Vec<DeltaDiscoveryRequest>,
+    answers: Vec<Answer>,
+    /// The gRPC methods of the streams opened, in order.
+    methods: Vec<&'static str>,
     nonce: u64,
-    streams: usize,
+}
+
+/// What the streams are told.
+#[derive(Debug, Clone)]
+enum Event {
+    /// Resources changed.
+    Changed,
+    /// Send heartbeats of the resources of a type.
+    Heartbeat(String),
 }
 
 #[derive(Clone)]
 struct Service {
     shared: Arc<Mutex<Shared>>,
-    /// Bumped whenever resources change.
-    changed: watch::Sender<u64>,
+    events: broadcast::Sender<Event>,
     request_seen: Arc<Notify>,
     /// Turns true when the server stops: streams end, connections close.
     stopping: watch::Sender<bool>,
@@ -130,28 +160,11 @@ impl XdsServer {
             .unwrap_or_else(|e| panic!("xDS server address: {e}"));
         let service = Service {
             shared: Arc::default(),
-            changed: watch::channel(0).0,
+            events: broadcast::channel(1024).0,
             request_seen: Arc::new(Notify::new()),
             stopping: watch::channel(false).0,
         };
-        let svc = service.clone();
-        let mut stopping = service.stopping.subscribe();
-        let incoming = futures_util::stream::unfold(listener, |l| async move {
-            // Responses go out at once (no Nagle delay on the stream).
-            let conn = l.accept().await.map(|(s, _)| {
-                let _ = s.set_nodelay(true);
-                s
-            });
-            Some((conn, l))
-        });
-        let task = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(AggregatedDiscoveryServiceServer::new(svc))
-                .serve_with_incoming_shutdown(incoming, async move {
-                    let _ = stopping.wait_for(|s| *s).await;
-                })
-                .await;
-        });
+        let task = tokio::spawn(service::serve(service.clone(), listener));
         XdsServer {
             addr,
             service,
@@ -174,37 +187,60 @@ impl XdsServer {
     }
 
     /// Sets every resource of `type_url` (state of the world) at `version`; streams
-    /// subscribed to the type get them.
+    /// subscribed to the type get them (delta streams: those that changed, and the
+    /// names of those gone).
     pub fn set(&self, type_url: &str, version: &str, resources: Vec<Any>) {
         let mut shared = self.service.lock();
         shared
             .resources
             .insert(type_url.to_string(), (version.to_string(), resources));
         drop(shared);
-        self.service.changed.send_modify(|g| *g += 1);
+        let _ = self.service.events.send(Event::Changed);
     }
 
-    /// Every request received so far, in order.
+    /// Sends the resources of `type_url` set from now on with `ttl` (state of the
+    /// world: wrapped in `Resource`s).
+    pub fn set_ttl(&self, type_url: &str, ttl: Duration) {
+        self.service.lock().ttls.insert(type_url.to_string(), ttl);
+    }
+
+    /// Sends a heartbeat of every resource of `type_url` (its name and version, without
+    /// the resource) to the streams subscribed to it.
+    pub fn heartbeat(&self, type_url: &str) {
+        let _ = self
+            .service
+            .events
+            .send(Event::Heartbeat(type_url.to_string()));
+    }
+
+    /// Every state-of-the-world request received so far, in order.
     pub fn requests(&self) -> Vec<DiscoveryRequest> {
         self.service.lock().requests.clone()
     }
 
-    /// Streams opened so far.
-    pub fn streams(&self) -> usize {
-        self.service.lock().streams
+    /// Every delta request received so far, in order.
+    pub fn delta_requests(&self) -> Vec<DeltaDiscoveryRequest> {
+        self.service.lock().delta_requests.clone()
     }
 
-    /// Waits for a request that `pred` accepts (None after `deadline`).
-    pub async fn wait_request(
-        &self,
-        deadline: Duration,
-        pred: impl Fn(&DiscoveryRequest) -> bool,
-    ) -> Option<DiscoveryRequest> {
+    /// The gRPC methods of the streams opened so far, in order (e.g.
+    /// `StreamAggregatedResources`, `DeltaListeners`).
+    pub fn methods(&self) -> Vec<&'static str> {
+        self.service.lock().methods.clone()
+    }
+
+    /// Streams opened so far.
+    pub fn streams(&self) -> usize {
+        self.service.lock().methods.len()
+    }
+
+    /// Waits until `pred` accepts what the server recorded (None after `deadline`).
+    async fn wait<T>(&self, deadline: Duration, find: impl Fn(&Shared) -> Option<T>) -> Option<T> {
         let wait = async {
             loop {
                 let seen = self.service.request_seen.notified();
-                if let Some(r) = self.requests().into_iter().find(|r| pred(r)) {
-                    return r;
+                if let Some(found) = find(&self.service.lock()) {
+                    return found;
                 }
                 seen.await;
             }
@@ -212,21 +248,48 @@ impl XdsServer {
         tokio::time::timeout(deadline, wait).await.ok()
     }
 
-    /// Waits for the ACK of `version` of `type_url`.
-    pub async fn wait_ack(&self, type_url: &str, version: &str) -> Option<DiscoveryRequest> {
-        self.wait_request(Duration::from_secs(10), |r| {
-            r.type_url == type_url
-                && r.version_info == version
-                && !r.response_nonce.is_empty()
-                && r.error_detail.is_none()
+    /// Waits for a state-of-the-world request that `pred` accepts.
+    pub async fn wait_request(
+        &self,
+        deadline: Duration,
+        pred: impl Fn(&DiscoveryRequest) -> bool,
+    ) -> Option<DiscoveryRequest> {
+        self.wait(deadline, |s| s.requests.iter().find(|r| pred(r)).cloned())
+            .await
+    }
+
+    /// Waits for a delta request that `pred` accepts.
+    pub async fn wait_delta_request(
+        &self,
+        deadline: Duration,
+        pred: impl Fn(&DeltaDiscoveryRequest) -> bool,
+    ) -> Option<DeltaDiscoveryRequest> {
+        self.wait(deadline, |s| {
+            s.delta_requests.iter().find(|r| pred(r)).cloned()
         })
         .await
     }
 
-    /// Waits for a NACK of `type_url` (a request with an `error_detail`).
-    pub async fn wait_nack(&self, type_url: &str) -> Option<DiscoveryRequest> {
-        self.wait_request(Duration::from_secs(10), |r| {
-            r.type_url == type_url && r.error_detail.is_some()
+    /// Waits for the ACK of `version` of `type_url` (on either protocol).
+    pub async fn wait_ack(&self, type_url: &str, version: &str) -> Option<Answer> {
+        self.wait(Duration::from_secs(10), |s| {
+            s.answers
+                .iter()
+                .find(|a| {
+                    a.type_url == type_url && a.version_info == version && a.error_detail.is_none()
+                })
+                .cloned()
+        })
+        .await
+    }
+
+    /// Waits for a NACK of `type_url` (an answer with an `error_detail`).
+    pub async fn wait_nack(&self, type_url: &str) -> Option<Answer> {
+        self.wait(Duration::from_secs(10), |s| {
+            s.answers
+                .iter()
+                .find(|a| a.type_url == type_url && a.error_detail.is_some())
+                .cloned()
         })
         .await
     }
@@ -235,85 +298,5 @@ impl XdsServer {
 impl Service {
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The response for `type_url` if its version is not the one already sent.
-    fn response(
-        &self,
-        type_url: &str,
-        sent: &mut HashMap<String, String>,
-    ) -> Option<DiscoveryResponse> {
-        let mut shared = self.lock();
-        let (version, resources) = shared.resources.get(type_url)?.clone();
-        if sent.get(type_url) == Some(&version) {
-            return None;
-        }
-        sent.insert(type_url.to_string(), version.clone());
-        shared.nonce += 1;
-        Some(DiscoveryResponse {
-            version_info: version,
-            resources,
-            type_url: type_url.to_string(),
-            nonce: shared.nonce.to_string(),
-            ..Default::default()
-        })
-    }
-}
-
-type Responses<T> = Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + Send>>;
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for Service {
-    type StreamAggregatedResourcesStream = Responses<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = Responses<DeltaDiscoveryResponse>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        request: tonic::Request<tonic::Streaming<DiscoveryRequest>>,
-    ) -> Result<tonic::Response<Self::StreamAggregatedResourcesStream>, tonic::Status> {
-        let mut inbound = request.into_inner();
-        let (tx, mut rx) = mpsc::channel::<Result<DiscoveryResponse, tonic::Status>>(16);
-        let svc = self.clone();
-        svc.lock().streams += 1;
-        tokio::spawn(async move {
-            let mut changed = svc.changed.subscribe();
-            let mut stopping = svc.stopping.subscribe();
-            let mut subscribed: HashSet<String> = HashSet::new();
-            let mut sent: HashMap<String, String> = HashMap::new();
-            loop {
-                tokio::select! {
-                    _ = async { let _ = stopping.wait_for(|s| *s).await; } => return,
-                    request = inbound.message() => {
-                        let Ok(Some(request)) = request else { return };
-                        let type_url = request.type_url.clone();
-                        svc.lock().requests.push(request);
-                        svc.request_seen.notify_waiters();
-                        subscribed.insert(type_url.clone());
-                        if let Some(r) = svc.response(&type_url, &mut sent) {
-                            if tx.send(Ok(r)).await.is_err() { return; }
-                        }
-                    }
-                    change = changed.changed() => {
-                        if change.is_err() { return; }
-                        for type_url in subscribed.clone() {
-                            if let Some(r) = svc.response(&type_url, &mut sent) {
-                                if tx.send(Ok(r)).await.is_err() { return; }
-                            }
-                        }
-                    }
-                }
-            }
-        });
-        let outbound = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
-        Ok(tonic::Response::new(Box::pin(outbound)))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        _request: tonic::Request<tonic::Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<tonic::Response<Self::DeltaAggregatedResourcesStream>, tonic::Status> {
-        Err(tonic::Status::unimplemented(
-            "delta xDS is not scripted yet",
-        ))
     }
 }
