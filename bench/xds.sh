@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# xDS on ferry and Envoy (crates/bench/src/bin/bench_xds.rs): push-to-applied time of a
-# route change (RDS) and of 1,000 EDS clusters, and RSS with them loaded.
+# xDS on ferry and Envoy (crates/bench/src/bin/bench_xds.rs), over ADS state of the world
+# and delta: push-to-applied time of a route change (RDS), of 1,000 EDS clusters and of
+# one assignment changed among them, and RSS with them loaded.
 # Usage: bench/xds.sh [OUT.json] — builds ferry and bench-xds in release first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,9 +12,14 @@ export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts")
 export FERRY_BIN="$CARGO_TARGET_DIR/release/ferry"
 {
     echo "["
-    "$CARGO_TARGET_DIR/release/bench-xds" --target ferry
-    echo ","
-    "$CARGO_TARGET_DIR/release/bench-xds" --target envoy
+    sep=""
+    for protocol in sotw delta; do
+        for target in ferry envoy; do
+            echo "$sep"
+            "$CARGO_TARGET_DIR/release/bench-xds" --target "$target" --protocol "$protocol"
+            sep=","
+        done
+    done
     echo "]"
 } > "$out"
 cat "$out"

@@ -166,7 +166,9 @@ fn rate_limit(r: &core::RateLimitSettings, ctx: &mut Ctx) -> RateLimit {
     const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
     let fill_rate = r.fill_rate.map_or(10.0, |f| f.value);
     let fill_interval = if fill_rate > 0.0 && fill_rate.is_finite() {
-        Duration::from_secs_f64(1.0 / fill_rate).min(YEAR)
+        Duration::try_from_secs_f64(1.0 / fill_rate)
+            .unwrap_or(YEAR)
+            .min(YEAR)
     } else {
         ctx.error_at("fill_rate", "must be a number greater than 0");
         YEAR

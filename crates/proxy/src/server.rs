@@ -363,7 +363,8 @@ impl Server {
                 let sock = bind_listener(&l)?;
                 let rt = ListenerRuntime::new(&l, &snapshot);
                 let new = ActiveListener::start(self, l, rt, sock);
-                self.drain_listener(std::mem::replace(&mut listeners[i], new));
+                // Its name now is the new listener's: the dump shows that one.
+                self.drain_listener(std::mem::replace(&mut listeners[i], new), false);
             }
             lm.listener_modified.inc();
             return Ok(());
@@ -374,8 +375,8 @@ impl Server {
         Ok(())
     }
 
-    /// Renames listener `old` to `new` when it listens where `l` is to listen and no
-    /// listener is called `new` yet, so that `l`, replacing it under another name in
+    /// Renames listener `old` to `l`'s name when it listens where `l` is to listen and
+    /// no listener has that name yet, so that `l`, replacing it under another name in
     /// one update, takes over its socket (Envoy shares a leaving listener's socket the
     /// same way). Whether it did.
     pub(crate) fn hand_over_listener(
@@ -383,16 +384,21 @@ impl Server {
         old: &str,
         l: &ferry_config::listener::Listener,
     ) -> bool {
+        let listeners = self.listeners.lock();
+        let same_place = listeners
+            .iter()
+            .any(|a| a.config.name == old && a.config.address == l.address);
+        let free = !listeners.iter().any(|a| a.config.name == l.name);
+        drop(listeners);
+        same_place && free && self.rename_listener(old, &l.name)
+    }
+
+    /// Renames listener `from` to `to`; whether there was one.
+    pub(crate) fn rename_listener(&self, from: &str, to: &str) -> bool {
         let mut listeners = self.listeners.lock();
-        if listeners.iter().any(|a| a.config.name == l.name) {
-            return false;
-        }
-        match listeners
-            .iter_mut()
-            .find(|a| a.config.name == old && a.config.address == l.address)
-        {
+        match listeners.iter_mut().find(|a| a.config.name == from) {
             Some(a) => {
-                a.config.name = l.name.clone();
+                a.config.name = to.to_string();
                 true
             }
             None => false,
@@ -408,7 +414,7 @@ impl Server {
         };
         let removed = listeners.remove(i);
         drop(listeners);
-        self.drain_listener(removed);
+        self.drain_listener(removed, true);
         let lm = &self._manager_stats.1;
         lm.listener_removed.inc();
         lm.total_listeners_active.dec();
@@ -417,11 +423,14 @@ impl Server {
 
     /// A listener that LDS removed or moved: it stops accepting now, and its
     /// connections drain over the drain time (`total_listeners_draining` meanwhile),
-    /// as Envoy drains a listener it removes.
-    fn drain_listener(self: &Arc<Self>, l: ActiveListener) {
+    /// as Envoy drains a listener it removes; `dumped`: `/config_dump` shows it
+    /// draining meanwhile (a removed one; a moved one's name is its successor's).
+    fn drain_listener(self: &Arc<Self>, l: ActiveListener, dumped: bool) {
         l.drain();
         let name = l.config.name.clone();
-        self.dynamic_config.lock().drain(&name);
+        if dumped {
+            self.dynamic_config.lock().drain(&name);
+        }
         let lm = self._manager_stats.1.clone();
         lm.total_listeners_draining.inc();
         let drain_time = self.options.drain_time;

@@ -82,38 +82,38 @@ pub(crate) fn config_dump(server: &Server, query: &Query) -> Result<Value, Strin
     Ok(json!({ "configs": configs }))
 }
 
-/// `value` with only the fields at `paths` (and its `@type`).
+/// `value` with only the fields at `paths` (and its `@type`); through a repeated
+/// field, of each element.
 fn masked(value: &Value, paths: &[Vec<String>]) -> Value {
-    let Value::Object(o) = value else {
-        return value.clone();
+    let o = match value {
+        Value::Object(o) => o,
+        Value::Array(a) => return Value::Array(a.iter().map(|v| masked(v, paths)).collect()),
+        _ => return value.clone(),
     };
-    let mut out = serde_json::Map::new();
-    if let Some(t) = o.get("@type") {
-        out.insert("@type".into(), t.clone());
-    }
+    let mut whole = std::collections::HashSet::new();
+    let mut deeper: std::collections::HashMap<&str, Vec<Vec<String>>> = Default::default();
     for path in paths {
-        let Some((first, rest)) = path.split_first() else {
-            continue;
-        };
-        let Some(v) = o.get(first) else {
-            continue;
-        };
-        let kept = if rest.is_empty() {
-            v.clone()
-        } else {
-            let inner = masked(v, &[rest.to_vec()]);
-            match (out.get(first), inner) {
-                (Some(Value::Object(have)), Value::Object(more)) => {
-                    let mut merged = have.clone();
-                    merged.extend(more);
-                    Value::Object(merged)
-                }
-                (_, inner) => inner,
+        match path.split_first() {
+            Some((first, [])) => {
+                whole.insert(first.as_str());
             }
-        };
-        out.insert(first.clone(), kept);
+            Some((first, rest)) => deeper
+                .entry(first.as_str())
+                .or_default()
+                .push(rest.to_vec()),
+            None => {}
+        }
     }
-    Value::Object(out)
+    let kept = o.iter().filter_map(|(k, v)| {
+        if k == "@type" || whole.contains(k.as_str()) {
+            Some((k.clone(), v.clone()))
+        } else {
+            deeper
+                .get(k.as_str())
+                .map(|rest| (k.clone(), masked(v, rest)))
+        }
+    });
+    Value::Object(kept.collect())
 }
 
 /// Each section of the dump.

@@ -149,8 +149,7 @@ impl ActiveListener {
         }
     }
 
-    /// Stops accepting and closes the connections gracefully (a removal, a move, the
-    /// server's drain).
+    /// Stops accepting and closes the connections gracefully (the server drains).
     pub(crate) fn close(&self) {
         self.halt(crate::network::Drain::Closing);
     }

@@ -152,7 +152,7 @@ pub(crate) fn apply(
         errors.extend(error);
     }
     match t {
-        ResourceType::RouteConfiguration => errors.extend(promote_listeners(server, applied)),
+        ResourceType::RouteConfiguration => promote_listeners(server, applied),
         ResourceType::ClusterLoadAssignment => promote_clusters(server, applied),
         ResourceType::Cluster | ResourceType::Listener => {}
     }
@@ -181,7 +181,12 @@ fn leaving(t: ResourceType, update: &Update, applied: &Applied) -> Vec<String> {
     if t != ResourceType::Listener {
         return Vec::new();
     }
-    let mut leaving = update.removed.clone();
+    let mut leaving: Vec<String> = update
+        .removed
+        .iter()
+        .filter(|n| applied.has(t, n))
+        .cloned()
+        .collect();
     if update.complete {
         let kept: HashSet<String> = update
             .resources
@@ -195,7 +200,8 @@ fn leaving(t: ResourceType, update: &Update, applied: &Applied) -> Vec<String> {
 }
 
 /// Converts and applies one resource (or holds it warming): its name, and whether it
-/// changed (a route configuration or assignment sent again unchanged is left alone).
+/// changed (a resource sent again unchanged is left alone: its connections, pools and
+/// routes stay as they are).
 fn one(
     server: &Arc<Server>,
     t: ResourceType,
@@ -203,24 +209,26 @@ fn one(
     leaving: &[String],
     applied: &mut Applied,
 ) -> Result<(String, bool), Refused> {
+    // Sent again unchanged (a state-of-the-world response repeats every resource):
+    // known by its bytes, without converting it again.
+    let name = super::resource_name(any);
+    if applied.by_type.get(&t).and_then(|m| m.get(&name)) == Some(&any.value) {
+        return Ok((name, false));
+    }
     match t {
         ResourceType::Cluster => cluster(server, any, applied).map(|n| (n, true)),
         ResourceType::Listener => listener(server, any, leaving, applied).map(|n| (n, true)),
         ResourceType::RouteConfiguration => {
             let config = ferry_config::dynamic::route_configuration(any, &EXTENSIONS)?;
             let name = config.name.clone();
-            if !applied.changed(t, &name, any) {
-                return Ok((name, false));
-            }
+            applied.record(t, &name, any);
             let routes = &server.snapshot.load().route_configs;
             routes.update(&name, Arc::new(config));
             Ok((name, true))
         }
         ResourceType::ClusterLoadAssignment => {
             let (service, localities) = ferry_config::dynamic::cluster_load_assignment(any)?;
-            if !applied.changed(t, &service, any) {
-                return Ok((service, false));
-            }
+            applied.record(t, &service, any);
             set_endpoints(server, &service, localities, applied);
             Ok((service, true))
         }
@@ -277,19 +285,25 @@ fn count(
 }
 
 impl Applied {
-    /// Records `any` as the bytes `name` is applied from; false when it is unchanged.
-    fn changed(&mut self, t: ResourceType, name: &str, any: &Any) -> bool {
+    /// Whether the client applied (or holds warming) `name` of `t`.
+    fn has(&self, t: ResourceType, name: &str) -> bool {
+        self.by_type.get(&t).is_some_and(|m| m.contains_key(name))
+    }
+
+    /// Records `any` as the bytes `name` is applied from (or held warming).
+    fn record(&mut self, t: ResourceType, name: &str, any: &Any) {
         let mine = self.by_type.entry(t).or_default();
-        if mine.get(name) == Some(&any.value) {
-            return false;
-        }
         mine.insert(name.to_string(), any.value.clone());
-        true
     }
 }
 
 /// Removes a resource the client applied (or holds warming).
 fn remove(server: &Arc<Server>, t: ResourceType, name: &str, applied: &mut Applied) {
+    // Only what came from xDS: a static listener or cluster is not the control
+    // plane's to remove (Envoy ignores such removals too).
+    if !applied.has(t, name) {
+        return;
+    }
     match t {
         ResourceType::Cluster => {
             applied.warming_clusters.remove(name);
@@ -355,9 +369,7 @@ fn cluster(server: &Arc<Server>, any: &Any, applied: &mut Applied) -> Result<Str
             "a static cluster cannot be updated by CDS",
         ));
     }
-    if !applied.changed(ResourceType::Cluster, &c.name, any) {
-        return Ok(c.name);
-    }
+    applied.record(ResourceType::Cluster, &c.name, any);
     if let Some(service) = eds_name(&c) {
         match applied.endpoints.get(&service) {
             Some(localities) => c.localities = localities.clone(),
@@ -438,28 +450,28 @@ fn listener(
         ));
     }
     let name = l.name.clone();
-    let mine = applied.by_type.entry(ResourceType::Listener).or_default();
-    if mine.get(&name) == Some(&any.value) {
-        return Ok(name);
-    }
     let routes = &snapshot.route_configs;
     if rds_names(&l).iter().all(|n| routes.has(n)) {
         applied.warming_listeners.remove(&name);
-        if let Some(old) = leaving
+        let handed = leaving
             .iter()
             .find(|old| server.hand_over_listener(old, &l))
-        {
-            tracing::info!(listener = %name, from = %old, "xDS: a new listener takes over a leaving one's socket");
-        }
+            .cloned();
         // A listener that cannot be applied (its address in use) is tried again when
-        // it is sent again, even unchanged.
-        server
-            .add_or_update_listener(l)
-            .map_err(|e| refused(&name, &e.to_string()))?;
+        // it is sent again, even unchanged; a socket handed over goes back.
+        if let Err(e) = server.add_or_update_listener(l) {
+            if let Some(old) = &handed {
+                server.rename_listener(&name, old);
+            }
+            return Err(refused(&name, &e.to_string()));
+        }
+        if let Some(old) = handed {
+            tracing::info!(listener = %name, from = %old, "xDS: a new listener took over a leaving one's socket");
+        }
     } else {
         applied.warming_listeners.insert(name.clone(), l);
     }
-    applied.changed(ResourceType::Listener, &name, any);
+    applied.record(ResourceType::Listener, &name, any);
     Ok(name)
 }
 
@@ -483,9 +495,11 @@ fn rds_names(l: &Listener) -> Vec<String> {
     rds_of(l).into_iter().map(|(n, _)| n).collect()
 }
 
-/// Applies the warming listeners whose route configurations have all come; the
-/// problems of those that cannot be applied.
-fn promote_listeners(server: &Arc<Server>, applied: &mut Applied) -> Vec<String> {
+/// Applies the warming listeners whose route configurations have all come. One that
+/// cannot be applied (its address taken meanwhile) is dropped, as Envoy drops a
+/// listener that fails once warm (`listener_create_failure`): sent again, it is tried
+/// again.
+fn promote_listeners(server: &Arc<Server>, applied: &mut Applied) {
     let routes = server.snapshot.load().route_configs.clone();
     let ready: Vec<String> = applied
         .warming_listeners
@@ -493,7 +507,6 @@ fn promote_listeners(server: &Arc<Server>, applied: &mut Applied) -> Vec<String>
         .filter(|(_, l)| rds_names(l).iter().all(|n| routes.has(n)))
         .map(|(n, _)| n.clone())
         .collect();
-    let mut errors = Vec::new();
     for name in ready {
         if let Some(l) = applied.warming_listeners.remove(&name) {
             match server.add_or_update_listener(l) {
@@ -501,11 +514,19 @@ fn promote_listeners(server: &Arc<Server>, applied: &mut Applied) -> Vec<String>
                     .dynamic_config
                     .lock()
                     .activate(ResourceType::Listener, &name),
-                Err(e) => errors.push(format!("{name}: {e}")),
+                Err(e) => {
+                    tracing::warn!(listener = %name, "xDS: a warm listener cannot be applied: {e}");
+                    if let Some(mine) = applied.by_type.get_mut(&ResourceType::Listener) {
+                        mine.remove(&name);
+                    }
+                    server
+                        .dynamic_config
+                        .lock()
+                        .remove(ResourceType::Listener, &name);
+                }
             }
         }
     }
-    errors
 }
 
 fn refused(name: &str, message: &str) -> Refused {

@@ -171,25 +171,81 @@ impl Client {
     ) -> Result<(), String> {
         let result = {
             let mut state = self.state.lock();
-            let result = apply(&self.server, t, &update, &mut state.applied);
-            state.applied.count_warming(&self.server);
-            let now = Instant::now();
-            for name in update.removed {
-                state.expiry.remove(&(t, name));
-            }
-            for (name, ttl) in ttls {
-                match ttl {
-                    Some(ttl) => state.expiry.insert((t, name), now + ttl),
-                    None => state.expiry.remove(&(t, name)),
-                };
-            }
-            self.initialized(&mut state, t);
-            result
+            self.apply_locked(&mut state, t, update, ttls)
         };
+        self.applied();
+        result
+    }
+
+    fn apply_locked(
+        &self,
+        state: &mut State,
+        t: ResourceType,
+        update: Update,
+        ttls: Vec<(String, Option<Duration>)>,
+    ) -> Result<(), String> {
+        let result = apply(&self.server, t, &update, &mut state.applied);
+        state.applied.count_warming(&self.server);
+        let now = Instant::now();
+        for name in update.removed {
+            state.expiry.remove(&(t, name));
+        }
+        for (name, ttl) in ttls {
+            match ttl {
+                Some(ttl) => state.expiry.insert((t, name), now + ttl),
+                None => state.expiry.remove(&(t, name)),
+            };
+        }
+        self.initialized(state, t);
+        result
+    }
+
+    /// After an update: the TTL timer, the streams and the named sources are told.
+    fn applied(self: &Arc<Self>) {
         self.ttl_set.notify_one();
         self.changed.send_modify(|g| *g += 1);
         self.start_named();
-        result
+    }
+
+    /// A response of `t` refused whole before it could be applied (it cannot be
+    /// decoded, or breaks a rule of the protocol): counted, and it ends `t`'s part of
+    /// initialization as an applied one would.
+    pub(super) fn refused(&self, t: ResourceType) {
+        if let Some(sub) = self.stats.of(t) {
+            sub.update_attempt.inc();
+            sub.update_rejected.inc();
+        }
+        let mut state = self.state.lock();
+        self.initialized(&mut state, t);
+    }
+
+    /// Removes the resources whose TTL has run out, checked under the lock that
+    /// removes them (a resource refreshed meanwhile stays).
+    fn expire_due(self: &Arc<Self>) {
+        let now = Instant::now();
+        {
+            let mut state = self.state.lock();
+            let due: Vec<(ResourceType, String)> = state
+                .expiry
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for (t, name) in due {
+                tracing::info!(
+                    type_url = t.type_url(),
+                    name,
+                    "xDS: the resource's TTL ran out"
+                );
+                state.expiry.remove(&(t, name.clone()));
+                let removal = Update {
+                    removed: vec![name],
+                    ..Default::default()
+                };
+                let _ = self.apply_locked(&mut state, t, removal, Vec::new());
+            }
+        }
+        self.applied();
     }
 
     /// Refreshes the TTLs of resources a heartbeat names (those the client has).
@@ -238,29 +294,25 @@ impl Client {
     fn start_named(self: &Arc<Self>) {
         let mut wanted = Vec::new();
         {
-            let state = self.state.lock();
+            let mut state = self.state.lock();
             for t in [
                 ResourceType::RouteConfiguration,
                 ResourceType::ClusterLoadAssignment,
             ] {
                 for (_, source) in state.applied.wanted(&self.server, t) {
-                    wanted.push((t, source));
+                    let started = match &source {
+                        ConfigSource::Ads { .. } => continue,
+                        ConfigSource::Api { api, .. } => Started::Stream(api.clone(), t),
+                        ConfigSource::Path { path, .. } => Started::File(path.clone(), t),
+                    };
+                    if !state.started.contains(&started) {
+                        state.started.push(started);
+                        wanted.push((t, source));
+                    }
                 }
             }
         }
         for (t, source) in wanted {
-            let started = match &source {
-                ConfigSource::Ads { .. } => continue,
-                ConfigSource::Api { api, .. } => Started::Stream(api.clone(), t),
-                ConfigSource::Path { path, .. } => Started::File(path.clone(), t),
-            };
-            {
-                let mut state = self.state.lock();
-                if state.started.contains(&started) {
-                    continue;
-                }
-                state.started.push(started);
-            }
             match source {
                 ConfigSource::Api { api, .. } => {
                     stream::spawn(self, Stream::Own(api.clone(), t), api)
@@ -297,31 +349,6 @@ async fn expire(client: Arc<Client>) {
         if client.server.is_draining() {
             return;
         }
-        let now = Instant::now();
-        let expired: Vec<(ResourceType, String)> = {
-            let mut state = client.state.lock();
-            let expired: Vec<_> = state
-                .expiry
-                .iter()
-                .filter(|(_, at)| **at <= now)
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in &expired {
-                state.expiry.remove(k);
-            }
-            expired
-        };
-        for (t, name) in expired {
-            tracing::info!(
-                type_url = t.type_url(),
-                name,
-                "xDS: the resource's TTL ran out"
-            );
-            let removal = Update {
-                removed: vec![name],
-                ..Default::default()
-            };
-            let _ = client.apply(t, removal, Vec::new());
-        }
+        client.expire_due();
     }
 }

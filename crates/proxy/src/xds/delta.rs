@@ -155,6 +155,7 @@ impl Protocol for Delta {
             return Vec::new();
         };
         if let Err(detail) = well_formed(t, &r) {
+            client.refused(t);
             return vec![self.answer(t, r.nonce, Some(detail))];
         }
         let mut update = Update {

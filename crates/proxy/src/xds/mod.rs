@@ -95,9 +95,10 @@ impl ResourceType {
 }
 
 /// Starts the xDS client when the bootstrap has `dynamic_resources`, or static
-/// listeners or clusters that take route configurations or endpoints from xDS:
-/// clusters first, then listeners (Envoy's order, so that listeners find their
-/// clusters).
+/// listeners or clusters that take route configurations or endpoints from xDS.
+/// Clusters are asked for before listeners on a stream; unlike Envoy, which asks for
+/// listeners once clusters have initialized, ferry asks for both at once (a listener
+/// whose routes name a cluster not there yet is refused until it comes).
 pub(crate) fn start(server: &Arc<Server>) {
     let snapshot = server.snapshot.load_full();
     let dynamic = &snapshot.bootstrap.dynamic;
@@ -120,25 +121,44 @@ pub(crate) fn start(server: &Arc<Server>) {
     if waited.is_empty() && dynamic.ads.is_none() {
         return;
     }
+    // Initialization waits for the wildcard sources' initial fetch timeouts, one after
+    // the other, then for the longest of the named sources' in use.
+    let named_sources: Vec<ConfigSource> = snapshot
+        .route_configs
+        .names_in_use()
+        .into_iter()
+        .chain(apply::eds_in_use(server))
+        .map(|(_, s)| s)
+        .collect();
+    let named_timeout = named_sources
+        .iter()
+        .map(ConfigSource::initial_fetch_timeout)
+        .try_fold(std::time::Duration::ZERO, |max, t| Some(max.max(t?)));
+    let timeout = named_timeout.and_then(|named| {
+        wildcard
+            .iter()
+            .map(|(_, s)| s.initial_fetch_timeout())
+            .try_fold(named, |sum, t| Some(sum + t?))
+    });
     let stats = Stats::register(&snapshot.stats);
-    let init = Init::start(server, &waited, wildcard.iter().map(|(_, s)| s), &stats);
+    let init = Init::start(server, &waited, timeout, &stats);
     let client = Client::new(server.clone(), stats, init, dynamic.ads.clone());
     client.start(&wildcard);
 }
 
 /// The server's initialization (Envoy's init manager, for xDS): INITIALIZING until the
 /// first response of every subscribed type is applied (or refused), or until the
-/// `initial_fetch_timeout`s have passed (clusters', then listeners': their sum).
+/// `initial_fetch_timeout`s have passed (see [`start`]).
 pub(crate) struct Init {
     server: std::sync::Weak<Server>,
     pending: parking_lot::Mutex<std::collections::HashSet<ResourceType>>,
 }
 
 impl Init {
-    fn start<'a>(
+    fn start(
         server: &Arc<Server>,
         types: &[ResourceType],
-        sources: impl Iterator<Item = &'a ConfigSource>,
+        timeout: Option<std::time::Duration>,
         stats: &Stats,
     ) -> Arc<Init> {
         if !types.is_empty() {
@@ -148,10 +168,7 @@ impl Init {
             server: Arc::downgrade(server),
             pending: parking_lot::Mutex::new(types.iter().copied().collect()),
         });
-        let timeouts: Option<Vec<std::time::Duration>> =
-            sources.map(ConfigSource::initial_fetch_timeout).collect();
-        if let Some(timeouts) = timeouts {
-            let limit: std::time::Duration = timeouts.iter().sum();
+        if let Some(limit) = timeout {
             let init = init.clone();
             let stats = stats.clone();
             tokio::spawn(async move {
@@ -251,11 +268,12 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// A resource's `ttl` (None: unset, or not a positive duration).
+/// A resource's `ttl` (None: unset, or not a positive duration), at most a year.
 fn ttl(d: Option<ferry_envoy_api::pb::google::protobuf::Duration>) -> Option<std::time::Duration> {
+    const YEAR: u64 = 365 * 24 * 3600;
     let d = d?;
-    let secs = u64::try_from(d.seconds).ok()?;
-    let nanos = u32::try_from(d.nanos).ok()?;
+    let secs = u64::try_from(d.seconds).ok()?.min(YEAR);
+    let nanos = u32::try_from(d.nanos).ok()?.min(999_999_999);
     Some(std::time::Duration::new(secs, nanos)).filter(|d| !d.is_zero())
 }
 

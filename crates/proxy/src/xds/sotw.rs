@@ -74,12 +74,14 @@ impl Sotw {
         }
     }
 
-    /// The requests of named types whose names changed: each is the whole list.
+    /// The requests of named types whose names changed: each is the whole list (an
+    /// empty one once names were asked for: none is wanted any more).
     fn subscriptions(&mut self, client: &Client) -> Vec<DiscoveryRequest> {
         let mut out = Vec::new();
         for t in self.stream.named() {
             let names = client.names(&self.stream, t);
-            if names.is_empty() || self.names.get(&t) == Some(&names) {
+            let asked = self.names.get(&t);
+            if asked == Some(&names) || (names.is_empty() && asked.is_none()) {
                 continue;
             }
             self.names.insert(t, names.clone());
@@ -119,7 +121,10 @@ impl Protocol for Sotw {
                 client.refresh(t, heartbeats);
                 client.update(t, &r.version_info, update, ttls)
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                client.refused(t);
+                Err(e)
+            }
         };
         if result.is_ok() {
             self.versions.insert(t, r.version_info.clone());

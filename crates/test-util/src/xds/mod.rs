@@ -7,7 +7,7 @@
 //! the test to assert on.
 
 use ferry_envoy_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
-use ferry_envoy_api::pb::google::protobuf::Any;
+pub use ferry_envoy_api::pb::google::protobuf::Any;
 use ferry_envoy_api::pb::google::rpc::Status;
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -96,19 +96,29 @@ impl Service {
         self.request_seen.notify_waiters();
     }
 
-    /// The state-of-the-world response for `type_url` if its version is not the one
-    /// already sent on this stream.
+    /// The state-of-the-world response for `type_url` if its version, or the names
+    /// asked for, are not those already sent on this stream. Listeners and clusters
+    /// are sent whole; route configurations and assignments by the names asked for
+    /// (none: none is wanted).
     fn response(
         &self,
         type_url: &str,
-        sent: &mut HashMap<String, String>,
+        names: &[String],
+        sent: &mut HashMap<String, (String, Vec<String>)>,
     ) -> Option<DiscoveryResponse> {
         let mut shared = self.lock();
-        let (version, resources) = shared.resources.get(type_url)?.clone();
-        if sent.get(type_url) == Some(&version) {
+        let (version, mut resources) = shared.resources.get(type_url)?.clone();
+        let now = (version.clone(), names.to_vec());
+        if sent.get(type_url) == Some(&now) {
             return None;
         }
-        sent.insert(type_url.to_string(), version.clone());
+        sent.insert(type_url.to_string(), now);
+        if type_url == super::ROUTE || type_url == super::ENDPOINTS {
+            if names.is_empty() {
+                return None;
+            }
+            resources.retain(|any| names.contains(&name_of(any)));
+        }
         let resources = match shared.ttls.get(type_url) {
             Some(&ttl) => resources
                 .into_iter()
@@ -181,14 +191,16 @@ fn sotw(
     tokio::spawn(async move {
         let mut events = svc.events.subscribe();
         let mut stopping = svc.stopping.subscribe();
-        let mut subscribed: HashSet<String> = HashSet::new();
-        let mut sent: HashMap<String, String> = HashMap::new();
+        // Type → the names asked for last.
+        let mut subscribed: HashMap<String, Vec<String>> = HashMap::new();
+        let mut sent: HashMap<String, (String, Vec<String>)> = HashMap::new();
         loop {
             let out: Vec<DiscoveryResponse> = tokio::select! {
                 _ = async { let _ = stopping.wait_for(|s| *s).await; } => return,
                 request = inbound.message() => {
                     let Ok(Some(request)) = request else { return };
                     let type_url = request.type_url.clone();
+                    let names = request.resource_names.clone();
                     svc.seen(|s| {
                         if !request.response_nonce.is_empty() {
                             s.answers.push(Answer {
@@ -201,15 +213,16 @@ fn sotw(
                         }
                         s.requests.push(request);
                     });
-                    subscribed.insert(type_url.clone());
-                    svc.response(&type_url, &mut sent).into_iter().collect()
+                    let response = svc.response(&type_url, &names, &mut sent);
+                    subscribed.insert(type_url, names);
+                    response.into_iter().collect()
                 }
                 event = events.recv() => match event {
                     Ok(Event::Changed) | Err(broadcast::error::RecvError::Lagged(_)) => subscribed
                         .iter()
-                        .filter_map(|t| svc.response(t, &mut sent))
+                        .filter_map(|(t, names)| svc.response(t, names, &mut sent))
                         .collect(),
-                    Ok(Event::Heartbeat(t)) if subscribed.contains(&t) => {
+                    Ok(Event::Heartbeat(t)) if subscribed.contains_key(&t) => {
                         svc.heartbeat(&t).into_iter().collect()
                     }
                     Ok(Event::Heartbeat(_)) => Vec::new(),
