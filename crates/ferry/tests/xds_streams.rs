@@ -12,8 +12,8 @@ use ferry_test_util::xds::yaml::{
     move_into_place, rds_listener_from, routes, Transport,
 };
 use ferry_test_util::xds::{
-    cluster, cluster_load_assignment, listener, route_configuration, XdsServer, CLUSTER, ENDPOINTS,
-    LISTENER, ROUTE,
+    cluster, cluster_load_assignment, listener, route_configuration, UserAgentVersionType,
+    XdsServer, CLUSTER, ENDPOINTS, LISTENER, ROUTE,
 };
 use ferry_test_util::{backend, free_port, Request};
 use std::time::Duration;
@@ -516,5 +516,63 @@ async fn a_listener_replaced_under_another_name_on_its_port_serves() {
                 seen[0].0
             );
         }
+    }
+}
+
+/// The node as Envoy sends it: the same identity, user agent and client features, on
+/// Envoy and ferry, over state of the world and delta.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_is_sent_as_envoy_sends_it() {
+    for transport in [Transport::Ads, Transport::DeltaAds] {
+        let mut seen: Vec<(Flavor, Vec<String>)> = Vec::new();
+        for flavor in flavors() {
+            let xds = XdsServer::start().await;
+            xds.set(CLUSTER, "1", vec![]);
+            xds.set(LISTENER, "1", vec![]);
+            let _proxy = start(flavor, &bootstrap_over(xds.addr(), transport))
+                .await
+                .unwrap_or_else(|e| panic!("{flavor} {transport:?}: {e:#}"));
+            let node = match transport {
+                Transport::Ads => xds
+                    .wait_request(Duration::from_secs(10), |r| r.node.is_some())
+                    .await
+                    .and_then(|r| r.node),
+                _ => xds
+                    .wait_delta_request(Duration::from_secs(10), |r| r.node.is_some())
+                    .await
+                    .and_then(|r| r.node),
+            };
+            let node = node.unwrap_or_else(|| panic!("{flavor}: no node"));
+            let version = match node.user_agent_version_type {
+                Some(UserAgentVersionType::UserAgentBuildVersion(b)) => {
+                    b.version.map(|v| (v.major_number, v.minor_number))
+                }
+                _ => None,
+            };
+            let log = vec![
+                format!("id {} cluster {}", node.id, node.cluster),
+                format!("locality {:?}", node.locality.map(|l| l.zone)),
+                format!("user agent {} {version:?}", node.user_agent_name),
+                format!("client features {:?}", sorted(node.client_features)),
+            ];
+            seen.push((flavor, log));
+        }
+        for (flavor, log) in &seen {
+            assert_eq!(
+                log, &seen[0].1,
+                "{transport:?}: {flavor} differs from {}",
+                seen[0].0
+            );
+        }
+        assert_eq!(
+            seen[0].1[..3],
+            [
+                "id node-1 cluster mesh-a",
+                "locality Some(\"z1\")",
+                "user agent envoy Some((1, 40))",
+            ],
+            "{transport:?}: {:?}",
+            seen[0].1
+        );
     }
 }

@@ -49,6 +49,26 @@ fn eds(c: &Cluster) -> Option<(String, ConfigSource)> {
     }
 }
 
+/// The EDS clusters the server has, by service: built once per update of assignments
+/// (each assignment then finds its clusters without a scan of them all).
+type EdsClusters = HashMap<String, Vec<Arc<ferry_upstream::Cluster>>>;
+
+fn eds_clusters(server: &Server, t: ResourceType) -> EdsClusters {
+    let mut by_service = EdsClusters::new();
+    if t != ResourceType::ClusterLoadAssignment {
+        return by_service;
+    }
+    for c in server.snapshot.load().clusters.clusters() {
+        if let Discovery::Eds(e) = &c.config.discovery {
+            by_service
+                .entry(e.service_name.clone())
+                .or_default()
+                .push(c);
+        }
+    }
+    by_service
+}
+
 fn eds_name(c: &Cluster) -> Option<String> {
     eds(c).map(|(name, _)| name)
 }
@@ -126,11 +146,12 @@ pub(crate) fn apply(
     // Listeners leaving in this update hand their sockets to new ones at their
     // address; they are removed after the new ones are applied.
     let leaving = leaving(t, update, applied);
+    let eds = eds_clusters(server, t);
     let mut errors = Vec::new();
     let mut seen = HashSet::new();
     for (version, any) in &update.resources {
-        let outcome = one(server, t, any, &leaving, applied);
-        count(server, t, version, &outcome);
+        let outcome = one(server, t, any, &leaving, &eds, applied);
+        count(server, t, version, &eds, &outcome);
         let (name, error) = match outcome {
             Ok((name, changed)) => {
                 let warming = applied.warming_listeners.contains_key(&name)
@@ -207,6 +228,7 @@ fn one(
     t: ResourceType,
     any: &Any,
     leaving: &[String],
+    eds: &EdsClusters,
     applied: &mut Applied,
 ) -> Result<(String, bool), Refused> {
     // Sent again unchanged (a state-of-the-world response repeats every resource):
@@ -229,7 +251,12 @@ fn one(
         ResourceType::ClusterLoadAssignment => {
             let (service, localities) = ferry_config::dynamic::cluster_load_assignment(any)?;
             applied.record(t, &service, any);
-            set_endpoints(server, &service, localities, applied);
+            // To the EDS clusters of that service; kept for those that come later.
+            let clusters = &server.snapshot.load().clusters;
+            for c in eds.get(&service).into_iter().flatten() {
+                clusters.set_endpoints(&c.config.name, localities.clone());
+            }
+            applied.endpoints.insert(service.clone(), localities);
             Ok((service, true))
         }
     }
@@ -243,6 +270,7 @@ fn count(
     server: &Server,
     t: ResourceType,
     version: &str,
+    eds: &EdsClusters,
     outcome: &Result<(String, bool), Refused>,
 ) {
     let (name, ok) = match outcome {
@@ -265,17 +293,15 @@ fn count(
             }
         }
         ResourceType::ClusterLoadAssignment => {
-            for c in snapshot.clusters.clusters() {
-                if eds_name(&c.config).as_ref() == Some(name) {
-                    c.stats.update_attempt.inc();
-                    if ok {
-                        c.stats.update_success.inc();
-                    }
-                    if let Some(eds) = &c.eds_stats {
-                        match ok {
-                            true => eds.update_time.set(super::now_ms()),
-                            false => eds.update_rejected.inc(),
-                        }
+            for c in eds.get(name).into_iter().flatten() {
+                c.stats.update_attempt.inc();
+                if ok {
+                    c.stats.update_success.inc();
+                }
+                if let Some(eds) = &c.eds_stats {
+                    match ok {
+                        true => eds.update_time.set(super::now_ms()),
+                        false => eds.update_rejected.inc(),
                     }
                 }
             }
@@ -383,20 +409,6 @@ fn cluster(server: &Arc<Server>, any: &Any, applied: &mut Applied) -> Result<Str
     applied.warming_clusters.remove(&c.name);
     server.add_or_update_cluster(&c);
     Ok(c.name)
-}
-
-/// An assignment (EDS) for `service`: to the EDS clusters of that service, and kept for
-/// those that come later.
-fn set_endpoints(server: &Server, service: &str, localities: Vec<Locality>, applied: &mut Applied) {
-    let snapshot = server.snapshot.load();
-    for c in snapshot.clusters.clusters() {
-        if eds_name(&c.config).as_deref() == Some(service) {
-            snapshot
-                .clusters
-                .set_endpoints(&c.config.name, localities.clone());
-        }
-    }
-    applied.endpoints.insert(service.to_string(), localities);
 }
 
 /// Applies the warming clusters whose assignment has come.

@@ -6,6 +6,7 @@
 //! heartbeats. Every request the proxy sends is recorded, and every ACK and NACK, for
 //! the test to assert on.
 
+pub use ferry_envoy_api::pb::envoy::config::core::v3::node::UserAgentVersionType;
 use ferry_envoy_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 pub use ferry_envoy_api::pb::google::protobuf::Any;
 use ferry_envoy_api::pb::google::rpc::Status;
