@@ -576,3 +576,162 @@ async fn the_node_is_sent_as_envoy_sends_it() {
         );
     }
 }
+
+/// A control plane answering garbage — bytes that are no protobuf, a resource of
+/// another type — is NACKed and counted; the last good config serves on and a later
+/// good update is applied, on Envoy and ferry, over state of the world and delta.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_from_the_control_plane_is_nacked_and_the_last_good_config_serves() {
+    let a = backend::start("a").await;
+    let b = backend::start("b").await;
+    for transport in [Transport::Ads, Transport::DeltaAds] {
+        let mut seen: Vec<(Flavor, Vec<String>)> = Vec::new();
+        for flavor in flavors() {
+            let xds = XdsServer::start().await;
+            let port = free_port();
+            let good = cluster(&backend_cluster("backend", a.addr()));
+            xds.set(CLUSTER, "1", vec![good.clone()]);
+            xds.set(
+                LISTENER,
+                "1",
+                vec![listener(&http_listener(port, "route: {cluster: backend}"))],
+            );
+            let yaml = bootstrap_over(xds.addr(), transport);
+            let (admin, _) =
+                ferry_test_util::ports::ports_of(&yaml).unwrap_or_else(|e| panic!("{e:#}"));
+            let _proxy = start(flavor, &yaml)
+                .await
+                .unwrap_or_else(|e| panic!("{flavor} {transport:?}: {e:#}"));
+            let mut log = vec![format!("routes to {}", reaches(port, "a").await)];
+            let garbage = ferry_test_util::xds::Any {
+                type_url: CLUSTER.to_string(),
+                value: vec![0xff, 0xff, 0xff, 0xff, 0x0f],
+            };
+            let wrong_type = listener(&http_listener(
+                free_port(),
+                "direct_response: {status: 200}",
+            ));
+            for (what, bad) in [("garbage", garbage), ("a listener", wrong_type)] {
+                let before = xds.nacks(CLUSTER);
+                xds.set(CLUSTER, &format!("bad-{what}"), vec![good.clone(), bad]);
+                let nacked = poll(Duration::from_secs(10), || async {
+                    (xds.nacks(CLUSTER) > before).then_some(())
+                })
+                .await
+                .is_some();
+                log.push(format!("{what} nacked: {nacked}"));
+                log.push(format!("routes to {}", backend_of(port).await));
+            }
+            let rejected = stat(admin, "cluster_manager.cds.update_rejected").await;
+            log.push(format!("update_rejected counted: {}", rejected >= 1));
+            xds.set(
+                CLUSTER,
+                "2",
+                vec![cluster(&backend_cluster("backend", b.addr()))],
+            );
+            log.push(format!(
+                "cds 2 acked: {}",
+                xds.wait_ack(CLUSTER, "2").await.is_some()
+            ));
+            log.push(format!("routes to {}", reaches(port, "b").await));
+            seen.push((flavor, log));
+        }
+        for (flavor, log) in &seen {
+            assert_eq!(
+                log, &seen[0].1,
+                "{transport:?}: {flavor} differs from {}",
+                seen[0].0
+            );
+        }
+        assert_eq!(
+            seen[0].1,
+            [
+                "routes to a",
+                "garbage nacked: true",
+                "routes to a",
+                "a listener nacked: true",
+                "routes to a",
+                "update_rejected counted: true",
+                "cds 2 acked: true",
+                "routes to b",
+            ],
+            "{transport:?}"
+        );
+    }
+}
+
+/// The xDS stats Envoy keeps, by name, on Envoy and ferry: the control plane's, the
+/// CDS and LDS subscriptions', the listener and cluster managers', a route
+/// configuration's (`http.<prefix>.rds.<name>.*`) and an EDS cluster's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xds_stat_names_are_envoys() {
+    let a = backend::start("a").await;
+    let mut seen: Vec<(Flavor, Vec<String>)> = Vec::new();
+    for flavor in flavors() {
+        let xds = XdsServer::start().await;
+        let port = free_port();
+        let source = Transport::Ads.config_source();
+        xds.set(
+            CLUSTER,
+            "1",
+            vec![cluster(&eds_cluster_from("svc", &source))],
+        );
+        xds.set(
+            ENDPOINTS,
+            "1",
+            vec![cluster_load_assignment(&assignment("svc", &[a.addr()]))],
+        );
+        xds.set(
+            LISTENER,
+            "1",
+            vec![listener(&rds_listener_from(port, &source))],
+        );
+        xds.set(
+            ROUTE,
+            "1",
+            vec![route_configuration(&routes("route: {cluster: svc}"))],
+        );
+        let yaml = bootstrap_over(xds.addr(), Transport::Ads);
+        let (admin, _) =
+            ferry_test_util::ports::ports_of(&yaml).unwrap_or_else(|e| panic!("{e:#}"));
+        let _proxy = start(flavor, &yaml)
+            .await
+            .unwrap_or_else(|e| panic!("{flavor}: {e:#}"));
+        assert_eq!(reaches(port, "a").await, "a", "{flavor}");
+        let xds_stat = |name: &str| {
+            [
+                "control_plane.",
+                "cluster_manager.cds.",
+                "listener_manager.lds.",
+                "http.ingress.rds.",
+                "cluster.svc.update_",
+                "cluster.svc.init_fetch_timeout",
+                "listener_manager.total_listeners",
+                "listener_manager.listener_",
+                "cluster_manager.cluster_",
+                "cluster_manager.active_clusters",
+                "cluster_manager.warming_clusters",
+            ]
+            .iter()
+            .any(|p| name.starts_with(p))
+        };
+        let names: Vec<String> = ferry_test_util::admin::stats(admin)
+            .await
+            .into_keys()
+            .filter(|n| xds_stat(n))
+            .collect();
+        seen.push((flavor, names));
+    }
+    let (first, names) = &seen[0];
+    for (flavor, other) in &seen[1..] {
+        let only = |a: &[String], b: &[String]| -> Vec<String> {
+            a.iter().filter(|n| !b.contains(n)).cloned().collect()
+        };
+        assert!(
+            names == other,
+            "only {first}: {:?}\nonly {flavor}: {:?}",
+            only(names, other),
+            only(other, names)
+        );
+    }
+}

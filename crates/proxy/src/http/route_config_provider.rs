@@ -33,7 +33,7 @@ ferry_stats::stat_group! {
     pub struct RdsStats {
         counters: {
             config_reload, update_attempt, update_success, update_rejected, update_failure,
-            update_empty,
+            update_empty, init_fetch_timeout,
         }
         gauges: { config_reload_time_ms, version, update_time }
     }
@@ -77,7 +77,6 @@ impl RouteConfigProviders {
     /// A new configuration of `name`: every connection manager using it routes its
     /// next request with it.
     pub fn update(&self, name: &str, config: Arc<RouteConfig>) {
-        let start = std::time::Instant::now();
         let (users, stats): (Vec<Arc<HcmRuntime>>, _) = {
             let mut by_name = self.by_name.lock();
             let provider = by_name.entry(name.to_string()).or_default();
@@ -91,9 +90,10 @@ impl RouteConfigProviders {
         }
         if let Some(stats) = stats {
             stats.config_reload.inc();
-            stats
-                .config_reload_time_ms
-                .set(start.elapsed().as_millis() as u64);
+            // When, in milliseconds since the epoch (as Envoy's gauge).
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            let now = now.unwrap_or_default().as_millis() as u64;
+            stats.config_reload_time_ms.set(now);
         }
     }
 

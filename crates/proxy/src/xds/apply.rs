@@ -136,19 +136,28 @@ pub(crate) struct Update {
     pub(crate) complete: bool,
 }
 
-/// Applies an update of type `t`. `Err`: the NACK's detail.
+/// What applying an update did.
+pub(crate) struct Outcome {
+    /// Whether a resource was added, changed or removed.
+    pub(crate) changed: bool,
+    /// `Err`: the NACK's detail.
+    pub(crate) result: Result<(), String>,
+}
+
+/// Applies an update of type `t`.
 pub(crate) fn apply(
     server: &Arc<Server>,
     t: ResourceType,
     update: &Update,
     applied: &mut Applied,
-) -> Result<(), String> {
+) -> Outcome {
     // Listeners leaving in this update hand their sockets to new ones at their
     // address; they are removed after the new ones are applied.
     let leaving = leaving(t, update, applied);
     let eds = eds_clusters(server, t);
     let mut errors = Vec::new();
     let mut seen = HashSet::new();
+    let mut any_changed = false;
     for (version, any) in &update.resources {
         let outcome = one(server, t, any, &leaving, &eds, applied);
         count(server, t, version, &eds, &outcome);
@@ -157,6 +166,7 @@ pub(crate) fn apply(
                 let warming = applied.warming_listeners.contains_key(&name)
                     || applied.warming_clusters.contains_key(&name);
                 if changed {
+                    any_changed = true;
                     server
                         .dynamic_config
                         .lock()
@@ -178,7 +188,7 @@ pub(crate) fn apply(
         ResourceType::Cluster | ResourceType::Listener => {}
     }
     for name in &update.removed {
-        remove(server, t, name, applied);
+        any_changed |= remove(server, t, name, applied);
     }
     if update.complete && t.wildcard() {
         let gone: Vec<String> = applied
@@ -190,10 +200,13 @@ pub(crate) fn apply(
             .cloned()
             .collect();
         for name in gone {
-            remove(server, t, &name, applied);
+            any_changed |= remove(server, t, &name, applied);
         }
     }
-    outcome(errors)
+    Outcome {
+        changed: any_changed,
+        result: outcome(errors),
+    }
 }
 
 /// The listeners an update removes: those it names as removed and, in state of the
@@ -324,11 +337,12 @@ impl Applied {
 }
 
 /// Removes a resource the client applied (or holds warming).
-fn remove(server: &Arc<Server>, t: ResourceType, name: &str, applied: &mut Applied) {
+/// Whether it did.
+fn remove(server: &Arc<Server>, t: ResourceType, name: &str, applied: &mut Applied) -> bool {
     // Only what came from xDS: a static listener or cluster is not the control
     // plane's to remove (Envoy ignores such removals too).
     if !applied.has(t, name) {
-        return;
+        return false;
     }
     match t {
         ResourceType::Cluster => {
@@ -344,12 +358,12 @@ fn remove(server: &Arc<Server>, t: ResourceType, name: &str, applied: &mut Appli
             if !server.remove_listener(name) {
                 server.dynamic_config.lock().remove(t, name);
             }
-            return;
+            return true;
         }
         ResourceType::RouteConfiguration => {
             // Envoy ignores an RDS removal: connection managers keep their routes.
             tracing::warn!(name, "xDS: removal of a route configuration ignored");
-            return;
+            return false;
         }
         ResourceType::ClusterLoadAssignment => {
             // As in Envoy, an empty update of its clusters: they keep their hosts
@@ -383,6 +397,7 @@ fn remove(server: &Arc<Server>, t: ResourceType, name: &str, applied: &mut Appli
         mine.remove(name);
     }
     server.dynamic_config.lock().remove(t, name);
+    true
 }
 
 /// Converts and applies one cluster (or holds it warming); its name.

@@ -136,9 +136,6 @@ impl Client {
         let sub = self.stats.of(t);
         if let Some(sub) = sub {
             sub.update_attempt.inc();
-            if update.resources.is_empty() && update.removed.is_empty() {
-                sub.update_empty.inc();
-            }
         }
         let result = self.apply(t, update, ttls);
         if let Some(sub) = sub {
@@ -184,7 +181,13 @@ impl Client {
         update: Update,
         ttls: Vec<(String, Option<Duration>)>,
     ) -> Result<(), String> {
-        let result = apply(&self.server, t, &update, &mut state.applied);
+        let outcome = apply(&self.server, t, &update, &mut state.applied);
+        if outcome.changed && t == ResourceType::Cluster {
+            let reload = &self.stats.cds_reload;
+            reload.config_reload.inc();
+            reload.config_reload_time_ms.set(super::now_ms());
+        }
+        let result = outcome.result;
         state.applied.count_warming(&self.server);
         let now = Instant::now();
         for name in update.removed {

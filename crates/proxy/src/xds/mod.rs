@@ -40,10 +40,19 @@ ferry_stats::stat_group! {
     /// `cluster_manager.cds.*` and `listener_manager.lds.*`: one subscription's updates.
     pub struct SubscriptionStats {
         counters: {
-            update_attempt, update_success, update_rejected, update_failure, update_empty,
+            update_attempt, update_success, update_rejected, update_failure,
             init_fetch_timeout,
         }
         gauges: { version, update_time }
+    }
+}
+
+ferry_stats::stat_group! {
+    /// `cluster_manager.cds.*` beyond the subscription's: the updates that changed the
+    /// clusters.
+    pub struct ConfigReloadStats {
+        counters: { config_reload }
+        gauges: { config_reload_time_ms }
     }
 }
 
@@ -183,6 +192,19 @@ impl Init {
                         sub.init_fetch_timeout.inc();
                     }
                 }
+                // Route configurations not come yet count it in theirs.
+                if let (Some(server), true) = (
+                    init.server.upgrade(),
+                    pending.contains(&ResourceType::RouteConfiguration),
+                ) {
+                    let routes = server.snapshot.load().route_configs.clone();
+                    for (name, _) in routes.names_in_use() {
+                        match routes.stats(&name) {
+                            Some(stats) if !routes.has(&name) => stats.init_fetch_timeout.inc(),
+                            _ => {}
+                        }
+                    }
+                }
                 // EDS clusters still without hosts count it in their own stats.
                 let server = init.server.upgrade();
                 if let (Some(server), true) = (
@@ -226,6 +248,7 @@ impl Init {
 pub(crate) struct Stats {
     pub(crate) control_plane: Arc<ControlPlaneStats>,
     pub(crate) cds: Arc<SubscriptionStats>,
+    pub(crate) cds_reload: Arc<ConfigReloadStats>,
     pub(crate) lds: Arc<SubscriptionStats>,
 }
 
@@ -234,10 +257,12 @@ impl Stats {
         let stats = Stats {
             control_plane: Arc::default(),
             cds: Arc::default(),
+            cds_reload: Arc::default(),
             lds: Arc::default(),
         };
         store.register("control_plane.", &stats.control_plane);
         store.register("cluster_manager.cds.", &stats.cds);
+        store.register("cluster_manager.cds.", &stats.cds_reload);
         store.register("listener_manager.lds.", &stats.lds);
         stats
     }

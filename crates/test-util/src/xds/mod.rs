@@ -284,6 +284,15 @@ impl XdsServer {
         .await
     }
 
+    /// How many NACKs of `type_url` came so far.
+    pub fn nacks(&self, type_url: &str) -> usize {
+        let shared = self.service.lock();
+        let nacks = shared.answers.iter();
+        nacks
+            .filter(|a| a.type_url == type_url && a.error_detail.is_some())
+            .count()
+    }
+
     /// Waits for a NACK of `type_url` (an answer with an `error_detail`).
     pub async fn wait_nack(&self, type_url: &str) -> Option<Answer> {
         self.wait(Duration::from_secs(10), |s| {
