@@ -29,6 +29,20 @@ pub struct Listener {
     /// `stat_prefix`: the listener's stats scope (`listener.<stat_prefix>.`; empty: its
     /// address).
     pub stat_prefix: String,
+    /// `drain_type`: whether its connections also drain while the server is health
+    /// check failed (`DEFAULT`), or only when the listener is modified or removed
+    /// (`MODIFY_ONLY`).
+    pub drain_type: DrainType,
+}
+
+/// `Listener.drain_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DrainType {
+    /// `DEFAULT`.
+    #[default]
+    Default,
+    /// `MODIFY_ONLY`.
+    ModifyOnly,
 }
 
 /// A filter chain.
@@ -71,9 +85,9 @@ pub enum TerminalFilter {
 pub fn from_proto(l: &pb::Listener, index: usize, ctx: &mut Ctx) -> Option<Listener> {
     crate::fields!(ctx, l => pb::Listener {
         name, address, stat_prefix, filter_chains, default_filter_chain,
-        per_connection_buffer_limit_bytes, traffic_direction, metadata,
+        per_connection_buffer_limit_bytes, traffic_direction, metadata, drain_type,
     } refused {
-        use_original_dst, deprecated_v1, drain_type, listener_filters, transparent, freebind,
+        use_original_dst, deprecated_v1, listener_filters, transparent, freebind,
         tcp_fast_open_queue_length, socket_options, listener_filters_timeout,
         continue_on_listener_filters_timeout, udp_listener_config, api_listener,
         connection_balance_config, reuse_port, access_log, tcp_backlog_size, bind_to_port,
@@ -140,6 +154,10 @@ pub fn from_proto(l: &pb::Listener, index: usize, ctx: &mut Ctx) -> Option<Liste
         filter_chains,
         default_filter_chain,
         stat_prefix: l.stat_prefix.clone(),
+        drain_type: match pb::listener::DrainType::try_from(l.drain_type) {
+            Ok(pb::listener::DrainType::ModifyOnly) => DrainType::ModifyOnly,
+            _ => DrainType::Default,
+        },
         buffer_limit: l
             .per_connection_buffer_limit_bytes
             .map(|v| v.value)

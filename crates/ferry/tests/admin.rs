@@ -22,9 +22,13 @@ fn bootstrap() -> String {
 }
 
 async fn start(flavor: Flavor, backend: SocketAddr) -> Proxy {
+    start_yaml(flavor, backend, &bootstrap()).await
+}
+
+async fn start_yaml(flavor: Flavor, backend: SocketAddr, yaml: &str) -> Proxy {
     let mut map = BTreeMap::new();
     map.insert("backend".to_string(), backend);
-    let rw = rewrite_bootstrap(&bootstrap(), &map).unwrap_or_else(|e| panic!("{e:#}"));
+    let rw = rewrite_bootstrap(yaml, &map).unwrap_or_else(|e| panic!("{e:#}"));
     ferry_test_util::proc::start(flavor, &rw.yaml)
         .await
         .unwrap_or_else(|e| panic!("{e:#}"))
@@ -160,11 +164,13 @@ async fn health_check_drain_and_quit(flavor: Flavor) {
         status, 503,
         "{flavor} /ready after healthcheck/fail: {body}"
     );
-    // Failing health checks does not stop traffic.
+    // Failing health checks does not stop traffic; a listener of the DEFAULT
+    // `drain_type` drains: its HTTP/1.1 responses close their connections.
     let o = send(port, &Request::get("/svc/still"))
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(o.status, 200, "{flavor}");
+    assert_eq!(o.header("connection"), Some("close"), "{flavor}");
 
     assert_eq!(
         admin_post(admin, "/healthcheck/ok").await.0,
@@ -209,5 +215,37 @@ async fn admin_fails_health_checks_drains_listeners_and_quits() {
     health_check_drain_and_quit(Flavor::Ferry).await;
     if ferry_test_util::require_envoy() {
         health_check_drain_and_quit(Flavor::Envoy).await;
+    }
+}
+
+/// A listener of `drain_type: MODIFY_ONLY` does not drain while the server is health
+/// check failed: its responses keep their connections, on Envoy and ferry.
+async fn modify_only_listeners_do_not_drain_on_health_check_failure(flavor: Flavor) {
+    let be = backend::start("admin").await;
+    let yaml = bootstrap().replacen(
+        "  - name: main_listener\n",
+        "  - name: main_listener\n    drain_type: MODIFY_ONLY\n",
+        1,
+    );
+    let proxy = start_yaml(flavor, be.addr(), &yaml).await;
+    let admin = proxy.admin_port();
+    let port = proxy.listener_port().unwrap_or_default();
+    assert_eq!(
+        admin_post(admin, "/healthcheck/fail").await.0,
+        200,
+        "{flavor}"
+    );
+    let o = send(port, &Request::get("/svc/still"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(o.status, 200, "{flavor}");
+    assert_eq!(o.header("connection"), None, "{flavor}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modify_only_listeners_keep_connections_when_health_checks_fail() {
+    modify_only_listeners_do_not_drain_on_health_check_failure(Flavor::Ferry).await;
+    if ferry_test_util::require_envoy() {
+        modify_only_listeners_do_not_drain_on_health_check_failure(Flavor::Envoy).await;
     }
 }

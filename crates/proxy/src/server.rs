@@ -265,11 +265,12 @@ impl Server {
         server_stats
             .initialization_time_ms
             .record(crate::stats::ms_since(begun));
+        // xDS first: the server is INITIALIZING before admin's `/ready` can answer.
+        crate::xds::start(&server);
         if let Some((_, sock)) = admin {
             tokio::spawn(crate::admin::serve(server.clone(), sock));
         }
         crate::sinks::start(&server);
-        crate::xds::start(&server);
         Ok(server)
     }
 

@@ -51,6 +51,9 @@ pub struct HcmRuntime {
     pub log_upstream_connection: bool,
     /// The HCM's tracer (`tracing`), if it has one.
     pub tracer: Option<Arc<crate::trace::Tracer>>,
+    /// Whether its connections drain while the server is health check failed (the
+    /// listener's `drain_type` is `DEFAULT`).
+    drain_on_health_fail: bool,
 }
 
 pub use crate::stats::HcmStats;
@@ -80,6 +83,7 @@ impl HcmRuntime {
         config: Arc<HttpConnectionManager>,
         snapshot: &Snapshot,
         listener_scope: &str,
+        drain_type: ferry_config::listener::DrainType,
     ) -> HcmRuntime {
         let loggers: Vec<Logger> = config
             .access_logs
@@ -155,11 +159,22 @@ impl HcmRuntime {
             routes: ArcSwap::from_pointee(routes),
             store: snapshot.stats.clone(),
             health_failed: snapshot.health_failed.clone(),
+            drain_on_health_fail: drain_type == ferry_config::listener::DrainType::Default,
             local_address: snapshot.local_address,
             config,
             clusters: snapshot.clusters.clone(),
             loggers: loggers.into(),
         }
+    }
+
+    /// Whether a stream's connection should close (HTTP/1.1) or go away (HTTP/2)
+    /// after it: the server is health check failed (`/healthcheck/fail`) and the
+    /// listener drains then (Envoy's `drainClose` for a `DEFAULT` listener).
+    pub fn drain_close(&self) -> bool {
+        self.drain_on_health_fail
+            && self
+                .health_failed
+                .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Replaces the route configuration alone (RDS): clusters, filters, loggers and

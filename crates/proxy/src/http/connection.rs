@@ -36,6 +36,9 @@ pub struct ConnInfo {
     pub(crate) protocol: std::sync::atomic::AtomicU8,
     /// Draining (an updated listener): HTTP/1.1 responses say `connection: close`.
     draining: std::sync::atomic::AtomicBool,
+    /// Woken when a stream finds the server draining: an HTTP/2 connection sends its
+    /// GOAWAY.
+    pub(crate) go_away: tokio::sync::Notify,
 }
 
 /// Open HTTP/2 streams of a connection and when the last one ended. (HTTP/1.1 idleness
@@ -91,6 +94,7 @@ impl ConnInfo {
             buckets: Default::default(),
             protocol: Default::default(),
             draining: Default::default(),
+            go_away: tokio::sync::Notify::new(),
         }
     }
 

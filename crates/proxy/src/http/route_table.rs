@@ -164,7 +164,12 @@ mod tests {
             route_configs: Default::default(),
             drain_time: std::time::Duration::from_secs(600),
         };
-        let hcm = HcmRuntime::new(hcm_of(&b), &snapshot, "listener.test.");
+        let hcm = HcmRuntime::new(
+            hcm_of(&b),
+            &snapshot,
+            "listener.test.",
+            ferry_config::listener::DrainType::Default,
+        );
         let (a, cluster_b) = (clusters.get("a").unwrap(), clusters.get("b").unwrap());
         assert!(Arc::ptr_eq(&routed(&hcm), &a));
         // RDS: a new route configuration; the clusters are not touched, and a stream

@@ -36,6 +36,14 @@ pub async fn handle(
     // timeout and for the HTTP/1.1 framing guard's refusals.
     let guard = conn.open_stream(http2);
     let mut resp = respond(&hcm, &conn, req, start).await;
+    if hcm.drain_close() {
+        // The server is health check failed (Envoy's drain close of a DEFAULT
+        // listener): HTTP/1.1 closes after this response, HTTP/2 sends its GOAWAY.
+        conn.start_draining();
+        if http2 {
+            conn.go_away.notify_one();
+        }
+    }
     if !http2 && conn.is_draining() {
         resp.headers_mut().insert(
             http::header::CONNECTION,

@@ -84,7 +84,7 @@ impl ListenerRuntime {
                 .collect(),
             filter: match &fc.filter {
                 TerminalFilter::Http(h) => {
-                    let hcm = Arc::new(HcmRuntime::new(h.clone(), snapshot, &scope));
+                    let hcm = Arc::new(HcmRuntime::new(h.clone(), snapshot, &scope, l.drain_type));
                     if let Some(rds) = &h.rds {
                         let routes = &snapshot.route_configs;
                         routes.subscribe(rds, &hcm, &h.stat_prefix, &snapshot.stats);

@@ -213,6 +213,11 @@ pub(crate) async fn serve(hcm: Arc<HcmRuntime>, downstream: super::Downstream) {
                 stats.downstream_cx_drain_close.inc();
                 conn_fut.as_mut().graceful_shutdown();
             }
+            _ = end_conn.go_away.notified(), if !closing => {
+                closing = true;
+                stats.downstream_cx_drain_close.inc();
+                conn_fut.as_mut().graceful_shutdown();
+            }
             _ = &mut idle_close, if idle_close_set && !closing => {
                 closing = true;
                 stats.downstream_cx_drain_close.inc();
