@@ -735,3 +735,73 @@ async fn xds_stat_names_are_envoys() {
         );
     }
 }
+
+/// An EDS update moves traffic at once by the endpoints' `health_status`, on Envoy
+/// and ferry: unhealthy and draining endpoints take no requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eds_update_moves_traffic_by_health_status() {
+    let a = backend::start("a").await;
+    let b = backend::start("b").await;
+    let assignment_with = |a_health: &str, b_health: &str| {
+        let endpoint = |addr: std::net::SocketAddr, health: &str| {
+            format!(
+                "    - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n      health_status: {health}",
+                addr.port()
+            )
+        };
+        cluster_load_assignment(&format!(
+            "cluster_name: e\nendpoints:\n- lb_endpoints:\n{}\n{}\n",
+            endpoint(a.addr(), a_health),
+            endpoint(b.addr(), b_health)
+        ))
+    };
+    let mut seen: Vec<(Flavor, Vec<String>)> = Vec::new();
+    for flavor in flavors() {
+        let xds = XdsServer::start().await;
+        let port = free_port();
+        let source = Transport::Ads.config_source();
+        xds.set(CLUSTER, "1", vec![cluster(&eds_cluster_from("e", &source))]);
+        xds.set(
+            ENDPOINTS,
+            "1",
+            vec![assignment_with("UNHEALTHY", "HEALTHY")],
+        );
+        xds.set(
+            LISTENER,
+            "1",
+            vec![listener(&http_listener(port, "route: {cluster: e}"))],
+        );
+        let _proxy = start(flavor, &bootstrap_over(xds.addr(), Transport::Ads))
+            .await
+            .unwrap_or_else(|e| panic!("{flavor}: {e:#}"));
+        let mut log = vec![format!("routes to {}", reaches(port, "b").await)];
+        let mut to = std::collections::BTreeMap::<String, u32>::new();
+        for _ in 0..20 {
+            *to.entry(backend_of(port).await).or_default() += 1;
+        }
+        log.push(format!("spread {to:?}"));
+        xds.set(ENDPOINTS, "2", vec![assignment_with("HEALTHY", "DRAINING")]);
+        log.push(format!(
+            "eds 2 acked: {}",
+            xds.wait_ack(ENDPOINTS, "2").await.is_some()
+        ));
+        let mut to = std::collections::BTreeMap::<String, u32>::new();
+        for _ in 0..20 {
+            *to.entry(backend_of(port).await).or_default() += 1;
+        }
+        log.push(format!("spread {to:?}"));
+        seen.push((flavor, log));
+    }
+    for (flavor, log) in &seen {
+        assert_eq!(log, &seen[0].1, "{flavor} differs from {}", seen[0].0);
+    }
+    assert_eq!(
+        seen[0].1,
+        [
+            "routes to b",
+            "spread {\"b\": 20}",
+            "eds 2 acked: true",
+            "spread {\"a\": 20}"
+        ]
+    );
+}

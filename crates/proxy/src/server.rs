@@ -361,7 +361,7 @@ impl Server {
                 listeners[i].replace_runtime(rt);
                 listeners[i].config = l;
             } else {
-                let sock = bind_listener(&l)?;
+                let sock = bind_listener(&l).inspect_err(|_| lm.listener_create_failure.inc())?;
                 let rt = ListenerRuntime::new(&l, &snapshot);
                 let new = ActiveListener::start(self, l, rt, sock);
                 // Its name now is the new listener's: the dump shows that one.
@@ -371,7 +371,7 @@ impl Server {
             return Ok(());
         }
         drop(listeners);
-        let sock = bind_listener(&l)?;
+        let sock = bind_listener(&l).inspect_err(|_| lm.listener_create_failure.inc())?;
         self.activate(l, sock, &snapshot);
         Ok(())
     }
