@@ -4,6 +4,7 @@
 #   - curl for the end-to-end tests
 #   - prometheus_client (Python) to parse /stats/prometheus as Prometheus does
 #   - grpcio and xds-protos (Python): an independent ADS server for the xDS client
+#   - boto3 and the AWS CLI (Python): the real clients of the control plane's App Mesh API
 set -euo pipefail
 
 did=()
@@ -48,6 +49,17 @@ else
     echo "grpcio, xds-protos: installing from PyPI"
     python3 -m pip install --quiet grpcio xds-protos
     did+=("grpcio xds-protos")
+fi
+
+if python3 -c 'import boto3' >/dev/null 2>&1 && command -v aws >/dev/null 2>&1; then
+    echo "boto3, awscli: already installed"
+else
+    echo "boto3, awscli: installing from PyPI"
+    python3 -m pip install --quiet boto3 awscli
+    if command -v pyenv >/dev/null 2>&1; then
+        pyenv rehash || true
+    fi
+    did+=("boto3 awscli")
 fi
 
 if [ ${#did[@]} -eq 0 ]; then

@@ -1,5 +1,6 @@
 //! `ferry`: the ferrymesh binary. Thin: it parses flags and calls the crates.
 
+mod control_plane;
 mod demo;
 mod memory;
 
@@ -30,6 +31,8 @@ enum Command {
     },
     /// Run the local demo: the founding document's configuration in front of a built-in backend.
     Demo(demo::DemoArgs),
+    /// Run the control plane: App Mesh's REST API over its store.
+    ControlPlane(control_plane::ControlPlaneArgs),
     /// Print what ferry implements of Envoy's API: the extensions and, per message, the
     /// fields its converters accept (Markdown, as in docs/envoy-compat.md).
     Support,
@@ -87,6 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Validate { file } => Ok(validate(&file)),
         Command::Proxy(args) => proxy(args),
         Command::Demo(args) => demo::run(args),
+        Command::ControlPlane(args) => control_plane::run(args),
         Command::Support => {
             print!("{}", support());
             Ok(0)

@@ -1,0 +1,178 @@
+//! `ferry control-plane`: App Mesh's REST API, driven by the real clients — boto3
+//! (`tests/py/appmesh_client.py`, which also checks every response against botocore's
+//! model of the service) and the AWS CLI — on the embedded store, and what it stored
+//! still there after the process is killed and started again.
+
+use ferry_test_util::free_port;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A control plane process, killed when dropped.
+struct ControlPlane {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ControlPlane {
+    /// Starts `ferry control-plane` with its data in `data_dir`; returns once its API
+    /// accepts connections.
+    async fn start(data_dir: &Path) -> ControlPlane {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["control-plane", "--api", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--log-level", "warn"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("ferry control-plane: {e}"));
+        let cp = ControlPlane {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let up = ferry_test_util::admin::poll(Duration::from_secs(20), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+        assert!(up.is_some(), "the control plane did not start");
+        cp
+    }
+
+    /// Kills it at once (no shutdown of any kind).
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a scenario of `appmesh_client.py`: its lines, as JSON.
+fn boto3(endpoint: &str, scenario: &str) -> Vec<serde_json::Value> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/appmesh_client.py");
+    let out = Command::new("python3")
+        .args([script, endpoint, scenario])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("python3 {script}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{scenario}: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Runs `aws appmesh ARGS...` against `endpoint`: its JSON output.
+fn aws(endpoint: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("aws")
+        .arg("appmesh")
+        .args(args)
+        .args([
+            "--endpoint-url",
+            endpoint,
+            "--region",
+            "local",
+            "--output",
+            "json",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_PAGER", "")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("aws: {e}"));
+    assert!(
+        out.status.success(),
+        "aws {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("aws {args:?}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_drives_the_mesh_operations() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cp = ControlPlane::start(dir.path()).await;
+    let lines = boto3(&cp.endpoint, "meshes");
+    let expected = [
+        r#"{"arn":"arn:aws:appmesh:local:000000000000:mesh/m1","egress":"ALLOW_ALL","name":"m1","status":"ACTIVE","step":"create","version":1}"#,
+        r#"{"error":["ConflictException",409],"step":"create again"}"#,
+        r#"{"same":true,"step":"client token"}"#,
+        r#"{"egress":"ALLOW_ALL","name":"m1","step":"describe"}"#,
+        r#"{"egress":"DROP_ALL","step":"update","version":2}"#,
+        r#"{"names":["m1","m2","m3","m4","m5","t1"],"pages":3,"step":"list"}"#,
+        r#"{"error":["NotFoundException",404],"step":"describe missing"}"#,
+        r#"{"error":["BadRequestException",400],"step":"unknown field"}"#,
+        r#"{"error":["BadRequestException",400],"step":"malformed json"}"#,
+        r#"{"error":["BadRequestException",400],"step":"bad enum"}"#,
+        r#"{"error":["BadRequestException",400],"step":"empty name"}"#,
+        r#"{"error":["BadRequestException",400],"step":"bad limit"}"#,
+        r#"{"status":"DELETED","step":"delete"}"#,
+        r#"{"error":["NotFoundException",404],"step":"describe deleted"}"#,
+        r#"{"operations":["CreateMesh","DeleteMesh","DescribeMesh","ListMeshes","UpdateMesh"],"step":"validated against botocore's model"}"#,
+    ];
+    let got: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_cli_drives_the_api_and_what_it_stored_survives_a_kill() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cp = ControlPlane::start(dir.path()).await;
+    // An AWS CLI input file, as App Mesh users keep them.
+    let input = dir.path().join("mesh.json");
+    std::fs::write(
+        &input,
+        r#"{"meshName": "colorapp", "spec": {"egressFilter": {"type": "ALLOW_ALL"}}}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let created = aws(
+        &cp.endpoint,
+        &[
+            "create-mesh",
+            "--cli-input-json",
+            &format!("file://{}", input.display()),
+        ],
+    );
+    assert_eq!(created["mesh"]["meshName"], "colorapp");
+    assert_eq!(created["mesh"]["status"]["status"], "ACTIVE");
+    aws(&cp.endpoint, &["create-mesh", "--mesh-name", "other"]);
+    let listed = aws(&cp.endpoint, &["list-meshes"]);
+    let names: Vec<&str> = listed["meshes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["meshName"].as_str())
+        .collect();
+    assert_eq!(names, ["colorapp", "other"]);
+
+    // Killed at once, started again on the same data: everything acknowledged is there.
+    cp.kill();
+    let cp = ControlPlane::start(dir.path()).await;
+    let lines = boto3(&cp.endpoint, "list");
+    assert_eq!(
+        lines[0].to_string(),
+        r#"{"names":["colorapp","other"],"step":"list"}"#
+    );
+    let described = aws(&cp.endpoint, &["describe-mesh", "--mesh-name", "colorapp"]);
+    assert_eq!(
+        described["mesh"]["spec"]["egressFilter"]["type"],
+        "ALLOW_ALL"
+    );
+}

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Drives ferry's App Mesh API with boto3 (the real SDK), as an App Mesh user's script
+would, and checks every response body against botocore's own model of the service
+(botocore/data/appmesh/2019-01-25/service-2.json): each member is one the model
+declares, of the model's type, enum and length, and every required member is there.
+
+Usage: appmesh_client.py ENDPOINT SCENARIO
+Prints one JSON line per step: what the test asserts on. Exits 1 on a response that
+does not validate.
+"""
+import json
+import sys
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+ENDPOINT, SCENARIO = sys.argv[1], sys.argv[2]
+PROBLEMS = []
+VALIDATED = []
+
+
+def check(shape, value, path):
+    """Checks a raw JSON value (restJson: timestamps are numbers) against a shape."""
+    t = shape.type_name
+    if t == "structure":
+        if not isinstance(value, dict):
+            return PROBLEMS.append(f"{path}: not an object")
+        for name in value:
+            if name not in shape.members:
+                PROBLEMS.append(f"{path}.{name}: not in the model")
+        for name in shape.required_members:
+            if name not in value:
+                PROBLEMS.append(f"{path}.{name}: required, missing")
+        for name, member in shape.members.items():
+            if name in value:
+                check(member, value[name], f"{path}.{name}")
+    elif t == "list":
+        if not isinstance(value, list):
+            return PROBLEMS.append(f"{path}: not a list")
+        for i, v in enumerate(value):
+            check(shape.member, v, f"{path}[{i}]")
+    elif t == "map":
+        if not isinstance(value, dict):
+            PROBLEMS.append(f"{path}: not a map")
+    elif t == "string":
+        if not isinstance(value, str):
+            return PROBLEMS.append(f"{path}: not a string")
+        if shape.enum and value not in shape.enum:
+            PROBLEMS.append(f"{path}: {value!r} not one of {shape.enum}")
+        lo, hi = shape.metadata.get("min"), shape.metadata.get("max")
+        if (lo is not None and len(value) < lo) or (hi is not None and len(value) > hi):
+            PROBLEMS.append(f"{path}: length {len(value)} outside {lo}..{hi}")
+    elif t in ("long", "integer"):
+        if not isinstance(value, int) or isinstance(value, bool):
+            PROBLEMS.append(f"{path}: not an integer")
+    elif t == "timestamp":
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            PROBLEMS.append(f"{path}: not epoch seconds")
+    elif t == "boolean":
+        if not isinstance(value, bool):
+            PROBLEMS.append(f"{path}: not a boolean")
+
+
+def client(validate=True):
+    c = boto3.client(
+        "appmesh",
+        endpoint_url=ENDPOINT,
+        region_name="local",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=botocore.config.Config(
+            parameter_validation=validate, retries={"max_attempts": 1}
+        ),
+    )
+    model = c.meta.service_model
+
+    def after_call(http_response, model, **_):
+        if http_response.status_code >= 300:
+            return
+        body = json.loads(http_response.content or b"{}")
+        output = model.output_shape
+        payload = output.serialization.get("payload")
+        shape = output.members[payload] if payload else output
+        check(shape, body, model.name)
+        VALIDATED.append(model.name)
+
+    c.meta.events.register(f"after-call.{model.service_id.hyphenize()}", after_call)
+    return c
+
+
+def error(call):
+    try:
+        call()
+        return None
+    except botocore.exceptions.ClientError as e:
+        return [e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]]
+
+
+def raw(method, path, body):
+    """A request the SDK cannot make (it refuses unknown members): its error code and
+    status, read as botocore reads them (the code from x-amzn-ErrorType)."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(ENDPOINT + path, data=body.encode(), method=method)
+    req.add_header("content-type", "application/json")
+    try:
+        urllib.request.urlopen(req)
+        return None
+    except urllib.error.HTTPError as e:
+        json.loads(e.read())["message"]
+        return [e.headers["x-amzn-ErrorType"].split(":")[0], e.code]
+
+
+def out(**kv):
+    print(json.dumps(kv, sort_keys=True), flush=True)
+
+
+def meshes():
+    am = client()
+    m = am.create_mesh(
+        meshName="m1",
+        spec={"egressFilter": {"type": "ALLOW_ALL"}},
+        tags=[{"key": "team", "value": "payments"}],
+    )["mesh"]
+    out(
+        step="create",
+        name=m["meshName"],
+        status=m["status"]["status"],
+        version=m["metadata"]["version"],
+        arn=m["metadata"]["arn"],
+        egress=m["spec"]["egressFilter"]["type"],
+    )
+    out(step="create again", error=error(lambda: am.create_mesh(meshName="m1")))
+    first = am.create_mesh(meshName="t1", clientToken="token-1")["mesh"]
+    again = am.create_mesh(meshName="t1", clientToken="token-1")["mesh"]
+    out(step="client token", same=first["metadata"]["uid"] == again["metadata"]["uid"])
+    d = am.describe_mesh(meshName="m1")["mesh"]
+    out(step="describe", name=d["meshName"], egress=d["spec"]["egressFilter"]["type"])
+    u = am.update_mesh(meshName="m1", spec={"egressFilter": {"type": "DROP_ALL"}})["mesh"]
+    out(step="update", version=u["metadata"]["version"], egress=u["spec"]["egressFilter"]["type"])
+    for i in range(2, 6):
+        am.create_mesh(meshName=f"m{i}")
+    names, pages, token = [], 0, None
+    while True:
+        kw = {"limit": 2}
+        if token:
+            kw["nextToken"] = token
+        page = am.list_meshes(**kw)
+        pages += 1
+        names += [m["meshName"] for m in page["meshes"]]
+        token = page.get("nextToken")
+        if not token:
+            break
+    out(step="list", names=names, pages=pages)
+    out(step="describe missing", error=error(lambda: am.describe_mesh(meshName="nope")))
+    loose = client(validate=False)
+    out(
+        step="unknown field",
+        error=raw("PUT", "/v20190125/meshes", '{"meshName": "bad", "spec": {"egresFilter": {}}}'),
+    )
+    out(step="malformed json", error=raw("PUT", "/v20190125/meshes", '{"meshName": '))
+    out(
+        step="bad enum",
+        error=error(lambda: loose.create_mesh(meshName="bad", spec={"egressFilter": {"type": "SOME"}})),
+    )
+    out(step="empty name", error=error(lambda: loose.create_mesh(meshName="")))
+    out(step="bad limit", error=error(lambda: loose.list_meshes(limit=1000)))
+    dl = am.delete_mesh(meshName="m1")["mesh"]
+    out(step="delete", status=dl["status"]["status"])
+    out(step="describe deleted", error=error(lambda: am.describe_mesh(meshName="m1")))
+    out(step="validated against botocore's model", operations=sorted(set(VALIDATED)))
+
+
+def listing():
+    am = client()
+    names = [m["meshName"] for m in am.list_meshes()["meshes"]]
+    out(step="list", names=names)
+
+
+{"meshes": meshes, "list": listing}[SCENARIO]()
+if PROBLEMS:
+    print(json.dumps({"problems": PROBLEMS}), flush=True)
+    sys.exit(1)

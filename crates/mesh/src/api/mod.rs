@@ -1,0 +1,242 @@
+//! App Mesh's REST API (service `appmesh`, API version 2019-01-25): the same paths
+//! (`/v20190125/meshes/...`), the same request and response JSON, the same errors (an
+//! HTTP status, the code in `x-amzn-ErrorType`, `{"message": ...}`), so that the AWS
+//! CLI and SDKs drive it with `--endpoint-url`. SigV4 signatures are not checked (as a
+//! local AWS emulator does; the API listens on loopback unless told otherwise).
+//!
+//! Each resource's operations are in its own module ([`meshes`]); this one routes a
+//! request to its operation and writes the response.
+
+mod meshes;
+
+use crate::model::{Account, TagRef};
+use crate::store::Store;
+use crate::ApiError;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The largest request body taken (App Mesh's specs are a few KiB).
+pub const MAX_BODY: usize = 1 << 20;
+
+/// How long a client may take to send a request's head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The path prefix of App Mesh's API version.
+const PREFIX: &str = "/v20190125/";
+
+/// The API: its store and the account its ARNs name.
+pub struct Api {
+    store: Arc<dyn Store>,
+    account: Account,
+}
+
+/// A stored resource: its data as the API returns it, its tags, and the client token
+/// of the create that made it (a create sent again with it is the same create).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Stored<D> {
+    data: D,
+    #[serde(default)]
+    tags: Vec<TagRef>,
+    #[serde(default)]
+    client_token: Option<String>,
+}
+
+impl<D: Serialize + serde::de::DeserializeOwned> Stored<D> {
+    fn encode(&self) -> Result<Vec<u8>, ApiError> {
+        serde_json::to_vec(self).map_err(|e| ApiError::internal(e.to_string()))
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Stored<D>, ApiError> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| ApiError::internal(format!("a stored resource cannot be read: {e}")))
+    }
+}
+
+fn store_error(e: crate::store::StoreError) -> ApiError {
+    match e {
+        crate::store::StoreError::Conflict => {
+            ApiError::conflict("the resource changed meanwhile; read it again and retry")
+        }
+        crate::store::StoreError::Backend(e) => ApiError::internal(e),
+    }
+}
+
+/// A request as the operations take it.
+struct Call<'a> {
+    method: &'a Method,
+    /// The path's segments after the version prefix, percent-decoded.
+    segments: Vec<String>,
+    query: Vec<(String, String)>,
+    body: Bytes,
+}
+
+impl Call<'_> {
+    fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Api {
+    /// The API over `store`, naming resources in `account`.
+    pub fn new(store: Arc<dyn Store>, account: Account) -> Arc<Api> {
+        Arc::new(Api { store, account })
+    }
+
+    /// Serves the API on `listener` until the task is dropped.
+    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("control plane API: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let api = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let api = api.clone();
+                    async move { Ok::<_, std::convert::Infallible>(api.handle(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEAD_TIMEOUT)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                let message =
+                    format!("the request body cannot be read (at most {MAX_BODY} bytes): {e}");
+                return error(&ApiError::bad_request(message));
+            }
+        };
+        let Some(path) = parts.uri.path().strip_prefix(PREFIX) else {
+            return error(&ApiError::not_found(format!(
+                "no operation at {}",
+                parts.uri.path()
+            )));
+        };
+        let call = Call {
+            method: &parts.method,
+            segments: path.split('/').map(|s| percent_decode(s, false)).collect(),
+            query: parts
+                .uri
+                .query()
+                .unwrap_or_default()
+                .split('&')
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    (percent_decode(k, true), percent_decode(v, true))
+                })
+                .collect(),
+            body,
+        };
+        let result = match call.segments.first().map(String::as_str) {
+            Some("meshes") => self.meshes(&call).await,
+            _ => Err(ApiError::not_found(format!(
+                "no operation at {}",
+                parts.uri.path()
+            ))),
+        };
+        match result {
+            Ok(body) => json(StatusCode::OK, body),
+            Err(e) => error(&e),
+        }
+    }
+}
+
+/// `limit` (1–100, default 100) and `nextToken` of a list operation.
+fn page(call: &Call<'_>) -> Result<(usize, Option<String>), ApiError> {
+    let limit = match call.query("limit") {
+        None => 100,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n @ 1..=100) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "limit: must be a number from 1 to 100, not {l:?}"
+                )))
+            }
+        },
+    };
+    Ok((limit, call.query("nextToken").map(str::to_string)))
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    if let Ok(id) = http::HeaderValue::from_str(&crate::model::request_id()) {
+        headers.insert("x-amzn-RequestId", id);
+    }
+    resp
+}
+
+/// An error as App Mesh writes it.
+fn error(e: &ApiError) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({ "message": e.message }).to_string();
+    let mut resp = json(e.status, body.into_bytes());
+    resp.headers_mut()
+        .insert("x-amzn-ErrorType", http::HeaderValue::from_static(e.code));
+    resp
+}
+
+/// `%XX` decoded (and, in a query, `+` as a space).
+fn percent_decode(s: &str, plus_is_space: bool) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b == b'+' && plus_is_space { b' ' } else { b });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%2Fb+c", true), "a/b c");
+        assert_eq!(percent_decode("a+b", false), "a+b");
+        assert_eq!(percent_decode("100%", true), "100%");
+        assert_eq!(percent_decode("%zz", true), "%zz");
+    }
+}

@@ -1,0 +1,196 @@
+//! App Mesh's resource model, API version 2019-01-25, with App Mesh's field names: the
+//! specs as the API takes them (unknown fields refused, as App Mesh refuses them), the
+//! metadata App Mesh returns, and the validation of names and ranges. Each resource's
+//! shapes are in its own module ([`mesh`]).
+
+pub mod mesh;
+
+use crate::ApiError;
+use serde::{Deserialize, Serialize};
+
+/// Where resources live in ARNs: the region and account ferrymesh names itself with
+/// (`arn:aws:appmesh:<region>:<account>:mesh/<name>`), and the owner of every resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The region part of ARNs.
+    pub region: String,
+    /// The 12-digit account id: ARNs, `meshOwner`, `resourceOwner`.
+    pub id: String,
+}
+
+impl Default for Account {
+    fn default() -> Account {
+        Account {
+            region: "local".to_string(),
+            id: "000000000000".to_string(),
+        }
+    }
+}
+
+impl Account {
+    /// The ARN of a resource at `path` (`mesh/<name>`, `mesh/<mesh>/virtualNode/<name>`).
+    pub fn arn(&self, path: &str) -> String {
+        format!("arn:aws:appmesh:{}:{}:{path}", self.region, self.id)
+    }
+}
+
+/// `ResourceMetadata`: what App Mesh says of every resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceMetadata {
+    /// `arn`.
+    pub arn: String,
+    /// `createdAt`, seconds since the epoch.
+    pub created_at: f64,
+    /// `lastUpdatedAt`, seconds since the epoch.
+    pub last_updated_at: f64,
+    /// `meshOwner`: the account that owns the mesh.
+    pub mesh_owner: String,
+    /// `resourceOwner`: the account that owns the resource.
+    pub resource_owner: String,
+    /// `uid`: unique among every resource ever created.
+    pub uid: String,
+    /// `version`: 1 when created, one more at each update.
+    pub version: i64,
+}
+
+impl ResourceMetadata {
+    /// The metadata of a resource created now at `path`.
+    pub fn new(account: &Account, path: &str) -> ResourceMetadata {
+        let now = now();
+        ResourceMetadata {
+            arn: account.arn(path),
+            created_at: now,
+            last_updated_at: now,
+            mesh_owner: account.id.clone(),
+            resource_owner: account.id.clone(),
+            uid: uid(),
+            version: 1,
+        }
+    }
+
+    /// The metadata after an update.
+    pub fn updated(&self) -> ResourceMetadata {
+        ResourceMetadata {
+            last_updated_at: now(),
+            version: self.version + 1,
+            ..self.clone()
+        }
+    }
+}
+
+/// Now, in seconds since the epoch, to the millisecond (as App Mesh's timestamps).
+fn now() -> f64 {
+    (chrono::Utc::now().timestamp_millis() as f64) / 1000.0
+}
+
+/// A request's id (`x-amzn-RequestId`).
+pub fn request_id() -> String {
+    uid()
+}
+
+/// A random UUID (version 4), App Mesh's `uid` format.
+fn uid() -> String {
+    let b: [u8; 16] = rand::random();
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-4{}-{:x}{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        8 | (b[8] & 0x3),
+        &hex[17..20],
+        &hex[20..32]
+    )
+}
+
+/// `TagRef`: a tag of a resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TagRef {
+    /// `key` (1–128 characters).
+    pub key: String,
+    /// `value` (0–256 characters).
+    #[serde(default)]
+    pub value: String,
+}
+
+/// Checks tags as App Mesh does: at most 50, keys 1–128 characters, values at most 256.
+pub fn validate_tags(tags: &[TagRef], field: &str) -> Result<(), ApiError> {
+    if tags.len() > 50 {
+        return Err(ApiError::bad_request(format!(
+            "{field}: at most 50 tags, not {}",
+            tags.len()
+        )));
+    }
+    for (i, t) in tags.iter().enumerate() {
+        length(&t.key, 1, 128, &format!("{field}[{i}].key"))?;
+        length(&t.value, 0, 256, &format!("{field}[{i}].value"))?;
+    }
+    Ok(())
+}
+
+/// Checks a resource name: 1–255 characters.
+pub fn validate_name(name: &str, field: &str) -> Result<(), ApiError> {
+    length(name, 1, 255, field)
+}
+
+/// Checks that `value` has `min`–`max` characters.
+pub fn length(value: &str, min: usize, max: usize, field: &str) -> Result<(), ApiError> {
+    let n = value.chars().count();
+    if n < min || n > max {
+        return Err(ApiError::bad_request(format!(
+            "{field}: must have {min} to {max} characters, not {n}"
+        )));
+    }
+    Ok(())
+}
+
+/// Reads a request body as `T`, naming the field a problem is at (unknown fields are
+/// refused, as App Mesh refuses them).
+pub fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::bad_request(format!("the request body: {inner}"))
+        } else {
+            ApiError::bad_request(format!("{path}: {inner}"))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn uids_are_version_4_uuids() {
+        let u = uid();
+        assert_eq!(u.len(), 36, "{u}");
+        assert_eq!(&u[14..15], "4", "{u}");
+        assert!("89ab".contains(&u[19..20]), "{u}");
+        assert_ne!(uid(), u);
+    }
+
+    #[test]
+    fn names_and_tags_are_checked_with_their_fields() {
+        assert!(validate_name("a", "meshName").is_ok());
+        let e = validate_name("", "meshName").unwrap_err();
+        assert_eq!(e.code, "BadRequestException");
+        assert!(e.message.starts_with("meshName: "), "{}", e.message);
+        let tags = vec![TagRef {
+            key: String::new(),
+            value: "v".into(),
+        }];
+        let e = validate_tags(&tags, "tags").unwrap_err();
+        assert!(e.message.starts_with("tags[0].key: "), "{}", e.message);
+    }
+}
