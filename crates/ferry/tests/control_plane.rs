@@ -132,6 +132,37 @@ async fn boto3_drives_the_mesh_operations() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_drives_virtual_services_routers_and_tags_with_app_mesh_rules() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cp = ControlPlane::start(dir.path()).await;
+    let got: Vec<String> = boto3(&cp.endpoint, "resources")
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    let expected = [
+        r#"{"arn":"arn:aws:appmesh:local:000000000000:mesh/app/virtualRouter/r","name":"r","step":"router"}"#,
+        r#"{"mesh":"app","name":"color.app.local","status":"ACTIVE","step":"service"}"#,
+        r#"{"error":["NotFoundException",404],"step":"dangling provider"}"#,
+        r#"{"error":["NotFoundException",404],"step":"no such mesh"}"#,
+        r#"{"error":["BadRequestException",400],"step":"two listeners"}"#,
+        r#"{"error":["BadRequestException",400],"step":"port 0"}"#,
+        r#"{"error":["BadRequestException",400],"step":"bad protocol"}"#,
+        r#"{"names":["r","r2"],"step":"list routers"}"#,
+        r#"{"names":["color.app.local"],"step":"list services"}"#,
+        r#"{"router":"r","step":"describe service"}"#,
+        r#"{"error":["ResourceInUseException",409],"step":"delete router in use"}"#,
+        r#"{"error":["ResourceInUseException",409],"step":"delete mesh in use"}"#,
+        r#"{"step":"tags","tags":[["env","dev"],["team","colors"]]}"#,
+        r#"{"step":"untagged","tags":[["team","colors"]]}"#,
+        r#"{"router":"r2","step":"update service","version":2}"#,
+        r#"{"status":"DELETED","step":"delete router"}"#,
+        r#"{"status":"DELETED","step":"delete mesh"}"#,
+        r#"{"operations":["CreateMesh","CreateVirtualRouter","CreateVirtualService","DeleteMesh","DeleteVirtualRouter","DeleteVirtualService","DescribeVirtualService","ListTagsForResource","ListVirtualRouters","ListVirtualServices","TagResource","UntagResource","UpdateVirtualService"],"step":"validated against botocore's model"}"#,
+    ];
+    assert_eq!(got, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_aws_cli_drives_the_api_and_what_it_stored_survives_a_kill() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let cp = ControlPlane::start(dir.path()).await;

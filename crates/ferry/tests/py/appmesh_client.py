@@ -173,13 +173,67 @@ def meshes():
     out(step="validated against botocore's model", operations=sorted(set(VALIDATED)))
 
 
+def resources():
+    am = client()
+    loose = client(validate=False)
+    am.create_mesh(meshName="app")
+    router_spec = {"listeners": [{"portMapping": {"port": 8080, "protocol": "http"}}]}
+    r = am.create_virtual_router(meshName="app", virtualRouterName="r", spec=router_spec)
+    out(step="router", name=r["virtualRouter"]["virtualRouterName"], arn=r["virtualRouter"]["metadata"]["arn"])
+    provider = {"provider": {"virtualRouter": {"virtualRouterName": "r"}}}
+    vs = am.create_virtual_service(
+        meshName="app", virtualServiceName="color.app.local", spec=provider
+    )["virtualService"]
+    out(step="service", name=vs["virtualServiceName"], mesh=vs["meshName"], status=vs["status"]["status"])
+    dangling = {"provider": {"virtualRouter": {"virtualRouterName": "nope"}}}
+    out(
+        step="dangling provider",
+        error=error(lambda: am.create_virtual_service(meshName="app", virtualServiceName="x", spec=dangling)),
+    )
+    out(
+        step="no such mesh",
+        error=error(lambda: am.create_virtual_router(meshName="nomesh", virtualRouterName="r", spec=router_spec)),
+    )
+    two = {"listeners": router_spec["listeners"] * 2}
+    out(step="two listeners", error=error(lambda: am.create_virtual_router(meshName="app", virtualRouterName="r2", spec=two)))
+    port0 = {"listeners": [{"portMapping": {"port": 0, "protocol": "http"}}]}
+    out(step="port 0", error=error(lambda: loose.create_virtual_router(meshName="app", virtualRouterName="r2", spec=port0)))
+    ftp = {"listeners": [{"portMapping": {"port": 21, "protocol": "ftp"}}]}
+    out(step="bad protocol", error=error(lambda: loose.create_virtual_router(meshName="app", virtualRouterName="r2", spec=ftp)))
+    am.create_virtual_router(meshName="app", virtualRouterName="r2", spec=router_spec)
+    names = [x["virtualRouterName"] for x in am.list_virtual_routers(meshName="app")["virtualRouters"]]
+    out(step="list routers", names=names)
+    names = [x["virtualServiceName"] for x in am.list_virtual_services(meshName="app")["virtualServices"]]
+    out(step="list services", names=names)
+    d = am.describe_virtual_service(meshName="app", virtualServiceName="color.app.local")["virtualService"]
+    out(step="describe service", router=d["spec"]["provider"]["virtualRouter"]["virtualRouterName"])
+    out(step="delete router in use", error=error(lambda: am.delete_virtual_router(meshName="app", virtualRouterName="r")))
+    out(step="delete mesh in use", error=error(lambda: am.delete_mesh(meshName="app")))
+    arn = vs["metadata"]["arn"]
+    am.tag_resource(resourceArn=arn, tags=[{"key": "team", "value": "colors"}, {"key": "env", "value": "dev"}])
+    tags = am.list_tags_for_resource(resourceArn=arn)["tags"]
+    out(step="tags", tags=sorted((t["key"], t["value"]) for t in tags))
+    am.untag_resource(resourceArn=arn, tagKeys=["env"])
+    tags = am.list_tags_for_resource(resourceArn=arn)["tags"]
+    out(step="untagged", tags=[(t["key"], t["value"]) for t in tags])
+    moved = {"provider": {"virtualRouter": {"virtualRouterName": "r2"}}}
+    u = am.update_virtual_service(meshName="app", virtualServiceName="color.app.local", spec=moved)["virtualService"]
+    out(step="update service", version=u["metadata"]["version"], router=u["spec"]["provider"]["virtualRouter"]["virtualRouterName"])
+    deleted = am.delete_virtual_router(meshName="app", virtualRouterName="r")["virtualRouter"]
+    out(step="delete router", status=deleted["status"]["status"])
+    am.delete_virtual_service(meshName="app", virtualServiceName="color.app.local")
+    am.delete_virtual_router(meshName="app", virtualRouterName="r2")
+    out(step="delete mesh", status=am.delete_mesh(meshName="app")["mesh"]["status"]["status"])
+    out(step="validated against botocore's model", operations=sorted(set(VALIDATED)))
+
+
 def listing():
     am = client()
     names = [m["meshName"] for m in am.list_meshes()["meshes"]]
     out(step="list", names=names)
 
 
-{"meshes": meshes, "list": listing}[SCENARIO]()
+{"meshes": meshes, "resources": resources, "list": listing}[SCENARIO]()
 if PROBLEMS:
     print(json.dumps({"problems": PROBLEMS}), flush=True)
     sys.exit(1)

@@ -35,7 +35,7 @@ impl Api {
     }
 
     /// The mesh called `name` and its revision.
-    async fn mesh(&self, name: &str) -> Result<(u64, Stored<MeshData>), ApiError> {
+    pub(super) async fn mesh(&self, name: &str) -> Result<(u64, Stored<MeshData>), ApiError> {
         let found = self.store.get(&key(name)).await.map_err(store_error)?;
         let Some(found) = found else {
             return Err(ApiError::not_found(format!("mesh {name} does not exist")));
@@ -113,6 +113,13 @@ impl Api {
 
     async fn delete_mesh(&self, name: &str) -> Result<Vec<u8>, ApiError> {
         let (revision, mut stored) = self.mesh(name).await?;
+        let resources = self.resources_of(name).await?;
+        if !resources.is_empty() {
+            return Err(ApiError::in_use(format!(
+                "mesh {name} has resources; delete them first: {}",
+                resources.join(", ")
+            )));
+        }
         self.store
             .delete(&key(name), revision)
             .await

@@ -4,10 +4,13 @@
 //! CLI and SDKs drive it with `--endpoint-url`. SigV4 signatures are not checked (as a
 //! local AWS emulator does; the API listens on loopback unless told otherwise).
 //!
-//! Each resource's operations are in its own module ([`meshes`]); this one routes a
-//! request to its operation and writes the response.
+//! The mesh's operations are in [`meshes`], those of the resources of a mesh (one
+//! set for every kind) in [`resources`], the tag operations in [`tags`]; this module
+//! routes a request to its operation and writes the response.
 
 mod meshes;
+mod resources;
+mod tags;
 
 use crate::model::{Account, TagRef};
 use crate::store::Store;
@@ -154,7 +157,9 @@ impl Api {
             body,
         };
         let result = match call.segments.first().map(String::as_str) {
+            Some("meshes") if call.segments.len() > 2 => self.in_mesh(&call).await,
             Some("meshes") => self.meshes(&call).await,
+            Some("tag" | "untag" | "tags") => self.tags(&call).await,
             _ => Err(ApiError::not_found(format!(
                 "no operation at {}",
                 parts.uri.path()

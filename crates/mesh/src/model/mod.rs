@@ -1,9 +1,12 @@
 //! App Mesh's resource model, API version 2019-01-25, with App Mesh's field names: the
 //! specs as the API takes them (unknown fields refused, as App Mesh refuses them), the
 //! metadata App Mesh returns, and the validation of names and ranges. Each resource's
-//! shapes are in its own module ([`mesh`]).
+//! shapes are in its own module ([`mesh`], [`virtual_service`], [`virtual_router`]).
 
+pub mod kind;
 pub mod mesh;
+pub mod virtual_router;
+pub mod virtual_service;
 
 use crate::ApiError;
 use serde::{Deserialize, Serialize};
@@ -130,9 +133,73 @@ pub fn validate_tags(tags: &[TagRef], field: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Checks a resource name: 1–255 characters.
+/// Checks a resource name: 1–255 characters (and no `/`, which would make its path
+/// another one).
 pub fn validate_name(name: &str, field: &str) -> Result<(), ApiError> {
-    length(name, 1, 255, field)
+    length(name, 1, 255, field)?;
+    if name.contains('/') {
+        return Err(ApiError::bad_request(format!(
+            "{field}: must not contain /"
+        )));
+    }
+    Ok(())
+}
+
+/// A resource's spec: checked beyond what its shape says, and the resources of the same
+/// mesh it names (which must exist).
+pub trait Spec: Serialize + serde::de::DeserializeOwned {
+    /// Checks ranges and rules; the error names the field.
+    fn validate(&self) -> Result<(), ApiError>;
+    /// The resources of the mesh it names.
+    fn references(&self) -> Vec<Reference>;
+}
+
+/// A resource a spec names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// Its kind (`virtualNode`).
+    pub kind: &'static str,
+    /// Its name.
+    pub name: String,
+    /// The field that names it.
+    pub field: &'static str,
+}
+
+/// `PortMapping`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PortMapping {
+    /// `port` (1–65535).
+    pub port: u32,
+    /// `protocol`.
+    pub protocol: PortProtocol,
+}
+
+impl PortMapping {
+    /// Checks the port's range.
+    pub fn validate(&self, field: &str) -> Result<(), ApiError> {
+        if !(1..=65535).contains(&self.port) {
+            return Err(ApiError::bad_request(format!(
+                "{field}.port: must be 1 to 65535, not {}",
+                self.port
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `PortProtocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortProtocol {
+    /// `http`.
+    Http,
+    /// `tcp`.
+    Tcp,
+    /// `http2`.
+    Http2,
+    /// `grpc`.
+    Grpc,
 }
 
 /// Checks that `value` has `min`–`max` characters.

@@ -1,0 +1,304 @@
+//! The operations of the resources of a mesh, one set for every kind ([`Kind`]):
+//! `Create<Kind>` (`PUT /v20190125/meshes/{meshName}/<kinds>`), `List<Kinds>` (`GET`),
+//! `Describe<Kind>`, `Update<Kind>`, `Delete<Kind>` (`GET`, `PUT`, `DELETE`
+//! `/v20190125/meshes/{meshName}/<kinds>/{name}`). A resource is stored as the API
+//! returns it (`meshName`, its name member, `metadata`, `spec`, `status`).
+//!
+//! Referential rules, as App Mesh's: the mesh must exist; what a spec names must exist
+//! in the mesh (`NotFoundException`, naming the field); a resource that another one
+//! names cannot be deleted (`ResourceInUseException`, naming which).
+
+use super::{page, store_error, Api, Call, Stored};
+use crate::model::kind::{Kind, KINDS};
+use crate::model::{validate_name, validate_tags, Reference, ResourceMetadata, TagRef};
+use crate::store::Expect;
+use crate::ApiError;
+use http::Method;
+use serde_json::{json, Map, Value};
+
+fn to_json(value: &Value) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// The body of a create or an update: its members, each known.
+fn body(bytes: &[u8], allowed: &[&str]) -> Result<Map<String, Value>, ApiError> {
+    let value: Value = crate::model::from_json(bytes)?;
+    let Value::Object(members) = value else {
+        return Err(ApiError::bad_request("the request body: not a JSON object"));
+    };
+    if let Some(unknown) = members.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "{unknown}: unknown field, expected one of {}",
+            allowed.join(", ")
+        )));
+    }
+    Ok(members)
+}
+
+fn string<'a>(members: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, ApiError> {
+    match members.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ApiError::bad_request(format!("{name}: must be a string"))),
+    }
+}
+
+/// The `ResourceRef` of a resource in lists: its metadata's members, the mesh and its
+/// name.
+fn reference(kind: &Kind, data: &Value) -> Value {
+    let m = &data["metadata"];
+    json!({
+        "arn": m["arn"],
+        "createdAt": m["createdAt"],
+        "lastUpdatedAt": m["lastUpdatedAt"],
+        "meshName": data["meshName"],
+        "meshOwner": m["meshOwner"],
+        "resourceOwner": m["resourceOwner"],
+        "version": m["version"],
+        kind.name_member: data[kind.name_member],
+    })
+}
+
+impl Api {
+    /// Routes `/v20190125/meshes/{meshName}/<kinds>[/{name}]`.
+    pub(super) async fn in_mesh(&self, call: &Call<'_>) -> Result<Vec<u8>, ApiError> {
+        let (mesh, collection, rest) = match &call.segments[1..] {
+            [mesh, collection, rest @ ..] => (mesh, collection, rest),
+            _ => return Err(ApiError::not_found("no such operation")),
+        };
+        let Some(kind) = Kind::by_collection(collection) else {
+            return Err(ApiError::not_found(format!(
+                "no operation on {collection} (this control plane serves {})",
+                KINDS
+                    .iter()
+                    .map(|k| k.collection)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        match (call.method, rest) {
+            (&Method::PUT, []) => self.create(kind, mesh, &call.body).await,
+            (&Method::GET, []) => self.list(kind, mesh, call).await,
+            (&Method::GET, [name]) => to_json(&self.get(kind, mesh, name).await?.1.data),
+            (&Method::PUT, [name]) => self.update(kind, mesh, name, &call.body).await,
+            (&Method::DELETE, [name]) => self.delete(kind, mesh, name).await,
+            _ => Err(ApiError::not_found(format!(
+                "no operation {} /v20190125/{}",
+                call.method,
+                call.segments.join("/")
+            ))),
+        }
+    }
+
+    /// A resource and its revision.
+    async fn get(
+        &self,
+        kind: &Kind,
+        mesh: &str,
+        name: &str,
+    ) -> Result<(u64, Stored<Value>), ApiError> {
+        let found = self
+            .store
+            .get(&kind.key(mesh, name))
+            .await
+            .map_err(store_error)?;
+        match found {
+            Some(v) => Ok((v.revision, Stored::decode(&v.value)?)),
+            None => Err(ApiError::not_found(format!(
+                "{} {name} does not exist in mesh {mesh}",
+                kind.name
+            ))),
+        }
+    }
+
+    /// Checks that the mesh exists and that what a spec names does.
+    async fn check_references(&self, mesh: &str, refs: &[Reference]) -> Result<(), ApiError> {
+        self.mesh(mesh).await?;
+        for r in refs {
+            let Some(kind) = Kind::by_name(r.kind) else {
+                continue;
+            };
+            let found = self
+                .store
+                .get(&kind.key(mesh, &r.name))
+                .await
+                .map_err(store_error)?;
+            if found.is_none() {
+                return Err(ApiError::not_found(format!(
+                    "{}: {} {} does not exist in mesh {mesh}",
+                    r.field, r.kind, r.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn create(&self, kind: &Kind, mesh: &str, bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
+        let members = body(bytes, &[kind.name_member, "spec", "tags", "clientToken"])?;
+        let Some(name) = string(&members, kind.name_member)? else {
+            return Err(ApiError::bad_request(format!(
+                "{}: is required",
+                kind.name_member
+            )));
+        };
+        validate_name(name, kind.name_member)?;
+        let Some(spec) = members.get("spec") else {
+            return Err(ApiError::bad_request("spec: is required"));
+        };
+        let (spec, refs) = (kind.spec)(spec)?;
+        let tags: Vec<TagRef> = match members.get("tags") {
+            Some(t) => serde_json::from_value(t.clone())
+                .map_err(|e| ApiError::bad_request(format!("tags: {e}")))?,
+            None => Vec::new(),
+        };
+        validate_tags(&tags, "tags")?;
+        let client_token = string(&members, "clientToken")?.map(str::to_string);
+        self.check_references(mesh, &refs).await?;
+        let exists = || {
+            ApiError::conflict(format!(
+                "{} {name} already exists in mesh {mesh}",
+                kind.name
+            ))
+        };
+        if let Ok((_, existing)) = self.get(kind, mesh, name).await {
+            return match &client_token {
+                Some(t) if existing.client_token.as_ref() == Some(t) => to_json(&existing.data),
+                _ => Err(exists()),
+            };
+        }
+        let metadata = ResourceMetadata::new(&self.account, &kind.arn_path(mesh, name));
+        let stored = Stored {
+            data: json!({
+                "meshName": mesh,
+                kind.name_member: name,
+                "metadata": metadata,
+                "spec": spec,
+                "status": {"status": "ACTIVE"},
+            }),
+            tags,
+            client_token,
+        };
+        match self
+            .store
+            .put(&kind.key(mesh, name), stored.encode()?, Expect::Absent)
+            .await
+        {
+            Ok(_) => to_json(&stored.data),
+            Err(crate::store::StoreError::Conflict) => Err(exists()),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn list(&self, kind: &Kind, mesh: &str, call: &Call<'_>) -> Result<Vec<u8>, ApiError> {
+        let (limit, next_token) = page(call)?;
+        self.mesh(mesh).await?;
+        let all = self
+            .store
+            .list(&kind.prefix(mesh))
+            .await
+            .map_err(store_error)?;
+        // The token is the name listed last: the page goes on after it.
+        let after = next_token.map(|t| kind.key(mesh, &t));
+        let mut refs = all
+            .iter()
+            .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
+            .take(limit + 1)
+            .map(|(_, v)| Ok(reference(kind, &Stored::<Value>::decode(&v.value)?.data)))
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        let more = refs.len() > limit;
+        refs.truncate(limit);
+        let last = refs.last().map(|r| r[kind.name_member].clone());
+        let mut out = json!({ kind.collection: refs });
+        if let (true, Some(last)) = (more, last) {
+            out["nextToken"] = last;
+        }
+        to_json(&out)
+    }
+
+    async fn update(
+        &self,
+        kind: &Kind,
+        mesh: &str,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>, ApiError> {
+        let members = body(bytes, &["spec", "clientToken"])?;
+        let Some(spec) = members.get("spec") else {
+            return Err(ApiError::bad_request("spec: is required"));
+        };
+        let (spec, refs) = (kind.spec)(spec)?;
+        self.check_references(mesh, &refs).await?;
+        let (revision, mut stored) = self.get(kind, mesh, name).await?;
+        let metadata: ResourceMetadata = serde_json::from_value(stored.data["metadata"].clone())
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        stored.data["metadata"] = json!(metadata.updated());
+        stored.data["spec"] = spec;
+        self.store
+            .put(
+                &kind.key(mesh, name),
+                stored.encode()?,
+                Expect::Revision(revision),
+            )
+            .await
+            .map_err(store_error)?;
+        to_json(&stored.data)
+    }
+
+    async fn delete(&self, kind: &Kind, mesh: &str, name: &str) -> Result<Vec<u8>, ApiError> {
+        let (revision, mut stored) = self.get(kind, mesh, name).await?;
+        if let Some(user) = self.user_of(mesh, kind.name, name).await? {
+            return Err(ApiError::in_use(format!(
+                "{} {name} is in use: {user} names it",
+                kind.name
+            )));
+        }
+        self.store
+            .delete(&kind.key(mesh, name), revision)
+            .await
+            .map_err(store_error)?;
+        stored.data["status"] = json!({"status": "DELETED"});
+        to_json(&stored.data)
+    }
+
+    /// A resource of `mesh` whose spec names `name` of kind `target` (`<kind> <name>`).
+    async fn user_of(
+        &self,
+        mesh: &str,
+        target: &str,
+        name: &str,
+    ) -> Result<Option<String>, ApiError> {
+        for kind in KINDS {
+            let all = self
+                .store
+                .list(&kind.prefix(mesh))
+                .await
+                .map_err(store_error)?;
+            for (_, v) in all {
+                let stored: Stored<Value> = Stored::decode(&v.value)?;
+                let (_, refs) = (kind.spec)(&stored.data["spec"])?;
+                if refs.iter().any(|r| r.kind == target && r.name == name) {
+                    let user = stored.data[kind.name_member].as_str().unwrap_or_default();
+                    return Ok(Some(format!("{} {user}", kind.name)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The resources of `mesh` (`<kind> <name>`), for a deletion of the mesh.
+    pub(super) async fn resources_of(&self, mesh: &str) -> Result<Vec<String>, ApiError> {
+        let mut out = Vec::new();
+        for kind in KINDS {
+            let all = self
+                .store
+                .list(&kind.prefix(mesh))
+                .await
+                .map_err(store_error)?;
+            for (k, _) in all {
+                let name = k.rsplit('/').next().unwrap_or_default();
+                out.push(format!("{} {name}", kind.name));
+            }
+        }
+        Ok(out)
+    }
+}

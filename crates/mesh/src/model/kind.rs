@@ -1,0 +1,85 @@
+//! The kinds of resources that live in a mesh, as the API and the store name them: a
+//! kind's path segment, its name member, its list member, and how its spec is read.
+
+use super::{Reference, Spec};
+use crate::ApiError;
+use serde_json::Value;
+
+/// A kind of resource of a mesh.
+#[derive(Debug)]
+pub struct Kind {
+    /// Its name in keys and ARNs (`virtualService`).
+    pub name: &'static str,
+    /// Its path segment (`virtualServices`), also the list member of its List output.
+    pub collection: &'static str,
+    /// The member that names a resource (`virtualServiceName`).
+    pub name_member: &'static str,
+    /// Reads a spec: the spec as stored (normalized) and the resources it names.
+    pub spec: fn(&Value) -> Result<ReadSpec, ApiError>,
+}
+
+/// A spec as stored (normalized), and the resources it names.
+pub type ReadSpec = (Value, Vec<Reference>);
+
+/// Reads a spec of type `S` (its problems named from `spec.`), checks it, and writes it
+/// back as stored.
+fn spec<S: Spec>(value: &Value) -> Result<ReadSpec, ApiError> {
+    let spec: S = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." {
+            "spec".to_string()
+        } else {
+            format!("spec.{path}")
+        };
+        ApiError::bad_request(format!("{at}: {}", e.into_inner()))
+    })?;
+    spec.validate()?;
+    let stored = serde_json::to_value(&spec).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((stored, spec.references()))
+}
+
+/// `VirtualService`.
+pub const VIRTUAL_SERVICE: Kind = Kind {
+    name: "virtualService",
+    collection: "virtualServices",
+    name_member: "virtualServiceName",
+    spec: spec::<super::virtual_service::VirtualServiceSpec>,
+};
+
+/// `VirtualRouter`.
+pub const VIRTUAL_ROUTER: Kind = Kind {
+    name: "virtualRouter",
+    collection: "virtualRouters",
+    name_member: "virtualRouterName",
+    spec: spec::<super::virtual_router::VirtualRouterSpec>,
+};
+
+/// Every kind of resource of a mesh.
+pub const KINDS: &[&Kind] = &[&VIRTUAL_SERVICE, &VIRTUAL_ROUTER];
+
+impl Kind {
+    /// The kind whose path segment is `collection`.
+    pub fn by_collection(collection: &str) -> Option<&'static Kind> {
+        KINDS.iter().copied().find(|k| k.collection == collection)
+    }
+
+    /// The kind called `name` (`virtualNode`).
+    pub fn by_name(name: &str) -> Option<&'static Kind> {
+        KINDS.iter().copied().find(|k| k.name == name)
+    }
+
+    /// The store key of `name` in `mesh`.
+    pub fn key(&self, mesh: &str, name: &str) -> String {
+        format!("{}/{mesh}/{name}", self.name)
+    }
+
+    /// The store key prefix of this kind's resources in `mesh`.
+    pub fn prefix(&self, mesh: &str) -> String {
+        format!("{}/{mesh}/", self.name)
+    }
+
+    /// The path of `name` in ARNs (`mesh/<mesh>/virtualService/<name>`).
+    pub fn arn_path(&self, mesh: &str, name: &str) -> String {
+        format!("mesh/{mesh}/{}/{name}", self.name)
+    }
+}
