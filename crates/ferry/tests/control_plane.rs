@@ -163,6 +163,32 @@ async fn boto3_drives_virtual_services_routers_and_tags_with_app_mesh_rules() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_drives_virtual_nodes_with_app_mesh_ranges() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cp = ControlPlane::start(dir.path()).await;
+    let got: Vec<String> = boto3(&cp.endpoint, "nodes")
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    let expected = [
+        r#"{"name":"red","spec_round_trips":true,"step":"node"}"#,
+        r#"{"spec_round_trips":true,"step":"describe node"}"#,
+        r#"{"error":["BadRequestException",400],"step":"healthy threshold 1"}"#,
+        r#"{"error":["BadRequestException",400],"step":"interval 1s"}"#,
+        r#"{"error":["BadRequestException",400],"step":"ejection 101%"}"#,
+        r#"{"error":["BadRequestException",400],"step":"two discoveries"}"#,
+        r#"{"error":["BadRequestException",400],"step":"tls mode"}"#,
+        r#"{"error":["BadRequestException",400],"step":"unknown listener field"}"#,
+        r#"{"error":["ResourceInUseException",409],"step":"delete node in use"}"#,
+        r#"{"port":9090,"step":"update node","version":2}"#,
+        r#"{"names":["red"],"step":"list nodes"}"#,
+        r#"{"status":"DELETED","step":"delete node"}"#,
+        r#"{"operations":["CreateMesh","CreateVirtualNode","CreateVirtualService","DeleteVirtualNode","DeleteVirtualService","DescribeVirtualNode","ListVirtualNodes","UpdateVirtualNode"],"step":"validated against botocore's model"}"#,
+    ];
+    assert_eq!(got, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_aws_cli_drives_the_api_and_what_it_stored_survives_a_kill() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let cp = ControlPlane::start(dir.path()).await;

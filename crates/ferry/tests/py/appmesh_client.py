@@ -227,13 +227,96 @@ def resources():
     out(step="validated against botocore's model", operations=sorted(set(VALIDATED)))
 
 
+NODE_SPEC = {
+    "listeners": [
+        {
+            "portMapping": {"port": 8080, "protocol": "http"},
+            "healthCheck": {
+                "protocol": "http",
+                "path": "/ping",
+                "healthyThreshold": 2,
+                "unhealthyThreshold": 2,
+                "timeoutMillis": 2000,
+                "intervalMillis": 5000,
+            },
+            "outlierDetection": {
+                "maxServerErrors": 5,
+                "maxEjectionPercent": 50,
+                "interval": {"value": 10, "unit": "s"},
+                "baseEjectionDuration": {"value": 30, "unit": "s"},
+            },
+            "connectionPool": {"http": {"maxConnections": 10, "maxPendingRequests": 5}},
+            "timeout": {"http": {"perRequest": {"value": 5, "unit": "s"}}},
+            "tls": {
+                "mode": "STRICT",
+                "certificate": {
+                    "file": {"certificateChain": "/certs/chain.pem", "privateKey": "/certs/key.pem"}
+                },
+            },
+        }
+    ],
+    "serviceDiscovery": {
+        "dns": {"hostname": "colorteller-red.default.svc.cluster.local", "responseType": "ENDPOINTS"}
+    },
+    "backends": [{"virtualService": {"virtualServiceName": "colorteller.app.local"}}],
+    "backendDefaults": {
+        "clientPolicy": {
+            "tls": {"validation": {"trust": {"file": {"certificateChain": "/certs/ca.pem"}}}}
+        }
+    },
+    "logging": {"accessLog": {"file": {"path": "/dev/stdout", "format": {"text": "%START_TIME%"}}}},
+}
+
+
+def nodes():
+    am = client()
+    loose = client(validate=False)
+    am.create_mesh(meshName="app")
+    n = am.create_virtual_node(meshName="app", virtualNodeName="red", spec=NODE_SPEC)["virtualNode"]
+    out(step="node", name=n["virtualNodeName"], spec_round_trips=n["spec"] == NODE_SPEC)
+    d = am.describe_virtual_node(meshName="app", virtualNodeName="red")["virtualNode"]
+    out(step="describe node", spec_round_trips=d["spec"] == NODE_SPEC)
+    import copy
+
+    def bad(edit):
+        spec = copy.deepcopy(NODE_SPEC)
+        edit(spec)
+        return error(lambda: loose.create_virtual_node(meshName="app", virtualNodeName="bad", spec=spec))
+
+    out(step="healthy threshold 1", error=bad(lambda s: s["listeners"][0]["healthCheck"].update(healthyThreshold=1)))
+    out(step="interval 1s", error=bad(lambda s: s["listeners"][0]["healthCheck"].update(intervalMillis=1000)))
+    out(step="ejection 101%", error=bad(lambda s: s["listeners"][0]["outlierDetection"].update(maxEjectionPercent=101)))
+    out(
+        step="two discoveries",
+        error=bad(lambda s: s["serviceDiscovery"].update(awsCloudMap={"namespaceName": "n", "serviceName": "s"})),
+    )
+    out(step="tls mode", error=bad(lambda s: s["listeners"][0]["tls"].update(mode="SOMETIMES")))
+    unknown = copy.deepcopy(NODE_SPEC)
+    unknown["listeners"][0]["portMaping"] = {}
+    body = json.dumps({"virtualNodeName": "bad", "spec": unknown})
+    out(step="unknown listener field", error=raw("PUT", "/v20190125/meshes/app/virtualNodes", body))
+    provider = {"provider": {"virtualNode": {"virtualNodeName": "red"}}}
+    am.create_virtual_service(meshName="app", virtualServiceName="colorteller.app.local", spec=provider)
+    out(step="delete node in use", error=error(lambda: am.delete_virtual_node(meshName="app", virtualNodeName="red")))
+    spec = copy.deepcopy(NODE_SPEC)
+    spec["listeners"][0]["portMapping"]["port"] = 9090
+    u = am.update_virtual_node(meshName="app", virtualNodeName="red", spec=spec)["virtualNode"]
+    out(step="update node", version=u["metadata"]["version"], port=u["spec"]["listeners"][0]["portMapping"]["port"])
+    names = [x["virtualNodeName"] for x in am.list_virtual_nodes(meshName="app")["virtualNodes"]]
+    out(step="list nodes", names=names)
+    am.delete_virtual_service(meshName="app", virtualServiceName="colorteller.app.local")
+    dn = am.delete_virtual_node(meshName="app", virtualNodeName="red")["virtualNode"]
+    out(step="delete node", status=dn["status"]["status"])
+    out(step="validated against botocore's model", operations=sorted(set(VALIDATED)))
+
+
 def listing():
     am = client()
     names = [m["meshName"] for m in am.list_meshes()["meshes"]]
     out(step="list", names=names)
 
 
-{"meshes": meshes, "resources": resources, "list": listing}[SCENARIO]()
+{"meshes": meshes, "resources": resources, "nodes": nodes, "list": listing}[SCENARIO]()
 if PROBLEMS:
     print(json.dumps({"problems": PROBLEMS}), flush=True)
     sys.exit(1)

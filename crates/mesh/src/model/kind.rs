@@ -38,6 +38,14 @@ fn spec<S: Spec>(value: &Value) -> Result<ReadSpec, ApiError> {
     Ok((stored, spec.references()))
 }
 
+/// `VirtualNode`.
+pub const VIRTUAL_NODE: Kind = Kind {
+    name: "virtualNode",
+    collection: "virtualNodes",
+    name_member: "virtualNodeName",
+    spec: spec::<super::virtual_node::VirtualNodeSpec>,
+};
+
 /// `VirtualService`.
 pub const VIRTUAL_SERVICE: Kind = Kind {
     name: "virtualService",
@@ -55,7 +63,7 @@ pub const VIRTUAL_ROUTER: Kind = Kind {
 };
 
 /// Every kind of resource of a mesh.
-pub const KINDS: &[&Kind] = &[&VIRTUAL_SERVICE, &VIRTUAL_ROUTER];
+pub const KINDS: &[&Kind] = &[&VIRTUAL_NODE, &VIRTUAL_SERVICE, &VIRTUAL_ROUTER];
 
 impl Kind {
     /// The kind whose path segment is `collection`.

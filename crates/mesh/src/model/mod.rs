@@ -1,12 +1,16 @@
 //! App Mesh's resource model, API version 2019-01-25, with App Mesh's field names: the
 //! specs as the API takes them (unknown fields refused, as App Mesh refuses them), the
 //! metadata App Mesh returns, and the validation of names and ranges. Each resource's
-//! shapes are in its own module ([`mesh`], [`virtual_service`], [`virtual_router`]).
+//! shapes are in its own module ([`mesh`], [`virtual_node`], [`virtual_service`],
+//! [`virtual_router`]); [`kind`] lists the kinds of a mesh's resources.
 
 pub mod kind;
 pub mod mesh;
+pub mod virtual_node;
 pub mod virtual_router;
 pub mod virtual_service;
+
+pub use mesh::IpPreference;
 
 use crate::ApiError;
 use serde::{Deserialize, Serialize};
