@@ -6,6 +6,7 @@
 
 pub mod kind;
 pub mod mesh;
+pub mod tls;
 pub mod virtual_node;
 pub mod virtual_router;
 pub mod virtual_service;
@@ -212,6 +213,38 @@ pub fn length(value: &str, min: usize, max: usize, field: &str) -> Result<(), Ap
     if n < min || n > max {
         return Err(ApiError::bad_request(format!(
             "{field}: must have {min} to {max} characters, not {n}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that exactly one member of a union is set.
+pub(crate) fn one_of(field: &str, members: &[(&str, bool)]) -> Result<(), ApiError> {
+    let set: Vec<&str> = members
+        .iter()
+        .filter(|(_, s)| *s)
+        .map(|(n, _)| *n)
+        .collect();
+    if set.len() == 1 {
+        return Ok(());
+    }
+    let names: Vec<&str> = members.iter().map(|(n, _)| *n).collect();
+    Err(ApiError::bad_request(format!(
+        "{field}: exactly one of {} is required{}",
+        names.join(", "),
+        if set.is_empty() {
+            String::new()
+        } else {
+            format!(", not {}", set.join(" and "))
+        }
+    )))
+}
+
+/// Checks that `value` is `min`–`max`.
+pub(crate) fn range(value: u64, min: u64, max: u64, field: &str) -> Result<(), ApiError> {
+    if value < min || value > max {
+        return Err(ApiError::bad_request(format!(
+            "{field}: must be {min} to {max}, not {value}"
         )));
     }
     Ok(())

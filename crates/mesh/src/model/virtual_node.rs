@@ -2,10 +2,12 @@
 //! calls, how its instances are found, its access log), App Mesh's `VirtualNodeSpec`.
 //!
 //! App Mesh's unions (exactly one member set) are structs of optional members here,
-//! checked by [`one_of`], so that a missing or a second member is refused with its
-//! field path.
+//! checked by [`one_of`](super::one_of), so that a missing or a second member is
+//! refused with its field path. The TLS shapes are in [`tls`](super::tls).
 
-use super::{validate_name, IpPreference, PortMapping, PortProtocol, Reference, Spec};
+use super::tls::{ClientPolicy, ListenerTls};
+use super::{length, one_of, range, validate_name, IpPreference, PortMapping, PortProtocol};
+use super::{Reference, Spec};
 use crate::ApiError;
 use serde::{Deserialize, Serialize};
 
@@ -37,132 +39,6 @@ pub struct BackendDefaults {
     /// `clientPolicy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_policy: Option<ClientPolicy>,
-}
-
-/// `ClientPolicy`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ClientPolicy {
-    /// `tls`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<ClientPolicyTls>,
-}
-
-/// `ClientPolicyTls`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ClientPolicyTls {
-    /// `certificate`: the client's certificate (mutual TLS).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certificate: Option<TlsCertificate>,
-    /// `enforce` (App Mesh's default: true).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enforce: Option<bool>,
-    /// `ports`: the ports it applies to (none: all).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ports: Vec<u32>,
-    /// `validation`.
-    pub validation: TlsValidationContext,
-}
-
-/// `ClientTlsCertificate` and `ListenerTlsCertificate` (which alone has `acm`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TlsCertificate {
-    /// `acm` (listeners only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub acm: Option<AcmCertificate>,
-    /// `file`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<FileCertificate>,
-    /// `sds`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sds: Option<SdsSecret>,
-}
-
-/// `ListenerTlsAcmCertificate`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AcmCertificate {
-    /// `certificateArn`.
-    pub certificate_arn: String,
-}
-
-/// `ListenerTlsFileCertificate`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FileCertificate {
-    /// `certificateChain` (a file path, 1–255 characters).
-    pub certificate_chain: String,
-    /// `privateKey` (a file path).
-    pub private_key: String,
-}
-
-/// `ListenerTlsSdsCertificate`, `TlsValidationContextSdsTrust`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SdsSecret {
-    /// `secretName`.
-    pub secret_name: String,
-}
-
-/// `TlsValidationContext`, `ListenerTlsValidationContext` (whose trust has no `acm`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TlsValidationContext {
-    /// `subjectAlternativeNames`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject_alternative_names: Option<SubjectAlternativeNames>,
-    /// `trust`.
-    pub trust: TlsValidationTrust,
-}
-
-/// `SubjectAlternativeNames`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SubjectAlternativeNames {
-    /// `match`.
-    #[serde(rename = "match")]
-    pub matchers: SubjectAlternativeNameMatchers,
-}
-
-/// `SubjectAlternativeNameMatchers`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SubjectAlternativeNameMatchers {
-    /// `exact`.
-    pub exact: Vec<String>,
-}
-
-/// `TlsValidationContextTrust`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TlsValidationTrust {
-    /// `acm` (clients only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub acm: Option<AcmTrust>,
-    /// `file`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<FileTrust>,
-    /// `sds`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sds: Option<SdsSecret>,
-}
-
-/// `TlsValidationContextAcmTrust`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AcmTrust {
-    /// `certificateAuthorityArns` (1–3).
-    pub certificate_authority_arns: Vec<String>,
-}
-
-/// `TlsValidationContextFileTrust`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FileTrust {
-    /// `certificateChain`.
-    pub certificate_chain: String,
 }
 
 /// `Backend`.
@@ -350,31 +226,6 @@ pub struct TcpTimeout {
     pub idle: Option<Duration>,
 }
 
-/// `ListenerTls`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ListenerTls {
-    /// `certificate`.
-    pub certificate: TlsCertificate,
-    /// `mode`.
-    pub mode: ListenerTlsMode,
-    /// `validation`: the clients' certificates (mutual TLS).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub validation: Option<TlsValidationContext>,
-}
-
-/// `ListenerTlsMode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum ListenerTlsMode {
-    /// `STRICT`: TLS only.
-    Strict,
-    /// `PERMISSIVE`: TLS or plain text.
-    Permissive,
-    /// `DISABLED`.
-    Disabled,
-}
-
 /// `Logging`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -488,126 +339,6 @@ pub enum DnsResponseType {
     Loadbalancer,
     /// `ENDPOINTS`.
     Endpoints,
-}
-
-/// Checks that exactly one member of a union is set.
-fn one_of(field: &str, members: &[(&str, bool)]) -> Result<(), ApiError> {
-    let set: Vec<&str> = members
-        .iter()
-        .filter(|(_, s)| *s)
-        .map(|(n, _)| *n)
-        .collect();
-    if set.len() == 1 {
-        return Ok(());
-    }
-    let names: Vec<&str> = members.iter().map(|(n, _)| *n).collect();
-    Err(ApiError::bad_request(format!(
-        "{field}: exactly one of {} is required{}",
-        names.join(", "),
-        if set.is_empty() {
-            String::new()
-        } else {
-            format!(", not {}", set.join(" and "))
-        }
-    )))
-}
-
-fn range(value: u64, min: u64, max: u64, field: &str) -> Result<(), ApiError> {
-    if value < min || value > max {
-        return Err(ApiError::bad_request(format!(
-            "{field}: must be {min} to {max}, not {value}"
-        )));
-    }
-    Ok(())
-}
-
-fn text(value: &str, min: usize, max: usize, field: &str) -> Result<(), ApiError> {
-    super::length(value, min, max, field)
-}
-
-impl TlsCertificate {
-    fn validate(&self, field: &str, acm_allowed: bool) -> Result<(), ApiError> {
-        let mut members = vec![("file", self.file.is_some()), ("sds", self.sds.is_some())];
-        if acm_allowed || self.acm.is_some() {
-            members.insert(0, ("acm", self.acm.is_some()));
-        }
-        if !acm_allowed && self.acm.is_some() {
-            return Err(ApiError::bad_request(format!(
-                "{field}.acm: a client certificate is a file or an SDS secret"
-            )));
-        }
-        one_of(field, &members)?;
-        if let Some(f) = &self.file {
-            text(
-                &f.certificate_chain,
-                1,
-                255,
-                &format!("{field}.file.certificateChain"),
-            )?;
-            text(&f.private_key, 1, 255, &format!("{field}.file.privateKey"))?;
-        }
-        Ok(())
-    }
-}
-
-impl TlsValidationContext {
-    fn validate(&self, field: &str, acm_allowed: bool) -> Result<(), ApiError> {
-        let t = &self.trust;
-        let at = format!("{field}.trust");
-        if !acm_allowed && t.acm.is_some() {
-            return Err(ApiError::bad_request(format!(
-                "{at}.acm: a listener trusts a file or an SDS secret"
-            )));
-        }
-        one_of(
-            &at,
-            &[
-                ("acm", t.acm.is_some()),
-                ("file", t.file.is_some()),
-                ("sds", t.sds.is_some()),
-            ],
-        )?;
-        if let Some(acm) = &t.acm {
-            let n = acm.certificate_authority_arns.len() as u64;
-            range(
-                n,
-                1,
-                3,
-                &format!("{at}.acm.certificateAuthorityArns (count)"),
-            )?;
-        }
-        if let Some(f) = &t.file {
-            text(
-                &f.certificate_chain,
-                1,
-                255,
-                &format!("{at}.file.certificateChain"),
-            )?;
-        }
-        if let Some(san) = &self.subject_alternative_names {
-            for (i, name) in san.matchers.exact.iter().enumerate() {
-                let field = format!("{field}.subjectAlternativeNames.match.exact[{i}]");
-                text(name, 1, 254, &field)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl ClientPolicy {
-    fn validate(&self, field: &str) -> Result<(), ApiError> {
-        let Some(tls) = &self.tls else {
-            return Ok(());
-        };
-        if let Some(c) = &tls.certificate {
-            c.validate(&format!("{field}.tls.certificate"), false)?;
-        }
-        for (i, p) in tls.ports.iter().enumerate() {
-            range(u64::from(*p), 1, 65535, &format!("{field}.tls.ports[{i}]"))?;
-        }
-        tls.validation
-            .validate(&format!("{field}.tls.validation"), true)
-    }
 }
 
 impl Listener {
@@ -743,7 +474,7 @@ impl Spec for VirtualNodeSpec {
                     "spec.logging.accessLog: exactly one of file is required",
                 ));
             };
-            text(&file.path, 1, 255, "spec.logging.accessLog.file.path")?;
+            length(&file.path, 1, 255, "spec.logging.accessLog.file.path")?;
             if let Some(f) = &file.format {
                 let at = "spec.logging.accessLog.file.format";
                 one_of(
@@ -751,11 +482,11 @@ impl Spec for VirtualNodeSpec {
                     &[("json", f.json.is_some()), ("text", f.text.is_some())],
                 )?;
                 if let Some(t) = &f.text {
-                    text(t, 1, 1000, &format!("{at}.text"))?;
+                    length(t, 1, 1000, &format!("{at}.text"))?;
                 }
                 for (i, j) in f.json.iter().flatten().enumerate() {
-                    text(&j.key, 1, 100, &format!("{at}.json[{i}].key"))?;
-                    text(&j.value, 1, 100, &format!("{at}.json[{i}].value"))?;
+                    length(&j.key, 1, 100, &format!("{at}.json[{i}].key"))?;
+                    length(&j.value, 1, 100, &format!("{at}.json[{i}].value"))?;
                 }
             }
         }
@@ -769,15 +500,15 @@ impl Spec for VirtualNodeSpec {
             )?;
             if let Some(c) = &sd.aws_cloud_map {
                 let at = "spec.serviceDiscovery.awsCloudMap";
-                text(&c.namespace_name, 1, 1024, &format!("{at}.namespaceName"))?;
-                text(&c.service_name, 1, 1024, &format!("{at}.serviceName"))?;
+                length(&c.namespace_name, 1, 1024, &format!("{at}.namespaceName"))?;
+                length(&c.service_name, 1, 1024, &format!("{at}.serviceName"))?;
                 for (i, a) in c.attributes.iter().enumerate() {
-                    text(&a.key, 1, 255, &format!("{at}.attributes[{i}].key"))?;
-                    text(&a.value, 1, 1024, &format!("{at}.attributes[{i}].value"))?;
+                    length(&a.key, 1, 255, &format!("{at}.attributes[{i}].key"))?;
+                    length(&a.value, 1, 1024, &format!("{at}.attributes[{i}].value"))?;
                 }
             }
             if let Some(d) = &sd.dns {
-                text(&d.hostname, 1, 253, "spec.serviceDiscovery.dns.hostname")?;
+                length(&d.hostname, 1, 253, "spec.serviceDiscovery.dns.hostname")?;
             }
         }
         Ok(())
