@@ -189,6 +189,37 @@ async fn boto3_drives_virtual_nodes_with_app_mesh_ranges() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_drives_routes_with_app_mesh_rules() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cp = ControlPlane::start(dir.path()).await;
+    let got: Vec<String> = boto3(&cp.endpoint, "routes")
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    let expected = [
+        r#"{"arn":"arn:aws:appmesh:local:000000000000:mesh/app/virtualRouter/r/route/canary","router":"r","spec_round_trips":true,"step":"route"}"#,
+        r#"{"error":["NotFoundException",404],"step":"target missing"}"#,
+        r#"{"error":["BadRequestException",400],"step":"11 targets"}"#,
+        r#"{"error":["BadRequestException",400],"step":"weight 101"}"#,
+        r#"{"error":["BadRequestException",400],"step":"priority 1001"}"#,
+        r#"{"error":["BadRequestException",400],"step":"retry without events"}"#,
+        r#"{"error":["BadRequestException",400],"step":"bad retry event"}"#,
+        r#"{"error":["BadRequestException",400],"step":"prefix without /"}"#,
+        r#"{"error":["BadRequestException",400],"step":"two routes"}"#,
+        r#"{"error":["NotFoundException",404],"step":"no such router"}"#,
+        r#"{"routes":[["canary","r"]],"step":"list routes"}"#,
+        r#"{"error":["ResourceInUseException",409],"step":"delete target in use"}"#,
+        r#"{"error":["ResourceInUseException",409],"step":"delete router with routes"}"#,
+        r#"{"step":"route tags","tags":[["release","canary"]]}"#,
+        r#"{"step":"update route","version":2,"weights":[50,50]}"#,
+        r#"{"step":"describe route","weights":[50,50]}"#,
+        r#"{"status":"DELETED","step":"delete route"}"#,
+        r#"{"operations":["CreateMesh","CreateRoute","CreateVirtualNode","CreateVirtualRouter","DeleteRoute","DeleteVirtualRouter","DescribeRoute","ListRoutes","ListTagsForResource","TagResource","UpdateRoute"],"step":"validated against botocore's model"}"#,
+    ];
+    assert_eq!(got, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_aws_cli_drives_the_api_and_what_it_stored_survives_a_kill() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let cp = ControlPlane::start(dir.path()).await;

@@ -310,13 +310,94 @@ def nodes():
     out(step="validated against botocore's model", operations=sorted(set(VALIDATED)))
 
 
+ROUTE_SPEC = {
+    "priority": 10,
+    "httpRoute": {
+        "match": {"prefix": "/", "headers": [{"name": "x-canary", "match": {"exact": "yes"}}]},
+        "action": {
+            "weightedTargets": [
+                {"virtualNode": "blue", "weight": 90},
+                {"virtualNode": "green", "weight": 10},
+            ]
+        },
+        "retryPolicy": {
+            "maxRetries": 2,
+            "perRetryTimeout": {"value": 1, "unit": "s"},
+            "httpRetryEvents": ["server-error", "gateway-error"],
+            "tcpRetryEvents": ["connection-error"],
+        },
+        "timeout": {"perRequest": {"value": 15, "unit": "s"}},
+    },
+}
+
+
+def routes():
+    import copy
+
+    am = client()
+    loose = client(validate=False)
+    am.create_mesh(meshName="app")
+    node = {"listeners": [{"portMapping": {"port": 8080, "protocol": "http"}}]}
+    for n in ["blue", "green"]:
+        am.create_virtual_node(meshName="app", virtualNodeName=n, spec=node)
+    router = {"listeners": [{"portMapping": {"port": 8080, "protocol": "http"}}]}
+    am.create_virtual_router(meshName="app", virtualRouterName="r", spec=router)
+    r = am.create_route(meshName="app", virtualRouterName="r", routeName="canary", spec=ROUTE_SPEC)["route"]
+    out(
+        step="route",
+        arn=r["metadata"]["arn"],
+        router=r["virtualRouterName"],
+        spec_round_trips=r["spec"] == ROUTE_SPEC,
+    )
+
+    def bad(edit, validate=False):
+        spec = copy.deepcopy(ROUTE_SPEC)
+        edit(spec)
+        c = am if validate else loose
+        return error(lambda: c.create_route(meshName="app", virtualRouterName="r", routeName="bad", spec=spec))
+
+    targets = lambda s: s["httpRoute"]["action"]["weightedTargets"]  # noqa: E731
+    out(step="target missing", error=bad(lambda s: targets(s).append({"virtualNode": "nope", "weight": 1})))
+    out(step="11 targets", error=bad(lambda s: targets(s).extend([{"virtualNode": "blue", "weight": 0}] * 9)))
+    out(step="weight 101", error=bad(lambda s: targets(s)[0].update(weight=101)))
+    out(step="priority 1001", error=bad(lambda s: s.update(priority=1001)))
+    out(
+        step="retry without events",
+        error=bad(lambda s: s["httpRoute"]["retryPolicy"].pop("httpRetryEvents") and s["httpRoute"]["retryPolicy"].pop("tcpRetryEvents")),
+    )
+    out(step="bad retry event", error=bad(lambda s: s["httpRoute"]["retryPolicy"].update(httpRetryEvents=["sometimes"])))
+    out(step="prefix without /", error=bad(lambda s: s["httpRoute"]["match"].update(prefix="api")))
+    out(step="two routes", error=bad(lambda s: s.update(tcpRoute={"action": {"weightedTargets": [{"virtualNode": "blue", "weight": 1}]}})))
+    out(
+        step="no such router",
+        error=error(lambda: am.create_route(meshName="app", virtualRouterName="nor", routeName="x", spec=ROUTE_SPEC)),
+    )
+    listed = am.list_routes(meshName="app", virtualRouterName="r")["routes"]
+    out(step="list routes", routes=[(x["routeName"], x["virtualRouterName"]) for x in listed])
+    out(step="delete target in use", error=error(lambda: am.delete_virtual_node(meshName="app", virtualNodeName="blue")))
+    out(step="delete router with routes", error=error(lambda: am.delete_virtual_router(meshName="app", virtualRouterName="r")))
+    am.tag_resource(resourceArn=r["metadata"]["arn"], tags=[{"key": "release", "value": "canary"}])
+    tags = am.list_tags_for_resource(resourceArn=r["metadata"]["arn"])["tags"]
+    out(step="route tags", tags=[(t["key"], t["value"]) for t in tags])
+    moved = copy.deepcopy(ROUTE_SPEC)
+    targets(moved)[0]["weight"], targets(moved)[1]["weight"] = 50, 50
+    u = am.update_route(meshName="app", virtualRouterName="r", routeName="canary", spec=moved)["route"]
+    out(step="update route", version=u["metadata"]["version"], weights=[t["weight"] for t in targets(u["spec"])])
+    d = am.describe_route(meshName="app", virtualRouterName="r", routeName="canary")["route"]
+    out(step="describe route", weights=[t["weight"] for t in targets(d["spec"])])
+    dr = am.delete_route(meshName="app", virtualRouterName="r", routeName="canary")["route"]
+    out(step="delete route", status=dr["status"]["status"])
+    am.delete_virtual_router(meshName="app", virtualRouterName="r")
+    out(step="validated against botocore's model", operations=sorted(set(VALIDATED)))
+
+
 def listing():
     am = client()
     names = [m["meshName"] for m in am.list_meshes()["meshes"]]
     out(step="list", names=names)
 
 
-{"meshes": meshes, "resources": resources, "nodes": nodes, "list": listing}[SCENARIO]()
+{"meshes": meshes, "resources": resources, "nodes": nodes, "routes": routes, "list": listing}[SCENARIO]()
 if PROBLEMS:
     print(json.dumps({"problems": PROBLEMS}), flush=True)
     sys.exit(1)

@@ -9,7 +9,7 @@
 //! names cannot be deleted (`ResourceInUseException`, naming which).
 
 use super::{page, store_error, Api, Call, Stored};
-use crate::model::kind::{Kind, KINDS};
+use crate::model::kind::{Kind, Place, KINDS};
 use crate::model::{validate_name, validate_tags, Reference, ResourceMetadata, TagRef};
 use crate::store::Expect;
 use crate::ApiError;
@@ -43,11 +43,19 @@ fn string<'a>(members: &'a Map<String, Value>, name: &str) -> Result<Option<&'a 
     }
 }
 
-/// The `ResourceRef` of a resource in lists: its metadata's members, the mesh and its
-/// name.
+/// Where a resource is, in messages (`mesh app`, `virtualRouter r of mesh app`).
+fn where_(kind: &Kind, place: &Place<'_>) -> String {
+    match (kind.parent, place.parent) {
+        (Some(p), Some(parent)) => format!("{} {parent} of mesh {}", p.name, place.mesh),
+        _ => format!("mesh {}", place.mesh),
+    }
+}
+
+/// The `ResourceRef` of a resource in lists: its metadata's members, the mesh, its
+/// parent and its name.
 fn reference(kind: &Kind, data: &Value) -> Value {
     let m = &data["metadata"];
-    json!({
+    let mut r = json!({
         "arn": m["arn"],
         "createdAt": m["createdAt"],
         "lastUpdatedAt": m["lastUpdatedAt"],
@@ -56,37 +64,62 @@ fn reference(kind: &Kind, data: &Value) -> Value {
         "resourceOwner": m["resourceOwner"],
         "version": m["version"],
         kind.name_member: data[kind.name_member],
-    })
+    });
+    if let Some(p) = kind.parent {
+        r[p.name_member] = data[p.name_member].clone();
+    }
+    r
 }
 
 impl Api {
-    /// Routes `/v20190125/meshes/{meshName}/<kinds>[/{name}]`.
+    /// Routes `/v20190125/meshes/{meshName}/<kinds>[/{name}]` and, for kinds that live
+    /// in another (routes), `.../<parentKind>/{parentName}/<kinds>[/{name}]`.
     pub(super) async fn in_mesh(&self, call: &Call<'_>) -> Result<Vec<u8>, ApiError> {
-        let (mesh, collection, rest) = match &call.segments[1..] {
-            [mesh, collection, rest @ ..] => (mesh, collection, rest),
-            _ => return Err(ApiError::not_found("no such operation")),
-        };
-        let Some(kind) = Kind::by_collection(collection) else {
-            return Err(ApiError::not_found(format!(
-                "no operation on {collection} (this control plane serves {})",
+        let no_such = || {
+            ApiError::not_found(format!(
+                "no operation {} /v20190125/{} (this control plane serves {})",
+                call.method,
+                call.segments.join("/"),
                 KINDS
                     .iter()
                     .map(|k| k.collection)
                     .collect::<Vec<_>>()
                     .join(", ")
-            )));
+            ))
+        };
+        let (mesh, rest) = match &call.segments[1..] {
+            [mesh, rest @ ..] => (mesh.as_str(), rest),
+            _ => return Err(no_such()),
+        };
+        let (kind, place, rest) = match rest {
+            [parent_kind, parent, collection, rest @ ..]
+                if Kind::by_collection(collection)
+                    .and_then(|k| k.parent)
+                    .is_some_and(|p| p.name == parent_kind) =>
+            {
+                let kind = Kind::by_collection(collection).ok_or_else(no_such)?;
+                (
+                    kind,
+                    Place {
+                        mesh,
+                        parent: Some(parent.as_str()),
+                    },
+                    rest,
+                )
+            }
+            [collection, rest @ ..] => match Kind::by_collection(collection) {
+                Some(kind) if kind.parent.is_none() => (kind, Place { mesh, parent: None }, rest),
+                _ => return Err(no_such()),
+            },
+            _ => return Err(no_such()),
         };
         match (call.method, rest) {
-            (&Method::PUT, []) => self.create(kind, mesh, &call.body).await,
-            (&Method::GET, []) => self.list(kind, mesh, call).await,
-            (&Method::GET, [name]) => to_json(&self.get(kind, mesh, name).await?.1.data),
-            (&Method::PUT, [name]) => self.update(kind, mesh, name, &call.body).await,
-            (&Method::DELETE, [name]) => self.delete(kind, mesh, name).await,
-            _ => Err(ApiError::not_found(format!(
-                "no operation {} /v20190125/{}",
-                call.method,
-                call.segments.join("/")
-            ))),
+            (&Method::PUT, []) => self.create(kind, &place, &call.body).await,
+            (&Method::GET, []) => self.list(kind, &place, call).await,
+            (&Method::GET, [name]) => to_json(&self.get(kind, &place, name).await?.1.data),
+            (&Method::PUT, [name]) => self.update(kind, &place, name, &call.body).await,
+            (&Method::DELETE, [name]) => self.delete(kind, &place, name).await,
+            _ => Err(no_such()),
         }
     }
 
@@ -94,33 +127,45 @@ impl Api {
     async fn get(
         &self,
         kind: &Kind,
-        mesh: &str,
+        place: &Place<'_>,
         name: &str,
     ) -> Result<(u64, Stored<Value>), ApiError> {
         let found = self
             .store
-            .get(&kind.key(mesh, name))
+            .get(&kind.key(place, name))
             .await
             .map_err(store_error)?;
         match found {
             Some(v) => Ok((v.revision, Stored::decode(&v.value)?)),
             None => Err(ApiError::not_found(format!(
-                "{} {name} does not exist in mesh {mesh}",
-                kind.name
+                "{} {name} does not exist in {}",
+                kind.name,
+                where_(kind, place)
             ))),
         }
     }
 
-    /// Checks that the mesh exists and that what a spec names does.
-    async fn check_references(&self, mesh: &str, refs: &[Reference]) -> Result<(), ApiError> {
+    /// Checks that the mesh and the parent exist, and that what a spec names does.
+    async fn check_references(
+        &self,
+        kind: &Kind,
+        place: &Place<'_>,
+        refs: &[Reference],
+    ) -> Result<(), ApiError> {
+        let mesh = place.mesh;
         self.mesh(mesh).await?;
+        if let (Some(parent_kind), Some(parent)) = (kind.parent, place.parent) {
+            let at = Place { mesh, parent: None };
+            self.get(parent_kind, &at, parent).await?;
+        }
         for r in refs {
             let Some(kind) = Kind::by_name(r.kind) else {
                 continue;
             };
+            let at = Place { mesh, parent: None };
             let found = self
                 .store
-                .get(&kind.key(mesh, &r.name))
+                .get(&kind.key(&at, &r.name))
                 .await
                 .map_err(store_error)?;
             if found.is_none() {
@@ -133,7 +178,13 @@ impl Api {
         Ok(())
     }
 
-    async fn create(&self, kind: &Kind, mesh: &str, bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
+    async fn create(
+        &self,
+        kind: &Kind,
+        place: &Place<'_>,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>, ApiError> {
+        let mesh = place.mesh;
         let members = body(bytes, &[kind.name_member, "spec", "tags", "clientToken"])?;
         let Some(name) = string(&members, kind.name_member)? else {
             return Err(ApiError::bad_request(format!(
@@ -153,34 +204,39 @@ impl Api {
         };
         validate_tags(&tags, "tags")?;
         let client_token = string(&members, "clientToken")?.map(str::to_string);
-        self.check_references(mesh, &refs).await?;
+        self.check_references(kind, place, &refs).await?;
         let exists = || {
             ApiError::conflict(format!(
-                "{} {name} already exists in mesh {mesh}",
-                kind.name
+                "{} {name} already exists in {}",
+                kind.name,
+                where_(kind, place)
             ))
         };
-        if let Ok((_, existing)) = self.get(kind, mesh, name).await {
+        if let Ok((_, existing)) = self.get(kind, place, name).await {
             return match &client_token {
                 Some(t) if existing.client_token.as_ref() == Some(t) => to_json(&existing.data),
                 _ => Err(exists()),
             };
         }
-        let metadata = ResourceMetadata::new(&self.account, &kind.arn_path(mesh, name));
+        let metadata = ResourceMetadata::new(&self.account, &kind.arn_path(place, name));
+        let mut data = json!({
+            "meshName": mesh,
+            kind.name_member: name,
+            "metadata": metadata,
+            "spec": spec,
+            "status": {"status": "ACTIVE"},
+        });
+        if let (Some(p), Some(parent)) = (kind.parent, place.parent) {
+            data[p.name_member] = json!(parent);
+        }
         let stored = Stored {
-            data: json!({
-                "meshName": mesh,
-                kind.name_member: name,
-                "metadata": metadata,
-                "spec": spec,
-                "status": {"status": "ACTIVE"},
-            }),
+            data,
             tags,
             client_token,
         };
         match self
             .store
-            .put(&kind.key(mesh, name), stored.encode()?, Expect::Absent)
+            .put(&kind.key(place, name), stored.encode()?, Expect::Absent)
             .await
         {
             Ok(_) => to_json(&stored.data),
@@ -189,16 +245,21 @@ impl Api {
         }
     }
 
-    async fn list(&self, kind: &Kind, mesh: &str, call: &Call<'_>) -> Result<Vec<u8>, ApiError> {
+    async fn list(
+        &self,
+        kind: &Kind,
+        place: &Place<'_>,
+        call: &Call<'_>,
+    ) -> Result<Vec<u8>, ApiError> {
         let (limit, next_token) = page(call)?;
-        self.mesh(mesh).await?;
+        self.check_references(kind, place, &[]).await?;
         let all = self
             .store
-            .list(&kind.prefix(mesh))
+            .list(&kind.prefix(place))
             .await
             .map_err(store_error)?;
         // The token is the name listed last: the page goes on after it.
-        let after = next_token.map(|t| kind.key(mesh, &t));
+        let after = next_token.map(|t| kind.key(place, &t));
         let mut refs = all
             .iter()
             .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
@@ -218,7 +279,7 @@ impl Api {
     async fn update(
         &self,
         kind: &Kind,
-        mesh: &str,
+        place: &Place<'_>,
         name: &str,
         bytes: &[u8],
     ) -> Result<Vec<u8>, ApiError> {
@@ -227,15 +288,15 @@ impl Api {
             return Err(ApiError::bad_request("spec: is required"));
         };
         let (spec, refs) = (kind.spec)(spec)?;
-        self.check_references(mesh, &refs).await?;
-        let (revision, mut stored) = self.get(kind, mesh, name).await?;
+        self.check_references(kind, place, &refs).await?;
+        let (revision, mut stored) = self.get(kind, place, name).await?;
         let metadata: ResourceMetadata = serde_json::from_value(stored.data["metadata"].clone())
             .map_err(|e| ApiError::internal(e.to_string()))?;
         stored.data["metadata"] = json!(metadata.updated());
         stored.data["spec"] = spec;
         self.store
             .put(
-                &kind.key(mesh, name),
+                &kind.key(place, name),
                 stored.encode()?,
                 Expect::Revision(revision),
             )
@@ -244,8 +305,36 @@ impl Api {
         to_json(&stored.data)
     }
 
-    async fn delete(&self, kind: &Kind, mesh: &str, name: &str) -> Result<Vec<u8>, ApiError> {
-        let (revision, mut stored) = self.get(kind, mesh, name).await?;
+    async fn delete(
+        &self,
+        kind: &Kind,
+        place: &Place<'_>,
+        name: &str,
+    ) -> Result<Vec<u8>, ApiError> {
+        let mesh = place.mesh;
+        let (revision, mut stored) = self.get(kind, place, name).await?;
+        // Nor with resources in it (a virtual router with routes).
+        for child in KINDS
+            .iter()
+            .filter(|k| k.parent.is_some_and(|p| p.name == kind.name))
+        {
+            let inside = Place {
+                mesh,
+                parent: Some(name),
+            };
+            let children = self
+                .store
+                .list(&child.prefix(&inside))
+                .await
+                .map_err(store_error)?;
+            if let Some((key, _)) = children.first() {
+                let child_name = key.rsplit('/').next().unwrap_or_default();
+                return Err(ApiError::in_use(format!(
+                    "{} {name} is in use: it has {} {child_name}",
+                    kind.name, child.name
+                )));
+            }
+        }
         if let Some(user) = self.user_of(mesh, kind.name, name).await? {
             return Err(ApiError::in_use(format!(
                 "{} {name} is in use: {user} names it",
@@ -253,7 +342,7 @@ impl Api {
             )));
         }
         self.store
-            .delete(&kind.key(mesh, name), revision)
+            .delete(&kind.key(place, name), revision)
             .await
             .map_err(store_error)?;
         stored.data["status"] = json!({"status": "DELETED"});
@@ -270,7 +359,7 @@ impl Api {
         for kind in KINDS {
             let all = self
                 .store
-                .list(&kind.prefix(mesh))
+                .list(&kind.mesh_prefix(mesh))
                 .await
                 .map_err(store_error)?;
             for (_, v) in all {
@@ -291,7 +380,7 @@ impl Api {
         for kind in KINDS {
             let all = self
                 .store
-                .list(&kind.prefix(mesh))
+                .list(&kind.mesh_prefix(mesh))
                 .await
                 .map_err(store_error)?;
             for (k, _) in all {

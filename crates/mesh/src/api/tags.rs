@@ -3,7 +3,7 @@
 //! (`GET /v20190125/tags?resourceArn=&limit=&nextToken=`), on any resource by its ARN.
 
 use super::{store_error, Api, Call, Stored};
-use crate::model::kind::Kind;
+use crate::model::kind::{Kind, Place};
 use crate::model::{validate_tags, TagRef};
 use crate::store::Expect;
 use crate::ApiError;
@@ -96,7 +96,20 @@ impl Api {
         match parts.as_slice() {
             ["mesh", mesh] => Ok(format!("mesh/{mesh}")),
             ["mesh", mesh, kind, name] => Kind::by_name(kind)
-                .map(|k| k.key(mesh, name))
+                .filter(|k| k.parent.is_none())
+                .map(|k| k.key(&Place { mesh, parent: None }, name))
+                .ok_or_else(not_ours),
+            ["mesh", mesh, parent_kind, parent, kind, name] => Kind::by_name(kind)
+                .filter(|k| k.parent.is_some_and(|p| p.name == *parent_kind))
+                .map(|k| {
+                    k.key(
+                        &Place {
+                            mesh,
+                            parent: Some(parent),
+                        },
+                        name,
+                    )
+                })
                 .ok_or_else(not_ours),
             _ => Err(not_ours()),
         }

@@ -16,6 +16,18 @@ pub struct Kind {
     pub name_member: &'static str,
     /// Reads a spec: the spec as stored (normalized) and the resources it names.
     pub spec: fn(&Value) -> Result<ReadSpec, ApiError>,
+    /// The kind its resources live in (a route: its virtual router; in paths and ARNs
+    /// by that kind's name, `virtualRouter/<name>`), if not the mesh alone.
+    pub parent: Option<&'static Kind>,
+}
+
+/// Where a resource lives: its mesh, and its parent (a route's virtual router).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place<'a> {
+    /// The mesh.
+    pub mesh: &'a str,
+    /// The parent's name, for a kind that has one.
+    pub parent: Option<&'a str>,
 }
 
 /// A spec as stored (normalized), and the resources it names.
@@ -44,6 +56,7 @@ pub const VIRTUAL_NODE: Kind = Kind {
     collection: "virtualNodes",
     name_member: "virtualNodeName",
     spec: spec::<super::virtual_node::VirtualNodeSpec>,
+    parent: None,
 };
 
 /// `VirtualService`.
@@ -52,6 +65,7 @@ pub const VIRTUAL_SERVICE: Kind = Kind {
     collection: "virtualServices",
     name_member: "virtualServiceName",
     spec: spec::<super::virtual_service::VirtualServiceSpec>,
+    parent: None,
 };
 
 /// `VirtualRouter`.
@@ -60,10 +74,20 @@ pub const VIRTUAL_ROUTER: Kind = Kind {
     collection: "virtualRouters",
     name_member: "virtualRouterName",
     spec: spec::<super::virtual_router::VirtualRouterSpec>,
+    parent: None,
+};
+
+/// `Route`, of a virtual router.
+pub const ROUTE: Kind = Kind {
+    name: "route",
+    collection: "routes",
+    name_member: "routeName",
+    spec: spec::<super::route::RouteSpec>,
+    parent: Some(&VIRTUAL_ROUTER),
 };
 
 /// Every kind of resource of a mesh.
-pub const KINDS: &[&Kind] = &[&VIRTUAL_NODE, &VIRTUAL_SERVICE, &VIRTUAL_ROUTER];
+pub const KINDS: &[&Kind] = &[&VIRTUAL_NODE, &VIRTUAL_SERVICE, &VIRTUAL_ROUTER, &ROUTE];
 
 impl Kind {
     /// The kind whose path segment is `collection`.
@@ -76,18 +100,32 @@ impl Kind {
         KINDS.iter().copied().find(|k| k.name == name)
     }
 
-    /// The store key of `name` in `mesh`.
-    pub fn key(&self, mesh: &str, name: &str) -> String {
-        format!("{}/{mesh}/{name}", self.name)
+    /// The store key of `name` at `place` (`route/<mesh>/<router>/<name>`).
+    pub fn key(&self, place: &Place<'_>, name: &str) -> String {
+        format!("{}{name}", self.prefix(place))
     }
 
-    /// The store key prefix of this kind's resources in `mesh`.
-    pub fn prefix(&self, mesh: &str) -> String {
+    /// The store key prefix of this kind's resources at `place`.
+    pub fn prefix(&self, place: &Place<'_>) -> String {
+        match place.parent {
+            Some(parent) => format!("{}/{}/{parent}/", self.name, place.mesh),
+            None => self.mesh_prefix(place.mesh),
+        }
+    }
+
+    /// The store key prefix of every resource of this kind in `mesh`.
+    pub fn mesh_prefix(&self, mesh: &str) -> String {
         format!("{}/{mesh}/", self.name)
     }
 
-    /// The path of `name` in ARNs (`mesh/<mesh>/virtualService/<name>`).
-    pub fn arn_path(&self, mesh: &str, name: &str) -> String {
-        format!("mesh/{mesh}/{}/{name}", self.name)
+    /// The path of `name` in ARNs (`mesh/<mesh>/virtualRouter/<router>/route/<name>`).
+    pub fn arn_path(&self, place: &Place<'_>, name: &str) -> String {
+        match (self.parent, place.parent) {
+            (Some(p), Some(parent)) => format!(
+                "mesh/{}/{}/{parent}/{}/{name}",
+                place.mesh, p.name, self.name
+            ),
+            _ => format!("mesh/{}/{}/{name}", place.mesh, self.name),
+        }
     }
 }

@@ -2,10 +2,11 @@
 //! specs as the API takes them (unknown fields refused, as App Mesh refuses them), the
 //! metadata App Mesh returns, and the validation of names and ranges. Each resource's
 //! shapes are in its own module ([`mesh`], [`virtual_node`], [`virtual_service`],
-//! [`virtual_router`]); [`kind`] lists the kinds of a mesh's resources.
+//! [`virtual_router`], [`route`]); [`kind`] lists the kinds of a mesh's resources.
 
 pub mod kind;
 pub mod mesh;
+pub mod route;
 pub mod tls;
 pub mod virtual_node;
 pub mod virtual_router;

@@ -4,7 +4,8 @@
 //! `watched_directory`, any move into that directory). Each version is applied as a
 //! state-of-the-world response (for route configurations and assignments, those the
 //! file holds); a bad one is refused (logged and counted), the last good config
-//! staying in force.
+//! staying in force. The same content read again (a move can bring several events) is
+//! not applied again.
 
 use super::apply::Update;
 use super::client::Client;
@@ -22,7 +23,7 @@ pub(super) fn start(
     path: PathBuf,
     watched_directory: Option<PathBuf>,
 ) {
-    load(client, t, &path);
+    let mut last = load(client, t, &path, None);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let name = path.file_name().map(|n| n.to_os_string());
     let directory = watched_directory.clone();
@@ -66,19 +67,36 @@ pub(super) fn start(
             if client.server.is_draining() {
                 return;
             }
-            load(&client, t, &path);
+            last = load(&client, t, &path, last.take());
         }
     });
 }
 
-/// Reads and applies the file once.
-fn load(client: &Arc<Client>, t: ResourceType, path: &Path) {
-    let response = match read(path) {
+/// Reads the file and applies it, unless it holds what was read `last` (one move can
+/// bring several events); what it read.
+fn load(
+    client: &Arc<Client>,
+    t: ResourceType,
+    path: &Path,
+    last: Option<String>,
+) -> Option<String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "xDS file source: cannot read: {e}");
+            client.failed(t);
+            return last;
+        }
+    };
+    if last.as_ref() == Some(&text) {
+        return last;
+    }
+    let response = match decode(path, &text) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(path = %path.display(), "xDS file source: {e}");
             client.failed(t);
-            return;
+            return Some(text);
         }
     };
     let update = Update {
@@ -93,20 +111,16 @@ fn load(client: &Arc<Client>, t: ResourceType, path: &Path) {
     if let Err(detail) = client.update(t, &response.version_info, update, Vec::new()) {
         tracing::warn!(path = %path.display(), "xDS file source: update rejected: {detail}");
     }
+    Some(text)
 }
 
-fn read(path: &Path) -> Result<DiscoveryResponse, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+fn decode(path: &Path, text: &str) -> Result<DiscoveryResponse, String> {
     let format = if path.extension().is_some_and(|e| e == "json") {
         ferry_envoy_api::Format::Json
     } else {
         ferry_envoy_api::Format::Yaml
     };
-    ferry_envoy_api::decode_message(
-        &text,
-        format,
-        "envoy.service.discovery.v3.DiscoveryResponse",
-    )
-    .map(|d| d.message)
-    .map_err(|e| e.to_string())
+    ferry_envoy_api::decode_message(text, format, "envoy.service.discovery.v3.DiscoveryResponse")
+        .map(|d| d.message)
+        .map_err(|e| e.to_string())
 }
