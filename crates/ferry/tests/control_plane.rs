@@ -220,6 +220,35 @@ async fn boto3_drives_routes_with_app_mesh_rules() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_drives_virtual_gateways_and_gateway_routes() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cp = ControlPlane::start(dir.path()).await;
+    let got: Vec<String> = boto3(&cp.endpoint, "gateways")
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    let expected = [
+        r#"{"name":"ingress","spec_round_trips":true,"step":"gateway"}"#,
+        r#"{"error":["BadRequestException",400],"step":"tcp gateway"}"#,
+        r#"{"error":["BadRequestException",400],"step":"no listener"}"#,
+        r#"{"arn":"arn:aws:appmesh:local:000000000000:mesh/app/virtualGateway/ingress/gatewayRoute/web","gateway":"ingress","spec_round_trips":true,"step":"gateway route"}"#,
+        r#"{"error":["NotFoundException",404],"step":"target missing"}"#,
+        r#"{"error":["BadRequestException",400],"step":"prefix rewrite value"}"#,
+        r#"{"error":["BadRequestException",400],"step":"two hostname matches"}"#,
+        r#"{"routes":[["web","ingress"]],"step":"list gateway routes"}"#,
+        r#"{"names":["ingress"],"step":"list gateways"}"#,
+        r#"{"error":["ResourceInUseException",409],"step":"delete target in use"}"#,
+        r#"{"error":["ResourceInUseException",409],"step":"delete gateway with routes"}"#,
+        r#"{"priority":5,"step":"describe gateway route"}"#,
+        r#"{"priority":7,"step":"update gateway route","version":2}"#,
+        r#"{"step":"update gateway","version":2}"#,
+        r#"{"status":"DELETED","step":"delete gateway"}"#,
+        r#"{"operations":["CreateGatewayRoute","CreateMesh","CreateVirtualGateway","CreateVirtualNode","CreateVirtualService","DeleteGatewayRoute","DeleteVirtualGateway","DescribeGatewayRoute","DescribeVirtualGateway","ListGatewayRoutes","ListVirtualGateways","UpdateGatewayRoute","UpdateVirtualGateway"],"step":"validated against botocore's model"}"#,
+    ];
+    assert_eq!(got, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_aws_cli_drives_the_api_and_what_it_stored_survives_a_kill() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let cp = ControlPlane::start(dir.path()).await;

@@ -391,13 +391,107 @@ def routes():
     out(step="validated against botocore's model", operations=sorted(set(VALIDATED)))
 
 
+GATEWAY_SPEC = {
+    "listeners": [
+        {
+            "portMapping": {"port": 8080, "protocol": "http"},
+            "healthCheck": {
+                "protocol": "http",
+                "path": "/ping",
+                "healthyThreshold": 2,
+                "unhealthyThreshold": 3,
+                "timeoutMillis": 2000,
+                "intervalMillis": 5000,
+            },
+            "connectionPool": {"http": {"maxConnections": 100}},
+        }
+    ],
+    "logging": {"accessLog": {"file": {"path": "/dev/stdout"}}},
+}
+
+GATEWAY_ROUTE_SPEC = {
+    "priority": 5,
+    "httpRoute": {
+        "match": {"prefix": "/web/", "hostname": {"suffix": ".example.com"}},
+        "action": {
+            "target": {"virtualService": {"virtualServiceName": "web.app.local"}},
+            "rewrite": {"prefix": {"value": "/"}, "hostname": {"defaultTargetHostname": "ENABLED"}},
+        },
+    },
+}
+
+
+def gateways():
+    import copy
+
+    am = client()
+    loose = client(validate=False)
+    am.create_mesh(meshName="app")
+    am.create_virtual_node(
+        meshName="app", virtualNodeName="web", spec={"listeners": [{"portMapping": {"port": 80, "protocol": "http"}}]}
+    )
+    am.create_virtual_service(
+        meshName="app", virtualServiceName="web.app.local", spec={"provider": {"virtualNode": {"virtualNodeName": "web"}}}
+    )
+    g = am.create_virtual_gateway(meshName="app", virtualGatewayName="ingress", spec=GATEWAY_SPEC)["virtualGateway"]
+    out(step="gateway", name=g["virtualGatewayName"], spec_round_trips=g["spec"] == GATEWAY_SPEC)
+    tcp = copy.deepcopy(GATEWAY_SPEC)
+    tcp["listeners"][0]["portMapping"]["protocol"] = "tcp"
+    out(step="tcp gateway", error=error(lambda: loose.create_virtual_gateway(meshName="app", virtualGatewayName="g2", spec=tcp)))
+    out(
+        step="no listener",
+        error=error(lambda: loose.create_virtual_gateway(meshName="app", virtualGatewayName="g2", spec={"listeners": []})),
+    )
+    r = am.create_gateway_route(
+        meshName="app", virtualGatewayName="ingress", gatewayRouteName="web", spec=GATEWAY_ROUTE_SPEC
+    )["gatewayRoute"]
+    out(
+        step="gateway route",
+        arn=r["metadata"]["arn"],
+        gateway=r["virtualGatewayName"],
+        spec_round_trips=r["spec"] == GATEWAY_ROUTE_SPEC,
+    )
+
+    def bad(edit):
+        spec = copy.deepcopy(GATEWAY_ROUTE_SPEC)
+        edit(spec)
+        return error(
+            lambda: loose.create_gateway_route(meshName="app", virtualGatewayName="ingress", gatewayRouteName="bad", spec=spec)
+        )
+
+    action = lambda s: s["httpRoute"]["action"]  # noqa: E731
+    out(step="target missing", error=bad(lambda s: action(s)["target"]["virtualService"].update(virtualServiceName="nope")))
+    out(step="prefix rewrite value", error=bad(lambda s: action(s)["rewrite"]["prefix"].update(value="/v2")))
+    out(step="two hostname matches", error=bad(lambda s: s["httpRoute"]["match"]["hostname"].update(exact="a.example.com")))
+    routes = am.list_gateway_routes(meshName="app", virtualGatewayName="ingress")["gatewayRoutes"]
+    out(step="list gateway routes", routes=[(x["gatewayRouteName"], x["virtualGatewayName"]) for x in routes])
+    gateways_ = am.list_virtual_gateways(meshName="app")["virtualGateways"]
+    out(step="list gateways", names=[x["virtualGatewayName"] for x in gateways_])
+    out(step="delete target in use", error=error(lambda: am.delete_virtual_service(meshName="app", virtualServiceName="web.app.local")))
+    out(step="delete gateway with routes", error=error(lambda: am.delete_virtual_gateway(meshName="app", virtualGatewayName="ingress")))
+    d = am.describe_gateway_route(meshName="app", virtualGatewayName="ingress", gatewayRouteName="web")["gatewayRoute"]
+    out(step="describe gateway route", priority=d["spec"]["priority"])
+    moved = copy.deepcopy(GATEWAY_ROUTE_SPEC)
+    moved["priority"] = 7
+    u = am.update_gateway_route(meshName="app", virtualGatewayName="ingress", gatewayRouteName="web", spec=moved)["gatewayRoute"]
+    out(step="update gateway route", version=u["metadata"]["version"], priority=u["spec"]["priority"])
+    dg = am.describe_virtual_gateway(meshName="app", virtualGatewayName="ingress")["virtualGateway"]
+    gspec = copy.deepcopy(dg["spec"])
+    gspec["listeners"][0]["portMapping"]["port"] = 9090
+    ug = am.update_virtual_gateway(meshName="app", virtualGatewayName="ingress", spec=gspec)["virtualGateway"]
+    out(step="update gateway", version=ug["metadata"]["version"])
+    am.delete_gateway_route(meshName="app", virtualGatewayName="ingress", gatewayRouteName="web")
+    out(step="delete gateway", status=am.delete_virtual_gateway(meshName="app", virtualGatewayName="ingress")["virtualGateway"]["status"]["status"])
+    out(step="validated against botocore's model", operations=sorted(set(VALIDATED)))
+
+
 def listing():
     am = client()
     names = [m["meshName"] for m in am.list_meshes()["meshes"]]
     out(step="list", names=names)
 
 
-{"meshes": meshes, "resources": resources, "nodes": nodes, "routes": routes, "list": listing}[SCENARIO]()
+{"meshes": meshes, "resources": resources, "nodes": nodes, "routes": routes, "gateways": gateways, "list": listing}[SCENARIO]()
 if PROBLEMS:
     print(json.dumps({"problems": PROBLEMS}), flush=True)
     sys.exit(1)

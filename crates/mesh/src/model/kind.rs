@@ -86,8 +86,33 @@ pub const ROUTE: Kind = Kind {
     parent: Some(&VIRTUAL_ROUTER),
 };
 
+/// `VirtualGateway`.
+pub const VIRTUAL_GATEWAY: Kind = Kind {
+    name: "virtualGateway",
+    collection: "virtualGateways",
+    name_member: "virtualGatewayName",
+    spec: spec::<super::virtual_gateway::VirtualGatewaySpec>,
+    parent: None,
+};
+
+/// `GatewayRoute`, of a virtual gateway.
+pub const GATEWAY_ROUTE: Kind = Kind {
+    name: "gatewayRoute",
+    collection: "gatewayRoutes",
+    name_member: "gatewayRouteName",
+    spec: spec::<super::gateway_route::GatewayRouteSpec>,
+    parent: Some(&VIRTUAL_GATEWAY),
+};
+
 /// Every kind of resource of a mesh.
-pub const KINDS: &[&Kind] = &[&VIRTUAL_NODE, &VIRTUAL_SERVICE, &VIRTUAL_ROUTER, &ROUTE];
+pub const KINDS: &[&Kind] = &[
+    &VIRTUAL_NODE,
+    &VIRTUAL_SERVICE,
+    &VIRTUAL_ROUTER,
+    &ROUTE,
+    &VIRTUAL_GATEWAY,
+    &GATEWAY_ROUTE,
+];
 
 impl Kind {
     /// The kind whose path segment is `collection`.

@@ -2,12 +2,15 @@
 //! specs as the API takes them (unknown fields refused, as App Mesh refuses them), the
 //! metadata App Mesh returns, and the validation of names and ranges. Each resource's
 //! shapes are in its own module ([`mesh`], [`virtual_node`], [`virtual_service`],
-//! [`virtual_router`], [`route`]); [`kind`] lists the kinds of a mesh's resources.
+//! [`virtual_router`], [`route`], [`virtual_gateway`], [`gateway_route`]); [`kind`]
+//! lists the kinds of a mesh's resources.
 
+pub mod gateway_route;
 pub mod kind;
 pub mod mesh;
 pub mod route;
 pub mod tls;
+pub mod virtual_gateway;
 pub mod virtual_node;
 pub mod virtual_router;
 pub mod virtual_service;

@@ -318,7 +318,11 @@ impl RouteAction {
     }
 }
 
-fn header_matchers(list: &Option<Vec<HeaderMatcher>>, field: &str) -> Result<(), ApiError> {
+/// Checks 1–10 header (or metadata) matchers; `field` is their path.
+pub(crate) fn header_matchers(
+    list: &Option<Vec<HeaderMatcher>>,
+    field: &str,
+) -> Result<(), ApiError> {
     let Some(list) = list else {
         return Ok(());
     };

@@ -228,6 +228,18 @@ impl TlsValidationContext {
     }
 }
 
+impl ListenerTls {
+    /// Checks it; `field` is its path.
+    pub(crate) fn validate(&self, field: &str) -> Result<(), ApiError> {
+        self.certificate
+            .validate(&format!("{field}.certificate"), true)?;
+        if let Some(v) = &self.validation {
+            v.validate(&format!("{field}.validation"), false)?;
+        }
+        Ok(())
+    }
+}
+
 impl ClientPolicy {
     /// Checks it; `field` is its path.
     pub(crate) fn validate(&self, field: &str) -> Result<(), ApiError> {

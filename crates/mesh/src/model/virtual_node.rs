@@ -341,68 +341,109 @@ pub enum DnsResponseType {
     Endpoints,
 }
 
+impl ConnectionPool {
+    /// Checks it; `field` is its path.
+    pub(crate) fn validate(&self, field: &str) -> Result<(), ApiError> {
+        one_of(
+            field,
+            &[
+                ("grpc", self.grpc.is_some()),
+                ("http", self.http.is_some()),
+                ("http2", self.http2.is_some()),
+                ("tcp", self.tcp.is_some()),
+            ],
+        )?;
+        let min1 = |v: u32, f: &str| {
+            range(
+                u64::from(v),
+                1,
+                u64::from(u32::MAX),
+                &format!("{field}.{f}"),
+            )
+        };
+        if let Some(g) = &self.grpc {
+            min1(g.max_requests, "grpc.maxRequests")?;
+        }
+        if let Some(h) = &self.http2 {
+            min1(h.max_requests, "http2.maxRequests")?;
+        }
+        if let Some(h) = &self.http {
+            min1(h.max_connections, "http.maxConnections")?;
+            if let Some(m) = h.max_pending_requests {
+                min1(m, "http.maxPendingRequests")?;
+            }
+        }
+        if let Some(t) = &self.tcp {
+            min1(t.max_connections, "tcp.maxConnections")?;
+        }
+        Ok(())
+    }
+}
+
+impl HealthCheckPolicy {
+    /// Checks its ranges; `field` is its path.
+    pub(crate) fn validate(&self, field: &str) -> Result<(), ApiError> {
+        let threshold = |v: u32, f: &str| range(u64::from(v), 2, 10, &format!("{field}.{f}"));
+        threshold(self.healthy_threshold, "healthyThreshold")?;
+        threshold(self.unhealthy_threshold, "unhealthyThreshold")?;
+        range(
+            self.interval_millis,
+            5000,
+            300_000,
+            &format!("{field}.intervalMillis"),
+        )?;
+        range(
+            self.timeout_millis,
+            2000,
+            60_000,
+            &format!("{field}.timeoutMillis"),
+        )?;
+        if let Some(p) = self.port {
+            range(u64::from(p), 1, 65535, &format!("{field}.port"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Logging {
+    /// Checks it; `field` is its path.
+    pub(crate) fn validate(&self, field: &str) -> Result<(), ApiError> {
+        let Some(log) = &self.access_log else {
+            return Ok(());
+        };
+        let Some(file) = &log.file else {
+            return Err(ApiError::bad_request(format!(
+                "{field}.accessLog: exactly one of file is required"
+            )));
+        };
+        length(&file.path, 1, 255, &format!("{field}.accessLog.file.path"))?;
+        if let Some(f) = &file.format {
+            let at = &format!("{field}.accessLog.file.format");
+            one_of(
+                at,
+                &[("json", f.json.is_some()), ("text", f.text.is_some())],
+            )?;
+            if let Some(t) = &f.text {
+                length(t, 1, 1000, &format!("{at}.text"))?;
+            }
+            for (i, j) in f.json.iter().flatten().enumerate() {
+                length(&j.key, 1, 100, &format!("{at}.json[{i}].key"))?;
+                length(&j.value, 1, 100, &format!("{at}.json[{i}].value"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Listener {
     fn validate(&self, field: &str) -> Result<(), ApiError> {
         self.port_mapping
             .validate(&format!("{field}.portMapping"))?;
         if let Some(p) = &self.connection_pool {
-            let at = format!("{field}.connectionPool");
-            one_of(
-                &at,
-                &[
-                    ("grpc", p.grpc.is_some()),
-                    ("http", p.http.is_some()),
-                    ("http2", p.http2.is_some()),
-                    ("tcp", p.tcp.is_some()),
-                ],
-            )?;
-            let min1 =
-                |v: u32, f: &str| range(u64::from(v), 1, u64::from(u32::MAX), &format!("{at}.{f}"));
-            if let Some(g) = &p.grpc {
-                min1(g.max_requests, "grpc.maxRequests")?;
-            }
-            if let Some(h) = &p.http2 {
-                min1(h.max_requests, "http2.maxRequests")?;
-            }
-            if let Some(h) = &p.http {
-                min1(h.max_connections, "http.maxConnections")?;
-                if let Some(m) = h.max_pending_requests {
-                    min1(m, "http.maxPendingRequests")?;
-                }
-            }
-            if let Some(t) = &p.tcp {
-                min1(t.max_connections, "tcp.maxConnections")?;
-            }
+            p.validate(&format!("{field}.connectionPool"))?;
         }
         if let Some(h) = &self.health_check {
-            let at = format!("{field}.healthCheck");
-            range(
-                u64::from(h.healthy_threshold),
-                2,
-                10,
-                &format!("{at}.healthyThreshold"),
-            )?;
-            range(
-                u64::from(h.unhealthy_threshold),
-                2,
-                10,
-                &format!("{at}.unhealthyThreshold"),
-            )?;
-            range(
-                h.interval_millis,
-                5000,
-                300_000,
-                &format!("{at}.intervalMillis"),
-            )?;
-            range(
-                h.timeout_millis,
-                2000,
-                60_000,
-                &format!("{at}.timeoutMillis"),
-            )?;
-            if let Some(p) = h.port {
-                range(u64::from(p), 1, 65535, &format!("{at}.port"))?;
-            }
+            h.validate(&format!("{field}.healthCheck"))?;
         }
         if let Some(o) = &self.outlier_detection {
             let at = format!("{field}.outlierDetection");
@@ -431,11 +472,7 @@ impl Listener {
             )?;
         }
         if let Some(tls) = &self.tls {
-            tls.certificate
-                .validate(&format!("{field}.tls.certificate"), true)?;
-            if let Some(v) = &tls.validation {
-                v.validate(&format!("{field}.tls.validation"), false)?;
-            }
+            tls.validate(&format!("{field}.tls"))?;
         }
         Ok(())
     }
@@ -468,27 +505,8 @@ impl Spec for VirtualNodeSpec {
         for (i, l) in self.listeners.iter().enumerate() {
             l.validate(&format!("spec.listeners[{i}]"))?;
         }
-        if let Some(log) = self.logging.as_ref().and_then(|l| l.access_log.as_ref()) {
-            let Some(file) = &log.file else {
-                return Err(ApiError::bad_request(
-                    "spec.logging.accessLog: exactly one of file is required",
-                ));
-            };
-            length(&file.path, 1, 255, "spec.logging.accessLog.file.path")?;
-            if let Some(f) = &file.format {
-                let at = "spec.logging.accessLog.file.format";
-                one_of(
-                    at,
-                    &[("json", f.json.is_some()), ("text", f.text.is_some())],
-                )?;
-                if let Some(t) = &f.text {
-                    length(t, 1, 1000, &format!("{at}.text"))?;
-                }
-                for (i, j) in f.json.iter().flatten().enumerate() {
-                    length(&j.key, 1, 100, &format!("{at}.json[{i}].key"))?;
-                    length(&j.value, 1, 100, &format!("{at}.json[{i}].value"))?;
-                }
-            }
+        if let Some(log) = &self.logging {
+            log.validate("spec.logging")?;
         }
         if let Some(sd) = &self.service_discovery {
             one_of(
