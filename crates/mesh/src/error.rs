@@ -33,8 +33,7 @@ impl ApiError {
         ApiError::new("NotFoundException", StatusCode::NOT_FOUND, message)
     }
 
-    /// `ConflictException` (409): a resource of that name exists, or it changed
-    /// meanwhile.
+    /// `ConflictException` (409): a resource of that name exists.
     pub fn conflict(message: impl Into<String>) -> ApiError {
         ApiError::new("ConflictException", StatusCode::CONFLICT, message)
     }
@@ -42,6 +41,11 @@ impl ApiError {
     /// `ResourceInUseException` (409): other resources depend on it.
     pub fn in_use(message: impl Into<String>) -> ApiError {
         ApiError::new("ResourceInUseException", StatusCode::CONFLICT, message)
+    }
+
+    /// `TooManyTagsException` (400): a resource would have more than 50 tags.
+    pub fn too_many_tags(message: impl Into<String>) -> ApiError {
+        ApiError::new("TooManyTagsException", StatusCode::BAD_REQUEST, message)
     }
 
     /// `InternalServerErrorException` (500): the store failed.

@@ -44,6 +44,7 @@ impl Api {
     }
 
     async fn create_mesh(&self, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+        let _write = self.writes.lock().await;
         let input: CreateMesh = from_json(body)?;
         validate_name(&input.mesh_name, "meshName")?;
         validate_tags(&input.tags, "tags")?;
@@ -100,6 +101,7 @@ impl Api {
     }
 
     async fn update_mesh(&self, name: &str, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+        let _write = self.writes.lock().await;
         let input: UpdateMesh = from_json(body)?;
         let (revision, mut stored) = self.mesh(name).await?;
         stored.data.spec = input.spec.unwrap_or_default();
@@ -112,6 +114,7 @@ impl Api {
     }
 
     async fn delete_mesh(&self, name: &str) -> Result<Vec<u8>, ApiError> {
+        let _write = self.writes.lock().await;
         let (revision, mut stored) = self.mesh(name).await?;
         let resources = self.resources_of(name).await?;
         if !resources.is_empty() {

@@ -28,6 +28,9 @@ pub const MAX_BODY: usize = 1 << 20;
 /// How long a client may take to send a request's head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a client may take to send a request's body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The path prefix of App Mesh's API version.
 const PREFIX: &str = "/v20190125/";
 
@@ -35,6 +38,11 @@ const PREFIX: &str = "/v20190125/";
 pub struct Api {
     store: Arc<dyn Store>,
     account: Account,
+    /// Held by every operation that writes, from its checks to its write, so that what
+    /// it checked (the mesh, the resources a spec names, that nothing names what it
+    /// deletes) still holds when it writes: one writer at a time, in this process (the
+    /// embedded store's file is this process's alone).
+    writes: tokio::sync::Mutex<()>,
 }
 
 /// A stored resource: its data as the API returns it, its tags, and the client token
@@ -63,7 +71,7 @@ impl<D: Serialize + serde::de::DeserializeOwned> Stored<D> {
 fn store_error(e: crate::store::StoreError) -> ApiError {
     match e {
         crate::store::StoreError::Conflict => {
-            ApiError::conflict("the resource changed meanwhile; read it again and retry")
+            ApiError::conflict("the resource was changed by another writer of the store")
         }
         crate::store::StoreError::Backend(e) => ApiError::internal(e),
     }
@@ -90,10 +98,15 @@ impl Call<'_> {
 impl Api {
     /// The API over `store`, naming resources in `account`.
     pub fn new(store: Arc<dyn Store>, account: Account) -> Arc<Api> {
-        Arc::new(Api { store, account })
+        Arc::new(Api {
+            store,
+            account,
+            writes: tokio::sync::Mutex::new(()),
+        })
     }
 
-    /// Serves the API on `listener` until the task is dropped.
+    /// Serves the API on `listener`, for as long as the task runs (connections already
+    /// open finish on their own).
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) {
         loop {
             let (stream, _) = match listener.accept().await {
@@ -126,9 +139,14 @@ impl Api {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, MAX_BODY).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
+        let body = Limited::new(body, MAX_BODY).collect();
+        let body = match tokio::time::timeout(BODY_TIMEOUT, body).await {
+            Ok(Ok(b)) => b.to_bytes(),
+            Err(_) => {
+                let message = format!("the request body did not arrive within {BODY_TIMEOUT:?}");
+                return error(&ApiError::bad_request(message));
+            }
+            Ok(Err(e)) => {
                 let message =
                     format!("the request body cannot be read (at most {MAX_BODY} bytes): {e}");
                 return error(&ApiError::bad_request(message));

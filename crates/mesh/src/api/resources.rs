@@ -184,6 +184,8 @@ impl Api {
         place: &Place<'_>,
         bytes: &[u8],
     ) -> Result<Vec<u8>, ApiError> {
+        // Checks and write as one step (see `Api::writes`).
+        let _write = self.writes.lock().await;
         let mesh = place.mesh;
         let members = body(bytes, &[kind.name_member, "spec", "tags", "clientToken"])?;
         let Some(name) = string(&members, kind.name_member)? else {
@@ -283,6 +285,8 @@ impl Api {
         name: &str,
         bytes: &[u8],
     ) -> Result<Vec<u8>, ApiError> {
+        // Checks and write as one step (see `Api::writes`).
+        let _write = self.writes.lock().await;
         let members = body(bytes, &["spec", "clientToken"])?;
         let Some(spec) = members.get("spec") else {
             return Err(ApiError::bad_request("spec: is required"));
@@ -311,6 +315,8 @@ impl Api {
         place: &Place<'_>,
         name: &str,
     ) -> Result<Vec<u8>, ApiError> {
+        // Checks and write as one step (see `Api::writes`).
+        let _write = self.writes.lock().await;
         let mesh = place.mesh;
         let (revision, mut stored) = self.get(kind, place, name).await?;
         // Nor with resources in it (a virtual router with routes).
@@ -364,7 +370,7 @@ impl Api {
                 .map_err(store_error)?;
             for (_, v) in all {
                 let stored: Stored<Value> = Stored::decode(&v.value)?;
-                let (_, refs) = (kind.spec)(&stored.data["spec"])?;
+                let refs = (kind.references)(&stored.data["spec"]);
                 if refs.iter().any(|r| r.kind == target && r.name == name) {
                     let user = stored.data[kind.name_member].as_str().unwrap_or_default();
                     return Ok(Some(format!("{} {user}", kind.name)));

@@ -26,54 +26,51 @@ struct UntagInput {
 impl Api {
     /// Routes `/v20190125/{tag,untag,tags}`.
     pub(super) async fn tags(&self, call: &Call<'_>) -> Result<Vec<u8>, ApiError> {
+        let op = match (call.method, call.segments.as_slice()) {
+            (&Method::GET, [op]) if op == "tags" => op.as_str(),
+            (&Method::PUT, [op]) if op == "tag" || op == "untag" => op.as_str(),
+            _ => return Err(ApiError::not_found("no such operation")),
+        };
         let Some(arn) = call.query("resourceArn") else {
             return Err(ApiError::bad_request("resourceArn: is required"));
         };
         let key = self.key_of(arn)?;
+        if op == "tags" {
+            let (_, stored) = self.tagged(&key, arn).await?;
+            return list_tags(&stored.tags, call);
+        }
+        let _write = self.writes.lock().await;
         let (revision, mut stored) = self.tagged(&key, arn).await?;
-        let op = call.segments.first().map(String::as_str);
-        match (call.method, op) {
-            (&Method::GET, Some("tags")) => {
-                let limit = match call.query("limit") {
-                    None => 50,
-                    Some(l) => match l.parse::<usize>() {
-                        Ok(n @ 1..=50) => n,
-                        _ => {
-                            return Err(ApiError::bad_request(format!(
-                                "limit: must be a number from 1 to 50, not {l:?}"
-                            )))
-                        }
-                    },
-                };
-                let start: usize = match call.query("nextToken") {
-                    None => 0,
-                    Some(t) => t.parse().map_err(|_| {
-                        ApiError::bad_request("nextToken: not a token of this list")
-                    })?,
-                };
-                let page: Vec<&TagRef> = stored.tags.iter().skip(start).take(limit).collect();
-                let mut out = json!({ "tags": page });
-                if start + limit < stored.tags.len() {
-                    out["nextToken"] = json!((start + limit).to_string());
+        if op == "tag" {
+            let input: TagInput = crate::model::from_json(&call.body)?;
+            if input.tags.len() > 50 {
+                return Err(ApiError::too_many_tags(format!(
+                    "tags: at most 50, not {}",
+                    input.tags.len()
+                )));
+            }
+            validate_tags(&input.tags, "tags")?;
+            for t in input.tags {
+                match stored.tags.iter_mut().find(|have| have.key == t.key) {
+                    Some(have) => have.value = t.value,
+                    None => stored.tags.push(t),
                 }
-                return serde_json::to_vec(&out).map_err(|e| ApiError::internal(e.to_string()));
             }
-            (&Method::PUT, Some("tag")) => {
-                let input: TagInput = crate::model::from_json(&call.body)?;
-                validate_tags(&input.tags, "tags")?;
-                for t in input.tags {
-                    match stored.tags.iter_mut().find(|have| have.key == t.key) {
-                        Some(have) => have.value = t.value,
-                        None => stored.tags.push(t),
-                    }
-                }
-                validate_tags(&stored.tags, "tags")?;
+            if stored.tags.len() > 50 {
+                return Err(ApiError::too_many_tags(format!(
+                    "tags: a resource has at most 50 tags, this one would have {}",
+                    stored.tags.len()
+                )));
             }
-            (&Method::PUT, Some("untag")) => {
-                let input: UntagInput = crate::model::from_json(&call.body)?;
-                stored.tags.retain(|t| !input.tag_keys.contains(&t.key));
+        } else {
+            let input: UntagInput = crate::model::from_json(&call.body)?;
+            if input.tag_keys.len() > 50 {
+                return Err(ApiError::bad_request(format!(
+                    "tagKeys: at most 50, not {}",
+                    input.tag_keys.len()
+                )));
             }
-            _ => return Err(ApiError::not_found("no such operation")),
+            stored.tags.retain(|t| !input.tag_keys.contains(&t.key));
         }
         self.store
             .put(&key, stored.encode()?, Expect::Revision(revision))
@@ -123,4 +120,32 @@ impl Api {
             ))),
         }
     }
+}
+
+/// A page of tags (`limit` 1–50, default 50; `nextToken`: where the page starts).
+fn list_tags(tags: &[TagRef], call: &Call<'_>) -> Result<Vec<u8>, ApiError> {
+    let limit = match call.query("limit") {
+        None => 50,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n @ 1..=50) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "limit: must be a number from 1 to 50, not {l:?}"
+                )))
+            }
+        },
+    };
+    let start = match call.query("nextToken") {
+        None => 0,
+        Some(t) => match t.parse::<usize>() {
+            Ok(n) if n <= tags.len() => n,
+            _ => return Err(ApiError::bad_request("nextToken: not a token of this list")),
+        },
+    };
+    let end = start.saturating_add(limit).min(tags.len());
+    let mut out = json!({ "tags": &tags[start..end] });
+    if end < tags.len() {
+        out["nextToken"] = json!(end.to_string());
+    }
+    serde_json::to_vec(&out).map_err(|e| ApiError::internal(e.to_string()))
 }

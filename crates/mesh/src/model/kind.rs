@@ -16,6 +16,9 @@ pub struct Kind {
     pub name_member: &'static str,
     /// Reads a spec: the spec as stored (normalized) and the resources it names.
     pub spec: fn(&Value) -> Result<ReadSpec, ApiError>,
+    /// The resources a stored spec names (not checked again: a rule made stricter later
+    /// does not block deletions).
+    pub references: fn(&Value) -> Vec<Reference>,
     /// The kind its resources live in (a route: its virtual router; in paths and ARNs
     /// by that kind's name, `virtualRouter/<name>`), if not the mesh alone.
     pub parent: Option<&'static Kind>,
@@ -56,8 +59,16 @@ pub const VIRTUAL_NODE: Kind = Kind {
     collection: "virtualNodes",
     name_member: "virtualNodeName",
     spec: spec::<super::virtual_node::VirtualNodeSpec>,
+    references: references::<super::virtual_node::VirtualNodeSpec>,
     parent: None,
 };
+
+/// The resources a stored spec of type `S` names.
+fn references<S: Spec>(value: &Value) -> Vec<Reference> {
+    serde_json::from_value::<S>(value.clone())
+        .map(|s| s.references())
+        .unwrap_or_default()
+}
 
 /// `VirtualService`.
 pub const VIRTUAL_SERVICE: Kind = Kind {
@@ -65,6 +76,7 @@ pub const VIRTUAL_SERVICE: Kind = Kind {
     collection: "virtualServices",
     name_member: "virtualServiceName",
     spec: spec::<super::virtual_service::VirtualServiceSpec>,
+    references: references::<super::virtual_service::VirtualServiceSpec>,
     parent: None,
 };
 
@@ -74,6 +86,7 @@ pub const VIRTUAL_ROUTER: Kind = Kind {
     collection: "virtualRouters",
     name_member: "virtualRouterName",
     spec: spec::<super::virtual_router::VirtualRouterSpec>,
+    references: references::<super::virtual_router::VirtualRouterSpec>,
     parent: None,
 };
 
@@ -83,6 +96,7 @@ pub const ROUTE: Kind = Kind {
     collection: "routes",
     name_member: "routeName",
     spec: spec::<super::route::RouteSpec>,
+    references: references::<super::route::RouteSpec>,
     parent: Some(&VIRTUAL_ROUTER),
 };
 
@@ -92,6 +106,7 @@ pub const VIRTUAL_GATEWAY: Kind = Kind {
     collection: "virtualGateways",
     name_member: "virtualGatewayName",
     spec: spec::<super::virtual_gateway::VirtualGatewaySpec>,
+    references: references::<super::virtual_gateway::VirtualGatewaySpec>,
     parent: None,
 };
 
@@ -101,6 +116,7 @@ pub const GATEWAY_ROUTE: Kind = Kind {
     collection: "gatewayRoutes",
     name_member: "gatewayRouteName",
     spec: spec::<super::gateway_route::GatewayRouteSpec>,
+    references: references::<super::gateway_route::GatewayRouteSpec>,
     parent: Some(&VIRTUAL_GATEWAY),
 };
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VirtualRouterSpec {
-    /// `listeners`: App Mesh takes one.
+    /// `listeners`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listeners: Vec<VirtualRouterListener>,
 }
@@ -24,12 +24,6 @@ pub struct VirtualRouterListener {
 
 impl Spec for VirtualRouterSpec {
     fn validate(&self) -> Result<(), ApiError> {
-        if self.listeners.len() > 1 {
-            return Err(ApiError::bad_request(format!(
-                "spec.listeners: a virtual router has one listener, not {}",
-                self.listeners.len()
-            )));
-        }
         for (i, l) in self.listeners.iter().enumerate() {
             l.port_mapping
                 .validate(&format!("spec.listeners[{i}].portMapping"))?;

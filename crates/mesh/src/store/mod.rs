@@ -3,8 +3,9 @@
 //! the writer read (optimistic concurrency) — and its implementations: [`embedded`]
 //! (a durable, transactional file, the default).
 //!
-//! Keys: `mesh/<name>` for meshes; the resources of a mesh will live under
-//! `<kind>/<mesh>/<name>`.
+//! Keys: `mesh/<name>` for meshes; the resources of a mesh `<kind>/<mesh>/<name>`, and
+//! those that live in another `<kind>/<mesh>/<parent>/<name>` (a route:
+//! `route/<mesh>/<router>/<name>`).
 
 pub mod embedded;
 
@@ -40,7 +41,7 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-/// What a revision a write expects of its key.
+/// What a write expects of its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
     /// The key is absent (a create).
