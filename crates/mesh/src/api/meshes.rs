@@ -20,6 +20,9 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
 impl Api {
     /// Routes `/v20190125/meshes[/{meshName}]`.
     pub(super) async fn meshes(&self, call: &Call<'_>) -> Result<Vec<u8>, ApiError> {
+        if let [_, name] = call.segments.as_slice() {
+            validate_name(name, "meshName")?;
+        }
         match (call.method, &call.segments[1..]) {
             (&Method::PUT, []) => self.create_mesh(&call.body).await,
             (&Method::GET, []) => self.list_meshes(call).await,
@@ -50,7 +53,9 @@ impl Api {
         validate_tags(&input.tags, "tags")?;
         let name = &input.mesh_name;
         let exists = || ApiError::conflict(format!("mesh {name} already exists"));
-        if let Ok((_, existing)) = self.mesh(name).await {
+        let found = self.store.get(&key(name)).await.map_err(store_error)?;
+        if let Some(found) = found {
+            let existing: Stored<MeshData> = Stored::decode(&found.value)?;
             // The same create sent again (its client token) gets the same answer.
             return match &input.client_token {
                 Some(t) if existing.client_token.as_ref() == Some(t) => to_json(&existing.data),

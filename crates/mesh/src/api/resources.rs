@@ -113,6 +113,13 @@ impl Api {
             },
             _ => return Err(no_such()),
         };
+        validate_name(mesh, "meshName")?;
+        if let (Some(p), Some(parent)) = (kind.parent, place.parent) {
+            validate_name(parent, p.name_member)?;
+        }
+        if let [name] = rest {
+            validate_name(name, kind.name_member)?;
+        }
         match (call.method, rest) {
             (&Method::PUT, []) => self.create(kind, &place, &call.body).await,
             (&Method::GET, []) => self.list(kind, &place, call).await,
@@ -214,7 +221,13 @@ impl Api {
                 where_(kind, place)
             ))
         };
-        if let Ok((_, existing)) = self.get(kind, place, name).await {
+        let found = self
+            .store
+            .get(&kind.key(place, name))
+            .await
+            .map_err(store_error)?;
+        if let Some(found) = found {
+            let existing: Stored<Value> = Stored::decode(&found.value)?;
             return match &client_token {
                 Some(t) if existing.client_token.as_ref() == Some(t) => to_json(&existing.data),
                 _ => Err(exists()),
