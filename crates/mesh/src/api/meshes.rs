@@ -2,7 +2,7 @@
 //! `DescribeMesh`, `UpdateMesh` and `DeleteMesh` (`GET`, `PUT`, `DELETE`
 //! `/v20190125/meshes/{meshName}`).
 
-use super::{page, store_error, Api, Call, Stored};
+use super::{page, store_error, to_json, Api, Call, Stored};
 use crate::model::mesh::{CreateMesh, MeshData, MeshStatus, MeshStatusCode, UpdateMesh};
 use crate::model::{from_json, validate_name, validate_tags, ResourceMetadata};
 use crate::store::Expect;
@@ -11,10 +11,6 @@ use http::Method;
 
 fn key(name: &str) -> String {
     format!("mesh/{name}")
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(value).map_err(|e| ApiError::internal(e.to_string()))
 }
 
 impl Api {
@@ -86,18 +82,12 @@ impl Api {
     }
 
     async fn list_meshes(&self, call: &Call<'_>) -> Result<Vec<u8>, ApiError> {
-        let (limit, next_token) = page(call)?;
         let all = self.store.list("mesh/").await.map_err(store_error)?;
-        // The token is the name listed last: the page goes on after it.
-        let after = next_token.map(|t| key(&t));
-        let mut meshes = all
+        let (page, more) = page(call, &all, key)?;
+        let meshes = page
             .iter()
-            .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
-            .take(limit + 1)
             .map(|(_, v)| Ok(Stored::<MeshData>::decode(&v.value)?.data.reference()))
             .collect::<Result<Vec<_>, ApiError>>()?;
-        let more = meshes.len() > limit;
-        meshes.truncate(limit);
         let mut out = serde_json::json!({ "meshes": meshes });
         if let (true, Some(last)) = (more, meshes.last()) {
             out["nextToken"] = serde_json::Value::String(last.mesh_name.clone());

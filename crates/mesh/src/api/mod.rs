@@ -190,20 +190,45 @@ impl Api {
     }
 }
 
-/// `limit` (1–100, default 100) and `nextToken` of a list operation.
-fn page(call: &Call<'_>) -> Result<(usize, Option<String>), ApiError> {
-    let limit = match call.query("limit") {
-        None => 100,
+/// Stored entries, in key order.
+type Entries<'a> = &'a [(String, crate::store::Versioned)];
+
+/// A list operation's `limit` (1–`max`, default `max`).
+fn limit(call: &Call<'_>, max: usize) -> Result<usize, ApiError> {
+    match call.query("limit") {
+        None => Ok(max),
         Some(l) => match l.parse::<usize>() {
-            Ok(n @ 1..=100) => n,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "limit: must be a number from 1 to 100, not {l:?}"
-                )))
-            }
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request(format!(
+                "limit: must be a number from 1 to {max}, not {l:?}"
+            ))),
         },
+    }
+}
+
+/// One page of a list operation over `all` (in key order), whose `nextToken` is the
+/// name listed last and `key` makes a name a key: the entries after that key, at most
+/// `limit` (1–100, default 100), and whether more follow.
+fn page<'a>(
+    call: &Call<'_>,
+    all: Entries<'a>,
+    key: impl Fn(&str) -> String,
+) -> Result<(Entries<'a>, bool), ApiError> {
+    let limit = limit(call, 100)?;
+    let start = match call.query("nextToken") {
+        Some(t) => {
+            let after = key(t);
+            all.partition_point(|(k, _)| *k <= after)
+        }
+        None => 0,
     };
-    Ok((limit, call.query("nextToken").map(str::to_string)))
+    let rest = &all[start..];
+    Ok((&rest[..rest.len().min(limit)], rest.len() > limit))
+}
+
+/// A response body.
+fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value).map_err(|e| ApiError::internal(e.to_string()))
 }
 
 fn json(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {

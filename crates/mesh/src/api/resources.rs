@@ -8,17 +8,13 @@
 //! in the mesh (`NotFoundException`, naming the field); a resource that another one
 //! names cannot be deleted (`ResourceInUseException`, naming which).
 
-use super::{page, store_error, Api, Call, Stored};
+use super::{page, store_error, to_json, Api, Call, Stored};
 use crate::model::kind::{Kind, Place, KINDS};
 use crate::model::{validate_name, validate_tags, Reference, ResourceMetadata, TagRef};
 use crate::store::Expect;
 use crate::ApiError;
 use http::Method;
 use serde_json::{json, Map, Value};
-
-fn to_json(value: &Value) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(value).map_err(|e| ApiError::internal(e.to_string()))
-}
 
 /// The body of a create or an update: its members, each known.
 fn body(bytes: &[u8], allowed: &[&str]) -> Result<Map<String, Value>, ApiError> {
@@ -266,23 +262,17 @@ impl Api {
         place: &Place<'_>,
         call: &Call<'_>,
     ) -> Result<Vec<u8>, ApiError> {
-        let (limit, next_token) = page(call)?;
         self.check_references(kind, place, &[]).await?;
         let all = self
             .store
             .list(&kind.prefix(place))
             .await
             .map_err(store_error)?;
-        // The token is the name listed last: the page goes on after it.
-        let after = next_token.map(|t| kind.key(place, &t));
-        let mut refs = all
+        let (page, more) = page(call, &all, |name| kind.key(place, name))?;
+        let refs = page
             .iter()
-            .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
-            .take(limit + 1)
             .map(|(_, v)| Ok(reference(kind, &Stored::<Value>::decode(&v.value)?.data)))
             .collect::<Result<Vec<_>, ApiError>>()?;
-        let more = refs.len() > limit;
-        refs.truncate(limit);
         let last = refs.last().map(|r| r[kind.name_member].clone());
         let mut out = json!({ kind.collection: refs });
         if let (true, Some(last)) = (more, last) {
@@ -368,6 +358,23 @@ impl Api {
         to_json(&stored.data)
     }
 
+    /// Every resource of `mesh`, of every kind, with its kind and key.
+    async fn all_in(
+        &self,
+        mesh: &str,
+    ) -> Result<Vec<(&'static Kind, String, crate::store::Versioned)>, ApiError> {
+        let mut out = Vec::new();
+        for kind in KINDS.iter().copied() {
+            let all = self
+                .store
+                .list(&kind.mesh_prefix(mesh))
+                .await
+                .map_err(store_error)?;
+            out.extend(all.into_iter().map(|(k, v)| (kind, k, v)));
+        }
+        Ok(out)
+    }
+
     /// A resource of `mesh` whose spec names `name` of kind `target` (`<kind> <name>`).
     async fn user_of(
         &self,
@@ -375,19 +382,12 @@ impl Api {
         target: &str,
         name: &str,
     ) -> Result<Option<String>, ApiError> {
-        for kind in KINDS {
-            let all = self
-                .store
-                .list(&kind.mesh_prefix(mesh))
-                .await
-                .map_err(store_error)?;
-            for (_, v) in all {
-                let stored: Stored<Value> = Stored::decode(&v.value)?;
-                let refs = (kind.references)(&stored.data["spec"]);
-                if refs.iter().any(|r| r.kind == target && r.name == name) {
-                    let user = stored.data[kind.name_member].as_str().unwrap_or_default();
-                    return Ok(Some(format!("{} {user}", kind.name)));
-                }
+        for (kind, _, v) in self.all_in(mesh).await? {
+            let stored: Stored<Value> = Stored::decode(&v.value)?;
+            let refs = (kind.references)(&stored.data["spec"]);
+            if refs.iter().any(|r| r.kind == target && r.name == name) {
+                let user = stored.data[kind.name_member].as_str().unwrap_or_default();
+                return Ok(Some(format!("{} {user}", kind.name)));
             }
         }
         Ok(None)
@@ -395,18 +395,11 @@ impl Api {
 
     /// The resources of `mesh` (`<kind> <name>`), for a deletion of the mesh.
     pub(super) async fn resources_of(&self, mesh: &str) -> Result<Vec<String>, ApiError> {
-        let mut out = Vec::new();
-        for kind in KINDS {
-            let all = self
-                .store
-                .list(&kind.mesh_prefix(mesh))
-                .await
-                .map_err(store_error)?;
-            for (k, _) in all {
-                let name = k.rsplit('/').next().unwrap_or_default();
-                out.push(format!("{} {name}", kind.name));
-            }
-        }
-        Ok(out)
+        let all = self.all_in(mesh).await?;
+        let named = all.into_iter().map(|(kind, k, _)| {
+            let name = k.rsplit('/').next().unwrap_or_default().to_string();
+            format!("{} {name}", kind.name)
+        });
+        Ok(named.collect())
     }
 }

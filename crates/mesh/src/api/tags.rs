@@ -124,17 +124,7 @@ impl Api {
 
 /// A page of tags (`limit` 1–50, default 50; `nextToken`: where the page starts).
 fn list_tags(tags: &[TagRef], call: &Call<'_>) -> Result<Vec<u8>, ApiError> {
-    let limit = match call.query("limit") {
-        None => 50,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n @ 1..=50) => n,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "limit: must be a number from 1 to 50, not {l:?}"
-                )))
-            }
-        },
-    };
+    let limit = super::limit(call, 50)?;
     let start = match call.query("nextToken") {
         None => 0,
         Some(t) => match t.parse::<usize>() {

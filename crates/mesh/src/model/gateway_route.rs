@@ -2,7 +2,9 @@
 //! gRPC, by hostname too), the virtual service it sends them to, and how it rewrites
 //! their hostname, prefix or path. App Mesh's `GatewayRouteSpec`.
 
-use super::route::{header_matchers, HeaderMatcher, HttpMethod, HttpPathMatch, QueryParameter};
+use super::route::{
+    header_matchers, http_match, HeaderMatcher, HttpMethod, HttpPathMatch, QueryParameter,
+};
 use super::{length, one_of, range, validate_name, Reference, Spec};
 use crate::ApiError;
 use serde::{Deserialize, Serialize};
@@ -244,26 +246,15 @@ impl HttpGatewayRoute {
             .validate(&format!("{field}.action.target"))?;
         let m = &self.matcher;
         let at = format!("{field}.match");
-        if let Some(prefix) = &m.prefix {
-            if !prefix.starts_with('/') {
-                return Err(ApiError::bad_request(format!(
-                    "{at}.prefix: must start with /, not {prefix:?}"
-                )));
-            }
-        }
+        http_match(
+            &m.prefix,
+            &m.path,
+            &m.headers,
+            &m.query_parameters,
+            m.port,
+            &at,
+        )?;
         hostname(&m.hostname, &format!("{at}.hostname"))?;
-        header_matchers(&m.headers, &format!("{at}.headers"))?;
-        if let Some(q) = &m.query_parameters {
-            range(
-                q.len() as u64,
-                1,
-                10,
-                &format!("{at}.queryParameters (count)"),
-            )?;
-        }
-        if let Some(p) = m.port {
-            range(u64::from(p), 1, 65535, &format!("{at}.port"))?;
-        }
         if let Some(prefix) = self.action.rewrite.as_ref().and_then(|r| r.prefix.as_ref()) {
             let at = format!("{field}.action.rewrite.prefix");
             if prefix.default_prefix.is_some() == prefix.value.is_some() {

@@ -415,39 +415,60 @@ impl RetryPolicy {
     }
 }
 
+/// The parts of an HTTP match that routes and gateway routes share: `prefix` (starts
+/// with `/`), `path` (exactly one of `exact`, `regex`), 1–10 `headers`, 1–10
+/// `queryParameters`, `port`; `at` is the match's path.
+pub(crate) fn http_match(
+    prefix: &Option<String>,
+    path: &Option<HttpPathMatch>,
+    headers: &Option<Vec<HeaderMatcher>>,
+    query_parameters: &Option<Vec<QueryParameter>>,
+    listener_port: Option<u32>,
+    at: &str,
+) -> Result<(), ApiError> {
+    if let Some(prefix) = prefix {
+        if !prefix.starts_with('/') {
+            return Err(ApiError::bad_request(format!(
+                "{at}.prefix: must start with /, not {prefix:?}"
+            )));
+        }
+    }
+    if let Some(p) = path {
+        one_of(
+            &format!("{at}.path"),
+            &[("exact", p.exact.is_some()), ("regex", p.regex.is_some())],
+        )?;
+        for (name, v) in [("exact", &p.exact), ("regex", &p.regex)] {
+            if let Some(v) = v {
+                length(v, 1, 255, &format!("{at}.path.{name}"))?;
+            }
+        }
+    }
+    header_matchers(headers, &format!("{at}.headers"))?;
+    if let Some(q) = query_parameters {
+        range(
+            q.len() as u64,
+            1,
+            10,
+            &format!("{at}.queryParameters (count)"),
+        )?;
+    }
+    port(listener_port, &format!("{at}.port"))
+}
+
 impl HttpRoute {
     fn validate(&self, field: &str) -> Result<(), ApiError> {
         self.action.validate(&format!("{field}.action"))?;
         let m = &self.matcher;
         let at = format!("{field}.match");
-        if let Some(prefix) = &m.prefix {
-            if !prefix.starts_with('/') {
-                return Err(ApiError::bad_request(format!(
-                    "{at}.prefix: must start with /, not {prefix:?}"
-                )));
-            }
-        }
-        if let Some(p) = &m.path {
-            one_of(
-                &format!("{at}.path"),
-                &[("exact", p.exact.is_some()), ("regex", p.regex.is_some())],
-            )?;
-            for (name, v) in [("exact", &p.exact), ("regex", &p.regex)] {
-                if let Some(v) = v {
-                    length(v, 1, 255, &format!("{at}.path.{name}"))?;
-                }
-            }
-        }
-        header_matchers(&m.headers, &format!("{at}.headers"))?;
-        if let Some(q) = &m.query_parameters {
-            range(
-                q.len() as u64,
-                1,
-                10,
-                &format!("{at}.queryParameters (count)"),
-            )?;
-        }
-        port(m.port, &format!("{at}.port"))?;
+        http_match(
+            &m.prefix,
+            &m.path,
+            &m.headers,
+            &m.query_parameters,
+            m.port,
+            &at,
+        )?;
         if let Some(r) = &self.retry_policy {
             r.validate(&format!("{field}.retryPolicy"), false)?;
         }
