@@ -24,6 +24,8 @@ pub(super) struct Client {
     init: Arc<Init>,
     /// `ads_config`.
     ads: Option<ApiSource>,
+    /// Where listeners and clusters come from (`lds_config`, `cds_config`).
+    wildcard: Vec<(ResourceType, ConfigSource)>,
     state: parking_lot::Mutex<State>,
     /// Bumped after every update.
     changed: watch::Sender<u64>,
@@ -55,12 +57,14 @@ impl Client {
         stats: Stats,
         init: Arc<Init>,
         ads: Option<ApiSource>,
+        wildcard: Vec<(ResourceType, ConfigSource)>,
     ) -> Arc<Client> {
         Arc::new(Client {
             server,
             stats,
             init,
             ads,
+            wildcard,
             state: Default::default(),
             changed: watch::channel(0).0,
             ttl_set: Notify::new(),
@@ -69,8 +73,8 @@ impl Client {
 
     /// Starts the sources of listeners and clusters (files are read now), of the named
     /// resources in use, the ADS stream, and the TTL timer.
-    pub(super) fn start(self: &Arc<Self>, wildcard: &[(ResourceType, ConfigSource)]) {
-        for (t, source) in wildcard {
+    pub(super) fn start(self: &Arc<Self>) {
+        for (t, source) in &self.wildcard {
             match source {
                 ConfigSource::Ads { .. } => {}
                 ConfigSource::Api { api, .. } => {
@@ -91,15 +95,11 @@ impl Client {
 
     /// The wildcard types `stream` carries.
     pub(super) fn wildcard(&self, stream: &Stream) -> Vec<ResourceType> {
-        let dynamic = &self.server.snapshot.load().bootstrap.dynamic;
-        [
-            (ResourceType::Cluster, &dynamic.cds),
-            (ResourceType::Listener, &dynamic.lds),
-        ]
-        .into_iter()
-        .filter(|(t, s)| s.as_ref().is_some_and(|s| stream.serves(*t, s)))
-        .map(|(t, _)| t)
-        .collect()
+        self.wildcard
+            .iter()
+            .filter(|(t, s)| stream.serves(*t, s))
+            .map(|(t, _)| *t)
+            .collect()
     }
 
     /// The names of a named type (RDS, EDS) that `stream` subscribes to now.

@@ -148,10 +148,7 @@ impl Protocol for Delta {
         client: &Arc<Client>,
         r: DeltaDiscoveryResponse,
     ) -> Vec<DeltaDiscoveryRequest> {
-        let Some(t) = ResourceType::from_type_url(&r.type_url)
-            .filter(|t| self.wildcard.contains(t) || self.stream.named().contains(t))
-        else {
-            tracing::warn!(type_url = %r.type_url, "xDS: a response of a type not asked for");
+        let Some(t) = self.stream.response_type(&self.wildcard, &r.type_url) else {
             return Vec::new();
         };
         if let Err(detail) = well_formed(t, &r) {

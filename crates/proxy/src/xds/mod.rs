@@ -151,8 +151,8 @@ pub(crate) fn start(server: &Arc<Server>) {
     });
     let stats = Stats::register(&snapshot.stats);
     let init = Init::start(server, &waited, timeout, &stats);
-    let client = Client::new(server.clone(), stats, init, dynamic.ads.clone());
-    client.start(&wildcard);
+    let client = Client::new(server.clone(), stats, init, dynamic.ads.clone(), wildcard);
+    client.start();
 }
 
 /// The server's initialization (Envoy's init manager, for xDS): INITIALIZING until the

@@ -108,10 +108,7 @@ impl Protocol for Sotw {
     }
 
     fn on_response(&mut self, client: &Arc<Client>, r: DiscoveryResponse) -> Vec<DiscoveryRequest> {
-        let Some(t) = ResourceType::from_type_url(&r.type_url)
-            .filter(|t| self.wildcard.contains(t) || self.stream.named().contains(t))
-        else {
-            tracing::warn!(type_url = %r.type_url, "xDS: a response of a type not asked for");
+        let Some(t) = self.stream.response_type(&self.wildcard, &r.type_url) else {
             return Vec::new();
         };
         self.nonces.insert(t, r.nonce.clone());

@@ -55,6 +55,21 @@ impl Stream {
         }
     }
 
+    /// The type of a response on this stream, which carries `wildcard` and its named
+    /// types; None (logged) for a type it did not ask for.
+    pub(super) fn response_type(
+        &self,
+        wildcard: &[ResourceType],
+        url: &str,
+    ) -> Option<ResourceType> {
+        let t = ResourceType::from_type_url(url)
+            .filter(|t| wildcard.contains(t) || self.named().contains(t));
+        if t.is_none() {
+            tracing::warn!(type_url = %url, "xDS: a response of a type not asked for");
+        }
+        t
+    }
+
     /// The gRPC method.
     fn path(&self, delta: bool) -> &'static str {
         let t = match self {
