@@ -5,6 +5,8 @@
 #   - prometheus_client (Python) to parse /stats/prometheus as Prometheus does
 #   - grpcio and xds-protos (Python): an independent ADS server for the xDS client
 #   - boto3 and the AWS CLI (Python): the real clients of the control plane's App Mesh API
+#   - etcd (Debian's etcd-server): the control plane's store for several replicas
+#   - protoc (Debian's protobuf-compiler): the etcd-client crate builds etcd's protos with it
 set -euo pipefail
 
 did=()
@@ -26,13 +28,17 @@ else
 fi
 envoy --version | grep -v '^\s*$' | sed 's/^/envoy: /'
 
-if command -v curl >/dev/null 2>&1; then
-    echo "curl: already installed ($(command -v curl))"
+apt_missing=()
+command -v curl >/dev/null 2>&1 || apt_missing+=(curl)
+command -v etcd >/dev/null 2>&1 || apt_missing+=(etcd-server)
+command -v protoc >/dev/null 2>&1 || apt_missing+=(protobuf-compiler)
+if [ ${#apt_missing[@]} -eq 0 ]; then
+    echo "curl, etcd, protoc: already installed"
 else
-    echo "curl: installing with apt-get"
+    echo "${apt_missing[*]}: installing with apt-get"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
-    did+=("curl")
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null
+    did+=("${apt_missing[@]}")
 fi
 
 if python3 -c 'import prometheus_client.parser' >/dev/null 2>&1; then

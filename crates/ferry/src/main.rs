@@ -1,5 +1,6 @@
 //! `ferry`: the ferrymesh binary. Thin: it parses flags and calls the crates.
 
+mod client;
 mod control_plane;
 mod demo;
 mod memory;
@@ -33,6 +34,22 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run the control plane: App Mesh's REST API over its store.
     ControlPlane(control_plane::ControlPlaneArgs),
+    /// Create or update the resources of files and directories in the control plane,
+    /// all in one transaction (ferrymesh YAML/JSON, AWS CLI input JSON, CloudFormation,
+    /// App Mesh controller manifests).
+    Apply(client::ApplyArgs),
+    /// Delete the resources of files and directories from the control plane, in one
+    /// transaction.
+    Delete(client::ApplyArgs),
+    /// List resources of a kind.
+    Get(client::GetArgs),
+    /// Print a resource as App Mesh's Describe operation returns it.
+    Describe(client::DescribeArgs),
+    /// Print resources in a format `ferry apply` reads: ferrymesh, appmesh-cli or
+    /// cloudformation.
+    Export(client::ExportArgs),
+    /// Print the control plane's store, what its watch has seen, and resource counts.
+    Status(client::StatusArgs),
     /// Print what ferry implements of Envoy's API: the extensions and, per message, the
     /// fields its converters accept (Markdown, as in docs/envoy-compat.md).
     Support,
@@ -91,6 +108,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Proxy(args) => proxy(args),
         Command::Demo(args) => demo::run(args),
         Command::ControlPlane(args) => control_plane::run(args),
+        Command::Apply(args) => client::apply(args, false),
+        Command::Delete(args) => client::apply(args, true),
+        Command::Get(args) => client::get(args),
+        Command::Describe(args) => client::describe(args),
+        Command::Export(args) => client::export(args),
+        Command::Status(args) => client::status(args),
         Command::Support => {
             print!("{}", support());
             Ok(0)

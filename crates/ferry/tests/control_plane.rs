@@ -1,251 +1,153 @@
 //! `ferry control-plane`: App Mesh's REST API, driven by the real clients — boto3
 //! (`tests/py/appmesh_client.py`, which also checks every response against botocore's
-//! model of the service) and the AWS CLI — on the embedded store, and what it stored
-//! still there after the process is killed and started again.
+//! model of the service) and the AWS CLI — on the embedded store and on a real etcd
+//! (two replicas sharing it), what it stored still there after the process is killed
+//! (in the middle of a stream of writes too), and with credentials configured, SigV4
+//! signatures verified.
 
-use ferry_test_util::free_port;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use ferry_test_util::admin::poll;
+use ferry_test_util::control_plane::{aws, boto3, boto3_with, ControlPlane, APPMESH_CLIENT};
+use ferry_test_util::etcd::Etcd;
 use std::time::Duration;
 
-/// A control plane process, killed when dropped.
-struct ControlPlane {
-    child: Child,
-    endpoint: String,
-}
+/// What the `meshes` scenario prints.
+const MESHES: &[&str] = &[
+    r#"{"arn":"arn:aws:appmesh:local:000000000000:mesh/m1","egress":"ALLOW_ALL","name":"m1","status":"ACTIVE","step":"create","version":1}"#,
+    r#"{"error":["ConflictException",409],"step":"create again"}"#,
+    r#"{"same":true,"step":"client token"}"#,
+    r#"{"egress":"ALLOW_ALL","name":"m1","step":"describe"}"#,
+    r#"{"egress":"DROP_ALL","step":"update","version":2}"#,
+    r#"{"names":["m1","m2","m3","m4","m5","t1"],"pages":3,"step":"list"}"#,
+    r#"{"error":["NotFoundException",404],"step":"describe missing"}"#,
+    r#"{"error":["BadRequestException",400],"step":"unknown field"}"#,
+    r#"{"error":["BadRequestException",400],"step":"malformed json"}"#,
+    r#"{"error":["BadRequestException",400],"step":"bad enum"}"#,
+    r#"{"error":["BadRequestException",400],"step":"empty name"}"#,
+    r#"{"error":["BadRequestException",400],"step":"bad limit"}"#,
+    r#"{"status":"DELETED","step":"delete"}"#,
+    r#"{"error":["NotFoundException",404],"step":"describe deleted"}"#,
+    r#"{"operations":["CreateMesh","DeleteMesh","DescribeMesh","ListMeshes","UpdateMesh"],"step":"validated against botocore's model"}"#,
+];
 
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// What the `resources` scenario prints.
+const RESOURCES: &[&str] = &[
+    r#"{"arn":"arn:aws:appmesh:local:000000000000:mesh/app/virtualRouter/r","name":"r","step":"router"}"#,
+    r#"{"mesh":"app","name":"color.app.local","status":"ACTIVE","step":"service"}"#,
+    r#"{"error":["NotFoundException",404],"step":"dangling provider"}"#,
+    r#"{"error":["NotFoundException",404],"step":"no such mesh"}"#,
+    r#"{"error":["BadRequestException",400],"step":"port 0"}"#,
+    r#"{"error":["BadRequestException",400],"step":"bad protocol"}"#,
+    r#"{"names":["r","r2"],"step":"list routers"}"#,
+    r#"{"names":["color.app.local"],"step":"list services"}"#,
+    r#"{"router":"r","step":"describe service"}"#,
+    r#"{"error":["ResourceInUseException",409],"step":"delete router in use"}"#,
+    r#"{"error":["ResourceInUseException",409],"step":"delete mesh in use"}"#,
+    r#"{"step":"tags","tags":[["env","dev"],["team","colors"]]}"#,
+    r#"{"error":["TooManyTagsException",400],"step":"too many tags"}"#,
+    r#"{"step":"untagged","tags":[["team","colors"]]}"#,
+    r#"{"router":"r2","step":"update service","version":2}"#,
+    r#"{"status":"DELETED","step":"delete router"}"#,
+    r#"{"status":"DELETED","step":"delete mesh"}"#,
+    r#"{"operations":["CreateMesh","CreateVirtualRouter","CreateVirtualService","DeleteMesh","DeleteVirtualRouter","DeleteVirtualService","DescribeVirtualService","ListTagsForResource","ListVirtualRouters","ListVirtualServices","TagResource","UntagResource","UpdateVirtualService"],"step":"validated against botocore's model"}"#,
+];
 
-impl ControlPlane {
-    /// Starts `ferry control-plane` with its data in `data_dir`; returns once its API
-    /// accepts connections.
-    async fn start(data_dir: &Path) -> ControlPlane {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args(["control-plane", "--api", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--log-level", "warn"])
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("ferry control-plane: {e}"));
-        let cp = ControlPlane {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let up = ferry_test_util::admin::poll(Duration::from_secs(20), || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(|_| ())
-        })
-        .await;
-        assert!(up.is_some(), "the control plane did not start");
-        cp
-    }
+/// What the `nodes` scenario prints.
+const NODES: &[&str] = &[
+    r#"{"name":"red","spec_round_trips":true,"step":"node"}"#,
+    r#"{"spec_round_trips":true,"step":"describe node"}"#,
+    r#"{"error":["BadRequestException",400],"step":"healthy threshold 1"}"#,
+    r#"{"error":["BadRequestException",400],"step":"interval 1s"}"#,
+    r#"{"error":["BadRequestException",400],"step":"ejection 101%"}"#,
+    r#"{"error":["BadRequestException",400],"step":"two discoveries"}"#,
+    r#"{"error":["BadRequestException",400],"step":"tls mode"}"#,
+    r#"{"error":["BadRequestException",400],"step":"unknown listener field"}"#,
+    r#"{"error":["ResourceInUseException",409],"step":"delete node in use"}"#,
+    r#"{"port":9090,"step":"update node","version":2}"#,
+    r#"{"names":["red"],"step":"list nodes"}"#,
+    r#"{"status":"DELETED","step":"delete node"}"#,
+    r#"{"operations":["CreateMesh","CreateVirtualNode","CreateVirtualService","DeleteVirtualNode","DeleteVirtualService","DescribeVirtualNode","ListVirtualNodes","UpdateVirtualNode"],"step":"validated against botocore's model"}"#,
+];
 
-    /// Kills it at once (no shutdown of any kind).
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// What the `routes` scenario prints.
+const ROUTES: &[&str] = &[
+    r#"{"arn":"arn:aws:appmesh:local:000000000000:mesh/app/virtualRouter/r/route/canary","router":"r","spec_round_trips":true,"step":"route"}"#,
+    r#"{"error":["NotFoundException",404],"step":"target missing"}"#,
+    r#"{"error":["BadRequestException",400],"step":"11 targets"}"#,
+    r#"{"error":["BadRequestException",400],"step":"weight 101"}"#,
+    r#"{"error":["BadRequestException",400],"step":"priority 1001"}"#,
+    r#"{"error":["BadRequestException",400],"step":"retry without events"}"#,
+    r#"{"error":["BadRequestException",400],"step":"bad retry event"}"#,
+    r#"{"error":["BadRequestException",400],"step":"prefix without /"}"#,
+    r#"{"error":["BadRequestException",400],"step":"two routes"}"#,
+    r#"{"error":["NotFoundException",404],"step":"no such router"}"#,
+    r#"{"routes":[["canary","r"]],"step":"list routes"}"#,
+    r#"{"error":["ResourceInUseException",409],"step":"delete target in use"}"#,
+    r#"{"error":["ResourceInUseException",409],"step":"delete router with routes"}"#,
+    r#"{"step":"route tags","tags":[["release","canary"]]}"#,
+    r#"{"step":"update route","version":2,"weights":[50,50]}"#,
+    r#"{"step":"describe route","weights":[50,50]}"#,
+    r#"{"status":"DELETED","step":"delete route"}"#,
+    r#"{"operations":["CreateMesh","CreateRoute","CreateVirtualNode","CreateVirtualRouter","DeleteRoute","DeleteVirtualRouter","DescribeRoute","ListRoutes","ListTagsForResource","TagResource","UpdateRoute"],"step":"validated against botocore's model"}"#,
+];
 
-/// Runs a scenario of `appmesh_client.py`: its lines, as JSON.
-fn boto3(endpoint: &str, scenario: &str) -> Vec<serde_json::Value> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/appmesh_client.py");
-    let out = Command::new("python3")
-        .args([script, endpoint, scenario])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("python3 {script}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{scenario}: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
-/// Runs `aws appmesh ARGS...` against `endpoint`: its JSON output.
-fn aws(endpoint: &str, args: &[&str]) -> serde_json::Value {
-    let out = Command::new("aws")
-        .arg("appmesh")
-        .args(args)
-        .args([
-            "--endpoint-url",
-            endpoint,
-            "--region",
-            "local",
-            "--output",
-            "json",
-        ])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_PAGER", "")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("aws: {e}"));
-    assert!(
-        out.status.success(),
-        "aws {args:?}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("aws {args:?}: {e}"))
-}
+/// What the `gateways` scenario prints.
+const GATEWAYS: &[&str] = &[
+    r#"{"name":"ingress","spec_round_trips":true,"step":"gateway"}"#,
+    r#"{"error":["BadRequestException",400],"step":"tcp gateway"}"#,
+    r#"{"error":["BadRequestException",400],"step":"no listener"}"#,
+    r#"{"arn":"arn:aws:appmesh:local:000000000000:mesh/app/virtualGateway/ingress/gatewayRoute/web","gateway":"ingress","spec_round_trips":true,"step":"gateway route"}"#,
+    r#"{"error":["NotFoundException",404],"step":"target missing"}"#,
+    r#"{"error":["BadRequestException",400],"step":"prefix rewrite value"}"#,
+    r#"{"error":["BadRequestException",400],"step":"two hostname matches"}"#,
+    r#"{"routes":[["web","ingress"]],"step":"list gateway routes"}"#,
+    r#"{"names":["ingress"],"step":"list gateways"}"#,
+    r#"{"error":["ResourceInUseException",409],"step":"delete target in use"}"#,
+    r#"{"error":["ResourceInUseException",409],"step":"delete gateway with routes"}"#,
+    r#"{"priority":5,"step":"describe gateway route"}"#,
+    r#"{"priority":7,"step":"update gateway route","version":2}"#,
+    r#"{"step":"update gateway","version":2}"#,
+    r#"{"status":"DELETED","step":"delete gateway"}"#,
+    r#"{"operations":["CreateGatewayRoute","CreateMesh","CreateVirtualGateway","CreateVirtualNode","CreateVirtualService","DeleteGatewayRoute","DeleteVirtualGateway","DescribeGatewayRoute","DescribeVirtualGateway","ListGatewayRoutes","ListVirtualGateways","UpdateGatewayRoute","UpdateVirtualGateway"],"step":"validated against botocore's model"}"#,
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_drives_the_mesh_operations() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let cp = ControlPlane::start(dir.path()).await;
-    let lines = boto3(&cp.endpoint, "meshes");
-    let expected = [
-        r#"{"arn":"arn:aws:appmesh:local:000000000000:mesh/m1","egress":"ALLOW_ALL","name":"m1","status":"ACTIVE","step":"create","version":1}"#,
-        r#"{"error":["ConflictException",409],"step":"create again"}"#,
-        r#"{"same":true,"step":"client token"}"#,
-        r#"{"egress":"ALLOW_ALL","name":"m1","step":"describe"}"#,
-        r#"{"egress":"DROP_ALL","step":"update","version":2}"#,
-        r#"{"names":["m1","m2","m3","m4","m5","t1"],"pages":3,"step":"list"}"#,
-        r#"{"error":["NotFoundException",404],"step":"describe missing"}"#,
-        r#"{"error":["BadRequestException",400],"step":"unknown field"}"#,
-        r#"{"error":["BadRequestException",400],"step":"malformed json"}"#,
-        r#"{"error":["BadRequestException",400],"step":"bad enum"}"#,
-        r#"{"error":["BadRequestException",400],"step":"empty name"}"#,
-        r#"{"error":["BadRequestException",400],"step":"bad limit"}"#,
-        r#"{"status":"DELETED","step":"delete"}"#,
-        r#"{"error":["NotFoundException",404],"step":"describe deleted"}"#,
-        r#"{"operations":["CreateMesh","DeleteMesh","DescribeMesh","ListMeshes","UpdateMesh"],"step":"validated against botocore's model"}"#,
-    ];
-    let got: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
-    assert_eq!(got, expected);
+    let got = boto3(&cp.endpoint, "meshes");
+    assert_eq!(got, MESHES);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_drives_virtual_services_routers_and_tags_with_app_mesh_rules() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let cp = ControlPlane::start(dir.path()).await;
-    let got: Vec<String> = boto3(&cp.endpoint, "resources")
-        .iter()
-        .map(|l| l.to_string())
-        .collect();
-    let expected = [
-        r#"{"arn":"arn:aws:appmesh:local:000000000000:mesh/app/virtualRouter/r","name":"r","step":"router"}"#,
-        r#"{"mesh":"app","name":"color.app.local","status":"ACTIVE","step":"service"}"#,
-        r#"{"error":["NotFoundException",404],"step":"dangling provider"}"#,
-        r#"{"error":["NotFoundException",404],"step":"no such mesh"}"#,
-        r#"{"error":["BadRequestException",400],"step":"port 0"}"#,
-        r#"{"error":["BadRequestException",400],"step":"bad protocol"}"#,
-        r#"{"names":["r","r2"],"step":"list routers"}"#,
-        r#"{"names":["color.app.local"],"step":"list services"}"#,
-        r#"{"router":"r","step":"describe service"}"#,
-        r#"{"error":["ResourceInUseException",409],"step":"delete router in use"}"#,
-        r#"{"error":["ResourceInUseException",409],"step":"delete mesh in use"}"#,
-        r#"{"step":"tags","tags":[["env","dev"],["team","colors"]]}"#,
-        r#"{"error":["TooManyTagsException",400],"step":"too many tags"}"#,
-        r#"{"step":"untagged","tags":[["team","colors"]]}"#,
-        r#"{"router":"r2","step":"update service","version":2}"#,
-        r#"{"status":"DELETED","step":"delete router"}"#,
-        r#"{"status":"DELETED","step":"delete mesh"}"#,
-        r#"{"operations":["CreateMesh","CreateVirtualRouter","CreateVirtualService","DeleteMesh","DeleteVirtualRouter","DeleteVirtualService","DescribeVirtualService","ListTagsForResource","ListVirtualRouters","ListVirtualServices","TagResource","UntagResource","UpdateVirtualService"],"step":"validated against botocore's model"}"#,
-    ];
-    assert_eq!(got, expected);
+    let got = boto3(&cp.endpoint, "resources");
+    assert_eq!(got, RESOURCES);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_drives_virtual_nodes_with_app_mesh_ranges() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let cp = ControlPlane::start(dir.path()).await;
-    let got: Vec<String> = boto3(&cp.endpoint, "nodes")
-        .iter()
-        .map(|l| l.to_string())
-        .collect();
-    let expected = [
-        r#"{"name":"red","spec_round_trips":true,"step":"node"}"#,
-        r#"{"spec_round_trips":true,"step":"describe node"}"#,
-        r#"{"error":["BadRequestException",400],"step":"healthy threshold 1"}"#,
-        r#"{"error":["BadRequestException",400],"step":"interval 1s"}"#,
-        r#"{"error":["BadRequestException",400],"step":"ejection 101%"}"#,
-        r#"{"error":["BadRequestException",400],"step":"two discoveries"}"#,
-        r#"{"error":["BadRequestException",400],"step":"tls mode"}"#,
-        r#"{"error":["BadRequestException",400],"step":"unknown listener field"}"#,
-        r#"{"error":["ResourceInUseException",409],"step":"delete node in use"}"#,
-        r#"{"port":9090,"step":"update node","version":2}"#,
-        r#"{"names":["red"],"step":"list nodes"}"#,
-        r#"{"status":"DELETED","step":"delete node"}"#,
-        r#"{"operations":["CreateMesh","CreateVirtualNode","CreateVirtualService","DeleteVirtualNode","DeleteVirtualService","DescribeVirtualNode","ListVirtualNodes","UpdateVirtualNode"],"step":"validated against botocore's model"}"#,
-    ];
-    assert_eq!(got, expected);
+    let got = boto3(&cp.endpoint, "nodes");
+    assert_eq!(got, NODES);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_drives_routes_with_app_mesh_rules() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let cp = ControlPlane::start(dir.path()).await;
-    let got: Vec<String> = boto3(&cp.endpoint, "routes")
-        .iter()
-        .map(|l| l.to_string())
-        .collect();
-    let expected = [
-        r#"{"arn":"arn:aws:appmesh:local:000000000000:mesh/app/virtualRouter/r/route/canary","router":"r","spec_round_trips":true,"step":"route"}"#,
-        r#"{"error":["NotFoundException",404],"step":"target missing"}"#,
-        r#"{"error":["BadRequestException",400],"step":"11 targets"}"#,
-        r#"{"error":["BadRequestException",400],"step":"weight 101"}"#,
-        r#"{"error":["BadRequestException",400],"step":"priority 1001"}"#,
-        r#"{"error":["BadRequestException",400],"step":"retry without events"}"#,
-        r#"{"error":["BadRequestException",400],"step":"bad retry event"}"#,
-        r#"{"error":["BadRequestException",400],"step":"prefix without /"}"#,
-        r#"{"error":["BadRequestException",400],"step":"two routes"}"#,
-        r#"{"error":["NotFoundException",404],"step":"no such router"}"#,
-        r#"{"routes":[["canary","r"]],"step":"list routes"}"#,
-        r#"{"error":["ResourceInUseException",409],"step":"delete target in use"}"#,
-        r#"{"error":["ResourceInUseException",409],"step":"delete router with routes"}"#,
-        r#"{"step":"route tags","tags":[["release","canary"]]}"#,
-        r#"{"step":"update route","version":2,"weights":[50,50]}"#,
-        r#"{"step":"describe route","weights":[50,50]}"#,
-        r#"{"status":"DELETED","step":"delete route"}"#,
-        r#"{"operations":["CreateMesh","CreateRoute","CreateVirtualNode","CreateVirtualRouter","DeleteRoute","DeleteVirtualRouter","DescribeRoute","ListRoutes","ListTagsForResource","TagResource","UpdateRoute"],"step":"validated against botocore's model"}"#,
-    ];
-    assert_eq!(got, expected);
+    let got = boto3(&cp.endpoint, "routes");
+    assert_eq!(got, ROUTES);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_drives_virtual_gateways_and_gateway_routes() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let cp = ControlPlane::start(dir.path()).await;
-    let got: Vec<String> = boto3(&cp.endpoint, "gateways")
-        .iter()
-        .map(|l| l.to_string())
-        .collect();
-    let expected = [
-        r#"{"name":"ingress","spec_round_trips":true,"step":"gateway"}"#,
-        r#"{"error":["BadRequestException",400],"step":"tcp gateway"}"#,
-        r#"{"error":["BadRequestException",400],"step":"no listener"}"#,
-        r#"{"arn":"arn:aws:appmesh:local:000000000000:mesh/app/virtualGateway/ingress/gatewayRoute/web","gateway":"ingress","spec_round_trips":true,"step":"gateway route"}"#,
-        r#"{"error":["NotFoundException",404],"step":"target missing"}"#,
-        r#"{"error":["BadRequestException",400],"step":"prefix rewrite value"}"#,
-        r#"{"error":["BadRequestException",400],"step":"two hostname matches"}"#,
-        r#"{"routes":[["web","ingress"]],"step":"list gateway routes"}"#,
-        r#"{"names":["ingress"],"step":"list gateways"}"#,
-        r#"{"error":["ResourceInUseException",409],"step":"delete target in use"}"#,
-        r#"{"error":["ResourceInUseException",409],"step":"delete gateway with routes"}"#,
-        r#"{"priority":5,"step":"describe gateway route"}"#,
-        r#"{"priority":7,"step":"update gateway route","version":2}"#,
-        r#"{"step":"update gateway","version":2}"#,
-        r#"{"status":"DELETED","step":"delete gateway"}"#,
-        r#"{"operations":["CreateGatewayRoute","CreateMesh","CreateVirtualGateway","CreateVirtualNode","CreateVirtualService","DeleteGatewayRoute","DeleteVirtualGateway","DescribeGatewayRoute","DescribeVirtualGateway","ListGatewayRoutes","ListVirtualGateways","UpdateGatewayRoute","UpdateVirtualGateway"],"step":"validated against botocore's model"}"#,
-    ];
-    assert_eq!(got, expected);
+    let got = boto3(&cp.endpoint, "gateways");
+    assert_eq!(got, GATEWAYS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,13 +185,303 @@ async fn the_aws_cli_drives_the_api_and_what_it_stored_survives_a_kill() {
     cp.kill();
     let cp = ControlPlane::start(dir.path()).await;
     let lines = boto3(&cp.endpoint, "list");
-    assert_eq!(
-        lines[0].to_string(),
-        r#"{"names":["colorapp","other"],"step":"list"}"#
-    );
+    assert_eq!(lines[0], r#"{"names":["colorapp","other"],"step":"list"}"#);
     let described = aws(&cp.endpoint, &["describe-mesh", "--mesh-name", "colorapp"]);
     assert_eq!(
         described["mesh"]["spec"]["egressFilter"]["type"],
         "ALLOW_ALL"
     );
+}
+
+/// Starts a control plane on `etcd`, its keys under `prefix`.
+async fn on_etcd(etcd: &Etcd, prefix: &str) -> ControlPlane {
+    let url = etcd.url();
+    let args = [
+        "--store",
+        "etcd",
+        "--etcd-endpoints",
+        &url,
+        "--etcd-prefix",
+        prefix,
+    ];
+    ControlPlane::start_with(&args).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_boto3_scenarios_pass_on_etcd() {
+    let etcd = Etcd::start();
+    let scenarios = [
+        ("meshes", MESHES),
+        ("resources", RESOURCES),
+        ("nodes", NODES),
+        ("routes", ROUTES),
+        ("gateways", GATEWAYS),
+    ];
+    for (scenario, expected) in scenarios {
+        // A prefix of its own: each scenario starts from an empty store.
+        let cp = on_etcd(&etcd, &format!("/{scenario}/")).await;
+        assert_eq!(
+            boto3(&cp.endpoint, scenario),
+            expected,
+            "{scenario} on etcd"
+        );
+    }
+}
+
+/// The revision a control plane's watch of its store has reached.
+async fn watched(cp: &ControlPlane) -> u64 {
+    let status = cp.get_json("/ferry/v1/status").await;
+    status["watch"]["revision"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_etcd_share_the_mesh_and_its_rules() {
+    let etcd = Etcd::start();
+    let a = on_etcd(&etcd, "/shared/").await;
+    let b = on_etcd(&etcd, "/shared/").await;
+    aws(&a.endpoint, &["create-mesh", "--mesh-name", "shared"]);
+    // B reads what A wrote at once, and its watch reports A's commit.
+    let described = aws(&b.endpoint, &["describe-mesh", "--mesh-name", "shared"]);
+    assert_eq!(described["mesh"]["status"]["status"], "ACTIVE");
+    let written = poll(Duration::from_secs(10), || async {
+        Some(watched(&a).await).filter(|r| *r > 0)
+    })
+    .await
+    .unwrap_or_else(|| panic!("A's watch never saw its own write"));
+    let seen = poll(Duration::from_secs(10), || async {
+        Some(watched(&b).await).filter(|r| *r >= written)
+    })
+    .await;
+    assert_eq!(seen, Some(written), "B's watch did not see A's commit");
+    let status = b.get_json("/ferry/v1/status").await;
+    assert!(status["store"].as_str().unwrap_or("").starts_with("etcd "));
+    assert_eq!(status["resources"]["meshes"], 1);
+
+    // A node, and two replicas racing: B deletes it while A creates a route naming it.
+    // Whichever commits first, the other's check runs again on what it wrote: never a
+    // route to a deleted node.
+    let node = r#"{"listeners":[{"portMapping":{"port":80,"protocol":"http"}}],"serviceDiscovery":{"dns":{"hostname":"n.local"}}}"#;
+    aws(
+        &a.endpoint,
+        &[
+            "create-virtual-node",
+            "--mesh-name",
+            "shared",
+            "--virtual-node-name",
+            "n",
+            "--spec",
+            node,
+        ],
+    );
+    aws(
+        &a.endpoint,
+        &[
+            "create-virtual-router",
+            "--mesh-name",
+            "shared",
+            "--virtual-router-name",
+            "r",
+            "--spec",
+            r#"{"listeners":[{"portMapping":{"port":80,"protocol":"http"}}]}"#,
+        ],
+    );
+    let route = r#"{"httpRoute":{"match":{"prefix":"/"},"action":{"weightedTargets":[{"virtualNode":"n","weight":1}]}}}"#;
+    let (a_end, b_end) = (a.endpoint.clone(), b.endpoint.clone());
+    let create = std::thread::spawn(move || {
+        aws_result(
+            &a_end,
+            &[
+                "create-route",
+                "--mesh-name",
+                "shared",
+                "--virtual-router-name",
+                "r",
+                "--route-name",
+                "to-n",
+                "--spec",
+                route,
+            ],
+        )
+    });
+    let delete = std::thread::spawn(move || {
+        aws_result(
+            &b_end,
+            &[
+                "delete-virtual-node",
+                "--mesh-name",
+                "shared",
+                "--virtual-node-name",
+                "n",
+            ],
+        )
+    });
+    let (created, deleted) = (
+        create.join().unwrap_or(false),
+        delete.join().unwrap_or(false),
+    );
+    assert!(
+        created != deleted,
+        "exactly one of the two wins (created {created}, deleted {deleted})"
+    );
+    let routes = aws(
+        &b.endpoint,
+        &[
+            "list-routes",
+            "--mesh-name",
+            "shared",
+            "--virtual-router-name",
+            "r",
+        ],
+    );
+    let nodes = aws(
+        &a.endpoint,
+        &["list-virtual-nodes", "--mesh-name", "shared"],
+    );
+    assert_eq!(
+        routes["routes"].as_array().map(Vec::len),
+        Some(usize::from(created))
+    );
+    assert_eq!(
+        nodes["virtualNodes"].as_array().map(Vec::len),
+        Some(usize::from(!deleted))
+    );
+
+    // One replica killed, the other serves on; the killed one comes back with it all.
+    a.kill();
+    aws(
+        &b.endpoint,
+        &["create-mesh", "--mesh-name", "while-a-was-down"],
+    );
+    let a = on_etcd(&etcd, "/shared/").await;
+    let listed = aws(&a.endpoint, &["list-meshes"]);
+    let names: Vec<&str> = listed["meshes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["meshName"].as_str())
+        .collect();
+    assert_eq!(names, ["shared", "while-a-was-down"]);
+}
+
+/// Runs `aws appmesh ARGS...`: whether it succeeded.
+fn aws_result(endpoint: &str, args: &[&str]) -> bool {
+    std::process::Command::new("aws")
+        .arg("appmesh")
+        .args(args)
+        .args(["--endpoint-url", endpoint, "--region", "local"])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_write_survives_a_kill_in_the_middle_of_a_stream_of_writes() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cp = ControlPlane::start(dir.path()).await;
+    let mut writer = std::process::Command::new("python3")
+        .args([APPMESH_CLIENT, &cp.endpoint, "stream"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("python3: {e}"));
+    let stdout = writer.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut acknowledged = Vec::new();
+    // Killed while the writer is in full flow, after some writes were acknowledged.
+    for line in lines.by_ref() {
+        let line = line.unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        acknowledged.push(v["name"].as_str().unwrap_or_default().to_string());
+        if acknowledged.len() == 25 {
+            break;
+        }
+    }
+    cp.kill();
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(&line.unwrap_or_default()).unwrap_or_default();
+        acknowledged.push(v["name"].as_str().unwrap_or_default().to_string());
+    }
+    let _ = writer.wait();
+    let cp = ControlPlane::start(dir.path()).await;
+    let stored = cp.get_json("/ferry/v1/export").await;
+    let names: Vec<&str> = stored["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["metadata"]["name"].as_str())
+        .collect();
+    for name in &acknowledged {
+        assert!(
+            names.contains(&name.as_str()),
+            "{name} was acknowledged, then lost"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_credentials_configured_signatures_are_verified_and_tokens_taken() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let credentials = dir.path().join("credentials");
+    std::fs::write(
+        &credentials,
+        "[default]\naws_access_key_id = AKIDFERRYTEST\naws_secret_access_key = Zm9vYmFy/secret\n[ci]\naws_access_key_id = AKIDOTHER\naws_secret_access_key = other\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "# ferry's client commands\nt0ken-for-ferry\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let data = dir.path().join("data");
+    let (credentials, tokens, data) = (
+        credentials.to_string_lossy().into_owned(),
+        tokens.to_string_lossy().into_owned(),
+        data.to_string_lossy().into_owned(),
+    );
+    let cp = ControlPlane::start_with(&[
+        "--data-dir",
+        &data,
+        "--credentials-file",
+        &credentials,
+        "--token-file",
+        &tokens,
+    ])
+    .await;
+    let env = [
+        ("FERRY_TEST_KEY_ID", "AKIDFERRYTEST"),
+        ("FERRY_TEST_SECRET", "Zm9vYmFy/secret"),
+    ];
+    let got: Vec<String> = boto3_with(&cp.endpoint, "auth", &env)
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            r#"{"names":["signed"],"step":"signed"}"#,
+            r#"{"error":["InvalidSignatureException",403],"step":"wrong secret"}"#,
+            r#"{"error":["UnrecognizedClientException",403],"step":"unknown key"}"#,
+            r#"{"error":["MissingAuthenticationTokenException",403],"step":"unsigned"}"#,
+        ]
+    );
+    // The ferry commands with the token, and without.
+    let with = cp.ferry(&["get", "mesh", "--token", "t0ken-for-ferry"]);
+    assert!(
+        with.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+    assert!(String::from_utf8_lossy(&with.stdout).contains("signed"));
+    let without = cp.ferry(&["get", "mesh"]);
+    assert!(!without.status.success());
+    assert!(
+        String::from_utf8_lossy(&without.stderr).contains("MissingAuthenticationTokenException")
+    );
+    let wrong = cp.ferry(&["status", "--token", "nope"]);
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("UnrecognizedClientException"));
 }

@@ -48,6 +48,12 @@ impl ApiError {
         ApiError::new("TooManyTagsException", StatusCode::BAD_REQUEST, message)
     }
 
+    /// A 403 of the caller's authentication (`UnrecognizedClientException`,
+    /// `InvalidSignatureException`, `MissingAuthenticationTokenException`).
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(code, StatusCode::FORBIDDEN, message)
+    }
+
     /// `InternalServerErrorException` (500): the store failed.
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(

@@ -5,6 +5,9 @@
 
 pub mod api;
 pub mod error;
+pub mod export;
+pub mod import;
+pub mod manifest;
 pub mod model;
 pub mod store;
 

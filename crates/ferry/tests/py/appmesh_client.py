@@ -9,6 +9,7 @@ Prints one JSON line per step: what the test asserts on. Exits 1 on a response t
 does not validate.
 """
 import json
+import os
 import sys
 
 import boto3
@@ -62,13 +63,13 @@ def check(shape, value, path):
             PROBLEMS.append(f"{path}: not a boolean")
 
 
-def client(validate=True):
+def client(validate=True, key=None, secret=None):
     c = boto3.client(
         "appmesh",
         endpoint_url=ENDPOINT,
         region_name="local",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
+        aws_access_key_id=key or os.environ.get("FERRY_TEST_KEY_ID", "test"),
+        aws_secret_access_key=secret or os.environ.get("FERRY_TEST_SECRET", "test"),
         config=botocore.config.Config(
             parameter_validation=validate, retries={"max_attempts": 1}
         ),
@@ -491,7 +492,35 @@ def listing():
     out(step="list", names=names)
 
 
-{"meshes": meshes, "resources": resources, "nodes": nodes, "routes": routes, "gateways": gateways, "list": listing}[SCENARIO]()
+def auth():
+    """Against a control plane with credentials configured (FERRY_TEST_KEY_ID and
+    FERRY_TEST_SECRET are among them): signed requests pass, others get App Mesh's
+    403s."""
+    am = client()
+    am.create_mesh(meshName="signed", spec={"egressFilter": {"type": "ALLOW_ALL"}})
+    am.tag_resource(
+        resourceArn=am.describe_mesh(meshName="signed")["mesh"]["metadata"]["arn"],
+        tags=[{"key": "a b", "value": "c/d"}],
+    )
+    out(step="signed", names=[m["meshName"] for m in am.list_meshes(limit=5)["meshes"]])
+    out(step="wrong secret", error=error(lambda: client(secret="wrong").list_meshes()))
+    out(step="unknown key", error=error(lambda: client(key="AKIDUNKNOWN").list_meshes()))
+    out(step="unsigned", error=raw("GET", "/v20190125/meshes", ""))
+
+
+def stream():
+    """Creates meshes w0, w1, ... until the control plane goes away, printing each
+    acknowledged create as it is acknowledged."""
+    am = client()
+    for i in range(100000):
+        try:
+            am.create_mesh(meshName=f"w{i}")
+        except Exception:
+            return
+        out(step="acknowledged", name=f"w{i}")
+
+
+{"meshes": meshes, "resources": resources, "nodes": nodes, "routes": routes, "gateways": gateways, "list": listing, "auth": auth, "stream": stream}[SCENARIO]()
 if PROBLEMS:
     print(json.dumps({"problems": PROBLEMS}), flush=True)
     sys.exit(1)

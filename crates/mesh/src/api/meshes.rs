@@ -2,10 +2,9 @@
 //! `DescribeMesh`, `UpdateMesh` and `DeleteMesh` (`GET`, `PUT`, `DELETE`
 //! `/v20190125/meshes/{meshName}`).
 
-use super::{page, store_error, to_json, Api, Call, Stored};
+use super::{page, store_error, to_json, Api, Call, Op, Stored, Txn};
 use crate::model::mesh::{CreateMesh, MeshData, MeshStatus, MeshStatusCode, UpdateMesh};
 use crate::model::{from_json, validate_name, validate_tags, ResourceMetadata};
-use crate::store::Expect;
 use crate::ApiError;
 use http::Method;
 
@@ -20,11 +19,20 @@ impl Api {
             validate_name(name, "meshName")?;
         }
         match (call.method, &call.segments[1..]) {
-            (&Method::PUT, []) => self.create_mesh(&call.body).await,
+            (&Method::PUT, []) => {
+                let input: CreateMesh = from_json(&call.body)?;
+                to_json(&self.write(&Op::CreateMesh(&input)).await?)
+            }
             (&Method::GET, []) => self.list_meshes(call).await,
-            (&Method::GET, [name]) => to_json(&self.mesh(name).await?.1.data),
-            (&Method::PUT, [name]) => self.update_mesh(name, &call.body).await,
-            (&Method::DELETE, [name]) => self.delete_mesh(name).await,
+            (&Method::GET, [name]) => {
+                let mut txn = Txn::new(&*self.store);
+                to_json(&self.mesh(&mut txn, name).await?.data)
+            }
+            (&Method::PUT, [name]) => {
+                let input: UpdateMesh = from_json(&call.body)?;
+                to_json(&self.write(&Op::UpdateMesh(name, &input)).await?)
+            }
+            (&Method::DELETE, [name]) => to_json(&self.write(&Op::DeleteMesh(name)).await?),
             _ => Err(ApiError::not_found(format!(
                 "no operation {} /v20190125/{}",
                 call.method,
@@ -33,52 +41,52 @@ impl Api {
         }
     }
 
-    /// The mesh called `name` and its revision.
-    pub(super) async fn mesh(&self, name: &str) -> Result<(u64, Stored<MeshData>), ApiError> {
-        let found = self.store.get(&key(name)).await.map_err(store_error)?;
+    /// The mesh called `name`.
+    pub(super) async fn mesh(
+        &self,
+        txn: &mut Txn<'_>,
+        name: &str,
+    ) -> Result<Stored<MeshData>, ApiError> {
+        let found = txn.get(&key(name)).await.map_err(store_error)?;
         let Some(found) = found else {
             return Err(ApiError::not_found(format!("mesh {name} does not exist")));
         };
-        Ok((found.revision, Stored::decode(&found.value)?))
+        Stored::decode(&found.value)
     }
 
-    async fn create_mesh(&self, body: &[u8]) -> Result<Vec<u8>, ApiError> {
-        let _write = self.writes.lock().await;
-        let input: CreateMesh = from_json(body)?;
+    /// `CreateMesh`: the mesh as created.
+    pub(super) async fn create_mesh(
+        &self,
+        txn: &mut Txn<'_>,
+        input: &CreateMesh,
+    ) -> Result<MeshData, ApiError> {
         validate_name(&input.mesh_name, "meshName")?;
         validate_tags(&input.tags, "tags")?;
         let name = &input.mesh_name;
-        let exists = || ApiError::conflict(format!("mesh {name} already exists"));
-        let found = self.store.get(&key(name)).await.map_err(store_error)?;
-        if let Some(found) = found {
+        if let Some(found) = txn.get(&key(name)).await.map_err(store_error)? {
             let existing: Stored<MeshData> = Stored::decode(&found.value)?;
             // The same create sent again (its client token) gets the same answer.
             return match &input.client_token {
-                Some(t) if existing.client_token.as_ref() == Some(t) => to_json(&existing.data),
-                _ => Err(exists()),
+                Some(t) if existing.client_token.as_ref() == Some(t) => Ok(existing.data),
+                _ => Err(ApiError::conflict(format!("mesh {name} already exists"))),
             };
         }
         let stored = Stored {
             data: MeshData {
                 mesh_name: name.clone(),
                 metadata: ResourceMetadata::new(&self.account, &key(name)),
-                spec: input.spec.unwrap_or_default(),
+                spec: input.spec.clone().unwrap_or_default(),
                 status: MeshStatus {
                     status: MeshStatusCode::Active,
                 },
             },
-            tags: input.tags,
-            client_token: input.client_token,
+            tags: input.tags.clone(),
+            client_token: input.client_token.clone(),
         };
-        match self
-            .store
-            .put(&key(name), stored.encode()?, Expect::Absent)
+        txn.put(&key(name), stored.encode()?)
             .await
-        {
-            Ok(_) => to_json(&stored.data),
-            Err(crate::store::StoreError::Conflict) => Err(exists()),
-            Err(e) => Err(store_error(e)),
-        }
+            .map_err(store_error)?;
+        Ok(stored.data)
     }
 
     async fn list_meshes(&self, call: &Call<'_>) -> Result<Vec<u8>, ApiError> {
@@ -95,34 +103,38 @@ impl Api {
         to_json(&out)
     }
 
-    async fn update_mesh(&self, name: &str, body: &[u8]) -> Result<Vec<u8>, ApiError> {
-        let _write = self.writes.lock().await;
-        let input: UpdateMesh = from_json(body)?;
-        let (revision, mut stored) = self.mesh(name).await?;
-        stored.data.spec = input.spec.unwrap_or_default();
+    /// `UpdateMesh`: the mesh as updated.
+    pub(super) async fn update_mesh(
+        &self,
+        txn: &mut Txn<'_>,
+        name: &str,
+        input: &UpdateMesh,
+    ) -> Result<MeshData, ApiError> {
+        let mut stored = self.mesh(txn, name).await?;
+        stored.data.spec = input.spec.clone().unwrap_or_default();
         stored.data.metadata = stored.data.metadata.updated();
-        self.store
-            .put(&key(name), stored.encode()?, Expect::Revision(revision))
+        txn.put(&key(name), stored.encode()?)
             .await
             .map_err(store_error)?;
-        to_json(&stored.data)
+        Ok(stored.data)
     }
 
-    async fn delete_mesh(&self, name: &str) -> Result<Vec<u8>, ApiError> {
-        let _write = self.writes.lock().await;
-        let (revision, mut stored) = self.mesh(name).await?;
-        let resources = self.resources_of(name).await?;
+    /// `DeleteMesh`: the mesh as deleted.
+    pub(super) async fn delete_mesh(
+        &self,
+        txn: &mut Txn<'_>,
+        name: &str,
+    ) -> Result<MeshData, ApiError> {
+        let mut stored = self.mesh(txn, name).await?;
+        let resources = self.resources_of(txn, name).await?;
         if !resources.is_empty() {
             return Err(ApiError::in_use(format!(
                 "mesh {name} has resources; delete them first: {}",
                 resources.join(", ")
             )));
         }
-        self.store
-            .delete(&key(name), revision)
-            .await
-            .map_err(store_error)?;
+        txn.delete(&key(name)).await.map_err(store_error)?;
         stored.data.status.status = MeshStatusCode::Deleted;
-        to_json(&stored.data)
+        Ok(stored.data)
     }
 }

@@ -1,26 +1,35 @@
 //! App Mesh's REST API (service `appmesh`, API version 2019-01-25): the same paths
 //! (`/v20190125/meshes/...`), the same request and response JSON, the same errors (an
 //! HTTP status, the code in `x-amzn-ErrorType`, `{"message": ...}`), so that the AWS
-//! CLI and SDKs drive it with `--endpoint-url`. SigV4 signatures are not checked (as a
-//! local AWS emulator does; the API listens on loopback unless told otherwise).
+//! CLI and SDKs drive it with `--endpoint-url`. Who may call is [`auth`]'s: anyone by
+//! default (as local AWS emulators; the API listens on loopback unless told otherwise),
+//! else SigV4 signatures by configured keys and bearer tokens.
 //!
 //! The mesh's operations are in [`meshes`], those of the resources of a mesh (one
 //! set for every kind) in [`resources`], the tag operations in [`tags`]; this module
 //! routes a request to its operation and writes the response.
 
+pub mod auth;
+mod ferry;
 mod meshes;
 mod resources;
 mod tags;
+mod txn;
 
+use crate::model::kind::{Kind, Place};
+use crate::model::mesh::{CreateMesh, MeshData, UpdateMesh};
 use crate::model::{Account, TagRef};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::ApiError;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use txn::Txn;
 
 /// The largest request body taken (App Mesh's specs are a few KiB).
 pub const MAX_BODY: usize = 1 << 20;
@@ -34,15 +43,32 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The path prefix of App Mesh's API version.
 const PREFIX: &str = "/v20190125/";
 
+/// The path prefix of ferrymesh's own operations ([`ferry`]).
+const FERRY_PREFIX: &str = "/ferry/v1/";
+
 /// The API: its store and the account its ARNs name.
 pub struct Api {
     store: Arc<dyn Store>,
     account: Account,
-    /// Held by every operation that writes, from its checks to its write, so that what
-    /// it checked (the mesh, the resources a spec names, that nothing names what it
-    /// deletes) still holds when it writes: one writer at a time, in this process (the
-    /// embedded store's file is this process's alone).
+    auth: auth::Auth,
+    /// Held by every operation that writes, from its first read to its commit: one
+    /// writer at a time in this process, so that its writers do not make each other
+    /// run again ([`Api::write`]; transactions keep replicas consistent, see [`txn`]).
     writes: tokio::sync::Mutex<()>,
+    /// What this process's watch of the store has seen (what other replicas wrote
+    /// included): for `ferry status`, and what the xDS server will follow.
+    watched: Watched,
+}
+
+/// What the watch of the store has seen.
+#[derive(Default)]
+struct Watched {
+    /// The revision of the last change.
+    revision: AtomicU64,
+    /// How many changes.
+    events: AtomicU64,
+    /// How many times the watch was started again (after an error).
+    restarts: AtomicU64,
 }
 
 /// A stored resource: its data as the API returns it, its tags, and the client token
@@ -68,12 +94,59 @@ impl<D: Serialize + serde::de::DeserializeOwned> Stored<D> {
     }
 }
 
-fn store_error(e: crate::store::StoreError) -> ApiError {
+fn store_error(e: StoreError) -> ApiError {
     match e {
-        crate::store::StoreError::Conflict => {
+        StoreError::Conflict => {
             ApiError::conflict("the resource was changed by another writer of the store")
         }
-        crate::store::StoreError::Backend(e) => ApiError::internal(e),
+        StoreError::Backend(e) => ApiError::internal(e),
+    }
+}
+
+/// How many times an operation runs when other replicas' commits keep winning.
+const WRITE_ATTEMPTS: usize = 8;
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// An operation that writes, as [`Api::write`] runs it.
+enum Op<'a> {
+    CreateMesh(&'a CreateMesh),
+    UpdateMesh(&'a str, &'a UpdateMesh),
+    DeleteMesh(&'a str),
+    Create(&'a Kind, Place<'a>, &'a Map<String, Value>),
+    Update(&'a Kind, Place<'a>, &'a str, &'a Map<String, Value>),
+    Delete(&'a Kind, Place<'a>, &'a str),
+    Retag(&'a str, &'a str, &'a tags::TagChange),
+    Apply(&'a ferry::ApplyInput),
+}
+
+impl Api {
+    /// Runs `op` in `txn`.
+    async fn run(&self, txn: &mut Txn<'_>, op: &Op<'_>) -> Result<Value, ApiError> {
+        let value =
+            |v: &MeshData| serde_json::to_value(v).map_err(|e| ApiError::internal(e.to_string()));
+        match *op {
+            Op::CreateMesh(input) => value(&self.create_mesh(txn, input).await?),
+            Op::UpdateMesh(name, input) => value(&self.update_mesh(txn, name, input).await?),
+            Op::DeleteMesh(name) => value(&self.delete_mesh(txn, name).await?),
+            Op::Create(kind, ref place, members) => self.create(txn, kind, place, members).await,
+            Op::Update(kind, ref place, name, members) => {
+                self.update(txn, kind, place, name, members).await
+            }
+            Op::Delete(kind, ref place, name) => self.delete(txn, kind, place, name).await,
+            Op::Apply(input) => self.apply(txn, input).await,
+            Op::Retag(key, arn, change) => {
+                tags::retag(txn, key, arn, change).await?;
+                Ok(Value::Object(Map::new()))
+            }
+        }
     }
 }
 
@@ -96,18 +169,78 @@ impl Call<'_> {
 }
 
 impl Api {
-    /// The API over `store`, naming resources in `account`.
-    pub fn new(store: Arc<dyn Store>, account: Account) -> Arc<Api> {
+    /// The API over `store`, naming resources in `account`, taking the callers `auth`
+    /// takes.
+    pub fn new(store: Arc<dyn Store>, account: Account, auth: auth::Auth) -> Arc<Api> {
         Arc::new(Api {
             store,
             account,
+            auth,
             writes: tokio::sync::Mutex::new(()),
+            watched: Watched::default(),
         })
     }
 
+    /// Runs `op` in a transaction and commits what it wrote: the operation's output.
+    /// Runs it again on what another replica committed meanwhile in the same mesh (its
+    /// checks may no longer hold), a few times, before it answers a conflict.
+    async fn write(&self, op: &Op<'_>) -> Result<Value, ApiError> {
+        let _write = self.writes.lock().await;
+        let mut attempt = 1;
+        loop {
+            let mut txn = Txn::new(&*self.store);
+            let mut out = self.run(&mut txn, op).await?;
+            if matches!(op, Op::Apply(input) if input.dry_run) {
+                return Ok(out);
+            }
+            match txn.commit().await {
+                Ok(revision) => {
+                    if let (Op::Apply(_), Some(r)) = (op, revision) {
+                        out["revision"] = r.into();
+                    }
+                    return Ok(out);
+                }
+                Err(StoreError::Conflict) if attempt < WRITE_ATTEMPTS => attempt += 1,
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+    }
+
+    /// Follows the store's changes for as long as the task runs, watching again
+    /// after an error.
+    async fn follow(self: Arc<Self>) {
+        use futures_util::StreamExt;
+        loop {
+            match self.store.watch("").await {
+                Ok(mut events) => {
+                    while let Some(event) = events.next().await {
+                        match event {
+                            Ok(e) => {
+                                self.watched
+                                    .revision
+                                    .fetch_max(e.revision, Ordering::Relaxed);
+                                self.watched.events.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                tracing::warn!("control plane: the store's watch ended: {e}");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!("control plane: cannot watch the store: {e}"),
+            }
+            self.watched.restarts.fetch_add(1, Ordering::Relaxed);
+            // Back-off before watching again.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
     /// Serves the API on `listener`, for as long as the task runs (connections already
-    /// open finish on their own).
+    /// open finish on their own); follows the store's changes meanwhile.
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        let follower = tokio::spawn(self.clone().follow());
+        let _stop_following = AbortOnDrop(follower);
         loop {
             let (stream, _) = match listener.accept().await {
                 Ok(a) => a,
@@ -152,11 +285,19 @@ impl Api {
                 return error(&ApiError::bad_request(message));
             }
         };
-        let Some(path) = parts.uri.path().strip_prefix(PREFIX) else {
-            return error(&ApiError::not_found(format!(
-                "no operation at {}",
-                parts.uri.path()
-            )));
+        if let Err(e) = self.auth.check(&parts, &body) {
+            return error(&e);
+        }
+        let uri_path = parts.uri.path();
+        let (ours, path) = match (
+            uri_path.strip_prefix(PREFIX),
+            uri_path.strip_prefix(FERRY_PREFIX),
+        ) {
+            (Some(path), _) => (false, path),
+            (None, Some(path)) => (true, path),
+            (None, None) => {
+                return error(&ApiError::not_found(format!("no operation at {uri_path}")))
+            }
         };
         let call = Call {
             method: &parts.method,
@@ -175,6 +316,7 @@ impl Api {
             body,
         };
         let result = match call.segments.first().map(String::as_str) {
+            _ if ours => self.ferry(&call).await,
             Some("meshes") if call.segments.len() > 2 => self.in_mesh(&call).await,
             Some("meshes") => self.meshes(&call).await,
             Some("tag" | "untag" | "tags") => self.tags(&call).await,

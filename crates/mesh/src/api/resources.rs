@@ -8,10 +8,9 @@
 //! in the mesh (`NotFoundException`, naming the field); a resource that another one
 //! names cannot be deleted (`ResourceInUseException`, naming which).
 
-use super::{page, store_error, to_json, Api, Call, Stored};
+use super::{page, store_error, to_json, Api, Call, Op, Stored, Txn};
 use crate::model::kind::{Kind, Place, KINDS};
 use crate::model::{validate_name, validate_tags, Reference, ResourceMetadata, TagRef};
-use crate::store::Expect;
 use crate::ApiError;
 use http::Method;
 use serde_json::{json, Map, Value};
@@ -117,29 +116,39 @@ impl Api {
             validate_name(name, kind.name_member)?;
         }
         match (call.method, rest) {
-            (&Method::PUT, []) => self.create(kind, &place, &call.body).await,
+            (&Method::PUT, []) => {
+                let members = body(
+                    &call.body,
+                    &[kind.name_member, "spec", "tags", "clientToken"],
+                )?;
+                to_json(&self.write(&Op::Create(kind, place, &members)).await?)
+            }
             (&Method::GET, []) => self.list(kind, &place, call).await,
-            (&Method::GET, [name]) => to_json(&self.get(kind, &place, name).await?.1.data),
-            (&Method::PUT, [name]) => self.update(kind, &place, name, &call.body).await,
-            (&Method::DELETE, [name]) => self.delete(kind, &place, name).await,
+            (&Method::GET, [name]) => {
+                let mut txn = Txn::new(&*self.store);
+                to_json(&self.get(&mut txn, kind, &place, name).await?.data)
+            }
+            (&Method::PUT, [name]) => {
+                let members = body(&call.body, &["spec", "clientToken"])?;
+                to_json(&self.write(&Op::Update(kind, place, name, &members)).await?)
+            }
+            (&Method::DELETE, [name]) => {
+                to_json(&self.write(&Op::Delete(kind, place, name)).await?)
+            }
             _ => Err(no_such()),
         }
     }
 
-    /// A resource and its revision.
-    async fn get(
+    /// A resource.
+    pub(super) async fn get(
         &self,
+        txn: &mut Txn<'_>,
         kind: &Kind,
         place: &Place<'_>,
         name: &str,
-    ) -> Result<(u64, Stored<Value>), ApiError> {
-        let found = self
-            .store
-            .get(&kind.key(place, name))
-            .await
-            .map_err(store_error)?;
-        match found {
-            Some(v) => Ok((v.revision, Stored::decode(&v.value)?)),
+    ) -> Result<Stored<Value>, ApiError> {
+        match txn.get(&kind.key(place, name)).await.map_err(store_error)? {
+            Some(v) => Stored::decode(&v.value),
             None => Err(ApiError::not_found(format!(
                 "{} {name} does not exist in {}",
                 kind.name,
@@ -151,23 +160,23 @@ impl Api {
     /// Checks that the mesh and the parent exist, and that what a spec names does.
     async fn check_references(
         &self,
+        txn: &mut Txn<'_>,
         kind: &Kind,
         place: &Place<'_>,
         refs: &[Reference],
     ) -> Result<(), ApiError> {
         let mesh = place.mesh;
-        self.mesh(mesh).await?;
+        self.mesh(txn, mesh).await?;
         if let (Some(parent_kind), Some(parent)) = (kind.parent, place.parent) {
             let at = Place { mesh, parent: None };
-            self.get(parent_kind, &at, parent).await?;
+            self.get(txn, parent_kind, &at, parent).await?;
         }
         for r in refs {
             let Some(kind) = Kind::by_name(r.kind) else {
                 continue;
             };
             let at = Place { mesh, parent: None };
-            let found = self
-                .store
+            let found = txn
                 .get(&kind.key(&at, &r.name))
                 .await
                 .map_err(store_error)?;
@@ -181,17 +190,16 @@ impl Api {
         Ok(())
     }
 
-    async fn create(
+    /// `Create<Kind>`, from the request's members: the resource as created.
+    pub(super) async fn create(
         &self,
+        txn: &mut Txn<'_>,
         kind: &Kind,
         place: &Place<'_>,
-        bytes: &[u8],
-    ) -> Result<Vec<u8>, ApiError> {
-        // Checks and write as one step (see `Api::writes`).
-        let _write = self.writes.lock().await;
+        members: &Map<String, Value>,
+    ) -> Result<Value, ApiError> {
         let mesh = place.mesh;
-        let members = body(bytes, &[kind.name_member, "spec", "tags", "clientToken"])?;
-        let Some(name) = string(&members, kind.name_member)? else {
+        let Some(name) = string(members, kind.name_member)? else {
             return Err(ApiError::bad_request(format!(
                 "{}: is required",
                 kind.name_member
@@ -208,25 +216,19 @@ impl Api {
             None => Vec::new(),
         };
         validate_tags(&tags, "tags")?;
-        let client_token = string(&members, "clientToken")?.map(str::to_string);
-        self.check_references(kind, place, &refs).await?;
-        let exists = || {
-            ApiError::conflict(format!(
-                "{} {name} already exists in {}",
-                kind.name,
-                where_(kind, place)
-            ))
-        };
-        let found = self
-            .store
-            .get(&kind.key(place, name))
-            .await
-            .map_err(store_error)?;
-        if let Some(found) = found {
+        let client_token = string(members, "clientToken")?.map(str::to_string);
+        self.check_references(txn, kind, place, &refs).await?;
+        let key = kind.key(place, name);
+        if let Some(found) = txn.get(&key).await.map_err(store_error)? {
             let existing: Stored<Value> = Stored::decode(&found.value)?;
+            // The same create sent again (its client token) gets the same answer.
             return match &client_token {
-                Some(t) if existing.client_token.as_ref() == Some(t) => to_json(&existing.data),
-                _ => Err(exists()),
+                Some(t) if existing.client_token.as_ref() == Some(t) => Ok(existing.data),
+                _ => Err(ApiError::conflict(format!(
+                    "{} {name} already exists in {}",
+                    kind.name,
+                    where_(kind, place)
+                ))),
             };
         }
         let metadata = ResourceMetadata::new(&self.account, &kind.arn_path(place, name));
@@ -245,15 +247,8 @@ impl Api {
             tags,
             client_token,
         };
-        match self
-            .store
-            .put(&kind.key(place, name), stored.encode()?, Expect::Absent)
-            .await
-        {
-            Ok(_) => to_json(&stored.data),
-            Err(crate::store::StoreError::Conflict) => Err(exists()),
-            Err(e) => Err(store_error(e)),
-        }
+        txn.put(&key, stored.encode()?).await.map_err(store_error)?;
+        Ok(stored.data)
     }
 
     async fn list(
@@ -262,12 +257,9 @@ impl Api {
         place: &Place<'_>,
         call: &Call<'_>,
     ) -> Result<Vec<u8>, ApiError> {
-        self.check_references(kind, place, &[]).await?;
-        let all = self
-            .store
-            .list(&kind.prefix(place))
-            .await
-            .map_err(store_error)?;
+        let mut txn = Txn::new(&*self.store);
+        self.check_references(&mut txn, kind, place, &[]).await?;
+        let all = txn.list(&kind.prefix(place)).await.map_err(store_error)?;
         let (page, more) = page(call, &all, |name| kind.key(place, name))?;
         let refs = page
             .iter()
@@ -281,47 +273,41 @@ impl Api {
         to_json(&out)
     }
 
-    async fn update(
+    /// `Update<Kind>`, from the request's members: the resource as updated.
+    pub(super) async fn update(
         &self,
+        txn: &mut Txn<'_>,
         kind: &Kind,
         place: &Place<'_>,
         name: &str,
-        bytes: &[u8],
-    ) -> Result<Vec<u8>, ApiError> {
-        // Checks and write as one step (see `Api::writes`).
-        let _write = self.writes.lock().await;
-        let members = body(bytes, &["spec", "clientToken"])?;
+        members: &Map<String, Value>,
+    ) -> Result<Value, ApiError> {
         let Some(spec) = members.get("spec") else {
             return Err(ApiError::bad_request("spec: is required"));
         };
         let (spec, refs) = (kind.spec)(spec)?;
-        self.check_references(kind, place, &refs).await?;
-        let (revision, mut stored) = self.get(kind, place, name).await?;
+        self.check_references(txn, kind, place, &refs).await?;
+        let mut stored = self.get(txn, kind, place, name).await?;
         let metadata: ResourceMetadata = serde_json::from_value(stored.data["metadata"].clone())
             .map_err(|e| ApiError::internal(e.to_string()))?;
         stored.data["metadata"] = json!(metadata.updated());
         stored.data["spec"] = spec;
-        self.store
-            .put(
-                &kind.key(place, name),
-                stored.encode()?,
-                Expect::Revision(revision),
-            )
+        txn.put(&kind.key(place, name), stored.encode()?)
             .await
             .map_err(store_error)?;
-        to_json(&stored.data)
+        Ok(stored.data)
     }
 
-    async fn delete(
+    /// `Delete<Kind>`: the resource as deleted.
+    pub(super) async fn delete(
         &self,
+        txn: &mut Txn<'_>,
         kind: &Kind,
         place: &Place<'_>,
         name: &str,
-    ) -> Result<Vec<u8>, ApiError> {
-        // Checks and write as one step (see `Api::writes`).
-        let _write = self.writes.lock().await;
+    ) -> Result<Value, ApiError> {
         let mesh = place.mesh;
-        let (revision, mut stored) = self.get(kind, place, name).await?;
+        let mut stored = self.get(txn, kind, place, name).await?;
         // Nor with resources in it (a virtual router with routes).
         for child in KINDS
             .iter()
@@ -331,8 +317,7 @@ impl Api {
                 mesh,
                 parent: Some(name),
             };
-            let children = self
-                .store
+            let children = txn
                 .list(&child.prefix(&inside))
                 .await
                 .map_err(store_error)?;
@@ -344,29 +329,28 @@ impl Api {
                 )));
             }
         }
-        if let Some(user) = self.user_of(mesh, kind.name, name).await? {
+        if let Some(user) = self.user_of(txn, mesh, kind.name, name).await? {
             return Err(ApiError::in_use(format!(
                 "{} {name} is in use: {user} names it",
                 kind.name
             )));
         }
-        self.store
-            .delete(&kind.key(place, name), revision)
+        txn.delete(&kind.key(place, name))
             .await
             .map_err(store_error)?;
         stored.data["status"] = json!({"status": "DELETED"});
-        to_json(&stored.data)
+        Ok(stored.data)
     }
 
     /// Every resource of `mesh`, of every kind, with its kind and key.
     async fn all_in(
         &self,
+        txn: &mut Txn<'_>,
         mesh: &str,
     ) -> Result<Vec<(&'static Kind, String, crate::store::Versioned)>, ApiError> {
         let mut out = Vec::new();
         for kind in KINDS.iter().copied() {
-            let all = self
-                .store
+            let all = txn
                 .list(&kind.mesh_prefix(mesh))
                 .await
                 .map_err(store_error)?;
@@ -378,11 +362,12 @@ impl Api {
     /// A resource of `mesh` whose spec names `name` of kind `target` (`<kind> <name>`).
     async fn user_of(
         &self,
+        txn: &mut Txn<'_>,
         mesh: &str,
         target: &str,
         name: &str,
     ) -> Result<Option<String>, ApiError> {
-        for (kind, _, v) in self.all_in(mesh).await? {
+        for (kind, _, v) in self.all_in(txn, mesh).await? {
             let stored: Stored<Value> = Stored::decode(&v.value)?;
             let refs = (kind.references)(&stored.data["spec"]);
             if refs.iter().any(|r| r.kind == target && r.name == name) {
@@ -394,8 +379,12 @@ impl Api {
     }
 
     /// The resources of `mesh` (`<kind> <name>`), for a deletion of the mesh.
-    pub(super) async fn resources_of(&self, mesh: &str) -> Result<Vec<String>, ApiError> {
-        let all = self.all_in(mesh).await?;
+    pub(super) async fn resources_of(
+        &self,
+        txn: &mut Txn<'_>,
+        mesh: &str,
+    ) -> Result<Vec<String>, ApiError> {
+        let all = self.all_in(txn, mesh).await?;
         let named = all.into_iter().map(|(kind, k, _)| {
             let name = k.rsplit('/').next().unwrap_or_default().to_string();
             format!("{} {name}", kind.name)

@@ -2,10 +2,9 @@
 //! `UntagResource` (`PUT /v20190125/untag?resourceArn=`) and `ListTagsForResource`
 //! (`GET /v20190125/tags?resourceArn=&limit=&nextToken=`), on any resource by its ARN.
 
-use super::{store_error, Api, Call, Stored};
+use super::{store_error, Api, Call, Op, Stored, Txn};
 use crate::model::kind::{Kind, Place};
 use crate::model::{validate_tags, TagRef};
-use crate::store::Expect;
 use crate::ApiError;
 use http::Method;
 use serde::Deserialize;
@@ -36,46 +35,17 @@ impl Api {
         };
         let key = self.key_of(arn)?;
         if op == "tags" {
-            let (_, stored) = self.tagged(&key, arn).await?;
+            let stored = tagged(&mut Txn::new(&*self.store), &key, arn).await?;
             return list_tags(&stored.tags, call);
         }
-        let _write = self.writes.lock().await;
-        let (revision, mut stored) = self.tagged(&key, arn).await?;
-        if op == "tag" {
+        let change = if op == "tag" {
             let input: TagInput = crate::model::from_json(&call.body)?;
-            if input.tags.len() > 50 {
-                return Err(ApiError::too_many_tags(format!(
-                    "tags: at most 50, not {}",
-                    input.tags.len()
-                )));
-            }
-            validate_tags(&input.tags, "tags")?;
-            for t in input.tags {
-                match stored.tags.iter_mut().find(|have| have.key == t.key) {
-                    Some(have) => have.value = t.value,
-                    None => stored.tags.push(t),
-                }
-            }
-            if stored.tags.len() > 50 {
-                return Err(ApiError::too_many_tags(format!(
-                    "tags: a resource has at most 50 tags, this one would have {}",
-                    stored.tags.len()
-                )));
-            }
+            TagChange::Tag(input.tags)
         } else {
             let input: UntagInput = crate::model::from_json(&call.body)?;
-            if input.tag_keys.len() > 50 {
-                return Err(ApiError::bad_request(format!(
-                    "tagKeys: at most 50, not {}",
-                    input.tag_keys.len()
-                )));
-            }
-            stored.tags.retain(|t| !input.tag_keys.contains(&t.key));
-        }
-        self.store
-            .put(&key, stored.encode()?, Expect::Revision(revision))
-            .await
-            .map_err(store_error)?;
+            TagChange::Untag(input.tag_keys)
+        };
+        self.write(&Op::Retag(&key, arn, &change)).await?;
         Ok(b"{}".to_vec())
     }
 
@@ -111,15 +81,65 @@ impl Api {
             _ => Err(not_ours()),
         }
     }
+}
 
-    async fn tagged(&self, key: &str, arn: &str) -> Result<(u64, Stored<Value>), ApiError> {
-        match self.store.get(key).await.map_err(store_error)? {
-            Some(v) => Ok((v.revision, Stored::decode(&v.value)?)),
-            None => Err(ApiError::not_found(format!(
-                "resourceArn: {arn} does not exist"
-            ))),
+/// What a tag operation does.
+pub(super) enum TagChange {
+    Tag(Vec<TagRef>),
+    Untag(Vec<String>),
+}
+
+/// The resource at `key`, which `arn` names.
+async fn tagged(txn: &mut Txn<'_>, key: &str, arn: &str) -> Result<Stored<Value>, ApiError> {
+    match txn.get(key).await.map_err(store_error)? {
+        Some(v) => Stored::decode(&v.value),
+        None => Err(ApiError::not_found(format!(
+            "resourceArn: {arn} does not exist"
+        ))),
+    }
+}
+
+/// Tags or untags the resource at `key`.
+pub(super) async fn retag(
+    txn: &mut Txn<'_>,
+    key: &str,
+    arn: &str,
+    change: &TagChange,
+) -> Result<(), ApiError> {
+    let mut stored = tagged(txn, key, arn).await?;
+    match change {
+        TagChange::Tag(tags) => {
+            if tags.len() > 50 {
+                return Err(ApiError::too_many_tags(format!(
+                    "tags: at most 50, not {}",
+                    tags.len()
+                )));
+            }
+            validate_tags(tags, "tags")?;
+            for t in tags {
+                match stored.tags.iter_mut().find(|have| have.key == t.key) {
+                    Some(have) => have.value = t.value.clone(),
+                    None => stored.tags.push(t.clone()),
+                }
+            }
+            if stored.tags.len() > 50 {
+                return Err(ApiError::too_many_tags(format!(
+                    "tags: a resource has at most 50 tags, this one would have {}",
+                    stored.tags.len()
+                )));
+            }
+        }
+        TagChange::Untag(keys) => {
+            if keys.len() > 50 {
+                return Err(ApiError::bad_request(format!(
+                    "tagKeys: at most 50, not {}",
+                    keys.len()
+                )));
+            }
+            stored.tags.retain(|t| !keys.contains(&t.key));
         }
     }
+    txn.put(key, stored.encode()?).await.map_err(store_error)
 }
 
 /// A page of tags (`limit` 1–50, default 50; `nextToken`: where the page starts).

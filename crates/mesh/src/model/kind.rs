@@ -36,10 +36,9 @@ pub struct Place<'a> {
 /// A spec as stored (normalized), and the resources it names.
 pub type ReadSpec = (Value, Vec<Reference>);
 
-/// Reads a spec of type `S` (its problems named from `spec.`), checks it, and writes it
-/// back as stored.
-fn spec<S: Spec>(value: &Value) -> Result<ReadSpec, ApiError> {
-    let spec: S = serde_path_to_error::deserialize(value).map_err(|e| {
+/// Reads a spec of type `S`, its problems named from `spec.`.
+pub fn read_spec<S: serde::de::DeserializeOwned>(value: &Value) -> Result<S, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let at = if path == "." {
             "spec".to_string()
@@ -47,7 +46,13 @@ fn spec<S: Spec>(value: &Value) -> Result<ReadSpec, ApiError> {
             format!("spec.{path}")
         };
         ApiError::bad_request(format!("{at}: {}", e.into_inner()))
-    })?;
+    })
+}
+
+/// Reads a spec of type `S` (its problems named from `spec.`), checks it, and writes it
+/// back as stored.
+fn spec<S: Spec>(value: &Value) -> Result<ReadSpec, ApiError> {
+    let spec: S = read_spec(value)?;
     spec.validate()?;
     let stored = serde_json::to_value(&spec).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok((stored, spec.references()))

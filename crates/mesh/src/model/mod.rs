@@ -5,6 +5,7 @@
 //! [`virtual_router`], [`route`], [`virtual_gateway`], [`gateway_route`]); [`kind`]
 //! lists the kinds of a mesh's resources.
 
+pub mod extensions;
 pub mod gateway_route;
 pub mod kind;
 pub mod mesh;

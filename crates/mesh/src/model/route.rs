@@ -2,6 +2,7 @@
 //! TCP), the virtual nodes it sends them to by weight, its retry policy and timeouts,
 //! and its priority among the router's routes. App Mesh's `RouteSpec`.
 
+use super::extensions::{RetryExtensions, RouteExtensions};
 use super::virtual_node::{Duration, RequestTimeout, TcpTimeout};
 use super::{length, one_of, range, validate_name, Reference, Spec};
 use crate::ApiError;
@@ -64,6 +65,9 @@ pub struct HttpRoute {
     /// `timeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<RequestTimeout>,
+    /// ferrymesh's extensions ([`RouteExtensions`]).
+    #[serde(flatten)]
+    pub extensions: RouteExtensions,
 }
 
 /// `HttpRouteMatch`.
@@ -223,6 +227,9 @@ pub struct RetryPolicy {
     /// `tcpRetryEvents`: `connection-error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_retry_events: Option<Vec<String>>,
+    /// ferrymesh's extensions ([`RetryExtensions`]).
+    #[serde(flatten)]
+    pub extensions: RetryExtensions,
 }
 
 /// `GrpcRoute`.
@@ -240,6 +247,9 @@ pub struct GrpcRoute {
     /// `timeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<RequestTimeout>,
+    /// ferrymesh's extensions ([`RouteExtensions`]; no `cors`).
+    #[serde(flatten)]
+    pub extensions: RouteExtensions,
 }
 
 /// `GrpcRouteMatch`.
@@ -411,7 +421,7 @@ impl RetryPolicy {
                 }
             )));
         }
-        Ok(())
+        self.extensions.validate(field)
     }
 }
 
@@ -472,7 +482,7 @@ impl HttpRoute {
         if let Some(r) = &self.retry_policy {
             r.validate(&format!("{field}.retryPolicy"), false)?;
         }
-        Ok(())
+        self.extensions.validate(field, false)
     }
 }
 
@@ -494,6 +504,7 @@ impl GrpcRoute {
         if let Some(r) = &self.retry_policy {
             r.validate(&format!("{field}.retryPolicy"), true)?;
         }
+        self.extensions.validate(field, true)?;
         Ok(())
     }
 }
@@ -560,16 +571,36 @@ impl Spec for RouteSpec {
         Ok(())
     }
 
-    /// Its targets: virtual nodes of the mesh.
+    /// Its targets and mirrors: virtual nodes of the mesh.
     fn references(&self) -> Vec<Reference> {
-        self.targets()
-            .into_iter()
-            .map(|(t, field)| Reference {
+        let targets = self.targets().into_iter().map(|(t, field)| Reference {
+            kind: "virtualNode",
+            name: t.virtual_node.clone(),
+            field,
+        });
+        let extensions = [
+            (
+                self.http_route.as_ref().map(|r| &r.extensions),
+                "spec.httpRoute.mirror.virtualNode",
+            ),
+            (
+                self.http2_route.as_ref().map(|r| &r.extensions),
+                "spec.http2Route.mirror.virtualNode",
+            ),
+            (
+                self.grpc_route.as_ref().map(|r| &r.extensions),
+                "spec.grpcRoute.mirror.virtualNode",
+            ),
+        ];
+        let mirrors = extensions.into_iter().filter_map(|(e, field)| {
+            let mirror = e?.mirror.as_ref()?;
+            Some(Reference {
                 kind: "virtualNode",
-                name: t.virtual_node.clone(),
+                name: mirror.virtual_node.clone(),
                 field,
             })
-            .collect()
+        });
+        targets.chain(mirrors).collect()
     }
 }
 

@@ -3,6 +3,7 @@
 //! `VirtualGatewaySpec`. Its shapes are the virtual node's, without TCP and without a
 //! listener's outlier detection and timeouts.
 
+use super::extensions::ListenerExtensions;
 use super::tls::{ClientPolicy, ListenerTls};
 use super::virtual_node::{ConnectionPool, HealthCheckPolicy, Logging};
 use super::{PortMapping, PortProtocol, Reference, Spec};
@@ -47,6 +48,9 @@ pub struct VirtualGatewayListener {
     /// `tls`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ListenerTls>,
+    /// ferrymesh's extensions ([`ListenerExtensions`]; no `loadBalancer`).
+    #[serde(flatten)]
+    pub extensions: ListenerExtensions,
 }
 
 /// A gateway speaks HTTP, HTTP/2 or gRPC.
@@ -93,6 +97,7 @@ impl Spec for VirtualGatewaySpec {
             if let Some(tls) = &l.tls {
                 tls.validate(&format!("{at}.tls"))?;
             }
+            l.extensions.validate(&at, true)?;
         }
         if let Some(log) = &self.logging {
             log.validate("spec.logging")?;

@@ -5,6 +5,7 @@
 //! checked by [`one_of`](super::one_of), so that a missing or a second member is
 //! refused with its field path. The TLS shapes are in [`tls`](super::tls).
 
+use super::extensions::{ListenerExtensions, OutlierDetectionExtensions};
 use super::tls::{ClientPolicy, ListenerTls};
 use super::{length, one_of, range, validate_name, IpPreference, PortMapping, PortProtocol};
 use super::{Reference, Spec};
@@ -82,6 +83,9 @@ pub struct Listener {
     /// `tls`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ListenerTls>,
+    /// ferrymesh's extensions ([`ListenerExtensions`]).
+    #[serde(flatten)]
+    pub extensions: ListenerExtensions,
 }
 
 /// `VirtualNodeConnectionPool`.
@@ -163,6 +167,9 @@ pub struct OutlierDetection {
     pub max_ejection_percent: u32,
     /// `maxServerErrors` (at least 1).
     pub max_server_errors: u64,
+    /// ferrymesh's extensions: Envoy's other settings.
+    #[serde(flatten)]
+    pub extensions: OutlierDetectionExtensions,
 }
 
 /// `Duration`: `{value, unit}`.
@@ -459,6 +466,7 @@ impl Listener {
                 u64::MAX,
                 &format!("{at}.maxServerErrors"),
             )?;
+            o.extensions.validate(&at)?;
         }
         if let Some(t) = &self.timeout {
             one_of(
@@ -474,7 +482,7 @@ impl Listener {
         if let Some(tls) = &self.tls {
             tls.validate(&format!("{field}.tls"))?;
         }
-        Ok(())
+        self.extensions.validate(field, false)
     }
 }
 

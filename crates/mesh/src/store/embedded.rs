@@ -4,22 +4,32 @@
 //! write the API acknowledged survives a crash or `kill -9`, and a conditional write is
 //! one transaction (read the revision, compare, write). The file is checked when it is
 //! opened. Each value is stored behind the 8-byte revision it was written at; a
-//! counter in the same file gives revisions.
+//! counter in the same file gives revisions. Watches are served from the process
+//! (the file has one writer: the process that opened it).
 
-use super::{Expect, Store, StoreError, Versioned};
+use super::{check_writes, Change, Event, Events, Expect, Store, StoreError, Versioned, Write};
 use futures_util::future::BoxFuture;
+use futures_util::StreamExt;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tokio::sync::broadcast;
 
 const RESOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("resources");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const REVISION: &str = "revision";
 
+/// How many commits a watcher may fall behind before its watch ends.
+const WATCH_BACKLOG: usize = 4096;
+
 /// The store in a file.
 #[derive(Clone)]
 pub struct Embedded {
     db: Arc<Database>,
+    path: PathBuf,
+    /// Every commit's changes, to the watchers (this process is the file's only writer).
+    /// The lock orders the reports as the commits.
+    changes: Arc<parking_lot::Mutex<broadcast::Sender<Arc<Vec<Event>>>>>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -51,7 +61,11 @@ impl Embedded {
         txn.open_table(RESOURCES).map_err(backend)?;
         txn.open_table(META).map_err(backend)?;
         txn.commit().map_err(backend)?;
-        Ok(Embedded { db: Arc::new(db) })
+        Ok(Embedded {
+            db: Arc::new(db),
+            path: path.to_path_buf(),
+            changes: Arc::new(parking_lot::Mutex::new(broadcast::channel(WATCH_BACKLOG).0)),
+        })
     }
 
     /// Runs `f` on a blocking thread (redb's calls block on I/O).
@@ -81,30 +95,29 @@ fn decode(bytes: &[u8]) -> Result<Versioned, StoreError> {
     })
 }
 
-/// Writes (or deletes, `value` None) `key` in one transaction if it is as `expect`
-/// says; the new revision.
-fn write(
-    db: &Database,
-    key: &str,
-    value: Option<&[u8]>,
-    expect: Expect,
-) -> Result<u64, StoreError> {
+/// Commits `writes` in one transaction if every key is as expected; the new revision
+/// and the changes made.
+fn commit(db: &Database, writes: &[Write]) -> Result<(u64, Vec<Event>), StoreError> {
+    check_writes(writes)?;
     let mut txn = db.begin_write().map_err(backend)?;
     // Values come from API clients: redb's two-phase commit keeps a crafted value from
     // ever passing for a commit's checksum.
     txn.set_two_phase_commit(true);
-    let revision = {
+    let (revision, events) = {
         let mut resources = txn.open_table(RESOURCES).map_err(backend)?;
-        let current = match resources.get(key).map_err(backend)? {
-            Some(v) => Some(decode(v.value())?.revision),
-            None => None,
-        };
-        let ok = match expect {
-            Expect::Absent => current.is_none(),
-            Expect::Revision(r) => current == Some(r),
-        };
-        if !ok {
-            return Err(StoreError::Conflict);
+        for w in writes {
+            let current = match resources.get(w.key.as_str()).map_err(backend)? {
+                Some(v) => Some(decode(v.value())?.revision),
+                None => None,
+            };
+            let ok = match w.expect {
+                Expect::Absent => current.is_none(),
+                Expect::Revision(r) => current == Some(r),
+            };
+            if !ok {
+                // Dropping the transaction aborts it.
+                return Err(StoreError::Conflict);
+            }
         }
         let mut meta = txn.open_table(META).map_err(backend)?;
         let revision = meta
@@ -114,23 +127,40 @@ fn write(
             .unwrap_or(0)
             + 1;
         meta.insert(REVISION, revision).map_err(backend)?;
-        match value {
-            Some(value) => {
-                let mut bytes = revision.to_be_bytes().to_vec();
-                bytes.extend_from_slice(value);
-                resources.insert(key, bytes.as_slice()).map_err(backend)?;
-            }
-            None => {
-                resources.remove(key).map_err(backend)?;
-            }
+        let mut events = Vec::new();
+        for w in writes {
+            let value = match &w.change {
+                Change::Put(value) => {
+                    let mut bytes = revision.to_be_bytes().to_vec();
+                    bytes.extend_from_slice(value);
+                    resources
+                        .insert(w.key.as_str(), bytes.as_slice())
+                        .map_err(backend)?;
+                    Some(value.clone())
+                }
+                Change::Delete => {
+                    resources.remove(w.key.as_str()).map_err(backend)?;
+                    None
+                }
+                Change::Check => continue,
+            };
+            events.push(Event {
+                key: w.key.clone(),
+                revision,
+                value,
+            });
         }
-        revision
+        (revision, events)
     };
     txn.commit().map_err(backend)?;
-    Ok(revision)
+    Ok((revision, events))
 }
 
 impl Store for Embedded {
+    fn describe(&self) -> String {
+        format!("embedded {}", self.path.display())
+    }
+
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>, StoreError>> {
         let key = key.to_string();
         self.blocking(move |db| {
@@ -161,19 +191,46 @@ impl Store for Embedded {
         })
     }
 
-    fn put<'a>(
-        &'a self,
-        key: &'a str,
-        value: Vec<u8>,
-        expect: Expect,
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        let key = key.to_string();
-        self.blocking(move |db| write(db, &key, Some(&value), expect))
+    fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let changes = self.changes.clone();
+        self.blocking(move |db| {
+            // Commits are reported in the order they were made.
+            let changes = changes.lock();
+            let (revision, events) = commit(db, &writes)?;
+            if !events.is_empty() {
+                // No watcher is not an error.
+                let _ = changes.send(Arc::new(events));
+            }
+            Ok(revision)
+        })
     }
 
-    fn delete<'a>(&'a self, key: &'a str, revision: u64) -> BoxFuture<'a, Result<(), StoreError>> {
-        let key = key.to_string();
-        self.blocking(move |db| write(db, &key, None, Expect::Revision(revision)).map(|_| ()))
+    fn watch<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Events, StoreError>> {
+        let receiver = self.changes.lock().subscribe();
+        let prefix = prefix.to_string();
+        let commits = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            match receiver.recv().await {
+                Ok(events) => Some((Ok(events), receiver)),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    let e = StoreError::Backend(format!("the watcher fell {n} commits behind"));
+                    Some((Err(e), receiver))
+                }
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        });
+        let events = commits.flat_map(move |commit| {
+            let events: Vec<Result<Event, StoreError>> = match commit {
+                Ok(events) => events
+                    .iter()
+                    .filter(|e| e.key.starts_with(prefix.as_str()))
+                    .cloned()
+                    .map(Ok)
+                    .collect(),
+                Err(e) => vec![Err(e)],
+            };
+            futures_util::stream::iter(events)
+        });
+        Box::pin(async move { Ok(events.boxed()) })
     }
 }
 
