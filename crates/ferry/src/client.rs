@@ -102,7 +102,11 @@ pub struct StatusArgs {
 /// type name.
 fn kind_name(kind: &str) -> anyhow::Result<&'static str> {
     let k = kind.to_ascii_lowercase();
-    let k = k.strip_suffix('s').unwrap_or(&k);
+    // The short names first (`vs` is not a plural of `v`), then plurals.
+    let k = match k.as_str() {
+        "vn" | "vs" | "vr" | "vg" | "gr" => k.as_str(),
+        _ => k.strip_suffix('s').unwrap_or(&k),
+    };
     Ok(match k {
         "mesh" | "meshe" => "Mesh",
         "virtualnode" | "vn" => "VirtualNode",
@@ -324,4 +328,22 @@ fn percent_encode(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kinds_by_every_name() {
+        for (given, kind) in [
+            ("vs", "VirtualService"),
+            ("virtualservices", "VirtualService"),
+            ("VirtualNode", "VirtualNode"),
+            ("meshes", "Mesh"),
+            ("gr", "GatewayRoute"),
+            ("routes", "Route"),
+        ] {
+            assert_eq!(super::kind_name(given).ok(), Some(kind), "{given}");
+        }
+        assert!(super::kind_name("pods").is_err());
+    }
 }

@@ -283,6 +283,23 @@ async fn what_the_corpus_says_is_what_is_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_corpus_applies_as_one_etcd_transaction() {
+    let etcd = ferry_test_util::etcd::Etcd::start();
+    let url = etcd.url();
+    let cp = ControlPlane::start_with(&["--store", "etcd", "--etcd-endpoints", &url]).await;
+    stdout(&cp.ferry(&["apply", "-f", FIXTURES]));
+    let all: Vec<String> = ["cli", "cloudformation", "k8s", "ferrymesh"]
+        .iter()
+        .flat_map(|d| expected(d))
+        .collect();
+    assert_eq!(sorted(held(&cp).await), sorted(all));
+    let again = stdout(&cp.ferry(&["apply", "-f", FIXTURES]));
+    assert!(again.lines().all(|l| l.starts_with("unchanged")), "{again}");
+    stdout(&cp.ferry(&["delete", "-f", FIXTURES]));
+    assert!(held(&cp).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_goes_in_comes_out_in_every_format() {
     let data = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let cp = ControlPlane::start(data.path()).await;

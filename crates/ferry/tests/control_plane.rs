@@ -467,6 +467,7 @@ async fn with_credentials_configured_signatures_are_verified_and_tokens_taken() 
             r#"{"error":["InvalidSignatureException",403],"step":"wrong secret"}"#,
             r#"{"error":["UnrecognizedClientException",403],"step":"unknown key"}"#,
             r#"{"error":["MissingAuthenticationTokenException",403],"step":"unsigned"}"#,
+            r#"{"as_signed":null,"step":"swapped body","swapped":["InvalidSignatureException",403]}"#,
         ]
     );
     // The ferry commands with the token, and without.

@@ -43,6 +43,11 @@ impl ApiError {
         ApiError::new("ResourceInUseException", StatusCode::CONFLICT, message)
     }
 
+    /// `LimitExceededException` (400): a limit of the control plane or its store.
+    pub fn limit_exceeded(message: impl Into<String>) -> ApiError {
+        ApiError::new("LimitExceededException", StatusCode::BAD_REQUEST, message)
+    }
+
     /// `TooManyTagsException` (400): a resource would have more than 50 tags.
     pub fn too_many_tags(message: impl Into<String>) -> ApiError {
         ApiError::new("TooManyTagsException", StatusCode::BAD_REQUEST, message)

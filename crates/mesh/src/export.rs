@@ -91,15 +91,28 @@ fn logical_id(m: &Manifest) -> String {
 /// in order.
 fn template(resources: &[Manifest]) -> Value {
     let mut out = Map::new();
+    // Logical ids keep only letters and digits, so `a-b` and `a_b` would meet: the
+    // second gets a number.
+    let mut ids: Vec<String> = Vec::with_capacity(resources.len());
+    for m in resources {
+        let base = logical_id(m);
+        let mut id = base.clone();
+        let mut n = 2;
+        while ids.contains(&id) {
+            id = format!("{base}{n}");
+            n += 1;
+        }
+        ids.push(id);
+    }
     let id_of = |kind: &str, mesh: Option<&str>, name: &str| {
         resources
             .iter()
-            .find(|r| {
+            .position(|r| {
                 r.kind == kind && r.metadata.mesh.as_deref() == mesh && r.metadata.name == name
             })
-            .map(logical_id)
+            .map(|i| ids[i].clone())
     };
-    for m in resources {
+    for (m, id) in resources.iter().zip(&ids) {
         let mut props = Map::new();
         let input = cli_input(m);
         for (k, v) in input.as_object().into_iter().flatten() {
@@ -125,7 +138,7 @@ fn template(resources: &[Manifest]) -> Value {
         if !depends.is_empty() {
             resource["DependsOn"] = json!(depends);
         }
-        out.insert(logical_id(m), resource);
+        out.insert(id.clone(), resource);
     }
     json!({
         "AWSTemplateFormatVersion": "2010-09-09",
@@ -146,6 +159,10 @@ mod tests {
 kind: Mesh
 metadata: {name: m, tags: [{key: a, value: b}]}
 spec: {egressFilter: {type: ALLOW_ALL}}
+---
+kind: VirtualNode
+metadata: {mesh: m, name: node_1}
+spec: {listeners: [{portMapping: {port: 81, protocol: http}}]}
 ---
 kind: VirtualNode
 metadata: {mesh: m, name: node-1}

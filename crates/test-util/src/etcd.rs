@@ -21,9 +21,15 @@ pub struct Etcd {
 }
 
 impl Etcd {
-    /// Starts etcd and waits until it answers `/health`. Panics if it cannot (a test
-    /// that needs etcd cannot run without it).
+    /// Starts etcd, taking transactions of up to 8,192 operations (the control plane
+    /// commits an apply as one), and waits until it answers `/health`. Panics if it
+    /// cannot (a test that needs etcd cannot run without it).
     pub fn start() -> Etcd {
+        Etcd::start_with(&["--max-txn-ops", "8192"])
+    }
+
+    /// Starts etcd with `args` added.
+    pub fn start_with(args: &[&str]) -> Etcd {
         let dir =
             tempfile::tempdir().unwrap_or_else(|e| panic!("a temporary directory for etcd: {e}"));
         let (client_port, peer_port) = (free_port(), free_port());
@@ -42,6 +48,7 @@ impl Etcd {
             .args(["--listen-peer-urls", &peer])
             .args(["--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("test={peer}")])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -506,6 +506,48 @@ def auth():
     out(step="wrong secret", error=error(lambda: client(secret="wrong").list_meshes()))
     out(step="unknown key", error=error(lambda: client(key="AKIDUNKNOWN").list_meshes()))
     out(step="unsigned", error=raw("GET", "/v20190125/meshes", ""))
+    out(step="swapped body", **swapped_body())
+
+
+def swapped_body():
+    """A request signed by botocore, sent as signed (taken), then again with another
+    body and the first body's hash claimed in X-Amz-Content-Sha256 (refused)."""
+    import hashlib
+    import urllib.error
+    import urllib.request
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    body = json.dumps({"meshName": "as-signed"})
+    req = AWSRequest(
+        method="PUT",
+        url=ENDPOINT + "/v20190125/meshes",
+        data=body,
+        headers={"content-type": "application/json"},
+    )
+    creds = Credentials(os.environ["FERRY_TEST_KEY_ID"], os.environ["FERRY_TEST_SECRET"])
+    SigV4Auth(creds, "appmesh", "local").add_auth(req)
+    headers = dict(req.headers.items())
+
+    def send(data, extra):
+        r = urllib.request.Request(
+            ENDPOINT + "/v20190125/meshes", data=data.encode(), method="PUT"
+        )
+        for k, v in {**headers, **extra}.items():
+            r.add_header(k, v)
+        try:
+            urllib.request.urlopen(r)
+            return None
+        except urllib.error.HTTPError as e:
+            return [e.headers["x-amzn-ErrorType"].split(":")[0], e.code]
+
+    claimed = {"X-Amz-Content-Sha256": hashlib.sha256(body.encode()).hexdigest()}
+    return {
+        "as_signed": send(body, {}),
+        "swapped": send(json.dumps({"meshName": "forged"}), claimed),
+    }
 
 
 def stream():

@@ -76,7 +76,11 @@ impl Auth {
                 "Missing Authentication Token",
             ));
         };
-        if let Some(token) = authorization.strip_prefix("Bearer ") {
+        let bearer = authorization
+            .get(..7)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+            .map(|_| &authorization[7..]);
+        if let Some(token) = bearer {
             let known = self.tokens.iter().any(|t| {
                 hmac::verify(&self.token_key, token.trim().as_bytes(), t.as_ref()).is_ok()
             });
@@ -138,7 +142,8 @@ impl Signature {
         }
         let (access_key_id, scope) = credential?.split_once('/')?;
         let date = scope.split('/').next()?.to_string();
-        if scope.split('/').count() != 4 || !scope.ends_with("/aws4_request") {
+        let eight_digits = date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit());
+        if !eight_digits || scope.split('/').count() != 4 || !scope.ends_with("/aws4_request") {
             return None;
         }
         Some(Signature {
@@ -212,13 +217,18 @@ fn verify(
     }
     // The path as sent, encoded once more (as SigV4 does for every service but S3).
     let path = uri_encode(parts.uri.path(), true);
-    let mut query: Vec<(&str, &str)> = parts
+    // Each name and value decoded, then encoded as SigV4 encodes them, sorted.
+    let mut query: Vec<(String, String)> = parts
         .uri
         .query()
         .unwrap_or_default()
         .split('&')
         .filter(|kv| !kv.is_empty())
-        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let encode = |s: &str| uri_encode(&super::percent_decode(s, false), false);
+            (encode(k), encode(v))
+        })
         .collect();
     query.sort_unstable();
     let query = query
@@ -231,10 +241,16 @@ fn verify(
         .iter()
         .map(|h| format!("{h}:{}\n", header(h)))
         .collect();
-    let payload = match parts.headers.get("x-amz-content-sha256") {
-        Some(v) => v.to_str().unwrap_or_default().to_string(),
-        None => hex(digest::digest(&digest::SHA256, body).as_ref()),
-    };
+    // The body's own hash, always: a claimed hash that is not the body's (or
+    // `UNSIGNED-PAYLOAD`) would let a captured signature carry another body.
+    let payload = hex(digest::digest(&digest::SHA256, body).as_ref());
+    if let Some(claimed) = parts.headers.get("x-amz-content-sha256") {
+        if claimed.as_bytes() != payload.as_bytes() {
+            return Err(invalid(
+                "X-Amz-Content-Sha256 is not the SHA-256 of the body",
+            ));
+        }
+    }
     let canonical = format!(
         "{}\n{path}\n{query}\n{headers}\n{}\n{payload}",
         parts.method,

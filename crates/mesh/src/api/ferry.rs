@@ -182,36 +182,52 @@ impl Api {
         Ok("deleted")
     }
 
-    /// Every resource (of `mesh`, or of every mesh) as manifests.
+    /// Every resource (of `mesh`, or of every mesh) as manifests: each mesh as one
+    /// consistent view (read again if a commit wrote in it meanwhile).
     async fn export(&self, mesh: Option<&str>) -> Result<Vec<u8>, ApiError> {
-        let mut txn = Txn::new(&*self.store);
-        let meshes: Vec<Stored<MeshData>> = match mesh {
-            Some(name) => vec![self.mesh(&mut txn, name).await?],
-            None => txn
+        let names: Vec<String> = match mesh {
+            Some(name) => vec![name.to_string()],
+            None => self
+                .store
                 .list("mesh/")
                 .await
                 .map_err(store_error)?
-                .iter()
-                .map(|(_, v)| Stored::decode(&v.value))
-                .collect::<Result<_, _>>()?,
+                .into_iter()
+                .filter_map(|(k, _)| k.strip_prefix("mesh/").map(str::to_string))
+                .collect(),
         };
         let mut out = Vec::new();
-        for mesh in meshes {
-            let name = mesh.data.mesh_name.clone();
-            out.push(Manifest {
+        for name in names {
+            out.extend(self.export_mesh(&name, mesh.is_some()).await?);
+        }
+        sort_for_apply(&mut out);
+        to_json(&json!({ "resources": out }))
+    }
+
+    /// The manifests of one mesh, read as one view; a mesh deleted meanwhile has none,
+    /// unless it was asked for by name.
+    async fn export_mesh(&self, name: &str, asked: bool) -> Result<Vec<Manifest>, ApiError> {
+        for _ in 0..super::WRITE_ATTEMPTS {
+            let mut txn = Txn::new(&*self.store);
+            let mesh = match self.mesh(&mut txn, name).await {
+                Ok(mesh) => mesh,
+                Err(e) if !asked && e.code == "NotFoundException" => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            };
+            let mut out = vec![Manifest {
                 kind: "Mesh".into(),
                 metadata: Metadata {
-                    name: name.clone(),
+                    name: name.to_string(),
                     tags: Some(mesh.tags).filter(|t| !t.is_empty()),
                     ..Metadata::default()
                 },
                 spec: serde_json::to_value(&mesh.data.spec)
                     .map_err(|e| ApiError::internal(e.to_string()))?,
                 source: String::new(),
-            });
+            }];
             for kind in KINDS.iter().copied() {
                 for (_, v) in txn
-                    .list(&kind.mesh_prefix(&name))
+                    .list(&kind.mesh_prefix(name))
                     .await
                     .map_err(store_error)?
                 {
@@ -219,9 +235,13 @@ impl Api {
                     out.push(manifest_of(kind, stored));
                 }
             }
+            if txn.still_current().await.map_err(store_error)? {
+                return Ok(out);
+            }
         }
-        sort_for_apply(&mut out);
-        to_json(&json!({ "resources": out }))
+        Err(ApiError::conflict(format!(
+            "mesh {name} kept changing while it was read; export it again"
+        )))
     }
 
     /// The store, what the watch has seen, and counts of resources.

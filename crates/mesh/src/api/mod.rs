@@ -100,6 +100,7 @@ fn store_error(e: StoreError) -> ApiError {
             ApiError::conflict("the resource was changed by another writer of the store")
         }
         StoreError::Backend(e) => ApiError::internal(e),
+        StoreError::Limit(e) => ApiError::limit_exceeded(e),
     }
 }
 
@@ -200,7 +201,12 @@ impl Api {
                     }
                     return Ok(out);
                 }
-                Err(StoreError::Conflict) if attempt < WRITE_ATTEMPTS => attempt += 1,
+                Err(StoreError::Conflict) if attempt < WRITE_ATTEMPTS => {
+                    // Replicas that keep meeting on one mesh spread out.
+                    let jitter = rand::random_range(1..=5 * attempt as u64);
+                    tokio::time::sleep(Duration::from_millis(jitter)).await;
+                    attempt += 1;
+                }
                 Err(e) => return Err(store_error(e)),
             }
         }

@@ -148,7 +148,16 @@ impl Api {
         name: &str,
     ) -> Result<Stored<Value>, ApiError> {
         match txn.get(&kind.key(place, name)).await.map_err(store_error)? {
-            Some(v) => Stored::decode(&v.value),
+            Some(v) => {
+                let stored: Stored<Value> = Stored::decode(&v.value)?;
+                if !stored.data.is_object() {
+                    let key = kind.key(place, name);
+                    return Err(ApiError::internal(format!(
+                        "the stored {key} is not an object"
+                    )));
+                }
+                Ok(stored)
+            }
             None => Err(ApiError::not_found(format!(
                 "{} {name} does not exist in {}",
                 kind.name,

@@ -127,6 +127,22 @@ impl<'a> Txn<'a> {
         Ok(())
     }
 
+    /// Whether no commit has written in the meshes this transaction read since it read
+    /// them: what it read is one consistent view of each (a reader that must not mix
+    /// two states checks this, and reads again if not).
+    pub(super) async fn still_current(&self) -> Result<bool, StoreError> {
+        for (key, revision) in self.read.range("generation/".to_string()..) {
+            if !key.starts_with("generation/") {
+                break;
+            }
+            let now = self.store.get(key).await?.map(|v| v.revision);
+            if now != *revision {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Commits the staged writes (nothing when there are none): the store revision.
     pub(super) async fn commit(self) -> Result<Option<u64>, StoreError> {
         if self.staged.is_empty() {
@@ -153,10 +169,17 @@ impl<'a> Txn<'a> {
         meshes.dedup();
         for mesh in meshes {
             let key = generation_key(mesh);
+            // A deleted mesh takes its generation with it (a later one starts absent,
+            // which orders its writers as well).
+            let deleted = matches!(self.staged.get(&format!("mesh/{mesh}")), Some(None));
             writes.push(Write {
                 expect: expect(&key),
                 key,
-                change: Change::Put(Vec::new()),
+                change: if deleted {
+                    Change::Delete
+                } else {
+                    Change::Put(Vec::new())
+                },
             });
         }
         self.store.commit(writes).await.map(Some)
@@ -193,6 +216,24 @@ mod tests {
         a.delete("virtualNode/m/n").await.unwrap();
         assert_eq!(a.commit().await, Err(StoreError::Conflict));
         assert!(store.get("virtualNode/m/n").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_deleted_mesh_takes_its_generation_and_readers_see_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Embedded::open(&dir.path().join("s.redb")).unwrap();
+        let mut t = Txn::new(&store);
+        t.put("mesh/m", b"m".to_vec()).await.unwrap();
+        t.commit().await.unwrap();
+        assert!(store.get("generation/m").await.unwrap().is_some());
+        let mut reader = Txn::new(&store);
+        reader.list("virtualNode/m/").await.unwrap();
+        assert!(reader.still_current().await.unwrap());
+        let mut t = Txn::new(&store);
+        t.delete("mesh/m").await.unwrap();
+        t.commit().await.unwrap();
+        assert!(store.get("generation/m").await.unwrap().is_none());
+        assert!(!reader.still_current().await.unwrap());
     }
 
     #[tokio::test]

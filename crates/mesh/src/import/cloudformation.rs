@@ -114,6 +114,11 @@ pub fn read(
                 "{at}: {logical}: Type {ty} is not an App Mesh resource type"
             ));
         }
+        if let Some(condition) = resource.get("Condition") {
+            notes.push(format!(
+                "{at}: {logical} has Condition {condition}, which ferry apply does not evaluate: the resource is applied"
+            ));
+        }
         out.push(t.manifest(logical, kind, resource)?);
     }
     Ok(out)
@@ -134,6 +139,7 @@ impl Template<'_> {
                 None => Ok(None),
                 Some(v) => match self.resolve(v, guard)? {
                     Value::String(s) => Ok(Some(s)),
+                    v if is_no_value(&v) => Ok(None),
                     other => Err(format!("Properties.{prop}: must be a string, not {other}")),
                 },
             }
@@ -179,12 +185,18 @@ impl Template<'_> {
                 "Properties.{unknown}: unknown property of {APPMESH}{kind}"
             )));
         }
-        let spec = match props.get("Spec") {
-            Some(spec) => to_api(self.resolve(spec, &mut guard).map_err(err)?),
-            None => Value::Null,
+        // A property that resolves to `AWS::NoValue` is absent.
+        let mut resolved = |prop: &str| -> Result<Option<Value>, String> {
+            match props.get(prop) {
+                Some(v) => {
+                    let v = self.resolve(v, &mut guard).map_err(err)?;
+                    Ok(Some(v).filter(|v| !is_no_value(v)).map(to_api))
+                }
+                None => Ok(None),
+            }
         };
-        if let Some(tags) = props.get("Tags") {
-            let tags = to_api(self.resolve(tags, &mut guard).map_err(err)?);
+        let spec = resolved("Spec")?.unwrap_or(Value::Null);
+        if let Some(tags) = resolved("Tags")? {
             let tags =
                 serde_json::from_value(tags).map_err(|e| err(format!("Properties.Tags: {e}")))?;
             metadata.tags = Some(tags);

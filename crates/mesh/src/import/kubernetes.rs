@@ -197,13 +197,15 @@ impl Objects {
     /// inside a `<kind>` member (a provider, a backend, a gateway route's target),
     /// else `<kind>` (a weighted target).
     fn resolve_refs(&self, value: &mut Value, from: &Object) -> Result<(), String> {
-        self.resolve_in(value, None, from)
+        self.resolve_in(value, None, "spec", from)
     }
 
+    /// [`Objects::resolve_refs`] at `path` (for messages) inside the member `parent`.
     fn resolve_in(
         &self,
         value: &mut Value,
         parent: Option<&str>,
+        path: &str,
         from: &Object,
     ) -> Result<(), String> {
         match value {
@@ -217,12 +219,15 @@ impl Objects {
                     let by_ref = obj.remove(&format!("{kind}Ref"));
                     let by_arn = obj.remove(&format!("{kind}ARN"));
                     let name = match (by_ref, by_arn) {
-                        (Some(r), _) => Some(self.referenced(&pascal(kind), &r, from)?),
+                        (Some(r), _) => Some(
+                            self.referenced(&pascal(kind), &r, from)
+                                .map_err(|e| format!("{path}.{kind}Ref: {e}"))?,
+                        ),
                         (None, Some(Value::String(arn))) => {
                             Some(arn.rsplit('/').next().unwrap_or_default().to_string())
                         }
                         (None, Some(other)) => {
-                            return Err(format!("{kind}ARN: must be a string, not {other}"))
+                            return Err(format!("{path}.{kind}ARN: must be a string, not {other}"))
                         }
                         (None, None) => None,
                     };
@@ -236,13 +241,12 @@ impl Objects {
                     }
                 }
                 for (k, v) in obj.iter_mut() {
-                    self.resolve_in(v, Some(k.as_str()), from)
-                        .map_err(|e| format!("{k}.{e}"))?;
+                    self.resolve_in(v, Some(k.as_str()), &format!("{path}.{k}"), from)?;
                 }
             }
             Value::Array(items) => {
-                for item in items {
-                    self.resolve_in(item, parent, from)?;
+                for (i, item) in items.iter_mut().enumerate() {
+                    self.resolve_in(item, parent, &format!("{path}[{i}]"), from)?;
                 }
             }
             _ => {}
@@ -343,7 +347,7 @@ impl Objects {
             };
             let mut spec = Value::Object(spec);
             self.resolve_refs(&mut spec, o)
-                .map_err(|e| format!("{at}.{e}"))?;
+                .map_err(|e| format!("{at}: {e}"))?;
             out.push(Manifest {
                 kind: "Route".into(),
                 metadata: Metadata {

@@ -136,8 +136,12 @@ fn read_document(
         let template = cloudformation::read(&obj, at, &mut imported.notes)?;
         imported.resources.extend(template);
     } else if let Some(api_version) = obj.get("apiVersion").and_then(Value::as_str) {
-        if api_version.starts_with("appmesh.k8s.aws/") {
+        if api_version == "appmesh.k8s.aws/v1beta2" {
             k8s.add(obj, at)?;
+        } else if api_version.starts_with("appmesh.k8s.aws/") {
+            return Err(format!(
+                "{at}: {api_version}: the App Mesh controller's v1beta2 is read (its earlier versions have another schema)"
+            ));
         } else {
             let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("?");
             if api_version == "v1" && kind == "Namespace" {

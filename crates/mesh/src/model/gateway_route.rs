@@ -2,7 +2,7 @@
 //! gRPC, by hostname too), the virtual service it sends them to, and how it rewrites
 //! their hostname, prefix or path. App Mesh's `GatewayRouteSpec`.
 
-use super::route::{
+use super::http_match::{
     header_matchers, http_match, HeaderMatcher, HttpMethod, HttpPathMatch, QueryParameter,
 };
 use super::{length, one_of, range, validate_name, Reference, Spec};

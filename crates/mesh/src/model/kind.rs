@@ -40,12 +40,21 @@ pub type ReadSpec = (Value, Vec<Reference>);
 pub fn read_spec<S: serde::de::DeserializeOwned>(value: &Value) -> Result<S, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let at = if path == "." {
+        let mut at = if path == "." {
             "spec".to_string()
         } else {
             format!("spec.{path}")
         };
-        ApiError::bad_request(format!("{at}: {}", e.into_inner()))
+        let mut message = e.into_inner().to_string();
+        // A problem inside a flattened extension names its own path.
+        let mark = super::extensions::PATH_MARK;
+        if let Some((inner, rest)) = message.strip_prefix(mark).and_then(|m| m.split_once(mark)) {
+            if inner != "." {
+                at = format!("{at}.{inner}");
+            }
+            message = rest.to_string();
+        }
+        ApiError::bad_request(format!("{at}: {message}"))
     })
 }
 

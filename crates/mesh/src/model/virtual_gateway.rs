@@ -49,7 +49,7 @@ pub struct VirtualGatewayListener {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ListenerTls>,
     /// ferrymesh's extensions ([`ListenerExtensions`]; no `loadBalancer`).
-    #[serde(flatten)]
+    #[serde(flatten, deserialize_with = "ListenerExtensions::flat")]
     pub extensions: ListenerExtensions,
 }
 

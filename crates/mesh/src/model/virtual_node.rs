@@ -84,7 +84,7 @@ pub struct Listener {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ListenerTls>,
     /// ferrymesh's extensions ([`ListenerExtensions`]).
-    #[serde(flatten)]
+    #[serde(flatten, deserialize_with = "ListenerExtensions::flat")]
     pub extensions: ListenerExtensions,
 }
 
@@ -168,7 +168,7 @@ pub struct OutlierDetection {
     /// `maxServerErrors` (at least 1).
     pub max_server_errors: u64,
     /// ferrymesh's extensions: Envoy's other settings.
-    #[serde(flatten)]
+    #[serde(flatten, deserialize_with = "OutlierDetectionExtensions::flat")]
     pub extensions: OutlierDetectionExtensions,
 }
 

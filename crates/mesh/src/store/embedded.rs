@@ -28,8 +28,9 @@ pub struct Embedded {
     db: Arc<Database>,
     path: PathBuf,
     /// Every commit's changes, to the watchers (this process is the file's only writer).
-    /// The lock orders the reports as the commits.
-    changes: Arc<parking_lot::Mutex<broadcast::Sender<Arc<Vec<Event>>>>>,
+    changes: broadcast::Sender<Arc<Vec<Event>>>,
+    /// Held from a commit to its report, so that reports come in the commits' order.
+    ordered: Arc<parking_lot::Mutex<()>>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -64,7 +65,8 @@ impl Embedded {
         Ok(Embedded {
             db: Arc::new(db),
             path: path.to_path_buf(),
-            changes: Arc::new(parking_lot::Mutex::new(broadcast::channel(WATCH_BACKLOG).0)),
+            changes: broadcast::channel(WATCH_BACKLOG).0,
+            ordered: Arc::new(parking_lot::Mutex::new(())),
         })
     }
 
@@ -192,10 +194,10 @@ impl Store for Embedded {
     }
 
     fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<u64, StoreError>> {
-        let changes = self.changes.clone();
+        let (changes, ordered) = (self.changes.clone(), self.ordered.clone());
         self.blocking(move |db| {
             // Commits are reported in the order they were made.
-            let changes = changes.lock();
+            let _ordered = ordered.lock();
             let (revision, events) = commit(db, &writes)?;
             if !events.is_empty() {
                 // No watcher is not an error.
@@ -206,14 +208,16 @@ impl Store for Embedded {
     }
 
     fn watch<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Events, StoreError>> {
-        let receiver = self.changes.lock().subscribe();
+        let receiver = self.changes.subscribe();
         let prefix = prefix.to_string();
-        let commits = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        // A watcher that fell behind gets an error, and its watch ends.
+        let commits = futures_util::stream::unfold(Some(receiver), |receiver| async move {
+            let mut receiver = receiver?;
             match receiver.recv().await {
-                Ok(events) => Some((Ok(events), receiver)),
+                Ok(events) => Some((Ok(events), Some(receiver))),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     let e = StoreError::Backend(format!("the watcher fell {n} commits behind"));
-                    Some((Err(e), receiver))
+                    Some((Err(e), None))
                 }
                 Err(broadcast::error::RecvError::Closed) => None,
             }

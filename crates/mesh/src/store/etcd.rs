@@ -10,8 +10,8 @@
 
 use super::{check_writes, Change, Event, Events, Expect, Store, StoreError, Versioned, Write};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, SortOrder, SortTarget, Txn,
-    TxnOp, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, SortOrder, SortTarget, Txn, TxnOp,
+    WatchOptions,
 };
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
@@ -55,10 +55,15 @@ impl Etcd {
         let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(backend)?;
+        // A prefix ends with `/`, so that `/fm/` is not also `/fm2/`'s.
+        let mut prefix = prefix.to_string();
+        if !prefix.ends_with('/') {
+            prefix.push('/');
+        }
         let store = Etcd {
             client,
             endpoints: endpoints.to_vec(),
-            prefix: prefix.to_string(),
+            prefix,
         };
         // Refuse at start, not at the first request, a cluster that does not answer.
         store.get("mesh/").await?;
@@ -141,7 +146,17 @@ impl Store for Etcd {
                 }
             }
             let txn = Txn::new().when(compares).and_then(ops);
-            let resp = self.client.kv_client().txn(txn).await.map_err(backend)?;
+            let resp = self.client.kv_client().txn(txn).await.map_err(|e| {
+                let message = e.to_string();
+                if message.contains("too many operations") {
+                    StoreError::Limit(format!(
+                        "etcd takes fewer operations in one transaction than the {} this one needs: raise etcd's --max-txn-ops (default 128)",
+                        writes.len()
+                    ))
+                } else {
+                    backend(message)
+                }
+            })?;
             if !resp.succeeded() {
                 return Err(StoreError::Conflict);
             }
@@ -185,10 +200,10 @@ impl Store for Etcd {
                         .iter()
                         .filter_map(|e| {
                             let kv = e.kv()?;
-                            let value = match e.event_type() {
-                                EventType::Put => Some(kv.value().to_vec()),
-                                EventType::Delete => None,
-                            };
+                            // A deletion's key has version 0, a put's 1 or more (read
+                            // so, not by `event_type`, which panics on a type it does
+                            // not know).
+                            let value = (kv.version() > 0).then(|| kv.value().to_vec());
                             Some(this.short(kv.key()).map(|key| Event {
                                 key,
                                 revision: revision(kv.mod_revision()),
@@ -220,6 +235,25 @@ mod tests {
         // Another prefix on the same cluster sees none of it.
         let other = Etcd::connect(&[etcd.url()], "/other/").await.unwrap();
         assert!(other.list("").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_commit_larger_than_etcd_takes_is_a_limit_named() {
+        let etcd = ferry_test_util::etcd::Etcd::start_with(&["--max-txn-ops", "4"]);
+        let store = Etcd::connect(&[etcd.url()], "/limit").await.unwrap();
+        let writes = (0..5)
+            .map(|i| Write {
+                key: format!("mesh/m{i}"),
+                expect: Expect::Absent,
+                change: Change::Put(b"m".to_vec()),
+            })
+            .collect();
+        match store.commit(writes).await {
+            Err(StoreError::Limit(e)) => assert!(e.contains("--max-txn-ops"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        // The prefix got its `/`.
+        assert!(store.describe().ends_with("(prefix /limit/)"));
     }
 
     #[tokio::test]

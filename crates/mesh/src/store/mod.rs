@@ -32,6 +32,8 @@ pub enum StoreError {
     Conflict,
     /// The store itself failed (I/O, corruption).
     Backend(String),
+    /// The commit is larger than the store takes (etcd's `--max-txn-ops`).
+    Limit(String),
 }
 
 impl std::fmt::Display for StoreError {
@@ -39,6 +41,7 @@ impl std::fmt::Display for StoreError {
         match self {
             StoreError::Conflict => f.write_str("the resource changed meanwhile"),
             StoreError::Backend(e) => write!(f, "store: {e}"),
+            StoreError::Limit(e) => write!(f, "store: {e}"),
         }
     }
 }

@@ -1,120 +1,12 @@
-//! ferrymesh's extensions of App Mesh's schema: optional members that App Mesh specs
-//! do not use, each mapping onto an Envoy feature (docs/mesh-api.md, "Beyond App
-//! Mesh"). On an HTTP, HTTP/2 or gRPC route: `faultInjection`, `rateLimit`, `mirror`,
-//! `cors` (not gRPC), `headers`, `hashPolicy`; on a retry policy: `budget`, `backOff`;
-//! on a listener: `loadBalancer` (virtual nodes), `rateLimit`, `maxRequestHeadersKb`,
-//! `maxHeadersCount`; on outlier detection, Envoy's other settings
-//! ([`OutlierDetectionExtensions`]).
+//! The extensions of a route: `faultInjection`, `rateLimit`, `mirror`, `cors`,
+//! `headers`, `hashPolicy` ([`RouteExtensions`]), and of its retry policy: `budget`,
+//! `backOff` ([`RetryExtensions`]).
 
-use super::virtual_node::{Duration, DurationUnit};
-use super::{length, one_of, range, validate_name};
+use super::{at_least, HeaderCondition, Percentage, RateLimit};
+use crate::model::virtual_node::Duration;
+use crate::model::{length, one_of, range, validate_name};
 use crate::ApiError;
 use serde::{Deserialize, Serialize};
-
-/// A duration in milliseconds (`None`: unset).
-fn millis(d: &Duration) -> Option<u64> {
-    let v = d.value?;
-    Some(match d.unit {
-        Some(DurationUnit::S) => v.saturating_mul(1000),
-        _ => v,
-    })
-}
-
-/// Checks that a duration is set and at least `min_ms`.
-fn at_least(d: &Duration, min_ms: u64, field: &str) -> Result<u64, ApiError> {
-    match millis(d) {
-        Some(ms) if ms >= min_ms => Ok(ms),
-        Some(ms) => Err(ApiError::bad_request(format!(
-            "{field}: must be at least {min_ms} ms, not {ms} ms"
-        ))),
-        None => Err(ApiError::bad_request(format!(
-            "{field}: value and unit are required"
-        ))),
-    }
-}
-
-/// A fraction, as Envoy's `FractionalPercent`: `numerator` over `denominator`
-/// (`HUNDRED`, the default, `TEN_THOUSAND` or `MILLION`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Percentage {
-    /// `numerator`.
-    pub numerator: u32,
-    /// `denominator`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub denominator: Option<Denominator>,
-}
-
-/// `HUNDRED`, `TEN_THOUSAND`, `MILLION`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Denominator {
-    /// 100.
-    Hundred,
-    /// 10,000.
-    TenThousand,
-    /// 1,000,000.
-    Million,
-}
-
-impl Percentage {
-    fn validate(&self, field: &str) -> Result<(), ApiError> {
-        let max = match self.denominator {
-            None | Some(Denominator::Hundred) => 100,
-            Some(Denominator::TenThousand) => 10_000,
-            Some(Denominator::Million) => 1_000_000,
-        };
-        range(
-            u64::from(self.numerator),
-            0,
-            max,
-            &format!("{field}.numerator"),
-        )
-    }
-}
-
-/// A header condition (Envoy's `HeaderMatcher`): `name` and one of `exact`, `prefix`,
-/// `suffix`, `regex`, `present`; `invert`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HeaderCondition {
-    /// `name`.
-    pub name: String,
-    /// `exact`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exact: Option<String>,
-    /// `prefix`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix: Option<String>,
-    /// `suffix`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub suffix: Option<String>,
-    /// `regex` (RE2 syntax, as Envoy's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub regex: Option<String>,
-    /// `present`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub present: Option<bool>,
-    /// `invert`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub invert: Option<bool>,
-}
-
-impl HeaderCondition {
-    fn validate(&self, field: &str) -> Result<(), ApiError> {
-        length(&self.name, 1, 50, &format!("{field}.name"))?;
-        one_of(
-            field,
-            &[
-                ("exact", self.exact.is_some()),
-                ("prefix", self.prefix.is_some()),
-                ("suffix", self.suffix.is_some()),
-                ("regex", self.regex.is_some()),
-                ("present", self.present.is_some()),
-            ],
-        )
-    }
-}
 
 /// `faultInjection` (Envoy's `envoy.filters.http.fault`): a delay, an abort or both,
 /// each for a percentage of requests, only for requests that match every `headers`
@@ -195,45 +87,6 @@ impl FaultInjection {
         )?;
         for (i, h) in self.headers.iter().enumerate() {
             h.validate(&format!("{field}.headers[{i}]"))?;
-        }
-        Ok(())
-    }
-}
-
-/// `rateLimit` (Envoy's `envoy.filters.http.local_ratelimit`): a token bucket of
-/// `maxTokens`, refilled with `tokensPerFill` (default 1) every `fillInterval` (at
-/// least 50 ms); a request without a token is answered `statusCode` (default 429).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RateLimit {
-    /// `maxTokens`.
-    pub max_tokens: u32,
-    /// `tokensPerFill`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tokens_per_fill: Option<u32>,
-    /// `fillInterval`.
-    pub fill_interval: Duration,
-    /// `statusCode` (400–599).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status_code: Option<u32>,
-}
-
-impl RateLimit {
-    /// Checks it; `field` is its path.
-    pub(crate) fn validate(&self, field: &str) -> Result<(), ApiError> {
-        let max = u64::from(u32::MAX);
-        range(
-            u64::from(self.max_tokens),
-            1,
-            max,
-            &format!("{field}.maxTokens"),
-        )?;
-        if let Some(t) = self.tokens_per_fill {
-            range(u64::from(t), 1, max, &format!("{field}.tokensPerFill"))?;
-        }
-        at_least(&self.fill_interval, 50, &format!("{field}.fillInterval"))?;
-        if let Some(s) = self.status_code {
-            range(u64::from(s), 400, 599, &format!("{field}.statusCode"))?;
         }
         Ok(())
     }
@@ -494,6 +347,23 @@ pub struct RouteExtensions {
 }
 
 impl RouteExtensions {
+    /// Its members, as the API names them.
+    const FIELDS: &'static [&'static str] = &[
+        "faultInjection",
+        "rateLimit",
+        "mirror",
+        "cors",
+        "headers",
+        "hashPolicy",
+    ];
+
+    /// Deserializes it where it is flattened, naming the field a problem is at.
+    pub(crate) fn flat<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        super::flattened(d, Self::FIELDS)
+    }
+}
+
+impl RouteExtensions {
     /// Checks them; `field` is the route's path.
     pub(crate) fn validate(&self, field: &str, grpc: bool) -> Result<(), ApiError> {
         if let Some(f) = &self.fault_injection {
@@ -538,6 +408,16 @@ pub struct RetryExtensions {
     /// `backOff`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub back_off: Option<BackOff>,
+}
+
+impl RetryExtensions {
+    /// Its members, as the API names them.
+    const FIELDS: &'static [&'static str] = &["budget", "backOff"];
+
+    /// Deserializes it where it is flattened, naming the field a problem is at.
+    pub(crate) fn flat<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        super::flattened(d, Self::FIELDS)
+    }
 }
 
 /// `budget`.
@@ -590,203 +470,10 @@ impl RetryExtensions {
     }
 }
 
-/// `loadBalancer`: how callers spread requests over the virtual node's endpoints
-/// (Envoy's `lb_policy`): `ROUND_ROBIN` (the default), `LEAST_REQUEST` (with
-/// `choiceCount`, default 2), `RING_HASH` (with `minimumRingSize`/`maximumRingSize`),
-/// `MAGLEV`, `RANDOM`. The hashing policies hash what a route's `hashPolicy` says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LoadBalancer {
-    /// `policy`.
-    pub policy: LbPolicy,
-    /// `choiceCount` (`LEAST_REQUEST`, at least 2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub choice_count: Option<u32>,
-    /// `minimumRingSize` (`RING_HASH`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub minimum_ring_size: Option<u64>,
-    /// `maximumRingSize` (`RING_HASH`, at most 8,388,608).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub maximum_ring_size: Option<u64>,
-}
-
-/// `loadBalancer.policy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum LbPolicy {
-    /// Round robin (weighted).
-    RoundRobin,
-    /// The least loaded of `choiceCount` random endpoints.
-    LeastRequest,
-    /// Consistent hashing on a ring (Ketama).
-    RingHash,
-    /// Maglev consistent hashing.
-    Maglev,
-    /// A random endpoint.
-    Random,
-}
-
-impl LoadBalancer {
-    fn validate(&self, field: &str) -> Result<(), ApiError> {
-        if let Some(c) = self.choice_count {
-            if self.policy != LbPolicy::LeastRequest {
-                return Err(ApiError::bad_request(format!(
-                    "{field}.choiceCount: only for LEAST_REQUEST"
-                )));
-            }
-            range(u64::from(c), 2, 100, &format!("{field}.choiceCount"))?;
-        }
-        let ring = [self.minimum_ring_size, self.maximum_ring_size];
-        if ring.iter().any(Option::is_some) && self.policy != LbPolicy::RingHash {
-            return Err(ApiError::bad_request(format!(
-                "{field}: minimumRingSize and maximumRingSize are only for RING_HASH"
-            )));
-        }
-        let max = self.maximum_ring_size.unwrap_or(8_388_608);
-        range(max, 1, 8_388_608, &format!("{field}.maximumRingSize"))?;
-        if let Some(min) = self.minimum_ring_size {
-            range(min, 1, max, &format!("{field}.minimumRingSize"))?;
-        }
-        Ok(())
-    }
-}
-
-/// The extensions of a listener (flattened into it).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ListenerExtensions {
-    /// `loadBalancer` (virtual nodes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub load_balancer: Option<LoadBalancer>,
-    /// `rateLimit`: a token bucket for the whole listener.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_limit: Option<RateLimit>,
-    /// `maxRequestHeadersKb` (1–8,192; Envoy's default 60).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_request_headers_kb: Option<u32>,
-    /// `maxHeadersCount` (at least 1; Envoy's default 100).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_headers_count: Option<u32>,
-}
-
-impl ListenerExtensions {
-    /// Checks them; `field` is the listener's path.
-    pub(crate) fn validate(&self, field: &str, gateway: bool) -> Result<(), ApiError> {
-        if let Some(lb) = &self.load_balancer {
-            if gateway {
-                return Err(ApiError::bad_request(format!(
-                    "{field}.loadBalancer: only a virtual node's listener has it"
-                )));
-            }
-            lb.validate(&format!("{field}.loadBalancer"))?;
-        }
-        if let Some(r) = &self.rate_limit {
-            r.validate(&format!("{field}.rateLimit"))?;
-        }
-        if let Some(kb) = self.max_request_headers_kb {
-            range(
-                u64::from(kb),
-                1,
-                8192,
-                &format!("{field}.maxRequestHeadersKb"),
-            )?;
-        }
-        if let Some(n) = self.max_headers_count {
-            range(
-                u64::from(n),
-                1,
-                u64::from(u32::MAX),
-                &format!("{field}.maxHeadersCount"),
-            )?;
-        }
-        Ok(())
-    }
-}
-
-/// Envoy's outlier detection settings beyond App Mesh's four (flattened into
-/// `outlierDetection`); each optional, Envoy's default when absent.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct OutlierDetectionExtensions {
-    /// `consecutiveGatewayFailure`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consecutive_gateway_failure: Option<u32>,
-    /// `consecutiveLocalOriginFailure`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consecutive_local_origin_failure: Option<u32>,
-    /// `splitExternalLocalOriginErrors`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub split_external_local_origin_errors: Option<bool>,
-    /// `enforcingConsecutive5xx` (0–100).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enforcing_consecutive_5xx: Option<u32>,
-    /// `enforcingConsecutiveGatewayFailure` (0–100).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enforcing_consecutive_gateway_failure: Option<u32>,
-    /// `enforcingSuccessRate` (0–100).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enforcing_success_rate: Option<u32>,
-    /// `successRateMinimumHosts`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub success_rate_minimum_hosts: Option<u32>,
-    /// `successRateRequestVolume`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub success_rate_request_volume: Option<u32>,
-    /// `successRateStdevFactor` (in thousandths, as Envoy's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub success_rate_stdev_factor: Option<u32>,
-    /// `failurePercentageThreshold` (0–100).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure_percentage_threshold: Option<u32>,
-    /// `enforcingFailurePercentage` (0–100).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enforcing_failure_percentage: Option<u32>,
-    /// `failurePercentageMinimumHosts`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure_percentage_minimum_hosts: Option<u32>,
-    /// `failurePercentageRequestVolume`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure_percentage_request_volume: Option<u32>,
-    /// `maxEjectionTime`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_ejection_time: Option<Duration>,
-}
-
-impl OutlierDetectionExtensions {
-    /// Checks them; `field` is the outlier detection's path.
-    pub(crate) fn validate(&self, field: &str) -> Result<(), ApiError> {
-        let percents = [
-            ("enforcingConsecutive5xx", self.enforcing_consecutive_5xx),
-            (
-                "enforcingConsecutiveGatewayFailure",
-                self.enforcing_consecutive_gateway_failure,
-            ),
-            ("enforcingSuccessRate", self.enforcing_success_rate),
-            (
-                "failurePercentageThreshold",
-                self.failure_percentage_threshold,
-            ),
-            (
-                "enforcingFailurePercentage",
-                self.enforcing_failure_percentage,
-            ),
-        ];
-        for (name, p) in percents {
-            if let Some(p) = p {
-                range(u64::from(p), 0, 100, &format!("{field}.{name}"))?;
-            }
-        }
-        if let Some(t) = &self.max_ejection_time {
-            at_least(t, 1, &format!("{field}.maxEjectionTime"))?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use crate::model::kind::{ROUTE, VIRTUAL_NODE};
+    use crate::model::kind::ROUTE;
     use serde_json::json;
 
     #[test]
@@ -830,6 +517,23 @@ mod tests {
             }
             (ROUTE.spec)(&r).unwrap_err().message
         };
+        // Problems found while reading name their field too, and unknown members are
+        // refused, beside App Mesh's members as in the extensions.
+        assert!(problem("/httpRoute/rateLimit/maxTokens", json!("x"))
+            .starts_with("spec.httpRoute.rateLimit.maxTokens: invalid type: string"));
+        assert!(problem(
+            "/httpRoute/faultInjection/delay/percentage/numerator",
+            json!(-1)
+        )
+        .starts_with("spec.httpRoute.faultInjection.delay.percentage.numerator: invalid value"));
+        assert!(problem(
+            "/httpRoute/retryPolicy/backOff/baseInterval/unit",
+            json!("h")
+        )
+        .starts_with("spec.httpRoute.retryPolicy.backOff.baseInterval.unit: unknown variant"));
+        assert!(problem("/httpRoute/bogus", json!(1)).contains("unknown field `bogus`"));
+        assert!(problem("/httpRoute/cors/bogus", json!(1))
+            .starts_with("spec.httpRoute.cors.bogus: unknown field `bogus`"));
         assert_eq!(
             problem("/httpRoute/faultInjection/abort/httpStatus", json!(700)),
             "spec.httpRoute.faultInjection.abort.httpStatus: must be 200 to 599, not 700"
@@ -853,43 +557,5 @@ mod tests {
             json!({"value": 1, "unit": "ms"})
         )
         .starts_with("spec.httpRoute.retryPolicy.backOff.maxInterval: must be at least 25 ms"));
-    }
-
-    #[test]
-    fn listener_extensions_round_trip_and_name_their_problems() {
-        let node = json!({
-            "listeners": [{
-                "portMapping": {"port": 8080, "protocol": "http"},
-                "loadBalancer": {"policy": "LEAST_REQUEST", "choiceCount": 3},
-                "rateLimit": {"maxTokens": 10, "tokensPerFill": 10, "fillInterval": {"value": 1, "unit": "s"}, "statusCode": 503},
-                "maxRequestHeadersKb": 96,
-                "maxHeadersCount": 50,
-                "outlierDetection": {"baseEjectionDuration": {"value": 30, "unit": "s"},
-                    "interval": {"value": 10, "unit": "s"}, "maxEjectionPercent": 50, "maxServerErrors": 5,
-                    "consecutiveGatewayFailure": 3, "enforcingSuccessRate": 0,
-                    "maxEjectionTime": {"value": 300, "unit": "s"}}
-            }],
-            "serviceDiscovery": {"dns": {"hostname": "a.local"}}
-        });
-        let (stored, _) = (VIRTUAL_NODE.spec)(&node).unwrap();
-        assert_eq!(stored, node);
-        let mut bad = node.clone();
-        bad["listeners"][0]["loadBalancer"] = json!({"policy": "MAGLEV", "choiceCount": 3});
-        assert_eq!(
-            (VIRTUAL_NODE.spec)(&bad).unwrap_err().message,
-            "spec.listeners[0].loadBalancer.choiceCount: only for LEAST_REQUEST"
-        );
-        let mut bad = node.clone();
-        bad["listeners"][0]["maxRequestHeadersKb"] = json!(9000);
-        assert_eq!(
-            (VIRTUAL_NODE.spec)(&bad).unwrap_err().message,
-            "spec.listeners[0].maxRequestHeadersKb: must be 1 to 8192, not 9000"
-        );
-        let mut bad = node;
-        bad["listeners"][0]["outlierDetection"]["enforcingSuccessRate"] = json!(101);
-        assert_eq!(
-            (VIRTUAL_NODE.spec)(&bad).unwrap_err().message,
-            "spec.listeners[0].outlierDetection.enforcingSuccessRate: must be 0 to 100, not 101"
-        );
     }
 }
