@@ -3,7 +3,8 @@
 //! `DescribeVirtualNode`, by `--concurrency` clients on keep-alive connections), and the
 //! time of `ferry apply` of a mesh of `--nodes` virtual nodes (with a router, a route
 //! and a service per ten nodes), the first time (everything created, one transaction)
-//! and again (everything unchanged). Prints one JSON object.
+//! and again (everything unchanged), and of `ferry delete` of it (one transaction too).
+//! Prints one JSON object.
 //!
 //! `FERRY_BIN` names the binary; `bench/mesh.sh` builds it in release.
 
@@ -113,10 +114,10 @@ fn mesh_file(nodes: usize) -> String {
     out
 }
 
-/// Runs `ferry apply -f file`: seconds, and what it printed.
-fn apply(cp: &ControlPlane, file: &std::path::Path) -> anyhow::Result<(f64, String)> {
+/// Runs `ferry apply -f file` (or `ferry delete`): seconds, and what it printed.
+fn apply(cp: &ControlPlane, file: &std::path::Path, verb: &str) -> anyhow::Result<(f64, String)> {
     let started = Instant::now();
-    let out = cp.ferry(&["apply", "-f", &file.to_string_lossy()]);
+    let out = cp.ferry(&[verb, "-f", &file.to_string_lossy()]);
     let secs = started.elapsed().as_secs_f64();
     anyhow::ensure!(
         out.status.success(),
@@ -175,9 +176,9 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let file = data.path().join("mesh.yaml");
     std::fs::write(&file, mesh_file(args.nodes))?;
-    let (first, printed) = apply(&cp, &file)?;
+    let (first, printed) = apply(&cp, &file, "apply")?;
     let created = printed.lines().filter(|l| l.starts_with("created")).count();
-    let (again, printed) = apply(&cp, &file)?;
+    let (again, printed) = apply(&cp, &file, "apply")?;
     let unchanged = printed
         .lines()
         .filter(|l| l.starts_with("unchanged"))
@@ -186,6 +187,9 @@ async fn main() -> anyhow::Result<()> {
         created == unchanged,
         "created {created}, unchanged {unchanged}"
     );
+    let (delete, printed) = apply(&cp, &file, "delete")?;
+    let deleted = printed.lines().filter(|l| l.starts_with("deleted")).count();
+    anyhow::ensure!(created == deleted, "created {created}, deleted {deleted}");
     println!(
         "{}",
         serde_json::json!({
@@ -197,6 +201,7 @@ async fn main() -> anyhow::Result<()> {
             "apply_nodes": args.nodes,
             "apply_first_s": (first * 1000.0).round() / 1000.0,
             "apply_again_s": (again * 1000.0).round() / 1000.0,
+            "delete_s": (delete * 1000.0).round() / 1000.0,
         })
     );
     Ok(())

@@ -22,7 +22,8 @@ VALIDATED = []
 
 
 def check(shape, value, path):
-    """Checks a raw JSON value (restJson: timestamps are numbers) against a shape."""
+    """Checks a raw JSON value (restJson: timestamps are numbers) against a shape: its
+    members, types, enums, and the model's min/max of strings, lists and numbers."""
     t = shape.type_name
     if t == "structure":
         if not isinstance(value, dict):
@@ -39,6 +40,9 @@ def check(shape, value, path):
     elif t == "list":
         if not isinstance(value, list):
             return PROBLEMS.append(f"{path}: not a list")
+        lo, hi = shape.metadata.get("min"), shape.metadata.get("max")
+        if (lo is not None and len(value) < lo) or (hi is not None and len(value) > hi):
+            PROBLEMS.append(f"{path}: {len(value)} items, outside {lo}..{hi}")
         for i, v in enumerate(value):
             check(shape.member, v, f"{path}[{i}]")
     elif t == "map":
@@ -54,7 +58,10 @@ def check(shape, value, path):
             PROBLEMS.append(f"{path}: length {len(value)} outside {lo}..{hi}")
     elif t in ("long", "integer"):
         if not isinstance(value, int) or isinstance(value, bool):
-            PROBLEMS.append(f"{path}: not an integer")
+            return PROBLEMS.append(f"{path}: not an integer")
+        lo, hi = shape.metadata.get("min"), shape.metadata.get("max")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            PROBLEMS.append(f"{path}: {value} outside {lo}..{hi}")
     elif t == "timestamp":
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             PROBLEMS.append(f"{path}: not epoch seconds")
@@ -141,6 +148,18 @@ def meshes():
     out(step="describe", name=d["meshName"], egress=d["spec"]["egressFilter"]["type"])
     u = am.update_mesh(meshName="m1", spec={"egressFilter": {"type": "DROP_ALL"}})["mesh"]
     out(step="update", version=u["metadata"]["version"], egress=u["spec"]["egressFilter"]["type"])
+    # An update sent again with its client token is answered, not applied again.
+    spec = {"egressFilter": {"type": "ALLOW_ALL"}}
+    u1 = am.update_mesh(meshName="m1", spec=spec, clientToken="update-1")["mesh"]
+    u2 = am.update_mesh(meshName="m1", spec=spec, clientToken="update-1")["mesh"]
+    out(step="update token", versions=[u1["metadata"]["version"], u2["metadata"]["version"]])
+    out(step="bad token", error=error(lambda: am.create_mesh(meshName="x", clientToken="not a token!")))
+    out(step="other owner", error=error(lambda: am.describe_mesh(meshName="m1", meshOwner="123456789012")))
+    out(step="own owner", name=am.describe_mesh(meshName="m1", meshOwner="000000000000")["mesh"]["meshName"])
+    out(
+        step="duplicate tag keys",
+        error=error(lambda: am.create_mesh(meshName="x", tags=[{"key": "a", "value": "1"}, {"key": "a", "value": "2"}])),
+    )
     for i in range(2, 6):
         am.create_mesh(meshName=f"m{i}")
     names, pages, token = [], 0, None
@@ -368,6 +387,10 @@ def routes():
     )
     out(step="bad retry event", error=bad(lambda s: s["httpRoute"]["retryPolicy"].update(httpRetryEvents=["sometimes"])))
     out(step="prefix without /", error=bad(lambda s: s["httpRoute"]["match"].update(prefix="api")))
+    out(
+        step="empty range",
+        error=bad(lambda s: s["httpRoute"]["match"].update(headers=[{"name": "x-n", "match": {"range": {"start": 5, "end": 5}}}])),
+    )
     out(step="two routes", error=bad(lambda s: s.update(tcpRoute={"action": {"weightedTargets": [{"virtualNode": "blue", "weight": 1}]}})))
     out(
         step="no such router",

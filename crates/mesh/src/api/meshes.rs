@@ -4,7 +4,9 @@
 
 use super::{page, store_error, to_json, Api, Call, Op, Stored, Txn};
 use crate::model::mesh::{CreateMesh, MeshData, MeshStatus, MeshStatusCode, UpdateMesh};
-use crate::model::{from_json, validate_name, validate_tags, ResourceMetadata};
+use crate::model::{
+    from_json, validate_client_token, validate_name, validate_tags, ResourceMetadata,
+};
 use crate::ApiError;
 use http::Method;
 
@@ -62,6 +64,7 @@ impl Api {
     ) -> Result<MeshData, ApiError> {
         validate_name(&input.mesh_name, "meshName")?;
         validate_tags(&input.tags, "tags")?;
+        validate_client_token(input.client_token.as_deref())?;
         let name = &input.mesh_name;
         if let Some(found) = txn.get(&key(name)).await.map_err(store_error)? {
             let existing: Stored<MeshData> = Stored::decode(&found.value)?;
@@ -82,6 +85,7 @@ impl Api {
             },
             tags: input.tags.clone(),
             client_token: input.client_token.clone(),
+            update_token: None,
         };
         txn.put(&key(name), stored.encode()?)
             .await
@@ -110,7 +114,14 @@ impl Api {
         name: &str,
         input: &UpdateMesh,
     ) -> Result<MeshData, ApiError> {
+        validate_client_token(input.client_token.as_deref())?;
         let mut stored = self.mesh(txn, name).await?;
+        let token = input.client_token.as_deref();
+        if token.is_some() && stored.update_token.as_deref() == token {
+            // The same update sent again: its answer, not a second update.
+            return Ok(stored.data);
+        }
+        stored.update_token = token.map(str::to_string);
         stored.data.spec = input.spec.clone().unwrap_or_default();
         stored.data.metadata = stored.data.metadata.updated();
         txn.put(&key(name), stored.encode()?)

@@ -81,6 +81,10 @@ struct Stored<D> {
     tags: Vec<TagRef>,
     #[serde(default)]
     client_token: Option<String>,
+    /// The client token of the update that made it as it is (an update sent again
+    /// with it is the same update: answered, not applied again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    update_token: Option<String>,
 }
 
 impl<D: Serialize + serde::de::DeserializeOwned> Stored<D> {
@@ -323,6 +327,11 @@ impl Api {
         };
         let result = match call.segments.first().map(String::as_str) {
             _ if ours => self.ferry(&call).await,
+            _ if call.query("meshOwner").is_some() => match self.mesh_owner(&call) {
+                Err(e) => Err(e),
+                Ok(()) if call.segments.len() > 2 => self.in_mesh(&call).await,
+                Ok(()) => self.meshes(&call).await,
+            },
             Some("meshes") if call.segments.len() > 2 => self.in_mesh(&call).await,
             Some("meshes") => self.meshes(&call).await,
             Some("tag" | "untag" | "tags") => self.tags(&call).await,
@@ -335,6 +344,33 @@ impl Api {
             Ok(body) => json(StatusCode::OK, body),
             Err(e) => error(&e),
         }
+    }
+}
+
+impl Api {
+    /// Checks a `meshOwner` (a shared mesh's account) on a mesh's operations: this
+    /// control plane holds one account's meshes, so another account's mesh does not
+    /// exist here.
+    fn mesh_owner(&self, call: &Call<'_>) -> Result<(), ApiError> {
+        let owner = call.query("meshOwner").unwrap_or_default();
+        if call.segments.first().map(String::as_str) != Some("meshes") {
+            return Err(ApiError::bad_request(
+                "meshOwner: only on the operations of a mesh",
+            ));
+        }
+        if owner.len() != 12 || !owner.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::bad_request(format!(
+                "meshOwner: an account id of 12 digits, not {owner:?}"
+            )));
+        }
+        if owner != self.account.id {
+            let mesh = call.segments.get(1).map_or("", String::as_str);
+            return Err(ApiError::not_found(format!(
+                "mesh {mesh} of account {owner} does not exist here (this control plane holds account {}'s meshes)",
+                self.account.id
+            )));
+        }
+        Ok(())
     }
 }
 

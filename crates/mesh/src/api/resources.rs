@@ -10,7 +10,9 @@
 
 use super::{page, store_error, to_json, Api, Call, Op, Stored, Txn};
 use crate::model::kind::{Kind, Place, KINDS};
-use crate::model::{validate_name, validate_tags, Reference, ResourceMetadata, TagRef};
+use crate::model::{
+    validate_client_token, validate_name, validate_tags, Reference, ResourceMetadata, TagRef,
+};
 use crate::ApiError;
 use http::Method;
 use serde_json::{json, Map, Value};
@@ -226,6 +228,7 @@ impl Api {
         };
         validate_tags(&tags, "tags")?;
         let client_token = string(members, "clientToken")?.map(str::to_string);
+        validate_client_token(client_token.as_deref())?;
         self.check_references(txn, kind, place, &refs).await?;
         let key = kind.key(place, name);
         if let Some(found) = txn.get(&key).await.map_err(store_error)? {
@@ -255,6 +258,7 @@ impl Api {
             data,
             tags,
             client_token,
+            update_token: None,
         };
         txn.put(&key, stored.encode()?).await.map_err(store_error)?;
         Ok(stored.data)
@@ -295,8 +299,15 @@ impl Api {
             return Err(ApiError::bad_request("spec: is required"));
         };
         let (spec, refs) = (kind.spec)(spec)?;
+        let token = string(members, "clientToken")?;
+        validate_client_token(token)?;
         self.check_references(txn, kind, place, &refs).await?;
         let mut stored = self.get(txn, kind, place, name).await?;
+        if token.is_some() && stored.update_token.as_deref() == token {
+            // The same update sent again: its answer, not a second update.
+            return Ok(stored.data);
+        }
+        stored.update_token = token.map(str::to_string);
         let metadata: ResourceMetadata = serde_json::from_value(stored.data["metadata"].clone())
             .map_err(|e| ApiError::internal(e.to_string()))?;
         stored.data["metadata"] = json!(metadata.updated());
@@ -369,6 +380,9 @@ impl Api {
     }
 
     /// A resource of `mesh` whose spec names `name` of kind `target` (`<kind> <name>`).
+    /// Only the kinds whose specs can name `target` are read, and of those only the
+    /// resources whose stored bytes hold `name` as a JSON string are parsed: a
+    /// deletion costs a scan, not a parse of every spec of the mesh.
     async fn user_of(
         &self,
         txn: &mut Txn<'_>,
@@ -376,12 +390,23 @@ impl Api {
         target: &str,
         name: &str,
     ) -> Result<Option<String>, ApiError> {
-        for (kind, _, v) in self.all_in(txn, mesh).await? {
-            let stored: Stored<Value> = Stored::decode(&v.value)?;
-            let refs = (kind.references)(&stored.data["spec"]);
-            if refs.iter().any(|r| r.kind == target && r.name == name) {
-                let user = stored.data[kind.name_member].as_str().unwrap_or_default();
-                return Ok(Some(format!("{} {user}", kind.name)));
+        let needle = serde_json::to_string(name).map_err(|e| ApiError::internal(e.to_string()))?;
+        let needle = needle.as_bytes();
+        for kind in KINDS.iter().filter(|k| k.names.contains(&target)) {
+            let all = txn
+                .list(&kind.mesh_prefix(mesh))
+                .await
+                .map_err(store_error)?;
+            for (_, v) in all {
+                if !v.value.windows(needle.len()).any(|w| w == needle) {
+                    continue;
+                }
+                let stored: Stored<Value> = Stored::decode(&v.value)?;
+                let refs = (kind.references)(&stored.data["spec"]);
+                if refs.iter().any(|r| r.kind == target && r.name == name) {
+                    let user = stored.data[kind.name_member].as_str().unwrap_or_default();
+                    return Ok(Some(format!("{} {user}", kind.name)));
+                }
             }
         }
         Ok(None)

@@ -186,6 +186,14 @@ pub(crate) fn header_matchers(
                     length(v, 1, 255, &format!("{at}.{name}"))?;
                 }
             }
+            if let Some(r) = &m.range {
+                if r.start >= r.end {
+                    return Err(ApiError::bad_request(format!(
+                        "{at}.range: start ({}) must be below end ({}; the end is excluded)",
+                        r.start, r.end
+                    )));
+                }
+            }
         }
     }
     Ok(())

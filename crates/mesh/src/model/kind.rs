@@ -19,6 +19,8 @@ pub struct Kind {
     /// The resources a stored spec names (not checked again: a rule made stricter later
     /// does not block deletions).
     pub references: fn(&Value) -> Vec<Reference>,
+    /// The kinds its specs can name (what [`Kind::references`] may return).
+    pub names: &'static [&'static str],
     /// The kind its resources live in (a route: its virtual router; in paths and ARNs
     /// by that kind's name, `virtualRouter/<name>`), if not the mesh alone.
     pub parent: Option<&'static Kind>,
@@ -74,6 +76,7 @@ pub const VIRTUAL_NODE: Kind = Kind {
     name_member: "virtualNodeName",
     spec: spec::<super::virtual_node::VirtualNodeSpec>,
     references: references::<super::virtual_node::VirtualNodeSpec>,
+    names: &[],
     parent: None,
 };
 
@@ -91,6 +94,7 @@ pub const VIRTUAL_SERVICE: Kind = Kind {
     name_member: "virtualServiceName",
     spec: spec::<super::virtual_service::VirtualServiceSpec>,
     references: references::<super::virtual_service::VirtualServiceSpec>,
+    names: &["virtualNode", "virtualRouter"],
     parent: None,
 };
 
@@ -101,6 +105,7 @@ pub const VIRTUAL_ROUTER: Kind = Kind {
     name_member: "virtualRouterName",
     spec: spec::<super::virtual_router::VirtualRouterSpec>,
     references: references::<super::virtual_router::VirtualRouterSpec>,
+    names: &[],
     parent: None,
 };
 
@@ -111,6 +116,7 @@ pub const ROUTE: Kind = Kind {
     name_member: "routeName",
     spec: spec::<super::route::RouteSpec>,
     references: references::<super::route::RouteSpec>,
+    names: &["virtualNode"],
     parent: Some(&VIRTUAL_ROUTER),
 };
 
@@ -121,6 +127,7 @@ pub const VIRTUAL_GATEWAY: Kind = Kind {
     name_member: "virtualGatewayName",
     spec: spec::<super::virtual_gateway::VirtualGatewaySpec>,
     references: references::<super::virtual_gateway::VirtualGatewaySpec>,
+    names: &[],
     parent: None,
 };
 
@@ -131,6 +138,7 @@ pub const GATEWAY_ROUTE: Kind = Kind {
     name_member: "gatewayRouteName",
     spec: spec::<super::gateway_route::GatewayRouteSpec>,
     references: references::<super::gateway_route::GatewayRouteSpec>,
+    names: &["virtualService"],
     parent: Some(&VIRTUAL_GATEWAY),
 };
 

@@ -140,8 +140,33 @@ pub fn validate_tags(tags: &[TagRef], field: &str) -> Result<(), ApiError> {
     for (i, t) in tags.iter().enumerate() {
         length(&t.key, 1, 128, &format!("{field}[{i}].key"))?;
         length(&t.value, 0, 256, &format!("{field}[{i}].value"))?;
+        if tags[..i].iter().any(|earlier| earlier.key == t.key) {
+            return Err(ApiError::bad_request(format!(
+                "{field}[{i}].key: {:?} is given twice",
+                t.key
+            )));
+        }
     }
     Ok(())
+}
+
+/// Checks a `clientToken` as App Mesh documents it: up to 36 letters, digits, hyphens
+/// and underscores.
+pub fn validate_client_token(token: Option<&str>) -> Result<(), ApiError> {
+    let Some(token) = token else {
+        return Ok(());
+    };
+    let ok = (1..=36).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "clientToken: up to 36 letters, digits, hyphens and underscores, not {token:?}"
+        )))
+    }
 }
 
 /// Checks a resource name: 1–255 characters (and no `/`, which would make its path

@@ -531,6 +531,27 @@ impl Spec for VirtualNodeSpec {
                 for (i, a) in c.attributes.iter().enumerate() {
                     length(&a.key, 1, 255, &format!("{at}.attributes[{i}].key"))?;
                     length(&a.value, 1, 1024, &format!("{at}.attributes[{i}].value"))?;
+                    // App Mesh's patterns: printable ASCII; no space in a key, none at
+                    // either end of a value.
+                    let printable = |s: &str, spaces: bool| {
+                        s.bytes()
+                            .all(|b| (b'!'..=b'~').contains(&b) || (spaces && b == b' '))
+                    };
+                    if !printable(&a.key, false) {
+                        return Err(ApiError::bad_request(format!(
+                            "{at}.attributes[{i}].key: printable ASCII without spaces, not {:?}",
+                            a.key
+                        )));
+                    }
+                    if !printable(&a.value, true)
+                        || a.value.starts_with(' ')
+                        || a.value.ends_with(' ')
+                    {
+                        return Err(ApiError::bad_request(format!(
+                            "{at}.attributes[{i}].value: printable ASCII, no space at either end, not {:?}",
+                            a.value
+                        )));
+                    }
                 }
             }
             if let Some(d) = &sd.dns {
