@@ -50,6 +50,10 @@ pub struct ControlPlaneArgs {
     /// `Authorization: Bearer <token>` (the `ferry` commands' `--token`).
     #[arg(long = "token-file")]
     token_file: Option<PathBuf>,
+    /// How long a client may take to send a request's body (and, up to 10 s, its
+    /// head) before it is answered 400 or disconnected.
+    #[arg(long = "client-timeout-s", default_value_t = ferry_mesh::api::CLIENT_TIMEOUT.as_secs())]
+    client_timeout_s: u64,
     /// Log level: trace, debug, info, warn, error.
     #[arg(short = 'l', long = "log-level", default_value = "info")]
     log_level: String,
@@ -141,7 +145,8 @@ pub fn run(args: ControlPlaneArgs) -> anyhow::Result<i32> {
             id: args.account_id.clone(),
         };
         let described = store.describe();
-        let api = ferry_mesh::api::Api::new(store, account, auth(&args)?);
+        let timeout = std::time::Duration::from_secs(args.client_timeout_s.max(1));
+        let api = ferry_mesh::api::Api::new(store, account, auth(&args)?, timeout);
         let listener = tokio::net::TcpListener::bind(args.api)
             .await
             .with_context(|| format!("--api {}", args.api))?;

@@ -492,3 +492,117 @@ async fn with_credentials_configured_signatures_are_verified_and_tokens_taken() 
     let wrong = cp.ferry(&["status", "--token", "nope"]);
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("UnrecognizedClientException"));
 }
+
+/// Sends `head` (and nothing more) on a new connection, and reads what comes back
+/// until the server answers or closes.
+async fn slow_client(port: u16, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.write_all(head.as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut got = Vec::new();
+    // Bounded: the server's client timeout is 1 s here.
+    let read = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "the server never let the slow client go");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_oversized_requests_get_app_meshs_errors_while_the_server_serves_on() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let data = dir.path().to_string_lossy().into_owned();
+    let cp = ControlPlane::start_with(&["--data-dir", &data, "--client-timeout-s", "1"]).await;
+    let port: u16 = cp
+        .endpoint
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    // A body that never ends, and a head that never ends, while others are served.
+    let body = slow_client(
+        port,
+        "PUT /v20190125/meshes HTTP/1.1\r\nHost: cp\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{\"meshName\"",
+    );
+    let head = slow_client(port, "GET /v20190125/mes");
+    let served = aws(&cp.endpoint, &["create-mesh", "--mesh-name", "a b ü"]);
+    assert_eq!(served["mesh"]["meshName"], "a b ü");
+    let (body, head) = tokio::join!(body, head);
+    assert!(body.starts_with("HTTP/1.1 400"), "{body}");
+    assert!(
+        body.contains("x-amzn-errortype: BadRequestException"),
+        "{body}"
+    );
+    assert!(!head.contains("200 OK"), "{head}");
+    // A body over the limit: refused, nothing written.
+    let big = format!(
+        r#"{{"meshName": "big", "spec": {{}}, "tags": [{{"key": "k", "value": "{}"}}]}}"#,
+        "x".repeat(2 << 20)
+    );
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT"])
+        .args([
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            "@-",
+        ])
+        .arg(format!("{}/v20190125/meshes", cp.endpoint))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            if let Some(mut stdin) = c.stdin.take() {
+                stdin.write_all(big.as_bytes())?;
+            }
+            c.wait_with_output()
+        })
+        .unwrap_or_else(|e| panic!("curl: {e}"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "400");
+    // Names that need encoding, and a mesh's list in pages.
+    let described = aws(&cp.endpoint, &["describe-mesh", "--mesh-name", "a b ü"]);
+    assert_eq!(described["mesh"]["meshName"], "a b ü");
+    let router = r#"{"listeners":[{"portMapping":{"port":80,"protocol":"http"}}]}"#;
+    for name in ["r1", "r2", "r3", "r4", "r5"] {
+        aws(
+            &cp.endpoint,
+            &[
+                "create-virtual-router",
+                "--mesh-name",
+                "a b ü",
+                "--virtual-router-name",
+                name,
+                "--spec",
+                router,
+            ],
+        );
+    }
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut path = "/v20190125/meshes/a%20b%20%C3%BC/virtualRouters?limit=2".to_string();
+        if let Some(t) = &token {
+            path.push_str(&format!("&nextToken={t}"));
+        }
+        let page = cp.get_json(&path).await;
+        pages += 1;
+        for r in page["virtualRouters"].as_array().into_iter().flatten() {
+            names.push(r["virtualRouterName"].as_str().unwrap_or("").to_string());
+        }
+        token = page["nextToken"].as_str().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!((names.join(","), pages), ("r1,r2,r3,r4,r5".to_string(), 3));
+    let listed = aws(&cp.endpoint, &["list-meshes"]);
+    assert_eq!(
+        listed["meshes"].as_array().map(Vec::len),
+        Some(1),
+        "nothing else written"
+    );
+}

@@ -34,11 +34,11 @@ use txn::Txn;
 /// The largest request body taken (App Mesh's specs are a few KiB).
 pub const MAX_BODY: usize = 1 << 20;
 
-/// How long a client may take to send a request's head.
+/// How long a client may take to send a request's head (at most the client timeout).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a client may take to send a request's body.
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may take to send a request's body, by default.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The path prefix of App Mesh's API version.
 const PREFIX: &str = "/v20190125/";
@@ -51,6 +51,8 @@ pub struct Api {
     store: Arc<dyn Store>,
     account: Account,
     auth: auth::Auth,
+    /// How long a client may take to send a request's body (and, up to 10 s, its head).
+    client_timeout: Duration,
     /// Held by every operation that writes, from its first read to its commit: one
     /// writer at a time in this process, so that its writers do not make each other
     /// run again ([`Api::write`]; transactions keep replicas consistent, see [`txn`]).
@@ -175,12 +177,18 @@ impl Call<'_> {
 
 impl Api {
     /// The API over `store`, naming resources in `account`, taking the callers `auth`
-    /// takes.
-    pub fn new(store: Arc<dyn Store>, account: Account, auth: auth::Auth) -> Arc<Api> {
+    /// takes, and waiting `client_timeout` at most for a request's body.
+    pub fn new(
+        store: Arc<dyn Store>,
+        account: Account,
+        auth: auth::Auth,
+        client_timeout: Duration,
+    ) -> Arc<Api> {
         Arc::new(Api {
             store,
             account,
             auth,
+            client_timeout,
             writes: tokio::sync::Mutex::new(()),
             watched: Watched::default(),
         })
@@ -261,6 +269,7 @@ impl Api {
                 }
             };
             let api = self.clone();
+            let api_timeout = self.client_timeout;
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let api = api.clone();
@@ -268,7 +277,7 @@ impl Api {
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(HEAD_TIMEOUT)
+                    .header_read_timeout(HEAD_TIMEOUT.min(api_timeout))
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                     .await;
             });
@@ -283,10 +292,13 @@ impl Api {
     {
         let (parts, body) = req.into_parts();
         let body = Limited::new(body, MAX_BODY).collect();
-        let body = match tokio::time::timeout(BODY_TIMEOUT, body).await {
+        let body = match tokio::time::timeout(self.client_timeout, body).await {
             Ok(Ok(b)) => b.to_bytes(),
             Err(_) => {
-                let message = format!("the request body did not arrive within {BODY_TIMEOUT:?}");
+                let message = format!(
+                    "the request body did not arrive within {:?}",
+                    self.client_timeout
+                );
                 return error(&ApiError::bad_request(message));
             }
             Ok(Err(e)) => {
