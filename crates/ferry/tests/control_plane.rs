@@ -6,7 +6,7 @@
 //! signatures verified.
 
 use ferry_test_util::admin::poll;
-use ferry_test_util::control_plane::{aws, boto3, boto3_with, ControlPlane, APPMESH_CLIENT};
+use ferry_test_util::control_plane::{appmesh_client, aws, boto3, boto3_with, ControlPlane};
 use ferry_test_util::etcd::Etcd;
 use std::time::Duration;
 
@@ -391,7 +391,7 @@ async fn every_acknowledged_write_survives_a_kill_in_the_middle_of_a_stream_of_w
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let cp = ControlPlane::start(dir.path()).await;
     let mut writer = std::process::Command::new("python3")
-        .args([APPMESH_CLIENT, &cp.endpoint, "stream"])
+        .args([appmesh_client().as_str(), &cp.endpoint, "stream"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -10,5 +10,6 @@ pub mod import;
 pub mod manifest;
 pub mod model;
 pub mod store;
+pub mod translate;
 
 pub use error::ApiError;

@@ -7,11 +7,18 @@ use crate::proc::ferry_bin;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-/// The boto3 driver's path.
-pub const APPMESH_CLIENT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../ferry/tests/py/appmesh_client.py"
-);
+/// The boto3 driver's path: beside the crate under test at run time (cargo sets
+/// `CARGO_MANIFEST_DIR` for a test binary), else beside this crate as it was built.
+pub fn appmesh_client() -> String {
+    const SCRIPT: &str = "../ferry/tests/py/appmesh_client.py";
+    if let Ok(dir) = std::env::var("CARGO_MANIFEST_DIR") {
+        let path = std::path::Path::new(&dir).join(SCRIPT);
+        if path.exists() {
+            return path.to_string_lossy().into_owned();
+        }
+    }
+    format!("{}/{SCRIPT}", env!("CARGO_MANIFEST_DIR"))
+}
 
 /// A control plane process, killed when dropped.
 pub struct ControlPlane {
@@ -97,12 +104,13 @@ impl ControlPlane {
 
 /// Runs a scenario of `appmesh_client.py` with `env`: its lines, as JSON.
 pub fn boto3_with(endpoint: &str, scenario: &str, env: &[(&str, &str)]) -> Vec<serde_json::Value> {
+    let script = appmesh_client();
     let out = Command::new("python3")
-        .args([APPMESH_CLIENT, endpoint, scenario])
+        .args([script.as_str(), endpoint, scenario])
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("python3 {APPMESH_CLIENT}: {e}"));
+        .unwrap_or_else(|e| panic!("python3 {script}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

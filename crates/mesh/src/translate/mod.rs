@@ -1,0 +1,254 @@
+//! The translator: a mesh's resources into the Envoy v3 configuration of one proxy.
+//! Pure functions, no I/O: a [`MeshView`] (the mesh's resources, typed, as one
+//! consistent read gives them) and [`Options`] in, [`Resources`] out — listeners,
+//! clusters and route configurations as Envoy's proto3 JSON (proto field names), which
+//! the xDS server encodes and golden files keep readable.
+//!
+//! A virtual node's proxy (App Mesh's node id `mesh/<mesh>/virtualNode/<name>`), in
+//! explicit-proxy mode (no traffic capture):
+//!
+//! - **inbound** ([`inbound`]): per listener of the node, an ingress listener (the
+//!   first on `bind:ingress_port`, further ones on the next ports but the egress
+//!   port) forwarding to the local app on `127.0.0.1:<port>`, with the
+//!   listener's timeout, connection pool (circuit breakers) and health check of the
+//!   local app;
+//! - **outbound** ([`outbound`]): one egress listener on `bind:egress_port` whose
+//!   virtual hosts are the node's backend virtual services (their name, with and without
+//!   the port), routed as their provider says — a virtual router's routes (matches,
+//!   weighted targets, retry policy, timeouts, in priority order) or a virtual node —
+//!   to a cluster per target virtual node and port, discovered by DNS (`STRICT_DNS` for
+//!   `ENDPOINTS`, `LOGICAL_DNS` for `LOADBALANCER`) or by EDS (registered instances),
+//!   with the target listener's outlier detection.
+//!
+//! Names follow App Mesh's Envoy configuration where it had them: `lds_ingress_<port>`,
+//! `lds_egress`, `rds_ingress_<port>`, `rds_egress`, `cds_ingress_<port>` (the local
+//! app), `cds_egress_<node>_<port>` (a target).
+
+pub mod inbound;
+pub mod outbound;
+
+use crate::manifest::Manifest;
+use crate::model::kind::read_spec;
+use crate::model::mesh::MeshSpec;
+use crate::model::route::RouteSpec;
+use crate::model::virtual_node::{Duration, DurationUnit, VirtualNodeSpec};
+use crate::model::virtual_router::VirtualRouterSpec;
+use crate::model::virtual_service::VirtualServiceSpec;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// A mesh's resources, typed.
+#[derive(Debug, Clone, Default)]
+pub struct MeshView {
+    /// The mesh's name.
+    pub name: String,
+    /// Its spec.
+    pub spec: MeshSpec,
+    /// Virtual nodes by name.
+    pub nodes: BTreeMap<String, VirtualNodeSpec>,
+    /// Virtual services by name.
+    pub services: BTreeMap<String, VirtualServiceSpec>,
+    /// Virtual routers by name.
+    pub routers: BTreeMap<String, VirtualRouterSpec>,
+    /// Routes by router, then name.
+    pub routes: BTreeMap<String, BTreeMap<String, RouteSpec>>,
+}
+
+impl MeshView {
+    /// The view of the mesh `name` among `manifests` (as an export or an import gives
+    /// them; other meshes' are skipped).
+    pub fn from_manifests(name: &str, manifests: &[Manifest]) -> Result<MeshView, String> {
+        let mut view = MeshView {
+            name: name.to_string(),
+            ..MeshView::default()
+        };
+        for m in manifests {
+            let of_mesh = match m.kind.as_str() {
+                "Mesh" => m.metadata.name == name,
+                _ => m.metadata.mesh.as_deref() == Some(name),
+            };
+            if !of_mesh {
+                continue;
+            }
+            let spec = if m.spec.is_null() {
+                json!({})
+            } else {
+                m.spec.clone()
+            };
+            let err = |e: crate::ApiError| format!("{}: {}", m.label(), e.message);
+            let key = m.metadata.name.clone();
+            match m.kind.as_str() {
+                "Mesh" => view.spec = read_spec(&spec).map_err(err)?,
+                "VirtualNode" => {
+                    view.nodes.insert(key, read_spec(&spec).map_err(err)?);
+                }
+                "VirtualService" => {
+                    view.services.insert(key, read_spec(&spec).map_err(err)?);
+                }
+                "VirtualRouter" => {
+                    view.routers.insert(key, read_spec(&spec).map_err(err)?);
+                }
+                "Route" => {
+                    let router = m.metadata.virtual_router.clone().unwrap_or_default();
+                    let route = read_spec(&spec).map_err(err)?;
+                    view.routes.entry(router).or_default().insert(key, route);
+                }
+                // Gateways are translated by the gateway translator.
+                _ => {}
+            }
+        }
+        Ok(view)
+    }
+}
+
+/// How proxies are set up (`ferry bootstrap` and `ferry control-plane` flags).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The address the ingress and egress listeners bind (explicit-proxy mode:
+    /// `127.0.0.1`).
+    pub bind: String,
+    /// The first ingress listener's port (further listeners take the next ports, but
+    /// not the egress port).
+    pub ingress_port: u16,
+    /// The egress listener's port.
+    pub egress_port: u16,
+    /// DNS resolvers for the generated DNS clusters (`--dns-resolver`); empty: the
+    /// system's.
+    pub dns_resolvers: Vec<SocketAddr>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            bind: "127.0.0.1".into(),
+            ingress_port: 15000,
+            egress_port: 15001,
+            dns_resolvers: Vec::new(),
+        }
+    }
+}
+
+/// A proxy's configuration: Envoy v3 resources as proto3 JSON, each sorted by name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resources {
+    /// `envoy.config.listener.v3.Listener`s.
+    pub listeners: Vec<Value>,
+    /// `envoy.config.cluster.v3.Cluster`s.
+    pub clusters: Vec<Value>,
+    /// `envoy.config.route.v3.RouteConfiguration`s.
+    pub route_configurations: Vec<Value>,
+    /// What could not be translated, and why (a TCP backend behind the HTTP egress
+    /// listener, a service without a provider, …).
+    pub notes: Vec<String>,
+}
+
+impl Resources {
+    fn sort(&mut self) {
+        let name = |v: &Value| v["name"].as_str().unwrap_or_default().to_string();
+        self.listeners.sort_by_key(name);
+        self.clusters.sort_by_key(name);
+        self.route_configurations.sort_by_key(name);
+        self.clusters.dedup_by(|a, b| a["name"] == b["name"]);
+    }
+
+    /// As one JSON document (for golden files and `ferry status`).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "listeners": self.listeners,
+            "clusters": self.clusters,
+            "route_configurations": self.route_configurations,
+            "notes": self.notes,
+        })
+    }
+}
+
+/// The configuration of the proxy of virtual node `node`.
+pub fn virtual_node(view: &MeshView, node: &str, options: &Options) -> Result<Resources, String> {
+    let spec = view
+        .nodes
+        .get(node)
+        .ok_or_else(|| format!("virtualNode {node} does not exist in mesh {}", view.name))?;
+    let mut out = Resources::default();
+    inbound::translate(spec, options, &mut out);
+    outbound::translate(view, spec, options, &mut out);
+    out.sort();
+    Ok(out)
+}
+
+/// An App Mesh duration as Envoy's (`"1.500s"`); `None` when unset.
+pub(crate) fn duration(d: &Duration) -> Option<String> {
+    let value = d.value?;
+    let ms = match d.unit {
+        Some(DurationUnit::S) => value.saturating_mul(1000),
+        _ => value,
+    };
+    Some(if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{}.{:03}s", ms / 1000, ms % 1000)
+    })
+}
+
+/// Milliseconds as an Envoy duration.
+pub(crate) fn millis(ms: u64) -> String {
+    duration(&Duration {
+        unit: Some(DurationUnit::Ms),
+        value: Some(ms),
+    })
+    .unwrap_or_default()
+}
+
+/// An `Any` of Envoy's type `name` with `fields`.
+pub(crate) fn typed(name: &str, fields: Value) -> Value {
+    let mut out = json!({ "@type": format!("type.googleapis.com/{name}") });
+    if let (Value::Object(out), Value::Object(fields)) = (&mut out, fields) {
+        out.extend(fields);
+    }
+    out
+}
+
+/// The router filter, last of every HTTP filter chain.
+pub(crate) fn router_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": typed("envoy.extensions.filters.http.router.v3.Router", json!({})),
+    })
+}
+
+/// An HTTP connection manager with `route_config`.
+pub(crate) fn http_connection_manager(stat_prefix: &str, route_config: Value) -> Value {
+    json!({
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": typed(
+            "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            json!({
+                "stat_prefix": stat_prefix,
+                "route_config": route_config,
+                "http_filters": [router_filter()],
+            }),
+        ),
+    })
+}
+
+/// A listener on `address:port` with one filter chain of `filters`.
+pub(crate) fn listener(name: &str, address: &str, port: u16, filters: Vec<Value>) -> Value {
+    json!({
+        "name": name,
+        "address": {"socket_address": {"address": address, "port_value": port}},
+        "filter_chains": [{"filters": filters}],
+    })
+}
+
+/// The cluster options that make its upstream connections HTTP/2.
+pub(crate) fn http2_upstream() -> Value {
+    json!({
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": typed(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            json!({"explicit_http_config": {"http2_protocol_options": {}}}),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests;

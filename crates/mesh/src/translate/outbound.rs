@@ -1,0 +1,442 @@
+//! A virtual node's outbound side: the egress listener, whose virtual hosts are the
+//! node's backend virtual services, routed as their providers say, and a cluster per
+//! target virtual node and port.
+
+use super::{duration, http2_upstream, http_connection_manager, listener, typed, MeshView};
+use super::{Options, Resources};
+use crate::model::http_match::{HeaderMatcher, HttpRouteMatch};
+use crate::model::route::{GrpcRoute, HttpRoute, RetryPolicy, RouteAction, RouteSpec};
+use crate::model::virtual_node::{DnsResponseType, RequestTimeout, VirtualNodeSpec};
+use crate::model::PortProtocol;
+use serde_json::{json, Value};
+
+/// Adds the egress listener, its route configuration and the target clusters of the
+/// node of `spec` to `out`.
+pub(super) fn translate(
+    view: &MeshView,
+    spec: &VirtualNodeSpec,
+    options: &Options,
+    out: &mut Resources,
+) {
+    let mut hosts = Vec::new();
+    let mut backends: Vec<&str> = spec
+        .backends
+        .iter()
+        .filter_map(|b| b.virtual_service.as_ref())
+        .map(|b| b.virtual_service_name.as_str())
+        .collect();
+    backends.sort_unstable();
+    backends.dedup();
+    for service in backends {
+        let Some(provider) = view.services.get(service).and_then(|s| s.provider.as_ref()) else {
+            out.notes.push(format!(
+                "backend {service}: not a virtual service of mesh {} with a provider; not routed",
+                view.name
+            ));
+            continue;
+        };
+        if let Some(router) = &provider.virtual_router {
+            router_hosts(
+                view,
+                service,
+                &router.virtual_router_name,
+                options,
+                out,
+                &mut hosts,
+            );
+        } else if let Some(node) = &provider.virtual_node {
+            node_hosts(
+                view,
+                service,
+                &node.virtual_node_name,
+                options,
+                out,
+                &mut hosts,
+            );
+        }
+    }
+    let route_config = json!({"name": "rds_egress", "virtual_hosts": hosts});
+    out.listeners.push(listener(
+        "lds_egress",
+        &options.bind,
+        options.egress_port,
+        vec![http_connection_manager("egress", route_config)],
+    ));
+}
+
+/// The domains of `service` on `port`: its name with the port, and without it when the
+/// port is the provider's only one.
+fn domains(service: &str, port: u32, only: bool) -> Value {
+    if only {
+        json!([service, format!("{service}:{port}")])
+    } else {
+        json!([format!("{service}:{port}")])
+    }
+}
+
+/// The virtual hosts of a service a virtual router provides: one per router listener,
+/// its routes in priority order.
+fn router_hosts(
+    view: &MeshView,
+    service: &str,
+    router: &str,
+    options: &Options,
+    out: &mut Resources,
+    hosts: &mut Vec<Value>,
+) {
+    let Some(spec) = view.routers.get(router) else {
+        out.notes.push(format!(
+            "backend {service}: virtualRouter {router} does not exist"
+        ));
+        return;
+    };
+    let empty = Default::default();
+    let routes = view.routes.get(router).unwrap_or(&empty);
+    // App Mesh's order: by priority (0 first; without one, after those with one), then
+    // by name.
+    let mut ordered: Vec<(&String, &RouteSpec)> = routes.iter().collect();
+    ordered.sort_by_key(|(name, r)| (r.priority.unwrap_or(u32::MAX), (*name).clone()));
+    let only = spec.listeners.len() == 1;
+    for l in &spec.listeners {
+        let port = l.port_mapping.port;
+        let mut envoy_routes = Vec::new();
+        for (route_name, r) in &ordered {
+            let translated = match (&r.http_route, &r.http2_route, &r.grpc_route) {
+                (Some(h), _, _) | (None, Some(h), _) => http_route(view, h, port, options, out),
+                (None, None, Some(g)) => grpc_route(view, g, port, options, out),
+                _ => {
+                    out.notes.push(format!(
+                        "route {router}/{route_name}: a TCP route is not reachable through the HTTP egress listener"
+                    ));
+                    None
+                }
+            };
+            if let Some(mut route) = translated {
+                route["name"] = json!(route_name);
+                envoy_routes.push(route);
+            }
+        }
+        hosts.push(json!({
+            "name": format!("{service}_{port}"),
+            "domains": domains(service, port, only),
+            "routes": envoy_routes,
+        }));
+    }
+}
+
+/// The virtual hosts of a service a virtual node provides: everything to the node, on
+/// each of its listeners.
+fn node_hosts(
+    view: &MeshView,
+    service: &str,
+    node: &str,
+    options: &Options,
+    out: &mut Resources,
+    hosts: &mut Vec<Value>,
+) {
+    let Some(spec) = view.nodes.get(node) else {
+        out.notes.push(format!(
+            "backend {service}: virtualNode {node} does not exist"
+        ));
+        return;
+    };
+    let only = spec.listeners.len() == 1;
+    for l in &spec.listeners {
+        let port = l.port_mapping.port;
+        let Some(cluster) = target_cluster(view, node, Some(port), options, out) else {
+            continue;
+        };
+        hosts.push(json!({
+            "name": format!("{service}_{port}"),
+            "domains": domains(service, port, only),
+            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster}}],
+        }));
+    }
+}
+
+/// An HTTP or HTTP/2 route on router listener `port` (`None` when its `match.port` is
+/// another).
+fn http_route(
+    view: &MeshView,
+    r: &HttpRoute,
+    port: u32,
+    options: &Options,
+    out: &mut Resources,
+) -> Option<Value> {
+    if r.matcher.port.is_some_and(|p| p != port) {
+        return None;
+    }
+    let matcher = http_match(&r.matcher);
+    let Target::Route(mut action) = weighted(view, &r.action, options, out)? else {
+        return Some(json!({"match": matcher, "direct_response": {"status": 503}}));
+    };
+    if let Some(p) = &r.retry_policy {
+        action["retry_policy"] = retry_policy(p, false);
+    }
+    timeouts(&mut action, r.timeout.as_ref());
+    Some(json!({"match": matcher, "route": action}))
+}
+
+/// A gRPC route on router listener `port`.
+fn grpc_route(
+    view: &MeshView,
+    r: &GrpcRoute,
+    port: u32,
+    options: &Options,
+    out: &mut Resources,
+) -> Option<Value> {
+    if r.matcher.port.is_some_and(|p| p != port) {
+        return None;
+    }
+    let m = &r.matcher;
+    let mut matcher = match (&m.service_name, &m.method_name) {
+        (Some(s), Some(method)) => json!({"path": format!("/{s}/{method}")}),
+        (Some(s), None) => json!({"prefix": format!("/{s}/")}),
+        _ => json!({"prefix": "/"}),
+    };
+    matcher["grpc"] = json!({});
+    if let Some(metadata) = &m.metadata {
+        matcher["headers"] = json!(metadata.iter().map(header).collect::<Vec<_>>());
+    }
+    let Target::Route(mut action) = weighted(view, &r.action, options, out)? else {
+        return Some(json!({"match": matcher, "direct_response": {"status": 503}}));
+    };
+    if let Some(p) = &r.retry_policy {
+        action["retry_policy"] = retry_policy(p, true);
+    }
+    timeouts(&mut action, r.timeout.as_ref());
+    Some(json!({"match": matcher, "route": action}))
+}
+
+/// Where a route sends requests.
+enum Target {
+    /// A route action (`cluster` or `weighted_clusters`).
+    Route(Value),
+    /// Nowhere: every weight is 0, which App Mesh allows and Envoy does not (a 503).
+    Unavailable,
+}
+
+/// A route's weighted targets as Envoy's `weighted_clusters` (a single target with a
+/// weight as its `cluster`).
+fn weighted(
+    view: &MeshView,
+    action: &RouteAction,
+    options: &Options,
+    out: &mut Resources,
+) -> Option<Target> {
+    let mut clusters = Vec::new();
+    for t in &action.weighted_targets {
+        let name = target_cluster(view, &t.virtual_node, t.port, options, out)?;
+        if t.weight > 0 {
+            clusters.push(json!({"name": name, "weight": t.weight}));
+        }
+    }
+    Some(match clusters.as_slice() {
+        [] => Target::Unavailable,
+        [one] => Target::Route(json!({"cluster": one["name"]})),
+        _ => Target::Route(json!({"weighted_clusters": {"clusters": clusters}})),
+    })
+}
+
+/// The route's timeouts (`perRequest`, `idle`).
+fn timeouts(action: &mut Value, timeout: Option<&RequestTimeout>) {
+    let Some(t) = timeout else { return };
+    if let Some(d) = t.per_request.as_ref().and_then(duration) {
+        action["timeout"] = json!(d);
+    }
+    if let Some(d) = t.idle.as_ref().and_then(duration) {
+        action["idle_timeout"] = json!(d);
+    }
+}
+
+/// App Mesh's retry events as Envoy's `retry_on`.
+fn retry_policy(p: &RetryPolicy, grpc: bool) -> Value {
+    let mut on: Vec<&str> = Vec::new();
+    let http = p
+        .http_retry_events
+        .iter()
+        .flatten()
+        .map(|e| match e.as_str() {
+            "server-error" => "5xx",
+            "gateway-error" => "gateway-error",
+            "client-error" => "retriable-4xx",
+            _ => "refused-stream",
+        });
+    let tcp = p
+        .tcp_retry_events
+        .iter()
+        .flat_map(|_| ["connect-failure", "reset"]);
+    let grpc_events = p
+        .grpc_retry_events
+        .iter()
+        .flatten()
+        .filter(|_| grpc)
+        .map(String::as_str);
+    for e in http.chain(tcp).chain(grpc_events) {
+        if !on.contains(&e) {
+            on.push(e);
+        }
+    }
+    let mut policy = json!({"retry_on": on.join(","), "num_retries": p.max_retries});
+    if let Some(d) = duration(&p.per_retry_timeout) {
+        policy["per_try_timeout"] = json!(d);
+    }
+    policy
+}
+
+/// An HTTP route match as Envoy's `RouteMatch`.
+fn http_match(m: &HttpRouteMatch) -> Value {
+    let mut out = match (&m.prefix, &m.path) {
+        (_, Some(p)) if p.exact.is_some() => json!({"path": p.exact}),
+        (_, Some(p)) if p.regex.is_some() => json!({"safe_regex": {"regex": p.regex}}),
+        (Some(prefix), _) => json!({"prefix": prefix}),
+        _ => json!({"prefix": "/"}),
+    };
+    let mut headers: Vec<Value> = m.headers.iter().flatten().map(header).collect();
+    if let Some(method) = &m.method {
+        let method = serde_json::to_value(method).unwrap_or_default();
+        headers.push(json!({"name": ":method", "string_match": {"exact": method}}));
+    }
+    if let Some(scheme) = &m.scheme {
+        let scheme = serde_json::to_value(scheme).unwrap_or_default();
+        headers.push(json!({"name": "x-forwarded-proto", "string_match": {"exact": scheme}}));
+    }
+    if !headers.is_empty() {
+        out["headers"] = json!(headers);
+    }
+    if let Some(q) = &m.query_parameters {
+        let params: Vec<Value> = q
+            .iter()
+            .map(
+                |p| match p.matcher.as_ref().and_then(|m| m.exact.as_ref()) {
+                    Some(exact) => json!({"name": p.name, "string_match": {"exact": exact}}),
+                    None => json!({"name": p.name, "present_match": true}),
+                },
+            )
+            .collect();
+        out["query_parameters"] = json!(params);
+    }
+    out
+}
+
+/// A header (or gRPC metadata) match as Envoy's `HeaderMatcher`.
+fn header(h: &HeaderMatcher) -> Value {
+    let mut out = json!({"name": h.name});
+    match &h.matcher {
+        None => out["present_match"] = json!(true),
+        Some(m) => {
+            if let Some(r) = &m.range {
+                out["range_match"] =
+                    json!({"start": r.start.to_string(), "end": r.end.to_string()});
+            } else {
+                let string_match = match (&m.exact, &m.prefix, &m.suffix, &m.regex) {
+                    (Some(v), _, _, _) => json!({"exact": v}),
+                    (_, Some(v), _, _) => json!({"prefix": v}),
+                    (_, _, Some(v), _) => json!({"suffix": v}),
+                    (_, _, _, Some(v)) => json!({"safe_regex": {"regex": v}}),
+                    _ => json!({"prefix": ""}),
+                };
+                out["string_match"] = string_match;
+            }
+        }
+    }
+    if h.invert == Some(true) {
+        out["invert_match"] = json!(true);
+    }
+    out
+}
+
+/// Adds the cluster of virtual node `node` on `port` (its only listener's when not
+/// given) to `out`: its name, or `None` (with a note) when there is no such node or
+/// listener.
+fn target_cluster(
+    view: &MeshView,
+    node: &str,
+    port: Option<u32>,
+    options: &Options,
+    out: &mut Resources,
+) -> Option<String> {
+    let Some(spec) = view.nodes.get(node) else {
+        out.notes
+            .push(format!("target virtualNode {node} does not exist"));
+        return None;
+    };
+    let listener = match port {
+        Some(p) => spec.listeners.iter().find(|l| l.port_mapping.port == p),
+        None => spec.listeners.first(),
+    };
+    let Some(listener) = listener else {
+        out.notes.push(format!(
+            "target virtualNode {node}: no listener on {port:?}"
+        ));
+        return None;
+    };
+    let port = listener.port_mapping.port;
+    let name = format!("cds_egress_{node}_{port}");
+    let discovery = spec.service_discovery.as_ref();
+    let mut cluster = match discovery.and_then(|d| d.dns.as_ref()) {
+        Some(dns) => {
+            let kind = match dns.response_type {
+                Some(DnsResponseType::Endpoints) => "STRICT_DNS",
+                _ => "LOGICAL_DNS",
+            };
+            let mut c = json!({
+                "name": name,
+                "type": kind,
+                "load_assignment": {
+                    "cluster_name": name,
+                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                        "address": dns.hostname,
+                        "port_value": port,
+                    }}}}]}],
+                },
+            });
+            if !options.dns_resolvers.is_empty() {
+                let resolvers: Vec<Value> = options
+                    .dns_resolvers
+                    .iter()
+                    .map(|a| json!({"socket_address": {"address": a.ip().to_string(), "port_value": a.port()}}))
+                    .collect();
+                c["typed_dns_resolver_config"] = json!({
+                    "name": "envoy.network.dns_resolver.cares",
+                    "typed_config": typed(
+                        "envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig",
+                        json!({"resolvers": resolvers}),
+                    ),
+                });
+            }
+            c
+        }
+        // Registered instances (App Mesh's Cloud Map), by EDS.
+        None => json!({
+            "name": name,
+            "type": "EDS",
+            "eds_cluster_config": {
+                "service_name": format!("{}/{node}/{port}", view.name),
+                "eds_config": {"ads": {}, "resource_api_version": "V3"},
+            },
+        }),
+    };
+    cluster["connect_timeout"] = json!("1s");
+    if matches!(
+        listener.port_mapping.protocol,
+        PortProtocol::Http2 | PortProtocol::Grpc
+    ) {
+        cluster["typed_extension_protocol_options"] = http2_upstream();
+    }
+    if let Some(o) = &listener.outlier_detection {
+        let mut detection = json!({
+            "consecutive_5xx": o.max_server_errors,
+            "max_ejection_percent": o.max_ejection_percent,
+        });
+        if let Some(d) = duration(&o.interval) {
+            detection["interval"] = json!(d);
+        }
+        if let Some(d) = duration(&o.base_ejection_duration) {
+            detection["base_ejection_time"] = json!(d);
+        }
+        cluster["outlier_detection"] = detection;
+    }
+    out.clusters.push(cluster);
+    Some(name)
+}

@@ -1,0 +1,131 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The translation of a colorapp-style mesh, kept as a golden file
+//! (`crates/mesh/tests/golden/`; `FERRY_UPDATE_GOLDEN=1` writes it again), and every
+//! resource decoded through Envoy's own descriptors (a field Envoy does not have, a
+//! value of the wrong type, fails).
+
+use super::*;
+use crate::import::import_text;
+
+/// The mesh: a front node with a router-provided, a node-provided and a gRPC backend.
+const MESH: &str = include_str!("../../tests/golden/colorapp.yaml");
+
+fn view() -> MeshView {
+    let manifests = import_text(MESH, "colorapp.yaml").unwrap().resources;
+    MeshView::from_manifests("colorapp", &manifests).unwrap()
+}
+
+/// Compares `got` with the golden file `name` (or writes it).
+fn golden(name: &str, got: &Value) {
+    let path = format!("{}/tests/golden/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let text = serde_json::to_string_pretty(got).unwrap() + "\n";
+    if std::env::var_os("FERRY_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &text).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e} (FERRY_UPDATE_GOLDEN=1 writes it)"));
+    assert_eq!(
+        text, want,
+        "{path} differs (FERRY_UPDATE_GOLDEN=1 writes it again)"
+    );
+}
+
+/// Decodes every resource through Envoy's descriptors.
+fn decodes(r: &Resources) {
+    use ferry_envoy_api::pb::envoy::config;
+    use ferry_envoy_api::{decode_message, Format};
+    for l in &r.listeners {
+        decode_message::<config::listener::v3::Listener>(
+            &l.to_string(),
+            Format::Json,
+            "envoy.config.listener.v3.Listener",
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", l["name"]));
+    }
+    for c in &r.clusters {
+        decode_message::<config::cluster::v3::Cluster>(
+            &c.to_string(),
+            Format::Json,
+            "envoy.config.cluster.v3.Cluster",
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", c["name"]));
+    }
+    for rc in &r.route_configurations {
+        decode_message::<config::route::v3::RouteConfiguration>(
+            &rc.to_string(),
+            Format::Json,
+            "envoy.config.route.v3.RouteConfiguration",
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", rc["name"]));
+    }
+}
+
+#[test]
+fn a_virtual_node_becomes_its_proxys_listeners_clusters_and_routes() {
+    let view = view();
+    let front = virtual_node(&view, "front", &Options::default()).unwrap();
+    decodes(&front);
+    golden("colorapp-front", &front.to_json());
+    assert_eq!(
+        front.notes,
+        ["backend missing.colorapp.local: not a virtual service of mesh colorapp with a provider; not routed"]
+    );
+    // The routes of the router in App Mesh's order: by priority, then without one.
+    let egress = &front
+        .listeners
+        .iter()
+        .find(|l| l["name"] == "lds_egress")
+        .unwrap();
+    let hosts =
+        &egress["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"];
+    let color = hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "color.colorapp.local_9080")
+        .unwrap();
+    let names: Vec<&str> = color["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["canary", "default", "dark"]);
+    assert_eq!(
+        color["domains"],
+        json!(["color.colorapp.local", "color.colorapp.local:9080"])
+    );
+}
+
+#[test]
+fn a_node_without_backends_has_an_empty_egress_and_dns_resolvers_are_given() {
+    let view = view();
+    let options = Options {
+        dns_resolvers: vec!["127.0.0.53:5353".parse().unwrap()],
+        ..Options::default()
+    };
+    let blue = virtual_node(&view, "blue", &options).unwrap();
+    decodes(&blue);
+    let names: Vec<&str> = blue
+        .listeners
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["lds_egress", "lds_ingress_9080"]);
+    let front = virtual_node(&view, "front", &options).unwrap();
+    let dns = front
+        .clusters
+        .iter()
+        .find(|c| c["name"] == "cds_egress_blue_9080")
+        .unwrap();
+    assert_eq!(
+        dns["typed_dns_resolver_config"]["typed_config"]["resolvers"][0]["socket_address"]
+            ["port_value"],
+        5353
+    );
+    assert_eq!(
+        virtual_node(&view, "nope", &options).unwrap_err(),
+        "virtualNode nope does not exist in mesh colorapp"
+    );
+}
