@@ -26,7 +26,13 @@ pub(super) fn translate(spec: &VirtualNodeSpec, options: &Options, out: &mut Res
         let cluster = format!("cds_ingress_{port}");
         let filter = match l.port_mapping.protocol {
             PortProtocol::Tcp => tcp_proxy(l, &cluster),
-            _ => http_connection_manager(&format!("ingress_{port}"), route_config(l, &cluster)),
+            _ => {
+                let stat_prefix = format!("ingress_{port}");
+                let mut hcm =
+                    http_connection_manager(&stat_prefix, route_config(l, &cluster), Vec::new());
+                super::extensions::ingress(&l.extensions, port, &mut hcm["typed_config"]);
+                hcm
+            }
         };
         out.listeners.push(listener(
             &format!("lds_ingress_{port}"),

@@ -20,10 +20,16 @@
 //!   `ENDPOINTS`, `LOGICAL_DNS` for `LOADBALANCER`) or by EDS (registered instances),
 //!   with the target listener's outlier detection.
 //!
+//! ferrymesh's extensions of the schema become Envoy's features ([`extensions`]): fault
+//! injection, local rate limits and CORS as per-route filter configs, mirroring, header
+//! changes, hash policies, retry back-off and budgets, load balancing policies, header
+//! limits, further outlier detection settings.
+//!
 //! Names follow App Mesh's Envoy configuration where it had them: `lds_ingress_<port>`,
 //! `lds_egress`, `rds_ingress_<port>`, `rds_egress`, `cds_ingress_<port>` (the local
 //! app), `cds_egress_<node>_<port>` (a target).
 
+mod extensions;
 pub mod inbound;
 pub mod outbound;
 
@@ -116,6 +122,18 @@ pub struct Options {
     /// DNS resolvers for the generated DNS clusters (`--dns-resolver`); empty: the
     /// system's.
     pub dns_resolvers: Vec<SocketAddr>,
+    /// Which proxy it is for: what ferry's data plane does not have yet (CORS,
+    /// generated hash cookies) is left out of its configuration, with a note.
+    pub proxy: Proxy,
+}
+
+/// The proxy a configuration is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proxy {
+    /// Envoy (1.40).
+    Envoy,
+    /// ferry.
+    Ferry,
 }
 
 impl Default for Options {
@@ -125,6 +143,7 @@ impl Default for Options {
             ingress_port: 15000,
             egress_port: 15001,
             dns_resolvers: Vec::new(),
+            proxy: Proxy::Envoy,
         }
     }
 }
@@ -176,13 +195,18 @@ pub fn virtual_node(view: &MeshView, node: &str, options: &Options) -> Result<Re
     Ok(out)
 }
 
-/// An App Mesh duration as Envoy's (`"1.500s"`); `None` when unset.
-pub(crate) fn duration(d: &Duration) -> Option<String> {
+/// An App Mesh duration in milliseconds; `None` when unset.
+pub(crate) fn millis_of(d: &Duration) -> Option<u64> {
     let value = d.value?;
-    let ms = match d.unit {
+    Some(match d.unit {
         Some(DurationUnit::S) => value.saturating_mul(1000),
         _ => value,
-    };
+    })
+}
+
+/// An App Mesh duration as Envoy's (`"1.500s"`); `None` when unset.
+pub(crate) fn duration(d: &Duration) -> Option<String> {
+    let ms = millis_of(d)?;
     Some(if ms % 1000 == 0 {
         format!("{}s", ms / 1000)
     } else {
@@ -216,8 +240,13 @@ pub(crate) fn router_filter() -> Value {
     })
 }
 
-/// An HTTP connection manager with `route_config`.
-pub(crate) fn http_connection_manager(stat_prefix: &str, route_config: Value) -> Value {
+/// An HTTP connection manager with `route_config`, and `filters` before its router.
+pub(crate) fn http_connection_manager(
+    stat_prefix: &str,
+    route_config: Value,
+    mut filters: Vec<Value>,
+) -> Value {
+    filters.push(router_filter());
     json!({
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": typed(
@@ -225,7 +254,7 @@ pub(crate) fn http_connection_manager(stat_prefix: &str, route_config: Value) ->
             json!({
                 "stat_prefix": stat_prefix,
                 "route_config": route_config,
-                "http_filters": [router_filter()],
+                "http_filters": filters,
             }),
         ),
     })

@@ -96,6 +96,45 @@ fn a_virtual_node_becomes_its_proxys_listeners_clusters_and_routes() {
         color["domains"],
         json!(["color.colorapp.local", "color.colorapp.local:9080"])
     );
+    // The extensions: the egress manager has the filters its routes use, before its
+    // router; the retry budget is on the targets' clusters.
+    let filters: Vec<&str> = egress["filter_chains"][0]["filters"][0]["typed_config"]
+        ["http_filters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        filters,
+        [
+            "envoy.filters.http.cors",
+            "envoy.filters.http.fault",
+            "envoy.filters.http.local_ratelimit",
+            "envoy.filters.http.router"
+        ]
+    );
+    let blue = front
+        .clusters
+        .iter()
+        .find(|c| c["name"] == "cds_egress_blue_9080")
+        .unwrap();
+    assert_eq!(
+        blue["circuit_breakers"]["thresholds"][0]["retry_budget"]["min_retry_concurrency"],
+        2
+    );
+    assert_eq!(blue["lb_policy"], "RING_HASH");
+    // ferry's proxies get what ferry has, and notes.
+    let no_cors = Options {
+        proxy: Proxy::Ferry,
+        ..Options::default()
+    };
+    let front = virtual_node(&view, "front", &no_cors).unwrap();
+    decodes(&front);
+    assert!(front
+        .notes
+        .iter()
+        .any(|n| n.contains("route canary: cors left out")));
 }
 
 #[test]
