@@ -91,6 +91,35 @@ pub struct ExportArgs {
     target: Target,
 }
 
+/// `ferry register`, `ferry deregister`, `ferry instances`: a virtual node's instances.
+#[derive(clap::Args, Debug)]
+pub struct InstanceArgs {
+    /// The mesh.
+    #[arg(long = "mesh")]
+    mesh: String,
+    /// The virtual node.
+    #[arg(long = "virtual-node")]
+    virtual_node: String,
+    /// The instance's id (register, deregister).
+    #[arg(long = "id")]
+    id: Option<String>,
+    /// Its IP address (register).
+    #[arg(long = "address")]
+    address: Option<String>,
+    /// Its port (register).
+    #[arg(long = "port")]
+    port: Option<u32>,
+    /// An attribute `KEY=VALUE` (register; repeatable), as a node's
+    /// `awsCloudMap.attributes` select them.
+    #[arg(long = "attribute")]
+    attributes: Vec<String>,
+    /// `HEALTHY` (default), `UNHEALTHY` or `DRAINING` (register).
+    #[arg(long = "health", default_value = "HEALTHY")]
+    health: String,
+    #[command(flatten)]
+    target: Target,
+}
+
 /// `ferry status`.
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
@@ -306,6 +335,69 @@ pub fn export(args: ExportArgs) -> anyhow::Result<i32> {
     print!("{text}");
     if !text.ends_with('\n') {
         println!();
+    }
+    Ok(0)
+}
+
+/// The path of a node's instances (`/ferry/v1/meshes/M/virtualNodes/N/instances`).
+fn instances_path(args: &InstanceArgs) -> String {
+    format!(
+        "/ferry/v1/meshes/{}/virtualNodes/{}/instances",
+        percent_encode(&args.mesh),
+        percent_encode(&args.virtual_node)
+    )
+}
+
+/// `ferry register` (or, with `deregister`, `ferry deregister`).
+pub fn register(args: InstanceArgs, deregister: bool) -> anyhow::Result<i32> {
+    let id = args.id.as_deref().context("--id: is required")?;
+    let path = format!("{}/{}", instances_path(&args), percent_encode(id));
+    if deregister {
+        call(&args.target, "DELETE", &path, None)?;
+        println!("deregistered {id}");
+        return Ok(0);
+    }
+    let mut attributes = serde_json::Map::new();
+    for a in &args.attributes {
+        let (k, v) = a
+            .split_once('=')
+            .with_context(|| format!("--attribute {a}: KEY=VALUE"))?;
+        attributes.insert(k.to_string(), json!(v));
+    }
+    let body = json!({
+        "address": args.address.as_deref().context("--address: is required")?,
+        "port": args.port.context("--port: is required")?,
+        "attributes": attributes,
+        "health": args.health.to_ascii_uppercase(),
+    });
+    call(&args.target, "PUT", &path, Some(body))?;
+    println!("registered {id}");
+    Ok(0)
+}
+
+/// `ferry instances`.
+pub fn instances(args: InstanceArgs) -> anyhow::Result<i32> {
+    let out = call(&args.target, "GET", &instances_path(&args), None)?;
+    println!("{:<24} {:<40} {:<10} ATTRIBUTES", "ID", "ADDRESS", "HEALTH");
+    for i in out["instances"].as_array().into_iter().flatten() {
+        let instance = &i["instance"];
+        let attributes: Vec<String> = instance["attributes"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect();
+        println!(
+            "{:<24} {:<40} {:<10} {}",
+            i["instanceId"].as_str().unwrap_or_default(),
+            format!(
+                "{}:{}",
+                instance["address"].as_str().unwrap_or_default(),
+                instance["port"]
+            ),
+            instance["health"].as_str().unwrap_or_default(),
+            attributes.join(",")
+        );
     }
     Ok(0)
 }

@@ -50,6 +50,13 @@ enum Command {
     Export(client::ExportArgs),
     /// Print the control plane's store, what its watch has seen, and resource counts.
     Status(client::StatusArgs),
+    /// Register an instance of a virtual node (address, port, attributes, health),
+    /// which the proxies that call the node reach by EDS.
+    Register(client::InstanceArgs),
+    /// Deregister an instance of a virtual node.
+    Deregister(client::InstanceArgs),
+    /// List the registered instances of a virtual node.
+    Instances(client::InstanceArgs),
     /// Print what ferry implements of Envoy's API: the extensions and, per message, the
     /// fields its converters accept (Markdown, as in docs/envoy-compat.md).
     Support,
@@ -114,6 +121,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Describe(args) => client::describe(args),
         Command::Export(args) => client::export(args),
         Command::Status(args) => client::status(args),
+        Command::Register(args) => client::register(args, false),
+        Command::Deregister(args) => client::register(args, true),
+        Command::Instances(args) => client::instances(args),
         Command::Support => {
             print!("{}", support());
             Ok(0)

@@ -380,3 +380,79 @@ async fn an_apply_with_any_error_writes_nothing_and_names_the_file_resource_and_
         "colorteller-blue"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_are_registered_listed_and_deregistered_and_hold_their_node() {
+    let data = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cp = ControlPlane::start(data.path()).await;
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mesh = files.path().join("mesh.yaml");
+    std::fs::write(
+        &mesh,
+        "kind: Mesh\nmetadata: {name: m}\n---\nkind: VirtualNode\nmetadata: {mesh: m, name: red}\nspec:\n  listeners: [{portMapping: {port: 9080, protocol: http}}]\n  serviceDiscovery: {awsCloudMap: {namespaceName: m.local, serviceName: red}}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mesh = mesh.to_string_lossy().into_owned();
+    stdout(&cp.ferry(&["apply", "-f", &mesh]));
+    let node = ["--mesh", "m", "--virtual-node", "red"];
+    let register = |extra: &[&str]| cp.ferry(&[&["register"][..], &node[..], extra].concat());
+    let out = stdout(&register(&[
+        "--id",
+        "r1",
+        "--address",
+        "127.0.0.11",
+        "--port",
+        "9080",
+        "--attribute",
+        "version=v2",
+    ]));
+    assert_eq!(out.trim(), "registered r1");
+    stdout(&register(&[
+        "--id",
+        "r2",
+        "--address",
+        "::1",
+        "--port",
+        "9081",
+        "--health",
+        "draining",
+    ]));
+    let bad = register(&["--id", "r3", "--address", "red.local", "--port", "9080"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("address: an IPv4 or IPv6 address"));
+    let missing = cp.ferry(&[
+        "register",
+        "--mesh",
+        "m",
+        "--virtual-node",
+        "blue",
+        "--id",
+        "b1",
+        "--address",
+        "127.0.0.1",
+        "--port",
+        "1",
+    ]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("NotFoundException"));
+    let listed = stdout(&cp.ferry(&[&["instances"][..], &node[..]].concat()));
+    assert!(
+        listed.contains("r1")
+            && listed.contains("127.0.0.11:9080")
+            && listed.contains("version=v2"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("r2") && listed.contains("DRAINING"),
+        "{listed}"
+    );
+    // A node with instances is in use.
+    let refused = cp.ferry(&["delete", "-f", &mesh]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("registered instances"));
+    assert_eq!(held(&cp).await.len(), 2, "nothing deleted");
+    for id in ["r1", "r2"] {
+        stdout(&cp.ferry(&[&["deregister"][..], &node[..], &["--id", id][..]].concat()));
+    }
+    let again = cp.ferry(&[&["deregister"][..], &node[..], &["--id", "r1"][..]].concat());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("NotFoundException"));
+    stdout(&cp.ferry(&["delete", "-f", &mesh]));
+    assert!(held(&cp).await.is_empty());
+}

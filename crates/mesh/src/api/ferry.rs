@@ -9,7 +9,8 @@
 //! - `GET /ferry/v1/export[?mesh=NAME]`: every resource (of one mesh) as manifests, in
 //!   the order an apply creates them.
 //! - `GET /ferry/v1/status`: the store, what this replica's watch has seen of it, and
-//!   how many resources of each kind there are.
+//!   how many resources of each kind there are;
+//! - a virtual node's instances ([`super::instances`]).
 
 use super::{store_error, to_json, Api, Call, Op, Stored, Txn};
 use crate::manifest::{sort_for_apply, Manifest, Metadata};
@@ -52,8 +53,13 @@ impl Api {
             }
             (&Method::GET, [op]) if op == "export" => self.export(call.query("mesh")).await,
             (&Method::GET, [op]) if op == "status" => self.status().await,
+            (_, [meshes, _, nodes, _, instances, ..])
+                if meshes == "meshes" && nodes == "virtualNodes" && instances == "instances" =>
+            {
+                self.instances(call).await
+            }
             _ => Err(ApiError::not_found(format!(
-                "no operation {} /ferry/v1/{} (apply, export, status)",
+                "no operation {} /ferry/v1/{} (apply, export, status, meshes/…/virtualNodes/…/instances)",
                 call.method,
                 call.segments.join("/")
             ))),

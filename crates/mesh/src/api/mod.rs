@@ -11,6 +11,7 @@
 
 pub mod auth;
 mod ferry;
+mod instances;
 mod meshes;
 mod resources;
 mod tags;
@@ -132,6 +133,13 @@ enum Op<'a> {
     Delete(&'a Kind, Place<'a>, &'a str),
     Retag(&'a str, &'a str, &'a tags::TagChange),
     Apply(&'a ferry::ApplyInput),
+    Register(
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a crate::model::instance::Instance,
+    ),
+    Deregister(&'a str, &'a str, &'a str),
 }
 
 impl Api {
@@ -149,6 +157,10 @@ impl Api {
             }
             Op::Delete(kind, ref place, name) => self.delete(txn, kind, place, name).await,
             Op::Apply(input) => self.apply(txn, input).await,
+            Op::Register(mesh, node, id, instance) => {
+                self.register(txn, mesh, node, id, instance).await
+            }
+            Op::Deregister(mesh, node, id) => self.deregister(txn, mesh, node, id).await,
             Op::Retag(key, arn, change) => {
                 tags::retag(txn, key, arn, change).await?;
                 Ok(Value::Object(Map::new()))

@@ -349,6 +349,18 @@ impl Api {
                 )));
             }
         }
+        if kind.name == "virtualNode" {
+            let instances = txn
+                .list(&super::instances::prefix(mesh, name))
+                .await
+                .map_err(store_error)?;
+            if !instances.is_empty() {
+                return Err(ApiError::in_use(format!(
+                    "virtualNode {name} is in use: it has {} registered instances (ferry deregister them first)",
+                    instances.len()
+                )));
+            }
+        }
         if let Some(user) = self.user_of(txn, mesh, kind.name, name).await? {
             return Err(ApiError::in_use(format!(
                 "{} {name} is in use: {user} names it",

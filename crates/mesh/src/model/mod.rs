@@ -8,6 +8,7 @@
 pub mod extensions;
 pub mod gateway_route;
 pub mod http_match;
+pub mod instance;
 pub mod kind;
 pub mod mesh;
 pub mod route;

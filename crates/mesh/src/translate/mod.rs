@@ -17,8 +17,9 @@
 //!   the port), routed as their provider says — a virtual router's routes (matches,
 //!   weighted targets, retry policy, timeouts, in priority order) or a virtual node —
 //!   to a cluster per target virtual node and port, discovered by DNS (`STRICT_DNS` for
-//!   `ENDPOINTS`, `LOGICAL_DNS` for `LOADBALANCER`) or by EDS (registered instances),
-//!   with the target listener's outlier detection.
+//!   `ENDPOINTS`, `LOGICAL_DNS` for `LOADBALANCER`) or by EDS (registered instances,
+//!   their assignments in [`Resources::endpoints`]), with the target listener's outlier
+//!   detection.
 //!
 //! ferrymesh's extensions of the schema become Envoy's features ([`extensions`]): fault
 //! injection, local rate limits and CORS as per-route filter configs, mirroring, header
@@ -34,6 +35,7 @@ pub mod inbound;
 pub mod outbound;
 
 use crate::manifest::Manifest;
+use crate::model::instance::Instance;
 use crate::model::kind::read_spec;
 use crate::model::mesh::MeshSpec;
 use crate::model::route::RouteSpec;
@@ -59,6 +61,8 @@ pub struct MeshView {
     pub routers: BTreeMap<String, VirtualRouterSpec>,
     /// Routes by router, then name.
     pub routes: BTreeMap<String, BTreeMap<String, RouteSpec>>,
+    /// Registered instances by virtual node, then id.
+    pub instances: BTreeMap<String, BTreeMap<String, Instance>>,
 }
 
 impl MeshView {
@@ -157,6 +161,9 @@ pub struct Resources {
     pub clusters: Vec<Value>,
     /// `envoy.config.route.v3.RouteConfiguration`s.
     pub route_configurations: Vec<Value>,
+    /// `envoy.config.endpoint.v3.ClusterLoadAssignment`s of the EDS clusters (from
+    /// registered instances).
+    pub endpoints: Vec<Value>,
     /// What could not be translated, and why (a TCP backend behind the HTTP egress
     /// listener, a service without a provider, …).
     pub notes: Vec<String>,
@@ -169,6 +176,10 @@ impl Resources {
         self.clusters.sort_by_key(name);
         self.route_configurations.sort_by_key(name);
         self.clusters.dedup_by(|a, b| a["name"] == b["name"]);
+        let cluster_name = |v: &Value| v["cluster_name"].as_str().unwrap_or_default().to_string();
+        self.endpoints.sort_by_key(cluster_name);
+        self.endpoints
+            .dedup_by(|a, b| a["cluster_name"] == b["cluster_name"]);
     }
 
     /// As one JSON document (for golden files and `ferry status`).
@@ -177,6 +188,7 @@ impl Resources {
             "listeners": self.listeners,
             "clusters": self.clusters,
             "route_configurations": self.route_configurations,
+            "endpoints": self.endpoints,
             "notes": self.notes,
         })
     }

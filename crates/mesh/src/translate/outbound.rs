@@ -356,14 +356,19 @@ impl Egress<'_> {
                 c
             }
             // Registered instances (App Mesh's Cloud Map), by EDS.
-            None => json!({
-                "name": name,
-                "type": "EDS",
-                "eds_cluster_config": {
-                    "service_name": format!("{}/{node}/{port}", view.name),
-                    "eds_config": {"ads": {}, "resource_api_version": "V3"},
-                },
-            }),
+            None => {
+                let service = format!("{}/{node}/{port}", view.name);
+                out.endpoints
+                    .push(assignment(view, node, spec, &service, port));
+                json!({
+                    "name": name,
+                    "type": "EDS",
+                    "eds_cluster_config": {
+                        "service_name": service,
+                        "eds_config": {"ads": {}, "resource_api_version": "V3"},
+                    },
+                })
+            }
         };
         cluster["connect_timeout"] = json!("1s");
         if matches!(
@@ -502,4 +507,43 @@ fn header(h: &HeaderMatcher) -> Value {
         out["invert_match"] = json!(true);
     }
     out
+}
+
+/// The assignment of EDS service `service`: the node's registered instances that have
+/// its `awsCloudMap.attributes`, with their health; each on its own port when the node
+/// has one listener, else on the listener's `port`.
+fn assignment(
+    view: &MeshView,
+    node: &str,
+    spec: &VirtualNodeSpec,
+    service: &str,
+    port: u32,
+) -> Value {
+    let wanted: Vec<(String, String)> = spec
+        .service_discovery
+        .as_ref()
+        .and_then(|d| d.aws_cloud_map.as_ref())
+        .map(|c| {
+            c.attributes
+                .iter()
+                .map(|a| (a.key.clone(), a.value.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let one_listener = spec.listeners.len() == 1;
+    let endpoints: Vec<Value> = view
+        .instances
+        .get(node)
+        .into_iter()
+        .flatten()
+        .filter(|(_, i)| i.matches(&wanted))
+        .map(|(_, i)| {
+            let port = if one_listener { i.port } else { port };
+            json!({
+                "endpoint": {"address": {"socket_address": {"address": i.address, "port_value": port}}},
+                "health_status": i.health.envoy(),
+            })
+        })
+        .collect();
+    json!({"cluster_name": service, "endpoints": [{"lb_endpoints": endpoints}]})
 }

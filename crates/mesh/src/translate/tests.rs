@@ -6,13 +6,40 @@
 
 use super::*;
 use crate::import::import_text;
+use crate::model::instance::Health;
 
 /// The mesh: a front node with a router-provided, a node-provided and a gRPC backend.
 const MESH: &str = include_str!("../../tests/golden/colorapp.yaml");
 
 fn view() -> MeshView {
     let manifests = import_text(MESH, "colorapp.yaml").unwrap().resources;
-    MeshView::from_manifests("colorapp", &manifests).unwrap()
+    let mut view = MeshView::from_manifests("colorapp", &manifests).unwrap();
+    // red's registered instances: one of another version (not selected), one draining.
+    let instance = |address: &str, version: &str, health| Instance {
+        address: address.into(),
+        port: 9080,
+        attributes: [("version".to_string(), version.to_string())].into(),
+        health,
+    };
+    view.instances.insert(
+        "red".into(),
+        [
+            (
+                "r1".to_string(),
+                instance("127.0.0.11", "v2", Health::Healthy),
+            ),
+            (
+                "r2".to_string(),
+                instance("127.0.0.12", "v1", Health::Healthy),
+            ),
+            (
+                "r3".to_string(),
+                instance("127.0.0.13", "v2", Health::Draining),
+            ),
+        ]
+        .into(),
+    );
+    view
 }
 
 /// Compares `got` with the golden file `name` (or writes it).
@@ -50,6 +77,14 @@ fn decodes(r: &Resources) {
             "envoy.config.cluster.v3.Cluster",
         )
         .unwrap_or_else(|e| panic!("{}: {e}", c["name"]));
+    }
+    for e in &r.endpoints {
+        decode_message::<ferry_envoy_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment>(
+            &e.to_string(),
+            Format::Json,
+            "envoy.config.endpoint.v3.ClusterLoadAssignment",
+        )
+        .unwrap_or_else(|e2| panic!("{}: {e2}", e["cluster_name"]));
     }
     for rc in &r.route_configurations {
         decode_message::<config::route::v3::RouteConfiguration>(
@@ -124,6 +159,26 @@ fn a_virtual_node_becomes_its_proxys_listeners_clusters_and_routes() {
         2
     );
     assert_eq!(blue["lb_policy"], "RING_HASH");
+    // red's instances of its version, with their health, by EDS.
+    let red = &front.endpoints[0];
+    assert_eq!(red["cluster_name"], "colorapp/red/9080");
+    let addresses: Vec<(&str, &str)> = red["endpoints"][0]["lb_endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["endpoint"]["address"]["socket_address"]["address"]
+                    .as_str()
+                    .unwrap(),
+                e["health_status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        addresses,
+        [("127.0.0.11", "HEALTHY"), ("127.0.0.13", "DRAINING")]
+    );
     // ferry's proxies get what ferry has, and notes.
     let no_cors = Options {
         proxy: Proxy::Ferry,
