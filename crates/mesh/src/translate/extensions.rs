@@ -223,7 +223,9 @@ pub(super) fn route(
         uses.fault = true;
     }
     if let Some(r) = &ext.rate_limit {
-        per_filter.insert(RATE_LIMIT.into(), rate_limit(r, "route_rate_limit"));
+        // Stats of its own per route (`<route>.http_local_rate_limit.*`).
+        let prefix = format!("route_{}", route["name"].as_str().unwrap_or_default());
+        per_filter.insert(RATE_LIMIT.into(), rate_limit(r, &prefix));
         uses.rate_limit = true;
     }
     if let Some(c) = &ext.cors {
@@ -391,6 +393,12 @@ pub(super) fn outlier(ext: &OutlierDetectionExtensions, detection: &mut Value) {
         if let Some(v) = value {
             detection[field] = json!(v);
         }
+    }
+    // A gateway failure count ejects (Envoy enforces it at 0% unless told).
+    if ext.consecutive_gateway_failure.is_some()
+        && ext.enforcing_consecutive_gateway_failure.is_none()
+    {
+        detection["enforcing_consecutive_gateway_failure"] = json!(100);
     }
     if let Some(b) = ext.split_external_local_origin_errors {
         detection["split_external_local_origin_errors"] = json!(b);

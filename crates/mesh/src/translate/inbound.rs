@@ -1,6 +1,6 @@
 //! A virtual node's inbound side: per listener, an ingress listener that forwards to
-//! the local app, with the listener's timeout, its connection pool as the local
-//! cluster's circuit breakers, and its health check of the local app.
+//! the local app, with the listener's timeout and its connection pool as the local
+//! cluster's circuit breakers.
 
 use super::{
     duration, http2_upstream, http_connection_manager, listener, millis, typed, Options, Resources,
@@ -10,7 +10,13 @@ use crate::model::PortProtocol;
 use serde_json::{json, Value};
 
 /// Adds the ingress listeners and local clusters of `spec` to `out`.
-pub(super) fn translate(spec: &VirtualNodeSpec, options: &Options, out: &mut Resources) {
+pub(super) fn translate(
+    mesh: &str,
+    node: &str,
+    spec: &VirtualNodeSpec,
+    options: &Options,
+    out: &mut Resources,
+) {
     // The first listener at the ingress port, further ones at the next ports (never
     // the egress listener's).
     let mut ports = (options.ingress_port..=u16::MAX).filter(|p| *p != options.egress_port);
@@ -23,7 +29,9 @@ pub(super) fn translate(spec: &VirtualNodeSpec, options: &Options, out: &mut Res
             ));
             continue;
         };
-        let cluster = format!("cds_ingress_{port}");
+        let protocol = serde_json::to_value(l.port_mapping.protocol).unwrap_or_default();
+        let protocol = protocol.as_str().unwrap_or_default();
+        let cluster = format!("cds_ingress_{mesh}_{node}_{protocol}_{port}");
         let filter = match l.port_mapping.protocol {
             PortProtocol::Tcp => tcp_proxy(l, &cluster),
             _ => {
@@ -98,7 +106,8 @@ fn tcp_proxy(l: &Listener, cluster: &str) -> Value {
 }
 
 /// The local app's cluster: `127.0.0.1:<port>`, with the listener's connection pool
-/// and health check.
+/// (App Mesh's defaults otherwise). The listener's health check is the callers'
+/// (their clusters for this node check it), as App Mesh does.
 fn local_cluster(l: &Listener, name: &str) -> Value {
     let mut cluster = json!({
         "name": name,
@@ -118,18 +127,26 @@ fn local_cluster(l: &Listener, name: &str) -> Value {
     ) {
         cluster["typed_extension_protocol_options"] = http2_upstream();
     }
-    if let Some(pool) = &l.connection_pool {
-        cluster["circuit_breakers"] = json!({"thresholds": [thresholds(pool)]});
-    }
-    if let Some(h) = &l.health_check {
-        cluster["health_checks"] = json!([health_check(h)]);
-    }
+    cluster["circuit_breakers"] = json!({"thresholds": [thresholds(l.connection_pool.as_ref())]});
     cluster
 }
 
-/// App Mesh's connection pool as Envoy's circuit breaker thresholds.
-pub(super) fn thresholds(pool: &ConnectionPool) -> Value {
-    let mut t = json!({});
+/// What App Mesh sets every circuit breaker threshold to (rather than Envoy's 1,024)
+/// unless a connection pool says otherwise.
+pub(super) const UNLIMITED: u32 = 2_147_483_647;
+
+/// App Mesh's circuit breaker thresholds: its defaults, with the connection pool's
+/// limits (an HTTP pool without `maxPendingRequests` leaves it unlimited, as App Mesh).
+pub(super) fn thresholds(pool: Option<&ConnectionPool>) -> Value {
+    let mut t = json!({
+        "max_connections": UNLIMITED,
+        "max_pending_requests": UNLIMITED,
+        "max_requests": UNLIMITED,
+        "max_retries": UNLIMITED,
+    });
+    let Some(pool) = pool else {
+        return t;
+    };
     if let Some(h) = &pool.http {
         t["max_connections"] = json!(h.max_connections);
         if let Some(p) = h.max_pending_requests {
@@ -145,8 +162,9 @@ pub(super) fn thresholds(pool: &ConnectionPool) -> Value {
     t
 }
 
-/// App Mesh's health check as Envoy's active health check.
-fn health_check(h: &HealthCheckPolicy) -> Value {
+/// App Mesh's health check as Envoy's active health check (its `port` is the
+/// listener's, which App Mesh requires).
+pub(super) fn health_check(h: &HealthCheckPolicy) -> Value {
     let mut check = json!({
         "timeout": millis(h.timeout_millis),
         "interval": millis(h.interval_millis),
@@ -161,9 +179,6 @@ fn health_check(h: &HealthCheckPolicy) -> Value {
         }
         PortProtocol::Grpc => check["grpc_health_check"] = json!({}),
         PortProtocol::Tcp => check["tcp_health_check"] = json!({}),
-    }
-    if let Some(port) = h.port {
-        check["alt_port"] = json!(port);
     }
     check
 }

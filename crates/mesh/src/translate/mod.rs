@@ -26,9 +26,12 @@
 //! changes, hash policies, retry back-off and budgets, load balancing policies, header
 //! limits, further outlier detection settings.
 //!
-//! Names follow App Mesh's Envoy configuration where it had them: `lds_ingress_<port>`,
-//! `lds_egress`, `rds_ingress_<port>`, `rds_egress`, `cds_ingress_<port>` (the local
-//! app), `cds_egress_<node>_<port>` (a target).
+//! Cluster names are App Mesh's: `cds_ingress_<mesh>_<node>_<protocol>_<port>` (the
+//! local app), `cds_egress_<mesh>_<node>_<protocol>_<port>` (a target); listeners and
+//! route configurations are `lds_ingress_<port>`, `lds_egress`, `rds_ingress_<port>`,
+//! `rds_egress`. As App Mesh, routes without a retry policy get its default one, and
+//! every cluster its circuit breaker defaults (2,147,483,647 rather than Envoy's
+//! 1,024) unless a connection pool says otherwise.
 
 mod extensions;
 pub mod inbound;
@@ -201,7 +204,7 @@ pub fn virtual_node(view: &MeshView, node: &str, options: &Options) -> Result<Re
         .get(node)
         .ok_or_else(|| format!("virtualNode {node} does not exist in mesh {}", view.name))?;
     let mut out = Resources::default();
-    inbound::translate(spec, options, &mut out);
+    inbound::translate(&view.name, node, spec, options, &mut out);
     outbound::translate(view, spec, options, &mut out);
     out.sort();
     Ok(out)

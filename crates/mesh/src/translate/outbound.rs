@@ -9,7 +9,7 @@ use crate::model::extensions::RouteExtensions;
 use crate::model::http_match::{HeaderMatcher, HttpRouteMatch};
 use crate::model::route::{GrpcRoute, HttpRoute, RetryPolicy, RouteAction, RouteSpec};
 use crate::model::virtual_node::{DnsResponseType, RequestTimeout, VirtualNodeSpec};
-use crate::model::PortProtocol;
+use crate::model::{IpPreference, PortProtocol};
 use serde_json::{json, Value};
 
 /// Adds the egress listener, its route configuration and the target clusters of the
@@ -52,6 +52,28 @@ enum Target {
     Route(Value, Vec<String>),
     /// Nowhere: every weight is 0, which App Mesh allows and Envoy does not (a 503).
     Unavailable,
+}
+
+/// How specific a route's path match is: an exact or regex path above any prefix, a
+/// longer prefix above a shorter one.
+fn specificity(r: &RouteSpec) -> usize {
+    let m = r
+        .http_route
+        .as_ref()
+        .or(r.http2_route.as_ref())
+        .map(|h| &h.matcher);
+    match m {
+        Some(m) if m.path.is_some() => usize::MAX,
+        Some(m) => m.prefix.as_ref().map_or(0, String::len),
+        None => {
+            let g = r.grpc_route.as_ref().map(|g| &g.matcher);
+            match g {
+                Some(g) if g.method_name.is_some() => usize::MAX,
+                Some(g) if g.service_name.is_some() => 1,
+                _ => 0,
+            }
+        }
+    }
 }
 
 /// The domains of `service` on `port`: its name with the port, and without it when the
@@ -116,9 +138,17 @@ impl Egress<'_> {
         };
         let empty = Default::default();
         let routes = view.routes.get(router).unwrap_or(&empty);
-        // By priority (0 first; without one, after those with one), then by name.
+        // By priority (0 first; without one, after those with one); within one
+        // priority the more specific first, as App Mesh ordered routes before it had
+        // priorities (exact paths, then longer prefixes), then by name.
         let mut ordered: Vec<(&String, &RouteSpec)> = routes.iter().collect();
-        ordered.sort_by_key(|(name, r)| (r.priority.unwrap_or(u32::MAX), (*name).clone()));
+        ordered.sort_by_key(|(name, r)| {
+            (
+                r.priority.unwrap_or(u32::MAX),
+                std::cmp::Reverse(specificity(r)),
+                (*name).clone(),
+            )
+        });
         let only = spec.listeners.len() == 1;
         for l in &spec.listeners {
             let port = l.port_mapping.port;
@@ -162,7 +192,10 @@ impl Egress<'_> {
             hosts.push(json!({
                 "name": format!("{service}_{port}"),
                 "domains": domains(service, port, only),
-                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster}}],
+                "routes": [{"match": {"prefix": "/"}, "route": {
+                    "cluster": cluster,
+                    "retry_policy": default_retry_policy(),
+                }}],
             }));
         }
     }
@@ -223,11 +256,17 @@ impl Egress<'_> {
         ext: &RouteExtensions,
         grpc: bool,
     ) -> Option<Value> {
-        let mut route = match self.weighted(action)? {
+        // A target that cannot be reached makes the route a 503 (noted), rather than
+        // let its requests fall through to routes after it.
+        let target = self.weighted(action).unwrap_or(Target::Unavailable);
+        let mut route = match target {
             Target::Unavailable => {
                 json!({"name": name, "match": matcher, "direct_response": {"status": 503}})
             }
             Target::Route(mut action, clusters) => {
+                if retry.is_none() {
+                    action["retry_policy"] = default_retry_policy();
+                }
                 if let Some(p) = retry {
                     action["retry_policy"] = retry_policy(p, grpc);
                     extensions::retry(&p.extensions, &mut action["retry_policy"]);
@@ -239,8 +278,9 @@ impl Egress<'_> {
                 json!({"name": name, "match": matcher, "route": action})
             }
         };
+        // A mirror that cannot be reached is left out (noted); the route stays.
         let mirror = match &ext.mirror {
-            Some(m) => Some(self.target_cluster(&m.virtual_node, None)?),
+            Some(m) => self.target_cluster(&m.virtual_node, None),
             None => None,
         };
         let (options, out) = (self.options, &mut *self.out);
@@ -320,7 +360,12 @@ impl Egress<'_> {
             return None;
         };
         let port = listener.port_mapping.port;
-        let name = format!("cds_egress_{node}_{port}");
+        let protocol = serde_json::to_value(listener.port_mapping.protocol).unwrap_or_default();
+        let name = format!(
+            "cds_egress_{}_{node}_{}_{port}",
+            view.name,
+            protocol.as_str().unwrap_or_default()
+        );
         let discovery = spec.service_discovery.as_ref();
         let mut cluster = match discovery.and_then(|d| d.dns.as_ref()) {
             Some(dns) => {
@@ -328,9 +373,23 @@ impl Egress<'_> {
                     Some(DnsResponseType::Endpoints) => "STRICT_DNS",
                     _ => "LOGICAL_DNS",
                 };
+                // The node's IP preference, else the mesh's.
+                let preference = dns.ip_preference.or_else(|| {
+                    view.spec
+                        .service_discovery
+                        .as_ref()
+                        .and_then(|d| d.ip_preference)
+                });
+                let family = match preference {
+                    Some(IpPreference::Ipv4Only) => "V4_ONLY",
+                    Some(IpPreference::Ipv6Only) => "V6_ONLY",
+                    Some(IpPreference::Ipv4Preferred) => "V4_PREFERRED",
+                    Some(IpPreference::Ipv6Preferred) | None => "AUTO",
+                };
                 let mut c = json!({
                     "name": name,
                     "type": kind,
+                    "dns_lookup_family": family,
                     "load_assignment": {
                         "cluster_name": name,
                         "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
@@ -377,10 +436,19 @@ impl Egress<'_> {
         ) {
             cluster["typed_extension_protocol_options"] = http2_upstream();
         }
+        // App Mesh's circuit breaker defaults (callers' side), and the target
+        // listener's health check, checked by the callers as App Mesh does.
+        cluster["circuit_breakers"] = json!({"thresholds": [super::inbound::thresholds(None)]});
+        if let Some(h) = &listener.health_check {
+            cluster["health_checks"] = json!([super::inbound::health_check(h)]);
+        }
         if let Some(o) = &listener.outlier_detection {
+            // App Mesh's four settings describe consecutive 5xx ejection only: Envoy's
+            // success-rate ejection (on by default) stays off unless asked for.
             let mut detection = json!({
                 "consecutive_5xx": o.max_server_errors,
                 "max_ejection_percent": o.max_ejection_percent,
+                "enforcing_success_rate": 0,
             });
             if let Some(d) = duration(&o.interval) {
                 detection["interval"] = json!(d);
@@ -412,6 +480,25 @@ fn timeouts(action: &mut Value, timeout: Option<&RequestTimeout>) {
     }
 }
 
+/// The retry policy App Mesh gives a route that has none: twice, on another host, when
+/// the request cannot have been processed (connection failures, refused streams, 503,
+/// gRPC `unavailable`).
+fn default_retry_policy() -> Value {
+    json!({
+        "retry_on": "connect-failure,refused-stream,unavailable,retriable-status-codes",
+        "retriable_status_codes": [503],
+        "num_retries": 2,
+        "retry_host_predicate": [{
+            "name": "envoy.retry_host_predicates.previous_hosts",
+            "typed_config": typed(
+                "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
+                json!({}),
+            ),
+        }],
+        "host_selection_retry_max_attempts": "5",
+    })
+}
+
 /// App Mesh's retry events as Envoy's `retry_on`.
 fn retry_policy(p: &RetryPolicy, grpc: bool) -> Value {
     let mut on: Vec<&str> = Vec::new();
@@ -425,10 +512,8 @@ fn retry_policy(p: &RetryPolicy, grpc: bool) -> Value {
             "client-error" => "retriable-4xx",
             _ => "refused-stream",
         });
-    let tcp = p
-        .tcp_retry_events
-        .iter()
-        .flat_map(|_| ["connect-failure", "reset"]);
+    // A connection error is one before any processing of the request started.
+    let tcp = p.tcp_retry_events.iter().map(|_| "connect-failure");
     let grpc_events = p
         .grpc_retry_events
         .iter()
@@ -462,7 +547,7 @@ fn http_match(m: &HttpRouteMatch) -> Value {
     }
     if let Some(scheme) = &m.scheme {
         let scheme = serde_json::to_value(scheme).unwrap_or_default();
-        headers.push(json!({"name": "x-forwarded-proto", "string_match": {"exact": scheme}}));
+        headers.push(json!({"name": ":scheme", "string_match": {"exact": scheme}}));
     }
     if !headers.is_empty() {
         out["headers"] = json!(headers);

@@ -127,6 +127,28 @@ fn a_virtual_node_becomes_its_proxys_listeners_clusters_and_routes() {
         .map(|r| r["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["canary", "default", "dark"]);
+    // A route without a retry policy gets App Mesh's default one.
+    assert_eq!(
+        color["routes"][0]["route"]["retry_policy"]["retry_on"],
+        "connect-failure,refused-stream,unavailable,retriable-status-codes"
+    );
+    // Clusters have App Mesh's circuit breaker defaults; DNS clusters the lookup
+    // family of the IP preference; outlier detection without success-rate ejection.
+    let blue = front
+        .clusters
+        .iter()
+        .find(|c| c["name"] == "cds_egress_colorapp_blue_http2_9080")
+        .unwrap();
+    assert_eq!(
+        blue["circuit_breakers"]["thresholds"][0]["max_requests"],
+        2_147_483_647u32
+    );
+    assert_eq!(blue["dns_lookup_family"], "AUTO");
+    assert_eq!(blue["outlier_detection"]["enforcing_success_rate"], 0);
+    assert_eq!(
+        blue["outlier_detection"]["enforcing_consecutive_gateway_failure"],
+        100
+    );
     assert_eq!(
         color["domains"],
         json!(["color.colorapp.local", "color.colorapp.local:9080"])
@@ -152,7 +174,7 @@ fn a_virtual_node_becomes_its_proxys_listeners_clusters_and_routes() {
     let blue = front
         .clusters
         .iter()
-        .find(|c| c["name"] == "cds_egress_blue_9080")
+        .find(|c| c["name"] == "cds_egress_colorapp_blue_http2_9080")
         .unwrap();
     assert_eq!(
         blue["circuit_breakers"]["thresholds"][0]["retry_budget"]["min_retry_concurrency"],
@@ -211,7 +233,7 @@ fn a_node_without_backends_has_an_empty_egress_and_dns_resolvers_are_given() {
     let dns = front
         .clusters
         .iter()
-        .find(|c| c["name"] == "cds_egress_blue_9080")
+        .find(|c| c["name"] == "cds_egress_colorapp_blue_http2_9080")
         .unwrap();
     assert_eq!(
         dns["typed_dns_resolver_config"]["typed_config"]["resolvers"][0]["socket_address"]
