@@ -12,6 +12,7 @@ pub mod instance;
 pub mod kind;
 pub mod mesh;
 pub mod route;
+pub mod service_discovery;
 pub mod tls;
 pub mod virtual_gateway;
 pub mod virtual_node;

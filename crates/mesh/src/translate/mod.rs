@@ -36,6 +36,7 @@
 mod extensions;
 pub mod inbound;
 pub mod outbound;
+mod route;
 
 use crate::manifest::Manifest;
 use crate::model::instance::Instance;
