@@ -26,6 +26,9 @@
 //! changes, hash policies, retry back-off and budgets, load balancing policies, header
 //! limits, further outlier detection settings.
 //!
+//! A virtual gateway's proxy is [`gateway`]'s: its listeners apply the gateway routes
+//! and hand over to an egress listener built as a sidecar's.
+//!
 //! Cluster names are App Mesh's: `cds_ingress_<mesh>_<node>_<protocol>_<port>` (the
 //! local app), `cds_egress_<mesh>_<node>_<protocol>_<port>` (a target); listeners and
 //! route configurations are `lds_ingress_<port>`, `lds_egress`, `rds_ingress_<port>`,
@@ -34,15 +37,20 @@
 //! 1,024) unless a connection pool says otherwise.
 
 mod extensions;
+pub mod gateway;
 pub mod inbound;
 pub mod outbound;
 mod route;
 
+pub use gateway::virtual_gateway;
+
 use crate::manifest::Manifest;
+use crate::model::gateway_route::GatewayRouteSpec;
 use crate::model::instance::Instance;
 use crate::model::kind::read_spec;
 use crate::model::mesh::MeshSpec;
 use crate::model::route::RouteSpec;
+use crate::model::virtual_gateway::VirtualGatewaySpec;
 use crate::model::virtual_node::{Duration, DurationUnit, VirtualNodeSpec};
 use crate::model::virtual_router::VirtualRouterSpec;
 use crate::model::virtual_service::VirtualServiceSpec;
@@ -65,6 +73,10 @@ pub struct MeshView {
     pub routers: BTreeMap<String, VirtualRouterSpec>,
     /// Routes by router, then name.
     pub routes: BTreeMap<String, BTreeMap<String, RouteSpec>>,
+    /// Virtual gateways by name.
+    pub gateways: BTreeMap<String, VirtualGatewaySpec>,
+    /// Gateway routes by gateway, then name.
+    pub gateway_routes: BTreeMap<String, BTreeMap<String, GatewayRouteSpec>>,
     /// Registered instances by virtual node, then id.
     pub instances: BTreeMap<String, BTreeMap<String, Instance>>,
 }
@@ -108,7 +120,17 @@ impl MeshView {
                     let route = read_spec(&spec).map_err(err)?;
                     view.routes.entry(router).or_default().insert(key, route);
                 }
-                // Gateways are translated by the gateway translator.
+                "VirtualGateway" => {
+                    view.gateways.insert(key, read_spec(&spec).map_err(err)?);
+                }
+                "GatewayRoute" => {
+                    let gateway = m.metadata.virtual_gateway.clone().unwrap_or_default();
+                    let route = read_spec(&spec).map_err(err)?;
+                    view.gateway_routes
+                        .entry(gateway)
+                        .or_default()
+                        .insert(key, route);
+                }
                 _ => {}
             }
         }

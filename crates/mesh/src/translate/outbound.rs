@@ -1,6 +1,6 @@
-//! A virtual node's outbound side: the egress listener, whose virtual hosts are the
-//! node's backend virtual services, routed as their providers say, and a cluster per
-//! target virtual node and port.
+//! A proxy's outbound side: the egress listener, whose virtual hosts are the virtual
+//! services it calls (a node's backends, a gateway's targets), routed as their
+//! providers say, and a cluster per target virtual node and port.
 
 use super::extensions::{self, Uses};
 use super::route::{default_retry_policy, header, http_match, retry_policy, specificity, timeouts};
@@ -20,13 +20,25 @@ pub(super) fn translate(
     options: &Options,
     out: &mut Resources,
 ) {
+    let backends: Vec<&str> = spec
+        .backends
+        .iter()
+        .filter_map(|b| b.virtual_service.as_ref())
+        .map(|b| b.virtual_service_name.as_str())
+        .collect();
+    egress(view, backends, options, out);
+}
+
+/// Adds an egress listener that routes to the virtual services `backends` (a node's
+/// backends, a gateway's targets), its route configuration and their clusters.
+pub(super) fn egress(view: &MeshView, backends: Vec<&str>, options: &Options, out: &mut Resources) {
     let mut egress = Egress {
         view,
         options,
         out,
         uses: Uses::default(),
     };
-    let hosts = egress.virtual_hosts(spec);
+    let hosts = egress.virtual_hosts(backends);
     let filters = extensions::http_filters(egress.uses);
     let route_config = json!({"name": "rds_egress", "virtual_hosts": hosts});
     out.listeners.push(listener(
@@ -69,14 +81,8 @@ impl Egress<'_> {
         self.out.notes.push(note);
     }
 
-    /// The virtual hosts of the node's backend virtual services.
-    fn virtual_hosts(&mut self, spec: &VirtualNodeSpec) -> Vec<Value> {
-        let mut backends: Vec<&str> = spec
-            .backends
-            .iter()
-            .filter_map(|b| b.virtual_service.as_ref())
-            .map(|b| b.virtual_service_name.as_str())
-            .collect();
+    /// The virtual hosts of the virtual services `backends`.
+    fn virtual_hosts(&mut self, mut backends: Vec<&str>) -> Vec<Value> {
         backends.sort_unstable();
         backends.dedup();
         let mut hosts = Vec::new();

@@ -245,3 +245,48 @@ fn a_node_without_backends_has_an_empty_egress_and_dns_resolvers_are_given() {
         "virtualNode nope does not exist in mesh colorapp"
     );
 }
+
+#[test]
+fn a_virtual_gateway_applies_its_routes_then_routes_as_a_sidecar() {
+    let view = view();
+    let gateway = virtual_gateway(&view, "ingress", &Options::default()).unwrap();
+    decodes(&gateway);
+    golden("colorapp-ingress", &gateway.to_json());
+    let ingress = gateway
+        .listeners
+        .iter()
+        .find(|l| l["name"] == "lds_ingress_8088")
+        .unwrap();
+    assert_eq!(ingress["address"]["socket_address"]["port_value"], 8088);
+    let routes = &ingress["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
+        ["virtual_hosts"][0]["routes"];
+    let names: Vec<&str> = routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    // By priority, then the more specific (an exact path, then the longer prefix).
+    assert_eq!(names, ["to-color", "to-red", "to-color-v2"]);
+    let to_color = &routes[0]["route"];
+    assert_eq!(to_color["host_rewrite_literal"], "color.colorapp.local");
+    assert_eq!(to_color["prefix_rewrite"], "/");
+    assert_eq!(
+        to_color["cluster"],
+        "cds_ingress_colorapp_ingress_self_redirect_http_15001"
+    );
+    let to_red = &routes[1]["route"];
+    assert!(to_red.get("host_rewrite_literal").is_none());
+    assert_eq!(to_red["regex_rewrite"]["substitution"], "/color");
+    assert_eq!(
+        routes[2]["route"]["host_rewrite_literal"],
+        "color.colorapp.local:9080"
+    );
+    assert_eq!(routes[2]["route"]["prefix_rewrite"], "/color/");
+    // The egress side is a sidecar's: the targets' virtual hosts and clusters.
+    assert!(gateway.listeners.iter().any(|l| l["name"] == "lds_egress"));
+    assert!(gateway
+        .clusters
+        .iter()
+        .any(|c| c["name"] == "cds_egress_colorapp_blue_http2_9080"));
+}
