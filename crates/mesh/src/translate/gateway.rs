@@ -79,6 +79,7 @@ pub fn virtual_gateway(
         .map(|t| t.virtual_service.virtual_service_name.as_str())
         .collect();
     super::outbound::egress(view, targets, options, &mut out);
+    super::access_log(spec.logging.as_ref(), &mut out);
     out.sort();
     Ok(out)
 }

@@ -51,7 +51,7 @@ use crate::model::kind::read_spec;
 use crate::model::mesh::MeshSpec;
 use crate::model::route::RouteSpec;
 use crate::model::virtual_gateway::VirtualGatewaySpec;
-use crate::model::virtual_node::{Duration, DurationUnit, VirtualNodeSpec};
+use crate::model::virtual_node::{Duration, DurationUnit, Logging, VirtualNodeSpec};
 use crate::model::virtual_router::VirtualRouterSpec;
 use crate::model::virtual_service::VirtualServiceSpec;
 use serde_json::{json, Value};
@@ -229,8 +229,48 @@ pub fn virtual_node(view: &MeshView, node: &str, options: &Options) -> Result<Re
     let mut out = Resources::default();
     inbound::translate(&view.name, node, spec, options, &mut out);
     outbound::translate(view, spec, options, &mut out);
+    access_log(spec.logging.as_ref(), &mut out);
     out.sort();
     Ok(out)
+}
+
+/// A proxy's `logging.accessLog` on every connection manager and TCP proxy of its
+/// listeners, inbound and outbound (as App Mesh): Envoy's file access log, with the
+/// `text` format or the `json` one (Envoy's default format without either).
+pub(crate) fn access_log(logging: Option<&Logging>, out: &mut Resources) {
+    let Some(file) = logging
+        .and_then(|l| l.access_log.as_ref())
+        .and_then(|a| a.file.as_ref())
+    else {
+        return;
+    };
+    let mut config = json!({"path": file.path});
+    if let Some(format) = &file.format {
+        if let Some(text) = &format.text {
+            config["log_format"] = json!({"text_format_source": {"inline_string": text}});
+        } else if let Some(fields) = &format.json {
+            let fields: serde_json::Map<String, Value> = fields
+                .iter()
+                .map(|f| (f.key.clone(), Value::String(f.value.clone())))
+                .collect();
+            config["log_format"] = json!({"json_format": fields});
+        }
+    }
+    let log = json!([{
+        "name": "envoy.access_loggers.file",
+        "typed_config": typed("envoy.extensions.access_loggers.file.v3.FileAccessLog", config),
+    }]);
+    for listener in &mut out.listeners {
+        for chain in listener["filter_chains"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
+            for filter in chain["filters"].as_array_mut().into_iter().flatten() {
+                filter["typed_config"]["access_log"] = log.clone();
+            }
+        }
+    }
 }
 
 /// An App Mesh duration in milliseconds; `None` when unset.

@@ -153,6 +153,15 @@ fn a_virtual_node_becomes_its_proxys_listeners_clusters_and_routes() {
         color["domains"],
         json!(["color.colorapp.local", "color.colorapp.local:9080"])
     );
+    // The node's access log, in its JSON format, on every listener (inbound and out).
+    for l in &front.listeners {
+        let log = &l["filter_chains"][0]["filters"][0]["typed_config"]["access_log"][0];
+        assert_eq!(
+            log["typed_config"]["log_format"]["json_format"]["status"], "%RESPONSE_CODE%",
+            "{}",
+            l["name"]
+        );
+    }
     // The extensions: the egress manager has the filters its routes use, before its
     // router; the retry budget is on the targets' clusters.
     let filters: Vec<&str> = egress["filter_chains"][0]["filters"][0]["typed_config"]
@@ -283,6 +292,9 @@ fn a_virtual_gateway_applies_its_routes_then_routes_as_a_sidecar() {
         "color.colorapp.local:9080"
     );
     assert_eq!(routes[2]["route"]["prefix_rewrite"], "/color/");
+    // The gateway's access log, on its listeners.
+    let log = &ingress["filter_chains"][0]["filters"][0]["typed_config"]["access_log"][0];
+    assert_eq!(log["typed_config"]["path"], "/dev/stdout");
     // The egress side is a sidecar's: the targets' virtual hosts and clusters.
     assert!(gateway.listeners.iter().any(|l| l["name"] == "lds_egress"));
     assert!(gateway
