@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use ferry_mesh::manifest::Manifest;
+use ferry_mesh::manifest::{camel, Manifest};
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -288,10 +288,9 @@ pub fn describe(args: DescribeArgs) -> anyhow::Result<i32> {
             .as_deref()
             .context("--mesh: is required for a resource of a mesh")?;
         let mesh = percent_encode(mesh);
-        let mut collection = format!("{kind}s");
-        if let Some(first) = collection.get_mut(..1) {
-            first.make_ascii_lowercase();
-        }
+        let collection = ferry_mesh::model::kind::Kind::by_name(&camel(kind))
+            .map(|k| k.collection)
+            .unwrap_or_default();
         match kind {
             "Route" => {
                 let r = args
@@ -411,15 +410,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
 
 /// A path segment or query value, percent-encoded.
 fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    ferry_mesh::api::auth::uri_encode(s, false)
 }
 
 #[cfg(test)]

@@ -116,44 +116,36 @@ const GATEWAYS: &[&str] = &[
     r#"{"operations":["CreateGatewayRoute","CreateMesh","CreateVirtualGateway","CreateVirtualNode","CreateVirtualService","DeleteGatewayRoute","DeleteVirtualGateway","DescribeGatewayRoute","DescribeVirtualGateway","ListGatewayRoutes","ListVirtualGateways","UpdateGatewayRoute","UpdateVirtualGateway"],"step":"validated against botocore's model"}"#,
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn boto3_drives_the_mesh_operations() {
+/// What `scenario` prints against a control plane on a new embedded store.
+async fn on_embedded(scenario: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let cp = ControlPlane::start(dir.path()).await;
-    let got = boto3(&cp.endpoint, "meshes");
-    assert_eq!(got, MESHES);
+    boto3(&cp.endpoint, scenario)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_drives_the_mesh_operations() {
+    assert_eq!(on_embedded("meshes").await, MESHES);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_drives_virtual_services_routers_and_tags_with_app_mesh_rules() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let cp = ControlPlane::start(dir.path()).await;
-    let got = boto3(&cp.endpoint, "resources");
-    assert_eq!(got, RESOURCES);
+    assert_eq!(on_embedded("resources").await, RESOURCES);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_drives_virtual_nodes_with_app_mesh_ranges() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let cp = ControlPlane::start(dir.path()).await;
-    let got = boto3(&cp.endpoint, "nodes");
-    assert_eq!(got, NODES);
+    assert_eq!(on_embedded("nodes").await, NODES);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_drives_routes_with_app_mesh_rules() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let cp = ControlPlane::start(dir.path()).await;
-    let got = boto3(&cp.endpoint, "routes");
-    assert_eq!(got, ROUTES);
+    assert_eq!(on_embedded("routes").await, ROUTES);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_drives_virtual_gateways_and_gateway_routes() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let cp = ControlPlane::start(dir.path()).await;
-    let got = boto3(&cp.endpoint, "gateways");
-    assert_eq!(got, GATEWAYS);
+    assert_eq!(on_embedded("gateways").await, GATEWAYS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

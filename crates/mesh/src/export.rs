@@ -34,11 +34,7 @@ pub fn export(resources: &[Manifest], format: &str) -> Result<String, String> {
 
 /// The member that names a resource of `kind` (`virtualNodeName`).
 fn name_member(kind: &str) -> String {
-    let mut member = format!("{kind}Name");
-    if let Some(first) = member.get_mut(..1) {
-        first.make_ascii_lowercase();
-    }
-    member
+    crate::manifest::camel(&format!("{kind}Name"))
 }
 
 /// The create operation's input for `m` (`aws appmesh create-… --cli-input-json`).

@@ -80,11 +80,7 @@ impl Manifest {
         if self.kind == "Mesh" {
             return Ok(None);
         }
-        let mut name = self.kind.clone();
-        if let Some(first) = name.get_mut(..1) {
-            first.make_ascii_lowercase();
-        }
-        match Kind::by_name(&name) {
+        match Kind::by_name(&camel(&self.kind)) {
             Some(k) if KIND_ORDER.contains(&self.kind.as_str()) => Ok(Some(k)),
             _ => Err(format!(
                 "kind: {:?} is not one of {}",
@@ -143,6 +139,25 @@ impl Manifest {
             format!("{}: {} {name}", self.source, self.kind)
         }
     }
+}
+
+/// `VirtualNode` → `virtualNode`: App Mesh's type names and the API's names of kinds
+/// and members differ by their first letter.
+pub fn camel(name: &str) -> String {
+    let mut out = name.to_string();
+    if let Some(first) = out.get_mut(..1) {
+        first.make_ascii_lowercase();
+    }
+    out
+}
+
+/// `virtualNode` → `VirtualNode` (the inverse of [`camel`]).
+pub fn pascal(name: &str) -> String {
+    let mut out = name.to_string();
+    if let Some(first) = out.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    out
 }
 
 /// Sorts manifests into the order an apply creates them (stable: the files' order

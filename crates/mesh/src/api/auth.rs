@@ -11,6 +11,7 @@
 
 use crate::ApiError;
 use http::request::Parts;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use ring::{digest, hmac};
 
 /// How far a signature's time may be from the server's.
@@ -170,17 +171,25 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// AWS's URI encoding: everything but `A-Za-z0-9-_.~` (and `/` when `keep_slash`).
-fn uri_encode(s: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || (keep_slash && b == b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+/// What AWS's URI encoding leaves as it is: `A-Za-z0-9-_.~`.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// The same, and `/` (a path's separators).
+const UNRESERVED_AND_SLASH: &AsciiSet = &UNRESERVED.remove(b'/');
+
+/// AWS's URI encoding (SigV4's, and what the `ferry` commands put in paths and
+/// queries): everything but `A-Za-z0-9-_.~` (and `/` when `keep_slash`), as `%XX`.
+pub fn uri_encode(s: &str, keep_slash: bool) -> String {
+    let set = if keep_slash {
+        UNRESERVED_AND_SLASH
+    } else {
+        UNRESERVED
+    };
+    utf8_percent_encode(s, set).to_string()
 }
 
 /// Checks `sig` against the request as `credential` would have signed it.

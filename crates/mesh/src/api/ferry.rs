@@ -281,12 +281,8 @@ fn manifest_of(kind: &Kind, stored: Stored<Value>) -> Manifest {
     let data = stored.data;
     let text = |member: &str| data[member].as_str().map(str::to_string);
     let parent = kind.parent.and_then(|p| text(p.name_member));
-    let mut kind_name = kind.name.to_string();
-    if let Some(first) = kind_name.get_mut(..1) {
-        first.make_ascii_uppercase();
-    }
     Manifest {
-        kind: kind_name,
+        kind: crate::manifest::pascal(kind.name),
         metadata: Metadata {
             name: text(kind.name_member).unwrap_or_default(),
             mesh: text("meshName"),

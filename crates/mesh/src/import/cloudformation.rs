@@ -38,11 +38,7 @@ pub fn api_member(property: &str) -> String {
     if let Some((_, api)) = ACRONYMS.iter().find(|(cfn, _)| *cfn == property) {
         return api.to_string();
     }
-    let mut out = property.to_string();
-    if let Some(first) = out.get_mut(..1) {
-        first.make_ascii_lowercase();
-    }
-    out
+    crate::manifest::camel(property)
 }
 
 /// The CloudFormation property for an API member (the inverse of [`api_member`]).
@@ -50,11 +46,7 @@ pub fn cfn_property(member: &str) -> String {
     if let Some((cfn, _)) = ACRONYMS.iter().find(|(_, api)| *api == member) {
         return cfn.to_string();
     }
-    let mut out = member.to_string();
-    if let Some(first) = out.get_mut(..1) {
-        first.make_ascii_uppercase();
-    }
-    out
+    crate::manifest::pascal(member)
 }
 
 /// Whether a document is a CloudFormation template.

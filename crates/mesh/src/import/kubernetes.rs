@@ -18,7 +18,7 @@
 //!   select Kubernetes objects, which a control plane outside Kubernetes has not:
 //!   noted, not applied.
 
-use crate::manifest::{Manifest, Metadata};
+use crate::manifest::{pascal, Manifest, Metadata};
 use serde_json::{Map, Value};
 
 /// The spec members that select Kubernetes objects (and `backendGroups`, which
@@ -362,15 +362,6 @@ impl Objects {
         }
         Ok(out)
     }
-}
-
-/// `virtualNode` → `VirtualNode`.
-fn pascal(kind: &str) -> String {
-    let mut out = kind.to_string();
-    if let Some(first) = out.get_mut(..1) {
-        first.make_ascii_uppercase();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! policy of the clusters that reach it, a local rate limit and header limits on its
 //! ingress; Envoy's further outlier detection settings.
 
+use super::route::string_match;
 use super::{duration, typed, Options, Proxy};
 use crate::model::extensions::listener::{LbPolicy, LoadBalancer};
 use crate::model::extensions::route::{Cors, FaultInjection, HashPolicy, Headers};
@@ -65,12 +66,9 @@ fn fraction(p: &Percentage) -> Value {
 /// A header condition as Envoy's `HeaderMatcher`.
 fn header_condition(h: &HeaderCondition) -> Value {
     let mut out = json!({"name": h.name});
-    match (&h.exact, &h.prefix, &h.suffix, &h.regex, h.present) {
-        (Some(v), ..) => out["string_match"] = json!({"exact": v}),
-        (_, Some(v), ..) => out["string_match"] = json!({"prefix": v}),
-        (_, _, Some(v), ..) => out["string_match"] = json!({"suffix": v}),
-        (_, _, _, Some(v), _) => out["string_match"] = json!({"safe_regex": {"regex": v}}),
-        (.., present) => out["present_match"] = json!(present.unwrap_or(true)),
+    match string_match(&h.exact, &h.prefix, &h.suffix, &h.regex) {
+        Some(m) => out["string_match"] = m,
+        None => out["present_match"] = json!(h.present.unwrap_or(true)),
     }
     if h.invert == Some(true) {
         out["invert_match"] = json!(true);
@@ -129,12 +127,8 @@ fn cors(c: &Cors) -> Value {
     let origins: Vec<Value> = c
         .allow_origins
         .iter()
-        .map(|o| match (&o.exact, &o.prefix, &o.suffix, &o.regex) {
-            (Some(v), ..) => json!({"exact": v}),
-            (_, Some(v), ..) => json!({"prefix": v}),
-            (_, _, Some(v), _) => json!({"suffix": v}),
-            (.., v) => json!({"safe_regex": {"regex": v}}),
-        })
+        // Exactly one is set (checked when stored).
+        .filter_map(|o| string_match(&o.exact, &o.prefix, &o.suffix, &o.regex))
         .collect();
     let mut config = json!({"allow_origin_string_match": origins});
     let lists = [

@@ -9,7 +9,7 @@
 //! the same clusters.
 
 use super::inbound::thresholds;
-use super::route::{header, http_match};
+use super::route::{header, http_match, string_match};
 use super::{http2_upstream, http_connection_manager, listener, MeshView, Options, Resources};
 use crate::model::gateway_route::{
     DefaultRewrite, GatewayRouteHostnameMatch, GatewayRouteHostnameRewrite, GatewayRouteSpec,
@@ -172,10 +172,9 @@ fn route(
 
 /// The `:authority` condition of a hostname match.
 fn hostname(h: &GatewayRouteHostnameMatch) -> Value {
-    match (&h.exact, &h.suffix) {
-        (Some(exact), _) => json!({"name": ":authority", "string_match": {"exact": exact}}),
-        (_, suffix) => json!({"name": ":authority", "string_match": {"suffix": suffix}}),
-    }
+    // Exactly one of them is set (checked when stored).
+    let m = string_match(&h.exact, &None, &h.suffix, &None);
+    json!({"name": ":authority", "string_match": m})
 }
 
 /// The route action: to the gateway's egress, with the host of the target unless the

@@ -138,14 +138,8 @@ pub(super) fn header(h: &HeaderMatcher) -> Value {
                 out["range_match"] =
                     json!({"start": r.start.to_string(), "end": r.end.to_string()});
             } else {
-                let string_match = match (&m.exact, &m.prefix, &m.suffix, &m.regex) {
-                    (Some(v), _, _, _) => json!({"exact": v}),
-                    (_, Some(v), _, _) => json!({"prefix": v}),
-                    (_, _, Some(v), _) => json!({"suffix": v}),
-                    (_, _, _, Some(v)) => json!({"safe_regex": {"regex": v}}),
-                    _ => json!({"prefix": ""}),
-                };
-                out["string_match"] = string_match;
+                out["string_match"] = string_match(&m.exact, &m.prefix, &m.suffix, &m.regex)
+                    .unwrap_or_else(|| json!({"prefix": ""}));
             }
         }
     }
@@ -153,4 +147,21 @@ pub(super) fn header(h: &HeaderMatcher) -> Value {
         out["invert_match"] = json!(true);
     }
     out
+}
+
+/// The first of `exact`, `prefix`, `suffix` and `regex` that is set, as Envoy's
+/// `StringMatcher`; `None` when none is.
+pub(super) fn string_match(
+    exact: &Option<String>,
+    prefix: &Option<String>,
+    suffix: &Option<String>,
+    regex: &Option<String>,
+) -> Option<Value> {
+    Some(match (exact, prefix, suffix, regex) {
+        (Some(v), ..) => json!({"exact": v}),
+        (_, Some(v), ..) => json!({"prefix": v}),
+        (_, _, Some(v), _) => json!({"suffix": v}),
+        (.., Some(v)) => json!({"safe_regex": {"regex": v}}),
+        _ => return None,
+    })
 }

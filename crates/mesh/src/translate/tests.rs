@@ -61,38 +61,28 @@ fn golden(name: &str, got: &Value) {
 /// Decodes every resource through Envoy's descriptors.
 fn decodes(r: &Resources) {
     use ferry_envoy_api::pb::envoy::config;
+    each_decodes::<config::listener::v3::Listener>(
+        &r.listeners,
+        "envoy.config.listener.v3.Listener",
+    );
+    each_decodes::<config::cluster::v3::Cluster>(&r.clusters, "envoy.config.cluster.v3.Cluster");
+    each_decodes::<config::endpoint::v3::ClusterLoadAssignment>(
+        &r.endpoints,
+        "envoy.config.endpoint.v3.ClusterLoadAssignment",
+    );
+    each_decodes::<config::route::v3::RouteConfiguration>(
+        &r.route_configurations,
+        "envoy.config.route.v3.RouteConfiguration",
+    );
+}
+
+/// Decodes each of `values` as the message `full_name`; a failure names the resource.
+fn each_decodes<T: prost::Message + Default>(values: &[Value], full_name: &str) {
     use ferry_envoy_api::{decode_message, Format};
-    for l in &r.listeners {
-        decode_message::<config::listener::v3::Listener>(
-            &l.to_string(),
-            Format::Json,
-            "envoy.config.listener.v3.Listener",
-        )
-        .unwrap_or_else(|e| panic!("{}: {e}", l["name"]));
-    }
-    for c in &r.clusters {
-        decode_message::<config::cluster::v3::Cluster>(
-            &c.to_string(),
-            Format::Json,
-            "envoy.config.cluster.v3.Cluster",
-        )
-        .unwrap_or_else(|e| panic!("{}: {e}", c["name"]));
-    }
-    for e in &r.endpoints {
-        decode_message::<ferry_envoy_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment>(
-            &e.to_string(),
-            Format::Json,
-            "envoy.config.endpoint.v3.ClusterLoadAssignment",
-        )
-        .unwrap_or_else(|e2| panic!("{}: {e2}", e["cluster_name"]));
-    }
-    for rc in &r.route_configurations {
-        decode_message::<config::route::v3::RouteConfiguration>(
-            &rc.to_string(),
-            Format::Json,
-            "envoy.config.route.v3.RouteConfiguration",
-        )
-        .unwrap_or_else(|e| panic!("{}: {e}", rc["name"]));
+    for v in values {
+        let name = v.get("name").or(v.get("cluster_name"));
+        decode_message::<T>(&v.to_string(), Format::Json, full_name)
+            .unwrap_or_else(|e| panic!("{name:?}: {e}"));
     }
 }
 
